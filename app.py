@@ -1,0 +1,26 @@
+"""CLIP Explorer: `python app.py [--model ... --port ...]` (also the Hugging Face Spaces entry point)."""
+from __future__ import annotations
+
+import argparse
+import logging
+
+from explorer.model import ModelSlot
+from explorer.settings import add_settings_arguments, load_settings
+from explorer.ui import build_app, launch_options
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run the CLIP Explorer web app.")
+    add_settings_arguments(parser)
+    settings = load_settings(parser.parse_args(argv))
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    slot = ModelSlot()
+    if slot.load(settings.model, settings.pretrained, settings.device, settings.precision) is None:
+        logging.error("%s The app starts anyway; load another model from the page.", slot.status())
+    else:
+        logging.info(slot.status())
+    build_app(settings, slot).queue(default_concurrency_limit=2).launch(**launch_options(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,381 @@
+"""The resident model: load any open_clip identifier, place it on a device, encode images and texts.
+
+Every embedding leaving this module is an L2-normalised float32 numpy array. Text encoding runs the
+transformer only over the tokens the prompts need (see `_encode_tokens_cut`), and text embeddings are
+cached per model, so adding one label encodes only that label's prompts.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import threading
+from collections import OrderedDict
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Hashable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+LOCAL_DIR = "local-dir:"
+HF_HUB = "hf-hub:"
+TEXT_CACHE_SIZE = 50_000
+IMAGE_CACHE_SIZE = 5_000
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded; the message names the model and says why."""
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """'auto' means CUDA, then Apple MPS, then CPU; anything else is taken as a torch device string."""
+    if requested and requested != "auto":
+        device = torch.device(requested)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ModelLoadError(f"device {requested!r} was asked for but CUDA is not available")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise ModelLoadError(f"device {requested!r} was asked for but Apple MPS is not available")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def pick_precision(device: torch.device, requested: str = "auto") -> str:
+    """fp32 on CPU; fp16 autocast on a GPU. Overridable with fp32, fp16 or bf16."""
+    if requested in (None, "", "auto"):
+        return "fp32" if device.type == "cpu" else "fp16"
+    if requested not in ("fp32", "fp16", "bf16"):
+        raise ModelLoadError(f"unknown precision {requested!r}: use auto, fp32, fp16 or bf16")
+    if requested == "fp16" and device.type == "cpu":
+        raise ModelLoadError("fp16 is not supported on the CPU: use fp32 or bf16")
+    return requested
+
+
+def describe(name: str, pretrained: str | None) -> str:
+    """The identifier a person would type: 'ViT-B-32 (laion2b_s34b_b79k)', 'local-dir:/x', 'hf-hub:o/r'."""
+    if name.startswith((LOCAL_DIR, HF_HUB)) or not pretrained:
+        return name
+    return f"{name} ({pretrained})"
+
+
+def check_identifier(name: str, pretrained: str | None) -> None:
+    """Cheap checks that catch typos before anything heavy happens (or the resident model is freed)."""
+    import open_clip
+
+    if not name or not name.strip():
+        raise ModelLoadError("no model name was given")
+    if name.startswith(LOCAL_DIR):
+        folder = Path(name[len(LOCAL_DIR):]).expanduser()
+        if not folder.is_dir():
+            raise ModelLoadError(f"{name}: folder not found")
+        if not (folder / "open_clip_config.json").is_file():
+            raise ModelLoadError(f"{name}: no open_clip_config.json in that folder")
+        if not any(any(folder.glob(pattern)) for pattern in ("*.safetensors", "*.bin", "*.pth", "*.pt")):
+            raise ModelLoadError(f"{name}: no weights file (.safetensors, .bin, .pth) in that folder")
+        return
+    if name.startswith(HF_HUB):
+        if "/" not in name[len(HF_HUB):]:
+            raise ModelLoadError(f"{name}: expected hf-hub:organisation/repository")
+        return
+    if name not in open_clip.list_models():
+        raise ModelLoadError(f"{name}: not an open_clip model name (see open_clip.list_models())")
+    if pretrained and not os.path.isfile(pretrained):
+        tags = open_clip.list_pretrained_tags_by_model(name)
+        if pretrained not in tags:
+            raise ModelLoadError(
+                f"{describe(name, pretrained)}: {pretrained!r} is neither a checkpoint file nor a pretrained tag "
+                f"of {name} (known tags: {', '.join(tags) or 'none'})")
+
+
+def _explain_load_failure(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    lowered = text.lower()
+    if any(word in lowered for word in ("connection", "offline", "resolve", "network", "download", "hub")):
+        home = os.environ.get("HF_HOME", "~/.cache/huggingface")
+        text += (f" — weights come from the Hugging Face Hub on first use and are cached under {home}; "
+                 "this machine could not fetch them and they are not cached")
+    return text.splitlines()[0] if len(text) > 600 else text
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What an index or a cache needs to know about the model that made an embedding."""
+    name: str
+    pretrained: str | None
+    embed_dim: int
+    image_size: int
+    preprocess: tuple  # (mean, std, interpolation, resize_mode) as JSON-friendly values
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "pretrained": self.pretrained, "embed_dim": self.embed_dim,
+                "image_size": self.image_size, "preprocess": list(self.preprocess)}
+
+    def describe(self) -> str:
+        return describe(self.name, self.pretrained)
+
+
+class _LRU:
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._items: OrderedDict[Hashable, np.ndarray] = OrderedDict()
+
+    def get(self, key):
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key, value) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class ClipModel:
+    """One loaded open_clip model with its preprocessing, tokenizer and embedding caches."""
+
+    def __init__(self, name: str, pretrained: str | None, model: torch.nn.Module, preprocess: Callable,
+                 tokenizer: Callable, device: torch.device, precision: str):
+        self.name = name
+        self.pretrained = pretrained
+        self.model = model
+        self.preprocess = preprocess
+        self.tokenizer = tokenizer
+        self.device = device
+        self.precision = precision
+        self.embed_dim = int(_embed_dim(model))
+        size = getattr(model.visual, "image_size", 224)
+        self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
+        self.logit_scale = float(model.logit_scale.detach().float().exp().reshape(-1)[0])
+        bias = getattr(model, "logit_bias", None)
+        self.logit_bias = None if bias is None else float(bias.detach().float().reshape(-1)[0])
+        self.uses_text_cut = _supports_text_cut(model)
+        self._lock = threading.RLock()
+        self._text_cache = _LRU(TEXT_CACHE_SIZE)
+        self._image_cache = _LRU(IMAGE_CACHE_SIZE)
+        self.text_encodes = 0  # texts actually run through the text tower (tests and benchmarks read it)
+
+    @property
+    def identifier(self) -> str:
+        return describe(self.name, self.pretrained)
+
+    @property
+    def identity(self) -> ModelIdentity:
+        cfg = getattr(self.model.visual, "preprocess_cfg", {}) or {}
+        preprocess = (list(cfg.get("mean", ())), list(cfg.get("std", ())),
+                      cfg.get("interpolation"), cfg.get("resize_mode"))
+        return ModelIdentity(self.name, self.pretrained, self.embed_dim, self.image_size, tuple(preprocess))
+
+    def _autocast(self):
+        if self.precision == "fp32":
+            return nullcontext()
+        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    # ---- images -------------------------------------------------------------------------------
+    def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
+        """Encode a batch of already-preprocessed images [N, 3, H, W] in one forward pass."""
+        with self._lock, torch.inference_mode(), self._autocast():
+            features = self.model.encode_image(pixels.to(self.device, non_blocking=True))
+            return F.normalize(features.float(), dim=-1).cpu().numpy().astype(np.float32, copy=False)
+
+    def encode_images(self, images: Sequence[Image.Image], batch_size: int = 32,
+                      keys: Sequence[Hashable] | None = None) -> np.ndarray:
+        """Encode PIL images -> [N, D]. With `keys` (e.g. content hashes), repeated images are not re-encoded."""
+        out = np.zeros((len(images), self.embed_dim), dtype=np.float32)
+        todo = list(range(len(images)))
+        if keys is not None:
+            todo = []
+            for i, key in enumerate(keys):
+                hit = None if key is None else self._image_cache.get(key)
+                if hit is None:
+                    todo.append(i)
+                else:
+                    out[i] = hit
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start:start + batch_size]
+            pixels = torch.stack([self.preprocess(images[i]) for i in chunk])
+            out[chunk] = self.encode_pixels(pixels)
+            if keys is not None:
+                for i in chunk:
+                    if keys[i] is not None:
+                        self._image_cache.put(keys[i], out[i].copy())
+        return out
+
+    # ---- texts --------------------------------------------------------------------------------
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        """Encode texts -> [N, D]; cached by text, so only unseen texts reach the model."""
+        out = np.zeros((len(texts), self.embed_dim), dtype=np.float32)
+        missing: dict[str, list[int]] = {}
+        with self._lock:
+            for i, text in enumerate(texts):
+                hit = self._text_cache.get(text)
+                if hit is None:
+                    missing.setdefault(text, []).append(i)
+                else:
+                    out[i] = hit
+            if missing:
+                unique = list(missing)
+                encoded = self._encode_uncached(unique, batch_size)
+                for text, row in zip(unique, encoded):
+                    self._text_cache.put(text, row)
+                    out[missing[text]] = row
+        return out
+
+    def _encode_uncached(self, texts: list[str], batch_size: int) -> np.ndarray:
+        tokens = self.tokenizer(texts)
+        result = np.zeros((len(texts), self.embed_dim), dtype=np.float32)
+        if self.uses_text_cut:
+            # Batch prompts of similar length together so each batch is cut to a short context.
+            order = np.argsort(_token_lengths(tokens), kind="stable")
+        else:
+            order = np.arange(len(texts))
+        with torch.inference_mode(), self._autocast():
+            for start in range(0, len(texts), batch_size):
+                idx = order[start:start + batch_size]
+                batch = tokens[torch.as_tensor(idx)].to(self.device)
+                if self.uses_text_cut:
+                    features = _encode_tokens_cut(self.model, batch)
+                else:
+                    features = self.model.encode_text(batch)
+                result[idx] = F.normalize(features.float(), dim=-1).cpu().numpy()
+        self.text_encodes += len(texts)
+        return result
+
+    def cached_text_count(self) -> int:
+        return len(self._text_cache)
+
+
+def _embed_dim(model: torch.nn.Module) -> int:
+    visual = model.visual
+    for attr in ("output_dim", "embed_dim"):
+        value = getattr(visual, attr, None)
+        if isinstance(value, int):
+            return value
+    proj = getattr(visual, "proj", None)
+    if isinstance(proj, torch.Tensor):
+        return proj.shape[1]
+    with torch.inference_mode():
+        size = getattr(visual, "image_size", 224)
+        size = size if isinstance(size, (tuple, list)) else (size, size)
+        return model.encode_image(torch.zeros(1, 3, *size)).shape[-1]
+
+
+def _supports_text_cut(model: torch.nn.Module) -> bool:
+    """True for text towers whose output at the pooled token cannot see tokens after it:
+    open_clip's CLIP class with a causal mask and end-of-text (argmax / eos) pooling."""
+    import open_clip
+
+    return (isinstance(model, open_clip.CLIP)
+            and getattr(model, "attn_mask", None) is not None
+            and getattr(model, "text_pool_type", None) in ("argmax", "eos")
+            and getattr(model, "positional_embedding", None) is not None)
+
+
+def _token_lengths(tokens: torch.Tensor) -> np.ndarray:
+    """Index of the last non-padding token + 1, per row (padding is token 0)."""
+    nonzero = (tokens != 0).int()
+    positions = torch.arange(tokens.shape[1]).expand_as(tokens)
+    return ((positions + 1) * nonzero).max(dim=1).values.numpy()
+
+
+def _encode_tokens_cut(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """open_clip CLIP.encode_text with the context cut to the longest prompt in the batch.
+
+    With a causal mask, position i attends only to positions <= i, and the embedding is read at
+    the end-of-text token; the padding after it never influences the result, so dropping it is exact.
+    """
+    length = int(_token_lengths(tokens.cpu()).max())
+    tokens = tokens[:, :max(length, 1)]
+    length = tokens.shape[1]
+    cast_dtype = model.transformer.get_cast_dtype()
+    x = model.token_embedding(tokens).to(cast_dtype)
+    x = x + model.positional_embedding[:length].to(cast_dtype)
+    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+    x = model.ln_final(x)
+    from open_clip.transformer import text_global_pool
+    x = text_global_pool(x, tokens, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None))
+    if model.text_projection is not None:
+        x = model.text_projection(x) if isinstance(model.text_projection, torch.nn.Linear) else x @ model.text_projection
+    return x
+
+
+def load_model(name: str, pretrained: str | None = None, device: str = "auto",
+               precision: str = "auto") -> ClipModel:
+    """Load any open_clip identifier: a built-in name with a pretrained tag or checkpoint file,
+    `hf-hub:org/repo`, or `local-dir:/path`. Raises ModelLoadError with a plain reason."""
+    import open_clip
+
+    name = name.strip()
+    if name.startswith(LOCAL_DIR):
+        name = LOCAL_DIR + str(Path(name[len(LOCAL_DIR):]).expanduser().resolve())
+    if name.startswith((LOCAL_DIR, HF_HUB)):
+        pretrained = None  # open_clip ignores it for these schemas; don't pretend otherwise
+    pretrained = pretrained or None
+    check_identifier(name, pretrained)
+    torch_device = pick_device(device)
+    chosen_precision = pick_precision(torch_device, precision)
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=torch_device)
+        tokenizer = open_clip.get_tokenizer(name)
+    except Exception as exc:  # open_clip raises many kinds; the user needs one clear sentence
+        raise ModelLoadError(f"could not load {describe(name, pretrained)}: {_explain_load_failure(exc)}") from exc
+    model.eval()
+    return ClipModel(name, pretrained, model, preprocess, tokenizer, torch_device, chosen_precision)
+
+
+class ModelSlot:
+    """Holds the one resident model of the process. Loading another frees the old one first."""
+
+    def __init__(self):
+        self.model: ClipModel | None = None
+        self.error: str | None = None
+        self._lock = threading.Lock()
+
+    def load(self, name: str, pretrained: str | None = None, device: str = "auto",
+             precision: str = "auto") -> ClipModel | None:
+        """Load a model into the slot; on failure the slot records the error and returns None."""
+        with self._lock:
+            try:
+                check_identifier(name.strip(), pretrained if not name.startswith((LOCAL_DIR, HF_HUB)) else None)
+            except ModelLoadError as exc:
+                self.error = str(exc)  # a typo does not cost the user the model they have
+                return None
+            self._free()
+            try:
+                self.model = load_model(name, pretrained, device, precision)
+                self.error = None
+            except ModelLoadError as exc:
+                self.error = str(exc)
+            return self.model
+
+    def _free(self) -> None:
+        if self.model is None:
+            return
+        device = self.model.device
+        self.model = None
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def status(self) -> str:
+        """One line for people: what is loaded, and what last failed to load."""
+        loaded = None
+        if self.model is not None:
+            m = self.model
+            loaded = f"Loaded {m.identifier} on {m.device.type} ({m.precision}), {m.embed_dim}-d embeddings."
+        if self.error and loaded:
+            return f"{self.error}. Still using the model loaded before: {loaded}"
+        if self.error:
+            return f"No model loaded: {self.error}."
+        return loaded or "No model loaded."

@@ -1,0 +1,94 @@
+"""One frozen settings object, read from CLI flags and EXPLORER_* environment variables.
+
+Precedence: an explicit flag beats the environment, which beats the default. The app, the CLI and
+the tests all build their settings through `load_settings`, so a variable means the same everywhere.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+DEFAULT_MODEL = "ViT-B-32"
+DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
+
+
+def _on_spaces() -> bool:
+    return bool(os.environ.get("SPACE_ID"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str = DEFAULT_MODEL
+    pretrained: str | None = DEFAULT_PRETRAINED
+    device: str = "auto"            # auto | cpu | cuda | cuda:N | mps
+    precision: str = "auto"         # auto | fp32 | fp16 | bf16
+    host: str = "127.0.0.1"
+    port: int = 7860
+    max_upload_mb: float = 20.0     # per file
+    max_pixels: int = 89_478_485    # decompression-bomb limit (PIL's default warning threshold)
+    hosted: bool = False            # hosted demo: no server paths may be typed
+    allowed_roots: tuple[Path, ...] = field(default_factory=tuple)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+
+# name -> (parser from string, help)
+_ENV_FIELDS = {
+    "model": (str, "open_clip model name, hf-hub:org/repo or local-dir:/path"),
+    "pretrained": (str, "pretrained tag or checkpoint file (empty for none)"),
+    "device": (str, "auto, cpu, cuda, cuda:N or mps"),
+    "precision": (str, "auto, fp32, fp16 or bf16"),
+    "host": (str, "address the app listens on"),
+    "port": (int, "port the app listens on"),
+    "max_upload_mb": (float, "largest image file accepted, in MiB"),
+    "max_pixels": (int, "largest image accepted, in pixels"),
+    "hosted": (lambda s: s.strip().lower() in {"1", "true", "yes", "on"}, "hosted demo mode"),
+    "allowed_roots": (lambda s: tuple(Path(p).expanduser().resolve() for p in s.split(os.pathsep) if p),
+                      "folders the app may index, separated by ':'"),
+}
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
+    """Add --model, --pretrained, ... to `parser`; unset flags stay None so the environment can fill them."""
+    for name, (_, help_text) in _ENV_FIELDS.items():
+        if only is not None and name not in only:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if name == "hosted":
+            parser.add_argument(flag, action="store_const", const="1", default=None, help=help_text)
+        else:
+            parser.add_argument(flag, default=None, help=f"{help_text} (env EXPLORER_{name.upper()})")
+
+
+def load_settings(args: argparse.Namespace | None = None, env: dict[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    values: dict = {}
+    for name, (parse, _) in _ENV_FIELDS.items():
+        raw = getattr(args, name, None) if args is not None else None
+        if raw is None:
+            raw = env.get(f"EXPLORER_{name.upper()}")
+        if raw is None:
+            continue
+        try:
+            values[name] = parse(raw) if isinstance(raw, str) else raw
+        except ValueError as exc:
+            raise ValueError(f"bad value for {name}: {raw!r} ({exc})") from None
+    if values.get("pretrained", "x") in ("", "none", "None"):
+        values["pretrained"] = None
+    if "model" in values and "pretrained" not in values and values["model"] != DEFAULT_MODEL:
+        # A model other than the default does not inherit the default's pretrained tag.
+        values["pretrained"] = None
+    if "hosted" not in values and _on_spaces():
+        values["hosted"] = True
+    settings = Settings(**values)
+    if not settings.allowed_roots:
+        settings = replace(settings, allowed_roots=(Path.home().resolve(),))
+    return settings
+
+
+def settings_fields() -> list[str]:
+    return [f.name for f in fields(Settings)]

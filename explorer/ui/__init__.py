@@ -1,0 +1,30 @@
+"""The Gradio app: one module per tab, composed here. ui/ holds layout and wiring, no maths."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from ..model import ModelSlot
+from ..settings import Settings
+from . import classify_tab, model_panel
+
+CSS_PATH = Path(__file__).resolve().parents[2] / "assets" / "style.css"
+
+
+def build_app(settings: Settings, slot: ModelSlot) -> gr.Blocks:
+    with gr.Blocks(title="CLIP Explorer") as app:
+        gr.Markdown("# CLIP Explorer\nSee what a CLIP model thinks of your images, and why.",
+                    elem_id="title")
+        model_panel.build(settings, slot)
+        with gr.Tabs():
+            with gr.Tab("Zero-shot classification", id="classify"):
+                classify_tab.build(settings, slot)
+    return app
+
+
+def launch_options(settings: Settings) -> dict:
+    """Arguments for Blocks.launch (gradio 6 takes theme and css here, not on Blocks)."""
+    return dict(server_name=settings.host, server_port=settings.port,
+                max_file_size=f"{int(settings.max_upload_mb * 4)}mb",
+                theme=gr.themes.Soft(primary_hue="indigo"), css_paths=[CSS_PATH])

@@ -1,0 +1,377 @@
+"""Tests for explorer.images: safe decoding, limits, batch loading and folder scanning."""
+from __future__ import annotations
+
+import gc
+import io
+import os
+import struct
+import warnings
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFile
+
+from explorer import images
+from explorer.images import (DEFAULT_MAX_PIXELS, ImageError, ImageFailure, LoadedImage, load_image,
+                             load_images, scan_folder)
+
+RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
+
+
+def save(img: Image.Image, path: Path, fmt: str | None = None, **kw) -> Path:
+    img.save(path, fmt, **kw)
+    return path
+
+
+def stored(path: Path) -> Image.Image:
+    """The file as PIL sees it (header only), without leaving it open."""
+    with Image.open(path) as im:
+        return im
+
+
+def close(a, b, tol=6):
+    return all(abs(x - y) <= tol for x, y in zip(a, b))
+
+
+def noisy_jpeg(path: Path, size=(300, 200)) -> Path:
+    rng = np.random.default_rng(0)
+    return save(Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)), path, "JPEG")
+
+
+def png_header_only(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header claims width x height, with no real pixel data behind it."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+# --- orientation --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("orientation, top_colour", [(6, RED), (8, BLUE)])
+def test_exif_orientation_applied(tmp_path, orientation, top_colour):
+    img = Image.new("RGB", (40, 20), RED)
+    img.paste(BLUE, (20, 0, 40, 20))  # left half red, right half blue
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = save(img, tmp_path / "rot.jpg", "JPEG", exif=exif, quality=95)
+    assert stored(path).size == (40, 20)
+    out = load_image(path)
+    assert out.size == (20, 40)
+    assert close(out.getpixel((10, 2)), top_colour, tol=30)  # 6: rotate cw (left -> top); 8: ccw
+
+
+# --- modes --------------------------------------------------------------------------------------
+
+def test_rgb_and_greyscale(tmp_path):
+    out = load_image(save(Image.new("RGB", (4, 4), (10, 20, 30)), tmp_path / "a.png"))
+    assert out.mode == "RGB" and out.getpixel((0, 0)) == (10, 20, 30)
+    out = load_image(save(Image.new("L", (4, 4), 77), tmp_path / "l.png"))
+    assert out.mode == "RGB" and out.getpixel((0, 0)) == (77, 77, 77)
+
+
+def test_palette_without_transparency(tmp_path):
+    img = Image.new("P", (2, 1))
+    img.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    img.putdata([0, 1])
+    out = load_image(save(img, tmp_path / "p.png"))
+    assert out.mode == "RGB" and [out.getpixel((x, 0)) for x in range(2)] == [RED, BLUE]
+
+
+@pytest.mark.parametrize("ext", [".png", ".gif"])
+def test_palette_with_transparency_goes_white(tmp_path, ext):
+    img = Image.new("P", (2, 1))
+    img.putpalette([0, 0, 0, 0, 0, 255] + [0] * 762)
+    img.putdata([0, 1])
+    path = save(img, tmp_path / f"pt{ext}", transparency=0)
+    assert stored(path).mode == "P"
+    out = load_image(path)
+    assert out.mode == "RGB" and [out.getpixel((x, 0)) for x in range(2)] == [WHITE, BLUE]
+
+
+def test_rgba_composited_onto_white(tmp_path):
+    img = Image.new("RGBA", (3, 1))
+    img.putdata([(255, 0, 0, 0), (0, 0, 255, 255), (0, 0, 0, 128)])
+    out = load_image(save(img, tmp_path / "rgba.png"))
+    assert out.mode == "RGB"
+    assert out.getpixel((0, 0)) == WHITE and out.getpixel((1, 0)) == BLUE
+    assert close(out.getpixel((2, 0)), (127, 127, 127), tol=2)
+
+
+def test_la_composited_onto_white(tmp_path):
+    img = Image.new("LA", (3, 1))
+    img.putdata([(0, 0), (100, 255), (0, 128)])
+    out = load_image(save(img, tmp_path / "la.png"))
+    assert [out.getpixel((x, 0)) for x in range(2)] == [WHITE, (100, 100, 100)]
+    assert close(out.getpixel((2, 0)), (127, 127, 127), tol=2)
+
+
+def test_16bit_png_scaled_not_clipped(tmp_path):
+    values = np.array([[0, 1000, 128 * 257, 65535]], dtype=np.uint16)
+    path = save(Image.fromarray(values), tmp_path / "16.png")
+    assert stored(path).mode in ("I;16", "I")
+    out = load_image(path)
+    assert [out.getpixel((x, 0)) for x in range(4)] == [(0, 0, 0), (4, 4, 4), (128, 128, 128), WHITE]
+
+
+def test_32bit_int_tiff_scaled(tmp_path):
+    values = np.array([[0, 128 * 257, 65535]], dtype=np.int32)
+    path = save(Image.fromarray(values, "I"), tmp_path / "i.tif")
+    assert stored(path).mode == "I"
+    out = load_image(path)
+    assert [out.getpixel((x, 0))[0] for x in range(3)] == [0, 128, 255]
+
+
+def test_cmyk_jpeg(tmp_path):
+    path = save(Image.new("CMYK", (8, 8), (0, 255, 255, 0)), tmp_path / "cmyk.jpg", "JPEG")
+    assert stored(path).mode == "CMYK"
+    out = load_image(path)
+    assert out.mode == "RGB" and close(out.getpixel((4, 4)), RED, tol=10)
+
+
+def test_bilevel(tmp_path):
+    img = Image.new("1", (2, 1))
+    img.putdata([0, 1])
+    out = load_image(save(img, tmp_path / "b.png"))
+    assert [out.getpixel((x, 0)) for x in range(2)] == [(0, 0, 0), WHITE]
+
+
+@pytest.mark.parametrize("ext", [".gif", ".webp"])
+def test_animated_gives_first_frame(tmp_path, ext):
+    frames = [Image.new("RGB", (8, 8), c) for c in (RED, GREEN, BLUE)]
+    kw = {"lossless": True} if ext == ".webp" else {}
+    path = tmp_path / f"anim{ext}"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0, **kw)
+    with Image.open(path) as check:
+        assert check.n_frames == 3
+    out = load_image(path)
+    assert out.mode == "RGB" and out.size == (8, 8) and out.getpixel((4, 4)) == RED
+
+
+# --- bad files ----------------------------------------------------------------------------------
+
+def bad_files(tmp_path: Path) -> dict[str, Path]:
+    jpeg = noisy_jpeg(tmp_path / "whole.jpg").read_bytes()
+    (tmp_path / "half.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    (tmp_path / "random.jpg").write_bytes(np.random.default_rng(1).bytes(4096))
+    (tmp_path / "text.png").write_text("this is not an image\n")
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "folder.png").mkdir()
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buf, "PNG")
+    png = bytearray(buf.getvalue())
+    i = png.find(b"IDAT")
+    png[i + 50: i + 150] = bytes(100)
+    (tmp_path / "corrupt.png").write_bytes(bytes(png))
+    return {
+        "truncated or corrupt image": tmp_path / "half.jpg",
+        "corrupt png": tmp_path / "corrupt.png",
+        "not an image or unsupported format": tmp_path / "random.jpg",
+        "not an image (text)": tmp_path / "text.png",
+        "empty file": tmp_path / "empty.png",
+        "file not found": tmp_path / "missing.png",
+        "is a directory": tmp_path / "folder.png",
+    }
+
+
+def test_bad_files_have_distinct_clear_reasons(tmp_path):
+    cases = bad_files(tmp_path)
+    reasons = {}
+    for label, path in cases.items():
+        with pytest.raises(ImageError) as info:
+            load_image(path)
+        assert info.value.path == str(path)
+        assert "\n" not in info.value.reason
+        reasons[label] = info.value.reason
+    assert reasons["truncated or corrupt image"].startswith("truncated or corrupt image")
+    assert reasons["corrupt png"].startswith("truncated or corrupt image")
+    assert reasons["not an image or unsupported format"] == "not an image or unsupported format"
+    assert reasons["not an image (text)"] == "not an image or unsupported format"
+    assert reasons["empty file"] == "empty file"
+    assert reasons["file not found"] == "file not found"
+    assert reasons["is a directory"] == "is a directory, not a file"
+    kinds = {r.split(" (")[0] for r in reasons.values()}
+    assert len(kinds) == 5
+
+
+def test_truncated_refused_without_touching_pil_globals(tmp_path):
+    before = (ImageFile.LOAD_TRUNCATED_IMAGES, Image.MAX_IMAGE_PIXELS)
+    jpeg = noisy_jpeg(tmp_path / "whole.jpg").read_bytes()
+    with pytest.raises(ImageError, match="truncated or corrupt"):
+        load_image(jpeg[: len(jpeg) // 2], name="cut.jpg")
+    load_image(tmp_path / "whole.jpg")
+    assert (ImageFile.LOAD_TRUNCATED_IMAGES, Image.MAX_IMAGE_PIXELS) == before
+
+
+def test_other_formats_refused_even_with_image_extension(tmp_path):
+    path = save(Image.new("RGB", (4, 4), RED), tmp_path / "really_ppm.png", "PPM")
+    with pytest.raises(ImageError, match="not an image or unsupported format"):
+        load_image(path)
+
+
+# --- limits -------------------------------------------------------------------------------------
+
+@pytest.fixture
+def no_pixel_decoding(monkeypatch):
+    def refuse(self, *a, **k):
+        raise AssertionError("pixel data was decoded")
+    monkeypatch.setattr(ImageFile.ImageFile, "load", refuse)
+
+
+def test_pixel_limit_checked_from_header(tmp_path, no_pixel_decoding):
+    path = save(Image.new("L", (2000, 1000)), tmp_path / "big.png")
+    with pytest.raises(ImageError) as info:
+        load_image(path, max_pixels=1_000_000)
+    assert info.value.reason == ("image too large: 2000x1000 = 2,000,000 pixels exceeds the limit of"
+                                 " 1,000,000 pixels")
+
+
+def test_header_only_bomb_refused_with_default_limit(tmp_path, no_pixel_decoding):
+    path = png_header_only(tmp_path / "bomb.png", 10_000, 10_000)  # 100M pixels, between PIL's warn/error
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with pytest.raises(ImageError) as info:
+            load_image(path)
+    assert "100,000,000" in info.value.reason and f"{DEFAULT_MAX_PIXELS:,}" in info.value.reason
+
+
+def test_pil_decompression_bomb_error_caught(tmp_path, no_pixel_decoding):
+    path = png_header_only(tmp_path / "bomb.png", 30_000, 30_000)  # beyond PIL's own hard limit
+    with pytest.raises(ImageError) as info:
+        load_image(path, max_pixels=10**12)
+    assert info.value.reason.startswith("image too large") and "900000000" in info.value.reason
+
+
+def test_byte_limit_checked_before_reading(tmp_path, monkeypatch):
+    path = noisy_jpeg(tmp_path / "a.jpg")
+    size = path.stat().st_size
+    monkeypatch.setattr(Image, "open", lambda *a, **k: pytest.fail("file was opened"))
+    with pytest.raises(ImageError) as info:
+        load_image(path, max_bytes=1000)
+    assert info.value.reason.startswith(f"file too large: {size:,} bytes exceeds the limit of 1,000 bytes")
+    with pytest.raises(ImageError, match=f"{size:,} bytes exceeds the limit of 1,000"):
+        load_image(path.read_bytes(), max_bytes=1000)
+
+
+# --- bytes input, resources ---------------------------------------------------------------------
+
+def test_bytes_input(tmp_path):
+    buf = io.BytesIO()
+    Image.new("RGB", (5, 3), GREEN).save(buf, "PNG")
+    out = load_image(buf.getvalue())
+    assert out.size == (5, 3) and out.getpixel((0, 0)) == GREEN
+    with pytest.raises(ImageError) as info:
+        load_image(b"not an image", name="upload.png")
+    assert info.value.path == "upload.png" and "upload.png" in str(info.value)
+    with pytest.raises(ImageError, match="empty file"):
+        load_image(b"", name="nothing.png")
+
+
+def test_result_fully_loaded_and_file_closed(tmp_path):
+    path = save(Image.new("RGB", (6, 6), BLUE), tmp_path / "a.png")
+    anim = tmp_path / "anim.gif"
+    Image.new("RGB", (6, 6), RED).save(anim, save_all=True, append_images=[Image.new("RGB", (6, 6), GREEN)])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        outs = [load_image(path), load_image(anim)]
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+    for out in outs:
+        assert type(out) is Image.Image and out.mode == "RGB"
+    os.remove(path)
+    os.remove(anim)
+    assert outs[0].getpixel((1, 1)) == BLUE and outs[1].getpixel((1, 1)) == RED
+
+
+# --- load_images --------------------------------------------------------------------------------
+
+def test_load_images_mixed_batch(tmp_path):
+    bad = bad_files(tmp_path)
+    good = [save(Image.new("RGB", (4, 4), c), tmp_path / f"good{i}.png")
+            for i, c in enumerate((RED, GREEN, BLUE))]
+    big = noisy_jpeg(tmp_path / "big.jpg")
+    bomb = save(Image.new("L", (200, 200)), tmp_path / "bomb.png")
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4), WHITE).save(buf, "PNG")
+    sources = [good[0], *bad.values(), good[1], big, bomb, str(good[2]), buf.getvalue(), b"junk"]
+    loaded, failures = load_images(sources, max_bytes=big.stat().st_size - 1, max_pixels=10_000)
+    assert all(isinstance(x, LoadedImage) for x in loaded)
+    assert [x.path for x in loaded] == [str(good[0]), str(good[1]), str(good[2]), "<bytes 12>"]
+    assert [x.image.getpixel((0, 0)) for x in loaded] == [RED, GREEN, BLUE, WHITE]
+    assert all(isinstance(f, ImageFailure) for f in failures)
+    by_path = {f.path: f.reason for f in failures}
+    assert list(by_path) == [*map(str, bad.values()), str(big), str(bomb), "<bytes 13>"]
+    assert by_path[str(big)].startswith("file too large")
+    assert by_path[str(bomb)].startswith("image too large")
+    assert by_path["<bytes 13>"] == "not an image or unsupported format"
+
+
+# --- scan_folder --------------------------------------------------------------------------------
+
+def touch(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x")
+    return path
+
+
+def rel(paths, root):
+    return [p.relative_to(root).as_posix() for p in paths]
+
+
+def test_scan_folder_order_nesting_extensions_hidden(tmp_path):
+    root = tmp_path / "root"
+    for name in ["b.jpg", "a.PNG", "sub/z.webp", "sub/deeper/c.TIFF", "sub/a.Jpeg", "a_dir/x.gif",
+                 "notes.txt", "sub/readme.md", "noext", ".hidden.jpg", ".cache/in_hidden.png",
+                 "sub/.git/obj.png", "photo.jpg.txt"]:
+        touch(root / name)
+    (root / "dir.png").mkdir()  # a directory with an image extension is not a file
+    first = scan_folder(root)
+    assert rel(first, root) == ["a.PNG", "a_dir/x.gif", "b.jpg", "sub/a.Jpeg", "sub/deeper/c.TIFF",
+                                "sub/z.webp"]
+    assert all(p.is_absolute() for p in first)
+    assert scan_folder(str(root)) == first
+
+
+def test_scan_folder_symlinks(tmp_path):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    touch(root / "real/a.jpg")
+    touch(outside / "secret.jpg")
+    touch(outside / "secret2.png")
+    (root / "link_to_file.jpg").symlink_to(root / "real/a.jpg")
+    (root / "link_to_outside_dir").symlink_to(outside, target_is_directory=True)
+    (root / "link_to_outside_file.png").symlink_to(outside / "secret2.png")
+    (root / "real/loop").symlink_to(root, target_is_directory=True)  # link to an ancestor
+    (root / "real/self").symlink_to(root / "real", target_is_directory=True)
+    (root / "broken.jpg").symlink_to(root / "nowhere.jpg")
+    found = scan_folder(root)
+    assert rel(found, root) == ["link_to_file.jpg", "real/a.jpg"]
+    assert rel(scan_folder(root, follow_links=False), root) == ["real/a.jpg"]
+
+
+def test_scan_folder_follows_links_to_dirs_inside_root(tmp_path):
+    root = tmp_path / "root"
+    touch(root / "store/deep/x.png")
+    (root / "shortcut").symlink_to(root / "store/deep", target_is_directory=True)
+    # each real directory is scanned once: "shortcut" comes first in name order and wins
+    assert rel(scan_folder(root), root) == ["shortcut/x.png"]
+
+
+def test_scan_folder_root_is_a_link(tmp_path):
+    touch(tmp_path / "real/a.png")
+    (tmp_path / "alias").symlink_to(tmp_path / "real", target_is_directory=True)
+    assert scan_folder(tmp_path / "alias") == [tmp_path / "alias/a.png"]
+
+
+def test_scan_folder_bad_root(tmp_path):
+    with pytest.raises(ImageError, match="folder not found"):
+        scan_folder(tmp_path / "missing")
+    with pytest.raises(ImageError, match="not a folder"):
+        scan_folder(touch(tmp_path / "file.png"))
+
+
+def test_module_does_not_import_gradio():
+    assert "gradio" not in Path(images.__file__).read_text()
