@@ -14,8 +14,8 @@ DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
 
 
-def _on_spaces() -> bool:
-    return bool(os.environ.get("SPACE_ID"))
+def _on_spaces(env) -> bool:
+    return bool(env.get("SPACE_ID"))
 
 
 @dataclass(frozen=True)
@@ -24,8 +24,8 @@ class Settings:
     pretrained: str | None = DEFAULT_PRETRAINED
     device: str = "auto"            # auto | cpu | cuda | cuda:N | mps
     precision: str = "auto"         # auto | fp32 | fp16 | bf16
-    host: str = "127.0.0.1"
-    port: int = 7860
+    host: str | None = None         # None: gradio's own default (GRADIO_SERVER_NAME, else 127.0.0.1)
+    port: int | None = None         # None: gradio's own default (GRADIO_SERVER_PORT, else 7860 or the next free)
     max_upload_mb: float = 20.0     # per file
     max_pixels: int = 89_478_485    # decompression-bomb limit (PIL's default warning threshold)
     hosted: bool = False            # hosted demo: no server paths may be typed
@@ -82,7 +82,7 @@ def load_settings(args: argparse.Namespace | None = None, env: dict[str, str] | 
     if "model" in values and "pretrained" not in values and values["model"] != DEFAULT_MODEL:
         # A model other than the default does not inherit the default's pretrained tag.
         values["pretrained"] = None
-    if "hosted" not in values and _on_spaces():
+    if "hosted" not in values and _on_spaces(env):
         values["hosted"] = True
     settings = Settings(**values)
     if not settings.allowed_roots:

@@ -28,35 +28,45 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class RunningApp:
+    """app.py in a subprocess on a free port; stopped by `stop()`."""
+
+    def __init__(self, model: str, workdir: Path, **env_extra: str):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.log = workdir / f"app-{self.port}.log"
+        env = dict(os.environ, EXPLORER_MODEL=model, EXPLORER_PRETRAINED="", EXPLORER_PORT=str(self.port),
+                   EXPLORER_HOST="127.0.0.1", GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", **env_extra)
+        with open(self.log, "w") as out:
+            self.proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=out,
+                                         stderr=subprocess.STDOUT)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"app.py exited early:\n{self.log.read_text()}")
+            try:
+                urllib.request.urlopen(self.url, timeout=2)
+                return
+            except OSError:
+                time.sleep(0.5)
+        self.stop()
+        pytest.fail(f"app.py did not start in time:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
 @pytest.fixture(scope="session")
 def app_url(shapes_model_dir, tmp_path_factory):
-    port = _free_port()
-    log = tmp_path_factory.mktemp("app") / "app.log"
-    env = dict(os.environ, EXPLORER_MODEL=f"local-dir:{shapes_model_dir}", EXPLORER_PRETRAINED="",
-               EXPLORER_PORT=str(port), EXPLORER_HOST="127.0.0.1", GRADIO_ANALYTICS_ENABLED="False",
-               EXPLORER_ALLOWED_ROOTS=str(tmp_path_factory.getbasetemp()))
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"app.py exited early:\n{log.read_text()}")
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail(f"app.py did not start in time:\n{log.read_text()}")
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    workdir = tmp_path_factory.mktemp("app")
+    app = RunningApp(f"local-dir:{shapes_model_dir}", workdir,
+                     EXPLORER_ALLOWED_ROOTS=str(tmp_path_factory.getbasetemp()))
+    yield app.url
+    app.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,1 @@
+"""One module per command of `python -m explorer`; see explorer/cli.py."""

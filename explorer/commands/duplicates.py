@@ -1,0 +1,34 @@
+"""python -m explorer duplicates --index PATH: groups of near-duplicate images in an index."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..index import find_duplicates, open_index
+
+
+def register(commands) -> None:
+    parser = commands.add_parser("duplicates", help="list groups of near-duplicate images in an index")
+    parser.add_argument("--index", required=True, metavar="PATH")
+    parser.add_argument("--threshold", type=float, default=0.95, help="cosine at or above which images match")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not -1.0 <= args.threshold <= 1.0:
+        raise ValueError("--threshold is a cosine: between -1 and 1")
+    index = open_index(args.index)
+    groups = find_duplicates(index, args.threshold)
+    if args.json:
+        json.dump({"index": args.index, "root": str(index.root), "threshold": args.threshold,
+                   "groups": groups}, sys.stdout, indent=2)
+        print()
+    else:
+        for number, group in enumerate(groups, start=1):
+            print(f"group {number} ({len(group)} images)")
+            for path in group:
+                print(f"  {path}")
+        print(f"{len(groups)} groups of near-duplicates at cosine >= {args.threshold}", file=sys.stderr)
+    return 0

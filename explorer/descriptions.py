@@ -1,0 +1,148 @@
+"""Class descriptions in the CuPL style, and how they join the templates to make a class's prompts.
+
+CuPL (Pratt et al., ICCV 2023, "What does a platypus look like?") describes each class in a few
+sentences ("A platypus looks like a beaver with a duck's bill.") and classifies with the average
+of their embeddings. Here the descriptions come from a JSON file or typed text, no language model:
+
+    {"platypus": ["A platypus looks like a beaver with a duck's bill.", "..."], "hippo": [...]}
+
+The rule for combining them with templates (`prompt_set`), so every prompt set is a [C, S, D]
+tensor of "slots" that ZPE can weight and the per-template table can score:
+  - templates:    one slot per template (open_clip's way).
+  - descriptions: one slot, "descriptions": per class, the normalised mean of its sentences' embeddings.
+  - both:         the template slots plus the descriptions slot. With equal ("mean") weighting the
+                  descriptions slot counts as much as all the templates together (weight 1/2, each
+                  template 1/(2T)), so 80 templates do not drown a handful of sentences; ZPE instead
+                  scores the descriptions slot like any other prompt.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .prompts import PromptError, build_prompts
+
+DESCRIPTIONS_SLOT = "descriptions"
+USES = ("templates", "descriptions", "both")
+ASSETS = Path(__file__).resolve().parent.parent / "assets" / "descriptions"
+
+
+def _key(name: str) -> str:
+    return re.sub(r"\s+", " ", name).strip().casefold()
+
+
+def parse_descriptions(text: str, source: str = "descriptions") -> dict[str, list[str]]:
+    """JSON text {class: [sentence, ...]} -> the same mapping, checked and tidied.
+
+    Sentences are stripped; blank ones are dropped. Raises PromptError naming the problem: not JSON,
+    not an object, a class whose value is not a list of strings, or a class with no sentence left.
+    """
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PromptError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    if not isinstance(data, dict):
+        raise PromptError(f"{source}: expected a JSON object mapping each class to a list of sentences, "
+                          f"got a {type(data).__name__}")
+    out: dict[str, list[str]] = {}
+    seen: dict[str, str] = {}
+    for name, sentences in data.items():
+        label = re.sub(r"\s+", " ", str(name)).strip()
+        if not label:
+            raise PromptError(f"{source}: a class name is blank")
+        if _key(label) in seen:
+            raise PromptError(f"{source}: class {label!r} appears twice (also as {seen[_key(label)]!r})")
+        seen[_key(label)] = label
+        if not isinstance(sentences, list) or not all(isinstance(s, str) for s in sentences):
+            raise PromptError(f"{source}: the value for {label!r} must be a list of sentences (strings)")
+        kept = [re.sub(r"\s+", " ", s).strip() for s in sentences]
+        kept = [s for s in kept if s]
+        if not kept:
+            raise PromptError(f"{source}: {label!r} has no sentences; give at least one or remove the class")
+        out[label] = kept
+    if not out:
+        raise PromptError(f"{source}: no classes described")
+    return out
+
+
+def load_descriptions(source: str | Path) -> dict[str, list[str]]:
+    """From a path to a JSON file, or from the JSON text itself (what a person typed or pasted)."""
+    text = str(source)
+    if not text.lstrip().startswith("{"):
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise PromptError(f"descriptions: {text!r} is neither JSON text nor an existing file")
+        return parse_descriptions(path.read_text(encoding="utf-8"), source=str(path))
+    return parse_descriptions(text)
+
+
+def for_labels(descriptions: dict[str, list[str]], labels: list[str]) -> tuple[list[list[str]], list[str]]:
+    """The sentences of each label, in label order (names matched ignoring case and spacing).
+
+    Returns (sentences per label, notes). Raises PromptError listing every label without a description;
+    classes described but not among the labels are only noted.
+    """
+    by_key = {_key(name): sentences for name, sentences in descriptions.items()}
+    missing = [label for label in labels if _key(label) not in by_key]
+    if missing:
+        raise PromptError("descriptions: no sentences for " + ", ".join(repr(m) for m in missing)
+                          + f" (described: {', '.join(repr(n) for n in descriptions)})")
+    wanted = {_key(label) for label in labels}
+    extra = [name for name in descriptions if _key(name) not in wanted]
+    notes = [f"descriptions for classes not in the labels were ignored: {', '.join(extra)}"] if extra else []
+    return [by_key[_key(label)] for label in labels], notes
+
+
+def description_embeddings(model, labels: list[str], descriptions: dict[str, list[str]]) -> np.ndarray:
+    """[C, 1, D]: per class, the normalised mean of its sentences' embeddings (CuPL's classifier).
+    All sentences go through the model's text cache in one call."""
+    per_label, _ = for_labels(descriptions, labels)
+    flat = model.encode_texts([s for sentences in per_label for s in sentences])
+    out, start = [], 0
+    for sentences in per_label:
+        mean = flat[start:start + len(sentences)].mean(axis=0)
+        out.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
+        start += len(sentences)
+    return np.stack(out)[:, None, :].astype(np.float32)
+
+
+@dataclass
+class PromptSet:
+    """The prompts of every class as slots: embeddings [C, S, D], slot names [S], and the weights
+    equal ("mean") weighting gives the slots (summing to 1)."""
+    slots: list[str]
+    embeddings: np.ndarray
+    mean_weights: np.ndarray
+    notes: list[str]
+
+
+def prompt_set(model, labels: list[str], templates: list[str] | None = None,
+               descriptions: dict[str, list[str]] | None = None, use: str = "templates") -> PromptSet:
+    """Encode the prompts of `labels` according to `use` (templates | descriptions | both); see the
+    module docstring for the rule. Text goes through the model's cache, so re-use is free."""
+    if use not in USES:
+        raise PromptError(f"unknown prompt source {use!r}: use one of {', '.join(USES)}")
+    if use != "templates" and not descriptions:
+        raise PromptError(f"prompt source {use!r} needs class descriptions")
+    if use != "descriptions" and not templates:
+        raise PromptError(f"prompt source {use!r} needs at least one template")
+    parts, slots, notes = [], [], []
+    if use in ("templates", "both"):
+        flat = model.encode_texts(build_prompts(labels, templates))
+        parts.append(flat.reshape(len(labels), len(templates), -1))
+        slots += list(templates)
+    if use in ("descriptions", "both"):
+        notes += for_labels(descriptions, labels)[1]
+        parts.append(description_embeddings(model, labels, descriptions))
+        slots.append(DESCRIPTIONS_SLOT)
+    embeddings = np.concatenate(parts, axis=1)
+    if use == "both":
+        n = len(templates)
+        mean_weights = np.array([0.5 / n] * n + [0.5], dtype=np.float32)
+    else:
+        mean_weights = np.full(len(slots), 1.0 / len(slots), dtype=np.float32)
+    return PromptSet(slots, embeddings, mean_weights, notes)

@@ -1,0 +1,214 @@
+"""Similarity matrices (images x texts) and patch-level maps (where in an image a text matches).
+
+Patch map method: for an open_clip VisionTransformer, the image is run through the tower exactly as
+`encode_image` does (conv1 -> class + positional embeddings -> ln_pre -> transformer); then every
+patch token, not only the pooled one, goes through the tower's own final LayerNorm (`ln_post`) and
+projection (`proj`) into the joint space, is L2-normalised, and is dotted with the normalised text
+embedding. The result is a [grid_h, grid_w] map of raw cosines. For class-token models these
+patch tokens were never trained to be matched against text, so their cosines are small and share a
+common offset; the map is best read relative to its own mean (`display_values(..., "relative")`)
+or min-max scaled, while the raw cosines are kept for export. Towers without a per-patch path into
+the joint space (ResNets, timm towers, attentional poolers) raise PatchMapUnsupported.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .zeroshot import softmax
+
+# A perceptual dark-to-bright colour map (anchors of matplotlib's "inferno"), so the core needs no plotting library.
+_INFERNO = np.array([
+    (0, 0, 4), (31, 12, 72), (85, 15, 109), (136, 34, 106), (186, 54, 85),
+    (227, 89, 51), (249, 140, 10), (249, 201, 50), (252, 255, 164)], dtype=np.float32)
+
+
+class PatchMapUnsupported(ValueError):
+    """This model's image tower has no patch-level map into the joint space; the message says why."""
+
+
+# ---- images x texts ---------------------------------------------------------------------------
+@dataclass
+class SimilarityMatrix:
+    """Cosines between every image and every text, and per-image softmax probabilities over the texts."""
+    cosines: np.ndarray        # [N, M]
+    probabilities: np.ndarray  # [N, M], each row sums to 1
+    logit_scale: float
+
+    def values(self, view: str) -> np.ndarray:
+        """'cosine' or 'probability'."""
+        if view == "cosine":
+            return self.cosines
+        if view == "probability":
+            return self.probabilities
+        raise ValueError(f"unknown view {view!r}: use cosine or probability")
+
+
+def similarity_matrix(image_emb: np.ndarray, text_emb: np.ndarray, logit_scale: float) -> SimilarityMatrix:
+    """Image x text cosines from normalised embeddings, and softmax(logit_scale * cosine) per image."""
+    if image_emb.shape[-1] != text_emb.shape[-1]:
+        raise ValueError(f"image and text embeddings differ in size ({image_emb.shape[-1]} vs {text_emb.shape[-1]})")
+    cosines = np.asarray(image_emb, np.float32) @ np.asarray(text_emb, np.float32).T
+    return SimilarityMatrix(cosines, softmax(logit_scale * cosines), float(logit_scale))
+
+
+# ---- patch maps -------------------------------------------------------------------------------
+@dataclass
+class PatchMap:
+    """Raw patch-text cosines on the model's patch grid, and where that grid lies on the image."""
+    text: str
+    grid: np.ndarray              # [gh, gw] cosine of each patch token with the text
+    image_cosine: float           # the ordinary (pooled) image-text cosine, for reference
+    box: tuple[float, float, float, float]  # (x0, y0, x1, y1) in image pixels the grid covers
+    image_size: tuple[int, int]   # (width, height) of the original image
+
+    def upsampled(self, size: tuple[int, int] | None = None) -> np.ndarray:
+        """The raw map in image pixel coordinates [H, W] (bilinear); NaN outside the model's view."""
+        width, height = size or self.image_size
+        sx, sy = width / self.image_size[0], height / self.image_size[1]
+        x0, y0, x1, y1 = self.box
+        gh, gw = self.grid.shape
+        # Pixel centres -> fractional grid coordinates, then bilinear interpolation with edge clamping.
+        gx = ((np.arange(width) + 0.5) / sx - x0) / (x1 - x0) * gw - 0.5
+        gy = ((np.arange(height) + 0.5) / sy - y0) / (y1 - y0) * gh - 0.5
+        out = _bilinear(self.grid.astype(np.float64), gy, gx)
+        outside = ((gy < -0.5) | (gy > gh - 0.5))[:, None] | ((gx < -0.5) | (gx > gw - 0.5))[None, :]
+        out[outside] = np.nan
+        return out.astype(np.float32)
+
+    def as_dict(self) -> dict:
+        return {"text": self.text, "grid_size": list(self.grid.shape),
+                "grid": [[round(float(v), 6) for v in row] for row in self.grid],
+                "min": float(self.grid.min()), "max": float(self.grid.max()), "mean": float(self.grid.mean()),
+                "image_cosine": self.image_cosine, "box": [round(v, 2) for v in self.box],
+                "image_size": list(self.image_size)}
+
+
+def _bilinear(grid: np.ndarray, gy: np.ndarray, gx: np.ndarray) -> np.ndarray:
+    gh, gw = grid.shape
+    y = np.clip(gy, 0, gh - 1)
+    x = np.clip(gx, 0, gw - 1)
+    y0, x0 = np.floor(y).astype(int), np.floor(x).astype(int)
+    y1, x1 = np.minimum(y0 + 1, gh - 1), np.minimum(x0 + 1, gw - 1)
+    wy, wx = (y - y0)[:, None], (x - x0)[None, :]
+    top = grid[y0][:, x0] * (1 - wx) + grid[y0][:, x1] * wx
+    bottom = grid[y1][:, x0] * (1 - wx) + grid[y1][:, x1] * wx
+    return top * (1 - wy) + bottom * wy
+
+
+def check_patch_support(model) -> None:
+    """Raise PatchMapUnsupported unless `model` (a ClipModel) has an open_clip ViT image tower
+    whose patch tokens reach the joint space through the same norm and projection as the pooled one."""
+    from open_clip.transformer import VisionTransformer
+
+    visual = model.model.visual
+    if not isinstance(visual, VisionTransformer):
+        raise PatchMapUnsupported(
+            f"{model.identifier}: the image tower is a {type(visual).__name__}, not an open_clip ViT; "
+            "a patch map is only defined here for ViT towers (patch tokens projected into the joint space)")
+    if getattr(visual, "attn_pool", None) is not None:
+        raise PatchMapUnsupported(
+            f"{model.identifier}: the image tower pools with an attentional pooler, which mixes all tokens "
+            "before the projection, so single patches have no place in the joint space")
+    if getattr(visual, "pool_type", "tok") not in ("tok", "avg"):
+        raise PatchMapUnsupported(f"{model.identifier}: pool type {visual.pool_type!r} is not supported for patch maps")
+
+
+def view_box(image_size: tuple[int, int], resize_mode: str | None) -> tuple[float, float, float, float]:
+    """The region of the original image (x0, y0, x1, y1) that open_clip's preprocessing shows the model:
+    'shortest' (the default) resizes and centre-crops a square, 'longest' pads to a square around
+    the image, 'squash' stretches the whole image."""
+    w, h = image_size
+    if resize_mode == "squash":
+        return (0.0, 0.0, float(w), float(h))
+    side = max(w, h) if resize_mode == "longest" else min(w, h)
+    x0, y0 = (w - side) / 2, (h - side) / 2
+    return (x0, y0, x0 + side, y0 + side)
+
+
+def patch_tokens(model, pixels: torch.Tensor) -> torch.Tensor:
+    """All patch tokens of preprocessed images [B, 3, H, W] in the joint space, normalised: [B, gh, gw, D]."""
+    check_patch_support(model)
+    visual = model.model.visual
+    # ClipModel's lock and autocast keep this consistent with encode_pixels (same precision, one caller at a time).
+    with model._lock, torch.inference_mode(), model._autocast():
+        x = visual.conv1(pixels.to(model.device))                    # [B, width, gh, gw]
+        batch, width, gh, gw = x.shape
+        x = x.reshape(batch, width, gh * gw).permute(0, 2, 1)
+        cls = visual.class_embedding.to(x.dtype).expand(batch, 1, -1)
+        x = torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype)
+        x = visual.patch_dropout(x)                                  # identity in eval mode
+        x = visual.ln_pre(x)
+        x = visual.transformer(x)
+        tokens = visual.ln_post(x[:, 1:])                            # skip the class token
+        if visual.proj is not None:
+            tokens = tokens @ visual.proj
+        tokens = F.normalize(tokens.float(), dim=-1)
+    return tokens.reshape(batch, gh, gw, -1).cpu()
+
+
+def patch_maps(model, images: list[Image.Image], text: str, batch_size: int = 16) -> list[PatchMap]:
+    """One PatchMap per PIL image for `text` (see the module docstring for the method)."""
+    check_patch_support(model)
+    text_emb = torch.from_numpy(model.encode_texts([text])[0])
+    cfg = getattr(model.model.visual, "preprocess_cfg", {}) or {}
+    out = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start:start + batch_size]
+        pixels = torch.stack([model.preprocess(im) for im in chunk])
+        tokens = patch_tokens(model, pixels)
+        pooled = model.encode_pixels(pixels)
+        grids = (tokens @ text_emb).numpy()
+        for im, grid, emb in zip(chunk, grids, pooled):
+            out.append(PatchMap(text, grid.astype(np.float32), float(emb @ text_emb.numpy()),
+                                view_box(im.size, cfg.get("resize_mode")), im.size))
+    return out
+
+
+def patch_map(model, image: Image.Image, text: str) -> PatchMap:
+    """Where in `image` `text` matches: raw patch-text cosines on the model's patch grid."""
+    return patch_maps(model, [image], text)[0]
+
+
+def display_values(values: np.ndarray, scale: str = "relative") -> np.ndarray:
+    """Map raw cosines to 0..1 for colouring. 'relative': centred on the map's mean (0.5 = mean),
+    symmetric by the largest deviation; 'minmax': min -> 0, max -> 1. NaN stays NaN."""
+    v = np.asarray(values, dtype=np.float64)
+    finite = v[np.isfinite(v)]
+    if finite.size == 0:
+        return v
+    if scale == "relative":
+        centred = v - finite.mean()
+        spread = np.abs(finite - finite.mean()).max()
+        return 0.5 + 0.5 * centred / spread if spread > 0 else np.full_like(v, 0.5)
+    if scale == "minmax":
+        lo, hi = finite.min(), finite.max()
+        return (v - lo) / (hi - lo) if hi > lo else np.full_like(v, 0.5)
+    raise ValueError(f"unknown scale {scale!r}: use relative or minmax")
+
+
+def colorize(values01: np.ndarray) -> np.ndarray:
+    """0..1 values [H, W] -> uint8 RGB [H, W, 3] with the inferno colour map (NaN -> black)."""
+    v = np.nan_to_num(np.clip(values01, 0, 1), nan=0.0) * (len(_INFERNO) - 1)
+    low = np.floor(v).astype(int)
+    high = np.minimum(low + 1, len(_INFERNO) - 1)
+    t = (v - low)[..., None]
+    return np.rint(_INFERNO[low] * (1 - t) + _INFERNO[high] * t).astype(np.uint8)
+
+
+def overlay(image: Image.Image, pmap: PatchMap, opacity: float = 0.5, scale: str = "relative") -> Image.Image:
+    """The image with the colour-mapped patch map blended on top at `opacity` (0..1); parts of the
+    image the model did not see (cropped off by preprocessing) are left uncoloured and dimmed."""
+    if not 0 <= opacity <= 1:
+        raise ValueError(f"opacity must be between 0 and 1, got {opacity}")
+    values = pmap.upsampled(image.size)
+    outside = np.isnan(values)
+    heat = colorize(display_values(values, scale)).astype(np.float32)
+    base = np.asarray(image.convert("RGB"), dtype=np.float32)
+    blended = base * (1 - opacity) + heat * opacity
+    blended[outside] = base[outside] * 0.5
+    return Image.fromarray(np.clip(np.rint(blended), 0, 255).astype(np.uint8), "RGB")

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set up (first time) and run the whole test suite, browser tests included. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --dev
+export GRADIO_ANALYTICS_ENABLED=False HF_HUB_OFFLINE=1
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,51 @@
+"""Label parsing, template sets and template validation."""
+from __future__ import annotations
+
+import pytest
+
+from explorer.prompts import (PromptError, build_prompts, fill, load_template_set, parse_labels,
+                              parse_templates)
+
+
+def test_labels_one_per_line_keep_commas_inside_a_line():
+    parsed = parse_labels("a cat, sleeping\na dog\n")
+    assert parsed.labels == ["a cat, sleeping", "a dog"]
+
+
+def test_labels_comma_separated_with_blanks_and_duplicates_reported():
+    parsed = parse_labels(" cat, dog,, Cat ,bird,  dog ,")
+    assert parsed.labels == ["cat", "dog", "bird"]
+    assert any("blank" in note for note in parsed.notes)
+    assert any("duplicate" in note and "Cat" in note for note in parsed.notes)
+
+
+def test_labels_whitespace_is_collapsed_and_empty_input_gives_nothing():
+    assert parse_labels("red   circle\n\n blue square ").labels == ["red circle", "blue square"]
+    assert parse_labels("").labels == [] and parse_labels(" , ,\n").labels == []
+
+
+def test_builtin_template_sets():
+    assert load_template_set("single") == ["a photo of a {}."]
+    openai = load_template_set("openai")
+    simple = load_template_set("simple")
+    assert len(openai) == 80 and len(simple) == 7
+    assert set(simple) <= set(openai)
+    assert all("{}" in t for t in openai)
+
+
+def test_custom_templates_need_placeholders(tmp_path):
+    assert parse_templates("# comment\na photo of a {}.\n\n{} in the wild") == ["a photo of a {}.", "{} in the wild"]
+    with pytest.raises(PromptError, match="line 2"):
+        parse_templates("a photo of a {}.\na photo of nothing")
+    with pytest.raises(PromptError, match="empty"):
+        parse_templates("\n# only a comment\n")
+    path = tmp_path / "t.txt"
+    path.write_text("art of the {}.\n")
+    assert load_template_set(str(path)) == ["art of the {}."]
+    with pytest.raises(PromptError, match="not single, openai, simple"):
+        load_template_set(str(tmp_path / "missing.txt"))
+
+
+def test_fill_ignores_other_braces_and_prompts_are_class_major():
+    assert fill("a {} in {curly} braces", "cat") == "a cat in {curly} braces"
+    assert build_prompts(["cat", "dog"], ["a {}", "the {}"]) == ["a cat", "the cat", "a dog", "the dog"]

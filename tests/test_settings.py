@@ -1,0 +1,40 @@
+"""Settings come from flags, then EXPLORER_* variables, then defaults."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from explorer.settings import DEFAULT_MODEL, DEFAULT_PRETRAINED, add_settings_arguments, load_settings
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser()
+    add_settings_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_defaults():
+    s = load_settings(_parse([]), env={})
+    assert (s.model, s.pretrained, s.device, s.precision) == (DEFAULT_MODEL, DEFAULT_PRETRAINED, "auto", "auto")
+    assert s.port is None and s.host is None and not s.hosted and s.allowed_roots == (Path.home().resolve(),)
+
+
+def test_flags_beat_environment_and_types_are_parsed(tmp_path):
+    env = {"EXPLORER_MODEL": "ViT-L-14", "EXPLORER_PORT": "9000", "EXPLORER_MAX_UPLOAD_MB": "2.5",
+           "EXPLORER_ALLOWED_ROOTS": f"{tmp_path}:{tmp_path / 'b'}", "EXPLORER_HOSTED": "true"}
+    s = load_settings(_parse(["--port", "9100"]), env=env)
+    assert s.model == "ViT-L-14" and s.pretrained is None  # another model does not inherit the default tag
+    assert s.port == 9100 and s.max_upload_bytes == int(2.5 * 1024 * 1024) and s.hosted
+    assert s.allowed_roots == (tmp_path.resolve(), (tmp_path / "b").resolve())
+
+
+def test_spaces_turn_on_hosted_mode_and_empty_pretrained_means_none():
+    s = load_settings(_parse(["--pretrained", ""]), env={"SPACE_ID": "someone/clip-explorer"})
+    assert s.hosted and s.pretrained is None
+
+
+def test_bad_number_is_a_clear_error():
+    with pytest.raises(ValueError, match="port"):
+        load_settings(_parse([]), env={"EXPLORER_PORT": "eighty"})
