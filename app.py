@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phone-home from a local tool
 
 from explorer.model import ModelSlot
 from explorer.settings import add_settings_arguments, load_settings
@@ -13,12 +16,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run the CLIP Explorer web app.")
     add_settings_arguments(parser)
     settings = load_settings(parser.parse_args(argv))
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    log = logging.getLogger("explorer")
+    log.setLevel(logging.INFO)
     slot = ModelSlot()
     if slot.load(settings.model, settings.pretrained, settings.device, settings.precision) is None:
-        logging.error("%s The app starts anyway; load another model from the page.", slot.status())
+        log.error("%s The app starts anyway; load another model from the page.", slot.status())
     else:
-        logging.info(slot.status())
+        log.info(slot.status())
     build_app(settings, slot).queue(default_concurrency_limit=2).launch(**launch_options(settings))
 
 

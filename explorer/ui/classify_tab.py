@@ -37,26 +37,29 @@ def build(settings: Settings, slot: ModelSlot) -> None:
             run = gr.Button("Classify", variant="primary", elem_id="zs-run")
         with gr.Column(scale=3):
             summary = gr.HTML(elem_id="zs-results")
+            gallery = gr.Gallery(label="Images with their top label", columns=6, height=240,
+                                 visible=False, elem_id="zs-gallery", object_fit="contain")
             bars = gr.Plot(label="Top labels", elem_id="zs-bars")
             heatmap = gr.Plot(label="All images x labels", visible=False, elem_id="zs-heatmap")
 
     template_choice.change(lambda c: gr.update(visible=TEMPLATE_CHOICES[c] == "custom"), template_choice, custom)
 
     def on_run(paths, label_text, choice, custom_text, k, progress=gr.Progress()):
+        hidden = gr.update(visible=False)
         model = slot.model
         if model is None:
-            return _message(f"No model is loaded. {slot.error or ''} Load one in the Model panel above."), None, \
-                gr.update(visible=False)
+            return _message(f"No model is loaded. {slot.error or ''} Load one in the Model panel above."), \
+                hidden, None, hidden
         if not paths:
-            return _message("Drop one or more images first."), None, gr.update(visible=False)
+            return _message("Drop one or more images first."), hidden, None, hidden
         parsed = parse_labels(label_text)
         if len(parsed.labels) < 2:
-            return _message("Type at least two different labels."), None, gr.update(visible=False)
+            return _message("Type at least two different labels."), hidden, None, hidden
         try:
             key = TEMPLATE_CHOICES[choice]
             templates = parse_templates(custom_text) if key == "custom" else load_template_set(key)
         except PromptError as exc:
-            return _message(str(exc)), None, gr.update(visible=False)
+            return _message(str(exc)), hidden, None, hidden
         progress(0, desc="Encoding images")
         report = classify_files(model, list(paths), parsed.labels, templates,
                                 max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels,
@@ -64,17 +67,18 @@ def build(settings: Settings, slot: ModelSlot) -> None:
         names = [os.path.basename(p) for p in report.paths]
         failures = [(os.path.basename(f.path), f.reason) for f in report.failures]
         if report.predictions is None:
-            return _summary([], [], failures, parsed.notes, len(templates)), None, gr.update(visible=False)
+            return _summary([], [], failures, parsed.notes, len(templates)), hidden, None, hidden
         ranked = [report.predictions.ranked(i, int(k)) for i in range(len(names))]
         bar_figure = plots.probability_bars(names, ranked)
         many = len(names) > 1
         heat = plots.probability_heatmap(names, report.predictions.labels, report.predictions.probabilities,
                                          report.predictions.cosines) if many else None
-        return (_summary(names, ranked, failures, parsed.notes, len(templates)), bar_figure,
-                gr.update(value=heat, visible=many))
+        thumbnails = [(path, f"{r[0][0]} ({r[0][1]:.0%})") for path, r in zip(report.paths, ranked)]
+        return (_summary(names, ranked, failures, parsed.notes, len(templates)),
+                gr.update(value=thumbnails, visible=True), bar_figure, gr.update(value=heat, visible=many))
 
     inputs = [files, labels, template_choice, custom, top_k]
-    outputs = [summary, bars, heatmap]
+    outputs = [summary, gallery, bars, heatmap]
     run.click(on_run, inputs, outputs, concurrency_limit=2)
     labels.submit(on_run, inputs, outputs, concurrency_limit=2)
 

@@ -11,11 +11,11 @@ def build(settings: Settings, slot: ModelSlot) -> None:
     with gr.Accordion("Model", open=slot.model is None):
         status = gr.Markdown(_status_text(slot), elem_id="model-status")
         with gr.Row():
-            name = gr.Textbox(label="Model", value=settings.model, scale=3,
+            name = gr.Textbox(label="Model", value=settings.model, scale=3, elem_id="model-name",
                               info="open_clip name (ViT-B-32), hf-hub:org/repo, or local-dir:/path")
-            pretrained = gr.Textbox(label="Pretrained", value=settings.pretrained or "", scale=2,
+            pretrained = gr.Textbox(label="Pretrained", value=settings.pretrained or "", scale=2, elem_id="model-pretrained",
                                     info="tag (laion2b_s34b_b79k) or checkpoint file; empty for hub/local-dir")
-            load = gr.Button("Load model", variant="secondary", scale=1)
+            load = gr.Button("Load model", variant="secondary", scale=1, elem_id="model-load")
 
     def on_load(model_name: str, tag: str, progress=gr.Progress()):
         progress(0, desc=f"Loading {model_name}…")

@@ -14,8 +14,8 @@ def test_app_starts_with_a_broken_model_and_loads_a_good_one(browser, shapes_mod
         status.wait_for(timeout=60_000)
         assert "no-such-model" in status.inner_text() and "folder not found" in status.inner_text()
         screenshot(page, "model-failed")
-        page.get_by_label("Model", exact=True).fill(f"local-dir:{shapes_model_dir}")
-        page.get_by_role("button", name="Load model").click()
+        page.fill("#model-name input, #model-name textarea", f"local-dir:{shapes_model_dir}")
+        page.click("#model-load")
         page.wait_for_function("document.querySelector('#model-status').innerText.includes('Loaded')",
                                timeout=60_000)
         assert "shapes_clip" in status.inner_text()
