@@ -96,8 +96,14 @@ def build_index(model, root: str | os.PathLike, index_path: str | os.PathLike, *
     folder = Path(index_path).expanduser()
     store = Store(folder, create=True)
     try:
-        _claim(store, folder, model, root, index_type)
+        _claim(store, folder, model, root)
         plan = _plan(store, root, files)
+        requested = index_type or store.get_meta("index_type", "auto")
+        needed = 0 if requested == "auto" else faiss_ops.training_minimum(requested, model.embed_dim)
+        if needed > plan.unchanged + len(plan.todo):  # fail before the embedding work, not after
+            raise ValueError(f"FAISS index type {requested!r} needs at least {needed} images to train; "
+                             f"the folder has at most {plan.unchanged + len(plan.todo)} (use a smaller one, or Flat)")
+        store.set_meta("index_type", requested)
         store.remove(plan.gone)
         embedded = _embed(store, model, root, plan.todo, batch_size, workers, progress,
                           max_bytes, max_pixels)
@@ -113,8 +119,8 @@ def build_index(model, root: str | os.PathLike, index_path: str | os.PathLike, *
         store.close()
 
 
-def _claim(store: Store, folder: Path, model, root: Path, index_type: str | None) -> None:
-    """Record model, folder and index type in a new index; refuse an index made otherwise."""
+def _claim(store: Store, folder: Path, model, root: Path) -> None:
+    """Record model and folder in a new index; refuse an index made for others."""
     identity = _jsonable(model.identity.as_dict())
     with store.transaction():
         stored = store.get_meta("identity")
@@ -128,8 +134,6 @@ def _claim(store: Store, folder: Path, model, root: Path, index_type: str | None
         elif Path(stored_root) != root:
             raise IndexMismatchError(f"index {folder} is for the folder {stored_root}, not {root}; "
                                      "give each folder its own --index")
-        if index_type or store.get_meta("index_type") is None:
-            store.set_meta("index_type", index_type or "auto")
 
 
 @dataclass

@@ -40,6 +40,12 @@ def check_factory(factory: str, dim: int) -> None:
         raise ValueError(f"bad FAISS index type {factory!r}: {reason}") from None
 
 
+def training_minimum(factory: str, dim: int) -> int:
+    """How many vectors `factory` needs to train: its number of IVF lists (0 when untrained use is fine)."""
+    ivf = _ivf(faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT))
+    return int(ivf.nlist) if ivf is not None else 0
+
+
 def build(ids: np.ndarray, vectors: np.ndarray, factory: str, seed: int = 0) -> tuple[faiss.Index, dict]:
     """Build an ID-mapped index over `vectors` ([N, D], normalised) with `factory`; train it on a
     sample when it needs training, then tune its search parameter (nprobe / efSearch) to reach
