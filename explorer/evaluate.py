@@ -113,32 +113,30 @@ def embed_labelled_folder(model, root: str | Path, classnames: dict[str, str] | 
     classes = read_class_folders(root, classnames)
     items = [(path, k) for k, files in enumerate(classes.files) for path in files]
     lookup = _index_lookup(index, model, classes.root)
-    paths, labels, chunks, failures, reused = [], [], [], [], 0
+    paths, labels, rows, failures, reused = [], [], [], [], 0
     for start in range(0, len(items), batch_size):
         batch = items[start:start + batch_size]
-        todo = []
-        for path, k in batch:
-            hit = lookup(path) if lookup else None
-            if hit is None:
-                todo.append((path, k))
-            else:
-                paths.append(path)
-                labels.append(k)
-                chunks.append(hit[None, :])
-                reused += 1
+        found = [lookup(path) if lookup else None for path, _ in batch]
+        reused += sum(hit is not None for hit in found)
+        todo = [os.fspath(path) for (path, _), hit in zip(batch, found) if hit is None]
+        encoded: dict[str, np.ndarray] = {}
         if todo:
-            by_name = {os.fspath(path): k for path, k in todo}
-            loaded, bad = load_images(list(by_name), max_bytes=max_bytes, max_pixels=max_pixels)
+            loaded, bad = load_images(todo, max_bytes=max_bytes, max_pixels=max_pixels)
             failures += [ImageFailure(_relative(f.path, classes.root), f.reason) for f in bad]
             if loaded:
                 keys = [_file_key(item.path) for item in loaded]
-                chunks.append(model.encode_images([item.image for item in loaded], batch_size=batch_size, keys=keys))
-                paths += [Path(item.path) for item in loaded]
-                labels += [by_name[item.path] for item in loaded]
+                vectors = model.encode_images([item.image for item in loaded], batch_size=batch_size, keys=keys)
+                encoded = {item.path: vector for item, vector in zip(loaded, vectors)}
+        for (path, k), hit in zip(batch, found):  # keep folder order, whichever way it was embedded
+            vector = hit if hit is not None else encoded.get(os.fspath(path))
+            if vector is not None:
+                paths.append(path)
+                labels.append(k)
+                rows.append(vector)
         if progress is not None:
             progress(min(start + batch_size, len(items)), len(items))
     dim = model.embed_dim
-    embeddings = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros((0, dim), np.float32)
+    embeddings = np.stack(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32)
     notes = list(classes.notes)
     if reused:
         notes.append(f"{reused} embedding(s) re-used from the index")
@@ -163,21 +161,29 @@ def _file_key(path: str):
 
 
 def _index_lookup(index, model, root: Path):
-    """path -> embedding or None, from an index of `root` or a parent made by the same model."""
+    """path -> stored embedding or None, from an index (explorer.index.ImageIndex) of `root` or a
+    parent, made by the same model; a file whose size or mtime changed since it was indexed is None."""
     if index is None:
         return None
-    index.check_model(model)  # raises with a clear message when another model made it
-    index_root = Path(os.path.abspath(index.root))
-    if not root.is_relative_to(index_root):
+    index.check_model(model)  # raises IndexMismatchError naming both models
+    index_root = Path(index.root).resolve()
+    if not root.resolve().is_relative_to(index_root):
         raise ValueError(f"the index covers {index_root}, which does not contain {root}")
+    prefix = root.resolve().relative_to(index_root)
+    states = index.store.states()
 
     def lookup(path: Path):
-        rel = path.relative_to(index_root).as_posix()
+        rel = (prefix / path.relative_to(root)).as_posix()
+        state = states.get(rel)
+        if state is None or state.error is not None:
+            return None
         try:
             stat = os.stat(path)
         except OSError:
             return None
-        embedding = index.embedding_of(rel, size=stat.st_size, mtime_ns=stat.st_mtime_ns)
+        if (stat.st_size, stat.st_mtime_ns) != (state.size, state.mtime_ns):
+            return None
+        embedding = index.embedding_of(rel)
         return None if embedding is None else np.asarray(embedding, dtype=np.float32)
 
     return lookup

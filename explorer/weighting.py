@@ -4,14 +4,15 @@
 arXiv 2302.06235. For each prompt template p and class c the zero-shot logit of image x is
 l_pc(x) = logit_scale * <z_img(x), z_txt(p, c)>. The paper's prompt score is the max-logit
 confidence of the classifier that uses prompt p alone, averaged over the unlabelled test images,
-after removing two biases from every logit (Section 3 of the paper, "ZPE" in its Algorithm 1):
+after removing two biases from every logit (the paper's final "ZPE" score):
 
     s_p = mean_x  max_c [ l_pc(x) - 1/2 * ( E_{x'~pretrain}[l_pc(x')] + E_{x'~test}[l_pc(x')] ) ]
     w   = softmax_p(s)          (no temperature: the scores are in logit units)
 
 The pre-training term corrects the word-frequency bias of a class name under a prompt (a prompt
 whose class words are common in captions scores high on every image); the test term corrects
-dataset-wide biases of the test images. This transcription follows the authors' reference code
+dataset-wide biases of the test images. (Equation numbers are not cited: the paper's text was not
+at hand when this was written.) This transcription follows the authors' reference code
 (google/uncertainty-baselines, experimental/multimodal notebook: `get_weights` with
 debias_mode='both', img_mean=True, then `jax.nn.softmax` over prompts), where the logits are
 logit_scale * cosine (their encoders scale both sides by sqrt(logit_scale)).
@@ -20,6 +21,10 @@ Stand-in for the pre-training sample: the paper uses 20k LAION-400m images. A us
 such a sample, so when no `reference` embeddings are given the test images themselves stand in
 for it, which makes the correction the plain test-set mean (the paper's "test-only" ablation).
 `ZPEResult.bias_source` says in words which correction was used, so a page can show it.
+
+The weights are used by `zeroshot.ensemble` (weighted mean of the normalised prompt embeddings,
+renormalised per class: open_clip's convention, shared with equal weighting). The reference code
+averages the per-prompt logits with the weights instead; the two differ only by a per-class scale.
 """
 from __future__ import annotations
 

@@ -1,0 +1,81 @@
+"""Prompt lab speed: compare the 80- and 7-template sets, mean and ZPE weighting, on embedded images.
+
+1,000 random normalised image embeddings (standing in for an already-embedded folder) and 10
+classes; ViT-B-32 architecture with random weights (the cost does not depend on the weights), CPU,
+fp32. The comparison is timed twice: cold (empty text cache: every prompt is encoded) and warm
+(what changing the weighting or re-running costs). Each run is split into text encoding
+(`prompt_set`, through the model's cache and length-cut path), scoring (`compare`: ZPE, ensembling,
+accuracy tables) and the rest. Images are never encoded: `encode_images` is made to raise.
+
+    .venv/bin/python bench/bench_prompts.py [--images 1000] [--classes 10] [--repeats 3]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from explorer.descriptions import prompt_set  # noqa: E402
+from explorer.evaluate import compare  # noqa: E402
+from explorer.model import load_model  # noqa: E402
+from explorer.prompts import load_template_set  # noqa: E402
+
+CLASSES = ["golden retriever", "tabby cat", "red fox", "school bus", "espresso", "pizza",
+           "lighthouse", "daisy", "acoustic guitar", "mountain bike", "hot-air balloon", "goldfish"]
+
+
+def run_once(model, labels, sets, images, true):
+    start = time.perf_counter()
+    encoded_before = model.text_encodes
+    prompt_sets = {name: prompt_set(model, labels, templates) for name, templates in sets.items()}
+    text_done = time.perf_counter()
+    rows = compare(images, true, labels, prompt_sets, model.logit_scale, ("mean", "zpe"))
+    score_done = time.perf_counter()
+    table = [(r.prompt_set, r.weighting, r.top1) for r in rows]
+    end = time.perf_counter()
+    return {"text": text_done - start, "scoring": score_done - text_done, "rest": end - score_done,
+            "total": end - start, "texts_encoded": model.text_encodes - encoded_before, "table": table}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3, help="warm runs; the best is reported")
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    model = load_model("ViT-B-32", None, device="cpu")
+
+    def no_images(*_a, **_k):
+        raise AssertionError("an image was encoded during the comparison")
+    model.encode_images = model.encode_pixels = no_images
+
+    labels = CLASSES[:args.classes] if args.classes <= len(CLASSES) else [f"class {i}" for i in range(args.classes)]
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(args.images, model.embed_dim)).astype(np.float32)
+    images /= np.linalg.norm(images, axis=1, keepdims=True)
+    true = rng.integers(0, len(labels), size=args.images)
+    sets = {"openai (80)": load_template_set("openai"), "simple (7)": load_template_set("simple")}
+
+    cold = run_once(model, labels, sets, images, true)
+    warm = min((run_once(model, labels, sets, images, true) for _ in range(args.repeats)), key=lambda r: r["total"])
+    print(f"{args.images} embedded images, {len(labels)} classes, {torch.get_num_threads()} torch threads, "
+          f"template sets {', '.join(sets)} x weightings mean, zpe")
+    for name, r in (("cold", cold), ("warm", warm)):
+        print(f"  {name}: total {r['total'] * 1000:8.1f} ms = text encoding {r['text'] * 1000:8.1f} ms "
+              f"({r['texts_encoded']} texts encoded) + scoring {r['scoring'] * 1000:6.1f} ms "
+              f"+ rest {r['rest'] * 1000:5.1f} ms")
+    print("  (random weights and random embeddings: accuracies are chance level, shown only as a check)")
+    for name, weighting, top1 in warm["table"]:
+        print(f"    {name:12s} {weighting:5s} top-1 {top1:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""ZPE prompt weighting and CuPL-style descriptions."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from explorer.descriptions import (DESCRIPTIONS_SLOT, description_embeddings, for_labels,  # noqa: E402
+                                   load_descriptions, parse_descriptions, prompt_set)
+from explorer.prompts import PromptError  # noqa: E402
+from explorer.weighting import BIAS_TEST_ONLY, mad_select, zpe_scores, zpe_weights  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def _paper_zpe(images, prompts, scale, pretrain=None):
+    """A literal transcription of ZPE (Allingham et al. 2023): loops, float64, no shortcuts."""
+    images, prompts = images.astype(np.float64), prompts.astype(np.float64)
+    n, (c_count, t_count, _) = len(images), prompts.shape
+    logit = lambda x, t, c: scale * float(np.dot(x, prompts[c, t]))  # noqa: E731
+    scores = np.zeros(t_count)
+    for t in range(t_count):
+        test_mean = [np.mean([logit(x, t, c) for x in images]) for c in range(c_count)]
+        if pretrain is None:
+            bias = test_mean
+        else:
+            pre_mean = [np.mean([logit(x, t, c) for x in pretrain]) for c in range(c_count)]
+            bias = [0.5 * (pre_mean[c] + test_mean[c]) for c in range(c_count)]
+        scores[t] = np.mean([max(logit(x, t, c) - bias[c] for c in range(c_count)) for x in images])
+    weights = np.exp(scores - scores.max())
+    return scores, weights / weights.sum()
+
+
+@pytest.fixture
+def synthetic():
+    rng = np.random.default_rng(7)
+    C, T, D, N, M = 5, 6, 16, 40, 25
+    images = _unit(rng.normal(size=(N, D))).astype(np.float32)
+    prompts = _unit(rng.normal(size=(C, T, D))).astype(np.float32)
+    pretrain = _unit(rng.normal(size=(M, D))).astype(np.float32)
+    return images, prompts, pretrain
+
+
+def test_zpe_matches_paper_formula_with_pretraining_sample(synthetic):
+    images, prompts, pretrain = synthetic
+    result = zpe_weights(images, prompts, 14.3, reference_emb=pretrain, reference_name="synthetic")
+    scores, weights = _paper_zpe(images, prompts, 14.3, pretrain)
+    np.testing.assert_allclose(result.scores, scores, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(result.weights, weights, rtol=1e-4, atol=1e-6)
+    assert abs(result.weights.sum() - 1) < 1e-5
+    assert "25 reference images (synthetic)" in result.bias_source
+
+
+def test_zpe_without_pretraining_sample_uses_test_images(synthetic):
+    images, prompts, _ = synthetic
+    result = zpe_weights(images, prompts, 50.0)
+    scores, weights = _paper_zpe(images, prompts, 50.0, pretrain=None)
+    np.testing.assert_allclose(result.scores, scores, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(result.weights, weights, rtol=1e-4, atol=1e-6)
+    assert result.bias_source == BIAS_TEST_ONLY
+    # the images themselves as the "pre-training sample" is the same correction
+    same = zpe_weights(images, prompts, 50.0, reference_emb=images)
+    np.testing.assert_allclose(same.scores, result.scores, rtol=1e-5, atol=1e-5)
+
+
+def test_zpe_chunking_does_not_change_scores(synthetic, monkeypatch):
+    import explorer.weighting as weighting
+
+    images, prompts, pretrain = synthetic
+    whole = zpe_scores(images, prompts, 10.0, pretrain)
+    monkeypatch.setattr(weighting, "_CHUNK", 7)
+    np.testing.assert_allclose(zpe_scores(images, prompts, 10.0, pretrain), whole, rtol=1e-5)
+
+
+def test_bias_correction_removes_a_constant_prompt_offset(synthetic):
+    """A prompt that adds the same direction to every class looks confident without the correction;
+    the per-class mean subtraction must make its score identical to the clean prompt's."""
+    images, prompts, _ = synthetic
+    shift = _unit(images.mean(axis=0))
+    biased = prompts.copy()
+    biased[:, 1] = prompts[:, 0] + 2.0 * shift  # not normalised on purpose: a pure offset per class
+    scores = zpe_scores(images, biased, 10.0)
+    assert scores[1] == pytest.approx(scores[0], rel=1e-4)
+
+
+def test_zpe_rejects_bad_shapes(synthetic):
+    images, prompts, _ = synthetic
+    with pytest.raises(ValueError, match="at least one unlabelled image"):
+        zpe_weights(images[:0], prompts, 10.0)
+    with pytest.raises(ValueError, match=r"\[classes, prompts, dim\]"):
+        zpe_weights(images, prompts[:, 0], 10.0)
+    with pytest.raises(ValueError, match="image embeddings"):
+        zpe_weights(images[:, :8], prompts, 10.0)
+
+
+def test_mad_selection_keeps_outliers_and_never_nothing():
+    scores = np.array([1.0, 1.1, 0.9, 1.0, 3.0, 1.05])
+    assert mad_select(scores, 2.0).tolist() == [False, False, False, False, True, False]
+    flat = np.array([1.0, 1.0, 1.0])
+    assert mad_select(flat, 2.0).sum() == 1
+    rng = np.random.default_rng(0)
+    C, T, D = 3, 6, 8
+    result = zpe_weights(_unit(rng.normal(size=(10, D))), _unit(rng.normal(size=(C, T, D))), 10.0,
+                         mad_threshold=0.5)
+    assert result.weights[~result.selected].sum() == 0
+    assert result.weights[result.selected].sum() == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.timeout(120)
+def test_noise_prompt_gets_lower_weight_on_shapes_model(shapes_model):
+    from shapes import CLASSES, class_name, draw_shape
+
+    rng = np.random.default_rng(11)
+    labels = [class_name(*c) for c in CLASSES]
+    images = [draw_shape(color, shape, size=64, rng=rng) for color, shape in CLASSES for _ in range(2)]
+    image_emb = shapes_model.encode_images(images)
+    templates = ["a photo of a {}.", "a drawing of a {}.", "a {} on a dark background."]
+    prompts = prompt_set(shapes_model, labels, templates).embeddings
+    noise = _unit(np.random.default_rng(3).normal(size=(len(labels), 1, prompts.shape[2]))).astype(np.float32)
+    result = zpe_weights(image_emb, np.concatenate([prompts, noise], axis=1), shapes_model.logit_scale)
+    assert result.weights[3] < 0.1 * result.weights[:3].min(), result.weights
+    assert result.scores[3] < result.scores[:3].min()
+
+
+# ---- descriptions ---------------------------------------------------------------------------------
+def test_parse_descriptions_tidies_and_reports_errors(tmp_path):
+    parsed = parse_descriptions('{" red  circle ": ["  a red circle. ", ""], "blue square": ["x"]}')
+    assert parsed == {"red circle": ["a red circle."], "blue square": ["x"]}
+    for text, message in [("[1, 2]", "expected a JSON object"), ("{not json", "not valid JSON"),
+                          ('{"cat": []}', "'cat' has no sentences"), ('{"cat": "a cat"}', "list of sentences"),
+                          ('{"cat": [1]}', "list of sentences"), ("{}", "no classes"),
+                          ('{"Cat": ["a"], "cat": ["b"]}', "appears twice")]:
+        with pytest.raises(PromptError, match=message):
+            parse_descriptions(text)
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps({"cat": ["a small furry animal"]}))
+    assert load_descriptions(str(path)) == {"cat": ["a small furry animal"]}
+    with pytest.raises(PromptError, match="neither JSON text nor an existing file"):
+        load_descriptions(str(tmp_path / "missing.json"))
+
+
+def test_shipped_examples_load():
+    shapes = load_descriptions(ROOT / "assets" / "descriptions" / "shapes_example.json")
+    animals = load_descriptions(ROOT / "assets" / "descriptions" / "animals_example.json")
+    assert len(shapes) == 24 and "red circle" in shapes
+    assert "platypus" in animals and all(len(v) >= 3 for v in animals.values())
+
+
+def test_for_labels_matches_names_and_names_the_missing():
+    descriptions = {"Red Circle": ["a"], "blue square": ["b", "c"], "green cross": ["d"]}
+    sentences, notes = for_labels(descriptions, ["red  circle", "blue square"])
+    assert sentences == [["a"], ["b", "c"]]
+    assert notes and "green cross" in notes[0]
+    with pytest.raises(PromptError, match="no sentences for 'yellow circle'"):
+        for_labels(descriptions, ["red circle", "yellow circle"])
+
+
+def test_description_slot_is_mean_of_sentence_embeddings(random_vit):
+    descriptions = {"cat": ["a small furry animal.", "it purrs on the sofa."], "dog": ["it barks."]}
+    got = description_embeddings(random_vit, ["cat", "dog"], descriptions)
+    flat = random_vit.encode_texts(["a small furry animal.", "it purrs on the sofa.", "it barks."])
+    np.testing.assert_allclose(got[0, 0], _unit(flat[:2].mean(axis=0)), atol=1e-6)
+    np.testing.assert_allclose(got[1, 0], flat[2], atol=1e-6)
+
+    both = prompt_set(random_vit, ["cat", "dog"], ["a photo of a {}.", "a {}."], descriptions, "both")
+    assert both.slots == ["a photo of a {}.", "a {}.", DESCRIPTIONS_SLOT]
+    assert both.embeddings.shape == (2, 3, random_vit.embed_dim)
+    np.testing.assert_allclose(both.mean_weights, [0.25, 0.25, 0.5])
+    np.testing.assert_allclose(both.embeddings[:, 2], got[:, 0], atol=1e-6)
+    alone = prompt_set(random_vit, ["cat", "dog"], None, descriptions, "descriptions")
+    assert alone.slots == [DESCRIPTIONS_SLOT] and alone.mean_weights.tolist() == [1.0]
+    with pytest.raises(PromptError, match="needs class descriptions"):
+        prompt_set(random_vit, ["cat", "dog"], ["a {}."], None, "both")
