@@ -9,7 +9,17 @@ BPE tokenizer), saved in open_clip's `local-dir:` layout:
 
 and loaded with `open_clip.create_model_and_transforms("local-dir:/abs/path/tests/assets/shapes_clip")`.
 
-    .venv/bin/python tests/train_shapes_clip.py                 # full run (~8-10 min on 2 CPU cores)
+How the committed weights were made (two stages; ~6 + ~3 min on 2 idle CPU cores, longer if shared):
+
+    # 1. plain CLIP training (ClipLoss only): 1000 steps, batch 128, lr 1e-3, cosine, warmup 60
+    .venv/bin/python tests/train_shapes_clip.py --out /tmp/shapes_plain
+    # 2. continue 300 steps at lr 3e-4 with the auxiliary patch loss, so patch-level maps localise
+    .venv/bin/python tests/train_shapes_clip.py --init /tmp/shapes_plain --steps 300 --lr 3e-4 \
+        --warmup 20 --patch-loss 0.5
+
+Other uses:
+
+    .venv/bin/python tests/train_shapes_clip.py                 # stage 1 only, straight into tests/assets
     .venv/bin/python tests/train_shapes_clip.py --steps 100 --out /tmp/shapes_try
     .venv/bin/python tests/train_shapes_clip.py --eval-only     # just evaluate the saved model
 """
