@@ -129,7 +129,10 @@ def test_corrupt_config_and_corrupt_weights_are_reported(tmp_path):
 
 
 def test_offline_hub_model_fails_cleanly(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import time
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     with pytest.raises(ModelLoadError, match="ViT-B-32 \\(laion2b_s34b_b79k\\)"):
         load_model("ViT-B-32", "laion2b_s34b_b79k", device="cpu")
