@@ -1,0 +1,158 @@
+"""HTML pieces of the Prompt lab's results. Formatting only: the numbers come from the core."""
+from __future__ import annotations
+
+import html
+
+import numpy as np
+
+from ..evaluate import none_of_these
+
+_SCROLL = '<div class="pl-scroll" style="max-height:{h}px;overflow:auto">{body}</div>'
+_HELPS = "background:rgba(44,160,44,0.12)"
+_HURTS = "background:rgba(214,39,40,0.12)"
+WEIGHTING_NAMES = {"mean": "equal average", "zpe": "ZPE", "single": "one template"}
+MAX_IMAGE_ROWS = 200
+
+
+def message(text: str, kind: str = "note") -> str:
+    return f'<div class="explorer-{kind}">{html.escape(text)}</div>'
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{x:.1%}"
+
+
+def _bar(x: float, colour: str = "#4f6bed") -> str:
+    width = max(0.0, min(1.0, float(x))) * 100
+    return (f'<div style="background:var(--background-fill-secondary);width:90px;height:8px;border-radius:4px">'
+            f'<div style="background:{colour};width:{width:.0f}%;height:8px;border-radius:4px"></div></div>')
+
+
+def _table(head: list[str], rows: list[str], height: int = 420) -> str:
+    th = "".join(f"<th>{h}</th>" for h in head)
+    body = f'<table class="explorer-table"><thead><tr>{th}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    return _SCROLL.format(h=height, body=body)
+
+
+def summary(report) -> str:
+    """Headline numbers, where the images came from, the ZPE bias source, skipped files and notes."""
+    images, parts = report.images, []
+    n, c = len(report.image_names), len(report.class_names)
+    how = WEIGHTING_NAMES[report.weighting]
+    if report.result is not None:
+        r = report.result
+        parts.append(f'<div class="pl-headline" style="display:flex;gap:2rem;align-items:baseline">'
+                     f'<div><span class="explorer-muted">top-1</span> <b id="pl-top1" style="font-size:1.6rem">'
+                     f'{r.top1:.1%}</b></div><div><span class="explorer-muted">top-{r.top_k}</span> '
+                     f'<b id="pl-top5" style="font-size:1.6rem">{r.top5:.1%}</b></div></div>')
+        parts.append(f'<p>{n} labelled image(s), {c} classes, {len(report.slots)} prompt(s) ensembled by '
+                     f'<b>{how}</b>. Images: {html.escape(images.source)}.</p>')
+    else:
+        flagged = "see the “none of these” table below"
+        parts.append(f'<p>{n} unlabelled image(s), {c} class names, {len(report.slots)} prompt(s) ensembled by '
+                     f'<b>{how}</b>. No labels are known, so there is no accuracy: the table shows each '
+                     f'prompt\'s ZPE weight, and {flagged}. Images: {html.escape(images.source)}.</p>')
+    parts.append(f'<p class="explorer-note" id="pl-bias-source"><b>ZPE bias correction:</b> '
+                 f'{html.escape(report.zpe.bias_source)}.</p>')
+    for note in images.notes + report.notes:
+        parts.append(f'<p class="explorer-muted">Note: {html.escape(note)}.</p>')
+    for failure in images.failures[:20]:
+        parts.append(f'<p class="explorer-error">Skipped {html.escape(failure.path)}: '
+                     f'{html.escape(failure.reason)}</p>')
+    if len(images.failures) > 20:
+        parts.append(f'<p class="explorer-error">…and {len(images.failures) - 20} more unreadable file(s).</p>')
+    return "".join(parts)
+
+
+def per_template(report) -> str:
+    """One row per prompt, original row numbers kept. With labels: sorted by accuracy alone, prompts
+    at least as good as the whole ensemble shaded green, those 5+ points below the average red."""
+    zpe = report.zpe
+    if report.result is not None:
+        scores = report.result.per_template
+        accs = np.array([s.accuracy for s in scores])
+        average, ensemble_top1 = float(accs.mean()), report.result.top1
+        order = sorted(range(len(scores)), key=lambda i: -scores[i].accuracy)
+        rows = []
+        for i in order:
+            s = scores[i]
+            verdict, style = "", ""
+            if s.accuracy >= ensemble_top1:
+                verdict, style = "▲&nbsp;helps", _HELPS
+            elif s.accuracy < average - 0.05:
+                verdict, style = "▼&nbsp;hurts", _HURTS
+            rows.append(f'<tr style="{style}"><td>{i + 1}</td><td class="pl-template">{html.escape(s.template)}</td>'
+                        f"<td>{_pct(s.accuracy)}</td><td>{s.accuracy - average:+.1%}</td><td>{verdict}</td>"
+                        f"<td>{s.weight:.3f}</td><td>{s.zpe_weight:.3f}</td><td>{s.zpe_score:.2f}</td></tr>")
+        head = ["row", "template", "accuracy alone", "vs average", "verdict", "weight used", "ZPE weight", "ZPE score"]
+        caption = (f'<p class="explorer-muted">Sorted by each prompt\'s own top-1 accuracy. Average over prompts '
+                   f'{average:.1%}; the ensemble reaches {ensemble_top1:.1%}.</p>')
+        return caption + _table(head, rows)
+    order = sorted(range(len(report.slots)), key=lambda i: -float(zpe.scores[i]))
+    rows = [f'<tr><td>{i + 1}</td><td class="pl-template">{html.escape(report.slots[i])}</td>'
+            f"<td>{float(report.weights[i]):.3f}</td><td>{float(zpe.weights[i]):.3f}</td>"
+            f"<td>{float(zpe.scores[i]):.2f}</td></tr>" for i in order]
+    caption = ('<p class="explorer-muted">No labels: prompts sorted by ZPE score (higher = more confident '
+               'on these images after de-biasing).</p>')
+    return caption + _table(["row", "template", "weight used", "ZPE weight", "ZPE score"], rows)
+
+
+def per_class(result) -> str:
+    rows = [f"<tr><td>{html.escape(name)}</td><td>{result.class_counts[name]}</td>"
+            f"<td>{_pct(result.per_class[name])}</td><td>{_bar(result.per_class[name] or 0)}</td></tr>"
+            for name in result.class_names]
+    return _table(["class", "images", "accuracy", ""], rows, height=360)
+
+
+def comparison(rows) -> str:
+    """One line per prompt set, equal average and ZPE side by side, all on the same image embeddings;
+    the best top-1 in bold."""
+    if not rows:
+        return ""
+    best = max(r.top1 for r in rows)
+    by_set: dict[str, dict[str, object]] = {}
+    for r in rows:
+        by_set.setdefault(r.prompt_set, {})[r.weighting] = r
+    k = rows[0].result.top_k
+
+    def cell(r, attr):
+        if r is None:
+            return "<td></td>"
+        value = getattr(r, attr)
+        style = ' style="font-weight:700"' if attr == "top1" and value == best else ""
+        return f"<td{style}>{_pct(value)}</td>"
+
+    out = []
+    for name, runs in by_set.items():
+        mean, zpe = runs.get("mean"), runs.get("zpe")
+        count = len((mean or zpe).result.per_template)
+        shown = ' <span class="explorer-muted">(above)</span>' if name == "your set" else ""
+        out.append(f"<tr><td>{html.escape(name)}{shown}</td><td>{count}</td>{cell(mean, 'top1')}{cell(zpe, 'top1')}"
+                   f"{cell(mean, 'top5')}{cell(zpe, 'top5')}</tr>")
+    head = ["prompt set", "prompts", "top-1 equal", "top-1 ZPE", f"top-{k} equal", f"top-{k} ZPE"]
+    note = '<p class="explorer-muted">All rows score the same image embeddings; only the prompts change.</p>'
+    return _table(head, out, height=360) + note
+
+
+def none_table(state: dict | None, min_cosine: float, min_probability: float) -> str:
+    """Images whose best class fits badly (below either threshold), flagged ones first."""
+    if not state:
+        return ""
+    flags = none_of_these(state["max_cosine"], state["max_probability"], min_cosine=min_cosine,
+                          min_probability=min_probability)
+    labelled = state["true"] is not None
+    order = np.argsort(~flags, kind="stable")[:MAX_IMAGE_ROWS]
+    rows = []
+    for i in order:
+        truth = f"<td>{html.escape(state['true'][i])}</td>" if labelled else ""
+        style = 'style="background:rgba(240,138,36,0.15)"' if flags[i] else ""
+        rows.append(f'<tr {style}><td>{html.escape(state["names"][i])}</td>{truth}'
+                    f'<td>{html.escape(state["predicted"][i])}</td><td>{state["max_cosine"][i]:.3f}</td>'
+                    f'<td>{state["max_probability"][i]:.1%}</td>'
+                    f'<td>{"⚠ none of these" if flags[i] else ""}</td></tr>')
+    head = ["image"] + (["true class"] if labelled else []) + ["best class", "max cosine", "max probability", "flag"]
+    count = (f'<p id="pl-none-count"><b>{int(flags.sum())}</b> of {len(flags)} image(s) flagged “none of these” '
+             f"(max cosine &lt; {min_cosine:.2f} or max probability &lt; {min_probability:.0%}).</p>")
+    more = len(flags) - len(order)
+    tail = f'<p class="explorer-muted">…{more} more image(s) not shown.</p>' if more > 0 else ""
+    return count + _table(head, rows, height=360) + tail
