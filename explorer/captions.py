@@ -90,6 +90,25 @@ def read_caption_csv(csv_path: str | os.PathLike, *, check_images: bool = True) 
     return out
 
 
+def _label_key(text: str) -> str:
+    words = text.replace("_", " ").replace("-", " ").casefold().split()
+    if len(words) > 1 and words[0] in ("a", "an", "the"):
+        words = words[1:]
+    return " ".join(words)
+
+
+def labels_from_folders(image_paths: list[str | os.PathLike], labels: list[str]) -> list[int]:
+    """Each image's label index from the name of the folder it is in (ImageFolder layout), or -1.
+
+    Folder names match labels ignoring case, '_' / '-' versus spaces, and a leading article, so
+    `a_red_circle/1.png` belongs to the label "red circle" (and to "a red circle").
+    """
+    keys: dict[str, int] = {}
+    for i, label in enumerate(labels):
+        keys.setdefault(_label_key(label), i)
+    return [keys.get(_label_key(Path(p).parent.name), -1) for p in image_paths]
+
+
 def read_sidecar_captions(image_paths: list[str | os.PathLike]) -> Captions:
     """For each image, read `<same stem>.txt` in the same folder (e.g. cat.jpg -> cat.txt).
 

@@ -221,17 +221,21 @@ class ShiftPoint:
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
 
 
-def matched_ranks(image_emb: np.ndarray, text_emb: np.ndarray, matches: np.ndarray) -> np.ndarray:
+def matched_ranks(image_emb: np.ndarray, text_emb: np.ndarray, matches: np.ndarray, chunk: int = 1024) -> np.ndarray:
     """Rank (1 = best) of each image's matching text among all texts, for images with a match.
     Ties count in the image's favour (rank = 1 + number of texts scoring strictly higher)."""
     rows = np.nonzero(matches >= 0)[0]
-    sims = image_emb[rows] @ text_emb.T
-    own = sims[np.arange(len(rows)), matches[rows]]
-    return 1 + (sims > own[:, None]).sum(axis=1)
+    ranks = np.empty(len(rows), dtype=np.int64)
+    for start in range(0, len(rows), chunk):  # bounds memory to chunk x M scores
+        part = rows[start:start + chunk]
+        sims = image_emb[part] @ text_emb.T
+        own = sims[np.arange(len(part)), matches[part]]
+        ranks[start:start + len(part)] = 1 + (sims > own[:, None]).sum(axis=1)
+    return ranks
 
 
 def evaluate_shift(image_emb: np.ndarray, text_emb: np.ndarray, lams, matches=None, *,
-                   max_queries: int = 5000, seed: int = 0) -> list[ShiftPoint]:
+                   max_queries: int = 2000, seed: int = 0) -> list[ShiftPoint]:
     """For each lam: the gap length after `shift_along_gap`, and with `matches` the matching
     text's retrieval rank and recall@1 (zero-shot accuracy for class texts), as in Liang et al.
 
@@ -278,6 +282,21 @@ class Projection:
     @property
     def sampled(self) -> bool:
         return self.sample_size < self.total_points
+
+    def pair_lines(self, matches) -> tuple[np.ndarray, np.ndarray]:
+        """End points ([k, 2] image side, [k, 2] text side) of the matched pairs whose image and
+        text are both drawn."""
+        if matches is None:
+            return np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32)
+        matches = np.asarray(matches, dtype=np.int64)
+        position = {int(t): j for j, t in enumerate(self.text_indices)}
+        rows, cols = [], []
+        for i, image in enumerate(self.image_indices):
+            j = position.get(int(matches[image]), -1) if matches[image] >= 0 else -1
+            if j >= 0:
+                rows.append(i)
+                cols.append(j)
+        return self.xy_image[rows].reshape(-1, 2), self.xy_text[cols].reshape(-1, 2)
 
 
 def _sample_for_projection(n: int, m: int, max_points: int, matches, rng) -> tuple[np.ndarray, np.ndarray]:

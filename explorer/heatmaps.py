@@ -1,14 +1,19 @@
 """Similarity matrices (images x texts) and patch-level maps (where in an image a text matches).
 
-Patch map method: for an open_clip VisionTransformer, the image is run through the tower exactly as
-`encode_image` does (conv1 -> class + positional embeddings -> ln_pre -> transformer); then every
-patch token, not only the pooled one, goes through the tower's own final LayerNorm (`ln_post`) and
-projection (`proj`) into the joint space, is L2-normalised, and is dotted with the normalised text
-embedding. The result is a [grid_h, grid_w] map of raw cosines. For class-token models these
-patch tokens were never trained to be matched against text, so their cosines are small and share a
-common offset; the map is best read relative to its own mean (`display_values(..., "relative")`)
-or min-max scaled, while the raw cosines are kept for export. Towers without a per-patch path into
-the joint space (ResNets, timm towers, attentional poolers) raise PatchMapUnsupported.
+Patch map methods (open_clip VisionTransformer towers only). The image runs through the tower
+exactly as `encode_image` runs it (conv1 -> class + positional embeddings -> ln_pre -> transformer),
+and patch tokens are taken into the joint space through the tower's own final LayerNorm (`ln_post`)
+and projection (`proj`), L2-normalised and dotted with the normalised text embedding:
+- "tokens" (default): the output tokens of the last block, as they are.
+- "value": the last block's value path, out_proj(v(ln_1(x))), i.e. its attention with each token
+  attending only to itself, without the residual and MLP (MaskCLIP, Zhou et al. ECCV 2022;
+  ClearCLIP, Lan et al. ECCV 2024). In large class-token CLIPs the last layer's attention spreads
+  global information over every patch token, which these papers report makes raw last-layer maps
+  noisy; the value path keeps each token's own content.
+Either way the cosines are small and share an offset (patch tokens were never trained to be matched
+against text), so the map is best read relative to its own mean (`display_values(..., "relative")`)
+or min-max scaled; the raw cosines are kept for export. Towers without a per-patch path into the
+joint space (ResNets, timm towers, attentional poolers) raise PatchMapUnsupported.
 """
 from __future__ import annotations
 
@@ -65,6 +70,7 @@ class PatchMap:
     image_cosine: float           # the ordinary (pooled) image-text cosine, for reference
     box: tuple[float, float, float, float]  # (x0, y0, x1, y1) in image pixels the grid covers
     image_size: tuple[int, int]   # (width, height) of the original image
+    method: str = "tokens"        # "tokens" or "value" (see the module docstring)
 
     def upsampled(self, size: tuple[int, int] | None = None) -> np.ndarray:
         """The raw map in image pixel coordinates [H, W] (bilinear); NaN outside the model's view."""
@@ -81,7 +87,7 @@ class PatchMap:
         return out.astype(np.float32)
 
     def as_dict(self) -> dict:
-        return {"text": self.text, "grid_size": list(self.grid.shape),
+        return {"text": self.text, "method": self.method, "grid_size": list(self.grid.shape),
                 "grid": [[round(float(v), 6) for v in row] for row in self.grid],
                 "min": float(self.grid.min()), "max": float(self.grid.max()), "mean": float(self.grid.mean()),
                 "image_cosine": self.image_cosine, "box": [round(v, 2) for v in self.box],
@@ -100,11 +106,17 @@ def _bilinear(grid: np.ndarray, gy: np.ndarray, gx: np.ndarray) -> np.ndarray:
     return top * (1 - wy) + bottom * wy
 
 
-def check_patch_support(model) -> None:
-    """Raise PatchMapUnsupported unless `model` (a ClipModel) has an open_clip ViT image tower
-    whose patch tokens reach the joint space through the same norm and projection as the pooled one."""
-    from open_clip.transformer import VisionTransformer
+METHODS = ("tokens", "value")
 
+
+def check_patch_support(model, method: str = "tokens") -> None:
+    """Raise PatchMapUnsupported unless `model` (a ClipModel) has an open_clip ViT image tower
+    whose patch tokens reach the joint space through the same norm and projection as the pooled one
+    (and, for method "value", whose last block is open_clip's standard ResidualAttentionBlock)."""
+    from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
+
+    if method not in METHODS:
+        raise ValueError(f"unknown patch-map method {method!r}: use {' or '.join(METHODS)}")
     visual = model.model.visual
     if not isinstance(visual, VisionTransformer):
         raise PatchMapUnsupported(
@@ -114,8 +126,17 @@ def check_patch_support(model) -> None:
         raise PatchMapUnsupported(
             f"{model.identifier}: the image tower pools with an attentional pooler, which mixes all tokens "
             "before the projection, so single patches have no place in the joint space")
+    if not hasattr(visual, "_pool"):  # open_clip's pooling step, which the map reuses (present since 2.24)
+        raise PatchMapUnsupported(f"{model.identifier}: this open_clip version's ViT has no _pool step to reuse")
     if getattr(visual, "pool_type", "tok") not in ("tok", "avg"):
         raise PatchMapUnsupported(f"{model.identifier}: pool type {visual.pool_type!r} is not supported for patch maps")
+    last = visual.transformer.resblocks[-1]
+    if method == "value" and not (isinstance(last, ResidualAttentionBlock)
+                                  and isinstance(last.attn, torch.nn.MultiheadAttention)
+                                  and not hasattr(last, "ln_1_kv")):
+        raise PatchMapUnsupported(
+            f"{model.identifier}: the last block is a {type(last).__name__}, whose value path is not "
+            "supported; use the 'tokens' method")
 
 
 def view_box(image_size: tuple[int, int], resize_mode: str | None) -> tuple[float, float, float, float]:
@@ -130,48 +151,79 @@ def view_box(image_size: tuple[int, int], resize_mode: str | None) -> tuple[floa
     return (x0, y0, x0 + side, y0 + side)
 
 
-def patch_tokens(model, pixels: torch.Tensor) -> torch.Tensor:
-    """All patch tokens of preprocessed images [B, 3, H, W] in the joint space, normalised: [B, gh, gw, D]."""
-    check_patch_support(model)
+def patch_tokens(model, pixels: torch.Tensor, method: str = "tokens") -> torch.Tensor:
+    """Patch tokens of preprocessed images [B, 3, H, W] in the joint space, normalised: [B, gh, gw, D]."""
+    return _forward_tokens(model, pixels, method)[0]
+
+
+def _value_path(block, x: torch.Tensor) -> torch.Tensor:
+    """The last block's attention with every token attending only to itself (MaskCLIP / ClearCLIP):
+    out_proj(v(ln_1(x))), scaled by the block's LayerScale; no residual, no MLP."""
+    width = x.shape[-1]
+    attn = block.attn
+    bias = None if attn.in_proj_bias is None else attn.in_proj_bias[2 * width:]
+    values = F.linear(block.ln_1(x), attn.in_proj_weight[2 * width:], bias)
+    return block.ls_1(attn.out_proj(values))
+
+
+def _forward_tokens(model, pixels: torch.Tensor, method: str = "tokens") -> tuple[torch.Tensor, torch.Tensor]:
+    """One pass of the image tower -> (normalised patch tokens [B, gh, gw, D], normalised pooled
+    image embeddings [B, D], the same as `encode_image` gives)."""
+    check_patch_support(model, method)
     visual = model.model.visual
-    # ClipModel's lock and autocast keep this consistent with encode_pixels (same precision, one caller at a time).
-    with model._lock, torch.inference_mode(), model._autocast():
-        x = visual.conv1(pixels.to(model.device))                    # [B, width, gh, gw]
-        batch, width, gh, gw = x.shape
-        x = x.reshape(batch, width, gh * gw).permute(0, 2, 1)
-        cls = visual.class_embedding.to(x.dtype).expand(batch, 1, -1)
-        x = torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype)
-        x = visual.patch_dropout(x)                                  # identity in eval mode
-        x = visual.ln_pre(x)
-        x = visual.transformer(x)
-        tokens = visual.ln_post(x[:, 1:])                            # skip the class token
-        if visual.proj is not None:
-            tokens = tokens @ visual.proj
-        tokens = F.normalize(tokens.float(), dim=-1)
-    return tokens.reshape(batch, gh, gw, -1).cpu()
+    last = visual.transformer.resblocks[-1]
+    captured = {}
+    # The last block's input, taken in passing, so the tower runs once and exactly as open_clip runs it.
+    hook = last.register_forward_pre_hook(lambda module, args: captured.__setitem__("x", args[0]))
+    try:
+        # ClipModel's lock and autocast keep this consistent with encode_pixels (same precision, one caller at a time).
+        with model._lock, torch.inference_mode(), model._autocast():
+            x = visual.conv1(pixels.to(model.device))                # [B, width, gh, gw]
+            batch, width, gh, gw = x.shape
+            x = x.reshape(batch, width, gh * gw).permute(0, 2, 1)
+            cls = visual.class_embedding.to(x.dtype).expand(batch, 1, -1)
+            x = torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype)
+            x = visual.patch_dropout(x)                              # identity in eval mode
+            x = visual.ln_pre(x)
+            x = visual.transformer(x)
+            pooled, _ = visual._pool(x)                              # the tower's own pooling
+            if method == "value":
+                before = captured["x"]
+                if not visual.transformer.batch_first:
+                    before = before.transpose(0, 1)
+                x = _value_path(last, before)
+            tokens = visual.ln_post(x[:, 1:])                        # skip the class token
+            if visual.proj is not None:
+                tokens, pooled = tokens @ visual.proj, pooled @ visual.proj
+            tokens = F.normalize(tokens.float(), dim=-1)
+            pooled = F.normalize(pooled.float(), dim=-1)
+    finally:
+        hook.remove()
+    return tokens.reshape(batch, gh, gw, -1).cpu(), pooled.cpu()
 
 
-def patch_maps(model, images: list[Image.Image], text: str, batch_size: int = 16) -> list[PatchMap]:
-    """One PatchMap per PIL image for `text` (see the module docstring for the method)."""
-    check_patch_support(model)
+def patch_maps(model, images: list[Image.Image], text: str, method: str = "tokens",
+               batch_size: int = 16) -> list[PatchMap]:
+    """One PatchMap per PIL image for `text`; `method` is "tokens" (default) or "value" (see the
+    module docstring)."""
+    check_patch_support(model, method)
     text_emb = torch.from_numpy(model.encode_texts([text])[0])
     cfg = getattr(model.model.visual, "preprocess_cfg", {}) or {}
     out = []
     for start in range(0, len(images), batch_size):
         chunk = images[start:start + batch_size]
         pixels = torch.stack([model.preprocess(im) for im in chunk])
-        tokens = patch_tokens(model, pixels)
-        pooled = model.encode_pixels(pixels)
+        tokens, pooled = _forward_tokens(model, pixels, method)
         grids = (tokens @ text_emb).numpy()
         for im, grid, emb in zip(chunk, grids, pooled):
-            out.append(PatchMap(text, grid.astype(np.float32), float(emb @ text_emb.numpy()),
-                                view_box(im.size, cfg.get("resize_mode")), im.size))
+            out.append(PatchMap(text, grid.astype(np.float32), float(emb @ text_emb),
+                                view_box(im.size, cfg.get("resize_mode")), im.size, method))
     return out
 
 
-def patch_map(model, image: Image.Image, text: str) -> PatchMap:
-    """Where in `image` `text` matches: raw patch-text cosines on the model's patch grid."""
-    return patch_maps(model, [image], text)[0]
+def patch_map(model, image: Image.Image, text: str, method: str = "tokens") -> PatchMap:
+    """Where in `image` `text` matches: patch-text cosines on the model's patch grid."""
+    return patch_maps(model, [image], text, method)[0]
 
 
 def display_values(values: np.ndarray, scale: str = "relative") -> np.ndarray:

@@ -1,0 +1,326 @@
+"""Modality-gap measures, the shift along the gap, 2-D projections, caption sources and the gap CLI."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from explorer.captions import CaptionError, labels_from_folders, read_caption_csv, read_sidecar_captions
+from explorer.gap import (ProjectionError, evaluate_shift, gap_measures, gap_vector, matched_ranks, project_2d,
+                          shift_along_gap)
+from tests.shapes import CLASSES, caption, make_labelled_folder
+
+
+def unit(x):
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def two_cones(n=40, m=30, d=16, seed=0):
+    """Images and texts in two separated cones, like CLIP's; text j matches images with matches == j."""
+    rng = np.random.default_rng(seed)
+    shared = rng.normal(size=(m, d))
+    img_offset, txt_offset = rng.normal(size=d) * 2, rng.normal(size=d) * 2
+    matches = rng.integers(0, m, size=n)
+    matches[::7] = -1
+    img = unit(shared[np.maximum(matches, 0)] + 0.5 * rng.normal(size=(n, d)) + img_offset)
+    txt = unit(shared + txt_offset)
+    return img, txt, matches
+
+
+def test_measures_equal_direct_numpy_computation():
+    img, txt, matches = two_cones()
+    g = gap_measures(img, txt, matches)
+    x, y = img.astype(np.float64), txt.astype(np.float64)
+    gap = x.mean(0) - y.mean(0)
+    np.testing.assert_allclose(g.gap_vector, gap, atol=1e-6)
+    assert g.gap_length == pytest.approx(np.linalg.norm(gap), abs=1e-6)
+    ii, tt = x @ x.T, y @ y.T
+    assert g.mean_cos_image_image == pytest.approx(ii[~np.eye(len(x), dtype=bool)].mean(), abs=1e-6)
+    assert g.mean_cos_text_text == pytest.approx(tt[~np.eye(len(y), dtype=bool)].mean(), abs=1e-6)
+    cross = x @ y.T
+    matched = np.zeros_like(cross, dtype=bool)
+    rows = np.nonzero(matches >= 0)[0]
+    matched[rows, matches[rows]] = True
+    assert g.n_matched == len(rows)
+    assert g.mean_cos_matched == pytest.approx(cross[matched].mean(), abs=1e-6)
+    assert g.mean_cos_unmatched == pytest.approx(cross[~matched].mean(), abs=1e-6)
+    # Wang & Isola: alignment E||f(x)-g(y)||^2 over pairs, uniformity log E exp(-2||u-v||^2) over i<j.
+    assert g.alignment == pytest.approx(np.mean(np.sum((x[rows] - y[matches[rows]]) ** 2, axis=1)), abs=1e-6)
+    iu = np.triu_indices(len(x), k=1)
+    sq = np.sum((x[:, None] - x[None]) ** 2, axis=-1)[iu]
+    assert g.uniformity_image == pytest.approx(np.log(np.mean(np.exp(-2 * sq))), abs=1e-5)
+    sq_t = np.sum((y[:, None] - y[None]) ** 2, axis=-1)[np.triu_indices(len(y), k=1)]
+    assert g.uniformity_text == pytest.approx(np.log(np.mean(np.exp(-2 * sq_t))), abs=1e-5)
+    # Histograms count every pair once.
+    assert g.histograms["image-image"].counts.sum() == len(x) * (len(x) - 1) // 2
+    assert g.histograms["matched"].counts.sum() == len(rows)
+    assert g.histograms["unmatched"].counts.sum() == (~matched).sum()
+    assert g.mean_cos_matched > g.mean_cos_unmatched  # how the data was built
+
+
+def test_gap_is_zero_when_both_sides_are_the_same_set():
+    img, _, _ = two_cones()
+    g = gap_measures(img, img.copy())
+    assert g.gap_length == pytest.approx(0.0, abs=1e-7)
+    assert g.mean_cos_image_image == pytest.approx(g.mean_cos_text_text, abs=1e-6)
+    shifted_img, shifted_txt = shift_along_gap(img, img, 0.7)
+    np.testing.assert_allclose(shifted_img, img, atol=1e-6)  # nothing to close
+
+
+def test_means_stay_exact_when_pairwise_statistics_are_sampled():
+    img, txt, matches = two_cones(n=300, m=250, d=8, seed=1)
+    g = gap_measures(img, txt, matches, max_pair_points=100)
+    assert g.pair_sample == {"images": 100, "texts": 100}
+    assert g.histograms["image-image"].n == 100 * 99 // 2
+    x = img.astype(np.float64)
+    ii = x @ x.T
+    assert g.mean_cos_image_image == pytest.approx(ii[~np.eye(len(x), dtype=bool)].mean(), abs=1e-6)
+    assert json.loads(json.dumps(g.as_dict()))["pair_sample"]["images"] == 100
+
+
+def test_shift_follows_the_formula_and_closes_the_gap():
+    img, txt, matches = two_cones(seed=2)
+    gap = gap_vector(img, txt)
+    lengths = []
+    for lam in (0.0, 0.25, 0.5, 0.75, 1.0):
+        a, b = shift_along_gap(img, txt, lam)
+        np.testing.assert_allclose(a, unit(img - lam / 2 * gap), atol=1e-6)
+        np.testing.assert_allclose(b, unit(txt + lam / 2 * gap), atol=1e-6)
+        # Before renormalising, the centroids are |1 - lam| * |gap| apart.
+        before = (img - lam / 2 * gap).mean(0) - (txt + lam / 2 * gap).mean(0)
+        assert np.linalg.norm(before) == pytest.approx(abs(1 - lam) * np.linalg.norm(gap), rel=1e-5, abs=1e-6)
+        lengths.append(gap_measures(a, b).gap_length)
+    assert lengths[0] == pytest.approx(np.linalg.norm(gap), abs=1e-6)
+    assert all(later < earlier for earlier, later in zip(lengths, lengths[1:]))
+    points = evaluate_shift(img, txt, [0.0, 0.5, 1.0], matches)
+    assert [p.gap_length for p in points] == pytest.approx([lengths[0], lengths[2], lengths[4]], abs=1e-6)
+    assert points[0].queries == int((matches >= 0).sum())
+
+
+def test_matched_ranks_count_texts_scoring_higher():
+    rng = np.random.default_rng(3)
+    img, txt = unit(rng.normal(size=(20, 6))), unit(rng.normal(size=(9, 6)))
+    matches = rng.integers(-1, 9, size=20)
+    ranks = matched_ranks(img, txt, matches)
+    sims = img @ txt.T
+    expected = [1 + int((sims[i] > sims[i, matches[i]]).sum()) for i in range(20) if matches[i] >= 0]
+    assert ranks.tolist() == expected
+    point = evaluate_shift(img, txt, [0.0], matches)[0]
+    assert point.mean_rank == pytest.approx(np.mean(expected))
+    assert point.recall_at_1 == pytest.approx(np.mean(np.array(expected) == 1))
+
+
+def test_pca_projection_equals_numpy_svd():
+    img, txt, _ = two_cones(n=50, m=20, d=10, seed=4)
+    p = project_2d(img, txt)
+    joint = np.concatenate([img, txt]).astype(np.float64)
+    centred = joint - joint.mean(0)
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    ref = centred @ vt[:2].T
+    got = np.concatenate([p.xy_image, p.xy_text])
+    for axis in range(2):  # PCA axes are defined up to sign
+        assert min(np.abs(got[:, axis] - ref[:, axis]).max(), np.abs(got[:, axis] + ref[:, axis]).max()) < 1e-4
+    np.testing.assert_allclose(p.explained_variance, (s[:2] ** 2 / (s ** 2).sum()), atol=1e-5)
+    np.testing.assert_allclose(p.centroid_image, p.xy_image.mean(0), atol=1e-6)
+    assert not p.sampled and p.sample_size == 70
+    # Deterministic: same data, same picture.
+    np.testing.assert_array_equal(project_2d(img, txt).xy_image, p.xy_image)
+
+
+def test_projection_samples_large_sets_and_keeps_pairs():
+    rng = np.random.default_rng(5)
+    img, classes = unit(rng.normal(size=(8000, 8))), unit(rng.normal(size=(24, 8)))
+    p = project_2d(img, classes, max_points=1000)
+    assert p.sampled and p.sample_size == 1000 and p.total_points == 8024
+    assert len(p.text_indices) == 24  # a few class texts are always all drawn
+    caps = unit(rng.normal(size=(3000, 8)))
+    pairs = np.arange(3000)
+    p = project_2d(img[:3000], caps, matches=pairs, max_points=1000)
+    a, b = p.pair_lines(pairs)
+    assert len(p.image_indices) == 500 and len(a) == 500  # every drawn image has its caption drawn
+    np.testing.assert_array_equal(p.text_indices, p.image_indices)
+
+
+def test_bad_inputs_get_clear_errors():
+    img, txt, matches = two_cones()
+    with pytest.raises(ValueError, match="differ in size"):
+        gap_measures(img, txt[:, :8])
+    with pytest.raises(ValueError, match="matches has"):
+        gap_measures(img, txt, matches[:-1])
+    with pytest.raises(ValueError, match="text indices"):
+        gap_measures(img, txt, np.full(len(img), len(txt)))
+    with pytest.raises(ProjectionError, match="unknown projection"):
+        project_2d(img, txt, "tsne")
+
+
+def test_umap_is_optional():
+    try:
+        import umap  # noqa: F401
+    except ImportError:
+        img, txt, _ = two_cones()
+        with pytest.raises(ProjectionError, match="umap-learn"):
+            project_2d(img, txt, "umap")
+    else:
+        pytest.skip("umap-learn is installed")
+
+
+def test_gap_figures_build_from_measures():
+    from explorer import plots
+
+    img, txt, matches = two_cones()
+    g = gap_measures(img, txt, matches)
+    fig = plots.gap_histograms(g.histograms)
+    assert len(fig.data) == 4
+    p = project_2d(img, txt, matches=matches, max_points=50)
+    fig = plots.gap_projection(p, [f"img{i}" for i in range(len(img))], [f"txt{j}" for j in range(len(txt))],
+                               p.pair_lines(matches))
+    assert "sample of 50 of 70" in fig.layout.title.text
+    fig = plots.shift_curve(evaluate_shift(img, txt, [0, 0.5, 1], matches), current=0.5)
+    assert len(fig.data) == 2
+
+
+# ---- caption sources --------------------------------------------------------------------------
+def test_caption_csv_reads_relative_paths_and_reports_bad_rows(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        (tmp_path / "imgs" / name).write_bytes(b"x")
+    csv_file = tmp_path / "caps.csv"
+    csv_file.write_text("caption,path\n"
+                        "a red  circle,imgs/a.png\n"
+                        ",imgs/b.png\n"
+                        "a ghost,imgs/missing.png\n"
+                        "again,imgs/a.png\n"
+                        f"absolute one,{tmp_path / 'imgs' / 'c.png'}\n", encoding="utf-8")
+    caps = read_caption_csv(csv_file)
+    assert caps.caption_of(tmp_path / "imgs" / "a.png") == "a red circle"
+    assert caps.caption_of(tmp_path / "imgs" / "c.png") == "absolute one"
+    assert caps.caption_of(tmp_path / "imgs" / "b.png") is None
+    assert len(caps) == 2
+    assert any("line 3" in p and "empty caption" in p for p in caps.problems)
+    assert any("line 4" in p and "image not found" in p for p in caps.problems)
+    assert any("line 5" in p and "first caption is kept" in p for p in caps.problems)
+
+
+def test_caption_csv_without_header_or_file_is_refused(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a.png,a cat\n")
+    with pytest.raises(CaptionError, match="path,caption"):
+        read_caption_csv(bad)
+    with pytest.raises(CaptionError, match="not found"):
+        read_caption_csv(tmp_path / "nope.csv")
+
+
+def test_sidecar_captions_and_folder_labels(tmp_path):
+    for name, text in (("one", "a blue square\n"), ("two", "   "), ("three", None)):
+        (tmp_path / f"{name}.png").write_bytes(b"x")
+        if text is not None:
+            (tmp_path / f"{name}.txt").write_text(text)
+    images = [tmp_path / f"{n}.png" for n in ("one", "two", "three")]
+    caps = read_sidecar_captions(images)
+    assert caps.caption_of(images[0]) == "a blue square"
+    assert len(caps) == 1 and len(caps.problems) == 2
+    assert labels_from_folders(["x/a_red_circle/0.png", "x/Blue-Square/1.png", "x/other/2.png"],
+                               ["red circle", "blue square"]) == [0, 1, -1]
+
+
+# ---- with the project's shapes model ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def shapes_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shapes")
+    classes = CLASSES[::3]  # 8 classes
+    make_labelled_folder(root, classes, n_per_class=4, size=32, seed=7)
+    return root, classes
+
+
+def test_shapes_model_matched_pairs_beat_unmatched_and_shift_obeys_formula(shapes_model, shapes_folder):
+    from explorer.images import load_images, scan_folder
+
+    root, classes = shapes_folder
+    files = scan_folder(root)
+    loaded, failures = load_images(files)
+    assert not failures
+    img = shapes_model.encode_images([item.image for item in loaded])
+    texts = [caption(c, s) for c, s in classes]
+    txt = shapes_model.encode_texts(texts)
+    matches = np.array(labels_from_folders([item.path for item in loaded], texts))
+    assert (matches >= 0).all()
+    g = gap_measures(img, txt, matches)
+    assert g.mean_cos_matched > g.mean_cos_unmatched
+    assert g.gap_length > 0.05  # a trained CLIP has a gap
+    gap = gap_vector(img, txt)
+    for lam in (0.5, 1.0):
+        a, b = shift_along_gap(img, txt, lam)
+        expected = np.linalg.norm(unit(img - lam / 2 * gap).mean(0) - unit(txt + lam / 2 * gap).mean(0))
+        assert gap_measures(a, b, matches).gap_length == pytest.approx(expected, abs=1e-5)
+        assert gap_measures(a, b, matches).gap_length < g.gap_length
+
+
+def test_gap_cli_prints_measures_as_json(shapes_model_dir, shapes_folder, capsys):
+    from explorer.cli import main
+
+    root, classes = shapes_folder
+    labels = ",".join(f"{c} {s}" for c, s in classes)
+    code = main(["gap", "--images", str(root), "--labels", labels, "--templates", str(_plain_template(root)),
+                 "--model", f"local-dir:{shapes_model_dir}", "--device", "cpu", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0, out
+    m = out["measures"]
+    assert m["n_images"] == 32 and m["n_texts"] == 8 and m["n_matched"] == 32
+    assert m["mean_cos_matched"] > m["mean_cos_unmatched"]
+    assert [p["lam"] for p in out["shift"]] == [0, 0.25, 0.5, 0.75, 1]
+    assert out["shift"][0]["gap_length"] == pytest.approx(m["gap_length"], abs=1e-5)
+    assert out["projection"]["sample_size"] == 40
+
+
+def test_gap_cli_with_captions_csv_reports_missing_rows(shapes_model_dir, shapes_folder, tmp_path, capsys):
+    from explorer.cli import main
+
+    root, classes = shapes_folder
+    rows = ["path,caption"]
+    for color, shape in classes:
+        rows.append(f"{root}/{caption(color, shape).replace(' ', '_')}/0.png,{caption(color, shape)}")
+    rows.append("nowhere.png,a lost caption")
+    csv_file = tmp_path / "caps.csv"
+    csv_file.write_text("\n".join(rows) + "\n")
+    code = main(["gap", "--images", str(root), "--captions", str(csv_file), "--projection", "none",
+                 "--model", f"local-dir:{shapes_model_dir}", "--device", "cpu", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1  # some rows and images had no caption: partial
+    assert out["measures"]["n_texts"] == 8 and out["measures"]["n_matched"] == 8
+    assert any("image not found" in p for p in out["problems"])
+    assert any("24 of 32 images have no caption" in p for p in out["problems"])
+    assert out["shift_readout"] == "matched-caption retrieval"
+
+
+def test_gap_cli_refuses_bad_input_before_loading(tmp_path, capsys):
+    from explorer.cli import main
+
+    code = main(["gap", "--images", str(tmp_path), "--captions", str(tmp_path / "none.csv")])
+    assert code == 2
+    assert "caption file not found" in capsys.readouterr().err
+
+
+def _plain_template(root):
+    path = root.parent / "plain_template.txt"
+    path.write_text("a {}\n")
+    return path
+
+
+def test_gap_cli_reads_embeddings_from_an_index(shapes_model, shapes_model_dir, shapes_folder, tmp_path, capsys):
+    pytest.importorskip("faiss")
+    from explorer.cli import main
+    from explorer.index import build_index
+
+    root, classes = shapes_folder
+    build_index(shapes_model, root, tmp_path / "idx", workers=0)
+    labels = ",".join(f"{c} {s}" for c, s in classes)
+    args = ["gap", "--labels", labels, "--templates", str(_plain_template(root)), "--projection", "none",
+            "--model", f"local-dir:{shapes_model_dir}", "--device", "cpu", "--json"]
+    assert main(args[:1] + ["--images", str(root)] + args[1:]) == 0
+    from_folder = json.loads(capsys.readouterr().out)["measures"]
+    assert main(args[:1] + ["--index", str(tmp_path / "idx")] + args[1:]) == 0
+    from_index = json.loads(capsys.readouterr().out)["measures"]
+    assert from_index["n_images"] == from_folder["n_images"] == 32
+    for key in ("gap_length", "mean_cos_matched", "mean_cos_unmatched", "uniformity_image"):
+        assert from_index[key] == pytest.approx(from_folder[key], abs=1e-4)
