@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 
-import numpy as np
-
-from ..captions import labels_from_folders, read_caption_csv, read_sidecar_captions
+from ..captions import read_caption_csv, read_sidecar_captions
 from ..gap import DEFAULT_MAX_POINTS, evaluate_shift, gap_measures, project_2d
-from ..images import ImageError, load_images, scan_folder
+from ..gap_inputs import GapImages, caption_texts, embed_folder, index_embeddings, label_texts
 from ..prompts import PromptError, load_template_set, parse_labels
 from ..settings import load_settings
-from ..zeroshot import build_classifier
 from .common import ProgressBar, add_model_arguments, model_from
 
 DEFAULT_SHIFTS = "0,0.25,0.5,0.75,1"
@@ -31,7 +27,8 @@ def register(commands) -> None:
     source.add_argument("--images", metavar="DIR", help="a folder of images (searched recursively)")
     source.add_argument("--index", metavar="PATH", help="an index made by `python -m explorer index` (no re-encoding)")
     texts = parser.add_mutually_exclusive_group(required=True)
-    texts.add_argument("--labels", help="labels, comma-separated or one per line; images are labelled by folder name")
+    texts.add_argument("--labels", help="labels, comma-separated or one per line; images are labelled by folder name "
+                                          "(or a file name starting with the label)")
     texts.add_argument("--captions", metavar="FILE", help="a CSV with columns path,caption, or 'sidecar' "
                                                           "for a .txt file beside each image")
     parser.add_argument("--templates", default="single", help="with --labels: single | openai | simple | FILE")
@@ -53,53 +50,15 @@ def _shifts(text: str) -> list[float]:
     return values
 
 
-def _embed_folder(model, root: str, settings, quiet: bool) -> tuple[list[str], np.ndarray, list[str]]:
-    """Scan and encode a folder in batches -> (absolute paths, embeddings [N, D], failure lines)."""
-    try:
-        files = scan_folder(root)
-    except ImageError as exc:
-        raise ValueError(str(exc)) from None
-    bar = ProgressBar(quiet=quiet)
-    paths, chunks, failures = [], [], []
-    batch = 32
-    for start in range(0, len(files), batch):
-        loaded, failed = load_images(files[start:start + batch], max_bytes=settings.max_upload_bytes,
-                                     max_pixels=settings.max_pixels)
-        failures += [f"{f.path}: {f.reason}" for f in failed]
-        if loaded:
-            keys = [_file_key(item.path) for item in loaded]
-            chunks.append(model.encode_images([item.image for item in loaded], batch_size=batch, keys=keys))
-            paths += [item.path for item in loaded]
-        bar(min(start + batch, len(files)), len(files))
-    bar.close()
-    emb = np.concatenate(chunks) if chunks else np.zeros((0, model.embed_dim), np.float32)
-    return paths, emb, failures
-
-
-def _file_key(path: str):
-    try:
-        st = os.stat(path)
-        return (os.path.abspath(path), st.st_size, st.st_mtime_ns)
-    except OSError:
-        return None
-
-
-def _index_embeddings(path: str, model) -> tuple[list[str], np.ndarray, list[str]]:
-    """Stored embeddings of an index -> (absolute paths, embeddings, failure lines)."""
+def _index_embeddings(path: str, model) -> GapImages:
+    """Stored embeddings of an index (no re-encoding)."""
     try:
         from ..index import open_index
     except ImportError:
         raise ValueError("--index needs explorer/index.py, which this installation does not have") from None
     index = open_index(path)
     try:
-        index.check_model(model)
-        with index._lock:  # the index serialises its store; read all rows in one go
-            ids, vectors = index.store.embeddings(index.dim)
-            names = index.store.paths_of(ids)
-        keep = [i for i, id_ in enumerate(ids) if int(id_) in names]
-        paths = [str(index.root / names[int(ids[i])]) for i in keep]
-        failures = [f"{f.path}: {f.reason}" for f in index.failures()]
-        return paths, vectors[keep], failures
+        return index_embeddings(index, model)
     finally:
         index.close()
 
@@ -121,34 +80,24 @@ def run(args: argparse.Namespace) -> int:
     model = model_from(settings)
     started = time.perf_counter()
     if args.images:
-        paths, image_emb, failures = _embed_folder(model, args.images, settings, quiet=args.json)
+        bar = ProgressBar(quiet=args.json)
+        found = embed_folder(model, args.images, max_bytes=settings.max_upload_bytes,
+                             max_pixels=settings.max_pixels, progress=bar)
+        bar.close()
     else:
-        paths, image_emb, failures = _index_embeddings(args.index, model)
+        found = _index_embeddings(args.index, model)
+    paths, image_emb, failures = found.paths, found.embeddings, found.failures
     if not paths:
         raise ValueError(f"no usable images in {args.images or args.index}")
 
-    problems: list[str] = []
     if labels is not None:
-        text_emb = build_classifier(model, labels, templates)
-        texts = labels
-        matches = np.array(labels_from_folders(paths, labels), dtype=np.int64)
-        unlabelled = int((matches < 0).sum())
-        if unlabelled:
-            problems.append(f"{unlabelled} of {len(paths)} images are in no folder named after a label")
+        texts = label_texts(model, paths, labels, templates)
     else:
         table = caption_table if caption_table is not None else read_sidecar_captions(paths)
-        problems += table.problems
-        captions = [table.caption_of(p) for p in paths]
-        have = [i for i, c in enumerate(captions) if c is not None]
-        if not have:
-            raise ValueError("no image has a caption: check the CSV's paths (relative to the CSV's folder) "
-                             "or the .txt files beside the images")
-        if caption_table is not None and len(have) < len(paths):
-            problems.append(f"{len(paths) - len(have)} of {len(paths)} images have no caption in {args.captions}")
-        texts = [captions[i] for i in have]
-        text_emb = model.encode_texts(texts)
-        matches = np.full(len(paths), -1, dtype=np.int64)
-        matches[have] = np.arange(len(have))
+        texts = caption_texts(model, paths, table, args.captions)
+        if caption_table is None:  # sidecars: the per-image lines already say which are missing
+            texts.problems = [p for p in texts.problems if " images have no caption in " not in p]
+    text_emb, matches, problems = texts.embeddings, texts.matches, texts.problems
     encoded = time.perf_counter()
 
     measures = gap_measures(image_emb, text_emb, matches)

@@ -1,0 +1,83 @@
+"""HTML pieces of the Modality gap tab. Formatting only: the numbers come from explorer.gap."""
+from __future__ import annotations
+
+import html
+
+
+def message(text: str, kind: str = "note") -> str:
+    return f'<div class="explorer-{kind}">{html.escape(text)}</div>'
+
+
+def _num(v, fmt: str = "{:+.3f}") -> str:
+    return "n/a" if v is None else fmt.format(v)
+
+
+def _headline(m) -> str:
+    """One sentence that says what the numbers mean for these data."""
+    if m.mean_cos_matched is None or m.mean_cos_image_image is None:
+        return (f"The image and text centroids are {m.gap_length:.2f} apart (0 would mean the two clouds share "
+                "a centre).")
+    within = f"images average {m.mean_cos_image_image:.2f} with each other"
+    if m.mean_cos_text_text is not None:
+        within += f" and texts {m.mean_cos_text_text:.2f}"
+    if m.mean_cos_matched < min(m.mean_cos_image_image, m.mean_cos_text_text or 1.0):
+        return (f"Matched pairs average {m.mean_cos_matched:.2f} while {within}: an image is closer to other "
+                "images than to its own text. That is the modality gap: each modality sits in its own cone.")
+    unmatched = "" if m.mean_cos_unmatched is None else f", far above unmatched pairs ({m.mean_cos_unmatched:.2f})"
+    return (f"Matched pairs average {m.mean_cos_matched:.2f}{unmatched}, and {within}; yet the mean image and "
+            f"the mean text are still {m.gap_length:.2f} apart: that offset is the gap.")
+
+
+def measures(run) -> str:
+    """The measures table with a plain-English line for each, plus where the data came from."""
+    m = run.measures
+    text_kind = "class texts" if run.kind == "labels" else "captions"
+    rows = [
+        ("gap length", _num(m.gap_length, "{:.3f}"),
+         "distance between the mean image and the mean text embedding (0 = same centre; at most 2)"),
+        ("mean cosine, image–image", _num(m.mean_cos_image_image),
+         "how alike the model finds two different images, on average"),
+        ("mean cosine, text–text", _num(m.mean_cos_text_text), f"the same for two different {text_kind}"),
+        ("mean cosine, matched pairs", _num(m.mean_cos_matched),
+         "each image with its own " + ("label's class text" if run.kind == "labels" else "caption")),
+        ("mean cosine, unmatched pairs", _num(m.mean_cos_unmatched), "each image with every other text"),
+        ("alignment", _num(m.alignment, "{:.3f}"),
+         "Wang & Isola: mean squared distance of matched pairs (lower = better aligned; 2 − 2 × matched cosine)"),
+        ("uniformity, images", _num(m.uniformity_image, "{:.3f}"),
+         "Wang & Isola: log mean exp(−2‖u−v‖²); more negative = images spread more evenly over the sphere"),
+        ("uniformity, texts", _num(m.uniformity_text, "{:.3f}"), "the same for the texts"),
+    ]
+    body = "".join(f'<tr data-measure="{html.escape(name)}"><td>{html.escape(name)}</td>'
+                   f'<td class="gap-value">{value}</td><td class="explorer-muted">{html.escape(why)}</td></tr>'
+                   for name, value, why in rows)
+    parts = [f'<p class="gap-headline"><b>{html.escape(_headline(m))}</b></p>',
+             '<table class="explorer-table"><thead><tr><th>measure</th><th>value</th><th>what it says</th></tr>'
+             f"</thead><tbody>{body}</tbody></table>"]
+    sample = m.pair_sample
+    about = (f"{m.n_images:,} images from {run.source}, {m.n_texts:,} {text_kind}, {m.n_matched:,} matched pairs. "
+             "Means are exact over all pairs")
+    if sample and (sample.get("images", m.n_images) < m.n_images or sample.get("texts", m.n_texts) < m.n_texts):
+        about += (f"; histograms and uniformity use a sample of {sample['images']:,} images and "
+                  f"{sample['texts']:,} texts")
+    parts.append(f'<p class="explorer-muted">{html.escape(about)}.</p>')
+    for note in run.notes:
+        parts.append(f'<p class="explorer-note">{html.escape(note)}</p>')
+    for line in run.failures[:20]:
+        parts.append(f'<p class="explorer-error">Skipped {html.escape(line)}</p>')
+    if len(run.failures) > 20:
+        parts.append(f'<p class="explorer-error">…and {len(run.failures) - 20} more unreadable files</p>')
+    return "".join(parts)
+
+
+def readout(run, point) -> str:
+    """What the current shift does, next to the unshifted model."""
+    base = run.curve[0]
+    line = (f"λ = {point.lam:.2f}: gap length <b class='gap-shift-length'>{point.gap_length:.3f}</b> "
+            f"(as trained {base.gap_length:.3f})")
+    if point.recall_at_1 is not None:
+        line += (f"; {run.metric} <b class='gap-shift-metric'>{point.recall_at_1:.1%}</b> "
+                 f"(as trained {base.recall_at_1:.1%}); mean rank of the matching text "
+                 f"{point.mean_rank:.2f} (as trained {base.mean_rank:.2f}), over {point.queries:,} images")
+    else:
+        line += "; no image has a matching text, so there is no accuracy to show"
+    return f'<div class="explorer-note" id="gap-readout-text">{line}</div>'
