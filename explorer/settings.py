@@ -30,6 +30,7 @@ class Settings:
     max_pixels: int = 89_478_485    # decompression-bomb limit (PIL's default warning threshold)
     hosted: bool = False            # hosted demo: no server paths may be typed
     allowed_roots: tuple[Path, ...] = field(default_factory=tuple)
+    index_dir: Path | None = None   # where the web app keeps its indexes (None: the user cache folder)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -49,6 +50,8 @@ _ENV_FIELDS = {
     "hosted": (lambda s: s.strip().lower() in {"1", "true", "yes", "on"}, "hosted demo mode"),
     "allowed_roots": (lambda s: tuple(Path(p).expanduser().resolve() for p in s.split(os.pathsep) if p),
                       "folders the app may index, separated by ':'"),
+    "index_dir": (lambda s: Path(s).expanduser().resolve(),
+                  "folder where the web app keeps its search indexes (default ~/.cache/clip-explorer/indexes)"),
 }
 
 
@@ -87,6 +90,9 @@ def load_settings(args: argparse.Namespace | None = None, env: dict[str, str] | 
     settings = Settings(**values)
     if not settings.allowed_roots:
         settings = replace(settings, allowed_roots=(Path.home().resolve(),))
+    if settings.index_dir is None:
+        cache = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
+        settings = replace(settings, index_dir=(cache / "clip-explorer" / "indexes").resolve())
     return settings
 
 

@@ -6,8 +6,9 @@ from pathlib import Path
 import gradio as gr
 
 from ..model import ModelSlot
+from ..paths import MAX_UPLOAD_BYTES
 from ..settings import Settings
-from . import classify_tab, model_panel
+from . import classify_tab, gap_tab, heatmaps_tab, model_panel, prompt_lab_tab, search_tab
 
 CSS_PATH = Path(__file__).resolve().parents[2] / "assets" / "style.css"
 
@@ -20,11 +21,20 @@ def build_app(settings: Settings, slot: ModelSlot) -> gr.Blocks:
         with gr.Tabs():
             with gr.Tab("Zero-shot classification", id="classify"):
                 classify_tab.build(settings, slot)
+            with gr.Tab("Prompt lab", id="prompts"):
+                prompt_lab_tab.build(settings, slot)
+            with gr.Tab("Search", id="search"):
+                search_tab.build(settings, slot)
+            with gr.Tab("Heatmaps", id="heatmaps"):
+                heatmaps_tab.build(settings, slot)
+            with gr.Tab("Modality gap", id="gap"):
+                gap_tab.build(settings, slot)
     return app
 
 
 def launch_options(settings: Settings) -> dict:
     """Arguments for Blocks.launch (gradio 6 takes theme and css here, not on Blocks)."""
     return dict(server_name=settings.host, server_port=settings.port,
-                max_file_size=f"{int(settings.max_upload_mb * 4)}mb",
+                # Zips of images may be large; each image inside is still held to max_upload_mb.
+                max_file_size=max(MAX_UPLOAD_BYTES, settings.max_upload_bytes),
                 theme=gr.themes.Soft(primary_hue="indigo"), css_paths=[CSS_PATH])

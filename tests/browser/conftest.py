@@ -36,7 +36,9 @@ class RunningApp:
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log = workdir / f"app-{self.port}.log"
         env = dict(os.environ, EXPLORER_MODEL=model, EXPLORER_PRETRAINED="", EXPLORER_PORT=str(self.port),
-                   EXPLORER_HOST="127.0.0.1", GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", **env_extra)
+                   EXPLORER_HOST="127.0.0.1", GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1",
+                   EXPLORER_INDEX_DIR=str(workdir / "indexes"))
+        env.update(env_extra)
         with open(self.log, "w") as out:
             self.proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=out,
                                          stderr=subprocess.STDOUT)
