@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .descriptions import PromptSet
-from .images import ImageFailure, load_images, scan_folder
+from .images import ImageFailure, file_key, load_images, scan_folder
 from .weighting import ZPEResult, zpe_weights
 from .zeroshot import ensemble, softmax
 
@@ -124,7 +124,7 @@ def embed_labelled_folder(model, root: str | Path, classnames: dict[str, str] | 
             loaded, bad = load_images(todo, max_bytes=max_bytes, max_pixels=max_pixels)
             failures += [ImageFailure(_relative(f.path, classes.root), f.reason) for f in bad]
             if loaded:
-                keys = [_file_key(item.path) for item in loaded]
+                keys = [file_key(item.path) for item in loaded]
                 vectors = model.encode_images([item.image for item in loaded], batch_size=batch_size, keys=keys)
                 encoded = {item.path: vector for item, vector in zip(loaded, vectors)}
         for (path, k), hit in zip(batch, found):  # keep folder order, whichever way it was embedded
@@ -151,13 +151,6 @@ def _relative(path, root: Path) -> str:
     except ValueError:
         return os.fspath(path)
 
-
-def _file_key(path: str):
-    try:
-        stat = os.stat(path)
-        return (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
-    except OSError:
-        return None
 
 
 def _index_lookup(index, model, root: Path):

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from .captions import Captions, _key, _label_key, labels_from_folders, read_caption_csv
-from .images import ImageError, load_images, scan_folder
-from .zeroshot import _file_key, build_classifier
+from .images import ImageError, file_key, load_images, scan_folder
+from .zeroshot import build_classifier
 
 BATCH = 32
 
@@ -49,7 +49,7 @@ def embed_files(model, files, *, max_bytes: int, max_pixels: int, progress=None)
         loaded, failed = load_images(files[start:start + BATCH], max_bytes=max_bytes, max_pixels=max_pixels)
         failures += [f"{f.path}: {f.reason}" for f in failed]
         if loaded:
-            keys = [_file_key(item.path) for item in loaded]
+            keys = [file_key(item.path) for item in loaded]
             chunks.append(model.encode_images([item.image for item in loaded], batch_size=BATCH, keys=keys))
             paths += [item.path for item in loaded]
         if progress is not None:

@@ -81,6 +81,15 @@ def load_image(source: str | os.PathLike | bytes, *, max_bytes: int = DEFAULT_MA
         raise ImageError(label, f"cannot read file ({exc.strerror or exc})") from None
 
 
+def file_key(path: str | os.PathLike) -> tuple | None:
+    """(absolute path, size, mtime_ns): same key, same file contents, for embedding caches. None if unreadable."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+
+
 def load_images(sources: Iterable[str | os.PathLike | bytes], *, max_bytes: int = DEFAULT_MAX_BYTES,
                 max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[list[LoadedImage], list[ImageFailure]]:
     """Decode many; one bad file never stops the others; order of good ones preserved.

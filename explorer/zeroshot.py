@@ -1,7 +1,6 @@
 """Zero-shot classification: classifier weights from prompts, predictions from embeddings."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,13 +88,13 @@ def classify_files(model, sources: list, labels: list[str], templates: list[str]
 
     `progress(done, total)` is called after each batch. One bad file never stops the others.
     """
-    from .images import load_images
+    from .images import file_key, load_images
 
     loaded, failures = load_images(sources, max_bytes=max_bytes, max_pixels=max_pixels)
     chunks = []
     for start in range(0, len(loaded), batch_size):
         batch = loaded[start:start + batch_size]
-        keys = [_file_key(item.path) for item in batch]
+        keys = [file_key(item.path) for item in batch]
         chunks.append(model.encode_images([item.image for item in batch], batch_size=batch_size, keys=keys))
         if progress is not None:
             progress(min(start + batch_size, len(loaded)), len(loaded))
@@ -105,11 +104,3 @@ def classify_files(model, sources: list, labels: list[str], templates: list[str]
                               model.logit_scale)
     return ClassifyReport([item.path for item in loaded], predictions, failures, templates)
 
-
-def _file_key(path: str):
-    """Same path, size and modification time: same image (for the embedding cache)."""
-    try:
-        stat = os.stat(path)
-        return (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
-    except OSError:
-        return None

@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from ..model import ClipModel, load_model
-from ..settings import Settings, add_settings_arguments, load_settings
+from ..settings import Settings, add_settings_arguments
 
 MODEL_FLAGS = ("model", "pretrained", "device", "precision")
 

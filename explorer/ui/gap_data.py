@@ -22,7 +22,7 @@ from ..captions import CaptionError, read_sidecar_captions
 from ..gap import evaluate_shift, gap_measures
 from ..gap_inputs import (GapImages, caption_texts, csv_captions_for, embed_files, embed_folder, index_embeddings,
                           label_texts, sidecar_captions_for)
-from ..images import IMAGE_EXTENSIONS, scan_folder
+from ..images import IMAGE_EXTENSIONS, file_key, scan_folder
 from ..index import open_index
 from ..paths import PathRefused, allowed_folder, fresh_upload_dir, inside_roots, unpack_uploads
 from ..prompts import PromptError, load_template_set, parse_labels
@@ -62,13 +62,6 @@ class GapRun:
 _cache: OrderedDict = OrderedDict()
 _lock = threading.Lock()
 
-
-def _stat(path) -> tuple[int, int]:
-    try:
-        s = os.stat(path)
-        return s.st_size, s.st_mtime_ns
-    except OSError:
-        return -1, -1
 
 
 def _cached(key, make):
@@ -132,7 +125,7 @@ def images_from(model, settings, source: str, files, folder_text: str, index_cho
         uploads = [f for f in (files or []) if f and Path(f).suffix.lower() in IMAGE_EXTENSIONS | {".zip"}]
         if not uploads:
             raise ValueError("Drop some images (or a zip of them) first.")
-        key = ("upload", tuple((u, *_stat(u)) for u in uploads), model.identifier)
+        key = ("upload", tuple(file_key(u) for u in uploads), model.identifier)
 
         def make():
             dest = fresh_upload_dir(WORK_DIR)

@@ -16,10 +16,9 @@ import numpy as np
 from PIL import Image
 
 from ..heatmaps import PatchMap
-from ..images import ImageError, load_image, load_images
+from ..images import ImageError, file_key, load_image, load_images
 from ..index import IndexMismatchError
 from ..paths import inside_roots
-from ..zeroshot import _file_key
 
 MAX_TEXTS = 64
 MAX_IMAGES = 64
@@ -113,7 +112,7 @@ def embed_items(model, items: list[dict], indexes, max_bytes: int, max_pixels: i
         decoded += [(item, li.image) for li in loaded]
     if decoded:
         vectors = model.encode_images([image for _, image in decoded],
-                                      keys=[_file_key(item["path"]) for item, _ in decoded])
+                                      keys=[file_key(item["path"]) for item, _ in decoded])
         kept += [item for item, _ in decoded]
         rows += list(vectors)
     for item in items:

@@ -19,7 +19,7 @@ import numpy as np
 from ..descriptions import DESCRIPTIONS_SLOT, load_descriptions, prompt_set
 from ..evaluate import (Comparison, EvalResult, LabelledImages, compare, embed_labelled_folder,
                         evaluate_prompt_set, open_set_scores)
-from ..images import ImageError, load_images, scan_folder
+from ..images import ImageError, file_key, load_images, scan_folder
 from ..paths import allowed_folder, fresh_upload_dir, unpack_uploads
 from ..prompts import PromptError, load_template_set, parse_labels, parse_templates
 from ..weighting import ZPEResult, zpe_weights
@@ -127,15 +127,8 @@ def _work_dir() -> Path:
 
 def _signature(root: Path) -> tuple:
     files = scan_folder(root)
-    return tuple((os.fspath(p), *_stat(p)) for p in files)
+    return tuple(file_key(p) for p in files)
 
-
-def _stat(path) -> tuple[int, int]:
-    try:
-        s = os.stat(path)
-        return s.st_size, s.st_mtime_ns
-    except OSError:
-        return -1, -1
 
 
 def image_set(model, settings, folder_text: str, uploads: list[str] | None, progress=None) -> ImageSet:
@@ -145,7 +138,7 @@ def image_set(model, settings, folder_text: str, uploads: list[str] | None, prog
     image is unlabelled. Cached per source and model. Raises PathRefused / ValueError with a message."""
     uploads = [u for u in (uploads or []) if u]
     if uploads:
-        key = ("upload", tuple((u, *_stat(u)) for u in uploads), model.identifier)
+        key = ("upload", tuple(file_key(u) for u in uploads), model.identifier)
     else:
         root = allowed_folder(folder_text, settings.allowed_roots, settings.hosted)
         key = ("folder", os.fspath(root), _signature(root), model.identifier)
@@ -200,7 +193,7 @@ def _embed(model, settings, root: Path, progress) -> ImageSet:
         loaded, bad = load_images(files[start:start + 32], **limits)
         failures += bad
         if loaded:
-            keys = [(os.path.abspath(item.path), *_stat(item.path)) for item in loaded]
+            keys = [file_key(item.path) for item in loaded]
             chunks.append(model.encode_images([item.image for item in loaded], keys=keys))
             names += [Path(item.path).relative_to(root).as_posix() for item in loaded]
         if progress is not None:
