@@ -70,6 +70,31 @@ class SearchHit:
     score: float          # cosine similarity
 
 
+def default_index_path(index_dir: str | os.PathLike, root: str | os.PathLike, model) -> Path:
+    """Where the app keeps the index of `root` made with `model`: one folder per (folder, model) pair,
+    named by a SHA-1 of both, so the same folder and model always find the same index."""
+    import hashlib
+
+    key = json.dumps({"root": str(Path(root).resolve()), "model": model.identity.as_dict()}, sort_keys=True,
+                     default=str)
+    return Path(index_dir) / hashlib.sha1(key.encode()).hexdigest()[:20]
+
+
+def existing_index_for(index_dir: str | os.PathLike | None, root: str | os.PathLike, model):
+    """The app's index of `root` made with `model`, opened, if one exists; else None."""
+    if index_dir is None:
+        return None
+    path = default_index_path(index_dir, root, model)
+    if not (path / "index.db").is_file():
+        return None
+    try:
+        index = open_index(path)
+        index.check_model(model)
+        return index
+    except (ValueError, OSError):
+        return None
+
+
 # ---- building --------------------------------------------------------------------------------
 def build_index(model, root: str | os.PathLike, index_path: str | os.PathLike, *, batch_size: int = 32,
                 workers: int = 2, index_type: str | None = None, progress: Progress | None = None,

@@ -298,3 +298,21 @@ def test_index_of_the_folder_is_reused(shapes_model, tmp_path):
     np.testing.assert_allclose(reused.embeddings[same], fresh.embeddings[same], atol=1e-4)
     edited = reused.paths.index("a_red_circle/0.png")
     assert float(reused.embeddings[edited] @ fresh.embeddings[edited]) < 0.999
+
+
+def test_eval_command_finds_the_apps_index_of_the_folder(shapes_model, shapes_model_dir, tmp_path):
+    import subprocess
+
+    from explorer.index import build_index, default_index_path
+
+    data = tmp_path / "data"
+    make_labelled_folder(data, [("red", "circle"), ("blue", "square")], 3, size=32)
+    index_dir = tmp_path / "indexes"
+    build_index(shapes_model, data, default_index_path(index_dir, data, shapes_model), workers=0)
+    env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "EXPLORER_INDEX_DIR": str(index_dir)}
+    cmd = [sys.executable, "-m", "explorer", "eval", str(data), "--model", f"local-dir:{shapes_model_dir}", "--json"]
+    found = json.loads(subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300).stdout)
+    assert "6 embedding(s) re-used from the index" in found["notes"]
+    env["EXPLORER_INDEX_DIR"] = str(tmp_path / "elsewhere")
+    fresh = json.loads(subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300).stdout)
+    assert not any("re-used" in note for note in fresh["notes"]) and fresh["top1"] == found["top1"]

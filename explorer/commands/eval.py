@@ -7,6 +7,7 @@ import sys
 
 from ..descriptions import USES, load_descriptions, prompt_set
 from ..evaluate import embed_labelled_folder, evaluate_prompt_set, load_classnames
+from ..index import existing_index_for, open_index
 from ..prompts import load_template_set
 from ..settings import load_settings
 from .common import ProgressBar, add_model_arguments, model_from
@@ -35,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     descriptions = load_descriptions(args.descriptions) if args.descriptions else None
     classnames = load_classnames(args.classnames) if args.classnames else None
     model = model_from(settings)
-    index = _open_index(args.index) if args.index else None
+    # An explicit --index, else the app's own index of this folder and model if one exists.
+    index = open_index(args.index) if args.index else existing_index_for(settings.index_dir, args.folder, model)
     bar = ProgressBar(quiet=args.json)
     labelled = embed_labelled_folder(model, args.folder, classnames, max_bytes=settings.max_upload_bytes,
                                      max_pixels=settings.max_pixels, progress=bar, index=index)
@@ -59,14 +61,6 @@ def run(args: argparse.Namespace) -> int:
         for failure in failures:
             print(f"{failure['path']}: error: {failure['error']}", file=sys.stderr)
     return 1 if failures else 0
-
-
-def _open_index(path: str):
-    try:
-        from ..index import open_index
-    except ImportError:
-        raise ValueError("--index: this installation has no folder index module") from None
-    return open_index(path)
 
 
 def _print_report(model, labelled, result, use: str, notes: list[str]) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 from ..descriptions import DESCRIPTIONS_SLOT, load_descriptions, prompt_set
 from ..evaluate import (Comparison, EvalResult, LabelledImages, compare, embed_labelled_folder,
                         evaluate_prompt_set, open_set_scores)
+from ..index import existing_index_for
 from ..images import ImageError, file_key, load_images, scan_folder
 from ..paths import allowed_folder, fresh_upload_dir, unpack_uploads
 from ..prompts import PromptError, load_template_set, parse_labels, parse_templates
@@ -156,7 +157,7 @@ def image_set(model, settings, folder_text: str, uploads: list[str] | None, prog
         finally:
             shutil.rmtree(dest, ignore_errors=True)
     else:
-        found = _embed(model, settings, root, progress)
+        found = _embed(model, settings, root, progress, index=existing_index_for(settings.index_dir, root, model))
         found.source = os.fspath(root)
     with _lock:
         _cache[key] = found
@@ -179,10 +180,11 @@ def _class_dirs(root: Path) -> list[str]:
     return [e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith(".")]
 
 
-def _embed(model, settings, root: Path, progress) -> ImageSet:
+def _embed(model, settings, root: Path, progress, index=None) -> ImageSet:
+    """`index`: the Search tab's index of this folder, if any; its stored embeddings are re-used."""
     limits = dict(max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels)
     if len(_class_dirs(root)) >= 2:
-        labelled = embed_labelled_folder(model, root, progress=progress, **limits)
+        labelled = embed_labelled_folder(model, root, progress=progress, index=index, **limits)
         return ImageSet("", labelled=labelled, failures=labelled.failures, notes=list(labelled.notes))
     try:
         files = scan_folder(root)

@@ -11,8 +11,6 @@ server path is ever sent to the browser, and nothing outside an indexed folder i
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import tempfile
 import threading
 from collections import OrderedDict
@@ -21,7 +19,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..images import ImageError, load_image
-from ..index import ImageIndex, open_index
+from ..index import ImageIndex, default_index_path, open_index
 from ..paths import inside_roots
 
 UPLOAD_DIR = Path(tempfile.gettempdir()) / "clip-explorer-uploads"
@@ -31,8 +29,7 @@ _THUMB_CACHE_SIZE = 512
 
 def index_folder(base: Path, root: Path, model) -> Path:
     """The index folder for `root` indexed with `model`: stable across runs, distinct per model."""
-    key = json.dumps({"root": str(root), "model": model.identity.as_dict()}, sort_keys=True, default=str)
-    return Path(base) / hashlib.sha1(key.encode()).hexdigest()[:20]
+    return default_index_path(base, root, model)
 
 
 def servable_roots(allowed_roots: tuple[Path, ...]) -> tuple[Path, ...]:
