@@ -154,15 +154,35 @@ def test_bad_inputs_get_clear_errors():
         project_2d(img, txt, "tsne")
 
 
-def test_umap_is_optional():
-    try:
-        import umap  # noqa: F401
-    except ImportError:
-        img, txt, _ = two_cones()
-        with pytest.raises(ProjectionError, match="umap-learn"):
-            project_2d(img, txt, "umap")
-    else:
-        pytest.skip("umap-learn is installed")
+def test_umap_missing_is_a_clear_error(monkeypatch):
+    import sys
+
+    from explorer import gap
+
+    monkeypatch.setitem(sys.modules, "umap", None)  # import umap -> ImportError
+    monkeypatch.setattr(gap, "_UMAP_CACHE", type(gap._UMAP_CACHE)())
+    img, txt, _ = two_cones()
+    with pytest.raises(ProjectionError, match="umap-learn"):
+        project_2d(img, txt, "umap")
+
+
+@pytest.mark.timeout(300)
+def test_umap_projection_separates_the_cones_and_is_cached():
+    pytest.importorskip("umap")
+    import time
+
+    img, txt, _ = two_cones()
+    start = time.perf_counter()
+    first = project_2d(img, txt, "umap")
+    cold = time.perf_counter() - start
+    assert first.xy_image.shape == (len(img), 2) and np.isfinite(first.xy_image).all()
+    # two cones far apart on the sphere stay apart in the map: centroid distance beats the spread
+    spread = np.linalg.norm(first.xy_image - first.xy_image.mean(0), axis=1).mean()
+    assert np.linalg.norm(first.xy_image.mean(0) - first.xy_text.mean(0)) > spread
+    start = time.perf_counter()
+    again = project_2d(img, txt, "umap")
+    assert time.perf_counter() - start < cold / 5  # served from the cache
+    np.testing.assert_array_equal(again.xy_image, first.xy_image)
 
 
 def test_gap_figures_build_from_measures():
