@@ -163,7 +163,7 @@ def _index_lookup(index, model, root: Path):
     if not root.resolve().is_relative_to(index_root):
         raise ValueError(f"the index covers {index_root}, which does not contain {root}")
     prefix = root.resolve().relative_to(index_root)
-    states = index.store.states()
+    states = index.file_states()
 
     def lookup(path: Path):
         rel = (prefix / path.relative_to(root)).as_posix()

@@ -70,13 +70,9 @@ def embed_folder(model, root, *, max_bytes: int, max_pixels: int, progress=None)
 def index_embeddings(index, model) -> GapImages:
     """The stored embeddings of an opened ImageIndex (after checking `model` made it)."""
     index.check_model(model)
-    with index._lock:  # the index serialises its store; read all rows in one go
-        ids, vectors = index.store.embeddings(index.dim)
-        names = index.store.paths_of(ids)
-    keep = [i for i, id_ in enumerate(ids) if int(id_) in names]
-    paths = [str(index.root / names[int(ids[i])]) for i in keep]
+    names, vectors = index.all_embeddings()
     failures = [f"{f.path}: {f.reason}" for f in index.failures()]
-    return GapImages(paths, vectors[keep], failures)
+    return GapImages([str(index.root / name) for name in names], vectors, failures)
 
 
 def labels_of_images(image_paths, labels: list[str]) -> list[int]:

@@ -177,7 +177,7 @@ def _forward_tokens(model, pixels: torch.Tensor, method: str = "tokens") -> tupl
     hook = last.register_forward_pre_hook(lambda module, args: captured.__setitem__("x", args[0]))
     try:
         # ClipModel's lock and autocast keep this consistent with encode_pixels (same precision, one caller at a time).
-        with model._lock, torch.inference_mode(), model._autocast():
+        with model.inference():
             x = visual.conv1(pixels.to(model.device))                # [B, width, gh, gw]
             batch, width, gh, gw = x.shape
             x = x.reshape(batch, width, gh * gw).permute(0, 2, 1)

@@ -339,6 +339,19 @@ class ImageIndex:
         with self._lock:
             return self.store.embedding_of(Path(rel_path).as_posix())
 
+    def file_states(self) -> dict:
+        """Every stored file: relative path -> store.FileState (id, size, mtime_ns, error); no embeddings read."""
+        with self._lock:
+            return self.store.states()
+
+    def all_embeddings(self) -> tuple[list[str], np.ndarray]:
+        """(relative paths, float32 [N, D] embeddings) of every searchable file, read in one go."""
+        with self._lock:
+            ids, vectors = self.store.embeddings(self.dim)
+            names = self.store.paths_of(ids)
+        keep = [i for i, id_ in enumerate(ids) if int(id_) in names]
+        return [names[int(ids[i])] for i in keep], vectors[keep]
+
     def failures(self) -> list[ImageFailure]:
         with self._lock:
             return [ImageFailure(p, r) for p, r in self.store.failures()]

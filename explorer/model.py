@@ -10,7 +10,7 @@ import gc
 import os
 import threading
 from collections import OrderedDict
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Hashable, Sequence
@@ -175,6 +175,12 @@ class ClipModel:
         preprocess = (list(cfg.get("mean", ())), list(cfg.get("std", ())),
                       cfg.get("interpolation"), cfg.get("resize_mode"))
         return ModelIdentity(self.name, self.pretrained, self.embed_dim, self.image_size, tuple(preprocess))
+
+    @contextmanager
+    def inference(self):
+        """Run the open_clip module directly (e.g. patch maps) under this model's lock and precision."""
+        with self._lock, torch.inference_mode(), self._autocast():
+            yield
 
     def _autocast(self):
         if self.precision == "fp32":

@@ -88,8 +88,7 @@ def sample_index(indexes, folder: str, n: int, model, served: tuple[Path, ...], 
     index.check_model(model)
     if not inside_roots(index.root, served):
         raise ValueError(f"{index.root} is not a folder this app may show")
-    with index._lock:  # ImageIndex serialises store access with this lock
-        states = index.store.states()
+    states = index.file_states()
     rels = sorted(path for path, state in states.items() if state.error is None)
     if not rels:
         raise ValueError(f"the index of {index.root} holds no images")
