@@ -316,3 +316,23 @@ def test_eval_command_finds_the_apps_index_of_the_folder(shapes_model, shapes_mo
     env["EXPLORER_INDEX_DIR"] = str(tmp_path / "elsewhere")
     fresh = json.loads(subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300).stdout)
     assert not any("re-used" in note for note in fresh["notes"]) and fresh["top1"] == found["top1"]
+
+
+def test_eval_command_uses_a_reference_index_for_zpe(shapes_model, shapes_model_dir, tmp_path):
+    import subprocess
+
+    from explorer.index import build_index
+
+    data, generic = tmp_path / "data", tmp_path / "generic"
+    make_labelled_folder(data, [("red", "circle"), ("blue", "square"), ("green", "cross")], 3, size=32)
+    make_labelled_folder(generic, CLASSES[::3], 2, size=32, seed=9)
+    build_index(shapes_model, generic, tmp_path / "generic.idx", workers=0)
+    base = [sys.executable, "-m", "explorer", "eval", str(data), "--model", f"local-dir:{shapes_model_dir}",
+            "--weighting", "zpe", "--json"]
+    env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "EXPLORER_INDEX_DIR": str(tmp_path / "none")}
+    plain = json.loads(subprocess.run(base, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300).stdout)
+    ref = json.loads(subprocess.run(base + ["--zpe-reference", str(tmp_path / "generic.idx")], cwd=ROOT,
+                                    capture_output=True, text=True, env=env, timeout=300).stdout)
+    assert "16 images indexed from" in ref["zpe"]["bias_source"]
+    assert "16 images" not in plain["zpe"]["bias_source"]
+    assert ref["zpe"]["weights"] != plain["zpe"]["weights"]

@@ -24,6 +24,9 @@ def register(commands) -> None:
                         help="equal average of the prompts, or ZPE weights from the images")
     parser.add_argument("--classnames", metavar="FILE", help="JSON {folder: class name}")
     parser.add_argument("--index", metavar="INDEX", help="an index of this folder: re-use its embeddings")
+    parser.add_argument("--zpe-reference", metavar="INDEX",
+                        help="an index of other, generic images whose embeddings stand in for ZPE's sample of "
+                             "pre-training images (default: the evaluated images themselves)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     add_model_arguments(parser, extra=("max_upload_mb", "max_pixels"))
     parser.set_defaults(handler=run)
@@ -45,7 +48,13 @@ def run(args: argparse.Namespace) -> int:
     if len(labelled.embeddings) == 0:
         raise ValueError(f"{labelled.root}: no readable images in the class folders")
     prompts = prompt_set(model, labelled.class_names, templates, descriptions, use)
-    result = evaluate_prompt_set(labelled, prompts, model.logit_scale, args.weighting)
+    reference = {}
+    if args.zpe_reference:
+        sample = open_index(args.zpe_reference)
+        sample.check_model(model)
+        reference = dict(reference_emb=sample.all_embeddings()[1],
+                         reference_name=f"{sample.count} images indexed from {sample.root}")
+    result = evaluate_prompt_set(labelled, prompts, model.logit_scale, args.weighting, **reference)
     notes = labelled.notes + prompts.notes
     failures = [{"path": f.path, "error": f.reason} for f in labelled.failures]
     if args.json:
