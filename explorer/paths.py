@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import stat
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from .images import IMAGE_EXTENSIONS
 
 MAX_UPLOAD_FILES = 5_000
 MAX_UPLOAD_BYTES = 500 * 1024 * 1024
+UPLOAD_KEEP_HOURS = 24.0
 
 
 class PathRefused(ValueError):
@@ -137,7 +139,15 @@ def _unique(path: Path) -> Path:
     return path
 
 
-def fresh_upload_dir(base: Path) -> Path:
-    """A new, empty folder under `base` for one upload."""
+def fresh_upload_dir(base: Path, keep_hours: float = UPLOAD_KEEP_HOURS) -> Path:
+    """A new, empty folder under `base` for one upload. Upload folders older than `keep_hours` are
+    removed first, so a long-running hosted demo does not fill its disk."""
     base.mkdir(parents=True, exist_ok=True)
+    cutoff = time.time() - keep_hours * 3600
+    for old in base.glob("upload-*"):
+        try:
+            if old.is_dir() and not old.is_symlink() and old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
     return Path(tempfile.mkdtemp(prefix="upload-", dir=base))

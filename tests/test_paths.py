@@ -88,3 +88,21 @@ def test_upload_over_the_caps_is_refused_and_leaves_nothing(tmp_path):
     bad.write_bytes(b"not a zip")
     with pytest.raises(PathRefused, match="could not unpack"):
         unpack_uploads([str(bad)], tmp_path / "out3")
+
+
+def test_old_upload_folders_are_pruned_when_a_new_one_is_made(tmp_path):
+    import os
+    import time
+
+    from explorer.paths import fresh_upload_dir
+
+    old, recent, other = tmp_path / "upload-old", tmp_path / "upload-recent", tmp_path / "keep-me"
+    for folder in (old, recent, other):
+        folder.mkdir()
+        (folder / "a.png").write_bytes(b"x")
+    day_ago = time.time() - 25 * 3600
+    os.utime(old, (day_ago, day_ago))
+    os.utime(other, (day_ago, day_ago))
+    new = fresh_upload_dir(tmp_path)
+    assert new.is_dir() and new.name.startswith("upload-") and not any(new.iterdir())
+    assert not old.exists() and recent.exists() and other.exists()
