@@ -164,3 +164,32 @@ def test_cli_index_and_duplicates(tmp_path, shapes_model_dir):
     assert json.loads(result.stdout)["groups"] == [["a_red_circle/0.png", "same.png"]]
     result = run_cli("duplicates", "--index", str(tmp_path / "idx"), "--threshold", "0.9999")
     assert "group 1 (2 images)" in result.stdout and "same.png" in result.stdout
+
+
+def test_gpu_branch_moves_the_index_and_falls_back_when_cloning_fails(indexed, monkeypatch):
+    """No GPU here: stand in for faiss-gpu's cloner to check the branch that uses it (the real
+    GPU kernels are unverified on these machines)."""
+    import faiss
+
+    from explorer import search as faiss_ops
+
+    base, cpu_index = indexed
+    query = cpu_index.embedding_of("a_red_circle/0.png")[None]
+    expected = [(h.path, round(h.score, 5)) for h in cpu_index.search(query, 5)[0]]
+    moved = []
+
+    def fake_cpu_to_all_gpus(index):
+        moved.append(type(index).__name__)
+        return faiss.clone_index(index)
+
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 1)
+    monkeypatch.setattr(faiss, "index_cpu_to_all_gpus", fake_cpu_to_all_gpus, raising=False)
+    on_gpu = open_index(base / "idx")
+    assert moved and [(h.path, round(h.score, 5)) for h in on_gpu.search(query, 5)[0]] == expected
+
+    def refuse(index):
+        raise RuntimeError("this index type has no GPU implementation")
+
+    monkeypatch.setattr(faiss, "index_cpu_to_all_gpus", refuse)
+    flat = faiss.IndexFlatIP(4)
+    assert faiss_ops.to_device(flat) is flat  # stays on the CPU rather than failing
