@@ -165,3 +165,19 @@ def test_device_and_precision_choice():
         assert pick_device("auto").type in ("cpu", "mps")
         with pytest.raises(ModelLoadError, match="CUDA is not available"):
             pick_device("cuda")
+
+
+def test_autocast_path_runs_and_stays_close_to_fp32(shapes_model_dir):
+    """The GPU's fp16/bf16 autocast path, exercised on the CPU with bf16 (CUDA itself is unverified here)."""
+    from PIL import Image
+
+    fp32 = load_model(f"local-dir:{shapes_model_dir}", device="cpu", precision="fp32")
+    bf16 = load_model(f"local-dir:{shapes_model_dir}", device="cpu", precision="bf16")
+    assert bf16.precision == "bf16"
+    texts = ["a red circle", "a photo of a blue square."]
+    images = [Image.new("RGB", (40, 40), (220, 30, 30)), Image.new("RGB", (40, 40), (30, 60, 230))]
+    for a, b in ((fp32.encode_texts(texts), bf16.encode_texts(texts)),
+                 (fp32.encode_images(images), bf16.encode_images(images))):
+        assert b.dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+        assert float((a * b).sum(axis=1).min()) > 0.98
