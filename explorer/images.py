@@ -109,6 +109,21 @@ def load_images(sources: Iterable[str | os.PathLike | bytes], *, max_bytes: int 
     return loaded, failures
 
 
+def thumbnail_uri(source: str | os.PathLike, size: int = 72, *, max_bytes: int = DEFAULT_MAX_BYTES,
+                  max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:
+    """A small JPEG of the image as a data: URI (for hover previews), or None if it cannot be read."""
+    import base64
+
+    try:
+        image = load_image(source, max_bytes=max_bytes, max_pixels=max_pixels)
+    except ImageError:
+        return None
+    image.thumbnail((size, size))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=75)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 def scan_folder(root: str | os.PathLike, *, follow_links: bool = True) -> list[Path]:
     """Recursively list image files under `root`, sorted by their path relative to root (posix form).
 

@@ -114,11 +114,13 @@ def gap_histograms(histograms: dict) -> go.Figure:
     return fig
 
 
-def gap_projection(projection, image_names: list[str], texts: list[str], pair_lines=None) -> go.Figure:
+def gap_projection(projection, image_names: list[str], texts: list[str], pair_lines=None,
+                   thumbnails: list | None = None) -> go.Figure:
     """Images and texts in one 2-D map, coloured by modality, centroids marked, matched pairs joined.
 
     `image_names` / `texts` are indexed like the full arrays; `projection.image_indices` picks the
-    drawn ones. `pair_lines` is `projection.pair_lines(matches)`.
+    drawn ones. `pair_lines` is `projection.pair_lines(matches)`. `thumbnails` (data: URIs, indexed like
+    image_names) ride along as the image points' customdata for the page's hover preview.
     """
     fig = go.Figure()
     if pair_lines is not None and len(pair_lines[0]):
@@ -130,8 +132,11 @@ def gap_projection(projection, image_names: list[str], texts: list[str], pair_li
     for label, xy, idx, names, colour in (
             ("images", projection.xy_image, projection.image_indices, image_names, _GAP_COLOURS["image-image"]),
             ("texts", projection.xy_text, projection.text_indices, texts, _GAP_COLOURS["text-text"])):
+        previews = None
+        if label == "images" and thumbnails:
+            previews = [(thumbnails[i] if i < len(thumbnails) else None) or "" for i in idx]
         fig.add_trace(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", name=f"{label} ({len(idx):,})",
-                                   marker=dict(color=colour, size=6, opacity=0.7),
+                                   marker=dict(color=colour, size=6, opacity=0.7), customdata=previews,
                                    text=[names[i] for i in idx], hovertemplate="%{text}<extra>" + label + "</extra>"))
     for label, centre, colour in (("image centroid", projection.centroid_image, _GAP_COLOURS["image-image"]),
                                   ("text centroid", projection.centroid_text, _GAP_COLOURS["text-text"])):

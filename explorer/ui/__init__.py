@@ -10,7 +10,9 @@ from ..paths import MAX_UPLOAD_BYTES
 from ..settings import Settings
 from . import classify_tab, gap_tab, heatmaps_tab, model_panel, prompt_lab_tab, search_tab
 
-CSS_PATH = Path(__file__).resolve().parents[2] / "assets" / "style.css"
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+CSS_PATH = ASSETS / "style.css"
+HOVER_JS = ASSETS / "hover_preview.js"
 
 
 def build_app(settings: Settings, slot: ModelSlot) -> gr.Blocks:
@@ -37,4 +39,5 @@ def launch_options(settings: Settings) -> dict:
     return dict(server_name=settings.host, server_port=settings.port,
                 # Zips of images may be large; each image inside is still held to max_upload_mb.
                 max_file_size=max(MAX_UPLOAD_BYTES, settings.max_upload_bytes),
-                theme=gr.themes.Soft(primary_hue="indigo"), css_paths=[CSS_PATH])
+                theme=gr.themes.Soft(primary_hue="indigo"), css_paths=[CSS_PATH],
+                head=f"<script>{HOVER_JS.read_text(encoding='utf-8')}</script>")

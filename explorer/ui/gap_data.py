@@ -22,7 +22,7 @@ from ..captions import CaptionError, read_sidecar_captions
 from ..gap import evaluate_shift, gap_measures
 from ..gap_inputs import (GapImages, caption_texts, csv_captions_for, embed_files, embed_folder, index_embeddings,
                           label_texts, sidecar_captions_for)
-from ..images import IMAGE_EXTENSIONS, file_key, scan_folder
+from ..images import IMAGE_EXTENSIONS, file_key, scan_folder, thumbnail_uri
 from ..index import open_index
 from ..paths import PathRefused, allowed_folder, fresh_upload_dir, inside_roots, unpack_uploads
 from ..prompts import PromptError, load_template_set, parse_labels
@@ -36,12 +36,14 @@ TEMPLATE_SETS = {"Single: a photo of a {}.": "single", "7 templates (OpenAI subs
 SHIFT_STEPS = np.round(np.linspace(0.0, 1.0, 11), 2)
 WORK_DIR = Path(tempfile.gettempdir()) / "clip-explorer-gap"
 CACHE_SIZE = 4
+MAX_THUMBNAILS = 400   # hover previews in the projection; more would bloat the figure sent to the browser
 
 
 @dataclass
 class GapRun:
     """One computed run: everything the figures and the slider need, without the model."""
     names: list[str]                 # image names shown on hover (relative paths or file names)
+    thumbnails: list                 # data: URIs (or None) for hover previews, indexed like names
     texts: list[str]
     image_emb: np.ndarray
     text_emb: np.ndarray
@@ -115,6 +117,12 @@ class Images:
     source: str
     notes: list[str] = field(default_factory=list)
     uploaded: bool = False     # copies of uploads, deleted once embedded (no .txt beside them)
+    thumbnails: list = field(default_factory=list)
+
+
+def _thumbnails(paths: list[str], settings) -> list:
+    limits = dict(max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels)
+    return [thumbnail_uri(p, **limits) if i < MAX_THUMBNAILS else None for i, p in enumerate(paths)]
 
 
 def images_from(model, settings, source: str, files, folder_text: str, index_choice: str | None,
@@ -133,14 +141,15 @@ def images_from(model, settings, source: str, files, folder_text: str, index_cho
                 root, notes = unpack_uploads(uploads, dest)
                 found = embed_files(model, scan_folder(root), progress=progress, **limits)
                 return Images(found, _relative(found.paths, root), root, f"{len(uploads)} uploaded file(s)", notes,
-                              uploaded=True)
+                              uploaded=True, thumbnails=_thumbnails(found.paths, settings))
             finally:
                 shutil.rmtree(dest, ignore_errors=True)
         return _cached(key, make)
     if source == FOLDER:
         root = allowed_folder(folder_text, settings.allowed_roots, settings.hosted)
         found = embed_folder(model, root, progress=progress, **limits)  # the model caches by path, size, mtime
-        return Images(found, _relative(found.paths, root), root, str(root))
+        return Images(found, _relative(found.paths, root), root, str(root),
+                      thumbnails=_thumbnails(found.paths, settings))
     if not index_choice:
         raise ValueError("Pick an indexed folder (build one in the Search tab), or choose another image source.")
     index = open_index(index_choice)
@@ -149,8 +158,10 @@ def images_from(model, settings, source: str, files, folder_text: str, index_cho
         root = index.root
     finally:
         index.close()
+    servable = inside_roots(root, tuple(settings.allowed_roots) + (UPLOAD_DIR.resolve(),))
     return Images(found, _relative(found.paths, root), root, f"the index of {root}",
-                  ["stored embeddings from the Search tab's index: nothing was re-encoded"])
+                  ["stored embeddings from the Search tab's index: nothing was re-encoded"],
+                  thumbnails=_thumbnails(found.paths, settings) if servable else [])
 
 
 # ---- texts ----------------------------------------------------------------------------------------
@@ -189,7 +200,8 @@ def compute(model, settings, source, files, folder_text, index_choice, text_sour
     if not images.found.paths:
         raise ValueError("None of the images could be read.")
     texts, notes = texts_for(model, settings, images, text_source, label_text, template_choice, csv_file, files)
-    run = GapRun(images.names, texts.texts, images.found.embeddings, texts.embeddings, texts.matches, texts.kind,
+    run = GapRun(images.names, images.thumbnails, texts.texts, images.found.embeddings, texts.embeddings,
+                 texts.matches, texts.kind,
                  images.source, notes=images.notes + notes + texts.problems,
                  failures=[_short(f, images.root) for f in images.found.failures])
     run.measures = gap_measures(run.image_emb, run.text_emb, run.matches)

@@ -65,8 +65,8 @@ def build(settings: Settings, slot: ModelSlot) -> None:
             method = gr.Radio(list(PROJECTIONS), value=next(iter(PROJECTIONS)), label="2-D projection",
                               elem_id="gap-method")
             projection = gr.Plot(label="Joint map", elem_id="gap-projection")
-            projection_note = gr.HTML(show.message("Hover a point for its file name or text (plot hovers cannot "
-                                                   "show pictures). Grey lines join matched pairs.", "muted"),
+            projection_note = gr.HTML(show.message("Hover a point for its file name or text, and an image point "
+                                                   "for a preview. Grey lines join matched pairs.", "muted"),
                                       elem_id="gap-projection-note")
         with gr.Column(scale=2):
             histograms = gr.Plot(label="Cosine histograms", elem_id="gap-hist")
@@ -95,11 +95,12 @@ def build(settings: Settings, slot: ModelSlot) -> None:
             proj = project_2d(run.image_emb, run.text_emb, PROJECTIONS[method_name], matches=run.matches)
         except ProjectionError as exc:
             return None, show.message(str(exc), "error")
-        note = "Hover a point for its file name or text (plot hovers cannot show pictures). Grey lines join " \
-               "matched pairs; × marks each modality's centroid."
+        note = "Hover a point for its file name or text; image points also show a preview (the first " \
+               f"{data.MAX_THUMBNAILS} images). Grey lines join matched pairs; × marks each modality's centroid."
         if proj.sampled:
             note += f" Showing a sample of {proj.sample_size:,} of {proj.total_points:,} points."
-        return plots.gap_projection(proj, run.names, run.texts, proj.pair_lines(run.matches)), show.message(note, "muted")
+        figure = plots.gap_projection(proj, run.names, run.texts, proj.pair_lines(run.matches), run.thumbnails)
+        return figure, show.message(note, "muted")
 
     def on_run(src, uploads, folder_text, index_folder, text_src, label_text, template_choice, csv_path,
                method_name, progress=gr.Progress()):

@@ -43,6 +43,24 @@ def test_measures_figures_and_shift_slider(page, tmp_path):
     for elem_id in ("gap-hist", "gap-projection", "gap-curve"):
         page.wait_for_selector(f"#{elem_id} .js-plotly-plot", timeout=30_000)
 
+    # Hovering an image point shows its thumbnail (plotly's own hover label cannot show pictures).
+    page.locator("#gap-projection").scroll_into_view_if_needed()
+    point = page.evaluate("""() => {
+        const plot = document.querySelector('#gap-projection .js-plotly-plot');
+        const trace = plot._fullData.find(t => (t.name || '').startsWith('images'));  // arrays decoded
+        const i = Array.from(trace.customdata).findIndex(c => c && c.startsWith('data:image/'));
+        const xa = plot._fullLayout.xaxis, ya = plot._fullLayout.yaxis, box = plot.getBoundingClientRect();
+        return {x: box.left + xa._offset + xa.l2p(trace.x[i]), y: box.top + ya._offset + ya.l2p(trace.y[i]),
+                previews: Array.from(trace.customdata).filter(Boolean).length};
+    }""")
+    assert point["previews"] == 12
+    page.mouse.move(point["x"] - 3, point["y"] - 3)
+    page.mouse.move(point["x"], point["y"])
+    page.wait_for_function("""() => { const img = document.querySelector('#explorer-hover-preview');
+        return img && img.style.display === 'block' && img.src.startsWith('data:image/jpeg'); }""", timeout=10_000)
+    screenshot(page, "gap-hover")
+    page.mouse.move(5, 5)
+
     before = _readout_length(page)
     assert abs(before - gap) < 1e-3
     slider = page.locator("#gap-shift input[type=range]")
