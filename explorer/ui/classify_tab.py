@@ -8,6 +8,7 @@ import gradio as gr
 
 from .. import plots
 from ..model import ModelSlot
+from ..progress import RateText
 from ..prompts import PromptError, load_template_set, parse_labels, parse_templates
 from ..settings import Settings
 from ..zeroshot import classify_files
@@ -61,9 +62,10 @@ def build(settings: Settings, slot: ModelSlot) -> None:
         except PromptError as exc:
             return _message(str(exc)), hidden, None, hidden
         progress(0, desc="Encoding images")
+        rate = RateText("images encoded")
         report = classify_files(model, list(paths), parsed.labels, templates,
                                 max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels,
-                                progress=lambda done, total: progress(done / total, desc=f"Encoded {done}/{total}"))
+                                progress=lambda done, total: progress(done / total, desc=rate(done, total)))
         names = [os.path.basename(p) for p in report.paths]
         failures = [(os.path.basename(f.path), f.reason) for f in report.failures]
         if report.predictions is None:

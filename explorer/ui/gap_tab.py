@@ -14,6 +14,7 @@ from ..gap import ProjectionError, project_2d
 from ..index import IndexMismatchError
 from ..model import ModelSlot
 from ..paths import PathRefused
+from ..progress import RateText
 from ..prompts import PromptError
 from ..settings import Settings
 from . import gap_data as data
@@ -110,11 +111,11 @@ def build(settings: Settings, slot: ModelSlot) -> None:
             return (show.message(f"No model is loaded. {slot.error or ''} Load one in the Model panel above.",
                                  "error"),) + blank
         progress(0, desc="Reading images")
+        rate = RateText("images encoded")
         try:
             run = data.compute(model, settings, src, uploads, folder_text, index_folder, text_src, label_text,
                                template_choice, csv_path,
-                               progress=lambda done, total: progress(done / max(total, 1),
-                                                                     desc=f"Encoded {done}/{total} images"))
+                               progress=lambda done, total: progress(done / max(total, 1), desc=rate(done, total)))
         except (PathRefused, PromptError, CaptionError, IndexMismatchError, ValueError, OSError) as exc:
             return (show.message(str(exc), "error"),) + blank
         progress(1, desc="Drawing")

@@ -119,13 +119,12 @@ def build(settings: Settings, slot: ModelSlot) -> None:
         parsed, notes = data.parse_texts(text)
         if not parsed:
             return data.message("Type at least one text (one per line).", "error"), *fail
-        from_index = 0
         if index_folder and index_folder != NO_INDEX and not settings.hosted:
             try:
                 index, rels = data.sample_index(indexes, index_folder, n, model, served)
             except (IndexMismatchError, ValueError, OSError) as exc:
                 return data.message(f"The index cannot be used: {exc}", "error"), *fail
-            items, from_index = data.add_index_items(items, index, rels), len(rels)
+            items = data.add_index_items(items, index, rels)
         if not items:
             return data.message("Drop one or more images, or pick a search index to sample from.", "error"), *fail
         progress(0, desc="Encoding images and texts")

@@ -8,6 +8,7 @@ import pandas as pd
 from .. import plots
 from ..descriptions import ASSETS as DESCRIPTION_EXAMPLES
 from ..model import ModelSlot
+from ..progress import RateText
 from ..prompts import PromptError
 from ..settings import Settings
 from . import prompt_lab_data as data
@@ -160,9 +161,10 @@ def build(settings: Settings, slot: ModelSlot) -> None:
                 raise ValueError("give the images: " + ("upload a zip or images" if settings.hosted
                                                         else "type a folder path, or upload a zip or images"))
             progress(0, desc="Embedding images")
+            rate = RateText("images embedded")
             images = data.image_set(model, settings, folder_text, files,
                                     progress=lambda done, total: progress(done / max(total, 1),
-                                                                          desc=f"Embedded {done}/{total} images"))
+                                                                          desc=rate(done, total)))
             progress(1, desc="Scoring the prompts")
             report = data.run_lab(model, images, label_text, templates, descriptions, use_key,
                                   data.WEIGHTINGS[weighting_name], row, compare_builtins)

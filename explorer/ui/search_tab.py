@@ -16,6 +16,7 @@ from .. import paths
 from ..images import IMAGE_EXTENSIONS, ImageError, load_image
 from ..index import IndexMismatchError, build_index, combine_queries
 from ..model import ModelSlot
+from ..progress import RateText
 from ..settings import Settings
 from . import search_html as render
 from .search_indexes import UPLOAD_DIR, OpenIndexes, Thumbnails, index_folder, placeholder, servable_roots
@@ -129,8 +130,10 @@ def build(settings: Settings, slot: ModelSlot) -> None:
             target = index_folder(base, root, model)
             progress(0, desc="Scanning the folder")
 
+            rate = RateText("images embedded")
+
             def step(done: int, total: int) -> None:
-                progress(done / total if total else 1.0, desc=f"Embedding images {done}/{total}")
+                progress(done / total if total else 1.0, desc=rate(done, total))
 
             with indexes.build_lock(target):
                 result = build_index(model, root, target, workers=BUILD_WORKERS, progress=step,
