@@ -11,6 +11,8 @@ server path is ever sent to the browser, and nothing outside an indexed folder i
 """
 from __future__ import annotations
 
+import json
+import shutil
 import tempfile
 import threading
 from collections import OrderedDict
@@ -35,6 +37,21 @@ def index_folder(base: Path, root: Path, model) -> Path:
 def servable_roots(allowed_roots: tuple[Path, ...]) -> tuple[Path, ...]:
     """Folders whose indexes may show results: the allowed roots and the app's upload folder."""
     return tuple(allowed_roots) + (UPLOAD_DIR.resolve(),)
+
+
+def prune_upload_indexes(index_dir: Path, upload_dir: Path = UPLOAD_DIR) -> int:
+    """Delete the indexes of uploads whose files have expired (paths.fresh_upload_dir removes old
+    uploads), so a long-running hosted demo does not keep them forever. Returns how many went."""
+    removed = 0
+    for folder in Path(index_dir).glob("*"):
+        try:
+            root = Path(json.loads((folder / "manifest.json").read_text(encoding="utf-8"))["root"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if not root.exists() and inside_roots(root, (Path(upload_dir),)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 class OpenIndexes:

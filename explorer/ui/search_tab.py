@@ -19,7 +19,8 @@ from ..model import ModelSlot
 from ..progress import RateText
 from ..settings import Settings
 from . import search_html as render
-from .search_indexes import UPLOAD_DIR, OpenIndexes, Thumbnails, index_folder, placeholder, servable_roots
+from .search_indexes import (UPLOAD_DIR, OpenIndexes, Thumbnails, index_folder, placeholder, prune_upload_indexes,
+                             servable_roots)
 
 FOLDER, UPLOAD = "A folder on this computer", "Upload images, a folder or a zip"
 BUILD_WORKERS = 2
@@ -123,6 +124,7 @@ def build(settings: Settings, slot: ModelSlot) -> None:
                     return refuse("Upload images, a folder or a zip first.")
                 progress(0, desc="Unpacking the upload")
                 root, notes = paths.unpack_uploads(uploads, paths.fresh_upload_dir(UPLOAD_DIR))
+                prune_upload_indexes(base)
                 shown_name = f"your upload ({len(uploads)} file(s))"
             else:
                 root = paths.allowed_folder(typed, settings.allowed_roots, settings.hosted)
