@@ -17,8 +17,9 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 
 stamp="$venv/.installed-$(basename "$requirements" .txt)"
+dev_stamp="$venv/.installed-requirements-dev"  # the dev set includes the app's, so it satisfies both
 wanted=$(cat requirements*.txt | sha256sum | cut -d' ' -f1)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ] && [ "$(cat "$dev_stamp" 2>/dev/null)" != "$wanted" ]; then
   echo "setup: installing $requirements (first run: torch and friends, a few minutes)"
   "$venv/bin/python" -m pip install -q --upgrade pip
   "$venv/bin/python" -m pip install -q -r "$requirements"
