@@ -33,6 +33,7 @@ import torch
 
 from . import search as faiss_ops
 from .images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageError, ImageFailure, load_image, scan_folder
+from .model import describe
 from .search import combine_queries, find_duplicates  # noqa: F401  (part of this module's API)
 from .store import IndexFormatError, Store
 
@@ -306,7 +307,6 @@ class ImageIndex:
         return int(self.faiss.ntotal)
 
     def describe_model(self) -> str:
-        from .model import describe
         return describe(self.identity["name"], self.identity.get("pretrained"))
 
     def check_model(self, model) -> None:
@@ -380,7 +380,6 @@ def _jsonable(value):
 
 
 def _mismatch_message(folder: Path, stored: dict, model) -> str:
-    from .model import describe
     made_by = describe(stored["name"], stored.get("pretrained"))
     if made_by == model.identifier:  # same name, different weights or preprocessing
         made_by += f" ({stored['embed_dim']}-d, image size {stored['image_size']})"

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .images import file_key, load_images
 from .prompts import build_prompts
 
 
@@ -88,8 +89,6 @@ def classify_files(model, sources: list, labels: list[str], templates: list[str]
 
     `progress(done, total)` is called after each batch. One bad file never stops the others.
     """
-    from .images import file_key, load_images
-
     loaded, failures = load_images(sources, max_bytes=max_bytes, max_pixels=max_pixels)
     chunks = []
     for start in range(0, len(loaded), batch_size):

@@ -14,6 +14,7 @@ import time
 from ..captions import read_caption_csv, read_sidecar_captions
 from ..gap import DEFAULT_MAX_POINTS, evaluate_shift, gap_measures, project_2d
 from ..gap_inputs import GapImages, caption_texts, embed_folder, index_embeddings, label_texts
+from ..index import open_index
 from ..prompts import PromptError, load_template_set, parse_labels
 from ..settings import load_settings
 from .common import ProgressBar, add_model_arguments, model_from
@@ -52,10 +53,6 @@ def _shifts(text: str) -> list[float]:
 
 def _index_embeddings(path: str, model) -> GapImages:
     """Stored embeddings of an index (no re-encoding)."""
-    try:
-        from ..index import open_index
-    except ImportError:
-        raise ValueError("--index needs explorer/index.py, which this installation does not have") from None
     index = open_index(path)
     try:
         return index_embeddings(index, model)
