@@ -7,7 +7,7 @@ import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phone-home from a local tool
 
-from explorer.model import ModelSlot
+from explorer.context import AppContext
 from explorer.settings import add_settings_arguments, load_settings
 from explorer.ui import build_app, launch_options
 
@@ -19,12 +19,12 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("explorer")
     log.setLevel(logging.INFO)
-    slot = ModelSlot()
-    if slot.load(settings.model, settings.pretrained, settings.device, settings.precision) is None:
-        log.error("%s The app starts anyway; load another model from the page.", slot.status())
+    ctx = AppContext.create(settings)
+    if ctx.slot.load(settings.model, settings.pretrained, settings.device, settings.precision) is None:
+        log.error("%s The app starts anyway; load another model from the page.", ctx.slot.status())
     else:
-        log.info(slot.status())
-    build_app(settings, slot).queue(default_concurrency_limit=2).launch(**launch_options(settings))
+        log.info(ctx.slot.status())
+    build_app(ctx).queue(default_concurrency_limit=2).launch(**launch_options(settings))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""Captions paired with images: a CSV of `path,caption`, or a `.txt` file beside each image.
+"""Which text goes with which image: captions from a `path,caption` CSV or from a `.txt` file beside
+each image, and labels read from folder and file names. One set of rules for the app and the CLI.
 
-Only text files are read here (images stay with images.py). Rows that cannot be used (image not
-found, empty caption, a path given twice) are reported one line each and skipped, so one bad row
+Only text files are read here (images stay with images.py). Rows that cannot be used (empty
+caption, a path given twice, no such image) are reported one line each and skipped, so one bad row
 never costs the others; a file that cannot be read at all raises CaptionError.
 """
 from __future__ import annotations
@@ -12,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 MAX_CAPTION_FILE_BYTES = 64 * 1024 * 1024
+MAX_SIDECAR_BYTES = 1024 * 1024
+MAX_PROBLEMS_LISTED = 20
 
 
 class CaptionError(ValueError):
@@ -20,18 +23,18 @@ class CaptionError(ValueError):
 
 @dataclass
 class Captions:
-    """Captions keyed by the image's absolute real path, plus what was skipped and why."""
+    """Captions keyed by the image's real path, plus what was skipped and why."""
     by_path: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
     def caption_of(self, image_path: str | os.PathLike) -> str | None:
-        return self.by_path.get(_key(image_path))
+        return self.by_path.get(_real(image_path))
 
     def __len__(self) -> int:
         return len(self.by_path)
 
 
-def _key(path: str | os.PathLike) -> str:
+def _real(path: str | os.PathLike) -> str:
     return os.path.realpath(os.path.abspath(path))
 
 
@@ -39,100 +42,140 @@ def _clean(text: str) -> str:
     return " ".join(text.split())
 
 
-def read_caption_csv(csv_path: str | os.PathLike, *, check_images: bool = True) -> Captions:
-    """Read a CSV whose header names a `path` and a `caption` column (any order, any case; other
-    columns are ignored). Relative paths are taken relative to the CSV's own folder.
+@dataclass
+class _Row:
+    line: int
+    path: str        # as written in the CSV
+    caption: str
 
-    With `check_images`, rows whose image file does not exist are reported and skipped.
-    """
-    csv_path = Path(csv_path)
+
+def _read_rows(csv_path: Path) -> tuple[list[_Row], list[str]]:
     if not csv_path.is_file():
-        raise CaptionError(f"{csv_path}: caption file not found")
+        raise CaptionError(f"{csv_path.name}: caption file not found")
     if csv_path.stat().st_size > MAX_CAPTION_FILE_BYTES:
-        raise CaptionError(f"{csv_path}: caption file is larger than {MAX_CAPTION_FILE_BYTES // 2**20} MiB")
+        raise CaptionError(f"{csv_path.name}: caption file is larger than {MAX_CAPTION_FILE_BYTES // 2**20} MiB")
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as fp:
             rows = list(csv.reader(fp))
     except UnicodeDecodeError:
-        raise CaptionError(f"{csv_path}: not UTF-8 text") from None
+        raise CaptionError(f"{csv_path.name}: not UTF-8 text") from None
     except csv.Error as exc:
-        raise CaptionError(f"{csv_path}: not a readable CSV ({exc})") from None
+        raise CaptionError(f"{csv_path.name}: not a readable CSV ({exc})") from None
     if not rows:
-        raise CaptionError(f"{csv_path}: the file is empty")
+        raise CaptionError(f"{csv_path.name}: the file is empty")
     header = [name.strip().lower() for name in rows[0]]
     if "path" not in header or "caption" not in header:
-        raise CaptionError(f"{csv_path}: the first line must name the columns, e.g. 'path,caption' "
+        raise CaptionError(f"{csv_path.name}: the first line must name the columns, e.g. 'path,caption' "
                            f"(found: {','.join(rows[0]) or 'nothing'})")
     path_col, caption_col = header.index("path"), header.index("caption")
-    base = csv_path.resolve().parent
-    out = Captions()
+    out, problems = [], []
     for line, row in enumerate(rows[1:], start=2):
         if not any(cell.strip() for cell in row):
             continue
-        raw_path = row[path_col].strip() if path_col < len(row) else ""
+        raw = row[path_col].strip() if path_col < len(row) else ""
         text = _clean(row[caption_col]) if caption_col < len(row) else ""
-        if not raw_path:
-            out.problems.append(f"line {line}: no image path")
+        if not raw:
+            problems.append(f"line {line}: no image path")
+        elif not text:
+            problems.append(f"line {line}: {raw}: empty caption")
+        else:
+            out.append(_Row(line, raw, text))
+    return out, problems
+
+
+def check_csv(csv_path: str | os.PathLike) -> None:
+    """Raise CaptionError unless the file is a readable `path,caption` CSV (before heavy work starts)."""
+    _read_rows(Path(csv_path))
+
+
+def match_csv_captions(csv_path: str | os.PathLike, image_paths: list, root: str | os.PathLike | None = None) -> Captions:
+    """Captions from a CSV whose header names a `path` and a `caption` column (any order, any case;
+    other columns ignored) for these images. A row's path may be absolute, relative to the CSV's
+    folder, relative to `root` (the image folder), or a bare file name that is unique among the
+    images and among the rows (uploaded files keep their names, not their folders)."""
+    csv_path = Path(csv_path)
+    rows, problems = _read_rows(csv_path)
+    base = csv_path.resolve().parent
+    by_real, by_relative, by_name = {}, {}, {}
+    for row in rows:
+        written = Path(row.path).expanduser()
+        key = _real(written if written.is_absolute() else base / written)
+        if key in by_real:
+            problems.append(f"line {row.line}: {row.path}: listed again; the first caption is kept")
             continue
-        if not text:
-            out.problems.append(f"line {line}: {raw_path}: empty caption")
-            continue
-        image = Path(raw_path).expanduser()
-        image = image if image.is_absolute() else base / image
-        if check_images and not image.is_file():
-            out.problems.append(f"line {line}: {raw_path}: image not found")
-            continue
-        key = _key(image)
-        if key in out.by_path:
-            out.problems.append(f"line {line}: {raw_path}: listed again; the first caption is kept")
-            continue
-        out.by_path[key] = text
+        by_real[key] = row
+        by_relative.setdefault(Path(os.path.normpath(row.path)).as_posix(), row)
+        by_name.setdefault(written.name, []).append(row)
+    names = [Path(p).name for p in image_paths]
+    out, used = Captions(), set()
+    for path, name in zip(image_paths, names):
+        row = by_real.get(_real(path))
+        if row is None and root is not None:
+            row = by_relative.get(Path(os.path.relpath(_real(path), _real(root))).as_posix())
+        if row is None and len(by_name.get(name, ())) == 1 and names.count(name) == 1:
+            row = by_name[name][0]
+        if row is not None:
+            out.by_path[_real(path)] = row.caption
+            used.add(row.line)
+    unmatched = [row for row in by_real.values() if row.line not in used]
+    problems += [f"line {row.line}: {row.path}: matches none of the images" for row in unmatched]
+    out.problems = _capped(problems)
     return out
 
 
-def _label_key(text: str) -> str:
+def sidecar_captions(image_paths: list) -> Captions:
+    """For each image, the text of `<same stem>.txt` in the same folder (cat.jpg -> cat.txt).
+    Images without one, or with an empty or unreadable one, are reported and skipped."""
+    out, problems = Captions(), []
+    for image in image_paths:
+        sidecar = Path(image).with_suffix(".txt")
+        try:
+            if sidecar.stat().st_size > MAX_SIDECAR_BYTES:
+                problems.append(f"{sidecar.name}: caption file larger than 1 MiB")
+                continue
+            text = _clean(sidecar.read_text(encoding="utf-8-sig"))
+        except FileNotFoundError:
+            problems.append(f"{Path(image).name}: no caption file {sidecar.name}")
+            continue
+        except (OSError, UnicodeDecodeError):
+            problems.append(f"{sidecar.name}: not readable UTF-8 text")
+            continue
+        if not text:
+            problems.append(f"{sidecar.name}: empty caption")
+            continue
+        out.by_path[_real(image)] = text
+    out.problems = _capped(problems)
+    return out
+
+
+def _capped(problems: list[str]) -> list[str]:
+    if len(problems) <= MAX_PROBLEMS_LISTED:
+        return problems
+    return problems[:MAX_PROBLEMS_LISTED] + [f"… and {len(problems) - MAX_PROBLEMS_LISTED} more like these"]
+
+
+# ---- labels from names ----------------------------------------------------------------------------
+def label_key(text: str) -> str:
+    """How names are compared with labels: case, '_' / '-' versus spaces and a leading article ignored,
+    so the folder `a_red_circle` and the label "red circle" match."""
     words = text.replace("_", " ").replace("-", " ").casefold().split()
     if len(words) > 1 and words[0] in ("a", "an", "the"):
         words = words[1:]
     return " ".join(words)
 
 
-def labels_from_folders(image_paths: list[str | os.PathLike], labels: list[str]) -> list[int]:
-    """Each image's label index from the name of the folder it is in (ImageFolder layout), or -1.
-
-    Folder names match labels ignoring case, '_' / '-' versus spaces, and a leading article, so
-    `a_red_circle/1.png` belongs to the label "red circle" (and to "a red circle").
-    """
-    keys: dict[str, int] = {}
+def labels_of_images(image_paths: list, labels: list[str]) -> list[int]:
+    """Each image's label index, or -1: from the name of the folder it is in (ImageFolder layout),
+    else from the start of its file name (`red_circle_3.png` -> "red circle"; the longest label wins)."""
+    by_key: dict[str, int] = {}
     for i, label in enumerate(labels):
-        keys.setdefault(_label_key(label), i)
-    return [keys.get(_label_key(Path(p).parent.name), -1) for p in image_paths]
-
-
-def read_sidecar_captions(image_paths: list[str | os.PathLike]) -> Captions:
-    """For each image, read `<same stem>.txt` in the same folder (e.g. cat.jpg -> cat.txt).
-
-    Images without such a file, or with an empty or undecodable one, are reported and skipped.
-    """
-    out = Captions()
-    for image in image_paths:
-        sidecar = Path(image).with_suffix(".txt")
-        try:
-            if sidecar.stat().st_size > 1024 * 1024:
-                out.problems.append(f"{sidecar}: caption file larger than 1 MiB")
-                continue
-            text = _clean(sidecar.read_text(encoding="utf-8-sig"))
-        except FileNotFoundError:
-            out.problems.append(f"{image}: no caption file {sidecar.name}")
-            continue
-        except UnicodeDecodeError:
-            out.problems.append(f"{sidecar}: not UTF-8 text")
-            continue
-        except OSError as exc:
-            out.problems.append(f"{sidecar}: cannot read ({exc.strerror or exc})")
-            continue
-        if not text:
-            out.problems.append(f"{sidecar}: empty caption")
-            continue
-        out.by_path[_key(image)] = text
+        by_key.setdefault(label_key(label), i)
+    longest_first = sorted(by_key.items(), key=lambda kv: -len(kv[0]))
+    out = []
+    for path in image_paths:
+        found = by_key.get(label_key(Path(path).parent.name), -1)
+        if found < 0:
+            stem = label_key(Path(path).stem)
+            found = next((i for key, i in longest_first if key and (stem == key or stem.startswith(key + " "))), -1)
+        out.append(found)
     return out

@@ -1,4 +1,5 @@
-"""`python -m explorer <command>`: the same core functions the app uses, from a terminal.
+"""`clip-explorer <command>` (also `python -m explorer <command>`): the core functions the app
+uses, from a terminal.
 
 Each command is a module in explorer/commands/ with a `register(subparsers)` function; every such
 module is picked up here, so adding a command means adding one file.
@@ -11,12 +12,12 @@ import pkgutil
 import sys
 
 from . import commands as command_package
+from .images import ImageError
 from .model import ModelLoadError
-from .prompts import PromptError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m explorer", description="Explore CLIP-family models.")
+    parser = argparse.ArgumentParser(prog="clip-explorer", description="Explore CLIP-family models.")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for info in sorted(pkgutil.iter_modules(command_package.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{command_package.__name__}.{info.name}")
@@ -29,6 +30,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ModelLoadError, PromptError, ValueError, OSError) as exc:
+    except (ModelLoadError, ImageError, ValueError, OSError) as exc:  # PromptError, PathRefused... are ValueErrors
         print(f"error: {exc}", file=sys.stderr)
         return 2

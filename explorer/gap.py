@@ -18,10 +18,11 @@ histograms and uniformity need the pairs themselves and use a seeded sample of a
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from .cache import LRU
 
 DEFAULT_PAIR_POINTS = 2000
 DEFAULT_MAX_POINTS = 10_000
@@ -334,15 +335,14 @@ def _pca_2d(x: np.ndarray) -> tuple[np.ndarray, list[float]]:
     return (centred @ axes).astype(np.float32), [float(values[i] / total) for i in order]
 
 
-_UMAP_CACHE: OrderedDict = OrderedDict()
-_UMAP_CACHE_SIZE = 4
+_UMAP_CACHE = LRU(4)  # UMAP takes seconds; a page that re-draws the same map must not pay again
 
 
 def _umap_2d(x: np.ndarray, seed: int, n_neighbors: int) -> np.ndarray:
     key = (hashlib.sha1(np.ascontiguousarray(x).tobytes()).hexdigest(), x.shape, seed, n_neighbors)
-    if key in _UMAP_CACHE:
-        _UMAP_CACHE.move_to_end(key)
-        return _UMAP_CACHE[key]
+    cached = _UMAP_CACHE.get(key)
+    if cached is not None:
+        return cached
     try:
         import umap  # optional: umap-learn
     except ImportError:
@@ -351,9 +351,7 @@ def _umap_2d(x: np.ndarray, seed: int, n_neighbors: int) -> np.ndarray:
     reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(x) - 1), metric="cosine",
                         random_state=seed)
     xy = reducer.fit_transform(x).astype(np.float32)
-    _UMAP_CACHE[key] = xy
-    while len(_UMAP_CACHE) > _UMAP_CACHE_SIZE:
-        _UMAP_CACHE.popitem(last=False)
+    _UMAP_CACHE.put(key, xy)
     return xy
 
 

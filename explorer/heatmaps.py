@@ -17,7 +17,7 @@ joint space (ResNets, timm towers, attentional poolers) raise PatchMapUnsupporte
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -43,6 +43,8 @@ class SimilarityMatrix:
     cosines: np.ndarray        # [N, M]
     probabilities: np.ndarray  # [N, M], each row sums to 1
     logit_scale: float
+    names: list[str] = field(default_factory=list)   # the images (rows), unique
+    texts: list[str] = field(default_factory=list)   # the texts (columns)
 
     def values(self, view: str) -> np.ndarray:
         """'cosine' or 'probability'."""
@@ -52,13 +54,27 @@ class SimilarityMatrix:
             return self.probabilities
         raise ValueError(f"unknown view {view!r}: use cosine or probability")
 
+    def as_dict(self) -> dict:
+        return {"images": self.names, "texts": self.texts, "logit_scale": self.logit_scale,
+                "cosine": self.cosines.tolist(), "probability": self.probabilities.tolist()}
 
-def similarity_matrix(image_emb: np.ndarray, text_emb: np.ndarray, logit_scale: float) -> SimilarityMatrix:
+
+def similarity_matrix(image_emb: np.ndarray, text_emb: np.ndarray, logit_scale: float,
+                      names: list[str] = (), texts: list[str] = ()) -> SimilarityMatrix:
     """Image x text cosines from normalised embeddings, and softmax(logit_scale * cosine) per image."""
     if image_emb.shape[-1] != text_emb.shape[-1]:
         raise ValueError(f"image and text embeddings differ in size ({image_emb.shape[-1]} vs {text_emb.shape[-1]})")
     cosines = np.asarray(image_emb, np.float32) @ np.asarray(text_emb, np.float32).T
-    return SimilarityMatrix(cosines, softmax(logit_scale * cosines), float(logit_scale))
+    return SimilarityMatrix(cosines, softmax(logit_scale * cosines), float(logit_scale), list(names), list(texts))
+
+
+def image_text_matrix(model, images, texts: list[str]) -> SimilarityMatrix:
+    """The matrix for embedded images (sources.Embedded) and texts (encoded through the model's cache)."""
+    if not texts:
+        raise ValueError("give at least one text")
+    if len(images) == 0:
+        raise ValueError("none of the images could be read")
+    return similarity_matrix(images.embeddings, model.encode_texts(texts), model.logit_scale, images.names, texts)
 
 
 # ---- patch maps -------------------------------------------------------------------------------
@@ -151,11 +167,6 @@ def view_box(image_size: tuple[int, int], resize_mode: str | None) -> tuple[floa
     return (x0, y0, x0 + side, y0 + side)
 
 
-def patch_tokens(model, pixels: torch.Tensor, method: str = "tokens") -> torch.Tensor:
-    """Patch tokens of preprocessed images [B, 3, H, W] in the joint space, normalised: [B, gh, gw, D]."""
-    return _forward_tokens(model, pixels, method)[0]
-
-
 def _value_path(block, x: torch.Tensor) -> torch.Tensor:
     """The last block's attention with every token attending only to itself (MaskCLIP / ClearCLIP):
     out_proj(v(ln_1(x))), scaled by the block's LayerScale; no residual, no MLP."""
@@ -166,7 +177,7 @@ def _value_path(block, x: torch.Tensor) -> torch.Tensor:
     return block.ls_1(attn.out_proj(values))
 
 
-def _forward_tokens(model, pixels: torch.Tensor, method: str = "tokens") -> tuple[torch.Tensor, torch.Tensor]:
+def patch_tokens(model, pixels: torch.Tensor, method: str = "tokens") -> tuple[torch.Tensor, torch.Tensor]:
     """One pass of the image tower -> (normalised patch tokens [B, gh, gw, D], normalised pooled
     image embeddings [B, D], the same as `encode_image` gives)."""
     check_patch_support(model, method)
@@ -213,7 +224,7 @@ def patch_maps(model, images: list[Image.Image], text: str, method: str = "token
     for start in range(0, len(images), batch_size):
         chunk = images[start:start + batch_size]
         pixels = torch.stack([model.preprocess(im) for im in chunk])
-        tokens, pooled = _forward_tokens(model, pixels, method)
+        tokens, pooled = patch_tokens(model, pixels, method)
         grids = (tokens @ text_emb).numpy()
         for im, grid, emb in zip(chunk, grids, pooled):
             out.append(PatchMap(text, grid.astype(np.float32), float(emb @ text_emb),

@@ -7,15 +7,18 @@ files are refused (a caller that sets it True elsewhere makes PIL pad truncated 
 """
 from __future__ import annotations
 
+import base64
 import io
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .cache import LRU
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 # The only decoders PIL may use (JPEG covers MPO): anything else (EPS runs Ghostscript, for one)
@@ -42,29 +45,22 @@ class ImageFailure:
     reason: str
 
 
-@dataclass
-class LoadedImage:
-    path: str
-    image: Image.Image  # RGB, fully loaded
+@dataclass(frozen=True)
+class Limits:
+    """How large an image file (bytes) and an image (pixels) may be before it is refused."""
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
 
-def load_image(source: str | os.PathLike | bytes, *, max_bytes: int = DEFAULT_MAX_BYTES,
-               max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None) -> Image.Image:
-    """Decode one image safely to RGB or raise ImageError with a clear reason.
+DEFAULT_LIMITS = Limits()
 
-    `source` is a file path or the file's bytes; `name` (default: the path, or "<bytes>") is what
-    error messages call it. EXIF orientation is applied, transparency is composited onto white,
-    16-bit greyscale is scaled to 8 bits, and animated images give their first frame.
-    Size and pixel limits are checked before decoding. PIL's own bomb check still runs inside
-    `Image.open`, so above 2 * Image.MAX_IMAGE_PIXELS an image is refused whatever `max_pixels` says.
-    """
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        label = name or "<bytes>"
-        _check_size(label, len(source), max_bytes)
-        return _decode(io.BytesIO(bytes(source)), label, max_pixels)
-    label = name or os.fspath(source)
+
+def read_file(path: str | os.PathLike, limits: Limits = DEFAULT_LIMITS, *, name: str | None = None) -> bytes:
+    """The bytes of one image file, or ImageError (not found, a folder, not a regular file, empty,
+    larger than the limit). The size is checked before anything is read."""
+    label = name or os.fspath(path)
     try:
-        st = os.stat(source)
+        st = os.stat(path)
     except FileNotFoundError:
         raise ImageError(label, "file not found") from None
     except OSError as exc:  # permission denied, name too long, ...
@@ -73,16 +69,50 @@ def load_image(source: str | os.PathLike | bytes, *, max_bytes: int = DEFAULT_MA
         raise ImageError(label, "is a directory, not a file")
     if not stat.S_ISREG(st.st_mode):
         raise ImageError(label, "not a regular file")
-    _check_size(label, st.st_size, max_bytes)
+    _check_size(label, st.st_size, limits.max_bytes)
     try:
-        with open(source, "rb") as fp:
-            return _decode(fp, label, max_pixels)
-    except OSError as exc:  # from open() itself; decoding errors are ImageError already
+        with open(path, "rb") as fp:
+            data = fp.read(limits.max_bytes + 1)
+    except OSError as exc:
         raise ImageError(label, f"cannot read file ({exc.strerror or exc})") from None
+    _check_size(label, len(data), limits.max_bytes)  # the file may have changed since stat
+    return data
+
+
+def load_image(source: str | os.PathLike | bytes, limits: Limits = DEFAULT_LIMITS, *,
+               name: str | None = None) -> Image.Image:
+    """Decode one image safely to RGB or raise ImageError with a clear reason.
+
+    `source` is a file path or the file's bytes; `name` (default: the path, or "<bytes>") is what
+    error messages call it. EXIF orientation is applied, transparency is composited onto white,
+    16-bit greyscale is scaled to 8 bits, and animated images give their first frame.
+    Size and pixel limits are checked before decoding. PIL's own bomb check still runs inside
+    `Image.open`, so above 2 * Image.MAX_IMAGE_PIXELS an image is refused whatever the limit says.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        label = name or "<bytes>"
+        _check_size(label, len(source), limits.max_bytes)
+        data = bytes(source)
+    else:
+        label = name or os.fspath(source)
+        data = read_file(source, limits, name=label)
+    return _decode(io.BytesIO(data), label, limits.max_pixels)
+
+
+def prepare(source: str | os.PathLike | bytes, preprocess: Callable, limits: Limits = DEFAULT_LIMITS, *,
+            name: str | None = None):
+    """The decode step every encoder input goes through: decode safely, then the model's own
+    preprocessing (resize, crop, normalise) -> a tensor. Any failure is an ImageError."""
+    image = load_image(source, limits, name=name)
+    try:
+        return preprocess(image)
+    except Exception as exc:  # an odd image must not end a run
+        label = name or ("<bytes>" if isinstance(source, (bytes, bytearray, memoryview)) else os.fspath(source))
+        raise ImageError(label, f"preprocessing failed ({type(exc).__name__}: {exc})") from None
 
 
 def file_key(path: str | os.PathLike) -> tuple | None:
-    """(absolute path, size, mtime_ns): same key, same file contents, for embedding caches. None if unreadable."""
+    """(absolute path, size, mtime_ns) of a file, or None if it cannot be read."""
     try:
         st = os.stat(path)
     except OSError:
@@ -90,38 +120,38 @@ def file_key(path: str | os.PathLike) -> tuple | None:
     return (os.path.abspath(path), st.st_size, st.st_mtime_ns)
 
 
-def load_images(sources: Iterable[str | os.PathLike | bytes], *, max_bytes: int = DEFAULT_MAX_BYTES,
-                max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[list[LoadedImage], list[ImageFailure]]:
-    """Decode many; one bad file never stops the others; order of good ones preserved.
+class Thumbnails:
+    """Small RGB copies of image files, cached by path, size and mtime (a changed file is read again)."""
 
-    Bytes sources are named "<bytes N>" (N = position in `sources`).
-    """
-    loaded: list[LoadedImage] = []
-    failures: list[ImageFailure] = []
-    for i, source in enumerate(sources):
-        label = f"<bytes {i}>" if isinstance(source, (bytes, bytearray, memoryview)) else os.fspath(source)
-        try:
-            image = load_image(source, max_bytes=max_bytes, max_pixels=max_pixels, name=label)
-        except ImageError as exc:
-            failures.append(ImageFailure(label, exc.reason))
-        else:
-            loaded.append(LoadedImage(label, image))
-    return loaded, failures
+    def __init__(self, limits: Limits = DEFAULT_LIMITS, size: int = 256, capacity: int = 512):
+        self.limits, self.size = limits, size
+        self._cache = LRU(capacity)
 
+    def image(self, path: str | os.PathLike) -> Image.Image | None:
+        """A thumbnail of `path`, or None when it is gone or no longer decodes."""
+        key = file_key(path)
+        if key is None:
+            return None
+        thumb = self._cache.get(key)
+        if thumb is None:
+            try:
+                thumb = load_image(path, self.limits)
+            except ImageError:
+                return None
+            thumb.thumbnail((self.size, self.size))
+            self._cache.put(key, thumb)
+        return thumb
 
-def thumbnail_uri(source: str | os.PathLike, size: int = 72, *, max_bytes: int = DEFAULT_MAX_BYTES,
-                  max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:
-    """A small JPEG of the image as a data: URI (for hover previews), or None if it cannot be read."""
-    import base64
-
-    try:
-        image = load_image(source, max_bytes=max_bytes, max_pixels=max_pixels)
-    except ImageError:
-        return None
-    image.thumbnail((size, size))
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=75)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    def data_uri(self, path: str | os.PathLike, size: int = 72) -> str | None:
+        """A small JPEG of the image as a data: URI (for hover previews), or None."""
+        thumb = self.image(path)
+        if thumb is None:
+            return None
+        small = thumb.copy()
+        small.thumbnail((size, size))
+        buffer = io.BytesIO()
+        small.save(buffer, format="JPEG", quality=75)
+        return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def scan_folder(root: str | os.PathLike, *, follow_links: bool = True) -> list[Path]:

@@ -1,4 +1,6 @@
-"""Image indexes of a folder: build (incremental, resumable), open, search.
+"""Image indexes of a folder, opened: search by vector, by texts and images, find near-duplicates;
+and where the indexes are (the app's index folder, one registry of open ones). Building is in
+index_build.py.
 
 An index is a folder (the `--index PATH`) holding three files:
 
@@ -12,55 +14,36 @@ An index is a folder (the `--index PATH`) holding three files:
                    "index_type", "params" (nprobe/efSearch), "identity", "root"}, for people and
                    for the staleness check.
 
-Crash safety: embeddings are committed to index.db a batch per transaction (WAL), so a `kill -9`
-leaves every finished batch and nothing half-written; the next run embeds only what is missing.
 faiss.index and manifest.json are each replaced atomically (temp file, fsync, rename), manifest last.
 Whenever manifest.json's generation differs from index.db's (a crash between the two, or a file
 deleted by hand), faiss.index is rebuilt from the stored embeddings, which needs no model.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Sequence
 
 import numpy as np
-import torch
 
-from . import search as faiss_ops
-from .images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageError, ImageFailure, load_image, scan_folder
+from . import faiss_ops
+from .images import DEFAULT_LIMITS, ImageError, ImageFailure, Limits
 from .model import describe
-from .search import combine_queries, find_duplicates  # noqa: F401  (part of this module's API)
-from .store import IndexFormatError, Store
+from .sources import embed_files
+from .store import DB_NAME, IndexFormatError, Store
 
 FAISS_NAME = "faiss.index"
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
 
-Progress = Callable[[int, int], None]
-
 
 class IndexMismatchError(ValueError):
     """An index is used with a model (or folder) other than the one that made it."""
-
-
-@dataclass
-class IndexReport:
-    """What one indexing run did. `failed` lists every file that is currently unusable, including
-    unchanged bad files from earlier runs (which are not decoded again)."""
-    added: int
-    updated: int
-    removed: int
-    unchanged: int
-    failed: list[ImageFailure]
-    total: int            # images searchable in the index after the run
-    seconds: float
-    index_type: str       # the FAISS factory string in use
-    params: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -71,181 +54,41 @@ class SearchHit:
     score: float          # cosine similarity
 
 
-def default_index_path(index_dir: str | os.PathLike, root: str | os.PathLike, model) -> Path:
-    """Where the app keeps the index of `root` made with `model`: one folder per (folder, model) pair,
-    named by a SHA-1 of both, so the same folder and model always find the same index."""
-    import hashlib
-
-    key = json.dumps({"root": str(Path(root).resolve()), "model": model.identity.as_dict()}, sort_keys=True,
-                     default=str)
-    return Path(index_dir) / hashlib.sha1(key.encode()).hexdigest()[:20]
+def jsonable(value):
+    return json.loads(json.dumps(value, default=str))
 
 
-def existing_index_for(index_dir: str | os.PathLike | None, root: str | os.PathLike, model):
-    """The app's index of `root` made with `model`, opened, if one exists; else None."""
-    if index_dir is None:
-        return None
-    path = default_index_path(index_dir, root, model)
-    if not (path / "index.db").is_file():
-        return None
-    try:
-        index = open_index(path)
-        index.check_model(model)
-        return index
-    except (ValueError, OSError):
-        return None
+def mismatch_message(folder: Path, stored: dict, model) -> str:
+    made_by = describe(stored["name"], stored.get("pretrained"))
+    if made_by == model.identifier:  # same name, different weights or preprocessing
+        made_by += f" ({stored['embed_dim']}-d, image size {stored['image_size']})"
+        given = f"{model.identifier} ({model.embed_dim}-d, image size {model.image_size})"
+    else:
+        given = model.identifier
+    return (f"index {folder} was made by {made_by}; it cannot be used with {given}. "
+            "Use the same model, or build a new index with this one")
 
 
-# ---- building --------------------------------------------------------------------------------
-def build_index(model, root: str | os.PathLike, index_path: str | os.PathLike, *, batch_size: int = 32,
-                workers: int = 2, index_type: str | None = None, progress: Progress | None = None,
-                max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS) -> IndexReport:
-    """Index the images under `root` into the folder `index_path`, or bring an existing index up to
-    date: embed new and changed files (by path, size, mtime), drop files that are gone, keep the rest.
-
-    Decoding and preprocessing run in `workers` processes (0: inline) while `model` encodes.
-    `index_type` is a FAISS index_factory string ("Flat", "IVF1024,Flat", "HNSW32,Flat"); None keeps
-    the index's earlier choice, or picks automatically by size. `progress(done, total)` is called
-    after each batch. Bad files never stop the run; they are listed in the report.
-    Raises IndexMismatchError when the index was made by another model or for another folder.
-    """
-    started = time.perf_counter()
-    if batch_size < 1 or workers < 0:
-        raise ValueError("batch size must be at least 1 and workers at least 0")
-    root = Path(root).expanduser().resolve()
-    try:
-        files = scan_folder(root)
-    except ImageError as exc:
-        raise ValueError(str(exc)) from None
-    if index_type:
-        faiss_ops.check_factory(index_type, model.embed_dim)
-    folder = Path(index_path).expanduser()
-    store = Store(folder, create=True)
-    try:
-        _claim(store, folder, model, root)
-        plan = _plan(store, root, files)
-        requested = index_type or store.get_meta("index_type", "auto")
-        needed = 0 if requested == "auto" else faiss_ops.training_minimum(requested, model.embed_dim)
-        if needed > plan.unchanged + len(plan.todo):  # fail before the embedding work, not after
-            raise ValueError(f"FAISS index type {requested!r} needs at least {needed} images to train; "
-                             f"the folder has at most {plan.unchanged + len(plan.todo)} (use a smaller one, or Flat)")
-        store.set_meta("index_type", requested)
-        store.remove(plan.gone)
-        embedded = _embed(store, model, root, plan.todo, batch_size, workers, progress,
-                          max_bytes, max_pixels)
-        faiss_index, manifest = _refresh(store, folder)
-        failures = [ImageFailure(path, reason) for path, reason in store.failures()]
-        new_paths = {rel for rel, *_ in plan.todo if rel not in plan.known}
-        added = sum(1 for rel in embedded if rel in new_paths)
-        return IndexReport(added=added, updated=len(embedded) - added, removed=len(plan.gone),
-                           unchanged=plan.unchanged, failed=failures, total=faiss_index.ntotal,
-                           seconds=time.perf_counter() - started, index_type=manifest["index_type"],
-                           params=manifest["params"])
-    finally:
-        store.close()
+def normalize_rows(x: np.ndarray) -> np.ndarray:
+    x = np.atleast_2d(np.asarray(x, dtype=np.float32))
+    return np.ascontiguousarray(x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12))
 
 
-def _claim(store: Store, folder: Path, model, root: Path) -> None:
-    """Record model and folder in a new index; refuse an index made for others."""
-    identity = _jsonable(model.identity.as_dict())
-    with store.transaction():
-        stored = store.get_meta("identity")
-        if stored is None:
-            store.set_meta("identity", identity)
-        elif stored != identity:
-            raise IndexMismatchError(_mismatch_message(folder, stored, model))
-        stored_root = store.get_meta("root")
-        if stored_root is None:
-            store.set_meta("root", str(root))
-        elif Path(stored_root) != root:
-            raise IndexMismatchError(f"index {folder} is for the folder {stored_root}, not {root}; "
-                                     "give each folder its own --index")
+def combine_vectors(vectors: np.ndarray, weights: Sequence[float] | None = None) -> np.ndarray:
+    """One query [D]: the normalised weighted sum of the normalised `vectors` [Q, D] (default
+    weight 1.0 each; a negative weight steers away, as in "beach" minus "people")."""
+    vectors = normalize_rows(vectors)
+    weights = np.ones(len(vectors), np.float32) if weights is None else np.asarray(weights, np.float32)
+    if weights.shape != (len(vectors),):
+        raise ValueError(f"got {len(weights)} weights for {len(vectors)} queries; give one per query or none")
+    total = (weights[:, None] * vectors).sum(axis=0)
+    if np.linalg.norm(total) < 1e-6:
+        raise ValueError("the weighted queries cancel out: their weighted sum is zero")
+    return normalize_rows(total)[0]
 
 
-@dataclass
-class _Plan:
-    todo: list[tuple[str, int, int]]       # (relative path, size, mtime_ns) to embed
-    known: set[str]                        # paths the index had before this run
-    gone: list[str]
-    unchanged: int                         # unchanged files with an embedding
-
-
-def _plan(store: Store, root: Path, files: list[Path]) -> _Plan:
-    states = store.states()
-    todo, seen, unchanged = [], set(), 0
-    for path in files:
-        rel = path.relative_to(root).as_posix()
-        seen.add(rel)
-        try:
-            st = os.stat(path)
-            size, mtime = st.st_size, st.st_mtime_ns
-        except OSError:
-            size, mtime = -1, -1  # vanished or unreadable: try it, record the reason, retry next run
-        state = states.get(rel)
-        if state is not None and state.size == size and state.mtime_ns == mtime and size >= 0:
-            unchanged += state.error is None
-            continue
-        todo.append((rel, size, mtime))
-    gone = sorted(set(states) - seen)
-    return _Plan(todo, set(states), gone, unchanged)
-
-
-class _Decode(torch.utils.data.Dataset):
-    """Decode + preprocess one file; failures come back as data, never as exceptions."""
-
-    def __init__(self, root: Path, todo, preprocess, max_bytes: int, max_pixels: int):
-        self.root, self.todo, self.preprocess = root, todo, preprocess
-        self.max_bytes, self.max_pixels = max_bytes, max_pixels
-
-    def __len__(self) -> int:
-        return len(self.todo)
-
-    def __getitem__(self, i: int):
-        rel = self.todo[i][0]
-        try:
-            image = load_image(self.root / rel, max_bytes=self.max_bytes, max_pixels=self.max_pixels, name=rel)
-            return i, self.preprocess(image), None
-        except ImageError as exc:
-            return i, None, exc.reason
-        except Exception as exc:  # a preprocessing failure on one odd image must not end the run
-            return i, None, f"preprocessing failed ({type(exc).__name__}: {exc})"
-
-
-def _collate(samples):
-    good = [(i, pixels) for i, pixels, error in samples if error is None]
-    bad = [(i, error) for i, _, error in samples if error is not None]
-    pixels = torch.stack([p for _, p in good]) if good else None
-    return [i for i, _ in good], pixels, bad
-
-
-def _embed(store: Store, model, root: Path, todo, batch_size: int, workers: int,
-           progress: Progress | None, max_bytes: int, max_pixels: int) -> list[str]:
-    """Embed `todo` in batches, committing each batch; returns the paths embedded."""
-    if progress:
-        progress(0, len(todo))
-    if not todo:
-        return []
-    loader = torch.utils.data.DataLoader(
-        _Decode(root, todo, model.preprocess, max_bytes, max_pixels), batch_size=batch_size,
-        num_workers=workers, collate_fn=_collate, prefetch_factor=4 if workers else None)
-    # Workers are forked when iteration starts; no child may inherit the database connection.
-    store.close()
-    batches = iter(loader)
-    store.open()
-    embedded, done = [], 0
-    for good, pixels, bad in batches:
-        vectors = model.encode_pixels(pixels) if pixels is not None else []
-        rows = [(*todo[i], vector) for i, vector in zip(good, vectors)]
-        store.write_batch(rows, [(*todo[i], reason) for i, reason in bad])
-        embedded.extend(todo[i][0] for i in good)
-        done += len(good) + len(bad)
-        if progress:
-            progress(done, len(todo))
-    return embedded
-
-
-# ---- the FAISS side --------------------------------------------------------------------------
-def _refresh(store: Store, folder: Path, *, write: bool = True):
+# ---- the FAISS file, derived from the store ----------------------------------------------------------
+def refresh(store: Store, folder: Path, *, write: bool = True):
     """Load faiss.index if it matches index.db; otherwise rebuild it from the stored embeddings
     (and save it when `write`). Returns (faiss index on CPU, manifest dict)."""
     manifest = _read_manifest(folder)
@@ -285,10 +128,10 @@ def _read_manifest(folder: Path) -> dict | None:
     return manifest if isinstance(manifest, dict) and manifest.get("version") == MANIFEST_VERSION else None
 
 
-# ---- using an index --------------------------------------------------------------------------
+# ---- an opened index ---------------------------------------------------------------------------------
 class ImageIndex:
     """An opened index: search it, look up stored embeddings, check a model against it.
-    Safe to share between threads (calls are serialised)."""
+    Safe to share between threads: every use of the store and the FAISS index takes one lock."""
 
     def __init__(self, folder: Path, store: Store, faiss_index, manifest: dict):
         self.folder = folder
@@ -311,8 +154,8 @@ class ImageIndex:
 
     def check_model(self, model) -> None:
         """Raise IndexMismatchError, naming both models, unless `model` made this index."""
-        if _jsonable(model.identity.as_dict()) != self.identity:
-            raise IndexMismatchError(_mismatch_message(self.folder, self.identity, model))
+        if jsonable(model.identity.as_dict()) != self.identity:
+            raise IndexMismatchError(mismatch_message(self.folder, self.identity, model))
 
     def search(self, query_vectors: np.ndarray, k: int = 10) -> list[list[SearchHit]]:
         """Top-k images per query row ([Q, D] or [D], normalised) by cosine, best first."""
@@ -333,6 +176,58 @@ class ImageIndex:
             results.append([SearchHit(rank, path, self.root / path, score)
                             for rank, (score, path) in enumerate(hits, start=1)])
         return results
+
+    def query_vector(self, model, texts: Sequence[str] = (), images: Sequence = (),
+                     weights: Sequence[float] | None = None, limits: Limits = DEFAULT_LIMITS) -> np.ndarray:
+        """One query vector from texts and image files (see combine_vectors); `weights` pair with the
+        texts first, then the images. Raises ImageError for an image that cannot be read and
+        IndexMismatchError for a model that did not make this index."""
+        texts, images = list(texts), list(images)
+        if not texts and not images:
+            raise ValueError("give at least one text or image query")
+        if any(not t.strip() for t in texts):
+            raise ValueError("a text query is empty")
+        self.check_model(model)
+        parts = [model.encode_texts(texts)] if texts else []
+        if images:
+            found = embed_files(model, images, limits=limits)
+            if found.failures:
+                raise ImageError(found.failures[0].path, found.failures[0].reason)
+            parts.append(found.embeddings)
+        return combine_vectors(np.concatenate(parts), weights)
+
+    def duplicates(self, threshold: float = 0.95, k: int = 16, batch: int = 4096) -> list[list[str]]:
+        """Groups of near-duplicate images: images joined when their cosine is at least `threshold`
+        (each links to its k nearest neighbours), grouped by connectivity. Each group is sorted by
+        path; groups by size (largest first), then path."""
+        with self._lock:
+            ids, vectors = self.store.embeddings(self.dim)
+            if len(ids) < 2:
+                return []
+            k = min(k, len(ids))
+            found = [self.faiss.search(vectors[start:start + batch], k) for start in range(0, len(ids), batch)]
+        parent = {int(i): int(i) for i in ids}
+
+        def root_of(x: int) -> int:
+            while parent[x] != x:
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            return x
+
+        for start, (scores, neighbours) in zip(range(0, len(ids), batch), found):
+            for own, row_scores, row_ids in zip(ids[start:start + batch], scores, neighbours):
+                for score, other in zip(row_scores, row_ids):
+                    if other >= 0 and other != own and score >= threshold:
+                        a, b = root_of(int(own)), root_of(int(other))
+                        if a != b:
+                            parent[max(a, b)] = min(a, b)
+        groups: dict[int, list[int]] = {}
+        for i in parent:
+            groups.setdefault(root_of(i), []).append(i)
+        multi = [members for members in groups.values() if len(members) > 1]
+        with self._lock:
+            names = self.store.paths_of(i for members in multi for i in members)
+        return sorted((sorted(names[i] for i in members) for members in multi), key=lambda g: (-len(g), g[0]))
 
     def embedding_of(self, rel_path: str) -> np.ndarray | None:
         """The stored embedding of one indexed file (path relative to the root), or None."""
@@ -368,23 +263,112 @@ def open_index(path: str | os.PathLike) -> ImageIndex:
     try:
         if store.get_meta("identity") is None or store.get_meta("root") is None:
             raise IndexFormatError(f"{folder}: the index is empty (no indexing run has started)")
-        faiss_index, manifest = _refresh(store, folder, write=os.access(folder, os.W_OK))
+        faiss_index, manifest = refresh(store, folder, write=os.access(folder, os.W_OK))
     except BaseException:
         store.close()
         raise
     return ImageIndex(folder, store, faiss_index, manifest)
 
 
-def _jsonable(value):
-    return json.loads(json.dumps(value))
+# ---- where the indexes are ---------------------------------------------------------------------------
+def default_index_path(index_dir: str | os.PathLike, root: str | os.PathLike, model) -> Path:
+    """Where the app keeps the index of `root` made with `model`: one folder per (folder, model) pair,
+    named by a SHA-1 of both, so the same folder and model always find the same index."""
+    key = json.dumps({"root": str(Path(root).resolve()), "model": model.identity.as_dict()}, sort_keys=True,
+                     default=str)
+    return Path(index_dir) / hashlib.sha1(key.encode()).hexdigest()[:20]
 
 
-def _mismatch_message(folder: Path, stored: dict, model) -> str:
-    made_by = describe(stored["name"], stored.get("pretrained"))
-    if made_by == model.identifier:  # same name, different weights or preprocessing
-        made_by += f" ({stored['embed_dim']}-d, image size {stored['image_size']})"
-        given = f"{model.identifier} ({model.embed_dim}-d, image size {model.image_size})"
-    else:
-        given = model.identifier
-    return (f"index {folder} was made by {made_by}; it cannot be used with {given}. "
-            "Use the same model, or build a new index with this one")
+@dataclass(frozen=True)
+class IndexInfo:
+    """What a listing says about one index, read from its store without loading FAISS."""
+    folder: Path
+    root: Path
+    count: int
+    model: str           # the model that made it, as a person would type it
+    identity: dict
+
+    def label(self) -> str:
+        return f"{self.root} · {self.count:,} images · {self.model}"
+
+
+def list_indexes(index_dir: str | os.PathLike | None, model=None) -> list[IndexInfo]:
+    """Every readable index directly under `index_dir` (the app's, or any folder of `explorer index`
+    outputs), sorted by folder; with `model`, only those it made."""
+    if index_dir is None or not Path(index_dir).is_dir():
+        return []
+    wanted = None if model is None else jsonable(model.identity.as_dict())
+    found = []
+    for folder in sorted(p for p in Path(index_dir).iterdir() if (p / DB_NAME).is_file()):
+        try:
+            store = Store(folder)
+        except (IndexFormatError, OSError):
+            continue
+        try:
+            root, identity, count = store.get_meta("root"), store.get_meta("identity"), store.count()
+        finally:
+            store.close()
+        if root and identity and (wanted is None or identity == wanted):
+            found.append(IndexInfo(folder, Path(root), count, describe(identity["name"], identity.get("pretrained")),
+                                   identity))
+    return found
+
+
+def prune_orphans(index_dir: str | os.PathLike, under: Path) -> int:
+    """Delete the indexes whose indexed folder lay under `under` (the upload area) and is gone, so
+    the indexes of expired uploads go with them. Returns how many were deleted."""
+    removed = 0
+    for info in list_indexes(index_dir):
+        if not info.root.exists() and info.root.resolve().is_relative_to(Path(under).resolve()):
+            shutil.rmtree(info.folder, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+class IndexRegistry:
+    """The indexes this process has open, one ImageIndex per folder shared by every caller, and
+    one build lock per folder so two builds of the same index never run at once."""
+
+    def __init__(self, index_dir: str | os.PathLike | None = None):
+        self.index_dir = None if index_dir is None else Path(index_dir)
+        self._open: dict[str, ImageIndex] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def get(self, folder: str | os.PathLike) -> ImageIndex:
+        key = str(Path(folder))
+        with self._lock:
+            if key not in self._open:
+                self._open[key] = open_index(key)
+            return self._open[key]
+
+    def reopen(self, folder: str | os.PathLike) -> ImageIndex:
+        """Open the index afresh after a build; searches in flight keep the old object."""
+        fresh = open_index(folder)
+        with self._lock:
+            self._open[str(Path(folder))] = fresh
+        return fresh
+
+    def build_lock(self, folder: str | os.PathLike) -> threading.Lock:
+        with self._lock:
+            return self._locks.setdefault(str(Path(folder)), threading.Lock())
+
+    def path_for(self, root: str | os.PathLike, model) -> Path:
+        return default_index_path(self.index_dir, root, model)
+
+    def find_for(self, root: str | os.PathLike, model) -> ImageIndex | None:
+        """The app's index of `root` made with `model`, if one exists (its embeddings can be re-used)."""
+        if self.index_dir is None:
+            return None
+        folder = self.path_for(root, model)
+        if not (folder / DB_NAME).is_file():
+            return None
+        try:
+            index = self.get(folder)
+            index.check_model(model)
+            return index
+        except (ValueError, OSError):
+            return None
+
+    def listed(self, model=None) -> list[IndexInfo]:
+        return list_indexes(self.index_dir, model)

@@ -7,23 +7,24 @@ cached per model, so adding one label encodes only that label's prompts.
 from __future__ import annotations
 
 import gc
+import itertools
 import os
 import threading
-from collections import OrderedDict
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Hashable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+
+from .cache import LRU
 
 LOCAL_DIR = "local-dir:"
 HF_HUB = "hf-hub:"
 TEXT_CACHE_SIZE = 50_000
-IMAGE_CACHE_SIZE = 5_000
+_instances = itertools.count(1)
 
 
 class ModelLoadError(RuntimeError):
@@ -120,29 +121,11 @@ class ModelIdentity:
         return describe(self.name, self.pretrained)
 
 
-class _LRU:
-    def __init__(self, capacity: int):
-        self.capacity = capacity
-        self._items: OrderedDict[Hashable, np.ndarray] = OrderedDict()
-
-    def get(self, key):
-        value = self._items.get(key)
-        if value is not None:
-            self._items.move_to_end(key)
-        return value
-
-    def put(self, key, value) -> None:
-        self._items[key] = value
-        self._items.move_to_end(key)
-        while len(self._items) > self.capacity:
-            self._items.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
 class ClipModel:
-    """One loaded open_clip model with its preprocessing, tokenizer and embedding caches."""
+    """One loaded open_clip model with its preprocessing, tokenizer and text-embedding cache.
+
+    `instance` is unique per load in this process: caches of image embeddings key on it, so two
+    models (or the same name reloaded with other weights) never share an entry."""
 
     def __init__(self, name: str, pretrained: str | None, model: torch.nn.Module, preprocess: Callable,
                  tokenizer: Callable, device: torch.device, precision: str):
@@ -160,10 +143,12 @@ class ClipModel:
         bias = getattr(model, "logit_bias", None)
         self.logit_bias = None if bias is None else float(bias.detach().float().reshape(-1)[0])
         self.uses_text_cut = _supports_text_cut(model)
+        self.instance = next(_instances)
         self._lock = threading.RLock()
-        self._text_cache = _LRU(TEXT_CACHE_SIZE)
-        self._image_cache = _LRU(IMAGE_CACHE_SIZE)
-        self.text_encodes = 0  # texts actually run through the text tower (tests and benchmarks read it)
+        self._text_cache = LRU(TEXT_CACHE_SIZE)
+        # What actually ran through each tower (tests and benchmarks read these to prove re-use).
+        self.text_encodes = 0
+        self.image_encodes = 0
 
     @property
     def identifier(self) -> str:
@@ -190,33 +175,11 @@ class ClipModel:
 
     # ---- images -------------------------------------------------------------------------------
     def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
-        """Encode a batch of already-preprocessed images [N, 3, H, W] in one forward pass."""
+        """Encode a batch of preprocessed images [N, 3, H, W] (see images.prepare) in one forward pass."""
         with self._lock, torch.inference_mode(), self._autocast():
             features = self.model.encode_image(pixels.to(self.device, non_blocking=True))
+            self.image_encodes += len(pixels)
             return F.normalize(features.float(), dim=-1).cpu().numpy().astype(np.float32, copy=False)
-
-    def encode_images(self, images: Sequence[Image.Image], batch_size: int = 32,
-                      keys: Sequence[Hashable] | None = None) -> np.ndarray:
-        """Encode PIL images -> [N, D]. With `keys` (e.g. content hashes), repeated images are not re-encoded."""
-        out = np.zeros((len(images), self.embed_dim), dtype=np.float32)
-        todo = list(range(len(images)))
-        if keys is not None:
-            todo = []
-            for i, key in enumerate(keys):
-                hit = None if key is None else self._image_cache.get(key)
-                if hit is None:
-                    todo.append(i)
-                else:
-                    out[i] = hit
-        for start in range(0, len(todo), batch_size):
-            chunk = todo[start:start + batch_size]
-            pixels = torch.stack([self.preprocess(images[i]) for i in chunk])
-            out[chunk] = self.encode_pixels(pixels)
-            if keys is not None:
-                for i in chunk:
-                    if keys[i] is not None:
-                        self._image_cache.put(keys[i], out[i].copy())
-        return out
 
     # ---- texts --------------------------------------------------------------------------------
     def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
@@ -257,9 +220,6 @@ class ClipModel:
                 result[idx] = F.normalize(features.float(), dim=-1).cpu().numpy()
         self.text_encodes += len(texts)
         return result
-
-    def cached_text_count(self) -> int:
-        return len(self._text_cache)
 
 
 def _embed_dim(model: torch.nn.Module) -> int:

@@ -1,11 +1,15 @@
-"""Which server folders a user may point the app at, and safe unpacking of uploaded folders and zips.
+"""Which server folders a user may point the app at, and the one upload area where uploaded files
+and zips are unpacked.
 
 Run locally, a person types a folder path; it must lie inside one of the allowed roots (the
 EXPLORER_ALLOWED_ROOTS setting). In hosted mode no server path can be typed at all: the person uploads
 files or a zip instead, which is unpacked here with caps on size and count and without zip-slip.
+Caption files (.txt, .csv) travel with the images, so a caption beside an image stays beside it.
 """
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
 import stat
 import tempfile
@@ -18,6 +22,9 @@ from .images import IMAGE_EXTENSIONS
 MAX_UPLOAD_FILES = 5_000
 MAX_UPLOAD_BYTES = 500 * 1024 * 1024
 UPLOAD_KEEP_HOURS = 24.0
+CAPTION_EXTENSIONS = frozenset({".txt", ".csv"})
+KEPT_EXTENSIONS = IMAGE_EXTENSIONS | CAPTION_EXTENSIONS
+DEFAULT_UPLOAD_DIR = Path(tempfile.gettempdir()) / "clip-explorer-uploads"
 
 
 class PathRefused(ValueError):
@@ -62,10 +69,10 @@ def _inside(path: Path, root: Path) -> bool:
 
 def unpack_uploads(files: list[str], dest: Path, max_files: int = MAX_UPLOAD_FILES,
                    max_bytes: int = MAX_UPLOAD_BYTES) -> tuple[Path, list[str]]:
-    """Copy uploaded images (and the images inside uploaded .zip files) into `dest`.
+    """Copy uploaded images and caption files (and those inside uploaded .zip files) into `dest`.
 
     Returns (dest, notes). Folder structure inside a zip is kept (an ImageFolder zip stays one);
-    members with absolute paths or '..', links, and non-image files are skipped and counted in the notes.
+    members with absolute paths or '..', links, and other files are skipped and counted in the notes.
     Raises PathRefused when the upload exceeds the caps; `dest` is then removed, never left half-filled.
     """
     dest.mkdir(parents=True, exist_ok=True)
@@ -75,7 +82,7 @@ def unpack_uploads(files: list[str], dest: Path, max_files: int = MAX_UPLOAD_FIL
             upload = Path(upload)
             if upload.suffix.lower() == ".zip":
                 _unpack_zip(upload, dest, counts, max_files, max_bytes)
-            elif upload.suffix.lower() in IMAGE_EXTENSIONS:
+            elif upload.suffix.lower() in KEPT_EXTENSIONS:
                 _count(counts, upload.stat().st_size, max_files, max_bytes)
                 shutil.copyfile(upload, _unique(dest / upload.name))
             else:
@@ -85,9 +92,9 @@ def unpack_uploads(files: list[str], dest: Path, max_files: int = MAX_UPLOAD_FIL
         if isinstance(exc, PathRefused):
             raise
         raise PathRefused(f"could not unpack the upload: {exc}") from None
-    notes = [f"{counts['files']} image file(s) received"]
+    notes = [f"{counts['files']} file(s) received"]
     if counts["skipped"]:
-        notes.append(f"{counts['skipped']} non-image or unsafe entr{'y' if counts['skipped'] == 1 else 'ies'} skipped")
+        notes.append(f"{counts['skipped']} unsupported or unsafe entr{'y' if counts['skipped'] == 1 else 'ies'} skipped")
     return dest, notes
 
 
@@ -100,7 +107,7 @@ def _unpack_zip(path: Path, dest: Path, counts: dict, max_files: int, max_bytes:
             if info.is_dir():
                 continue
             if (is_link or name.startswith(("/", "\\")) or ".." in parts or ":" in name
-                    or Path(name).suffix.lower() not in IMAGE_EXTENSIONS
+                    or Path(name).suffix.lower() not in KEPT_EXTENSIONS
                     or any(p.startswith(".") or p == "__MACOSX" for p in parts)):
                 counts["skipped"] += 1
                 continue
@@ -122,7 +129,7 @@ def _count(counts: dict, size: int, max_files: int, max_bytes: int) -> None:
     counts["files"] += 1
     counts["bytes"] += size
     if counts["files"] > max_files:
-        raise PathRefused(f"upload has more than {max_files} images")
+        raise PathRefused(f"upload has more than {max_files} files")
     if counts["bytes"] > max_bytes:
         raise PathRefused(f"upload is larger than {_size(max_bytes)}")
 
@@ -139,15 +146,56 @@ def _unique(path: Path) -> Path:
     return path
 
 
-def fresh_upload_dir(base: Path, keep_hours: float = UPLOAD_KEEP_HOURS) -> Path:
-    """A new, empty folder under `base` for one upload. Upload folders older than `keep_hours` are
-    removed first, so a long-running hosted demo does not fill its disk."""
-    base.mkdir(parents=True, exist_ok=True)
-    cutoff = time.time() - keep_hours * 3600
-    for old in base.glob("upload-*"):
+class UploadArea:
+    """The one folder where uploads are unpacked, one sub-folder per distinct set of uploaded files.
+
+    The same files uploaded again (gradio keeps an upload at the same path while it lives) map to
+    the same folder, which is reused rather than unpacked twice. A folder appears complete or not
+    at all: it is unpacked under a temporary name and renamed. Folders unused for `keep_hours`
+    are removed when a new upload arrives, so a long-running demo does not fill its disk."""
+
+    def __init__(self, base: str | os.PathLike = DEFAULT_UPLOAD_DIR, keep_hours: float = UPLOAD_KEEP_HOURS):
+        self.base = Path(base).resolve()
+        self.keep_hours = keep_hours
+
+    def unpack(self, files: list[str], max_files: int = MAX_UPLOAD_FILES,
+               max_bytes: int = MAX_UPLOAD_BYTES) -> tuple[Path, list[str]]:
+        """(folder holding the uploaded images and caption files, notes). Raises PathRefused."""
+        files = [str(f) for f in files if f]
+        if not files:
+            raise PathRefused("nothing was uploaded")
+        self.base.mkdir(parents=True, exist_ok=True)
+        key = hashlib.sha1(repr(sorted(_identity(f) for f in files)).encode()).hexdigest()[:16]
+        target = self.base / f"upload-{key}"
+        if target.is_dir():
+            os.utime(target)  # in use again: not expired
+            return target, [f"{sum(1 for p in target.rglob('*') if p.is_file())} file(s) received (unpacked before)"]
+        self.prune()
+        partial = Path(tempfile.mkdtemp(prefix=f".partial-{key}-", dir=self.base))
+        _, notes = unpack_uploads(files, partial, max_files, max_bytes)  # removes `partial` on failure
         try:
-            if old.is_dir() and not old.is_symlink() and old.stat().st_mtime < cutoff:
-                shutil.rmtree(old, ignore_errors=True)
-        except OSError:
-            pass
-    return Path(tempfile.mkdtemp(prefix="upload-", dir=base))
+            partial.rename(target)
+        except OSError:  # another request unpacked the same files first
+            shutil.rmtree(partial, ignore_errors=True)
+        return target, notes
+
+    def contains(self, path: str | os.PathLike) -> bool:
+        return inside_roots(Path(path), (self.base,))
+
+    def prune(self) -> None:
+        """Remove upload folders (and stray partial ones) not used for `keep_hours`."""
+        cutoff = time.time() - self.keep_hours * 3600
+        for old in list(self.base.glob("upload-*")) + list(self.base.glob(".partial-*")):
+            try:
+                if old.is_dir() and not old.is_symlink() and old.stat().st_mtime < cutoff:
+                    shutil.rmtree(old, ignore_errors=True)
+            except OSError:
+                pass
+
+
+def _identity(path: str) -> tuple:
+    try:
+        st = os.stat(path)
+        return (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    except OSError:
+        return (os.path.abspath(path), -1, -1)

@@ -76,26 +76,6 @@ def similarity_heatmap(names: list[str], texts: list[str], cosines: np.ndarray, 
     return fig
 
 
-def patch_map_figure(image: np.ndarray, grid: np.ndarray, box: tuple[float, float, float, float],
-                     opacity: float = 0.5, text: str = "") -> go.Figure:
-    """The image with its patch-text cosine grid laid over the region the model saw; hover gives
-    each patch's raw cosine. Colours span this map's own min..max."""
-    gh, gw = grid.shape
-    x0, y0, x1, y1 = box
-    height, width = image.shape[:2]
-    fig = go.Figure()
-    fig.add_trace(go.Image(z=image, hoverinfo="skip"))
-    fig.add_trace(go.Heatmap(
-        z=grid, x0=x0 + (x1 - x0) / gw / 2, dx=(x1 - x0) / gw, y0=y0 + (y1 - y0) / gh / 2, dy=(y1 - y0) / gh,
-        colorscale="Inferno", opacity=opacity, zsmooth="best", colorbar=dict(title="patch–text<br>cosine"),
-        hovertemplate="patch–text cosine %{z:.4f}<extra></extra>"))
-    fig.update_xaxes(visible=False, range=[0, width])
-    fig.update_yaxes(visible=False, range=[height, 0], scaleanchor="x")
-    fig.update_layout(margin=dict(l=10, r=10, t=40, b=10),
-                      title_text=f"Where “{_short(text, 40)}” matches (colour spans this map's min to max)")
-    return fig
-
-
 _GAP_COLOURS = {"image-image": "#4f6bed", "text-text": "#f08a24", "matched": "#2ca02c", "unmatched": "#9a9a9a"}
 
 

@@ -4,6 +4,7 @@ Templates use `{}` where the class name goes, as in open_clip and OpenAI's CLIP 
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,14 +56,10 @@ def parse_labels(text: str) -> ParsedLabels:
     return ParsedLabels(labels, notes)
 
 
-def parse_templates(text: str) -> list[str]:
-    """One template per line; blank lines and lines starting with '#' are skipped. Each must contain {}."""
-    templates, bad = [], []
-    for number, line in enumerate((text or "").splitlines(), start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        (templates if "{}" in line else bad).append(line if "{}" in line else f"line {number}: {line!r}")
+def check_templates(templates: list[str], where: str = "row") -> list[str]:
+    """The templates, unchanged, if every one contains {} (where the label goes) and there is at
+    least one; else PromptError naming each offender by its number from 1 (`where`: row or line)."""
+    bad = [f"{where} {number}: {t!r}" for number, t in enumerate(templates, start=1) if "{}" not in t]
     if bad:
         raise PromptError("every template needs {} where the label goes; these have none: " + "; ".join(bad))
     if not templates:
@@ -70,18 +67,76 @@ def parse_templates(text: str) -> list[str]:
     return templates
 
 
+def parse_templates(text: str) -> list[str]:
+    """One template per line; blank lines and lines starting with '#' are skipped. Each must contain {}."""
+    lines = [(number, line.strip()) for number, line in enumerate((text or "").splitlines(), start=1)]
+    kept = [(number, line) for number, line in lines if line and not line.startswith("#")]
+    bad = [f"line {number}: {line!r}" for number, line in kept if "{}" not in line]
+    if bad:
+        raise PromptError("every template needs {} where the label goes; these have none: " + "; ".join(bad))
+    return check_templates([line for _, line in kept], "line")
+
+
+def read_template_file(path: str | Path) -> list[str]:
+    """A template file as the app saves it or a person writes it: .json (a list of templates, or
+    {"templates": [...]}) or text, one template a line."""
+    path = Path(path).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PromptError(f"templates: cannot read {path.name} ({exc})") from None
+    if path.suffix.lower() != ".json":
+        return parse_templates(text)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PromptError(f"{path.name}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if isinstance(data, dict):
+        data = data.get("templates")
+    if not isinstance(data, list) or not all(isinstance(t, str) for t in data):
+        raise PromptError(f'{path.name}: expected a JSON list of templates, or {{"templates": [...]}}')
+    return check_templates([" ".join(t.split()) for t in data if t.strip()])
+
+
+def write_template_files(templates: list[str], folder: str | Path) -> tuple[Path, Path]:
+    """Save a template set as prompt-set.txt and prompt-set.json in `folder`; both read back with
+    read_template_file (and so with every command's --templates)."""
+    folder = Path(folder)
+    txt, js = folder / "prompt-set.txt", folder / "prompt-set.json"
+    txt.write_text("".join(t + "\n" for t in templates), encoding="utf-8")
+    js.write_text(json.dumps({"templates": list(templates)}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return txt, js
+
+
 def load_template_set(choice: str) -> list[str]:
-    """'single', 'openai' (80), 'simple' (7), or a path to a text file of templates."""
+    """'single', 'openai' (80), 'simple' (7), or the path of a template file (.txt or .json)."""
     if choice == "single":
         return [SINGLE_TEMPLATE]
-    if choice == "openai":
-        return parse_templates((ASSETS / "openai_imagenet_80.txt").read_text(encoding="utf-8"))
-    if choice == "simple":
-        return parse_templates((ASSETS / "openai_imagenet_7.txt").read_text(encoding="utf-8"))
-    path = Path(choice).expanduser()
-    if not path.is_file():
+    if choice in ("openai", "simple"):
+        name = "openai_imagenet_80.txt" if choice == "openai" else "openai_imagenet_7.txt"
+        return parse_templates((ASSETS / name).read_text(encoding="utf-8"))
+    if not Path(choice).expanduser().is_file():
         raise PromptError(f"templates: {choice!r} is not single, openai, simple, or an existing file")
-    return parse_templates(path.read_text(encoding="utf-8"))
+    return read_template_file(choice)
+
+
+def parse_texts(text: str | None, limit: int | None = None) -> ParsedLabels:
+    """Free texts (captions, queries), one per line: commas belong to the text. Blank lines and
+    repeats are dropped and said; above `limit`, the first `limit` are kept and that is said."""
+    texts, notes, seen = [], [], set()
+    for line in (text or "").splitlines():
+        line = " ".join(line.split())
+        if not line:
+            continue
+        if line in seen:
+            notes.append(f"dropped the repeated text “{line}”")
+            continue
+        seen.add(line)
+        texts.append(line)
+    if limit is not None and len(texts) > limit:
+        notes.append(f"kept the first {limit} of {len(texts)} texts")
+        texts = texts[:limit]
+    return ParsedLabels(texts, notes)
 
 
 def fill(template: str, label: str) -> str:

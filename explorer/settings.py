@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from .images import Limits
 
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
@@ -35,6 +37,11 @@ class Settings:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def limits(self) -> Limits:
+        """The per-image limits every decode in the app and the CLI applies."""
+        return Limits(self.max_upload_bytes, self.max_pixels)
 
 
 # name -> (parser from string, help)
@@ -94,7 +101,3 @@ def load_settings(args: argparse.Namespace | None = None, env: dict[str, str] | 
         cache = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
         settings = replace(settings, index_dir=(cache / "clip-explorer" / "indexes").resolve())
     return settings
-
-
-def settings_fields() -> list[str]:
-    return [f.name for f in fields(Settings)]

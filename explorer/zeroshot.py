@@ -5,8 +5,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .images import file_key, load_images
+from .images import DEFAULT_LIMITS, ImageFailure, Limits
 from .prompts import build_prompts
+from .sources import EmbeddingCache, Progress, embed_files
 
 
 def normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -40,6 +41,12 @@ def build_classifier(model, labels: list[str], templates: list[str]) -> np.ndarr
     return ensemble(prompt_embeddings(model, labels, templates))
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
 @dataclass
 class Predictions:
     labels: list[str]
@@ -55,12 +62,6 @@ class Predictions:
         return [self.labels[j] for j in self.probabilities.argmax(axis=1)]
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def predict(image_embeddings: np.ndarray, class_embeddings: np.ndarray, labels: list[str],
             logit_scale: float) -> Predictions:
     """Cosines and softmax probabilities with the model's own learned temperature."""
@@ -68,38 +69,32 @@ def predict(image_embeddings: np.ndarray, class_embeddings: np.ndarray, labels: 
     return Predictions(list(labels), cosines, softmax(logit_scale * cosines))
 
 
-def classify(model, images, labels: list[str], templates: list[str], keys=None) -> Predictions:
-    """Classify PIL images against labels: the whole pipeline in one call (both encoders cached)."""
-    image_embeddings = model.encode_images(images, keys=keys)
-    return predict(image_embeddings, build_classifier(model, labels, templates), labels, model.logit_scale)
-
-
 @dataclass
 class ClassifyReport:
     """The outcome of classifying a batch of files: the good ones ranked, the bad ones explained."""
+    names: list[str]                  # unique display names, in input order (unreadable ones left out)
     paths: list[str]
     predictions: Predictions | None
-    failures: list  # images.ImageFailure
+    failures: list[ImageFailure]
     templates: list[str]
 
+    def as_dict(self, top_k: int | None = None) -> dict:
+        """What both faces show: per image, its top-k (label, probability, cosine), and the failures."""
+        results = [{"name": name, "path": path, "labels": [
+            {"label": label, "probability": prob, "cosine": cos}
+            for label, prob, cos in self.predictions.ranked(row, top_k)]}
+            for row, (name, path) in enumerate(zip(self.names, self.paths))]
+        return {"templates": len(self.templates), "results": results,
+                "errors": [{"path": f.path, "error": f.reason} for f in self.failures]}
 
-def classify_files(model, sources: list, labels: list[str], templates: list[str], *,
-                   max_bytes: int, max_pixels: int, batch_size: int = 32, progress=None) -> ClassifyReport:
-    """Decode, encode (re-using cached embeddings of files seen before) and classify.
 
-    `progress(done, total)` is called after each batch. One bad file never stops the others.
-    """
-    loaded, failures = load_images(sources, max_bytes=max_bytes, max_pixels=max_pixels)
-    chunks = []
-    for start in range(0, len(loaded), batch_size):
-        batch = loaded[start:start + batch_size]
-        keys = [file_key(item.path) for item in batch]
-        chunks.append(model.encode_images([item.image for item in batch], batch_size=batch_size, keys=keys))
-        if progress is not None:
-            progress(min(start + batch_size, len(loaded)), len(loaded))
+def classify_files(model, files: list, labels: list[str], templates: list[str], *,
+                   cache: EmbeddingCache | None = None, limits: Limits = DEFAULT_LIMITS,
+                   progress: Progress | None = None, names: list[str] | None = None) -> ClassifyReport:
+    """Embed the files (through `cache`: a file seen before is not encoded again) and classify them
+    against `labels`. `progress(done, total)` after each batch; one bad file never stops the others."""
+    found = embed_files(model, files, names=names, cache=cache, limits=limits, progress=progress)
     predictions = None
-    if chunks:
-        predictions = predict(np.concatenate(chunks), build_classifier(model, labels, templates), labels,
-                              model.logit_scale)
-    return ClassifyReport([item.path for item in loaded], predictions, failures, templates)
-
+    if len(found):
+        predictions = predict(found.embeddings, build_classifier(model, labels, templates), labels, model.logit_scale)
+    return ClassifyReport(found.names, [str(p) for p in found.paths], predictions, found.failures, templates)

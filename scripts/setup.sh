@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up: a virtual environment in .venv with the app's (and, with --dev, the tests')
-# dependencies. A second run with unchanged requirements does nothing but check a stamp file.
+# dependencies, and this project installed into it in editable mode (the `clip-explorer` command).
+# A second run with unchanged requirements does nothing but check a stamp file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,11 +19,13 @@ fi
 
 stamp="$venv/.installed-$(basename "$requirements" .txt)"
 dev_stamp="$venv/.installed-requirements-dev"  # the dev set includes the app's, so it satisfies both
-wanted=$(cat requirements*.txt | sha256sum | cut -d' ' -f1)
+wanted=$(cat requirements*.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ] && [ "$(cat "$dev_stamp" 2>/dev/null)" != "$wanted" ]; then
   echo "setup: installing $requirements (first run: torch and friends, a few minutes)"
   "$venv/bin/python" -m pip install -q --upgrade pip
   "$venv/bin/python" -m pip install -q -r "$requirements"
+  # The dependencies are all in place: install the package itself without resolving them again.
+  PYTHONWARNINGS=ignore "$venv/bin/python" -m pip install -q --no-deps -e .
   echo "$wanted" > "$stamp"
 fi
 

@@ -1,12 +1,10 @@
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 SHAPES_MODEL_DIR = ROOT / "tests" / "assets" / "shapes_clip"
 
@@ -14,7 +12,7 @@ SHAPES_MODEL_DIR = ROOT / "tests" / "assets" / "shapes_clip"
 @pytest.fixture(scope="session")
 def shapes_model_dir() -> Path:
     if not (SHAPES_MODEL_DIR / "open_clip_config.json").is_file():
-        pytest.fail("the shapes model is missing: run `python tests/train_shapes_clip.py`")
+        pytest.fail("the shapes model is missing: run `python -m tests.train_shapes_clip`")
     return SHAPES_MODEL_DIR
 
 

@@ -8,17 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from shapes import CLASSES, class_name, draw_shape, make_labelled_folder  # noqa: E402
+from tests.shapes import CLASSES, class_name, draw_shape, make_labelled_folder
 
-from explorer.descriptions import load_descriptions, prompt_set  # noqa: E402
-from explorer.evaluate import (compare, embed_labelled_folder, evaluate, evaluate_prompt_set,  # noqa: E402
-                               load_classnames, none_of_these, open_set_scores, read_class_folders)
-from explorer.zeroshot import build_classifier, predict  # noqa: E402
+from explorer.descriptions import load_descriptions, prompt_set
+from explorer.evaluate import compare, evaluate, evaluate_prompt_set, none_of_these, open_set_scores
+from explorer.images import Limits
+from explorer.sources import embed_folder, load_classnames
+from explorer.zeroshot import build_classifier, predict
+from tests.helpers import encode_pil
 
 ROOT = Path(__file__).resolve().parents[1]
-LIMITS = dict(max_bytes=5_000_000, max_pixels=10_000_000)
+LIMITS = Limits(max_bytes=5_000_000, max_pixels=10_000_000)
 GOOD = ["a photo of a {}.", "a drawing of a {}.", "a {} on a dark background."]
 # Words the shapes model never saw ("but it is actually green") barely move it; distractor objects do.
 MISLEADING = "a green square next to a green cross next to a {}."
@@ -45,7 +46,7 @@ def shapes_folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def shapes_labelled(shapes_model, shapes_folder):
-    return embed_labelled_folder(shapes_model, shapes_folder, _mapping(CLASSES), **LIMITS)
+    return embed_folder(shapes_model, shapes_folder, labelled=True, classnames=_mapping(CLASSES), limits=LIMITS)
 
 
 # ---- synthetic: the arithmetic ------------------------------------------------------------------
@@ -139,21 +140,27 @@ def test_open_set_scores_and_flags():
 
 
 # ---- the folder ---------------------------------------------------------------------------------
-def test_read_class_folders_names_and_errors(tmp_path):
+def test_class_folders_names_and_errors(shapes_model, tmp_path):
     make_labelled_folder(tmp_path, [("red", "circle"), ("blue", "square")], 1, size=16)
-    folders = read_class_folders(tmp_path)
-    assert folders.folders == ["a_blue_square", "a_red_circle"]
-    assert folders.names == ["a blue square", "a red circle"]
-    named = read_class_folders(tmp_path, {"a_red_circle": "red circle"})
-    assert named.names == ["a blue square", "red circle"] and "a_blue_square" in named.notes[0]
+
+    def read(root, classnames=None, labelled=True):
+        return embed_folder(shapes_model, root, labelled=labelled, classnames=classnames)
+
+    folders = read(tmp_path)
+    assert folders.class_folders == ["a_blue_square", "a_red_circle"]
+    assert folders.class_names == ["a blue square", "a red circle"]
+    assert read(tmp_path, labelled=None).class_names == folders.class_names  # two sub-folders: labelled
+    named = read(tmp_path, {"a_red_circle": "red circle"})
+    assert named.class_names == ["a blue square", "red circle"] and "a_blue_square" in named.notes[0]
     with pytest.raises(ValueError, match="no such class folder: a_green_cross"):
-        read_class_folders(tmp_path, {"a_green_cross": "green cross"})
+        read(tmp_path, {"a_green_cross": "green cross"})
     with pytest.raises(ValueError, match="both give the class name 'x'"):
-        read_class_folders(tmp_path, {"a_red_circle": "x", "a_blue_square": "X"})
+        read(tmp_path, {"a_red_circle": "x", "a_blue_square": "X"})
     with pytest.raises(ValueError, match="one sub-folder per class"):
-        read_class_folders(tmp_path / "a_red_circle")
+        read(tmp_path / "a_red_circle")
+    assert not read(tmp_path / "a_red_circle", labelled=None).labelled
     with pytest.raises(ValueError, match="folder not found"):
-        read_class_folders(tmp_path / "nope")
+        read(tmp_path / "nope")
     with pytest.raises(ValueError, match="expected a JSON object"):
         load_classnames('{"a": 3}')
     with pytest.raises(ValueError, match="neither JSON text nor an existing file"):
@@ -162,11 +169,11 @@ def test_read_class_folders_names_and_errors(tmp_path):
 
 def test_embed_labelled_folder_lists_bad_files(shapes_labelled):
     labelled = shapes_labelled
-    assert len(labelled.paths) == 72 and labelled.embeddings.shape[0] == 72
+    assert len(labelled.names) == 72 and labelled.embeddings.shape[0] == 72
     assert [f.path for f in labelled.failures] == ["a_red_circle/broken.png"]
     assert labelled.class_names[0] == "blue circle"  # sorted by folder: a_blue_circle first
     assert any("belong to no class" in note for note in labelled.notes)
-    for path, k in zip(labelled.paths, labelled.true_idx):
+    for path, k in zip(labelled.names, labelled.labels):
         assert path.split("/")[0] == labelled.class_folders[k]
     np.testing.assert_allclose(np.linalg.norm(labelled.embeddings, axis=1), 1, atol=1e-5)
 
@@ -180,7 +187,7 @@ def test_accuracy_matches_hand_count_from_predictions(shapes_model, shapes_label
     # an independent path: the classifier the Classify tab uses, one prediction per image
     preds = predict(labelled.embeddings, build_classifier(shapes_model, labelled.class_names, GOOD),
                     labelled.class_names, shapes_model.logit_scale).top1()
-    truth = [labelled.class_names[k] for k in labelled.true_idx]
+    truth = [labelled.class_names[k] for k in labelled.labels]
     hand = sum(p == t for p, t in zip(preds, truth))
     assert result.top1 == pytest.approx(hand / len(truth))
     assert result.top1 > 0.8  # the model knows its shapes
@@ -206,8 +213,8 @@ def test_none_of_these_flags_absent_classes_more_often(shapes_model):
     absent = [c for c in CLASSES if c not in present]
     rng = np.random.default_rng(21)
     draw = lambda classes: [draw_shape(c, s, size=48, rng=rng) for c, s in classes for _ in range(2)]  # noqa: E731
-    emb_present = shapes_model.encode_images(draw(present))
-    emb_absent = shapes_model.encode_images(draw(absent))
+    emb_present = encode_pil(shapes_model, draw(present))
+    emb_absent = encode_pil(shapes_model, draw(absent))
     class_emb = build_classifier(shapes_model, [class_name(*c) for c in present], GOOD)
     cos_p, prob_p = open_set_scores(emb_present, class_emb, shapes_model.logit_scale)
     cos_a, prob_a = open_set_scores(emb_absent, class_emb, shapes_model.logit_scale)
@@ -278,32 +285,36 @@ def test_eval_command_text_and_errors(shapes_model_dir, tmp_path, capsys):
 def test_index_of_the_folder_is_reused(shapes_model, tmp_path):
     import os
 
-    from explorer.index import build_index, open_index
+    from explorer.index import open_index
+    from explorer.index_build import build_index
 
     data = tmp_path / "data"
     make_labelled_folder(data, [("red", "circle"), ("blue", "square")], 3, size=32)
     build_index(shapes_model, data, tmp_path / "idx", workers=0)
-    fresh = embed_labelled_folder(shapes_model, data, None, **LIMITS)
+    fresh = embed_folder(shapes_model, data, labelled=True, limits=LIMITS)
     changed = data / "a_red_circle" / "0.png"
     draw_shape("yellow", "cross", size=32, rng=1).save(changed)  # edited after indexing: must be re-encoded
     os.utime(changed, ns=(10**18, 10**18))
     index = open_index(tmp_path / "idx")
     try:
-        reused = embed_labelled_folder(shapes_model, data, None, index=index, **LIMITS)
+        before = shapes_model.image_encodes
+        reused = embed_folder(shapes_model, data, labelled=True, index=index, limits=LIMITS)
     finally:
         index.close()
     assert reused.reused == 5 and any("re-used from the index" in n for n in reused.notes)
-    assert reused.paths == fresh.paths
-    same = [i for i, p in enumerate(reused.paths) if p != "a_red_circle/0.png"]
+    assert shapes_model.image_encodes == before + 1 and reused.encoded == 1  # only the edited file
+    assert reused.names == fresh.names
+    same = [i for i, p in enumerate(reused.names) if p != "a_red_circle/0.png"]
     np.testing.assert_allclose(reused.embeddings[same], fresh.embeddings[same], atol=1e-4)
-    edited = reused.paths.index("a_red_circle/0.png")
+    edited = reused.names.index("a_red_circle/0.png")
     assert float(reused.embeddings[edited] @ fresh.embeddings[edited]) < 0.999
 
 
 def test_eval_command_finds_the_apps_index_of_the_folder(shapes_model, shapes_model_dir, tmp_path):
     import subprocess
 
-    from explorer.index import build_index, default_index_path
+    from explorer.index import default_index_path
+    from explorer.index_build import build_index
 
     data = tmp_path / "data"
     make_labelled_folder(data, [("red", "circle"), ("blue", "square")], 3, size=32)
@@ -321,7 +332,7 @@ def test_eval_command_finds_the_apps_index_of_the_folder(shapes_model, shapes_mo
 def test_eval_command_uses_a_reference_index_for_zpe(shapes_model, shapes_model_dir, tmp_path):
     import subprocess
 
-    from explorer.index import build_index
+    from explorer.index_build import build_index
 
     data, generic = tmp_path / "data", tmp_path / "generic"
     make_labelled_folder(data, [("red", "circle"), ("blue", "square"), ("green", "cross")], 3, size=32)

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from explorer.captions import CaptionError, labels_from_folders, read_caption_csv, read_sidecar_captions
+from explorer.captions import CaptionError, labels_of_images, match_csv_captions, sidecar_captions
 from explorer.gap import (ProjectionError, evaluate_shift, gap_measures, gap_vector, matched_ranks, project_2d,
                           shift_along_gap)
 from tests.shapes import CLASSES, caption, make_labelled_folder
@@ -160,7 +160,7 @@ def test_umap_missing_is_a_clear_error(monkeypatch):
     from explorer import gap
 
     monkeypatch.setitem(sys.modules, "umap", None)  # import umap -> ImportError
-    monkeypatch.setattr(gap, "_UMAP_CACHE", type(gap._UMAP_CACHE)())
+    monkeypatch.setattr(gap, "_UMAP_CACHE", type(gap._UMAP_CACHE)(4))
     img, txt, _ = two_cones()
     with pytest.raises(ProjectionError, match="umap-learn"):
         project_2d(img, txt, "umap")
@@ -201,34 +201,39 @@ def test_gap_figures_build_from_measures():
 
 
 # ---- caption sources --------------------------------------------------------------------------
-def test_caption_csv_reads_relative_paths_and_reports_bad_rows(tmp_path):
-    (tmp_path / "imgs").mkdir()
-    for name in ("a.png", "b.png", "c.png"):
-        (tmp_path / "imgs" / name).write_bytes(b"x")
+def test_caption_csv_matches_every_way_a_row_can_name_an_image(tmp_path):
+    for sub in ("sub", "deep", "other"):
+        (tmp_path / "imgs" / sub).mkdir(parents=True)
+    images = [tmp_path / "imgs" / n for n in ("a.png", "b.png", "c.png", "sub/d.png", "deep/e.png")]
+    for image in images:
+        image.write_bytes(b"x")
     csv_file = tmp_path / "caps.csv"
     csv_file.write_text("caption,path\n"
-                        "a red  circle,imgs/a.png\n"
-                        ",imgs/b.png\n"
-                        "a ghost,imgs/missing.png\n"
-                        "again,imgs/a.png\n"
-                        f"absolute one,{tmp_path / 'imgs' / 'c.png'}\n", encoding="utf-8")
-    caps = read_caption_csv(csv_file)
-    assert caps.caption_of(tmp_path / "imgs" / "a.png") == "a red circle"
-    assert caps.caption_of(tmp_path / "imgs" / "c.png") == "absolute one"
-    assert caps.caption_of(tmp_path / "imgs" / "b.png") is None
-    assert len(caps) == 2
+                        "a red  circle,imgs/a.png\n"          # relative to the CSV's folder
+                        ",imgs/b.png\n"                        # empty caption
+                        "a ghost,imgs/missing.png\n"           # no such image
+                        "again,imgs/a.png\n"                   # listed twice
+                        f"absolute one,{images[2]}\n"          # absolute
+                        "in a folder,sub/d.png\n"              # relative to the image folder
+                        "by name,e.png\n", encoding="utf-8")   # a bare, unique file name
+    caps = match_csv_captions(csv_file, images, root=tmp_path / "imgs")
+    assert [caps.caption_of(i) for i in images] == ["a red circle", None, "absolute one", "in a folder", "by name"]
     assert any("line 3" in p and "empty caption" in p for p in caps.problems)
-    assert any("line 4" in p and "image not found" in p for p in caps.problems)
+    assert any("line 4" in p and "matches none of the images" in p for p in caps.problems)
     assert any("line 5" in p and "first caption is kept" in p for p in caps.problems)
+    # A bare name shared by two images is ambiguous: neither gets the caption.
+    twin = tmp_path / "imgs" / "other" / "e.png"
+    twin.write_bytes(b"x")
+    assert match_csv_captions(csv_file, images + [twin], root=tmp_path / "imgs").caption_of(images[4]) is None
 
 
 def test_caption_csv_without_header_or_file_is_refused(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("a.png,a cat\n")
     with pytest.raises(CaptionError, match="path,caption"):
-        read_caption_csv(bad)
+        match_csv_captions(bad, [])
     with pytest.raises(CaptionError, match="not found"):
-        read_caption_csv(tmp_path / "nope.csv")
+        match_csv_captions(tmp_path / "nope.csv", [])
 
 
 def test_sidecar_captions_and_folder_labels(tmp_path):
@@ -237,11 +242,11 @@ def test_sidecar_captions_and_folder_labels(tmp_path):
         if text is not None:
             (tmp_path / f"{name}.txt").write_text(text)
     images = [tmp_path / f"{n}.png" for n in ("one", "two", "three")]
-    caps = read_sidecar_captions(images)
+    caps = sidecar_captions(images)
     assert caps.caption_of(images[0]) == "a blue square"
     assert len(caps) == 1 and len(caps.problems) == 2
-    assert labels_from_folders(["x/a_red_circle/0.png", "x/Blue-Square/1.png", "x/other/2.png"],
-                               ["red circle", "blue square"]) == [0, 1, -1]
+    assert labels_of_images(["x/a_red_circle/0.png", "x/Blue-Square/1.png", "x/other/2.png", "x/red_circle_3.png"],
+                            ["red circle", "blue square"]) == [0, 1, -1, 0]
 
 
 # ---- with the project's shapes model ------------------------------------------------------------
@@ -254,16 +259,15 @@ def shapes_folder(tmp_path_factory):
 
 
 def test_shapes_model_matched_pairs_beat_unmatched_and_shift_obeys_formula(shapes_model, shapes_folder):
-    from explorer.images import load_images, scan_folder
+    from explorer.sources import embed_folder
 
     root, classes = shapes_folder
-    files = scan_folder(root)
-    loaded, failures = load_images(files)
-    assert not failures
-    img = shapes_model.encode_images([item.image for item in loaded])
+    found = embed_folder(shapes_model, root, labelled=False)
+    assert not found.failures
+    img = found.embeddings
     texts = [caption(c, s) for c, s in classes]
     txt = shapes_model.encode_texts(texts)
-    matches = np.array(labels_from_folders([item.path for item in loaded], texts))
+    matches = np.array(labels_of_images(found.paths, texts))
     assert (matches >= 0).all()
     g = gap_measures(img, txt, matches)
     assert g.mean_cos_matched > g.mean_cos_unmatched
@@ -308,7 +312,7 @@ def test_gap_cli_with_captions_csv_reports_missing_rows(shapes_model_dir, shapes
     out = json.loads(capsys.readouterr().out)
     assert code == 1  # some rows and images had no caption: partial
     assert out["measures"]["n_texts"] == 8 and out["measures"]["n_matched"] == 8
-    assert any("image not found" in p for p in out["problems"])
+    assert any("matches none of the images" in p for p in out["problems"])
     assert any("24 of 32 images have no caption" in p for p in out["problems"])
     assert out["shift_readout"] == "matched-caption retrieval"
 
@@ -330,7 +334,7 @@ def _plain_template(root):
 def test_gap_cli_reads_embeddings_from_an_index(shapes_model, shapes_model_dir, shapes_folder, tmp_path, capsys):
     pytest.importorskip("faiss")
     from explorer.cli import main
-    from explorer.index import build_index
+    from explorer.index_build import build_index
 
     root, classes = shapes_folder
     build_index(shapes_model, root, tmp_path / "idx", workers=0)

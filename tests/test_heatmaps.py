@@ -11,6 +11,7 @@ from PIL import Image
 
 from explorer.heatmaps import (PatchMap, PatchMapUnsupported, check_patch_support, display_values, overlay,
                                patch_map, patch_maps, patch_tokens, similarity_matrix, view_box)
+from tests.helpers import encode_pil
 from tests.shapes import draw_pair
 
 
@@ -48,7 +49,7 @@ def test_patch_tokens_equal_open_clips_own_intermediates(random_vit):
     """Our forward pass must be the model's: compare with open_clip's forward_intermediates."""
     torch.manual_seed(1)
     pixels = torch.randn(2, 3, 224, 224)
-    tokens = patch_tokens(random_vit, pixels)
+    tokens, _ = patch_tokens(random_vit, pixels)
     visual = random_vit.model.visual
     with torch.inference_mode():
         out = visual.forward_intermediates(pixels, indices=1, normalize_intermediates=True, output_fmt="NLC")
@@ -72,9 +73,9 @@ def test_value_path_is_the_last_attention_with_each_token_attending_to_itself(ra
         eye.fill_diagonal_(0.0)
         own = last.ls_1(last.attention(q_x=last.ln_1(x), attn_mask=eye))
         ref = torch.nn.functional.normalize(visual.ln_post(own[:, 1:]) @ visual.proj, dim=-1)
-    tokens = patch_tokens(random_vit, pixels, method="value")
+    tokens, _ = patch_tokens(random_vit, pixels, method="value")
     torch.testing.assert_close(tokens.reshape(1, 49, 512), ref, atol=1e-5, rtol=1e-5)
-    assert not torch.allclose(tokens, patch_tokens(random_vit, pixels, method="tokens"), atol=1e-2)
+    assert not torch.allclose(tokens, patch_tokens(random_vit, pixels, method="tokens")[0], atol=1e-2)
     with pytest.raises(ValueError, match="unknown patch-map method"):
         patch_tokens(random_vit, pixels, method="gradcam")
 
@@ -89,7 +90,7 @@ def test_patch_map_on_a_wide_image_covers_the_centre_crop(random_vit):
     assert np.isnan(up[:, :30]).all() and np.isnan(up[:, 130:]).all() and not np.isnan(up[:, 30:130]).any()
     data = json.loads(json.dumps(pmap.as_dict()))
     assert len(data["grid"]) == 7 and data["grid"][0][0] == pytest.approx(float(pmap.grid[0, 0]), abs=1e-6)
-    whole = random_vit.encode_images([image])[0] @ random_vit.encode_texts(["a cat"])[0]
+    whole = encode_pil(random_vit, [image])[0] @ random_vit.encode_texts(["a cat"])[0]
     assert pmap.image_cosine == pytest.approx(float(whole), abs=1e-5)
 
 

@@ -14,8 +14,7 @@ import pytest
 from PIL import Image, ImageFile
 
 from explorer import images
-from explorer.images import (DEFAULT_MAX_PIXELS, ImageError, ImageFailure, LoadedImage, load_image,
-                             load_images, scan_folder)
+from explorer.images import DEFAULT_MAX_PIXELS, ImageError, Limits, Thumbnails, load_image, prepare, scan_folder
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 
@@ -225,7 +224,7 @@ def no_pixel_decoding(monkeypatch):
 def test_pixel_limit_checked_from_header(tmp_path, no_pixel_decoding):
     path = save(Image.new("L", (2000, 1000)), tmp_path / "big.png")
     with pytest.raises(ImageError) as info:
-        load_image(path, max_pixels=1_000_000)
+        load_image(path, Limits(max_pixels=1_000_000))
     assert info.value.reason == ("image too large: 2000x1000 = 2,000,000 pixels exceeds the limit of"
                                  " 1,000,000 pixels")
 
@@ -242,7 +241,7 @@ def test_header_only_bomb_refused_with_default_limit(tmp_path, no_pixel_decoding
 def test_pil_decompression_bomb_error_caught(tmp_path, no_pixel_decoding):
     path = png_header_only(tmp_path / "bomb.png", 30_000, 30_000)  # beyond PIL's own hard limit
     with pytest.raises(ImageError) as info:
-        load_image(path, max_pixels=10**12)
+        load_image(path, Limits(max_pixels=10**12))
     assert info.value.reason.startswith("image too large") and "900000000" in info.value.reason
 
 
@@ -251,10 +250,10 @@ def test_byte_limit_checked_before_reading(tmp_path, monkeypatch):
     size = path.stat().st_size
     monkeypatch.setattr(Image, "open", lambda *a, **k: pytest.fail("file was opened"))
     with pytest.raises(ImageError) as info:
-        load_image(path, max_bytes=1000)
+        load_image(path, Limits(max_bytes=1000))
     assert info.value.reason.startswith(f"file too large: {size:,} bytes exceeds the limit of 1,000 bytes")
     with pytest.raises(ImageError, match=f"{size:,} bytes exceeds the limit of 1,000"):
-        load_image(path.read_bytes(), max_bytes=1000)
+        load_image(path.read_bytes(), Limits(max_bytes=1000))
 
 
 # --- bytes input, resources ---------------------------------------------------------------------
@@ -287,27 +286,35 @@ def test_result_fully_loaded_and_file_closed(tmp_path):
     assert outs[0].getpixel((1, 1)) == BLUE and outs[1].getpixel((1, 1)) == RED
 
 
-# --- load_images --------------------------------------------------------------------------------
+# --- prepare and thumbnails ---------------------------------------------------------------------
 
-def test_load_images_mixed_batch(tmp_path):
-    bad = bad_files(tmp_path)
-    good = [save(Image.new("RGB", (4, 4), c), tmp_path / f"good{i}.png")
-            for i, c in enumerate((RED, GREEN, BLUE))]
-    big = noisy_jpeg(tmp_path / "big.jpg")
-    bomb = save(Image.new("L", (200, 200)), tmp_path / "bomb.png")
-    buf = io.BytesIO()
-    Image.new("RGB", (4, 4), WHITE).save(buf, "PNG")
-    sources = [good[0], *bad.values(), good[1], big, bomb, str(good[2]), buf.getvalue(), b"junk"]
-    loaded, failures = load_images(sources, max_bytes=big.stat().st_size - 1, max_pixels=10_000)
-    assert all(isinstance(x, LoadedImage) for x in loaded)
-    assert [x.path for x in loaded] == [str(good[0]), str(good[1]), str(good[2]), "<bytes 12>"]
-    assert [x.image.getpixel((0, 0)) for x in loaded] == [RED, GREEN, BLUE, WHITE]
-    assert all(isinstance(f, ImageFailure) for f in failures)
-    by_path = {f.path: f.reason for f in failures}
-    assert list(by_path) == [*map(str, bad.values()), str(big), str(bomb), "<bytes 13>"]
-    assert by_path[str(big)].startswith("file too large")
-    assert by_path[str(bomb)].startswith("image too large")
-    assert by_path["<bytes 13>"] == "not an image or unsupported format"
+def test_prepare_runs_the_preprocessing_and_turns_its_failure_into_a_reason(tmp_path):
+    path = save(Image.new("RGB", (8, 6), RED), tmp_path / "a.png")
+    assert prepare(path, lambda im: im.size) == (8, 6)
+
+    def broken(image):
+        raise ValueError("odd shape")
+    with pytest.raises(ImageError) as info:
+        prepare(path, broken, name="a.png")
+    assert info.value.path == "a.png" and info.value.reason == "preprocessing failed (ValueError: odd shape)"
+    with pytest.raises(ImageError, match="empty file"):
+        prepare(b"", broken, name="b.png")  # decoding fails first: the preprocessing never runs
+
+
+def test_thumbnails_are_cached_until_the_file_changes(tmp_path, monkeypatch):
+    path = save(Image.new("RGB", (600, 300), RED), tmp_path / "a.png")
+    thumbs = Thumbnails(size=64)
+    decoded = []
+    real = images.load_image
+    monkeypatch.setattr(images, "load_image", lambda *a, **k: decoded.append(a[0]) or real(*a, **k))
+    first = thumbs.image(path)
+    assert first.size == (64, 32) and first.getpixel((5, 5)) == RED
+    assert thumbs.image(path) is first and len(decoded) == 1
+    assert thumbs.data_uri(path).startswith("data:image/jpeg;base64,") and len(decoded) == 1
+    save(Image.new("RGB", (600, 300), BLUE), path)
+    os.utime(path, ns=(10**18, 10**18))  # a new mtime, whatever the clock's resolution
+    assert thumbs.image(path).getpixel((5, 5)) == BLUE and len(decoded) == 2
+    assert thumbs.image(tmp_path / "gone.png") is None
 
 
 # --- scan_folder --------------------------------------------------------------------------------

@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 
-from shapes import CLASSES, draw_shape, make_labelled_folder  # noqa: E402
+from tests.shapes import CLASSES, draw_shape, make_labelled_folder
 
-from explorer import index as index_module  # noqa: E402
-from explorer import search as faiss_ops  # noqa: E402
-from explorer.index import IndexMismatchError, build_index, open_index  # noqa: E402
-from explorer.store import IndexFormatError  # noqa: E402
+from explorer import faiss_ops
+from explorer import index_build as index_module
+from explorer.index import IndexMismatchError, open_index
+from explorer.index_build import build_index
+from explorer.store import IndexFormatError
 
 ROOT = HERE.parent
 
@@ -50,13 +50,13 @@ def make_folder(root: Path, n_per_class: int = 2, classes=CLASSES) -> list[str]:
 def count_decodes(monkeypatch):
     """Count images decoded by the indexer (workers=0 runs the decoding in this process)."""
     calls: list[str] = []
-    real = index_module.load_image
+    real = index_module.prepare
 
-    def counting(path, **kwargs):
+    def counting(path, *args, **kwargs):
         calls.append(str(path))
-        return real(path, **kwargs)
+        return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(index_module, "load_image", counting)
+    monkeypatch.setattr(index_module, "prepare", counting)
     return calls
 
 

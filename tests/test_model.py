@@ -56,11 +56,13 @@ def test_text_cache_encodes_only_new_texts(random_vit):
     np.testing.assert_array_equal(again[1], first[0])
 
 
-def test_image_encoding_is_normalised_and_cached_by_key(random_vit):
+def test_image_encoding_is_normalised_and_counted(random_vit):
     from PIL import Image
 
     images = [Image.new("RGB", (64, 48), c) for c in ["red", "blue", "red"]]
-    out = random_vit.encode_images(images, keys=["r", "b", "r"])
+    before = random_vit.image_encodes
+    out = random_vit.encode_pixels(torch.stack([random_vit.preprocess(im) for im in images]))
+    assert random_vit.image_encodes == before + 3
     assert out.shape == (3, 512) and out.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(out[0], out[2], atol=1e-6)
@@ -167,17 +169,36 @@ def test_device_and_precision_choice():
             pick_device("cuda")
 
 
-def test_autocast_path_runs_and_stays_close_to_fp32(shapes_model_dir):
+def _matmul_dtypes(model, run) -> set:
+    """The dtypes the model's linear layers compute in while `run()` executes."""
+    seen = set()
+    hooks = [m.register_forward_hook(lambda mod, args, out: seen.add(out.dtype))
+             for m in model.model.modules() if isinstance(m, torch.nn.Linear)]
+    try:
+        run()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return seen
+
+
+def test_autocast_path_runs_in_the_asked_precision_and_stays_close_to_fp32(shapes_model_dir):
     """The GPU's fp16/bf16 autocast path, exercised on the CPU with bf16 (CUDA itself is unverified here)."""
     from PIL import Image
+
+    from tests.helpers import encode_pil
 
     fp32 = load_model(f"local-dir:{shapes_model_dir}", device="cpu", precision="fp32")
     bf16 = load_model(f"local-dir:{shapes_model_dir}", device="cpu", precision="bf16")
     assert bf16.precision == "bf16"
     texts = ["a red circle", "a photo of a blue square."]
     images = [Image.new("RGB", (40, 40), (220, 30, 30)), Image.new("RGB", (40, 40), (30, 60, 230))]
+    # The layers really compute in the precision asked for (the outputs are float32 either way).
+    assert _matmul_dtypes(bf16, lambda: encode_pil(bf16, images)) == {torch.bfloat16}
+    assert _matmul_dtypes(bf16, lambda: bf16.encode_texts(["a new text"])) == {torch.bfloat16}
+    assert _matmul_dtypes(fp32, lambda: encode_pil(fp32, images)) == {torch.float32}
     for a, b in ((fp32.encode_texts(texts), bf16.encode_texts(texts)),
-                 (fp32.encode_images(images), bf16.encode_images(images))):
+                 (encode_pil(fp32, images), encode_pil(bf16, images))):
         assert b.dtype == np.float32
         np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
         assert float((a * b).sum(axis=1).min()) > 0.98

@@ -62,15 +62,17 @@ def test_zip_upload_keeps_folders_and_skips_unsafe_members(tmp_path):
         z.writestr("dogs/2.jpg", b"jpg-bytes")
         z.writestr("../evil.png", b"x")
         z.writestr("/abs.png", b"x")
-        z.writestr("notes.txt", b"x")
+        z.writestr("cats/1.txt", b"a cat on a mat")   # captions travel with their images
+        z.writestr("captions.csv", b"path,caption")
+        z.writestr("run.sh", b"x")
         z.writestr("__MACOSX/cats/._1.png", b"x")
     loose = tmp_path / "loose.png"
     loose.write_bytes(b"loose")
     dest, notes = unpack_uploads([str(archive), str(loose)], tmp_path / "out")
     found = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
-    assert found == ["cats/1.png", "dogs/2.jpg", "loose.png"]
+    assert found == ["captions.csv", "cats/1.png", "cats/1.txt", "dogs/2.jpg", "loose.png"]
     assert not (tmp_path / "evil.png").exists()
-    assert "3 image file(s)" in notes[0] and "4 non-image or unsafe" in notes[1]
+    assert "5 file(s)" in notes[0] and "4 unsupported or unsafe" in notes[1]
 
 
 def test_upload_over_the_caps_is_refused_and_leaves_nothing(tmp_path):
@@ -78,7 +80,7 @@ def test_upload_over_the_caps_is_refused_and_leaves_nothing(tmp_path):
     with zipfile.ZipFile(archive, "w") as z:
         for i in range(5):
             z.writestr(f"{i}.png", b"x" * 100)
-    with pytest.raises(PathRefused, match="more than 3 images"):
+    with pytest.raises(PathRefused, match="more than 3 files"):
         unpack_uploads([str(archive)], tmp_path / "out", max_files=3)
     assert not (tmp_path / "out").exists()
     with pytest.raises(PathRefused, match="larger than"):
@@ -90,19 +92,33 @@ def test_upload_over_the_caps_is_refused_and_leaves_nothing(tmp_path):
         unpack_uploads([str(bad)], tmp_path / "out3")
 
 
-def test_old_upload_folders_are_pruned_when_a_new_one_is_made(tmp_path):
+def test_upload_area_unpacks_each_set_of_files_once_and_prunes_old_ones(tmp_path):
     import os
     import time
 
-    from explorer.paths import fresh_upload_dir
+    from explorer.paths import UploadArea
 
-    old, recent, other = tmp_path / "upload-old", tmp_path / "upload-recent", tmp_path / "keep-me"
-    for folder in (old, recent, other):
-        folder.mkdir()
-        (folder / "a.png").write_bytes(b"x")
+    area = UploadArea(tmp_path / "area")
+    one, two = tmp_path / "one.png", tmp_path / "two.png"
+    one.write_bytes(b"1")
+    two.write_bytes(b"2")
+    first, notes = area.unpack([str(one), str(two)])
+    assert sorted(p.name for p in first.iterdir()) == ["one.png", "two.png"] and "2 file(s)" in notes[0]
+    assert area.unpack([str(two), str(one)])[0] == first          # the same files again: the same folder
+    other, _ = area.unpack([str(one)])
+    assert other != first and area.contains(other / "one.png") and not area.contains(one)
     day_ago = time.time() - 25 * 3600
-    os.utime(old, (day_ago, day_ago))
-    os.utime(other, (day_ago, day_ago))
-    new = fresh_upload_dir(tmp_path)
-    assert new.is_dir() and new.name.startswith("upload-") and not any(new.iterdir())
-    assert not old.exists() and recent.exists() and other.exists()
+    os.utime(first, (day_ago, day_ago))
+    (tmp_path / "area" / ".partial-stale").mkdir()
+    os.utime(tmp_path / "area" / ".partial-stale", (day_ago, day_ago))
+    third = tmp_path / "three.png"
+    third.write_bytes(b"3")
+    area.unpack([str(third)])                                     # a new upload prunes what expired
+    assert not first.exists() and other.exists() and not (tmp_path / "area" / ".partial-stale").exists()
+    big = tmp_path / "big.zip"
+    with zipfile.ZipFile(big, "w") as z:
+        for i in range(5):
+            z.writestr(f"{i}.png", b"x")
+    with pytest.raises(PathRefused, match="more than 3 files"):
+        area.unpack([str(big)], max_files=3)
+    assert sorted(p.name for p in (tmp_path / "area").iterdir() if p.name.startswith(".")) == []  # nothing half-made

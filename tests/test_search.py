@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 
-from shapes import CLASSES, draw_shape, make_labelled_folder  # noqa: E402
+from tests.shapes import CLASSES, draw_shape, make_labelled_folder
 
-from explorer.images import load_image  # noqa: E402
-from explorer.index import build_index, combine_queries, find_duplicates, open_index  # noqa: E402
+from explorer.images import ImageError
+from explorer.index import combine_vectors, open_index
+from explorer.index_build import build_index
 
 ROOT = HERE.parent
 N_PER_CLASS = 4
@@ -41,7 +41,7 @@ def indexed(tmp_path_factory, shapes_model):
 def test_text_query_finds_the_right_shapes(indexed, shapes_model):
     _, index = indexed
     for color, shape in [("red", "circle"), ("blue", "square"), ("yellow", "cross")]:
-        query = combine_queries(shapes_model, [f"a {color} {shape}"])
+        query = index.query_vector(shapes_model, [f"a {color} {shape}"])
         hits = index.search(query, 5)[0]
         assert [h.rank for h in hits] == [1, 2, 3, 4, 5]
         assert all(a.score >= b.score for a, b in zip(hits, hits[1:]))
@@ -56,7 +56,7 @@ def test_an_indexed_image_finds_itself_first(indexed, shapes_model):
     assert first.path == rel and first.score == pytest.approx(1.0, abs=1e-4)
     assert first.absolute == (base / "photos" / rel).resolve() and first.absolute.is_file()
     # The same through the image itself, as the UI and the CLI do it.
-    query = combine_queries(shapes_model, [], [load_image(base / "photos" / rel)])
+    query = index.query_vector(shapes_model, [], [base / "photos" / rel])
     first = index.search(query, 1)[0][0]
     assert first.path == rel and first.score > 0.999
 
@@ -73,39 +73,47 @@ def test_batched_queries_and_k_larger_than_the_index(indexed):
         index.search(np.ones(7, dtype=np.float32), 3)
 
 
-def test_combine_queries_is_the_normalised_weighted_sum(shapes_model):
+def test_query_vector_is_the_normalised_weighted_sum(indexed, shapes_model, tmp_path):
+    from tests.helpers import encode_pil
+
+    _, index = indexed
     image = draw_shape("red", "circle", size=64)
+    image.save(tmp_path / "q.png")
     text = shapes_model.encode_texts(["a blue circle"])[0]
-    pixels = shapes_model.encode_images([image])[0]
-    combined = combine_queries(shapes_model, ["a blue circle"], [image], [0.5, -2.0])
+    pixels = encode_pil(shapes_model, [image])[0]
+    combined = index.query_vector(shapes_model, ["a blue circle"], [tmp_path / "q.png"], [0.5, -2.0])
     expected = 0.5 * text - 2.0 * pixels
     np.testing.assert_allclose(combined, expected / np.linalg.norm(expected), atol=1e-5)
     assert np.linalg.norm(combined) == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose(combine_vectors(np.stack([text, pixels]), [0.5, -2.0]), combined, atol=1e-6)
     with pytest.raises(ValueError, match="2 queries"):
-        combine_queries(shapes_model, ["a"], [image], [1.0])
+        index.query_vector(shapes_model, ["a"], [tmp_path / "q.png"], [1.0])
     with pytest.raises(ValueError, match="cancel out"):
-        combine_queries(shapes_model, ["a red cross", "a red cross"], [], [1.0, -1.0])
+        index.query_vector(shapes_model, ["a red cross", "a red cross"], [], [1.0, -1.0])
     with pytest.raises(ValueError, match="at least one"):
-        combine_queries(shapes_model, [], [])
+        index.query_vector(shapes_model, [], [])
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    with pytest.raises(ImageError, match="bad.png: not an image"):
+        index.query_vector(shapes_model, [], [tmp_path / "bad.png"])
 
 
 def test_weighted_query_steers_between_concepts(indexed, shapes_model):
     _, index = indexed
     # "a red circle" minus "red" plus "blue": the blue circles should win.
-    query = combine_queries(shapes_model, ["a red circle", "a red square", "a blue square"], [], [1.0, -1.0, 1.0])
+    query = index.query_vector(shapes_model, ["a red circle", "a red square", "a blue square"], [], [1.0, -1.0, 1.0])
     hits = index.search(query, 5)[0]
     assert sum(h.path.startswith("a_blue_circle/") for h in hits) >= 3, [h.path for h in hits]
 
 
 def test_duplicates_groups_exact_copies(indexed):
     _, index = indexed
-    groups = find_duplicates(index, threshold=0.9999)
+    groups = index.duplicates(threshold=0.9999)
     copies = ["a_green_triangle/2.png", "copies/copy1.png", "copies/copy2.png"]
     assert copies in groups
     assert all(len(g) >= 2 and g == sorted(g) for g in groups)
-    loose = find_duplicates(index, threshold=0.5)
+    loose = index.duplicates(threshold=0.5)
     assert sum(map(len, loose)) > sum(map(len, groups))  # a lower threshold joins more images
-    assert find_duplicates(index, threshold=1.01) == []
+    assert index.duplicates(threshold=1.01) == []
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -141,6 +149,11 @@ def test_cli_search_errors(indexed, tmp_path):
     result = run_cli("search", "--index", str(base / "idx"), "--text", "a", "--model", "ViT-B-32",
                      "--pretrained", "")
     assert result.returncode == 2 and "ViT-B-32" in result.stderr and "local-dir:" in result.stderr
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    result = run_cli("search", "--index", str(base / "idx"), "--image", str(tmp_path / "broken.jpg"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == "error: broken.jpg: truncated or corrupt image (image file is truncated)" or \
+        result.stderr.startswith("error: broken.jpg: ")
 
 
 def test_cli_index_and_duplicates(tmp_path, shapes_model_dir):
@@ -171,7 +184,7 @@ def test_gpu_branch_moves_the_index_and_falls_back_when_cloning_fails(indexed, m
     GPU kernels are unverified on these machines)."""
     import faiss
 
-    from explorer import search as faiss_ops
+    from explorer import faiss_ops
 
     base, cpu_index = indexed
     query = cpu_index.embedding_of("a_red_circle/0.png")[None]

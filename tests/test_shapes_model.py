@@ -1,16 +1,14 @@
 """The tiny shapes CLIP in tests/assets/shapes_clip loads through open_clip and still knows its shapes."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 
-from shapes import CLASSES, COLORS, SHAPES, caption, draw_pair, draw_shape  # noqa: E402
+from tests.shapes import CLASSES, COLORS, SHAPES, caption, draw_pair, draw_shape
 
 MODEL_DIR = HERE / "assets" / "shapes_clip"
 

@@ -2,18 +2,17 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from explorer.descriptions import (DESCRIPTIONS_SLOT, description_embeddings, for_labels,  # noqa: E402
+from explorer.descriptions import (DESCRIPTIONS_SLOT, description_embeddings, for_labels,
                                    load_descriptions, parse_descriptions, prompt_set)
-from explorer.prompts import PromptError  # noqa: E402
-from explorer.weighting import BIAS_TEST_ONLY, mad_select, zpe_scores, zpe_weights  # noqa: E402
+from explorer.prompts import PromptError
+from explorer.weighting import BIAS_TEST_ONLY, mad_select, zpe_scores, zpe_weights
+from tests.helpers import encode_pil
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -117,12 +116,12 @@ def test_mad_selection_keeps_outliers_and_never_nothing():
 
 @pytest.mark.timeout(120)
 def test_noise_prompt_gets_lower_weight_on_shapes_model(shapes_model):
-    from shapes import CLASSES, class_name, draw_shape
+    from tests.shapes import CLASSES, class_name, draw_shape
 
     rng = np.random.default_rng(11)
     labels = [class_name(*c) for c in CLASSES]
     images = [draw_shape(color, shape, size=64, rng=rng) for color, shape in CLASSES for _ in range(2)]
-    image_emb = shapes_model.encode_images(images)
+    image_emb = encode_pil(shapes_model, images)
     templates = ["a photo of a {}.", "a drawing of a {}.", "a {} on a dark background."]
     prompts = prompt_set(shapes_model, labels, templates).embeddings
     noise = _unit(np.random.default_rng(3).normal(size=(len(labels), 1, prompts.shape[2]))).astype(np.float32)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from explorer.sources import EmbeddingCache
 from explorer.zeroshot import build_classifier, classify_files, ensemble, predict
 from tests import shapes
 
@@ -57,11 +58,14 @@ def test_shapes_model_picks_the_right_label(shapes_model, tmp_path):
         shapes.draw_shape(color, shape, size=int(rng.choice([48, 64, 128])), rng=rng).save(path)
         paths.append(str(path))
         truth.append(shapes.caption(color, shape))
-    report = classify_files(shapes_model, paths, labels, ["{}"], max_bytes=10**7, max_pixels=10**8)
+    cache = EmbeddingCache()
+    before = shapes_model.image_encodes
+    report = classify_files(shapes_model, paths, labels, ["{}"], cache=cache)
     accuracy = np.mean([p == t for p, t in zip(report.predictions.top1(), truth)])
     assert accuracy >= 0.9, accuracy
+    assert shapes_model.image_encodes == before + 48
     # Changing the labels re-uses the cached image embeddings: no image is encoded twice.
-    before = dict(shapes_model._image_cache._items)
-    again = classify_files(shapes_model, paths, labels[:4], ["{}"], max_bytes=10**7, max_pixels=10**8)
-    assert len(shapes_model._image_cache._items) == len(before)
+    again = classify_files(shapes_model, paths, labels[:4], ["{}"], cache=cache)
+    assert shapes_model.image_encodes == before + 48
     assert again.predictions.probabilities.shape == (48, 4)
+    np.testing.assert_allclose(again.predictions.cosines, report.predictions.cosines[:, :4], atol=1e-6)

@@ -9,19 +9,19 @@ BPE tokenizer), saved in open_clip's `local-dir:` layout:
 
 and loaded with `open_clip.create_model_and_transforms("local-dir:/abs/path/tests/assets/shapes_clip")`.
 
-How the committed weights were made (two stages; ~6 + ~3 min on 2 idle CPU cores, longer if shared):
+Run from the repository folder. How the committed weights were made (two stages; ~6 + ~3 min on 2 idle CPU cores, longer if shared):
 
     # 1. plain CLIP training (ClipLoss only): 1000 steps, batch 128, lr 1e-3, cosine, warmup 60
-    .venv/bin/python tests/train_shapes_clip.py --out /tmp/shapes_plain
+    .venv/bin/python -m tests.train_shapes_clip --out /tmp/shapes_plain
     # 2. continue 300 steps at lr 3e-4 with the auxiliary patch loss, so patch-level maps localise
-    .venv/bin/python tests/train_shapes_clip.py --init /tmp/shapes_plain --steps 300 --lr 3e-4 \
+    .venv/bin/python -m tests.train_shapes_clip --init /tmp/shapes_plain --steps 300 --lr 3e-4 \
         --warmup 20 --patch-loss 0.5
 
 Other uses:
 
-    .venv/bin/python tests/train_shapes_clip.py                 # stage 1 only, straight into tests/assets
-    .venv/bin/python tests/train_shapes_clip.py --steps 100 --out /tmp/shapes_try
-    .venv/bin/python tests/train_shapes_clip.py --eval-only     # just evaluate the saved model
+    .venv/bin/python -m tests.train_shapes_clip                 # stage 1 only, straight into tests/assets
+    .venv/bin/python -m tests.train_shapes_clip --steps 100 --out /tmp/shapes_try
+    .venv/bin/python -m tests.train_shapes_clip --eval-only     # just evaluate the saved model
 """
 from __future__ import annotations
 
@@ -38,11 +38,10 @@ import torch
 import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 
-import open_clip  # noqa: E402
+import open_clip
 
-from shapes import CLASSES, class_name, draw_pair, draw_shape  # noqa: E402
+from tests.shapes import CLASSES, class_name, draw_pair, draw_shape
 
 DEFAULT_OUT = HERE / "assets" / "shapes_clip"
 

@@ -1,4 +1,4 @@
-"""python -m explorer classify IMAGE... --labels ...: zero-shot classification from the terminal."""
+"""clip-explorer classify IMAGE... --labels ...: zero-shot classification from the terminal."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +7,7 @@ import sys
 
 from ..prompts import PromptError, load_template_set, parse_labels
 from ..settings import load_settings
+from ..sources import unique_names
 from ..zeroshot import classify_files
 from .common import ProgressBar, add_model_arguments, model_from
 
@@ -15,7 +16,7 @@ def register(commands) -> None:
     parser = commands.add_parser("classify", help="zero-shot classify images against labels")
     parser.add_argument("images", nargs="+", metavar="IMAGE")
     parser.add_argument("--labels", required=True, help="comma-separated, or one per line")
-    parser.add_argument("--templates", default="single", help="single | openai | simple | FILE (one per line)")
+    parser.add_argument("--templates", default="single", help="single | openai | simple | FILE (.txt or .json)")
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     add_model_arguments(parser, extra=("max_upload_mb", "max_pixels"))
@@ -32,26 +33,18 @@ def run(args: argparse.Namespace) -> int:
     templates = load_template_set(args.templates)
     model = model_from(settings)
     bar = ProgressBar(quiet=args.json)
-    report = classify_files(model, args.images, parsed.labels, templates, max_bytes=settings.max_upload_bytes,
-                            max_pixels=settings.max_pixels, progress=bar)
+    report = classify_files(model, args.images, parsed.labels, templates, limits=settings.limits, progress=bar,
+                            names=unique_names(list(args.images)))
     bar.close()
-    results = []
-    for row, path in enumerate(report.paths):
-        results.append({"path": path, "labels": [
-            {"label": label, "probability": prob, "cosine": cos}
-            for label, prob, cos in report.predictions.ranked(row, args.top_k)]})
-    errors = [{"path": f.path, "error": f.reason} for f in report.failures]
+    doc = report.as_dict(args.top_k)
     if args.json:
-        json.dump({"model": model.identifier, "labels": parsed.labels, "templates": len(templates),
-                   "results": results, "errors": errors}, sys.stdout, indent=2)
+        json.dump({"model": model.identifier, "labels": parsed.labels, **doc}, sys.stdout, indent=2)
         print()
     else:
-        for result in results:
-            print(result["path"])
+        for result in doc["results"]:
+            print(result["name"])
             for entry in result["labels"]:
                 print(f"  {entry['probability']:7.2%}  cos {entry['cosine']:+.3f}  {entry['label']}")
-        for error in errors:
+        for error in doc["errors"]:
             print(f"{error['path']}: error: {error['error']}", file=sys.stderr)
-    return 0 if not errors else 1
-
-
+    return 0 if not doc["errors"] else 1

@@ -1,11 +1,11 @@
-"""python -m explorer duplicates --index PATH: groups of near-duplicate images in an index."""
+"""clip-explorer duplicates --index PATH: groups of near-duplicate images in an index."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 
-from ..index import find_duplicates, open_index
+from ..index import open_index
 
 
 def register(commands) -> None:
@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     if not -1.0 <= args.threshold <= 1.0:
         raise ValueError("--threshold is a cosine: between -1 and 1")
     index = open_index(args.index)
-    groups = find_duplicates(index, args.threshold)
+    groups = index.duplicates(args.threshold)
     if args.json:
         json.dump({"index": args.index, "root": str(index.root), "threshold": args.threshold,
                    "groups": groups}, sys.stdout, indent=2)

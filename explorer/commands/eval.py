@@ -1,34 +1,47 @@
-"""python -m explorer eval DIR: zero-shot accuracy on a labelled folder (ImageFolder layout)."""
+"""clip-explorer eval DIR: how a prompt set does on a folder of images, as in the Prompt lab tab.
+
+A folder with one sub-folder per class (the ImageFolder layout) gets accuracy per class and per
+prompt, a confusion matrix and, with --compare, the built-in template sets on the same images. A
+folder of plain images needs --labels and gets ZPE weights and each image's best class.
+"""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 
-from ..descriptions import USES, load_descriptions, prompt_set
-from ..evaluate import embed_labelled_folder, evaluate_prompt_set, load_classnames
-from ..index import existing_index_for, open_index
-from ..prompts import load_template_set
+from ..descriptions import USES, load_descriptions
+from ..evaluate import WEIGHTINGS
+from ..index import IndexRegistry, open_index
+from ..lab import run_lab
+from ..prompts import load_template_set, parse_labels
 from ..settings import load_settings
+from ..sources import embed_folder, load_classnames
 from .common import ProgressBar, add_model_arguments, model_from
 
 
 def register(commands) -> None:
-    parser = commands.add_parser("eval", help="zero-shot accuracy on a labelled folder (one sub-folder per class)")
-    parser.add_argument("folder", metavar="DIR", help="one sub-folder of images per class")
-    parser.add_argument("--templates", default="simple", help="single | openai | simple | FILE (one per line)")
+    parser = commands.add_parser("eval", help="score prompts on a folder: labelled (one sub-folder per class) "
+                                              "or plain images with --labels")
+    parser.add_argument("folder", metavar="DIR", help="one sub-folder of images per class, or plain images")
+    parser.add_argument("--labels", help="class names for a folder of plain images (comma-separated or one per line)")
+    parser.add_argument("--templates", default="simple", help="single | openai | simple | FILE (.txt or .json)")
     parser.add_argument("--descriptions", metavar="FILE", help="JSON {class: [sentence, ...]} (CuPL style)")
     parser.add_argument("--prompts", choices=USES, default=None,
                         help="what builds each class's prompts (default: both with --descriptions, else templates)")
-    parser.add_argument("--weighting", choices=("mean", "zpe"), default="mean",
-                        help="equal average of the prompts, or ZPE weights from the images")
+    parser.add_argument("--weighting", choices=WEIGHTINGS, default="mean",
+                        help="equal average of the prompts, ZPE weights from the images, or one --template")
+    parser.add_argument("--template", type=int, default=None, metavar="N",
+                        help="with --weighting single: the prompt used (from 1; descriptions are the last)")
+    parser.add_argument("--compare", action="store_true",
+                        help="also score the built-in template sets (equal and ZPE) on the same images")
     parser.add_argument("--classnames", metavar="FILE", help="JSON {folder: class name}")
     parser.add_argument("--index", metavar="INDEX", help="an index of this folder: re-use its embeddings")
     parser.add_argument("--zpe-reference", metavar="INDEX",
                         help="an index of other, generic images whose embeddings stand in for ZPE's sample of "
                              "pre-training images (default: the evaluated images themselves)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
-    add_model_arguments(parser, extra=("max_upload_mb", "max_pixels"))
+    add_model_arguments(parser, extra=("max_upload_mb", "max_pixels", "index_dir"))
     parser.set_defaults(handler=run)
 
 
@@ -38,43 +51,48 @@ def run(args: argparse.Namespace) -> int:
     templates = load_template_set(args.templates) if use != "descriptions" else None
     descriptions = load_descriptions(args.descriptions) if args.descriptions else None
     classnames = load_classnames(args.classnames) if args.classnames else None
+    labels = parse_labels(args.labels).labels if args.labels else None
     model = model_from(settings)
     # An explicit --index, else the app's own index of this folder and model if one exists.
-    index = open_index(args.index) if args.index else existing_index_for(settings.index_dir, args.folder, model)
-    bar = ProgressBar(quiet=args.json)
-    labelled = embed_labelled_folder(model, args.folder, classnames, max_bytes=settings.max_upload_bytes,
-                                     max_pixels=settings.max_pixels, progress=bar, index=index)
-    bar.close()
-    if len(labelled.embeddings) == 0:
-        raise ValueError(f"{labelled.root}: no readable images in the class folders")
-    prompts = prompt_set(model, labelled.class_names, templates, descriptions, use)
-    reference = {}
+    index = open_index(args.index) if args.index else IndexRegistry(settings.index_dir).find_for(args.folder, model)
+    reference = None
     if args.zpe_reference:
         sample = open_index(args.zpe_reference)
         sample.check_model(model)
-        reference = dict(reference_emb=sample.all_embeddings()[1],
-                         reference_name=f"{sample.count} images indexed from {sample.root}")
-    result = evaluate_prompt_set(labelled, prompts, model.logit_scale, args.weighting, **reference)
-    notes = labelled.notes + prompts.notes
-    failures = [{"path": f.path, "error": f.reason} for f in labelled.failures]
+        reference = (sample.all_embeddings()[1], f"{sample.count} images indexed from {sample.root}")
+    bar = ProgressBar(quiet=args.json)
+    images = embed_folder(model, args.folder, labelled=True if classnames else None, classnames=classnames,
+                          index=index, limits=settings.limits, progress=bar)
+    bar.close()
+    template = None if args.template is None else args.template - 1
+    report = run_lab(model, images, templates, descriptions, use, args.weighting, labels=labels, template=template,
+                     compare_builtins=args.compare, reference=reference)
+    notes = images.notes + report.notes
+    failures = [{"path": f.path, "error": f.reason} for f in images.failures]
     if args.json:
-        doc = {"model": model.identifier, "folder": str(labelled.root), "images": len(labelled.paths),
-               "classes": labelled.class_names, "class_folders": labelled.class_folders,
+        doc = {"model": model.identifier, "folder": str(images.root), "class_folders": images.class_folders,
                "prompts": use, "templates": args.templates if templates else None,
-               "descriptions": args.descriptions, **result.as_dict(),
-               "failures": failures, "notes": notes}
+               "descriptions": args.descriptions, **report.as_dict(), "failures": failures, "notes": notes}
         json.dump(doc, sys.stdout, indent=2)
         print()
     else:
-        _print_report(model, labelled, result, use, notes)
-        for failure in failures:
-            print(f"{failure['path']}: error: {failure['error']}", file=sys.stderr)
+        _print_report(model, report, use)
+        for line in [f"note: {n}" for n in notes] + [f"{f['path']}: error: {f['error']}" for f in failures]:
+            print(line, file=sys.stderr)
     return 1 if failures else 0
 
 
-def _print_report(model, labelled, result, use: str, notes: list[str]) -> None:
-    print(f"{model.identifier} on {labelled.root}: {len(labelled.paths)} images, {len(labelled.class_names)} classes")
-    print(f"prompts: {use}, weighting: {result.weighting}")
+def _print_report(model, report, use: str) -> None:
+    images, result = report.images, report.result
+    print(f"{model.identifier} on {images.source}: {len(images)} images, {len(report.class_names)} classes")
+    print(f"prompts: {use}, weighting: {report.weighting}")
+    if result is None:
+        print("no labels (no class sub-folders): ZPE weights per prompt, best class per image")
+        for slot, weight, score in zip(report.slots, report.zpe.weights, report.zpe.scores):
+            print(f"  zpe {weight:.3f}  score {score:6.2f}  {slot}")
+        for name, predicted, cos in zip(images.names, report.predicted, report.max_cosine):
+            print(f"  {predicted:<24} cos {cos:+.3f}  {name}")
+        return
     print(f"top-1 {result.top1:.2%}   top-{result.top_k} {result.top5:.2%}")
     print("\nper class:")
     for name in result.class_names:
@@ -83,13 +101,13 @@ def _print_report(model, labelled, result, use: str, notes: list[str]) -> None:
     print("\nper template (accuracy alone, weight used, ZPE weight):")
     for row in sorted(result.per_template, key=lambda t: -t.accuracy):
         print(f"  {row.accuracy:7.2%}  w {row.weight:.3f}  zpe {row.zpe_weight:.3f}  {row.template}")
-    if result.zpe is not None and result.weighting == "zpe":
-        print(f"\nZPE bias correction: {result.zpe.bias_source}")
+    if report.weighting == "zpe":
+        print(f"\nZPE bias correction: {report.zpe.bias_source}")
+    for row in report.comparison:
+        print(f"  compare: {row.prompt_set:<18} {row.weighting:<5} top-1 {row.top1:.2%}  top-{result.top_k} {row.top5:.2%}")
     confused = [(int(result.confusion[i, j]), i, j) for i in range(len(result.class_names))
                 for j in range(len(result.class_names)) if i != j and result.confusion[i, j]]
     if confused:
         print("\nmost confused (true -> predicted):")
         for count, i, j in sorted(confused, reverse=True)[:5]:
             print(f"  {count:>4}  {result.class_names[i]} -> {result.class_names[j]}")
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)

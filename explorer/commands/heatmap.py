@@ -1,4 +1,4 @@
-"""python -m explorer heatmap IMAGE --text "..." --out FILE.png [--json]: where in an image a text matches."""
+"""clip-explorer heatmap IMAGE --text "..." --out FILE.png [--json]: where in an image a text matches."""
 from __future__ import annotations
 
 import argparse
@@ -38,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out: folder {Path(args.out).parent} does not exist")
     settings = load_settings(args)
     try:
-        image = load_image(args.image, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels)
-    except ImageError as exc:
+        image = load_image(args.image, settings.limits)
+    except ImageError as exc:  # the one input could not be read: exit 1, as for any unreadable input
         print(f"error: {exc}", file=sys.stderr)
         return 1
     model = model_from(settings)

@@ -1,11 +1,11 @@
-"""python -m explorer index DIR --index PATH: embed a folder of images into a searchable index."""
+"""clip-explorer index DIR --index PATH: embed a folder of images into a searchable index."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 
-from ..index import build_index
+from ..index_build import build_index
 from ..settings import load_settings
 from .common import ProgressBar, add_model_arguments, model_from
 
@@ -29,8 +29,7 @@ def run(args: argparse.Namespace) -> int:
     bar = ProgressBar(quiet=args.json)
     try:
         report = build_index(model, args.folder, args.index, batch_size=args.batch_size, workers=args.workers,
-                             index_type=args.index_type, progress=bar, max_bytes=settings.max_upload_bytes,
-                             max_pixels=settings.max_pixels)
+                             index_type=args.index_type, progress=bar, limits=settings.limits)
     finally:
         bar.close()
     counts = {"added": report.added, "updated": report.updated, "removed": report.removed,

@@ -1,12 +1,11 @@
-"""python -m explorer search --index PATH --text ... --image ...: find images by text and/or image."""
+"""clip-explorer search --index PATH --text ... --image ...: find images by text and/or image."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 
-from ..images import load_image
-from ..index import combine_queries, open_index
+from ..index import open_index
 from ..model import load_model
 from ..settings import load_settings
 from .common import add_model_arguments, model_from
@@ -45,20 +44,14 @@ def run(args: argparse.Namespace) -> int:
     index = open_index(args.index)
     if args.model:
         model = model_from(settings)
-        index.check_model(model)
     else:  # the model recorded in the index
         model = load_model(index.identity["name"], index.identity.get("pretrained"), settings.device,
                            settings.precision)
-        index.check_model(model)
     texts = [(value, w) for (kind, value), w in zip(queries, weights) if kind == "text"]
-    images = []
-    for (kind, value), w in zip(queries, weights):
-        if kind == "image":
-            image = load_image(value, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels)
-            images.append((image, w))
-    vector = combine_queries(model, [t for t, _ in texts], [i for i, _ in images],
-                             [w for _, w in texts] + [w for _, w in images])
-    hits = index.search(vector[None], args.k)[0]
+    images = [(value, w) for (kind, value), w in zip(queries, weights) if kind == "image"]
+    vector = index.query_vector(model, [t for t, _ in texts], [i for i, _ in images],
+                                [w for _, w in texts + images], settings.limits)
+    hits = index.search(vector, args.k)[0]
     if args.json:
         json.dump({"index": args.index, "model": model.identifier, "root": str(index.root),
                    "queries": [{"kind": kind, "value": value, "weight": w} for (kind, value), w in zip(queries, weights)],

@@ -1,11 +1,12 @@
-"""The Gradio app: one module per tab, composed here. ui/ holds layout and wiring, no maths."""
+"""The Gradio app: one module per tab, composed here around one application context.
+ui/ holds layout and wiring; every number comes from the core."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import gradio as gr
 
-from ..model import ModelSlot
+from ..context import AppContext
 from ..paths import MAX_UPLOAD_BYTES
 from ..settings import Settings
 from . import classify_tab, gap_tab, heatmaps_tab, model_panel, prompt_lab_tab, search_tab
@@ -13,24 +14,18 @@ from . import classify_tab, gap_tab, heatmaps_tab, model_panel, prompt_lab_tab, 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 CSS_PATH = ASSETS / "style.css"
 HOVER_JS = ASSETS / "hover_preview.js"
+TABS = (("Zero-shot classification", "classify", classify_tab), ("Prompt lab", "prompts", prompt_lab_tab),
+        ("Search", "search", search_tab), ("Heatmaps", "heatmaps", heatmaps_tab), ("Modality gap", "gap", gap_tab))
 
 
-def build_app(settings: Settings, slot: ModelSlot) -> gr.Blocks:
+def build_app(ctx: AppContext) -> gr.Blocks:
     with gr.Blocks(title="CLIP Explorer") as app:
-        gr.Markdown("# CLIP Explorer\nSee what a CLIP model thinks of your images, and why.",
-                    elem_id="title")
-        model_panel.build(settings, slot)
+        gr.Markdown("# CLIP Explorer\nSee what a CLIP model thinks of your images, and why.", elem_id="title")
+        model_panel.build(ctx)
         with gr.Tabs():
-            with gr.Tab("Zero-shot classification", id="classify"):
-                classify_tab.build(settings, slot)
-            with gr.Tab("Prompt lab", id="prompts"):
-                prompt_lab_tab.build(settings, slot)
-            with gr.Tab("Search", id="search"):
-                search_tab.build(settings, slot)
-            with gr.Tab("Heatmaps", id="heatmaps"):
-                heatmaps_tab.build(settings, slot)
-            with gr.Tab("Modality gap", id="gap"):
-                gap_tab.build(settings, slot)
+            for title, tab_id, module in TABS:
+                with gr.Tab(title, id=tab_id):
+                    module.build(ctx)
     return app
 
 

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import html
 
-
-def message(text: str, kind: str = "note") -> str:
-    return f'<div class="explorer-{kind}">{html.escape(text)}</div>'
+from .common import failures_html
 
 
 def _num(v, fmt: str = "{:+.3f}") -> str:
@@ -31,7 +29,7 @@ def _headline(m) -> str:
 def measures(run) -> str:
     """The measures table with a plain-English line for each, plus where the data came from."""
     m = run.measures
-    text_kind = "class texts" if run.kind == "labels" else "captions"
+    text_kind = "class texts" if run.texts.kind == "labels" else "captions"
     rows = [
         ("gap length", _num(m.gap_length, "{:.3f}"),
          "distance between the mean image and the mean text embedding (0 = same centre; at most 2)"),
@@ -39,7 +37,7 @@ def measures(run) -> str:
          "how alike the model finds two different images, on average"),
         ("mean cosine, text–text", _num(m.mean_cos_text_text), f"the same for two different {text_kind}"),
         ("mean cosine, matched pairs", _num(m.mean_cos_matched),
-         "each image with its own " + ("label's class text" if run.kind == "labels" else "caption")),
+         "each image with its own " + ("label's class text" if run.texts.kind == "labels" else "caption")),
         ("mean cosine, unmatched pairs", _num(m.mean_cos_unmatched), "each image with every other text"),
         ("alignment", _num(m.alignment, "{:.3f}"),
          "Wang & Isola: mean squared distance of matched pairs (lower = better aligned; 2 − 2 × matched cosine)"),
@@ -54,7 +52,7 @@ def measures(run) -> str:
              '<table class="explorer-table"><thead><tr><th>measure</th><th>value</th><th>what it says</th></tr>'
              f"</thead><tbody>{body}</tbody></table>"]
     sample = m.pair_sample
-    about = (f"{m.n_images:,} images from {run.source}, {m.n_texts:,} {text_kind}, {m.n_matched:,} matched pairs. "
+    about = (f"{m.n_images:,} images from {run.images.source}, {m.n_texts:,} {text_kind}, {m.n_matched:,} matched pairs. "
              "Means are exact over all pairs")
     if sample and (sample.get("images", m.n_images) < m.n_images or sample.get("texts", m.n_texts) < m.n_texts):
         about += (f"; histograms and uniformity use a sample of {sample['images']:,} images and "
@@ -62,10 +60,7 @@ def measures(run) -> str:
     parts.append(f'<p class="explorer-muted">{html.escape(about)}.</p>')
     for note in run.notes:
         parts.append(f'<p class="explorer-note">{html.escape(note)}</p>')
-    for line in run.failures[:20]:
-        parts.append(f'<p class="explorer-error">Skipped {html.escape(line)}</p>')
-    if len(run.failures) > 20:
-        parts.append(f'<p class="explorer-error">…and {len(run.failures) - 20} more unreadable files</p>')
+    parts.append(failures_html(run.images.failures))
     return "".join(parts)
 
 

@@ -1,53 +1,124 @@
 """Modality gap tab: how far apart a model keeps images and texts, and what closing the gap does.
 
-Layout and wiring only: inputs and a run live in gap_data.py (over explorer.gap_inputs and
-explorer.gap), HTML in gap_html.py, figures in explorer.plots. A run's embeddings stay in a gr.State,
-so the projection method and the shift slider recompute from them and never re-encode.
+Handlers: `compute_gap`, `projection_view` and `shift_view` (plain inputs in, a view out); `build`
+lays out and wires. Images come through the app context (sources.py), texts and numbers from
+gap_run.py and gap.py, the same functions `clip-explorer gap` calls; HTML is gap_html.py. A run
+(gap_run.GapRun) stays in a gr.State, so the projection method and the shift slider recompute from
+its embeddings and never re-encode.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 import gradio as gr
 
 from .. import plots
-from ..captions import CaptionError
+from ..context import AppContext
 from ..gap import ProjectionError, project_2d
-from ..index import IndexMismatchError
-from ..model import ModelSlot
-from ..paths import PathRefused
-from ..progress import RateText
-from ..prompts import PromptError
-from ..settings import Settings
-from . import gap_data as data
+from ..gap_run import GapRun, caption_texts, captions_for, label_texts, run_gap
+from ..prompts import PromptError, load_template_set, parse_labels
 from . import gap_html as show
-from .classify_tab import IMAGE_TYPES
+from .common import TEMPLATE_CHOICES, ZIP_TYPES, message, progress_reporter
 
+UPLOAD, FOLDER, INDEXED = "Upload images or a zip", "Folder on this machine", "Indexed folder (Search tab)"
+LABELS, CSV, SIDECAR = "Labels + templates", "Captions CSV (path,caption)", "Caption .txt beside each image"
 PROJECTIONS = {"PCA (instant)": "pca", "UMAP (slower, cached)": "umap"}
+MAX_THUMBNAILS = 400   # hover previews in the projection; more would bloat the figure sent to the browser
 
 
-def build(settings: Settings, slot: ModelSlot) -> None:
+@dataclass
+class GapView:
+    measures: str
+    histograms: Any = None
+    projection: Any = None
+    projection_note: str = ""
+    curve: Any = None
+    readout: str = ""
+    run: GapRun | None = None
+
+
+def index_choices(ctx: AppContext) -> list[tuple[str, str]]:
+    """(label, index folder) of the indexes the loaded model made."""
+    model = ctx.slot.model
+    return [] if model is None else [(info.label(), str(info.folder)) for info in ctx.indexes.listed(model)]
+
+
+def compute_gap(ctx: AppContext, source: str, uploads, folder_text: str, index_folder: str | None, text_source: str,
+                label_text: str, template_choice: str, csv_path: str | None, method: str, progress=None) -> GapView:
+    try:
+        model = ctx.model()
+        if source == INDEXED and not index_folder:
+            raise ValueError("Pick an indexed folder (build one in the Search tab), or choose another image source.")
+        images = ctx.embed_choice(uploads=uploads if source == UPLOAD else None,
+                                  folder=folder_text if source == FOLDER else None,
+                                  index_folder=index_folder if source == INDEXED else None,
+                                  progress=progress_reporter(progress, "images encoded"))
+        if text_source == LABELS:
+            texts = label_texts(model, images, parse_labels(label_text).labels,
+                                load_template_set(TEMPLATE_CHOICES[template_choice]))
+        else:
+            if text_source == CSV and not csv_path:
+                raise PromptError("Upload a CSV whose first line is path,caption.")
+            if text_source == SIDECAR and images.root is not None and not ctx.servable(images.root):
+                raise ValueError(f"{images.root} is outside the folders this app may read, so its .txt files "
+                                 "cannot be read")
+            texts = caption_texts(model, images, captions_for(images, csv_path if text_source == CSV else None),
+                                  "the CSV" if text_source == CSV else "the .txt files")
+        run = run_gap(images, texts)
+    except ValueError as exc:  # NoModel, PathRefused, PromptError, CaptionError, IndexMismatchError ...
+        return GapView(message(str(exc), "error"))
+    figure, note = projection_view(ctx, run, method)
+    return GapView(show.measures(run), plots.gap_histograms(run.measures.histograms), figure, note,
+                   plots.shift_curve(run.curve, 0.0, run.metric), show.readout(run, run.curve[0]), run)
+
+
+def projection_view(ctx: AppContext, run: GapRun, method_label: str):
+    """(figure, note) of the joint 2-D map of the run's images and texts."""
+    try:
+        proj = project_2d(run.images.embeddings, run.texts.embeddings, PROJECTIONS[method_label],
+                          matches=run.texts.matches)
+    except ProjectionError as exc:
+        return None, message(str(exc), "error")
+    paths = run.images.paths[:MAX_THUMBNAILS]
+    thumbnails = [ctx.thumbnails.data_uri(p) if ctx.servable(p) else None for p in paths]
+    note = ("Hover a point for its file name or text; image points also show a preview (the first "
+            f"{MAX_THUMBNAILS} images). Grey lines join matched pairs; × marks each modality's centroid.")
+    if proj.sampled:
+        note += f" Showing a sample of {proj.sample_size:,} of {proj.total_points:,} points."
+    figure = plots.gap_projection(proj, run.images.names, run.texts.texts, proj.pair_lines(run.texts.matches),
+                                  thumbnails)
+    return figure, message(note, "muted")
+
+
+def shift_view(run: GapRun, lam: float):
+    """(readout HTML, curve figure) at shift `lam`, from the run's embeddings."""
+    point = run.at(lam)
+    return show.readout(run, point), plots.shift_curve(run.curve, point.lam, run.metric)
+
+
+def build(ctx: AppContext) -> None:
     gr.Markdown("CLIP-style models keep image and text embeddings in two separate cones: the *modality gap* "
                 "(Liang et al. 2022). Measure it on your images and texts, see it in 2-D, and slide the two "
                 "modalities towards each other to see what that does to matching.", elem_id="gap-intro")
-    sources = [data.UPLOAD, data.INDEXED] if settings.hosted else [data.UPLOAD, data.FOLDER, data.INDEXED]
+    sources = [UPLOAD, INDEXED] if ctx.settings.hosted else [UPLOAD, FOLDER, INDEXED]
     with gr.Row(equal_height=False):
         with gr.Column(scale=2):
-            source = gr.Radio(sources, value=data.UPLOAD, label="Images", elem_id="gap-source")
+            source = gr.Radio(sources, value=UPLOAD, label="Images", elem_id="gap-source")
             files = gr.File(label="Images or a zip (class sub-folders label them); caption .txt files too",
-                            file_count="multiple", file_types=IMAGE_TYPES + [".zip", ".txt"], height=140,
-                            elem_id="gap-images")
-            folder = gr.Textbox(label="Folder", visible=False, elem_id="gap-folder",
-                                placeholder="/path/to/images", info="Allowed: " + ", ".join(
-                                    str(r) for r in settings.allowed_roots) + ". Class sub-folders label the images.")
+                            file_count="multiple", file_types=ZIP_TYPES + [".txt"], height=140, elem_id="gap-images")
+            folder = gr.Textbox(label="Folder", visible=False, elem_id="gap-folder", placeholder="/path/to/images",
+                                info="Allowed: " + ", ".join(str(r) for r in ctx.settings.allowed_roots)
+                                     + ". Class sub-folders label the images.")
             with gr.Row(visible=False) as index_row:
                 index_choice = gr.Dropdown([], label="Indexed folder (its stored embeddings are used)", scale=4,
                                            elem_id="gap-index")
                 refresh = gr.Button("Refresh", scale=1, min_width=80, elem_id="gap-index-refresh")
-            text_source = gr.Radio([data.LABELS, data.CSV, data.SIDECAR], value=data.LABELS, label="Texts",
-                                   elem_id="gap-text-source")
+            text_source = gr.Radio([LABELS, CSV, SIDECAR], value=LABELS, label="Texts", elem_id="gap-text-source")
             labels = gr.Textbox(label="Labels (an image's label: its folder's name, or the start of its file name, "
                                       "e.g. red_circle_3.png → “red circle”)", lines=3, elem_id="gap-labels",
                                 placeholder="one per line, or comma-separated; empty: the class sub-folder names")
-            templates = gr.Radio(list(data.TEMPLATE_SETS), value=next(iter(data.TEMPLATE_SETS)),
+            templates = gr.Radio(list(TEMPLATE_CHOICES), value=next(iter(TEMPLATE_CHOICES)),
                                  label="Prompt templates", elem_id="gap-templates")
             csv_file = gr.File(label="Captions CSV: first line path,caption (paths relative to the CSV, the image "
                                      "folder, or just file names)", file_types=[".csv"], visible=False, height=90,
@@ -66,77 +137,38 @@ def build(settings: Settings, slot: ModelSlot) -> None:
             method = gr.Radio(list(PROJECTIONS), value=next(iter(PROJECTIONS)), label="2-D projection",
                               elem_id="gap-method")
             projection = gr.Plot(label="Joint map", elem_id="gap-projection")
-            projection_note = gr.HTML(show.message("Hover a point for its file name or text, and an image point "
-                                                   "for a preview. Grey lines join matched pairs.", "muted"),
+            projection_note = gr.HTML(message("Hover a point for its file name or text, and an image point "
+                                              "for a preview. Grey lines join matched pairs.", "muted"),
                                       elem_id="gap-projection-note")
         with gr.Column(scale=2):
             histograms = gr.Plot(label="Cosine histograms", elem_id="gap-hist")
     state = gr.State(None)
 
-    def on_source(choice):
-        choices = data.indexed_folders(settings.index_dir, slot.model) if choice == data.INDEXED else None
-        return (gr.update(visible=choice == data.UPLOAD), gr.update(visible=choice == data.FOLDER),
-                gr.update(visible=choice == data.INDEXED),
-                gr.update() if choices is None else gr.update(choices=choices, value=choices[0][1] if choices else None))
-
-    def on_refresh():
-        choices = data.indexed_folders(settings.index_dir, slot.model)
+    def choices_update():
+        choices = index_choices(ctx)
         return gr.update(choices=choices, value=choices[0][1] if choices else None)
 
+    def on_source(choice):
+        return (gr.update(visible=choice == UPLOAD), gr.update(visible=choice == FOLDER),
+                gr.update(visible=choice == INDEXED), choices_update() if choice == INDEXED else gr.update())
+
     def on_text_source(choice):
-        return (gr.update(visible=choice == data.LABELS), gr.update(visible=choice == data.LABELS),
-                gr.update(visible=choice == data.CSV))
+        return (gr.update(visible=choice == LABELS), gr.update(visible=choice == LABELS),
+                gr.update(visible=choice == CSV))
 
     source.change(on_source, source, [files, folder, index_row, index_choice])
-    refresh.click(on_refresh, None, index_choice)
+    refresh.click(choices_update, None, index_choice)
     text_source.change(on_text_source, text_source, [labels, templates, csv_file])
 
-    def projection_of(run, method_name):
-        try:
-            proj = project_2d(run.image_emb, run.text_emb, PROJECTIONS[method_name], matches=run.matches)
-        except ProjectionError as exc:
-            return None, show.message(str(exc), "error")
-        note = "Hover a point for its file name or text; image points also show a preview (the first " \
-               f"{data.MAX_THUMBNAILS} images). Grey lines join matched pairs; × marks each modality's centroid."
-        if proj.sampled:
-            note += f" Showing a sample of {proj.sample_size:,} of {proj.total_points:,} points."
-        figure = plots.gap_projection(proj, run.names, run.texts, proj.pair_lines(run.matches), run.thumbnails)
-        return figure, show.message(note, "muted")
-
-    def on_run(src, uploads, folder_text, index_folder, text_src, label_text, template_choice, csv_path,
-               method_name, progress=gr.Progress()):
-        blank = (None, None, None, None, gr.update(value=0), "", None)
-        model = slot.model
-        if model is None:
-            return (show.message(f"No model is loaded. {slot.error or ''} Load one in the Model panel above.",
-                                 "error"),) + blank
-        progress(0, desc="Reading images")
-        rate = RateText("images encoded")
-        try:
-            run = data.compute(model, settings, src, uploads, folder_text, index_folder, text_src, label_text,
-                               template_choice, csv_path,
-                               progress=lambda done, total: progress(done / max(total, 1), desc=rate(done, total)))
-        except (PathRefused, PromptError, CaptionError, IndexMismatchError, ValueError, OSError) as exc:
-            return (show.message(str(exc), "error"),) + blank
-        progress(1, desc="Drawing")
-        figure, note = projection_of(run, method_name)
-        return (show.measures(run), plots.gap_histograms(run.measures.histograms), figure, note,
-                plots.shift_curve(run.curve, 0.0, run.metric), gr.update(value=0),
-                show.readout(run, run.curve[0]), run)
-
-    def on_shift(run, value):
-        if run is None:
-            return gr.update(), gr.update()
-        point = data.shift_point(run, value)
-        return show.readout(run, point), plots.shift_curve(run.curve, point.lam, run.metric)
-
-    def on_method(run, method_name):
-        if run is None:
-            return gr.update(), gr.update()
-        return projection_of(run, method_name)
+    def on_run(*args, progress=gr.Progress()):
+        view = compute_gap(ctx, *args, progress=progress)
+        return (view.measures, view.histograms, view.projection, view.projection_note, view.curve, gr.update(value=0),
+                view.readout, view.run)
 
     inputs = [source, files, folder, index_choice, text_source, labels, templates, csv_file, method]
     run.click(on_run, inputs, [table, histograms, projection, projection_note, curve, lam, readout, state],
               concurrency_limit=2)
-    lam.change(on_shift, [state, lam], [readout, curve], trigger_mode="always_last", show_progress="hidden")
-    method.change(on_method, [state, method], [projection, projection_note])
+    lam.change(lambda r, v: (gr.update(), gr.update()) if r is None else shift_view(r, v), [state, lam],
+               [readout, curve], trigger_mode="always_last", show_progress="hidden")
+    method.change(lambda r, m: (gr.update(), gr.update()) if r is None else projection_view(ctx, r, m),
+                  [state, method], [projection, projection_note])

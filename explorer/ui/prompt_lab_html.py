@@ -3,19 +3,15 @@ from __future__ import annotations
 
 import html
 
-import numpy as np
-
-from ..evaluate import none_of_these
+from ..evaluate import none_of_these, template_verdicts
+from .common import failures_html, notes_html
 
 _SCROLL = '<div class="pl-scroll" style="max-height:{h}px;overflow:auto">{body}</div>'
 _HELPS = "background:rgba(44,160,44,0.12)"
 _HURTS = "background:rgba(214,39,40,0.12)"
+_VERDICTS = {"helps": ("▲&nbsp;helps", _HELPS), "hurts": ("▼&nbsp;hurts", _HURTS), "": ("", "")}
 WEIGHTING_NAMES = {"mean": "equal average", "zpe": "ZPE", "single": "one template"}
 MAX_IMAGE_ROWS = 200
-
-
-def message(text: str, kind: str = "note") -> str:
-    return f'<div class="explorer-{kind}">{html.escape(text)}</div>'
 
 
 def _pct(x) -> str:
@@ -37,7 +33,7 @@ def _table(head: list[str], rows: list[str], height: int = 420) -> str:
 def summary(report) -> str:
     """Headline numbers, where the images came from, the ZPE bias source, skipped files and notes."""
     images, parts = report.images, []
-    n, c = len(report.image_names), len(report.class_names)
+    n, c = len(images), len(report.class_names)
     how = WEIGHTING_NAMES[report.weighting]
     if report.result is not None:
         r = report.result
@@ -54,13 +50,8 @@ def summary(report) -> str:
                      f'prompt\'s ZPE weight, and {flagged}. Images: {html.escape(images.source)}.</p>')
     parts.append(f'<p class="explorer-note" id="pl-bias-source"><b>ZPE bias correction:</b> '
                  f'{html.escape(report.zpe.bias_source)}.</p>')
-    for note in images.notes + report.notes:
-        parts.append(f'<p class="explorer-muted">Note: {html.escape(note)}.</p>')
-    for failure in images.failures[:20]:
-        parts.append(f'<p class="explorer-error">Skipped {html.escape(failure.path)}: '
-                     f'{html.escape(failure.reason)}</p>')
-    if len(images.failures) > 20:
-        parts.append(f'<p class="explorer-error">…and {len(images.failures) - 20} more unreadable file(s).</p>')
+    parts.append(notes_html(images.notes + report.notes))
+    parts.append(failures_html(images.failures))
     return "".join(parts)
 
 
@@ -69,18 +60,13 @@ def per_template(report) -> str:
     at least as good as the whole ensemble shaded green, those 5+ points below the average red."""
     zpe = report.zpe
     if report.result is not None:
-        scores = report.result.per_template
-        accs = np.array([s.accuracy for s in scores])
-        average, ensemble_top1 = float(accs.mean()), report.result.top1
+        scores, verdicts = report.result.per_template, template_verdicts(report.result)
+        average, ensemble_top1 = report.result.mean_template_accuracy, report.result.top1
         order = sorted(range(len(scores)), key=lambda i: -scores[i].accuracy)
         rows = []
         for i in order:
             s = scores[i]
-            verdict, style = "", ""
-            if s.accuracy >= ensemble_top1:
-                verdict, style = "▲&nbsp;helps", _HELPS
-            elif s.accuracy < average - 0.05:
-                verdict, style = "▼&nbsp;hurts", _HURTS
+            verdict, style = _VERDICTS[verdicts[i]]
             rows.append(f'<tr style="{style}"><td>{i + 1}</td><td class="pl-template">{html.escape(s.template)}</td>'
                         f"<td>{_pct(s.accuracy)}</td><td>{s.accuracy - average:+.1%}</td><td>{verdict}</td>"
                         f"<td>{s.weight:.3f}</td><td>{s.zpe_weight:.3f}</td><td>{s.zpe_score:.2f}</td></tr>")
@@ -141,7 +127,7 @@ def none_table(state: dict | None, min_cosine: float, min_probability: float) ->
     flags = none_of_these(state["max_cosine"], state["max_probability"], min_cosine=min_cosine,
                           min_probability=min_probability)
     labelled = state["true"] is not None
-    order = np.argsort(~flags, kind="stable")[:MAX_IMAGE_ROWS]
+    order = sorted(range(len(flags)), key=lambda i: not flags[i])[:MAX_IMAGE_ROWS]
     rows = []
     for i in order:
         truth = f"<td>{html.escape(state['true'][i])}</td>" if labelled else ""

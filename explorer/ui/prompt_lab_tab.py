@@ -1,41 +1,129 @@
 """Prompt lab tab: edit a prompt set, add class descriptions, pick an ensembling, and see what each
-prompt does on a labelled folder (accuracy) or on plain images (ZPE weights, "none of these")."""
+prompt does on a labelled folder (accuracy) or on plain images (ZPE weights, "none of these").
+
+Handlers: the row edits (`rows_of`, `moved`, `save_files`) and `evaluate_prompts` (plain inputs in,
+a LabView out), which embeds the images through the app context and scores them with lab.run_lab,
+the function behind `clip-explorer eval`. `build` lays out and wires.
+"""
 from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import gradio as gr
 import pandas as pd
 
 from .. import plots
+from ..context import AppContext
 from ..descriptions import ASSETS as DESCRIPTION_EXAMPLES
-from ..model import ModelSlot
-from ..progress import RateText
-from ..prompts import PromptError
-from ..settings import Settings
-from . import prompt_lab_data as data
+from ..descriptions import load_descriptions
+from ..lab import LabReport, run_lab
+from ..prompts import check_templates, load_template_set, parse_labels, read_template_file, write_template_files
 from . import prompt_lab_html as show
-from .classify_tab import IMAGE_TYPES
+from .common import TEMPLATE_CHOICES, ZIP_TYPES, message, progress_reporter
 
 EXAMPLES = {p.name: p for p in sorted(DESCRIPTION_EXAMPLES.glob("*.json"))}
+WEIGHTINGS = {"Equal average": "mean", "ZPE (weights from the images)": "zpe", "One chosen template": "single"}
+USES = {"Templates": "templates", "Descriptions": "descriptions", "Both": "both"}
+SAVED_SETS = Path(tempfile.gettempdir()) / "clip-explorer-prompt-sets"
 
 
-def _frame(rows: list[str]) -> pd.DataFrame:
+# ---- the editable template list ------------------------------------------------------------------
+def rows_of(table) -> list[str]:
+    """The template column of the Dataframe value (pandas, list of lists or None), blanks dropped."""
+    if table is None:
+        return []
+    values = table.iloc[:, 0].tolist() if hasattr(table, "iloc") else [row[0] if row else "" for row in table]
+    return [" ".join(str(v).split()) for v in values if v is not None and str(v).strip()]
+
+
+def frame(rows: list[str]) -> pd.DataFrame:
     return pd.DataFrame({"template": list(rows)})
 
 
-def build(settings: Settings, slot: ModelSlot) -> None:
+def moved(rows: list[str], number, delta: int) -> list[str]:
+    """Row `number` (from 1) moved by delta (-1 up, +1 down); unchanged at the ends."""
+    i = int(number or 0) - 1
+    j = i + delta
+    if not (0 <= i < len(rows) and 0 <= j < len(rows)):
+        return rows
+    rows = list(rows)
+    rows[i], rows[j] = rows[j], rows[i]
+    return rows
+
+
+def save_files(rows: list[str]) -> tuple[str, str]:
+    """The set as prompt-set.txt and prompt-set.json (one folder per distinct set) -> both paths."""
+    folder = SAVED_SETS / hashlib.sha1("\n".join(rows).encode()).hexdigest()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    txt, js = write_template_files(rows, folder)
+    return str(txt), str(js)
+
+
+# ---- a run ------------------------------------------------------------------------------------------
+@dataclass
+class LabView:
+    summary: str
+    per_template: str = ""
+    comparison: str = ""
+    per_class: str = ""
+    confusion: Any = None         # plotly figure; None hides it
+    none_of_these: str = ""
+    flags: dict | None = None     # what the "none of these" sliders re-filter without a new run
+    report: LabReport | None = None
+
+
+def evaluate_prompts(ctx: AppContext, table, folder_text: str, files, label_text: str, desc_text: str,
+                     desc_path: str | None, use_name: str, weighting_name: str, row, compare_builtins: bool,
+                     min_cosine: float, min_probability: float, progress=None) -> LabView:
+    use = USES[use_name]
+    try:
+        model = ctx.model()
+        templates = check_templates(rows_of(table)) if use != "descriptions" else None
+        descriptions = load_descriptions(desc_path) if desc_path else (
+            load_descriptions(desc_text) if (desc_text or "").strip() else None)
+        images = ctx.embed_choice(uploads=files, folder=folder_text,
+                                  progress=progress_reporter(progress, "images embedded"))
+        if progress is not None:
+            progress(1, desc="Scoring the prompts")
+        report = run_lab(model, images, templates, descriptions, use, WEIGHTINGS[weighting_name],
+                         labels=parse_labels(label_text).labels, template=int(row or 1) - 1,
+                         compare_builtins=compare_builtins)
+    except ValueError as exc:  # NoModel, PromptError, PathRefused, IndexMismatchError ...
+        return LabView(message(str(exc), "error"))
+    flags = dict(names=report.images.names, predicted=report.predicted, true=report.true,
+                 max_cosine=report.max_cosine, max_probability=report.max_probability)
+    result = report.result
+    return LabView(show.summary(report), "<h4>Per prompt</h4>" + show.per_template(report),
+                   "<h4>Prompt sets compared</h4>" + show.comparison(report.comparison) if report.comparison else "",
+                   "<h4>Per class</h4>" + show.per_class(result) if result is not None else "",
+                   plots.confusion_heatmap(result.class_names, result.confusion) if result is not None else None,
+                   none_view(flags, min_cosine, min_probability), flags, report)
+
+
+def none_view(flags: dict | None, min_cosine: float, min_probability: float) -> str:
+    return "<h4>None of these</h4>" + show.none_table(flags, min_cosine, min_probability) if flags else ""
+
+
+# ---- the page ---------------------------------------------------------------------------------------
+def build(ctx: AppContext) -> None:
     gr.Markdown("Edit the prompts that turn class names into text, then see on your own images which "
                 "prompts help, which hurt, and how the ensembling choice changes accuracy.", elem_id="pl-intro")
-    default = data.builtin(next(iter(data.BUILTIN_SETS)))
+    first_set = next(iter(TEMPLATE_CHOICES))
+    default = load_template_set(TEMPLATE_CHOICES[first_set])
     with gr.Row(equal_height=False):
         with gr.Column(scale=1):
             gr.Markdown("### Prompt set")
             with gr.Row():
-                builtin = gr.Dropdown(list(data.BUILTIN_SETS), value=next(iter(data.BUILTIN_SETS)), scale=3,
-                                      label="Built-in set", elem_id="pl-builtin")
+                builtin = gr.Dropdown(list(TEMPLATE_CHOICES), value=first_set, scale=3, label="Built-in set",
+                                      elem_id="pl-builtin")
                 load_builtin = gr.Button("Load built-in set", scale=1, elem_id="pl-load-builtin")
-            table = gr.Dataframe(_frame(default), headers=["template"], datatype="str", column_count=1,
-                                 interactive=True, wrap=True, show_row_numbers=True,
-                                 max_height=280, elem_id="pl-templates",
+            table = gr.Dataframe(frame(default), headers=["template"], datatype="str", column_count=1,
+                                 interactive=True, wrap=True, show_row_numbers=True, max_height=280,
+                                 elem_id="pl-templates",
                                  label="Templates: {} is replaced by the class name (click a cell to edit it)")
             with gr.Row():
                 new = gr.Textbox(label="New template", placeholder="a drawing of a {}.", scale=3,
@@ -50,10 +138,10 @@ def build(settings: Settings, slot: ModelSlot) -> None:
             with gr.Row():
                 load_file = gr.UploadButton("Load .txt / .json", file_types=[".txt", ".json"], size="md",
                                             elem_id="pl-load-file")
-                txt_path, json_path = data.save_files(default)
+                txt_path, json_path = save_files(default)
                 save_txt = gr.DownloadButton("Save as .txt", value=txt_path, size="md", elem_id="pl-save-txt")
                 save_json = gr.DownloadButton("Save as .json", value=json_path, size="md", elem_id="pl-save-json")
-            set_status = gr.HTML(show.message(f"{len(default)} template(s)."), elem_id="pl-set-status")
+            set_status = gr.HTML(message(f"{len(default)} template(s)."), elem_id="pl-set-status")
             with gr.Accordion("Class descriptions (CuPL style)", open=False):
                 example = gr.Dropdown(["(none)"] + list(EXAMPLES), value="(none)", label="Example descriptions",
                                       elem_id="pl-desc-example")
@@ -61,25 +149,21 @@ def build(settings: Settings, slot: ModelSlot) -> None:
                                     elem_id="pl-desc-file")
                 desc_text = gr.Textbox(label='…or type JSON: {"class": ["sentence", …]}', lines=5,
                                        max_lines=12, elem_id="pl-desc-text")
-            use = gr.Radio(list(data.USES), value="Templates", label="Build each class's prompts from",
-                           elem_id="pl-use")
+            use = gr.Radio(list(USES), value="Templates", label="Build each class's prompts from", elem_id="pl-use")
         with gr.Column(scale=1):
             gr.Markdown("### Images")
-            if settings.hosted:
+            if ctx.settings.hosted:
                 folder = gr.State("")
             else:
-                folder = gr.Textbox(label="Folder on this machine", elem_id="pl-folder",
-                                    placeholder="/path/to/folder",
+                folder = gr.Textbox(label="Folder on this machine", elem_id="pl-folder", placeholder="/path/to/folder",
                                     info="One sub-folder per class (labelled), or just images (unlabelled). "
                                          "Or upload below instead.")
             uploads = gr.File(label="Upload a zip of class folders (labelled), or images (unlabelled)",
-                              file_count="multiple", file_types=[".zip"] + IMAGE_TYPES, height=130,
-                              elem_id="pl-upload")
+                              file_count="multiple", file_types=ZIP_TYPES, height=130, elem_id="pl-upload")
             labels = gr.Textbox(label="Class names (for unlabelled images; a labelled folder's sub-folders "
                                       "name its classes)", lines=3, elem_id="pl-labels",
                                 placeholder="one per line, or comma-separated")
-            weighting = gr.Radio(list(data.WEIGHTINGS), value="Equal average", label="Ensembling",
-                                 elem_id="pl-weighting")
+            weighting = gr.Radio(list(WEIGHTINGS), value="Equal average", label="Ensembling", elem_id="pl-weighting")
             single_row = gr.Number(label="Row used by “One chosen template” (descriptions are the last row)",
                                    value=1, precision=0, minimum=1, elem_id="pl-single-row")
             compare_on = gr.Checkbox(True, label="Compare with the built-in sets (equal average and ZPE)",
@@ -104,93 +188,61 @@ def build(settings: Settings, slot: ModelSlot) -> None:
             confusion = gr.Plot(label="Confusion matrix", visible=False, elem_id="pl-confusion")
     none_html = gr.HTML(elem_id="pl-none")
     flags = gr.State(None)
+    _wire_editing(table, builtin, load_builtin, new, add, row_no, up, down, remove, load_file, save_txt, save_json,
+                  set_status, example, desc_text)
 
-    # ---- editing the set --------------------------------------------------------------------------
-    def on_table(frame):
-        rows = data.rows_of(frame)
-        try:
-            data.checked(rows)
-        except PromptError as exc:
-            return gr.update(), gr.update(), show.message(str(exc), "error")
-        txt, js = data.save_files(rows)
-        return txt, js, show.message(f"{len(rows)} template(s).")
-
-    def edit(change):
-        def handler(frame, *args):
-            try:
-                return _frame(change(data.rows_of(frame), *args)), ""
-            except (PromptError, OSError) as exc:
-                return gr.update(), show.message(str(exc), "error")
-        return handler
-
-    def add_row(frame, text):
-        text = " ".join((text or "").split())
-        try:
-            data.checked([text])
-        except PromptError as exc:
-            return gr.update(), show.message(str(exc), "error"), gr.update()
-        return _frame(data.rows_of(frame) + [text]), "", ""
-
-    table.change(on_table, table, [save_txt, save_json, set_status])
-    load_builtin.click(edit(lambda rows, choice: data.builtin(choice)), [table, builtin], [table, set_status])
-    add.click(add_row, [table, new], [table, set_status, new])
-    new.submit(add_row, [table, new], [table, set_status, new])
-    up.click(edit(lambda rows, n: data.moved(rows, n, -1)), [table, row_no], [table, set_status]).success(
-        lambda n: max(1, int(n or 1) - 1), row_no, row_no)
-    down.click(edit(lambda rows, n: data.moved(rows, n, +1)), [table, row_no], [table, set_status]).success(
-        lambda n: int(n or 1) + 1, row_no, row_no)
-    remove.click(edit(lambda rows, n: [r for i, r in enumerate(rows, 1) if i != int(n or 0)]),
-                 [table, row_no], [table, set_status])
-    load_file.upload(edit(lambda rows, f: data.templates_from_file(f)), [table, load_file], [table, set_status])
-    example.change(lambda name: EXAMPLES[name].read_text(encoding="utf-8") if name in EXAMPLES else "",
-                   example, desc_text)
-
-    # ---- a run ------------------------------------------------------------------------------------
-    def on_run(frame, folder_text, files, label_text, desc_json, desc_path, use_name, weighting_name, row,
-               compare_builtins, cos_threshold, prob_threshold, progress=gr.Progress()):
-        empty = ("", "", "", gr.update(visible=False), "", None)
-        model = slot.model
-        if model is None:
-            return (show.message(f"No model is loaded. {slot.error or ''} Load one in the Model panel above.",
-                                 "error"),) + empty
-        use_key = data.USES[use_name]
-        try:
-            templates = data.checked(data.rows_of(frame)) if use_key != "descriptions" else None
-            descriptions = data.descriptions_from(desc_json, desc_path)
-            if not files and not (folder_text or "").strip():
-                raise ValueError("give the images: " + ("upload a zip or images" if settings.hosted
-                                                        else "type a folder path, or upload a zip or images"))
-            progress(0, desc="Embedding images")
-            rate = RateText("images embedded")
-            images = data.image_set(model, settings, folder_text, files,
-                                    progress=lambda done, total: progress(done / max(total, 1),
-                                                                          desc=rate(done, total)))
-            progress(1, desc="Scoring the prompts")
-            report = data.run_lab(model, images, label_text, templates, descriptions, use_key,
-                                  data.WEIGHTINGS[weighting_name], row, compare_builtins)
-        except ValueError as exc:  # PromptError and PathRefused are ValueErrors with a plain message
-            return (show.message(str(exc), "error"),) + empty
-        state = dict(names=report.image_names, predicted=report.predicted, true=report.true,
-                     max_cosine=report.max_cosine, max_probability=report.max_probability)
-        result = report.result
-        heading = "<h4>{}</h4>".format
-        return (show.summary(report),
-                heading("Per prompt") + show.per_template(report),
-                heading("Prompt sets compared") + show.comparison(report.comparison)
-                if report.comparison else "",
-                heading("Per class") + show.per_class(result) if result is not None else "",
-                gr.update(value=plots.confusion_heatmap(result.class_names, result.confusion), visible=True)
-                if result is not None else gr.update(visible=False),
-                heading("None of these") + show.none_table(state, cos_threshold, prob_threshold),
-                state)
+    def on_run(*args, progress=gr.Progress()):
+        view = evaluate_prompts(ctx, *args, progress=progress)
+        return (view.summary, view.per_template, view.comparison, view.per_class,
+                gr.update(value=view.confusion, visible=view.confusion is not None), view.none_of_these, view.flags)
 
     inputs = [table, folder, uploads, labels, desc_text, desc_file, use, weighting, single_row, compare_on,
               min_cos, min_prob]
-    outputs = [summary, templates_html, compare_html, class_html, confusion, none_html, flags]
-    run.click(on_run, inputs, outputs, concurrency_limit=2)
-
-    def on_threshold(state, cos_threshold, prob_threshold):
-        return "<h4>None of these</h4>" + show.none_table(state, cos_threshold, prob_threshold) if state else ""
-
+    run.click(on_run, inputs, [summary, templates_html, compare_html, class_html, confusion, none_html, flags],
+              concurrency_limit=2)
     for slider in (min_cos, min_prob):
-        slider.release(on_threshold, [flags, min_cos, min_prob], none_html)
+        slider.release(none_view, [flags, min_cos, min_prob], none_html)
+
+
+def _wire_editing(table, builtin, load_builtin, new, add, row_no, up, down, remove, load_file, save_txt, save_json,
+                  set_status, example, desc_text) -> None:
+    """Events that edit the template table; each re-checks the set and refreshes the downloads."""
+    def on_table(current):
+        rows = rows_of(current)
+        try:
+            check_templates(rows)
+        except ValueError as exc:
+            return gr.update(), gr.update(), message(str(exc), "error")
+        txt, js = save_files(rows)
+        return txt, js, message(f"{len(rows)} template(s).")
+
+    def edit(change):
+        def handler(current, *args):
+            try:
+                return frame(change(rows_of(current), *args)), ""
+            except (ValueError, OSError) as exc:
+                return gr.update(), message(str(exc), "error")
+        return handler
+
+    def add_row(current, text):
+        text = " ".join((text or "").split())
+        try:
+            check_templates([text])
+        except ValueError as exc:
+            return gr.update(), message(str(exc), "error"), gr.update()
+        return frame(rows_of(current) + [text]), "", ""
+
+    table.change(on_table, table, [save_txt, save_json, set_status])
+    load_builtin.click(edit(lambda rows, choice: load_template_set(TEMPLATE_CHOICES[choice])), [table, builtin],
+                       [table, set_status])
+    add.click(add_row, [table, new], [table, set_status, new])
+    new.submit(add_row, [table, new], [table, set_status, new])
+    up.click(edit(lambda rows, n: moved(rows, n, -1)), [table, row_no], [table, set_status]).success(
+        lambda n: max(1, int(n or 1) - 1), row_no, row_no)
+    down.click(edit(lambda rows, n: moved(rows, n, +1)), [table, row_no], [table, set_status]).success(
+        lambda n: int(n or 1) + 1, row_no, row_no)
+    remove.click(edit(lambda rows, n: [r for i, r in enumerate(rows, 1) if i != int(n or 0)]),
+                 [table, row_no], [table, set_status])
+    load_file.upload(edit(lambda rows, f: read_template_file(f)), [table, load_file], [table, set_status])
+    example.change(lambda name: EXAMPLES[name].read_text(encoding="utf-8") if name in EXAMPLES else "",
+                   example, desc_text)

@@ -1,50 +1,159 @@
 """Search tab: index a folder (typed, or uploaded), then find images by text, by image, or both.
 
-Layout and wiring only; indexing and search live in explorer/index.py, bookkeeping and thumbnails
-in search_indexes.py, HTML in search_html.py. The last results are kept in a gr.State (index folder,
-query, hits as relative path + score), so moving the threshold never searches again, and a click on
-a result searches with that image's stored embedding (no re-encoding).
+Handlers: `build_search_index`, `search`, `search_like` and `results_view` (plain inputs in, a
+SearchView out); `build` lays out and wires. Indexing and search are index_build.py and index.py,
+HTML is search_html.py. The last results are kept in a gr.State (index folder, query, hits as
+relative path + score), so moving the threshold never searches again, and a click on a result
+searches with that image's stored embedding (no re-encoding).
+
+Result thumbnails are made through images.Thumbnails (the same size and pixel limits apply) and
+handed to the Gallery as PIL images: gradio copies them into its own cache, no server path is
+sent to the browser, and nothing outside an indexed folder is read.
 """
 from __future__ import annotations
 
-import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
+from PIL import Image
 
-from .. import paths
-from ..images import IMAGE_EXTENSIONS, ImageError, load_image
-from ..index import IndexMismatchError, build_index, combine_queries
-from ..model import ModelSlot
-from ..progress import RateText
-from ..settings import Settings
+from ..context import AppContext
+from ..images import ImageError
+from ..index import ImageIndex
+from ..index_build import build_index
+from ..paths import PathRefused, inside_roots
 from . import search_html as render
-from .search_indexes import (UPLOAD_DIR, OpenIndexes, Thumbnails, index_folder, placeholder, prune_upload_indexes,
-                             servable_roots)
+from .common import ZIP_TYPES, progress_reporter
 
 FOLDER, UPLOAD = "A folder on this computer", "Upload images, a folder or a zip"
 BUILD_WORKERS = 2
-DEFAULT_INDEX_DIR = Path.home() / ".cache" / "clip-explorer" / "indexes"
+PLACEHOLDER_SIDE = 64
 
 
-def build(settings: Settings, slot: ModelSlot) -> None:
-    indexes = OpenIndexes()
-    thumbs = Thumbnails(settings.max_upload_bytes, settings.max_pixels)
-    base = Path(settings.index_dir or DEFAULT_INDEX_DIR)
-    served = servable_roots(settings.allowed_roots)
+@dataclass
+class SearchView:
+    summary: str = ""
+    gallery: list = field(default_factory=list)   # (PIL thumbnail, caption)
+    table: str = ""
+    state: dict = field(default_factory=dict)     # {"index", "root", "query", "hits": [{rank, path, score}]}
+
+
+class Problem(ValueError):
+    """Something the person can fix; shown as an error, the results stay as they were."""
+
+
+def build_search_index(ctx: AppContext, choice: str, typed: str, files, folder_files,
+                       progress=None) -> tuple[str, dict]:
+    """Build or update the index of the chosen images -> (report HTML, new state). The same folder
+    and model always update the same index; ValueError (PathRefused...) says why not."""
+    model = ctx.model()
+    uploaded = ctx.settings.hosted or choice == UPLOAD
+    notes: list[str] = []
+    if uploaded:
+        uploads = [f for f in list(files or []) + list(folder_files or []) if f]
+        if not uploads:
+            raise Problem("Upload images, a folder or a zip first.")
+        root, notes = ctx.unpack(uploads)
+        shown = f"your upload ({len(uploads)} file(s))"
+    else:
+        root = ctx.folder(typed)
+        shown = str(root)
+    target = ctx.indexes.path_for(root, model)
+    with ctx.indexes.build_lock(target):
+        result = build_index(model, root, target, workers=BUILD_WORKERS, limits=ctx.settings.limits,
+                             progress=progress_reporter(progress, "images embedded"))
+        index = ctx.indexes.reopen(target)
+    return render.build_report(shown, result, notes, uploaded=uploaded), {"index": str(index.folder),
+                                                                          "root": str(index.root)}
+
+
+def _open(ctx: AppContext, state: dict) -> ImageIndex:
+    if not state.get("index"):
+        raise Problem("Build an index first (step 1).")
+    try:
+        index = ctx.indexes.get(state["index"])
+    except (ValueError, OSError) as exc:
+        raise Problem(f"The index cannot be opened: {exc}. Build it again.") from None
+    if not ctx.servable(index.root):
+        raise Problem(f"{index.root} is not a folder this app may show.")
+    return index
+
+
+def _ranked(ctx: AppContext, index: ImageIndex, vector, query: str, k: int, limit: float) -> SearchView:
+    hits = [h for h in index.search(vector, int(k))[0] if inside_roots(h.absolute, (index.root,))]
+    state = {"index": str(index.folder), "root": str(index.root), "query": query,
+             "hits": [{"rank": h.rank, "path": h.path, "score": h.score} for h in hits]}
+    return results_view(ctx, state, limit)
+
+
+def search(ctx: AppContext, state: dict, query_text: str, image_path: str | None, image_weight: float,
+           k: int, limit: float) -> SearchView:
+    """Search the session's index by a text, an image, or both (weighted by `image_weight`)."""
+    model = ctx.model()
+    index = _open(ctx, state)
+    query_text = (query_text or "").strip()
+    texts = [query_text] if query_text else []
+    if not texts and not image_path:
+        raise Problem("Type a text or drop an image to search by.")
+    weights = [1 - image_weight, image_weight] if texts and image_path else None
+    try:
+        vector = index.query_vector(model, texts, [image_path] if image_path else [], weights, ctx.settings.limits)
+    except ImageError as exc:
+        raise Problem(f"The query image cannot be used: {exc.reason}") from None
+    parts = []
+    if texts:
+        parts.append(f'text "{query_text}"' + (f" (weight {1 - image_weight:.2f})" if weights else ""))
+    if image_path:
+        parts.append(f"image {Path(image_path).name}" + (f" (weight {image_weight:.2f})" if weights else ""))
+    return _ranked(ctx, index, vector, "Search by " + " + ".join(parts), k, limit)
+
+
+def search_like(ctx: AppContext, state: dict, position: int, k: int, limit: float) -> SearchView | None:
+    """Search by the stored embedding of the result shown at `position`; None when there is none."""
+    index = _open(ctx, state)
+    shown = [h for h in state.get("hits", []) if h["score"] >= limit]
+    if not isinstance(position, int) or not 0 <= position < len(shown):
+        return None
+    picked = shown[position]["path"]
+    vector = index.embedding_of(picked)
+    if vector is None:
+        raise Problem(f"{picked} is no longer in the index; build it again.")
+    return _ranked(ctx, index, vector, f"Images like {picked}", k, limit)
+
+
+def results_view(ctx: AppContext, state: dict, limit: float) -> SearchView:
+    """The hits in `state` scoring >= `limit`, with thumbnails; no search is run."""
+    hits = state.get("hits")
+    if hits is None:
+        return SearchView(state=state)
+    root = Path(state["root"])
+    shown, items = [], []
+    for hit in hits:
+        if hit["score"] < limit:
+            continue
+        path = root / hit["path"]
+        thumb = ctx.thumbnails.image(path) if inside_roots(path, (root,)) else None
+        shown.append(dict(hit, ok=thumb is not None))
+        items.append((thumb or Image.new("RGB", (PLACEHOLDER_SIDE,) * 2, (200, 200, 200)), render.caption(hit)))
+    return SearchView(render.summary(state["query"], len(shown), len(hits), limit), items, render.results(shown),
+                      state)
+
+
+def build(ctx: AppContext) -> None:
+    hosted = ctx.settings.hosted
     state = gr.State({})
-
     with gr.Row():
         with gr.Column(scale=2):
             gr.Markdown("**1. Choose the images to search**")
-            source = gr.Radio([FOLDER, UPLOAD], value=UPLOAD if settings.hosted else FOLDER, show_label=False,
-                              visible=not settings.hosted, elem_id="search-source")
-            folder = gr.Textbox(label="Folder", elem_id="search-folder", visible=not settings.hosted,
+            source = gr.Radio([FOLDER, UPLOAD], value=UPLOAD if hosted else FOLDER, show_label=False,
+                              visible=not hosted, elem_id="search-source")
+            folder = gr.Textbox(label="Folder", elem_id="search-folder", visible=not hosted,
                                 placeholder="an absolute path, e.g. " + str(Path.home() / "Pictures"),
-                                info="Allowed: inside " + ", ".join(str(r) for r in settings.allowed_roots))
-            with gr.Group(visible=settings.hosted) as upload_group:
+                                info="Allowed: inside " + ", ".join(str(r) for r in ctx.settings.allowed_roots))
+            with gr.Group(visible=hosted) as upload_group:
                 upload_files = gr.File(label="Images or .zip files", file_count="multiple", height=120,
-                                       file_types=sorted(IMAGE_EXTENSIONS) + [".zip"], elem_id="search-upload")
+                                       file_types=ZIP_TYPES, elem_id="search-upload")
                 upload_dir = gr.File(label="…or a whole folder", file_count="directory", height=120,
                                      elem_id="search-upload-dir")
             index_button = gr.Button("Build / update index", variant="primary", elem_id="search-build")
@@ -61,141 +170,49 @@ def build(settings: Settings, slot: ModelSlot) -> None:
             threshold = gr.Slider(-1, 1, value=0, step=0.01, label="Score threshold (cosine)",
                                   info="Hide results below this score; no new search", elem_id="search-threshold")
             summary = gr.HTML(elem_id="search-summary")
-            gallery = gr.Gallery(label="Results (click one to search by it)", show_label=False,
-                                 columns=6, height="auto",
-                                 allow_preview=False, object_fit="contain", visible=False,
+            gallery = gr.Gallery(label="Results (click one to search by it)", show_label=False, columns=6,
+                                 height="auto", allow_preview=False, object_fit="contain", visible=False,
                                  elem_id="search-gallery", buttons=[])
             table = gr.HTML(elem_id="search-results")
 
     source.change(lambda s: (gr.update(visible=s == FOLDER), gr.update(visible=s == UPLOAD)),
                   source, [folder, upload_group])
 
-    def show(new_state: dict, limit: float):
-        """(summary HTML, gallery update, table HTML) for the hits in `new_state` scoring >= `limit`."""
-        hits = new_state.get("hits")
-        if hits is None:
-            return "", gr.update(value=[], visible=False), ""
-        root = Path(new_state["root"])
-        shown, items = [], []
-        for hit in hits:
-            if hit["score"] < limit:
-                continue
-            thumb = thumbs.get(root / hit["path"], root)
-            shown.append(dict(hit, ok=thumb is not None))
-            items.append((thumb if thumb is not None else placeholder(), render.caption(hit)))
-        return (render.summary(new_state["query"], len(shown), len(hits), limit),
-                gr.update(value=items, visible=bool(items), selected_index=None), render.results(shown))
+    def shown(view: SearchView):
+        return (view.summary, gr.update(value=view.gallery, visible=bool(view.gallery), selected_index=None),
+                view.table, view.state)
 
-    def problem(text: str, current: dict):
-        """Search outputs that show `text` and leave the results and state as they were."""
-        return render.message(text, "error"), gr.update(), gr.update(), current
-
-    def run_search(index, vector, query: str, k: int, limit: float):
-        hits = [h for h in index.search(vector, int(k))[0] if paths.inside_roots(h.absolute, (index.root,))]
-        new_state = {"index": str(index.folder), "root": str(index.root), "query": query,
-                     "hits": [{"rank": h.rank, "path": h.path, "score": h.score} for h in hits]}
-        return (*show(new_state, limit), new_state)
-
-    def open_for_search(current: dict):
-        """(the session's index, None) or (None, why there is none)."""
-        if not current.get("index"):
-            return None, "Build an index first (step 1)."
-        try:
-            index = indexes.get(current["index"])
-        except (ValueError, OSError) as exc:
-            return None, f"The index cannot be opened: {exc}. Build it again."
-        if not paths.inside_roots(index.root, served):
-            return None, f"{index.root} is not a folder this app may show."
-        return index, None
+    def guarded(handler):
+        """Run a search handler; a problem is shown and the results and state stay as they were."""
+        def run(*args):
+            current = args[0]
+            try:
+                view = handler(*args)
+            except ValueError as exc:
+                return render.message(str(exc), "error"), gr.update(), gr.update(), current
+            return (gr.update(), gr.update(), gr.update(), current) if view is None else shown(view)
+        return run
 
     def on_build(choice, typed, files, folder_files, current, progress=gr.Progress()):
-        def refuse(text: str):
-            return (render.message(text, "error"), current, gr.update(), gr.update(), gr.update())
-
-        model = slot.model
-        if model is None:
-            return refuse(f"No model is loaded. {slot.error or ''} Load one in the Model panel above.")
-        notes: list[str] = []
-        uploaded = settings.hosted or choice == UPLOAD
         try:
-            if uploaded:
-                uploads = list(files or []) + list(folder_files or [])
-                if not uploads:
-                    return refuse("Upload images, a folder or a zip first.")
-                progress(0, desc="Unpacking the upload")
-                root, notes = paths.unpack_uploads(uploads, paths.fresh_upload_dir(UPLOAD_DIR))
-                prune_upload_indexes(base)
-                shown_name = f"your upload ({len(uploads)} file(s))"
-            else:
-                root = paths.allowed_folder(typed, settings.allowed_roots, settings.hosted)
-                shown_name = str(root)
-            target = index_folder(base, root, model)
-            progress(0, desc="Scanning the folder")
-
-            rate = RateText("images embedded")
-
-            def step(done: int, total: int) -> None:
-                progress(done / total if total else 1.0, desc=rate(done, total))
-
-            with indexes.build_lock(target):
-                result = build_index(model, root, target, workers=BUILD_WORKERS, progress=step,
-                                     max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels)
-                index = indexes.reopen(target)
-        except paths.PathRefused as exc:
-            return refuse(f"Refused: {exc}")
-        except (IndexMismatchError, ValueError, OSError) as exc:
-            return refuse(f"Indexing failed: {exc}")
-        new_state = {"index": str(index.folder), "root": str(index.root)}
-        return (render.build_report(shown_name, result, notes, uploaded=uploaded), new_state,
-                *show(new_state, 0.0))
-
-    def on_search(query_text, image_path, image_weight, k, limit, current):
-        model = slot.model
-        if model is None:
-            return problem("No model is loaded; load one in the Model panel above.", current)
-        index, why = open_for_search(current)
-        if why:
-            return problem(why, current)
-        query_text = (query_text or "").strip()
-        texts = [query_text] if query_text else []
-        if not texts and not image_path:
-            return problem("Type a text or drop an image to search by.", current)
-        weights = [1 - image_weight, image_weight] if texts and image_path else None
-        try:
-            index.check_model(model)
-            images = [load_image(image_path, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels,
-                                 name=os.path.basename(image_path))] if image_path else []
-            vector = combine_queries(model, texts, images, weights)
-        except ImageError as exc:
-            return problem(f"The query image cannot be used: {exc.reason}", current)
-        except (IndexMismatchError, ValueError) as exc:
-            return problem(str(exc), current)
-        parts = []
-        if texts:
-            parts.append(f'text "{query_text}"' + (f" (weight {1 - image_weight:.2f})" if weights else ""))
-        if image_path:
-            parts.append(f"image {os.path.basename(image_path)}"
-                         + (f" (weight {image_weight:.2f})" if weights else ""))
-        return run_search(index, vector, "Search by " + " + ".join(parts), k, limit)
-
-    def on_select(current, k, limit, evt: gr.SelectData):
-        index, why = open_for_search(current)
-        if why:
-            return problem(why, current)
-        shown = [h for h in current.get("hits", []) if h["score"] >= limit]
-        if not isinstance(evt.index, int) or not 0 <= evt.index < len(shown):
-            return gr.update(), gr.update(), gr.update(), current
-        picked = shown[evt.index]["path"]
-        vector = index.embedding_of(picked)
-        if vector is None:
-            return problem(f"{picked} is no longer in the index; build it again.", current)
-        return run_search(index, vector, f"Images like {picked}", k, limit)
+            html, new_state = build_search_index(ctx, choice, typed, files, folder_files, progress)
+        except ValueError as exc:
+            prefix = "Refused" if isinstance(exc, PathRefused) else "Indexing failed"
+            return render.message(f"{prefix}: {exc}", "error"), current, gr.update(), gr.update(), gr.update()
+        view = results_view(ctx, new_state, 0.0)
+        return html, new_state, *shown(view)[:3]
 
     results = [summary, gallery, table]
     index_button.click(on_build, [source, folder, upload_files, upload_dir, state], [report, state, *results],
                        concurrency_limit=1)
-    search_inputs = [text, image, weight, top_k, threshold, state]
+    on_search = guarded(lambda current, *rest: search(ctx, current, *rest))
+    search_inputs = [state, text, image, weight, top_k, threshold]
     search_button.click(on_search, search_inputs, [*results, state], concurrency_limit=2)
     text.submit(on_search, search_inputs, [*results, state], concurrency_limit=2)
+
+    def on_select(current, k, limit, evt: gr.SelectData):
+        return guarded(lambda cur: search_like(ctx, cur, evt.index, k, limit))(current)
+
     gallery.select(on_select, [state, top_k, threshold], [*results, state], concurrency_limit=2)
-    threshold.change(show, [state, threshold], results, show_progress="hidden")
+    threshold.change(lambda current, limit: shown(results_view(ctx, current, limit))[:3], [state, threshold],
+                     results, show_progress="hidden")

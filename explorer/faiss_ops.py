@@ -1,5 +1,5 @@
-"""FAISS for image indexes: choose an index type, build and tune it, save it atomically, search it;
-and the query side: weighted text/image queries and near-duplicate groups.
+"""The FAISS layer of image indexes: choose an index type, build and tune it, save and load it
+atomically, and move it to the GPU when there is one. Searching lives with the opened index (index.py).
 
 All vectors are L2-normalised float32, so inner product is cosine similarity. Every index is an
 `IndexIDMap2` around the chosen index, so FAISS returns the store's ids (see store.py).
@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Sequence
 
 import faiss
 import numpy as np
@@ -175,63 +174,3 @@ def _search_parameter(index: faiss.Index) -> tuple[str | None, list[int]]:
 def _normalize(x: np.ndarray) -> np.ndarray:
     norm = np.linalg.norm(x, axis=-1, keepdims=True)
     return np.ascontiguousarray(x / np.maximum(norm, 1e-12), dtype=np.float32)
-
-
-# ---- queries ---------------------------------------------------------------------------------
-def combine_queries(model, texts: Sequence[str] = (), images: Sequence = (),
-                    weights: Sequence[float] | None = None) -> np.ndarray:
-    """One query vector [D]: the normalised weighted sum of the normalised embeddings of `texts`
-    and `images` (PIL images). `weights` pairs with texts first, then images (default 1.0 each);
-    a negative weight steers away ("beach" minus "people")."""
-    texts, images = list(texts), list(images)
-    count = len(texts) + len(images)
-    if count == 0:
-        raise ValueError("give at least one text or image query")
-    weights = np.ones(count, dtype=np.float32) if weights is None else np.asarray(weights, dtype=np.float32)
-    if weights.shape != (count,):
-        raise ValueError(f"got {len(weights)} weights for {count} queries; give one per query or none")
-    parts = []
-    if texts:
-        if any(not t.strip() for t in texts):
-            raise ValueError("a text query is empty")
-        parts.append(model.encode_texts(texts))
-    if images:
-        parts.append(model.encode_images(images))
-    embeddings = _normalize(np.concatenate(parts))
-    total = (weights[:, None] * embeddings).sum(axis=0)
-    if np.linalg.norm(total) < 1e-6:
-        raise ValueError("the weighted queries cancel out: their weighted sum is zero")
-    return _normalize(total[None])[0]
-
-
-def find_duplicates(index, threshold: float = 0.95, k: int = 16, batch: int = 4096) -> list[list[str]]:
-    """Groups of near-duplicate images in an ImageIndex: images joined when their cosine is at
-    least `threshold` (each image links to its k nearest neighbours), grouped by connectivity.
-    Each group is sorted by path; groups are sorted by size (largest first), then path."""
-    ids, vectors = index.store.embeddings(index.dim)
-    if len(ids) < 2:
-        return []
-    parent = {int(i): int(i) for i in ids}
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    k = min(k, len(ids))
-    for start in range(0, len(ids), batch):
-        scores, found = index.faiss.search(vectors[start:start + batch], k)
-        for row, own in enumerate(ids[start:start + batch]):
-            for score, other in zip(scores[row], found[row]):
-                if other >= 0 and other != own and score >= threshold:
-                    a, b = find(int(own)), find(int(other))
-                    if a != b:
-                        parent[max(a, b)] = min(a, b)
-    groups: dict[int, list[int]] = {}
-    for i in parent:
-        groups.setdefault(find(i), []).append(i)
-    multi = [members for members in groups.values() if len(members) > 1]
-    names = index.store.paths_of(i for members in multi for i in members)
-    out = [sorted(names[i] for i in members) for members in multi]
-    return sorted(out, key=lambda g: (-len(g), g[0]))

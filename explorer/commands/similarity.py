@@ -1,0 +1,59 @@
+"""clip-explorer similarity IMAGE... --text T [--text T ...]: the image x text matrix of the Heatmaps tab.
+
+Cosines, and per image the softmax over the texts at the model's learned temperature. Images may
+also be sampled from an index (--index PATH --sample N), whose stored embeddings are used as they are.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..heatmaps import image_text_matrix
+from ..index import open_index
+from ..prompts import parse_texts
+from ..settings import load_settings
+from ..sources import embed_files, embed_index, join, unique_names
+from .common import ProgressBar, add_model_arguments, model_from
+
+
+def register(commands) -> None:
+    parser = commands.add_parser("similarity", help="image x text matrix of cosines and probabilities")
+    parser.add_argument("images", nargs="*", metavar="IMAGE")
+    parser.add_argument("--text", action="append", required=True, metavar="TEXT", help="a text (repeatable)")
+    parser.add_argument("--index", metavar="PATH", help="also sample images from this index (stored embeddings)")
+    parser.add_argument("--sample", type=int, default=12, metavar="N", help="how many images to sample from --index")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    add_model_arguments(parser, extra=("max_upload_mb", "max_pixels"))
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.images and not args.index:
+        raise ValueError("give image files, or --index PATH to sample from")
+    texts = parse_texts("\n".join(args.text))
+    if not texts.labels:
+        raise ValueError("every --text is empty")
+    settings = load_settings(args)
+    model = model_from(settings)
+    bar = ProgressBar(quiet=args.json)
+    parts = [embed_files(model, args.images, names=unique_names(list(args.images)), limits=settings.limits,
+                         progress=bar)]
+    bar.close()
+    if args.index:
+        parts.append(embed_index(model, open_index(args.index), sample=args.sample))
+    images = join(parts)
+    matrix = image_text_matrix(model, images, texts.labels)
+    errors = [{"path": f.path, "error": f.reason} for f in parts[0].failures]
+    if args.json:
+        json.dump({"model": model.identifier, **matrix.as_dict(), "notes": texts.notes, "errors": errors},
+                  sys.stdout, indent=2)
+        print()
+    else:
+        width = max(len(n) for n in matrix.names)
+        print(" " * width + "  " + "  ".join(f"{t[:12]:>12}" for t in matrix.texts))
+        for name, row in zip(matrix.names, matrix.cosines):
+            print(f"{name:<{width}}  " + "  ".join(f"{v:>+12.4f}" for v in row))
+        for error in errors:
+            print(f"{error['path']}: error: {error['error']}", file=sys.stderr)
+    return 1 if errors else 0

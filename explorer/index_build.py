@@ -1,0 +1,180 @@
+"""Building an image index: scan a folder, embed what is new or changed, drop what is gone.
+
+Decoding (images.prepare: the same step every other image source uses) runs in DataLoader worker
+processes while the model encodes; each batch of embeddings is committed to index.db in one
+transaction, so a crash or `kill -9` loses at most the batch in flight and a re-run embeds only
+what is missing. The FAISS file is then refreshed from the store (index.refresh). See index.py for
+the index folder's layout.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import faiss_ops
+from .images import DEFAULT_LIMITS, ImageError, ImageFailure, Limits, prepare, scan_folder
+from .index import IndexMismatchError, jsonable, mismatch_message, refresh
+from .sources import Progress
+from .store import Store
+
+
+@dataclass
+class IndexReport:
+    """What one indexing run did. `failed` lists every file that is currently unusable, including
+    unchanged bad files from earlier runs (which are not decoded again)."""
+    added: int
+    updated: int
+    removed: int
+    unchanged: int
+    failed: list[ImageFailure]
+    total: int            # images searchable in the index after the run
+    seconds: float
+    index_type: str       # the FAISS factory string in use
+    params: dict = field(default_factory=dict)
+
+
+
+def build_index(model, root: str | os.PathLike, index_path: str | os.PathLike, *, batch_size: int = 32,
+                workers: int = 2, index_type: str | None = None, progress: Progress | None = None,
+                limits: Limits = DEFAULT_LIMITS) -> IndexReport:
+    """Index the images under `root` into the folder `index_path`, or bring an existing index up to
+    date: embed new and changed files (by path, size, mtime), drop files that are gone, keep the rest.
+
+    Decoding and preprocessing run in `workers` processes (0: inline) while `model` encodes.
+    `index_type` is a FAISS index_factory string ("Flat", "IVF1024,Flat", "HNSW32,Flat"); None keeps
+    the index's earlier choice, or picks automatically by size. `progress(done, total)` is called
+    after each batch. Bad files never stop the run; they are listed in the report.
+    Raises IndexMismatchError when the index was made by another model or for another folder.
+    """
+    started = time.perf_counter()
+    if batch_size < 1 or workers < 0:
+        raise ValueError("batch size must be at least 1 and workers at least 0")
+    root = Path(root).expanduser().resolve()
+    try:
+        files = scan_folder(root)
+    except ImageError as exc:
+        raise ValueError(str(exc)) from None
+    if index_type:
+        faiss_ops.check_factory(index_type, model.embed_dim)
+    folder = Path(index_path).expanduser()
+    store = Store(folder, create=True)
+    try:
+        _claim(store, folder, model, root)
+        plan = _plan(store, root, files)
+        requested = index_type or store.get_meta("index_type", "auto")
+        needed = 0 if requested == "auto" else faiss_ops.training_minimum(requested, model.embed_dim)
+        if needed > plan.unchanged + len(plan.todo):  # fail before the embedding work, not after
+            raise ValueError(f"FAISS index type {requested!r} needs at least {needed} images to train; "
+                             f"the folder has at most {plan.unchanged + len(plan.todo)} (use a smaller one, or Flat)")
+        store.set_meta("index_type", requested)
+        store.remove(plan.gone)
+        embedded = _embed(store, model, root, plan.todo, batch_size, workers, progress, limits)
+        faiss_index, manifest = refresh(store, folder)
+        failures = [ImageFailure(path, reason) for path, reason in store.failures()]
+        new_paths = {rel for rel, *_ in plan.todo if rel not in plan.known}
+        added = sum(1 for rel in embedded if rel in new_paths)
+        return IndexReport(added=added, updated=len(embedded) - added, removed=len(plan.gone),
+                           unchanged=plan.unchanged, failed=failures, total=faiss_index.ntotal,
+                           seconds=time.perf_counter() - started, index_type=manifest["index_type"],
+                           params=manifest["params"])
+    finally:
+        store.close()
+
+
+def _claim(store: Store, folder: Path, model, root: Path) -> None:
+    """Record model and folder in a new index; refuse an index made for others."""
+    identity = jsonable(model.identity.as_dict())
+    with store.transaction():
+        stored = store.get_meta("identity")
+        if stored is None:
+            store.set_meta("identity", identity)
+        elif stored != identity:
+            raise IndexMismatchError(mismatch_message(folder, stored, model))
+        stored_root = store.get_meta("root")
+        if stored_root is None:
+            store.set_meta("root", str(root))
+        elif Path(stored_root) != root:
+            raise IndexMismatchError(f"index {folder} is for the folder {stored_root}, not {root}; "
+                                     "give each folder its own --index")
+
+
+@dataclass
+class _Plan:
+    todo: list[tuple[str, int, int]]       # (relative path, size, mtime_ns) to embed
+    known: set[str]                        # paths the index had before this run
+    gone: list[str]
+    unchanged: int                         # unchanged files with an embedding
+
+
+def _plan(store: Store, root: Path, files: list[Path]) -> _Plan:
+    states = store.states()
+    todo, seen, unchanged = [], set(), 0
+    for path in files:
+        rel = path.relative_to(root).as_posix()
+        seen.add(rel)
+        try:
+            st = os.stat(path)
+            size, mtime = st.st_size, st.st_mtime_ns
+        except OSError:
+            size, mtime = -1, -1  # vanished or unreadable: try it, record the reason, retry next run
+        state = states.get(rel)
+        if state is not None and state.size == size and state.mtime_ns == mtime and size >= 0:
+            unchanged += state.error is None
+            continue
+        todo.append((rel, size, mtime))
+    gone = sorted(set(states) - seen)
+    return _Plan(todo, set(states), gone, unchanged)
+
+
+class _Decode(torch.utils.data.Dataset):
+    """images.prepare (decode + preprocess) of one file, in a worker; failures come back as data."""
+
+    def __init__(self, root: Path, todo, preprocess, limits: Limits):
+        self.root, self.todo, self.preprocess, self.limits = root, todo, preprocess, limits
+
+    def __len__(self) -> int:
+        return len(self.todo)
+
+    def __getitem__(self, i: int):
+        rel = self.todo[i][0]
+        try:
+            return i, prepare(self.root / rel, self.preprocess, self.limits, name=rel), None
+        except ImageError as exc:
+            return i, None, exc.reason
+
+
+def _collate(samples):
+    good = [(i, pixels) for i, pixels, error in samples if error is None]
+    bad = [(i, error) for i, _, error in samples if error is not None]
+    pixels = torch.stack([p for _, p in good]) if good else None
+    return [i for i, _ in good], pixels, bad
+
+
+def _embed(store: Store, model, root: Path, todo, batch_size: int, workers: int,
+           progress: Progress | None, limits: Limits) -> list[str]:
+    """Embed `todo` in batches, committing each batch; returns the paths embedded."""
+    if progress:
+        progress(0, len(todo))
+    if not todo:
+        return []
+    loader = torch.utils.data.DataLoader(
+        _Decode(root, todo, model.preprocess, limits), batch_size=batch_size,
+        num_workers=workers, collate_fn=_collate, prefetch_factor=4 if workers else None)
+    # Workers are forked when iteration starts; no child may inherit the database connection.
+    store.close()
+    batches = iter(loader)
+    store.open()
+    embedded, done = [], 0
+    for good, pixels, bad in batches:
+        vectors = model.encode_pixels(pixels) if pixels is not None else []
+        rows = [(*todo[i], vector) for i, vector in zip(good, vectors)]
+        store.write_batch(rows, [(*todo[i], reason) for i, reason in bad])
+        embedded.extend(todo[i][0] for i in good)
+        done += len(good) + len(bad)
+        if progress:
+            progress(done, len(todo))
+    return embedded

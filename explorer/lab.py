@@ -1,0 +1,113 @@
+"""One run of the prompt lab, the same for the Prompt lab tab and `explorer eval`.
+
+Labelled images (one sub-folder per class) get accuracy: overall, per class, per prompt, a
+confusion matrix, and optionally the same images scored with the built-in template sets. Unlabelled
+images get what needs no labels: ZPE weights per prompt, each image's best class, and the open-set
+scores behind the "none of these" flags. Images are never re-encoded here: everything is computed
+from the embeddings in `images` and the (cached) prompt embeddings.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .descriptions import DESCRIPTIONS_SLOT, PromptSet, prompt_set
+from .evaluate import Comparison, EvalResult, compare, evaluate_prompt_set, open_set_scores, slot_weights
+from .prompts import PromptError, load_template_set
+from .sources import Embedded
+from .weighting import ZPEResult, zpe_weights
+from .zeroshot import ensemble, predict
+
+BUILTIN_SETS = {"single template": "single", "7 templates": "simple", "80 templates": "openai"}
+
+
+@dataclass
+class LabReport:
+    """Everything a run shows; `result` and `comparison` only for labelled images."""
+    images: Embedded
+    class_names: list[str]
+    slots: list[str]
+    weighting: str
+    weights: np.ndarray
+    zpe: ZPEResult
+    predicted: list[str]
+    true: list[str] | None
+    max_cosine: np.ndarray
+    max_probability: np.ndarray
+    result: EvalResult | None = None
+    comparison: list[Comparison] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        doc = {"images": len(self.images), "classes": self.class_names, "labelled": self.result is not None,
+               "weighting": self.weighting, "slots": self.slots, "weights": self.weights.tolist(),
+               "zpe": self.zpe.as_dict()}
+        if self.result is not None:
+            doc.update(self.result.as_dict())
+            doc["compare"] = [{"prompt_set": c.prompt_set, "weighting": c.weighting, "top1": c.top1, "top5": c.top5}
+                              for c in self.comparison]
+        doc["predictions"] = [{"image": name, "predicted": predicted, "max_cosine": float(cos),
+                               "max_probability": float(prob)}
+                              for name, predicted, cos, prob in zip(self.images.names, self.predicted,
+                                                                    self.max_cosine, self.max_probability)]
+        return doc
+
+
+def run_lab(model, images: Embedded, templates: list[str] | None, descriptions: dict | None = None,
+            use: str = "templates", weighting: str = "mean", *, labels: list[str] | None = None,
+            template: int | None = None, compare_builtins: bool = False,
+            reference: tuple[np.ndarray, str] | None = None) -> LabReport:
+    """Score a prompt set on embedded images. `labels` name the classes of unlabelled images (a
+    labelled source brings its own). `template`: the slot used by weighting "single" (from 0).
+    `reference`: (embeddings, description) of generic images standing in for ZPE's pre-training sample."""
+    if len(images) == 0:
+        raise ValueError("no readable images" + (" in the class folders" if images.labelled else " were given"))
+    notes = []
+    if images.labelled:
+        class_names = images.class_names
+        if labels:
+            notes.append("the class names come from the folder's sub-folders; the labels given are not used")
+    else:
+        class_names = list(labels or [])
+        if len(class_names) < 2:
+            raise PromptError("these images have no labels (no class sub-folders): give at least two class "
+                              "names so the prompts have something to tell apart")
+    prompts = prompt_set(model, class_names, templates, descriptions, use)
+    notes += prompts.notes
+    if weighting == "single" and not (template is not None and 0 <= template < len(prompts.slots)):
+        raise PromptError(f"weighting 'single' needs a template number from 1 to {len(prompts.slots)}"
+                          + (" (the descriptions are the last one)" if DESCRIPTIONS_SLOT in prompts.slots else ""))
+    ref = dict(reference_emb=reference[0], reference_name=reference[1]) if reference else {}
+    if images.labelled:
+        result = evaluate_prompt_set(images, prompts, model.logit_scale, weighting, template=template, **ref)
+        rows = compare_with_builtins(model, images, templates, descriptions, use, prompts) if compare_builtins else []
+        return LabReport(images, class_names, prompts.slots, weighting, result.weights, result.zpe,
+                         [class_names[k] for k in result.predictions], [class_names[k] for k in images.labels],
+                         result.max_cosine, result.max_probability, result, rows, notes)
+    zpe = zpe_weights(images.embeddings, prompts.embeddings, model.logit_scale, **ref)
+    weights = slot_weights(weighting, len(prompts.slots), prompts.mean_weights, template, zpe)
+    class_emb = ensemble(prompts.embeddings, weights)
+    max_cos, max_prob = open_set_scores(images.embeddings, class_emb, model.logit_scale)
+    predicted = predict(images.embeddings, class_emb, class_names, model.logit_scale).top1()
+    return LabReport(images, class_names, prompts.slots, weighting, weights, zpe, predicted, None,
+                     max_cos, max_prob, notes=notes)
+
+
+def compare_with_builtins(model, images: Embedded, templates, descriptions, use: str,
+                          current: PromptSet) -> list[Comparison]:
+    """The current set beside the built-in template sets (and the descriptions alone), each with
+    equal and ZPE weighting, all on the same image embeddings. A built-in set equal to the current
+    one is not repeated."""
+    names = images.class_names
+    sets = {"your set": current}
+    for label, key in BUILTIN_SETS.items():
+        builtin = load_template_set(key)
+        if not (use == "templates" and builtin == templates):
+            sets[label] = prompt_set(model, names, builtin)
+    if descriptions and use != "descriptions":
+        try:
+            sets["descriptions only"] = prompt_set(model, names, None, descriptions, "descriptions")
+        except PromptError:
+            pass  # descriptions that miss a class cannot stand alone; the run's own notes say so
+    return compare(images.embeddings, images.labels, names, sets, model.logit_scale)

@@ -1,0 +1,138 @@
+"""explorer.sources: the one way from images to embeddings, its streaming, its failures and its cache."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from explorer.cache import LRU
+from explorer.images import Limits
+from explorer.sources import EmbeddingCache, embed_files, embed_folder, embed_index, join, unique_names
+from tests.helpers import encode_pil
+from tests.shapes import CLASSES, draw_shape, make_labelled_folder
+
+
+def shapes_files(folder, n=6, size=40, seed=0):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        color, shape = CLASSES[i % len(CLASSES)]
+        path = folder / f"{i}.png"
+        draw_shape(color, shape, size=size, rng=rng).save(path)
+        paths.append(path)
+    return paths
+
+
+def test_good_files_keep_their_order_and_bad_ones_become_reasons(shapes_model, tmp_path):
+    good = shapes_files(tmp_path / "good", n=3)
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "junk.jpg").write_bytes(b"not a jpeg")
+    big = tmp_path / "big.png"
+    Image.new("RGB", (300, 300), (1, 2, 3)).save(big)
+    files = [good[0], tmp_path / "empty.png", good[1], tmp_path / "missing.png", big, tmp_path / "junk.jpg", good[2]]
+    found = embed_files(shapes_model, files, labels=[0, 1, 2, 3, 4, 5, 6], limits=Limits(max_pixels=50_000))
+    assert found.names == ["0.png", "1.png", "2.png"] and found.paths == good
+    assert found.labels.tolist() == [0, 2, 6]  # labels follow the files that could be read
+    reasons = {f.path: f.reason for f in found.failures}
+    assert reasons == {"empty.png": "empty file", "missing.png": "file not found",
+                       "big.png": reasons["big.png"], "junk.jpg": "not an image or unsupported format"}
+    assert reasons["big.png"].startswith("image too large: 300x300")
+    expected = encode_pil(shapes_model, [Image.open(p).convert("RGB") for p in good])
+    np.testing.assert_allclose(found.embeddings, expected, atol=1e-5)
+    assert found.encoded == 3 and found.reused == 0
+
+
+def test_files_stream_in_batches(shapes_model, tmp_path, monkeypatch):
+    files = shapes_files(tmp_path, n=9, size=24)
+    batches = []
+    real = shapes_model.encode_pixels
+    monkeypatch.setattr(shapes_model, "encode_pixels", lambda pixels: batches.append(len(pixels)) or real(pixels))
+    seen = []
+    found = embed_files(shapes_model, files, batch_size=4, progress=lambda done, total: seen.append((done, total)))
+    assert batches == [4, 4, 1] and len(found) == 9
+    assert seen == [(4, 9), (8, 9), (9, 9)]
+
+
+def test_same_names_in_different_folders_stay_apart(shapes_model, tmp_path):
+    a = shapes_files(tmp_path / "a", n=2)
+    b = shapes_files(tmp_path / "b", n=2, seed=1)
+    found = embed_files(shapes_model, [a[0], b[0], a[1], b[1]])
+    assert found.names == ["0.png", "0.png (2)", "1.png", "1.png (2)"]
+    assert unique_names(["x", "x", "x (2)", "x"]) == ["x", "x (3)", "x (2)", "x (4)"]
+    assert embed_files(shapes_model, [a[0], b[0]], root=tmp_path).names == ["a/0.png", "b/0.png"]
+
+
+def test_cache_reuses_an_image_by_content_whatever_its_path(shapes_model, tmp_path):
+    files = shapes_files(tmp_path / "one", n=4)
+    cache = EmbeddingCache()
+    first = embed_files(shapes_model, files, cache=cache)
+    copies = tmp_path / "uploaded-again"
+    copies.mkdir()
+    for f in files:
+        shutil.copy(f, copies / f"copy-{f.name}")
+    before = shapes_model.image_encodes
+    again = embed_files(shapes_model, sorted(copies.iterdir()), cache=cache)
+    assert shapes_model.image_encodes == before and again.encoded == 0 and again.reused == 4
+    np.testing.assert_array_equal(again.embeddings, first.embeddings)
+
+
+def test_cache_encodes_a_changed_file_again(shapes_model, tmp_path):
+    path = shapes_files(tmp_path, n=1, size=48)[0]
+    cache = EmbeddingCache()
+    before = embed_files(shapes_model, [path], cache=cache).embeddings[0]
+    stat = path.stat()
+    draw_shape("blue", "square", size=48, rng=5).save(path)  # new content...
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))    # ...behind the same mtime
+    after = embed_files(shapes_model, [path], cache=cache)
+    assert after.encoded == 1
+    expected = encode_pil(shapes_model, [Image.open(path).convert("RGB")])[0]
+    np.testing.assert_allclose(after.embeddings[0], expected, atol=1e-5)
+    assert float(before @ after.embeddings[0]) < 0.999
+
+
+def test_cache_never_serves_one_models_embedding_to_another(shapes_model, random_vit, tmp_path):
+    files = shapes_files(tmp_path, n=2)
+    cache = EmbeddingCache()
+    embed_files(shapes_model, files, cache=cache)
+    before = random_vit.image_encodes
+    other = embed_files(random_vit, files, cache=cache)
+    assert random_vit.image_encodes == before + 2 and other.embeddings.shape == (2, random_vit.embed_dim)
+    expected = encode_pil(random_vit, [Image.open(p).convert("RGB") for p in files])
+    np.testing.assert_allclose(other.embeddings, expected, atol=1e-4)
+
+
+def test_lru_keeps_the_most_recently_used():
+    lru = LRU(2)
+    lru.put("a", 1)
+    lru.put("b", 2)
+    assert lru.get("a") == 1   # a is now the most recent
+    lru.put("c", 3)            # so b goes
+    assert "b" not in lru and lru.get("a") == 1 and lru.get("c") == 3 and len(lru) == 2
+    with pytest.raises(ValueError):
+        LRU(0)
+
+
+def test_labelled_folder_and_index_sources(shapes_model, tmp_path):
+    from explorer.index import open_index
+    from explorer.index_build import build_index
+
+    make_labelled_folder(tmp_path / "data", CLASSES[:3], 2, size=32)
+    folder = embed_folder(shapes_model, tmp_path / "data")
+    folders = sorted(f"a_{color}_{shape}" for color, shape in CLASSES[:3])
+    assert folder.labelled and folder.class_folders == folders
+    assert folder.class_names == [f.replace("_", " ") for f in folders]
+    assert sorted(set(folder.labels.tolist())) == [0, 1, 2] and len(folder) == 6
+    build_index(shapes_model, tmp_path / "data", tmp_path / "idx", workers=0)
+    index = open_index(tmp_path / "idx")
+    before = shapes_model.image_encodes
+    stored = embed_index(shapes_model, index)
+    assert shapes_model.image_encodes == before and stored.reused == 6 and stored.names == folder.names
+    np.testing.assert_allclose(stored.embeddings, folder.embeddings, atol=1e-4)
+    sample = embed_index(shapes_model, index, sample=3)
+    assert len(sample) == 3 and sample.names == embed_index(shapes_model, index, sample=3).names  # seeded
+    both = join([folder, sample])
+    assert len(both) == 9 and len(set(both.names)) == 9
