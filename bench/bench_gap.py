@@ -9,15 +9,13 @@ per modality; the printed sample sizes show it.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from explorer.gap import evaluate_shift, gap_measures, project_2d  # noqa: E402
+from explorer.gap import evaluate_shift, gap_measures, project_2d
 
 
 def synthetic(n: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,11 +26,10 @@ import torch
 from PIL import Image, ImageDraw
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from explorer.images import load_image, scan_folder  # noqa: E402
-from explorer.index import build_index  # noqa: E402
-from explorer.model import load_model  # noqa: E402
+from explorer.images import load_image, scan_folder
+from explorer.index_build import build_index
+from explorer.model import load_model
 
 SHAPES_MODEL = REPO / "tests" / "assets" / "shapes_clip"
 
@@ -105,7 +103,7 @@ def main() -> None:
         print(f"RATIO indexing / model-only = {index_rate / model_rate:.2f}  (target >= 0.8)")
 
         if not any(SHAPES_MODEL.glob("*.safetensors")):
-            print("re-index part skipped: the shapes model is missing (python tests/train_shapes_clip.py)")
+            print("re-index part skipped: the shapes model is missing (python -m tests.train_shapes_clip)")
             return
         folder = work / "many"
         rng = np.random.default_rng(1)

@@ -5,26 +5,24 @@ classes; ViT-B-32 architecture with random weights (the cost does not depend on 
 fp32. The comparison is timed twice: cold (empty text cache: every prompt is encoded) and warm
 (what changing the weighting or re-running costs). Each run is split into text encoding
 (`prompt_set`, through the model's cache and length-cut path), scoring (`compare`: ZPE, ensembling,
-accuracy tables) and the rest. Images are never encoded: `encode_images` is made to raise.
+accuracy tables) and the rest. Images are never encoded: `encode_pixels` is made to raise.
 
     .venv/bin/python bench/bench_prompts.py [--images 1000] [--classes 10] [--repeats 3]
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from explorer.descriptions import prompt_set  # noqa: E402
-from explorer.evaluate import compare  # noqa: E402
-from explorer.model import load_model  # noqa: E402
-from explorer.prompts import load_template_set  # noqa: E402
+from explorer.descriptions import prompt_set
+from explorer.evaluate import compare
+from explorer.model import load_model
+from explorer.prompts import load_template_set
 
 CLASSES = ["golden retriever", "tabby cat", "red fox", "school bus", "espresso", "pizza",
            "lighthouse", "daisy", "acoustic guitar", "mountain bike", "hot-air balloon", "goldfish"]
@@ -55,7 +53,7 @@ def main() -> None:
 
     def no_images(*_a, **_k):
         raise AssertionError("an image was encoded during the comparison")
-    model.encode_images = model.encode_pixels = no_images
+    model.encode_pixels = no_images
 
     labels = CLASSES[:args.classes] if args.classes <= len(CLASSES) else [f"class {i}" for i in range(args.classes)]
     rng = np.random.default_rng(0)

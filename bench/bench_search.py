@@ -7,21 +7,19 @@ The vectors are synthetic, normalised, and clustered (points around random centr
 their centre ~0.86), as embeddings of real photo collections are; uniformly random vectors on the
 sphere have no neighbours worth finding and make every approximate index look bad. Queries are
 held-out points from the same distribution. The approximate index is the one build_index picks for
-this size (explorer.search.auto_factory), trained, filled and tuned by the same code.
+this size (explorer.faiss_ops.auto_factory), trained, filled and tuned by the same code.
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from explorer import search as faiss_ops  # noqa: E402
+from explorer import faiss_ops
 
 
 def clustered(n: int, dim: int, clusters: int, rng: np.random.Generator, centres=None):

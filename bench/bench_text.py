@@ -9,16 +9,14 @@ the best time of each is compared. Prints a ratio; absolute times on a shared ma
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from explorer.model import load_model  # noqa: E402
-from explorer.prompts import build_prompts, load_template_set  # noqa: E402
+from explorer.model import load_model
+from explorer.prompts import build_prompts, load_template_set
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ class Captions:
     """Captions keyed by the image's real path, plus what was skipped and why."""
     by_path: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    source: str = "the captions"   # for people: where the captions came from
 
     def caption_of(self, image_path: str | os.PathLike) -> str | None:
         return self.by_path.get(_real(image_path))
@@ -107,7 +108,7 @@ def match_csv_captions(csv_path: str | os.PathLike, image_paths: list, root: str
         by_relative.setdefault(Path(os.path.normpath(row.path)).as_posix(), row)
         by_name.setdefault(written.name, []).append(row)
     names = [Path(p).name for p in image_paths]
-    out, used = Captions(), set()
+    out, used = Captions(source=f"the CSV {csv_path.name}"), set()
     for path, name in zip(image_paths, names):
         row = by_real.get(_real(path))
         if row is None and root is not None:
@@ -126,7 +127,7 @@ def match_csv_captions(csv_path: str | os.PathLike, image_paths: list, root: str
 def sidecar_captions(image_paths: list) -> Captions:
     """For each image, the text of `<same stem>.txt` in the same folder (cat.jpg -> cat.txt).
     Images without one, or with an empty or unreadable one, are reported and skipped."""
-    out, problems = Captions(), []
+    out, problems = Captions(source="the .txt files beside the images"), []
     for image in image_paths:
         sidecar = Path(image).with_suffix(".txt")
         try:

@@ -73,7 +73,7 @@ class AppContext:
             found.notes[:0] = notes
             return found
         if index_folder:
-            return embed_index(model, self.indexes.get(index_folder))
+            return embed_index(model, self.indexes.get(index_folder), labelled=labelled)
         if folder is not None and folder.strip():
             root = self.folder(folder)
             return embed_folder(model, root, labelled=labelled, index=self.indexes.find_for(root, model), **common)

@@ -60,7 +60,7 @@ def captions_for(images: Embedded, csv_path=None) -> Captions:
     return sidecar_captions(images.paths)
 
 
-def caption_texts(model, images: Embedded, captions: Captions, source: str = "the captions") -> GapTexts:
+def caption_texts(model, images: Embedded, captions: Captions) -> GapTexts:
     """Text i is the caption of the i-th image that has one; images without one match nothing.
     ValueError when no image has a caption."""
     found = [captions.caption_of(p) for p in images.paths]
@@ -70,7 +70,7 @@ def caption_texts(model, images: Embedded, captions: Captions, source: str = "th
                          "the image folder, or bare file names) or the .txt files beside the images")
     problems = list(captions.problems)
     if len(have) < len(found):
-        problems.append(f"{len(found) - len(have)} of {len(found)} images have no caption in {source}")
+        problems.append(f"{len(found) - len(have)} of {len(found)} images have no caption in {captions.source}")
     texts = [found[i] for i in have]
     matches = np.full(len(found), -1, dtype=np.int64)
     matches[have] = np.arange(len(have))

@@ -46,14 +46,6 @@ class SimilarityMatrix:
     names: list[str] = field(default_factory=list)   # the images (rows), unique
     texts: list[str] = field(default_factory=list)   # the texts (columns)
 
-    def values(self, view: str) -> np.ndarray:
-        """'cosine' or 'probability'."""
-        if view == "cosine":
-            return self.cosines
-        if view == "probability":
-            return self.probabilities
-        raise ValueError(f"unknown view {view!r}: use cosine or probability")
-
     def as_dict(self) -> dict:
         return {"images": self.names, "texts": self.texts, "logit_scale": self.logit_scale,
                 "cosine": self.cosines.tolist(), "probability": self.probabilities.tolist()}

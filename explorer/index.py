@@ -149,9 +149,6 @@ class ImageIndex:
         """Images that can be found."""
         return int(self.faiss.ntotal)
 
-    def describe_model(self) -> str:
-        return describe(self.identity["name"], self.identity.get("pretrained"))
-
     def check_model(self, model) -> None:
         """Raise IndexMismatchError, naming both models, unless `model` made this index."""
         if jsonable(model.identity.as_dict()) != self.identity:

@@ -11,11 +11,6 @@ from pathlib import Path
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "templates"
 SINGLE_TEMPLATE = "a photo of a {}."
-TEMPLATE_SETS = {
-    "single": "one template: 'a photo of a {}.'",
-    "openai": "OpenAI's 80 ImageNet templates",
-    "simple": "the 7-template subset of OpenAI's ImageNet templates",
-}
 
 
 class PromptError(ValueError):

@@ -288,16 +288,29 @@ def _index_reuse(index, model, root: Path):
 
 
 # ---- indexes --------------------------------------------------------------------------------------
-def embed_index(model, index, *, sample: int | None = None, seed: int = 0) -> Embedded:
+def embed_index(model, index, *, sample: int | None = None, seed: int = 0, labelled: bool | None = False) -> Embedded:
     """The stored embeddings of an open index made by `model` (checked), all or a seeded sample of
-    `sample`; nothing is decoded or encoded. Stored failures come back as failures."""
+    `sample`; nothing is decoded or encoded. Stored failures come back as failures. `labelled` as
+    for embed_folder: with None, an index of two or more sub-folders is labelled by them."""
     index.check_model(model)
     names, vectors = index.all_embeddings()
     if sample is not None and sample < len(names):
         picked = np.sort(np.random.default_rng(seed).choice(len(names), size=max(sample, 0), replace=False))
         names, vectors = [names[i] for i in picked], vectors[picked]
-    return Embedded(list(names), [index.root / n for n in names], vectors, index.failures(), index.root,
-                    f"the index of {index.root}", reused=len(names))
+    found = Embedded(list(names), [index.root / n for n in names], vectors, index.failures(), index.root,
+                     f"the index of {index.root}", reused=len(names))
+    folders = sorted({n.split("/")[0] for n in names if "/" in n})
+    if labelled or (labelled is None and len(folders) >= 2):
+        if len(folders) < 2:
+            raise ValueError(f"the index of {index.root} has no class sub-folders")
+        keep = [i for i, n in enumerate(names) if "/" in n]
+        found = replace(found, names=[names[i] for i in keep], paths=[found.paths[i] for i in keep],
+                        embeddings=vectors[keep], class_folders=folders, class_names=[class_name(f) for f in folders],
+                        labels=np.array([folders.index(names[i].split("/")[0]) for i in keep], dtype=np.int64))
+        if len(keep) < len(names):
+            found.notes.append(f"{len(names) - len(keep)} indexed file(s) directly in {index.root.name} belong to no "
+                               "class and were left out")
+    return found
 
 
 def join(parts: list[Embedded]) -> Embedded:

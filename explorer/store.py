@@ -4,7 +4,8 @@ Tables:
     meta(key TEXT PRIMARY KEY, value TEXT)   JSON values: "version", "identity" (the model's
                                              ModelIdentity.as_dict()), "root" (absolute folder),
                                              "index_type" (a FAISS factory string or "auto"),
-                                             "generation" (bumped by every change to `files`)
+                                             "generation" (bumped by every change to `files`),
+                                             "next_id" (ids are never reused)
     files(id INTEGER PRIMARY KEY,            the FAISS id of the embedding
           path TEXT UNIQUE,                  relative to root, posix separators
           size INTEGER, mtime_ns INTEGER,    what the file looked like when it was embedded
@@ -129,11 +130,17 @@ class Store:
         with self.transaction():
             paths = [(p,) for p, *_ in embedded] + [(p,) for p, *_ in failed]
             self.conn.executemany("DELETE FROM files WHERE path = ?", paths)
+            # Ids are never reused (SQLite would hand out the highest one again after a delete).
+            highest = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM files").fetchone()[0]
+            first = max(int(self.get_meta("next_id", 1)), highest + 1)
+            ids = iter(range(first, first + len(paths)))
             self.conn.executemany(
-                "INSERT INTO files (path, size, mtime_ns, embedding, error) VALUES (?, ?, ?, ?, NULL)",
-                [(p, s, m, np.ascontiguousarray(e, dtype=np.float32).tobytes()) for p, s, m, e in embedded])
+                "INSERT INTO files (id, path, size, mtime_ns, embedding, error) VALUES (?, ?, ?, ?, ?, NULL)",
+                [(next(ids), p, s, m, np.ascontiguousarray(e, dtype=np.float32).tobytes()) for p, s, m, e in embedded])
             self.conn.executemany(
-                "INSERT INTO files (path, size, mtime_ns, embedding, error) VALUES (?, ?, ?, NULL, ?)", failed)
+                "INSERT INTO files (id, path, size, mtime_ns, embedding, error) VALUES (?, ?, ?, ?, NULL, ?)",
+                [(next(ids), *row) for row in failed])
+            self.set_meta("next_id", first + len(paths))
             self._bump()
 
     def remove(self, paths: Iterable[str]) -> None:

@@ -1,4 +1,4 @@
-"""`python -m explorer classify` end to end, in a subprocess, as a script would call it."""
+"""The command line end to end, in a subprocess, as a script would call it."""
 from __future__ import annotations
 
 import json
@@ -58,3 +58,34 @@ def test_classify_exit_codes(shapes_model_dir, tmp_path):
     assert missing_model.returncode == 2 and "folder not found" in missing_model.stderr
     one_label = _run("classify", str(image), "--labels", "cat, cat", "--model", f"local-dir:{shapes_model_dir}")
     assert one_label.returncode == 2 and "at least two" in one_label.stderr
+
+
+def test_the_installed_command_works_from_any_folder(shapes_model_dir, tmp_path):
+    """`pip install -e .` (the set-up script) puts `clip-explorer` beside the interpreter; it and
+    `python -m explorer` find the package and its built-in template sets from any folder."""
+    image = tmp_path / "a.png"
+    shapes.draw_shape("blue", "square", rng=np.random.default_rng(1)).save(image)
+    args = ["classify", str(image), "--labels", "a red circle, a blue square", "--templates", "openai",
+            "--model", f"local-dir:{shapes_model_dir}", "--json"]
+    env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
+    command = Path(sys.executable).with_name("clip-explorer")
+    for argv in ([str(command), *args], [sys.executable, "-m", "explorer", *args]):
+        result = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+        assert result.returncode == 0, result.stderr
+        doc = json.loads(result.stdout)
+        assert doc["templates"] == 80 and doc["results"][0]["labels"][0]["label"] == "a blue square"
+
+
+def test_indexes_command_lists_what_the_app_and_the_cli_built(shapes_model_dir, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        shapes.draw_shape("red", "circle", size=32, rng=np.random.default_rng(i)).save(photos / f"{i}.png")
+    index_dir = tmp_path / "indexes"
+    built = _run("index", str(photos), "--index", str(index_dir / "mine"), "--model", f"local-dir:{shapes_model_dir}",
+                 "--workers", "0", "--json")
+    assert built.returncode == 0, built.stderr
+    listed = _run("indexes", "--index-dir", str(index_dir), "--json")
+    doc = json.loads(listed.stdout)
+    assert [(i["root"], i["images"]) for i in doc["indexes"]] == [(str(photos.resolve()), 3)]
+    assert doc["indexes"][0]["model"].startswith("local-dir:")

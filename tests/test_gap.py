@@ -183,6 +183,8 @@ def test_umap_projection_separates_the_cones_and_is_cached():
     again = project_2d(img, txt, "umap")
     assert time.perf_counter() - start < cold / 5  # served from the cache
     np.testing.assert_array_equal(again.xy_image, first.xy_image)
+    fewer = project_2d(img[:25], txt, "umap")  # other data: a map of its own, never the cached one
+    assert fewer.xy_image.shape == (25, 2) and not np.array_equal(fewer.xy_text, first.xy_text)
 
 
 def test_gap_figures_build_from_measures():

@@ -26,9 +26,6 @@ def test_similarity_matrix_is_cosines_and_per_image_softmax():
     logits = 50.0 * img @ txt.T
     expected = np.exp(logits - logits.max(1, keepdims=True))
     np.testing.assert_allclose(sim.probabilities, expected / expected.sum(1, keepdims=True), atol=1e-6)
-    assert sim.values("probability") is sim.probabilities
-    with pytest.raises(ValueError, match="unknown view"):
-        sim.values("logits")
     with pytest.raises(ValueError, match="differ in size"):
         similarity_matrix(img, txt[:, :4], 1.0)
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from explorer.prompts import (PromptError, build_prompts, fill, load_template_set, parse_labels,
-                              parse_templates)
+from explorer.prompts import (PromptError, build_prompts, check_templates, fill, load_template_set, parse_labels,
+                              parse_templates, parse_texts, read_template_file, write_template_files)
 
 
 def test_labels_one_per_line_keep_commas_inside_a_line():
@@ -44,6 +44,31 @@ def test_custom_templates_need_placeholders(tmp_path):
     assert load_template_set(str(path)) == ["art of the {}."]
     with pytest.raises(PromptError, match="not single, openai, simple"):
         load_template_set(str(tmp_path / "missing.txt"))
+    for named_slot in ("a photo of a {cat}.", "a photo of a { }.", "a photo of a {0}."):
+        with pytest.raises(PromptError, match="need"):
+            parse_templates(named_slot)
+        with pytest.raises(PromptError, match="row 1"):
+            check_templates([named_slot])
+
+
+def test_template_files_the_app_writes_are_read_back_by_every_command(tmp_path):
+    rows = ["a photo of a {}.", "a {} in the wild, \"quoted\"", "un dessin d'un {}."]
+    txt, js = write_template_files(rows, tmp_path)
+    assert read_template_file(txt) == rows and load_template_set(str(js)) == rows
+    (tmp_path / "list.json").write_text('["a {}", "  the   {} "]')
+    assert read_template_file(tmp_path / "list.json") == ["a {}", "the {}"]
+    (tmp_path / "bad.json").write_text('{"templates": "a {}"}')
+    with pytest.raises(PromptError, match="expected a JSON list"):
+        read_template_file(tmp_path / "bad.json")
+    (tmp_path / "cat.json").write_text('["a {cat}"]')
+    with pytest.raises(PromptError, match="row 1"):
+        read_template_file(tmp_path / "cat.json")
+
+
+def test_free_texts_keep_commas_and_say_what_was_dropped():
+    parsed = parse_texts("a cat, sitting\n\na dog\na cat, sitting\nthree\nfour", limit=3)
+    assert parsed.labels == ["a cat, sitting", "a dog", "three"]
+    assert parsed.notes == ["dropped the repeated text “a cat, sitting”", "kept the first 3 of 4 texts"]
 
 
 def test_fill_ignores_other_braces_and_prompts_are_class_major():

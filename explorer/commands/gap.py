@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     if args.captions is None:
         texts = label_texts(model, images, labels, templates)
     else:
-        texts = caption_texts(model, images, captions_for(images, csv_path), args.captions)
+        texts = caption_texts(model, images, captions_for(images, csv_path))
     encoded = time.perf_counter()
     run = run_gap(images, texts, shifts)
     projection = None

@@ -11,7 +11,7 @@ from ..progress import RateText
 
 IMAGE_TYPES = sorted(IMAGE_EXTENSIONS)
 ZIP_TYPES = IMAGE_TYPES + [".zip"]
-# What each template choice on a page means: a built-in set of prompts.TEMPLATE_SETS, or "custom".
+# The built-in template sets a page offers, by the name prompts.load_template_set knows them by.
 TEMPLATE_CHOICES = {
     "Single: a photo of a {}.": "single",
     "7 templates (OpenAI subset)": "simple",
