@@ -13,6 +13,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from .vectors import normalize
+
 # Up to this many vectors an exact (flat) search answers a single query in a few tens of ms on a
 # 2-core CPU (bench/bench_search.py measures it); beyond it an IVF index is faster.
 EXACT_LIMIT = 100_000
@@ -76,7 +78,7 @@ def tune(index: faiss.Index, vectors: np.ndarray, k: int = 10, seed: int = 0) ->
         return {}
     rng = np.random.default_rng(seed + 1)
     a, b = rng.integers(0, len(vectors), (2, min(CALIBRATION_QUERIES, len(vectors))))
-    queries = _normalize(vectors[a] + vectors[b])
+    queries = normalize(vectors[a] + vectors[b])
     exact = faiss.IndexFlatIP(vectors.shape[1])
     exact.add(vectors)
     _, truth = exact.search(queries, k)
@@ -169,8 +171,3 @@ def _search_parameter(index: faiss.Index) -> tuple[str | None, list[int]]:
     if hasattr(inner, "hnsw"):
         return "efSearch", [16, 32, 64, 128, 256, 512, 1024]
     return None, []
-
-
-def _normalize(x: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    return np.ascontiguousarray(x / np.maximum(norm, 1e-12), dtype=np.float32)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .cache import LRU
+from .vectors import normalize
 
 DEFAULT_PAIR_POINTS = 2000
 DEFAULT_MAX_POINTS = 10_000
@@ -34,10 +35,9 @@ class ProjectionError(ValueError):
 
 
 def _normalize(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim != 2:
-        raise ValueError(f"expected a 2-D array of embeddings, got shape {x.shape}")
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    if np.ndim(x) != 2:
+        raise ValueError(f"expected a 2-D array of embeddings, got shape {np.shape(x)}")
+    return normalize(x)
 
 
 def _check(image_emb: np.ndarray, text_emb: np.ndarray, matches) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

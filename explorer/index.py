@@ -36,6 +36,7 @@ from .images import DEFAULT_LIMITS, ImageError, ImageFailure, Limits
 from .model import describe
 from .sources import embed_files
 from .store import DB_NAME, IndexFormatError, Store
+from .vectors import normalize
 
 FAISS_NAME = "faiss.index"
 MANIFEST_NAME = "manifest.json"
@@ -69,22 +70,17 @@ def mismatch_message(folder: Path, stored: dict, model) -> str:
             "Use the same model, or build a new index with this one")
 
 
-def normalize_rows(x: np.ndarray) -> np.ndarray:
-    x = np.atleast_2d(np.asarray(x, dtype=np.float32))
-    return np.ascontiguousarray(x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12))
-
-
 def combine_vectors(vectors: np.ndarray, weights: Sequence[float] | None = None) -> np.ndarray:
     """One query [D]: the normalised weighted sum of the normalised `vectors` [Q, D] (default
     weight 1.0 each; a negative weight steers away, as in "beach" minus "people")."""
-    vectors = normalize_rows(vectors)
+    vectors = normalize(np.atleast_2d(vectors))
     weights = np.ones(len(vectors), np.float32) if weights is None else np.asarray(weights, np.float32)
     if weights.shape != (len(vectors),):
         raise ValueError(f"got {len(weights)} weights for {len(vectors)} queries; give one per query or none")
     total = (weights[:, None] * vectors).sum(axis=0)
     if np.linalg.norm(total) < 1e-6:
         raise ValueError("the weighted queries cancel out: their weighted sum is zero")
-    return normalize_rows(total)[0]
+    return normalize(total)
 
 
 # ---- the FAISS file, derived from the store ----------------------------------------------------------

@@ -8,11 +8,7 @@ import numpy as np
 from .images import DEFAULT_LIMITS, ImageFailure, Limits
 from .prompts import build_prompts
 from .sources import EmbeddingCache, Progress, embed_files
-
-
-def normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    norm = np.linalg.norm(x, axis=axis, keepdims=True)
-    return (x / np.maximum(norm, 1e-12)).astype(np.float32)
+from .vectors import normalize
 
 
 def ensemble(prompt_embeddings: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:

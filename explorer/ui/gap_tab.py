@@ -9,6 +9,7 @@ its embeddings and never re-encode.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
@@ -143,6 +144,13 @@ def build(ctx: AppContext) -> None:
             histograms = gr.Plot(label="Cosine histograms", elem_id="gap-hist")
     state = gr.State(None)
 
+    ui = SimpleNamespace(**locals())  # every component above, by name, for the wiring
+    _wire(ui)
+
+
+def _wire(ui) -> None:
+    ctx = ui.ctx
+
     def choices_update():
         choices = index_choices(ctx)
         return gr.update(choices=choices, value=choices[0][1] if choices else None)
@@ -155,19 +163,19 @@ def build(ctx: AppContext) -> None:
         return (gr.update(visible=choice == LABELS), gr.update(visible=choice == LABELS),
                 gr.update(visible=choice == CSV))
 
-    source.change(on_source, source, [files, folder, index_row, index_choice])
-    refresh.click(choices_update, None, index_choice)
-    text_source.change(on_text_source, text_source, [labels, templates, csv_file])
-
     def on_run(*args, progress=gr.Progress()):
         view = compute_gap(ctx, *args, progress=progress)
         return (view.measures, view.histograms, view.projection, view.projection_note, view.curve, gr.update(value=0),
                 view.readout, view.run)
 
-    inputs = [source, files, folder, index_choice, text_source, labels, templates, csv_file, method]
-    run.click(on_run, inputs, [table, histograms, projection, projection_note, curve, lam, readout, state],
-              concurrency_limit=2)
-    lam.change(lambda r, v: (gr.update(), gr.update()) if r is None else shift_view(r, v), [state, lam],
-               [readout, curve], trigger_mode="always_last", show_progress="hidden")
-    method.change(lambda r, m: (gr.update(), gr.update()) if r is None else projection_view(ctx, r, m),
-                  [state, method], [projection, projection_note])
+    ui.source.change(on_source, ui.source, [ui.files, ui.folder, ui.index_row, ui.index_choice])
+    ui.refresh.click(choices_update, None, ui.index_choice)
+    ui.text_source.change(on_text_source, ui.text_source, [ui.labels, ui.templates, ui.csv_file])
+    inputs = [ui.source, ui.files, ui.folder, ui.index_choice, ui.text_source, ui.labels, ui.templates, ui.csv_file,
+              ui.method]
+    ui.run.click(on_run, inputs, [ui.table, ui.histograms, ui.projection, ui.projection_note, ui.curve, ui.lam,
+                                  ui.readout, ui.state], concurrency_limit=2)
+    ui.lam.change(lambda r, v: (gr.update(), gr.update()) if r is None else shift_view(r, v), [ui.state, ui.lam],
+                  [ui.readout, ui.curve], trigger_mode="always_last", show_progress="hidden")
+    ui.method.change(lambda r, m: (gr.update(), gr.update()) if r is None else projection_view(ctx, r, m),
+                     [ui.state, ui.method], [ui.projection, ui.projection_note])

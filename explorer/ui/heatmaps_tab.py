@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
@@ -189,13 +190,20 @@ def build(ctx: AppContext) -> None:
             shown = gr.Image(label="Patch map over the image", type="pil", interactive=False, height=420,
                              visible=False, elem_id="hm-overlay", buttons=["download", "fullscreen"])
 
-    def image_choices(items, current):
-        names = [item["name"] for item in items]
-        return gr.update(choices=names, value=current if current in names else (names[0] if names else None))
+    ui = SimpleNamespace(**locals())  # every component above, by name, for the wiring
+    _wire_matrix(ctx, ui)
+    _wire_map(ui)
 
+
+def _image_choices(items, current):
+    names = [item["name"] for item in items]
+    return gr.update(choices=names, value=current if current in names else (names[0] if names else None))
+
+
+def _wire_matrix(ctx: AppContext, ui) -> None:
     def on_files(paths, current):
         items = upload_items(paths)
-        return items, image_choices(items, current)
+        return items, _image_choices(items, current)
 
     def on_texts(text, current):
         parsed = parse_texts(text, MAX_TEXTS).labels
@@ -205,37 +213,37 @@ def build(ctx: AppContext) -> None:
         choices = index_choices(ctx)
         return gr.update(choices=choices, value=current if current in [v for _, v in choices] else NO_INDEX)
 
-    files.change(on_files, [files, map_image], [items_state, map_image], show_progress="hidden")
-    texts.change(on_texts, [texts, map_text], map_text, show_progress="hidden")
-    refresh.click(on_refresh, index_choice, index_choice)
-    index_box.expand(on_refresh, index_choice, index_choice, show_progress="hidden")
-    method.change(lambda m: gr.update(info=show.METHOD_HELP[m]), method, method, show_progress="hidden")
-
     def on_run(paths, text, index_folder, n, view_label, current_image, progress=gr.Progress()):
         result = compute_matrix(ctx, paths, text, index_folder, n, view_label, progress)
         if result.state is None:
             return result.summary, None, gr.update(), gr.update(), None, ""
-        return (result.summary, result.state, result.items, image_choices(result.items, current_image),
+        return (result.summary, result.state, result.items, _image_choices(result.items, current_image),
                 result.figure, result.note)
 
-    run.click(on_run, [files, texts, index_choice, sample_n, view, map_image],
-              [status, matrix_state, items_state, map_image, plot, note], concurrency_limit=2)
-    view.change(matrix_figure, [matrix_state, view], [plot, note], show_progress="hidden")
+    ui.files.change(on_files, [ui.files, ui.map_image], [ui.items_state, ui.map_image], show_progress="hidden")
+    ui.texts.change(on_texts, [ui.texts, ui.map_text], ui.map_text, show_progress="hidden")
+    ui.refresh.click(on_refresh, ui.index_choice, ui.index_choice)
+    ui.index_box.expand(on_refresh, ui.index_choice, ui.index_choice, show_progress="hidden")
+    ui.run.click(on_run, [ui.files, ui.texts, ui.index_choice, ui.sample_n, ui.view, ui.map_image],
+                 [ui.status, ui.matrix_state, ui.items_state, ui.map_image, ui.plot, ui.note], concurrency_limit=2)
+    ui.view.change(matrix_figure, [ui.matrix_state, ui.view], [ui.plot, ui.note], show_progress="hidden")
 
+
+def _wire_map(ui) -> None:
     def on_map(items, name, text, method_name, alpha, scale_label, progress=gr.Progress()):
         progress(0, desc="Computing the patch map")
-        info, state = compute_patch_map(ctx, items, name, text, method_name, scale_label)
+        info, state = compute_patch_map(ui.ctx, items, name, text, method_name, scale_label)
         picture = blend(state, alpha, scale_label)
         return info, gr.update(value=picture, visible=picture is not None), state
-
-    map_run.click(on_map, [items_state, map_image, map_text, method, opacity, scale], [map_info, shown, map_state],
-                  concurrency_limit=2)
-    opacity.change(lambda s, a, sc: gr.update() if not s else blend(s, a, sc), [map_state, opacity, scale], shown,
-                   show_progress="hidden")
 
     def on_scale(state, alpha, scale_label):
         if not state:
             return gr.update(), gr.update()
         return show.map_summary(state["pmap"], show.SCALE_CHOICES[scale_label]), blend(state, alpha, scale_label)
 
-    scale.change(on_scale, [map_state, opacity, scale], [map_info, shown], show_progress="hidden")
+    ui.method.change(lambda m: gr.update(info=show.METHOD_HELP[m]), ui.method, ui.method, show_progress="hidden")
+    ui.map_run.click(on_map, [ui.items_state, ui.map_image, ui.map_text, ui.method, ui.opacity, ui.scale],
+                     [ui.map_info, ui.shown, ui.map_state], concurrency_limit=2)
+    ui.opacity.change(lambda s, a, sc: gr.update() if not s else blend(s, a, sc), [ui.map_state, ui.opacity, ui.scale],
+                      ui.shown, show_progress="hidden")
+    ui.scale.change(on_scale, [ui.map_state, ui.opacity, ui.scale], [ui.map_info, ui.shown], show_progress="hidden")

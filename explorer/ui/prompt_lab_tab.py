@@ -11,6 +11,7 @@ import hashlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
@@ -188,24 +189,26 @@ def build(ctx: AppContext) -> None:
             confusion = gr.Plot(label="Confusion matrix", visible=False, elem_id="pl-confusion")
     none_html = gr.HTML(elem_id="pl-none")
     flags = gr.State(None)
-    _wire_editing(table, builtin, load_builtin, new, add, row_no, up, down, remove, load_file, save_txt, save_json,
-                  set_status, example, desc_text)
+    ui = SimpleNamespace(**locals())  # every component above, by name, for the wiring
+    _wire_editing(ui)
+    _wire_run(ui)
 
+
+def _wire_run(ui) -> None:
     def on_run(*args, progress=gr.Progress()):
-        view = evaluate_prompts(ctx, *args, progress=progress)
+        view = evaluate_prompts(ui.ctx, *args, progress=progress)
         return (view.summary, view.per_template, view.comparison, view.per_class,
                 gr.update(value=view.confusion, visible=view.confusion is not None), view.none_of_these, view.flags)
 
-    inputs = [table, folder, uploads, labels, desc_text, desc_file, use, weighting, single_row, compare_on,
-              min_cos, min_prob]
-    run.click(on_run, inputs, [summary, templates_html, compare_html, class_html, confusion, none_html, flags],
-              concurrency_limit=2)
-    for slider in (min_cos, min_prob):
-        slider.release(none_view, [flags, min_cos, min_prob], none_html)
+    inputs = [ui.table, ui.folder, ui.uploads, ui.labels, ui.desc_text, ui.desc_file, ui.use, ui.weighting,
+              ui.single_row, ui.compare_on, ui.min_cos, ui.min_prob]
+    outputs = [ui.summary, ui.templates_html, ui.compare_html, ui.class_html, ui.confusion, ui.none_html, ui.flags]
+    ui.run.click(on_run, inputs, outputs, concurrency_limit=2)
+    for slider in (ui.min_cos, ui.min_prob):
+        slider.release(none_view, [ui.flags, ui.min_cos, ui.min_prob], ui.none_html)
 
 
-def _wire_editing(table, builtin, load_builtin, new, add, row_no, up, down, remove, load_file, save_txt, save_json,
-                  set_status, example, desc_text) -> None:
+def _wire_editing(ui) -> None:
     """Events that edit the template table; each re-checks the set and refreshes the downloads."""
     def on_table(current):
         rows = rows_of(current)
@@ -232,17 +235,18 @@ def _wire_editing(table, builtin, load_builtin, new, add, row_no, up, down, remo
             return gr.update(), message(str(exc), "error"), gr.update()
         return frame(rows_of(current) + [text]), "", ""
 
-    table.change(on_table, table, [save_txt, save_json, set_status])
-    load_builtin.click(edit(lambda rows, choice: load_template_set(TEMPLATE_CHOICES[choice])), [table, builtin],
-                       [table, set_status])
-    add.click(add_row, [table, new], [table, set_status, new])
-    new.submit(add_row, [table, new], [table, set_status, new])
-    up.click(edit(lambda rows, n: moved(rows, n, -1)), [table, row_no], [table, set_status]).success(
+    table, row_no, status = ui.table, ui.row_no, ui.set_status
+    table.change(on_table, table, [ui.save_txt, ui.save_json, status])
+    ui.load_builtin.click(edit(lambda rows, choice: load_template_set(TEMPLATE_CHOICES[choice])), [table, ui.builtin],
+                          [table, status])
+    ui.add.click(add_row, [table, ui.new], [table, status, ui.new])
+    ui.new.submit(add_row, [table, ui.new], [table, status, ui.new])
+    ui.up.click(edit(lambda rows, n: moved(rows, n, -1)), [table, row_no], [table, status]).success(
         lambda n: max(1, int(n or 1) - 1), row_no, row_no)
-    down.click(edit(lambda rows, n: moved(rows, n, +1)), [table, row_no], [table, set_status]).success(
+    ui.down.click(edit(lambda rows, n: moved(rows, n, +1)), [table, row_no], [table, status]).success(
         lambda n: int(n or 1) + 1, row_no, row_no)
-    remove.click(edit(lambda rows, n: [r for i, r in enumerate(rows, 1) if i != int(n or 0)]),
-                 [table, row_no], [table, set_status])
-    load_file.upload(edit(lambda rows, f: read_template_file(f)), [table, load_file], [table, set_status])
-    example.change(lambda name: EXAMPLES[name].read_text(encoding="utf-8") if name in EXAMPLES else "",
-                   example, desc_text)
+    ui.remove.click(edit(lambda rows, n: [r for i, r in enumerate(rows, 1) if i != int(n or 0)]),
+                    [table, row_no], [table, status])
+    ui.load_file.upload(edit(lambda rows, f: read_template_file(f)), [table, ui.load_file], [table, status])
+    ui.example.change(lambda name: EXAMPLES[name].read_text(encoding="utf-8") if name in EXAMPLES else "",
+                      ui.example, ui.desc_text)

@@ -7,10 +7,6 @@ from pathlib import PurePosixPath
 MAX_FAILURES_SHOWN = 50
 
 
-def message(text: str, kind: str = "note") -> str:
-    return f'<div class="explorer-{kind}">{html.escape(text)}</div>'
-
-
 def build_report(folder: str, report, notes: list[str], uploaded: bool = False) -> str:
     """What one indexing run did, with every file that failed and why."""
     where = html.escape(folder) if uploaded else f"<code>{html.escape(folder)}</code>"

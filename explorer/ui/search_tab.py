@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 from PIL import Image
@@ -24,7 +25,7 @@ from ..index import ImageIndex
 from ..index_build import build_index
 from ..paths import PathRefused, inside_roots
 from . import search_html as render
-from .common import ZIP_TYPES, progress_reporter
+from .common import ZIP_TYPES, message, progress_reporter
 
 FOLDER, UPLOAD = "A folder on this computer", "Upload images, a folder or a zip"
 BUILD_WORKERS = 2
@@ -175,44 +176,50 @@ def build(ctx: AppContext) -> None:
                                  elem_id="search-gallery", buttons=[])
             table = gr.HTML(elem_id="search-results")
 
-    source.change(lambda s: (gr.update(visible=s == FOLDER), gr.update(visible=s == UPLOAD)),
-                  source, [folder, upload_group])
+    ui = SimpleNamespace(**locals())  # every component above, by name, for the wiring
+    _wire(ui)
 
-    def shown(view: SearchView):
-        return (view.summary, gr.update(value=view.gallery, visible=bool(view.gallery), selected_index=None),
-                view.table, view.state)
 
-    def guarded(handler):
-        """Run a search handler; a problem is shown and the results and state stay as they were."""
-        def run(*args):
-            current = args[0]
-            try:
-                view = handler(*args)
-            except ValueError as exc:
-                return render.message(str(exc), "error"), gr.update(), gr.update(), current
-            return (gr.update(), gr.update(), gr.update(), current) if view is None else shown(view)
-        return run
+def _shown(view: SearchView):
+    return (view.summary, gr.update(value=view.gallery, visible=bool(view.gallery), selected_index=None),
+            view.table, view.state)
+
+
+def _guarded(handler):
+    """Run a search handler; a problem is shown and the results and state stay as they were."""
+    def run(*args):
+        current = args[0]
+        try:
+            view = handler(*args)
+        except ValueError as exc:
+            return message(str(exc), "error"), gr.update(), gr.update(), current
+        return (gr.update(), gr.update(), gr.update(), current) if view is None else _shown(view)
+    return run
+
+
+def _wire(ui) -> None:
+    ctx = ui.ctx
 
     def on_build(choice, typed, files, folder_files, current, progress=gr.Progress()):
         try:
             html, new_state = build_search_index(ctx, choice, typed, files, folder_files, progress)
         except ValueError as exc:
             prefix = "Refused" if isinstance(exc, PathRefused) else "Indexing failed"
-            return render.message(f"{prefix}: {exc}", "error"), current, gr.update(), gr.update(), gr.update()
-        view = results_view(ctx, new_state, 0.0)
-        return html, new_state, *shown(view)[:3]
-
-    results = [summary, gallery, table]
-    index_button.click(on_build, [source, folder, upload_files, upload_dir, state], [report, state, *results],
-                       concurrency_limit=1)
-    on_search = guarded(lambda current, *rest: search(ctx, current, *rest))
-    search_inputs = [state, text, image, weight, top_k, threshold]
-    search_button.click(on_search, search_inputs, [*results, state], concurrency_limit=2)
-    text.submit(on_search, search_inputs, [*results, state], concurrency_limit=2)
+            return message(f"{prefix}: {exc}", "error"), current, gr.update(), gr.update(), gr.update()
+        return html, new_state, *_shown(results_view(ctx, new_state, 0.0))[:3]
 
     def on_select(current, k, limit, evt: gr.SelectData):
-        return guarded(lambda cur: search_like(ctx, cur, evt.index, k, limit))(current)
+        return _guarded(lambda cur: search_like(ctx, cur, evt.index, k, limit))(current)
 
-    gallery.select(on_select, [state, top_k, threshold], [*results, state], concurrency_limit=2)
-    threshold.change(lambda current, limit: shown(results_view(ctx, current, limit))[:3], [state, threshold],
-                     results, show_progress="hidden")
+    ui.source.change(lambda s: (gr.update(visible=s == FOLDER), gr.update(visible=s == UPLOAD)),
+                     ui.source, [ui.folder, ui.upload_group])
+    results = [ui.summary, ui.gallery, ui.table]
+    ui.index_button.click(on_build, [ui.source, ui.folder, ui.upload_files, ui.upload_dir, ui.state],
+                          [ui.report, ui.state, *results], concurrency_limit=1)
+    on_search = _guarded(lambda current, *rest: search(ctx, current, *rest))
+    search_inputs = [ui.state, ui.text, ui.image, ui.weight, ui.top_k, ui.threshold]
+    ui.search_button.click(on_search, search_inputs, [*results, ui.state], concurrency_limit=2)
+    ui.text.submit(on_search, search_inputs, [*results, ui.state], concurrency_limit=2)
+    ui.gallery.select(on_select, [ui.state, ui.top_k, ui.threshold], [*results, ui.state], concurrency_limit=2)
+    ui.threshold.change(lambda current, limit: _shown(results_view(ctx, current, limit))[:3], [ui.state, ui.threshold],
+                        results, show_progress="hidden")
