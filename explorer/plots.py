@@ -30,27 +30,15 @@ def probability_bars(names: list[str], ranked: list[list[tuple[str, float, float
     return fig
 
 
-def probability_heatmap(names: list[str], labels: list[str], probabilities: np.ndarray,
-                        cosines: np.ndarray) -> go.Figure:
-    """Images x labels softmax probabilities; hover shows the cosine too."""
-    fig = go.Figure(go.Heatmap(
-        z=probabilities, x=labels, y=[_short(n) for n in names], customdata=cosines,
-        colorscale="Viridis", zmin=0, zmax=1, colorbar=dict(title="probability", tickformat=".0%"),
-        hovertemplate="image %{y}<br>label %{x}<br>probability %{z:.2%}<br>cosine %{customdata:.4f}<extra></extra>"))
-    fig.update_yaxes(autorange="reversed")
-    fig.update_layout(height=max(300, 120 + 28 * len(names)), margin=dict(l=10, r=10, t=40, b=10),
-                      title_text="Probability per image and label (softmax over the labels, per image)")
-    return fig
-
-
 def _short(name: str, limit: int = 28) -> str:
     return name if len(name) <= limit else "…" + name[-(limit - 1):]
 
 
 # ---- similarity heatmaps and the modality gap (explorer/heatmaps.py, explorer/gap.py) ----------
 def similarity_heatmap(names: list[str], texts: list[str], cosines: np.ndarray, probabilities: np.ndarray,
-                       view: str = "cosine") -> go.Figure:
-    """Images x texts, as raw cosines or per-image softmax probabilities; hover shows both.
+                       view: str = "cosine", column: str = "text", title: str | None = None) -> go.Figure:
+    """Images x texts (or labels: `column` names them), as raw cosines or per-image softmax
+    probabilities; hover shows both.
 
     Each view has its own stated colour scale: cosines span this matrix's own min..max (image-text
     cosines only, never mixed with image-image ones); probabilities span 0..1.
@@ -59,20 +47,21 @@ def similarity_heatmap(names: list[str], texts: list[str], cosines: np.ndarray, 
         z, custom = cosines, probabilities
         lo, hi = float(np.min(cosines)), float(np.max(cosines))
         colorbar = dict(title="image–text<br>cosine")
-        title = f"Image × text cosine (colour spans this view's range {lo:.3f} to {hi:.3f})"
+        default_title = f"Image × text cosine (colour spans this view's range {lo:.3f} to {hi:.3f})"
         zrange = dict(zmin=lo, zmax=hi)
-        hover = "image %{y}<br>text %{x}<br>cosine %{z:.4f}<br>probability %{customdata:.2%}<extra></extra>"
+        hover = "image %{y}<br>" + column + " %{x}<br>cosine %{z:.4f}<br>probability %{customdata:.2%}<extra></extra>"
     else:
         z, custom = probabilities, cosines
         colorbar = dict(title="probability", tickformat=".0%")
-        title = "Image × text probability (softmax over the texts, per image; colour spans 0 to 100%)"
+        default_title = "Image × text probability (softmax over the texts, per image; colour spans 0 to 100%)"
         zrange = dict(zmin=0, zmax=1)
-        hover = "image %{y}<br>text %{x}<br>probability %{z:.2%}<br>cosine %{customdata:.4f}<extra></extra>"
+        hover = "image %{y}<br>" + column + " %{x}<br>probability %{z:.2%}<br>cosine %{customdata:.4f}<extra></extra>"
     fig = go.Figure(go.Heatmap(z=z, x=[_short(t, 40) for t in texts], y=[_short(n) for n in names],
                                customdata=custom, colorscale="Viridis", colorbar=colorbar, hovertemplate=hover,
                                **zrange))
     fig.update_yaxes(autorange="reversed")
-    fig.update_layout(height=max(300, 140 + 28 * len(names)), margin=dict(l=10, r=10, t=50, b=10), title_text=title)
+    fig.update_layout(height=max(300, 140 + 28 * len(names)), margin=dict(l=10, r=10, t=50, b=10),
+                      title_text=title or default_title)
     return fig
 
 

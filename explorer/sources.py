@@ -8,8 +8,9 @@ memory does not grow with the number of files. Every source reports progress as
 progress(done, total) and unreadable files as ImageFailure(name, reason), the same everywhere.
 
 One cache (`EmbeddingCache`) keys each embedding by the model instance and a digest of the file's
-bytes: the same image is never encoded twice by the same model, whatever its path or upload, and a
-changed file is encoded again.
+bytes: while an entry lives, the same image is not encoded twice by the same model, whatever its
+path or upload, and a changed file is encoded again. Within one call the same holds without a
+cache: repeated images are encoded once.
 """
 from __future__ import annotations
 
@@ -59,7 +60,8 @@ class Embedded:
     class_folders: list[str] | None = None
     labels: np.ndarray | None = None       # [N] class index of each image (labelled sources)
     encoded: int = 0                 # images run through the model for this call
-    reused: int = 0                  # embeddings taken from an index or the cache instead
+    cached: int = 0                  # served from the embedding cache (or repeated in this call)
+    reused: int = 0                  # taken from an index's stored embeddings
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -116,10 +118,12 @@ def embed_files(model, files: list, *, names: list[str] | None = None, root: Pat
     """
     files = [Path(f) for f in files]
     names = list(names) if names is not None else display_names(files, root)
+    if cache is None:  # still never encode one image twice within this call
+        cache = EmbeddingCache(capacity=max(len(files), 1))
     vectors: list[np.ndarray | None] = [None] * len(files)
-    failures, encoded, reused = [], 0, 0
+    failures, encoded, cached, reused = [], 0, 0, 0
     for start in range(0, len(files), batch_size):
-        pending: list[tuple[int, bytes, torch.Tensor]] = []
+        pending: dict[bytes, tuple[list[int], torch.Tensor]] = {}  # digest -> (rows, pixels)
         for i in range(start, min(start + batch_size, len(files))):
             hit = reuse(files[i]) if reuse is not None else None
             if hit is not None:
@@ -128,20 +132,23 @@ def embed_files(model, files: list, *, names: list[str] | None = None, root: Pat
             try:
                 data = read_file(files[i], limits, name=names[i])
                 digest = hashlib.sha1(data).digest()
-                hit = cache.get(model, digest) if cache is not None else None
-                if hit is None:
-                    pending.append((i, digest, prepare(data, model.preprocess, limits, name=names[i])))
+                hit = cache.get(model, digest)
+                if hit is not None:
+                    vectors[i], cached = hit, cached + 1
+                elif digest in pending:  # the same image again in this batch
+                    pending[digest][0].append(i)
+                    cached += 1
                 else:
-                    vectors[i], reused = hit, reused + 1
+                    pending[digest] = ([i], prepare(data, model.preprocess, limits, name=names[i]))
             except ImageError as exc:
                 failures.append(ImageFailure(names[i], exc.reason))
         if pending:
-            encoded_batch = model.encode_pixels(torch.stack([pixels for _, _, pixels in pending]))
+            batch = model.encode_pixels(torch.stack([pixels for _, pixels in pending.values()]))
             encoded += len(pending)
-            for (i, digest, _), vector in zip(pending, encoded_batch):
-                vectors[i] = vector
-                if cache is not None:
-                    cache.put(model, digest, vector)
+            for (digest, (rows, _)), vector in zip(pending.items(), batch):
+                cache.put(model, digest, vector)
+                for i in rows:
+                    vectors[i] = vector
         if progress is not None:
             progress(min(start + batch_size, len(files)), len(files))
     keep = [i for i, v in enumerate(vectors) if v is not None]
@@ -149,7 +156,7 @@ def embed_files(model, files: list, *, names: list[str] | None = None, root: Pat
         np.zeros((0, model.embed_dim), np.float32)
     return Embedded([names[i] for i in keep], [files[i] for i in keep], embeddings, failures, root, source,
                     labels=None if labels is None else np.asarray([labels[i] for i in keep], dtype=np.int64),
-                    encoded=encoded, reused=reused)
+                    encoded=encoded, cached=cached, reused=reused)
 
 
 # ---- folders --------------------------------------------------------------------------------------
@@ -321,5 +328,6 @@ def join(parts: list[Embedded]) -> Embedded:
     return Embedded(unique_names([n for p in parts for n in p.names]), [f for p in parts for f in p.paths],
                     np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32),
                     [f for p in parts for f in p.failures], source=" and ".join(p.source for p in parts if p.source),
-                    encoded=sum(p.encoded for p in parts), reused=sum(p.reused for p in parts),
+                    encoded=sum(p.encoded for p in parts), cached=sum(p.cached for p in parts),
+                    reused=sum(p.reused for p in parts),
                     notes=[n for p in parts for n in p.notes])

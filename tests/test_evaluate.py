@@ -347,3 +347,26 @@ def test_eval_command_uses_a_reference_index_for_zpe(shapes_model, shapes_model_
     assert "16 images indexed from" in ref["zpe"]["bias_source"]
     assert "16 images" not in plain["zpe"]["bias_source"]
     assert ref["zpe"]["weights"] != plain["zpe"]["weights"]
+
+
+def test_unlabelled_lab_run_uses_the_weighting_asked_for(shapes_model, tmp_path):
+    from explorer.lab import run_lab
+    from explorer.zeroshot import ensemble
+
+    for i, (color, shape) in enumerate(CLASSES[:4]):
+        draw_shape(color, shape, size=40, rng=i).save(tmp_path / f"{i}.png")
+    images = embed_folder(shapes_model, tmp_path, limits=LIMITS)
+    labels = [class_name(c, s) for c, s in CLASSES[:3]]
+    templates = GOOD + [MISLEADING]
+    runs = {w: run_lab(shapes_model, images, templates, weighting=w, labels=labels, template=1)
+            for w in ("mean", "zpe", "single")}
+    assert runs["mean"].result is None  # no class sub-folders: the unlabelled path
+    np.testing.assert_allclose(runs["mean"].weights, 0.25)
+    np.testing.assert_allclose(runs["zpe"].weights, runs["zpe"].zpe.weights)
+    assert not np.allclose(runs["zpe"].weights, 0.25)
+    assert runs["single"].weights.tolist() == [0, 1, 0, 0]
+    prompts = prompt_set(shapes_model, labels, templates)
+    for run in runs.values():  # the open-set scores come from the classifier of those weights
+        cosines = images.embeddings @ ensemble(prompts.embeddings, run.weights).T
+        np.testing.assert_allclose(run.max_cosine, cosines.max(axis=1), atol=1e-5)
+        assert run.predicted == [labels[k] for k in cosines.argmax(axis=1)]

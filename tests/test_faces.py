@@ -230,3 +230,20 @@ def test_patch_map_handler_and_blend(ctx, tmp_path):
     info, state = heatmaps_tab.compute_patch_map(ctx, outside, "x", "a red circle", "tokens",
                                                  "relative to the map's mean")
     assert state is None and "outside its indexed folder" in info
+
+
+def test_unpacking_an_upload_deletes_the_indexes_of_expired_uploads(ctx, shapes_model, tmp_path):
+    import shutil
+
+    from explorer.index import list_indexes
+
+    expired = ctx.uploads.base / "upload-expired"
+    expired.mkdir(parents=True)
+    draw_shape("red", "circle", size=32).save(expired / "0.png")
+    build_index(shapes_model, expired, ctx.indexes.path_for(expired, shapes_model), workers=0)
+    assert len(list_indexes(ctx.settings.index_dir)) == 1
+    shutil.rmtree(expired)  # what UploadArea.prune does once it has expired
+    upload = tmp_path / "new.png"
+    draw_shape("blue", "square", size=32).save(upload)
+    ctx.unpack([str(upload)])
+    assert list_indexes(ctx.settings.index_dir) == []

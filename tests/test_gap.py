@@ -350,3 +350,53 @@ def test_gap_cli_reads_embeddings_from_an_index(shapes_model, shapes_model_dir, 
     assert from_index["n_images"] == from_folder["n_images"] == 32
     for key in ("gap_length", "mean_cos_matched", "mean_cos_unmatched", "uniformity_image"):
         assert from_index[key] == pytest.approx(from_folder[key], abs=1e-4)
+
+
+def test_umap_cache_is_keyed_by_the_data(monkeypatch):
+    """Same shape, other data (here the same images in another order): a new map, never the cached one.
+    A stand-in for umap-learn keeps this fast; the real one is exercised above."""
+    import sys
+    import types
+
+    from explorer import gap
+
+    runs = []
+
+    class StandIn:
+        def __init__(self, **kwargs):
+            pass
+
+        def fit_transform(self, x):
+            runs.append(len(x))
+            return x[:, :2]
+
+    monkeypatch.setitem(sys.modules, "umap", types.SimpleNamespace(UMAP=StandIn))
+    monkeypatch.setattr(gap, "_UMAP_CACHE", type(gap._UMAP_CACHE)(4))
+    img, txt, _ = two_cones()
+    first = project_2d(img, txt, "umap")
+    again = project_2d(img, txt, "umap")
+    assert len(runs) == 1 and np.array_equal(again.xy_image, first.xy_image)  # served from the cache
+    reordered = project_2d(img[::-1].copy(), txt, "umap")
+    assert len(runs) == 2
+    np.testing.assert_allclose(reordered.xy_image, first.xy_image[::-1], atol=1e-6)
+
+
+def test_a_bare_name_that_two_rows_share_names_no_image(tmp_path):
+    """Uploaded files keep their names, not their folders: a CSV written for cats/1.png and dogs/1.png
+    cannot say which of them an uploaded 1.png is."""
+    upload = tmp_path / "upload"
+    upload.mkdir()
+    one, two = upload / "1.png", upload / "2.png"
+    for image in (one, two):
+        image.write_bytes(b"x")
+    csv_file = tmp_path / "caps.csv"
+    csv_file.write_text("path,caption\ncats/1.png,a cat\ndogs/1.png,a dog\ncats/2.png,another cat\n")
+    caps = match_csv_captions(csv_file, [one, two], root=upload)
+    assert caps.caption_of(one) is None and caps.caption_of(two) == "another cat"
+    assert sum("matches none of the images" in p for p in caps.problems) == 2
+
+
+def test_file_name_labels_prefer_the_longest_matching_label():
+    labels = ["red", "red circle", "circle"]
+    paths = ["x/red_circle_3.png", "x/red_7.png", "x/circle.png", "x/red_square_1.png", "x/Red-Circle.png"]
+    assert labels_of_images(paths, labels) == [1, 0, 2, 0, 1]

@@ -382,3 +382,21 @@ def test_scan_folder_bad_root(tmp_path):
 
 def test_module_does_not_import_gradio():
     assert "gradio" not in Path(images.__file__).read_text()
+
+
+def test_thumbnails_notice_a_rewrite_that_keeps_the_file_size(tmp_path):
+    path = save(Image.new("RGB", (60, 30), RED), tmp_path / "a.bmp")
+    thumbs = Thumbnails(size=32)
+    assert thumbs.image(path).getpixel((2, 2)) == RED
+    size = path.stat().st_size
+    save(Image.new("RGB", (60, 30), BLUE), path)  # a BMP of the same dimensions has the same size...
+    assert path.stat().st_size == size
+    os.utime(path, ns=(10**18, 10**18))             # ...so only the mtime tells the edit apart
+    assert thumbs.image(path).getpixel((2, 2)) == BLUE
+
+
+def test_the_pixel_limit_itself_is_allowed(tmp_path):
+    path = save(Image.new("RGB", (50, 40), RED), tmp_path / "a.png")
+    assert load_image(path, Limits(max_pixels=2000)).size == (50, 40)
+    with pytest.raises(ImageError, match="image too large: 50x40"):
+        load_image(path, Limits(max_pixels=1999))

@@ -281,3 +281,21 @@ def test_sigkill_mid_run_then_resume_embeds_each_file_once(tmp_path):
     assert sorted(after) == sorted(good + list(bad))  # every file exactly once (paths are unique)
     assert all(after[p] == before[p] for p in done)  # same row id and bytes: not re-embedded
     assert open_index(tmp_path / "idx").count == len(good)
+
+
+def test_a_file_edited_behind_the_same_size_is_embedded_again(tmp_path, shapes_model, count_decodes):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    draw_shape("red", "circle", size=48, rng=1).save(photos / "a.bmp")
+    draw_shape("blue", "square", size=48, rng=2).save(photos / "b.bmp")
+    build_index(shapes_model, photos, tmp_path / "idx", workers=0)
+    old = open_index(tmp_path / "idx").embedding_of("a.bmp")
+    size = (photos / "a.bmp").stat().st_size
+    draw_shape("green", "cross", size=48, rng=3).save(photos / "a.bmp")  # edited in place: a BMP keeps its size
+    assert (photos / "a.bmp").stat().st_size == size
+    os.utime(photos / "a.bmp", ns=(time.time_ns(), time.time_ns() + 10**9))
+    count_decodes.clear()
+    report = build_index(shapes_model, photos, tmp_path / "idx", workers=0)
+    assert [Path(p).name for p in count_decodes] == ["a.bmp"]
+    assert (report.added, report.updated, report.unchanged) == (0, 1, 1)
+    assert float(open_index(tmp_path / "idx").embedding_of("a.bmp") @ old) < 0.99

@@ -59,3 +59,15 @@ def test_listing_reads_every_index_and_filters_by_model(shapes_model, random_vit
     assert listed[0].model == shapes_model.identifier
     assert list_indexes(index_dir, shapes_model) == listed and list_indexes(index_dir, random_vit) == []
     assert list_indexes(tmp_path / "missing") == []
+
+
+def test_find_for_refuses_an_index_another_model_made(shapes_model, random_vit, tmp_path):
+    registry = IndexRegistry(tmp_path / "indexes")
+    root = tmp_path / "photos"
+    root.mkdir()
+    for i, (color, shape) in enumerate(shapes.CLASSES[:2]):
+        shapes.draw_shape(color, shape, size=32, rng=i).save(root / f"{i}.png")
+    # The shapes model's index of the folder where random_vit's would be (copied or renamed by hand):
+    # its embeddings must not be served to random_vit.
+    build_index(shapes_model, root, registry.path_for(root, random_vit), workers=0)
+    assert registry.find_for(root, random_vit) is None

@@ -202,3 +202,12 @@ def test_autocast_path_runs_in_the_asked_precision_and_stays_close_to_fp32(shape
         assert b.dtype == np.float32
         np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
         assert float((a * b).sum(axis=1).min()) > 0.98
+
+
+def test_a_text_repeated_in_one_call_fills_every_row(random_vit):
+    texts = ["a photo of a quokka.", "a photo of a tapir.", "a photo of a quokka."]  # never encoded before
+    before = random_vit.text_encodes
+    out = random_vit.encode_texts(texts)
+    assert random_vit.text_encodes == before + 2  # each distinct text once...
+    np.testing.assert_array_equal(out[2], out[0])  # ...and every row filled
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)

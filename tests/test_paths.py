@@ -122,3 +122,41 @@ def test_upload_area_unpacks_each_set_of_files_once_and_prunes_old_ones(tmp_path
     with pytest.raises(PathRefused, match="more than 3 files"):
         area.unpack([str(big)], max_files=3)
     assert sorted(p.name for p in (tmp_path / "area").iterdir() if p.name.startswith(".")) == []  # nothing half-made
+
+
+def test_upload_area_tells_apart_different_files_with_the_same_name(tmp_path):
+    from explorer.paths import UploadArea
+
+    area = UploadArea(tmp_path / "area")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = tmp_path / "a" / "photo.png", tmp_path / "b" / "photo.png"  # as gradio stores two uploads
+    first.write_bytes(b"first")
+    second.write_bytes(b"the second upload")
+    one, _ = area.unpack([str(first)])
+    two, _ = area.unpack([str(second)])
+    assert one != two and (two / "photo.png").read_bytes() == b"the second upload"
+    second.write_bytes(b"new content at the same path")
+    os.utime(second, ns=(10**18, 10**18))
+    three, _ = area.unpack([str(second)])
+    assert three != two and (three / "photo.png").read_bytes() == b"new content at the same path"
+
+
+def test_upload_area_keeps_folders_used_within_keep_hours(tmp_path):
+    import time
+
+    from explorer.paths import UploadArea
+
+    area = UploadArea(tmp_path / "area", keep_hours=24)
+    files = []
+    for name in ("recent.png", "reused.png", "new.png"):
+        (tmp_path / name).write_bytes(name.encode())
+        files.append(str(tmp_path / name))
+    recent, _ = area.unpack([files[0]])
+    reused, _ = area.unpack([files[1]])
+    hours_ago = lambda h: (time.time() - h * 3600,) * 2  # noqa: E731
+    os.utime(recent, hours_ago(2))    # used two hours ago: well within a day
+    os.utime(reused, hours_ago(25))   # unpacked yesterday...
+    assert area.unpack([files[1]])[0] == reused  # ...and uploaded again now: in use, not expired
+    area.unpack([files[2]])                      # a new upload prunes what expired
+    assert recent.exists() and reused.exists()

@@ -206,3 +206,29 @@ def test_gpu_branch_moves_the_index_and_falls_back_when_cloning_fails(indexed, m
     monkeypatch.setattr(faiss, "index_cpu_to_all_gpus", refuse)
     flat = faiss.IndexFlatIP(4)
     assert faiss_ops.to_device(flat) is flat  # stays on the CPU rather than failing
+
+
+def test_combine_vectors_weighs_directions_not_lengths():
+    vectors = np.array([[3.0, 0.0, 0.0], [0.0, 0.5, 0.0]], dtype=np.float32)
+    half = 2 ** -0.5
+    np.testing.assert_allclose(combine_vectors(vectors), [half, half, 0.0], atol=1e-6)
+    np.testing.assert_allclose(combine_vectors(vectors, [1.0, -1.0]), [half, -half, 0.0], atol=1e-6)
+
+
+def test_duplicates_join_images_whose_cosine_equals_the_threshold(tmp_path):
+    """"At least `threshold`": a pair exactly at it is joined (cosines chosen to be exact in float32)."""
+    from explorer.store import Store
+
+    vectors = np.array([[1, 0, 0, 0], [0.5, 0.75 ** 0.5, 0, 0], [0, 0, 1, 0]], dtype=np.float32)
+    store = Store(tmp_path / "idx", create=True)
+    store.set_meta("identity", {"name": "synthetic", "pretrained": None, "embed_dim": 4, "image_size": 8,
+                                "preprocess": []})
+    store.set_meta("root", str(tmp_path / "photos"))
+    store.write_batch([(f"{i}.png", 1, 1, v) for i, v in enumerate(vectors)])
+    store.close()
+    index = open_index(tmp_path / "idx")
+    try:
+        assert index.duplicates(threshold=0.5) == [["0.png", "1.png"]]
+        assert index.duplicates(threshold=0.5001) == []
+    finally:
+        index.close()

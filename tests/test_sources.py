@@ -76,7 +76,7 @@ def test_cache_reuses_an_image_by_content_whatever_its_path(shapes_model, tmp_pa
         shutil.copy(f, copies / f"copy-{f.name}")
     before = shapes_model.image_encodes
     again = embed_files(shapes_model, sorted(copies.iterdir()), cache=cache)
-    assert shapes_model.image_encodes == before and again.encoded == 0 and again.reused == 4
+    assert shapes_model.image_encodes == before and again.encoded == 0 and again.cached == 4 and again.reused == 0
     np.testing.assert_array_equal(again.embeddings, first.embeddings)
 
 
@@ -134,5 +134,104 @@ def test_labelled_folder_and_index_sources(shapes_model, tmp_path):
     np.testing.assert_allclose(stored.embeddings, folder.embeddings, atol=1e-4)
     sample = embed_index(shapes_model, index, sample=3)
     assert len(sample) == 3 and sample.names == embed_index(shapes_model, index, sample=3).names  # seeded
+    picks = {seed: embed_index(shapes_model, index, sample=3, seed=seed).names for seed in range(4)}
+    assert all(embed_index(shapes_model, index, sample=3, seed=s).names == names for s, names in picks.items())
+    assert len({tuple(names) for names in picks.values()}) > 1  # ...by the seed given
     both = join([folder, sample])
     assert len(both) == 9 and len(set(both.names)) == 9
+
+
+def test_index_reuse_encodes_a_file_edited_behind_the_same_size(shapes_model, tmp_path):
+    from explorer.index import open_index
+    from explorer.index_build import build_index
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i, (color, shape) in enumerate(CLASSES[:3]):
+        draw_shape(color, shape, size=40, rng=i).save(data / f"{i}.bmp")
+    build_index(shapes_model, data, tmp_path / "idx", workers=0)
+    edited = data / "0.bmp"
+    size = edited.stat().st_size
+    draw_shape("yellow", "cross", size=40, rng=9).save(edited)  # same dimensions: a BMP keeps its size
+    assert edited.stat().st_size == size
+    os.utime(edited, ns=(10**18, 10**18))
+    index = open_index(tmp_path / "idx")
+    try:
+        found = embed_folder(shapes_model, data, index=index)
+    finally:
+        index.close()
+    assert found.names == ["0.bmp", "1.bmp", "2.bmp"] and (found.reused, found.encoded) == (2, 1)
+    expected = encode_pil(shapes_model, [Image.open(edited).convert("RGB")])[0]
+    np.testing.assert_allclose(found.embeddings[0], expected, atol=1e-5)
+
+
+def test_index_of_a_parent_folder_serves_its_sub_folder(shapes_model, tmp_path):
+    from explorer.index import open_index
+    from explorer.index_build import build_index
+
+    data = tmp_path / "data"
+    make_labelled_folder(data, CLASSES[:2], 2, size=32)
+    for i, (color, shape) in enumerate(CLASSES[5:7]):  # loose files named like those in the sub-folders
+        draw_shape(color, shape, size=32, rng=10 + i).save(data / f"{i}.png")
+    build_index(shapes_model, data, tmp_path / "idx", workers=0)
+    sub = data / "a_red_square"
+    fresh = embed_folder(shapes_model, sub)
+    index = open_index(tmp_path / "idx")
+    try:
+        before = shapes_model.image_encodes
+        found = embed_folder(shapes_model, sub, index=index)
+    finally:
+        index.close()
+    assert shapes_model.image_encodes == before and found.reused == 2 and found.names == fresh.names
+    np.testing.assert_allclose(found.embeddings, fresh.embeddings, atol=1e-4)
+
+
+def test_an_index_of_two_class_folders_is_labelled_when_left_to_decide(shapes_model, tmp_path):
+    from explorer.index import open_index
+    from explorer.index_build import build_index
+
+    data = tmp_path / "data"
+    make_labelled_folder(data, CLASSES[:2], 2, size=32)
+    draw_shape("blue", "cross", size=32, rng=3).save(data / "loose.png")
+    build_index(shapes_model, data, tmp_path / "idx", workers=0)
+    index = open_index(tmp_path / "idx")
+    try:
+        found = embed_index(shapes_model, index, labelled=None)
+        assert found.labelled and found.class_folders == ["a_red_circle", "a_red_square"]
+        assert found.labels.tolist() == [0, 0, 1, 1] and "loose.png" not in found.names
+        assert any("directly in data" in note for note in found.notes)
+        assert not embed_index(shapes_model, index).labelled  # the default never labels
+    finally:
+        index.close()
+    assert embed_folder(shapes_model, data).labelled  # a folder decides by the same rule
+
+
+def test_an_image_given_twice_in_one_call_is_encoded_once(shapes_model, tmp_path):
+    a, b = shapes_files(tmp_path, n=2)
+    shutil.copy(a, tmp_path / "copy.png")
+    before = shapes_model.image_encodes
+    found = embed_files(shapes_model, [a, tmp_path / "copy.png", b, a], batch_size=3)  # no cache given
+    assert shapes_model.image_encodes == before + 2 and (found.encoded, found.cached) == (2, 2)
+    np.testing.assert_array_equal(found.embeddings[0], found.embeddings[1])
+    np.testing.assert_array_equal(found.embeddings[0], found.embeddings[3])  # across batches too
+    assert not np.allclose(found.embeddings[0], found.embeddings[2])
+
+
+def test_the_index_note_counts_only_what_came_from_the_index(shapes_model, tmp_path):
+    from explorer.index import open_index
+    from explorer.index_build import build_index
+
+    data = tmp_path / "data"
+    shapes_files(data, n=3)
+    build_index(shapes_model, data, tmp_path / "idx", workers=0)
+    cache = EmbeddingCache()
+    embed_files(shapes_model, sorted(data.iterdir()), cache=cache)
+    for path in data.iterdir():  # every file looks changed to the index...
+        os.utime(path, ns=(10**18, 10**18))
+    index = open_index(tmp_path / "idx")
+    try:
+        found = embed_folder(shapes_model, data, index=index, cache=cache)  # ...but the cache knows them
+    finally:
+        index.close()
+    assert (found.reused, found.cached, found.encoded) == (0, 3, 0)
+    assert not any("re-used from the index" in note for note in found.notes)

@@ -50,8 +50,9 @@ def classify(ctx: AppContext, paths, label_text: str, choice: str, custom_text: 
     ranked = [report.predictions.ranked(i, int(top_k)) for i in range(len(report.names))]
     heat = None
     if len(report.names) > 1:
-        heat = plots.probability_heatmap(report.names, report.predictions.labels, report.predictions.probabilities,
-                                         report.predictions.cosines)
+        heat = plots.similarity_heatmap(report.names, report.predictions.labels, report.predictions.cosines,
+                                        report.predictions.probabilities, "probability", column="label",
+                                        title="Probability per image and label (softmax over the labels, per image)")
     return ClassifyView(_summary(report, ranked, parsed.notes),
                         [(path, f"{r[0][0]} ({r[0][1]:.0%})") for path, r in zip(report.paths, ranked)],
                         plots.probability_bars(report.names, ranked), heat, report)
