@@ -17,7 +17,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from .images import IMAGE_EXTENSIONS
+from .images import IMAGE_EXTENSIONS, file_key
 
 MAX_UPLOAD_FILES = 5_000
 MAX_UPLOAD_BYTES = 500 * 1024 * 1024
@@ -165,7 +165,8 @@ class UploadArea:
         if not files:
             raise PathRefused("nothing was uploaded")
         self.base.mkdir(parents=True, exist_ok=True)
-        key = hashlib.sha1(repr(sorted(_identity(f) for f in files)).encode()).hexdigest()[:16]
+        identities = sorted(file_key(f) or (os.path.abspath(f),) for f in files)
+        key = hashlib.sha1(repr(identities).encode()).hexdigest()[:16]
         target = self.base / f"upload-{key}"
         if target.is_dir():
             os.utime(target)  # in use again: not expired
@@ -192,10 +193,3 @@ class UploadArea:
             except OSError:
                 pass
 
-
-def _identity(path: str) -> tuple:
-    try:
-        st = os.stat(path)
-        return (os.path.abspath(path), st.st_size, st.st_mtime_ns)
-    except OSError:
-        return (os.path.abspath(path), -1, -1)
