@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import stat
 import tempfile
 import time
-import zipfile
+from dataclasses import replace
 from pathlib import Path
 
+from .archives import ArchiveLimits, ArchiveRefused, unpack_all
 from .images import IMAGE_EXTENSIONS, file_key
 
 MAX_UPLOAD_FILES = 5_000
@@ -67,83 +67,30 @@ def _inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-def unpack_uploads(files: list[str], dest: Path, max_files: int = MAX_UPLOAD_FILES,
-                   max_bytes: int = MAX_UPLOAD_BYTES) -> tuple[Path, list[str]]:
+def unpack_uploads(files: list[str], dest: Path, max_files: int | None = None, max_bytes: int | None = None,
+                   *, limits: ArchiveLimits | None = None) -> tuple[Path, list[str]]:
     """Copy uploaded images and caption files (and those inside uploaded .zip files) into `dest`.
 
     Returns (dest, notes). Folder structure inside a zip is kept (an ImageFolder zip stays one);
-    members with absolute paths or '..', links, and other files are skipped and counted in the notes.
-    Raises PathRefused when the upload exceeds the caps; `dest` is then removed, never left half-filled.
+    entries with unsafe or unusable names, links and other files are skipped, each with its reason
+    in the notes. `max_files` and `max_bytes` tighten `limits` (default ArchiveLimits()). Raises
+    PathRefused when the upload breaks a limit or is damaged; `dest` is then removed, never left
+    half-filled.
     """
+    limits = limits or ArchiveLimits()
+    limits = replace(limits, max_files=min(n for n in (limits.max_files, max_files) if n is not None),
+                     max_bytes=min(n for n in (limits.max_bytes, max_bytes) if n is not None))
     dest.mkdir(parents=True, exist_ok=True)
-    counts = {"files": 0, "bytes": 0, "skipped": 0}
     try:
-        for upload in files:
-            upload = Path(upload)
-            if upload.suffix.lower() == ".zip":
-                _unpack_zip(upload, dest, counts, max_files, max_bytes)
-            elif upload.suffix.lower() in KEPT_EXTENSIONS:
-                _count(counts, upload.stat().st_size, max_files, max_bytes)
-                shutil.copyfile(upload, _unique(dest / upload.name))
-            else:
-                counts["skipped"] += 1
-    except (PathRefused, zipfile.BadZipFile, OSError) as exc:
+        notes = unpack_all([Path(f) for f in files], dest, limits, KEPT_EXTENSIONS)
+    except BaseException as exc:
         shutil.rmtree(dest, ignore_errors=True)
-        if isinstance(exc, PathRefused):
-            raise
-        raise PathRefused(f"could not unpack the upload: {exc}") from None
-    notes = [f"{counts['files']} file(s) received"]
-    if counts["skipped"]:
-        notes.append(f"{counts['skipped']} unsupported or unsafe entr{'y' if counts['skipped'] == 1 else 'ies'} skipped")
+        if isinstance(exc, ArchiveRefused):
+            raise PathRefused(str(exc)) from None
+        if isinstance(exc, OSError):
+            raise PathRefused(f"could not unpack the upload: {exc.strerror or exc}") from None
+        raise
     return dest, notes
-
-
-def _unpack_zip(path: Path, dest: Path, counts: dict, max_files: int, max_bytes: int) -> None:
-    with zipfile.ZipFile(path) as archive:
-        for info in archive.infolist():
-            name = info.filename
-            parts = Path(name).parts
-            is_link = stat.S_ISLNK(info.external_attr >> 16)
-            if info.is_dir():
-                continue
-            if (is_link or name.startswith(("/", "\\")) or ".." in parts or ":" in name
-                    or Path(name).suffix.lower() not in KEPT_EXTENSIONS
-                    or any(p.startswith(".") or p == "__MACOSX" for p in parts)):
-                counts["skipped"] += 1
-                continue
-            _count(counts, info.file_size, max_files, max_bytes)
-            target = dest.joinpath(*parts)
-            if not _inside(target.resolve(), dest.resolve()):
-                counts["skipped"] += 1
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with archive.open(info) as source, open(target, "wb") as out:
-                # Copy at most the declared size (+1 byte to notice a lying header).
-                data = source.read(info.file_size + 1)
-                if len(data) > info.file_size:
-                    raise PathRefused(f"{name}: zip entry is larger than its header says")
-                out.write(data)
-
-
-def _count(counts: dict, size: int, max_files: int, max_bytes: int) -> None:
-    counts["files"] += 1
-    counts["bytes"] += size
-    if counts["files"] > max_files:
-        raise PathRefused(f"upload has more than {max_files} files")
-    if counts["bytes"] > max_bytes:
-        raise PathRefused(f"upload is larger than {_size(max_bytes)}")
-
-
-def _size(n: int) -> str:
-    return f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{n} bytes"
-
-
-def _unique(path: Path) -> Path:
-    stem, suffix, n = path.stem, path.suffix, 1
-    while path.exists():
-        path = path.with_name(f"{stem}-{n}{suffix}")
-        n += 1
-    return path
 
 
 class UploadArea:
@@ -158,8 +105,8 @@ class UploadArea:
         self.base = Path(base).resolve()
         self.keep_hours = keep_hours
 
-    def unpack(self, files: list[str], max_files: int = MAX_UPLOAD_FILES,
-               max_bytes: int = MAX_UPLOAD_BYTES) -> tuple[Path, list[str]]:
+    def unpack(self, files: list[str], max_files: int = MAX_UPLOAD_FILES, max_bytes: int = MAX_UPLOAD_BYTES,
+               limits: ArchiveLimits | None = None) -> tuple[Path, list[str]]:
         """(folder holding the uploaded images and caption files, notes). Raises PathRefused."""
         files = [str(f) for f in files if f]
         if not files:
@@ -173,7 +120,7 @@ class UploadArea:
             return target, [f"{sum(1 for p in target.rglob('*') if p.is_file())} file(s) received (unpacked before)"]
         self.prune()
         partial = Path(tempfile.mkdtemp(prefix=f".partial-{key}-", dir=self.base))
-        _, notes = unpack_uploads(files, partial, max_files, max_bytes)  # removes `partial` on failure
+        _, notes = unpack_uploads(files, partial, max_files, max_bytes, limits=limits)  # removes `partial` on failure
         try:
             partial.rename(target)
         except OSError:  # another request unpacked the same files first
