@@ -6,6 +6,7 @@ All vectors are L2-normalised float32, so inner product is cosine similarity. Ev
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from pathlib import Path
@@ -109,18 +110,32 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
     return hits / truth.size
 
 
-def save(index: faiss.Index, path: Path) -> None:
-    """Write `index` so that a crash leaves either the old file or the new one, never half of one."""
+class ChecksumError(ValueError):
+    """A saved index file is not the one that was written (damaged on disk)."""
+
+
+def save(index: faiss.Index, path: Path) -> str:
+    """Write `index` so that a crash leaves either the old file or the new one, never half of one.
+    Returns the SHA-256 (hex) of the bytes written, for `load` to check."""
     data = faiss.serialize_index(_to_cpu(index))
-    write_atomic(path, data.tobytes())
+    write_atomic(path, data)
+    return hashlib.sha256(data).hexdigest()
 
 
-def load(path: Path) -> faiss.Index:
-    return faiss.deserialize_index(np.fromfile(path, dtype=np.uint8))
+def load(path: Path, sha256: str | None = None) -> faiss.Index:
+    """Read an index saved by `save`. With `sha256`, raise ChecksumError unless the bytes match it:
+    FAISS parses many damaged files without complaint and then returns garbage scores. SHA-256 runs
+    at about 1.6 GB/s on one core with SHA extensions: a 1M x 512 flat index (2 GB) takes ~1.3 s
+    more to load, on top of ~4 s to read and parse it."""
+    data = np.fromfile(path, dtype=np.uint8)
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise ChecksumError(f"{Path(path).name} does not match the checksum it was saved with")
+    return faiss.deserialize_index(data)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, rename over `path`, fsync the folder."""
+def write_atomic(path: Path, data) -> None:
+    """Write `data` (bytes or any buffer): temp file in the same folder, fsync, rename over `path`,
+    fsync the folder."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:

@@ -10,20 +10,27 @@ An index is a folder (the `--index PATH`) holding three files:
                    checkpoint, embedding dim, image size, preprocessing), the folder, the requested
                    index type, and a generation counter bumped by every change.
     faiss.index    the FAISS index (an IndexIDMap2 whose ids are index.db row ids), derived data.
-    manifest.json  what faiss.index was built from: {"version", "generation", "count", "dim",
-                   "index_type", "params" (nprobe/efSearch), "identity", "root"}, for people and
-                   for the staleness check.
+    manifest.json  what faiss.index was built from: {"version", "store" (index.db's uid),
+                   "generation", "count", "dim", "index_type", "requested", "params"
+                   (nprobe/efSearch), "identity", "root", "sha256" (of faiss.index as written)},
+                   for people and for the staleness and damage checks.
+    .lock          taken (flock) by every build and repair of the index: see store.folder_lock.
 
 faiss.index and manifest.json are each replaced atomically (temp file, fsync, rename), manifest last.
-Whenever manifest.json's generation differs from index.db's (a crash between the two, or a file
-deleted by hand), faiss.index is rebuilt from the stored embeddings, which needs no model.
+Whenever manifest.json does not describe index.db's current generation (a crash between the two, or
+a file deleted by hand), faiss.index is rebuilt from the stored embeddings, which needs no model;
+when faiss.index does not match the manifest's SHA-256 (damaged on disk), the same happens and the
+opened index says so (`ImageIndex.repaired`, the build report's notes). The hash is checked once
+per open: the app keeps indexes open (IndexRegistry), so a search never pays for it.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
+import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,12 +42,13 @@ from . import faiss_ops
 from .images import DEFAULT_LIMITS, ImageError, ImageFailure, Limits
 from .model import describe
 from .sources import embed_files
-from .store import DB_NAME, IndexFormatError, Store
+from .store import DB_NAME, IndexDamagedError, IndexFormatError, Store, folder_lock
 from .vectors import normalize
 
 FAISS_NAME = "faiss.index"
 MANIFEST_NAME = "manifest.json"
-MANIFEST_VERSION = 1
+log = logging.getLogger(__name__)
+MANIFEST_VERSION = 2  # 2: "store" and "sha256"; a version-1 manifest is replaced on the next open
 
 
 class IndexMismatchError(ValueError):
@@ -85,54 +93,82 @@ def combine_vectors(vectors: np.ndarray, weights: Sequence[float] | None = None)
 
 # ---- the FAISS file, derived from the store ----------------------------------------------------------
 def refresh(store: Store, folder: Path, *, write: bool = True):
-    """Load faiss.index if it matches index.db; otherwise rebuild it from the stored embeddings
-    (and save it when `write`). Returns (faiss index on CPU, manifest dict)."""
-    manifest = _read_manifest(folder)
+    """Load faiss.index if it is what manifest.json says was built from index.db as it is now (same
+    store, generation and requested type, same SHA-256); otherwise rebuild it from the stored
+    embeddings, and save it when `write` (the caller holds the folder's lock: store.folder_lock).
+    Returns (faiss index on CPU, manifest dict, note): the note says why a damaged file was rebuilt,
+    None when nothing was damaged (a merely stale file is rebuilt without one)."""
+    loaded = _load(store, folder)
+    if isinstance(loaded, tuple):
+        return (*loaded, None)
+    index, manifest, saved = _rebuild(store, folder, write)
+    if loaded is None:
+        return index, manifest, None
+    note = f"{loaded}; rebuilt {FAISS_NAME} from the {manifest['count']} embeddings in {DB_NAME}"
+    return index, manifest, note + ("" if saved else " (in memory only: it could not be saved)")
+
+
+def _load(store: Store, folder: Path):
+    """(faiss index, manifest) when faiss.index is current and intact; None when it is stale;
+    a sentence saying what is wrong when it is damaged."""
+    try:
+        manifest = json.loads((folder / MANIFEST_NAME).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return f"{MANIFEST_NAME} could not be read"
+    if not isinstance(manifest, dict) or manifest.get("version") != MANIFEST_VERSION:
+        return None
+    current = (manifest.get("store") == store.get_meta("uid") and manifest.get("generation") == store.generation
+               and manifest.get("requested") == store.get_meta("index_type", "auto"))
+    if not current:
+        return None
+    try:
+        index = faiss_ops.load(folder / FAISS_NAME, manifest.get("sha256") or "")
+        faiss_ops.apply_parameters(index, manifest.get("params", {}))
+    except FileNotFoundError:
+        return f"{FAISS_NAME} was missing"
+    except faiss_ops.ChecksumError:
+        return f"{FAISS_NAME} was damaged (it does not match the SHA-256 recorded in {MANIFEST_NAME})"
+    except (RuntimeError, OSError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+        return f"{FAISS_NAME} could not be read ({reason})"
+    return index, manifest
+
+
+def _rebuild(store: Store, folder: Path, write: bool):
+    """Build the FAISS index from the stored embeddings -> (index, manifest, saved)."""
     identity = store.get_meta("identity")
-    generation = store.generation
     requested = store.get_meta("index_type", "auto")
-    faiss_file = folder / FAISS_NAME
-    if (manifest is not None and manifest.get("generation") == generation and faiss_file.is_file()
-            and manifest.get("requested") == requested):
-        try:
-            index = faiss_ops.load(faiss_file)
-            faiss_ops.apply_parameters(index, manifest.get("params", {}))
-            return index, manifest
-        except (RuntimeError, OSError):
-            pass  # unreadable: rebuild below
+    generation = store.generation
     dim = int(identity["embed_dim"])
     ids, vectors = store.embeddings(dim)
     factory = faiss_ops.auto_factory(len(ids)) if requested == "auto" else requested
     index, params = faiss_ops.build(ids, vectors, factory)
-    manifest = {"version": MANIFEST_VERSION, "generation": generation, "count": int(len(ids)), "dim": dim,
-                "index_type": factory, "requested": requested, "params": params, "identity": identity,
-                "root": store.get_meta("root")}
-    if write:
-        try:
-            faiss_ops.save(index, faiss_file)
-            faiss_ops.write_atomic(folder / MANIFEST_NAME, json.dumps(manifest, indent=2).encode())
-        except OSError:
-            pass  # a read-only index still works; it is rebuilt in memory each time it is opened
-    return index, manifest
-
-
-def _read_manifest(folder: Path) -> dict | None:
+    manifest = {"version": MANIFEST_VERSION, "store": store.get_meta("uid"), "generation": generation,
+                "count": int(len(ids)), "dim": dim, "index_type": factory, "requested": requested,
+                "params": params, "identity": identity, "root": store.get_meta("root"), "sha256": None}
+    if not write:
+        return index, manifest, False
     try:
-        manifest = json.loads((folder / MANIFEST_NAME).read_text())
-    except (OSError, ValueError):
-        return None
-    return manifest if isinstance(manifest, dict) and manifest.get("version") == MANIFEST_VERSION else None
+        manifest["sha256"] = faiss_ops.save(index, folder / FAISS_NAME)
+        faiss_ops.write_atomic(folder / MANIFEST_NAME, json.dumps(manifest, indent=2).encode())
+    except OSError:
+        return index, manifest, False  # a read-only index still works; it is rebuilt in memory on each open
+    return index, manifest, True
 
 
 # ---- an opened index ---------------------------------------------------------------------------------
 class ImageIndex:
     """An opened index: search it, look up stored embeddings, check a model against it.
-    Safe to share between threads: every use of the store and the FAISS index takes one lock."""
+    Safe to share between threads: every use of the store and the FAISS index takes one lock.
+    `repaired` says what was wrong when faiss.index was found damaged and rebuilt on opening."""
 
-    def __init__(self, folder: Path, store: Store, faiss_index, manifest: dict):
+    def __init__(self, folder: Path, store: Store, faiss_index, manifest: dict, repaired: str | None = None):
         self.folder = folder
         self.store = store
         self.manifest = manifest
+        self.repaired = repaired
         self.identity: dict = store.get_meta("identity")
         self.root = Path(store.get_meta("root"))
         self.dim = int(self.identity["embed_dim"])
@@ -249,18 +285,29 @@ class ImageIndex:
 
 
 def open_index(path: str | os.PathLike) -> ImageIndex:
-    """Open an index folder made by build_index. Raises IndexFormatError (a ValueError) when the
+    """Open an index folder made by build_index, repairing a damaged faiss.index (see `repaired`).
+    Raises IndexFormatError (a ValueError; IndexDamagedError for a damaged index.db) when the
     folder is not an index or no run has got as far as recording its model."""
     folder = Path(path).expanduser()
     store = Store(folder)
     try:
         if store.get_meta("identity") is None or store.get_meta("root") is None:
             raise IndexFormatError(f"{folder}: the index is empty (no indexing run has started)")
-        faiss_index, manifest = refresh(store, folder, write=os.access(folder, os.W_OK))
+        loaded = _load(store, folder)  # the usual case: current and verified, without the lock
+        if isinstance(loaded, tuple):
+            faiss_index, manifest, note = (*loaded, None)
+        else:  # rebuild, and save the result unless a build holds the lock (it saves its own)
+            with folder_lock(folder, wait=False) as held:
+                writable = held is not None and os.access(folder, os.W_OK)
+                faiss_index, manifest, note = refresh(store, folder, write=writable)
+            if held is None:
+                note = None  # what looked damaged may be that build's write in progress; it checks for itself
     except BaseException:
         store.close()
         raise
-    return ImageIndex(folder, store, faiss_index, manifest)
+    if note:
+        log.warning("%s: %s", folder, note)  # the commands show it on stderr, the app in its log
+    return ImageIndex(folder, store, faiss_index, manifest, note)
 
 
 # ---- where the indexes are ---------------------------------------------------------------------------
@@ -287,7 +334,8 @@ class IndexInfo:
 
 def list_indexes(index_dir: str | os.PathLike | None, model=None) -> list[IndexInfo]:
     """Every readable index directly under `index_dir` (the app's, or any folder of `explorer index`
-    outputs), sorted by folder; with `model`, only those it made."""
+    outputs), sorted by folder; with `model`, only those it made. Damaged ones are left out: see
+    `damaged_indexes`."""
     if index_dir is None or not Path(index_dir).is_dir():
         return []
     wanted = None if model is None else jsonable(model.identity.as_dict())
@@ -295,7 +343,7 @@ def list_indexes(index_dir: str | os.PathLike | None, model=None) -> list[IndexI
     for folder in sorted(p for p in Path(index_dir).iterdir() if (p / DB_NAME).is_file()):
         try:
             store = Store(folder)
-        except (IndexFormatError, OSError):
+        except (IndexFormatError, OSError, sqlite3.Error):
             continue
         try:
             root, identity, count = store.get_meta("root"), store.get_meta("identity"), store.count()
@@ -305,6 +353,21 @@ def list_indexes(index_dir: str | os.PathLike | None, model=None) -> list[IndexI
             found.append(IndexInfo(folder, Path(root), count, describe(identity["name"], identity.get("pretrained")),
                                    identity))
     return found
+
+
+def damaged_indexes(index_dir: str | os.PathLike | None) -> list[tuple[Path, str]]:
+    """(folder, what is wrong) for each index directly under `index_dir` whose index.db is damaged."""
+    if index_dir is None or not Path(index_dir).is_dir():
+        return []
+    damaged = []
+    for folder in sorted(p for p in Path(index_dir).iterdir() if (p / DB_NAME).exists()):
+        try:
+            Store(folder).close()
+        except IndexDamagedError as exc:
+            damaged.append((folder, str(exc)))
+        except (IndexFormatError, OSError, sqlite3.Error):
+            continue
+    return damaged
 
 
 def prune_orphans(index_dir: str | os.PathLike, under: Path) -> int:
@@ -320,7 +383,8 @@ def prune_orphans(index_dir: str | os.PathLike, under: Path) -> int:
 
 class IndexRegistry:
     """The indexes this process has open, one ImageIndex per folder shared by every caller, and
-    one build lock per folder so two builds of the same index never run at once."""
+    one build lock per folder for callers that build and then reopen as one step (build_index itself
+    also takes the folder's flock, which makes builds from any thread or process take turns)."""
 
     def __init__(self, index_dir: str | os.PathLike | None = None):
         self.index_dir = None if index_dir is None else Path(index_dir)
@@ -365,3 +429,10 @@ class IndexRegistry:
 
     def listed(self, model=None) -> list[IndexInfo]:
         return list_indexes(self.index_dir, model)
+
+    def close_all(self) -> None:
+        """Close every open index (its workspace is being deleted)."""
+        with self._lock:
+            opened, self._open = list(self._open.values()), {}
+        for index in opened:
+            index.close()

@@ -5,27 +5,34 @@ processes while the model encodes; each batch of embeddings is committed to inde
 transaction, so a crash or `kill -9` loses at most the batch in flight and a re-run embeds only
 what is missing. The FAISS file is then refreshed from the store (index.refresh). See index.py for
 the index folder's layout.
+
+A run holds the index folder's lock (store.folder_lock) from before it reads the store to after the
+FAISS file is written, so a second run of the same index, from any process, waits for the first
+and then re-uses its work; the report says how long it waited.
 """
 from __future__ import annotations
 
 import os
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from . import faiss_ops
-from .images import DEFAULT_LIMITS, ImageError, ImageFailure, Limits, prepare, scan_folder
+from .folders import walk_folder
+from .images import DEFAULT_LIMITS, ImageError, ImageFailure, Limits, prepare
 from .index import IndexMismatchError, jsonable, mismatch_message, refresh
 from .sources import Progress
-from .store import Store
+from .store import Store, folder_lock
 
 
 @dataclass
 class IndexReport:
-    """What one indexing run did. `failed` lists every file that is currently unusable, including
-    unchanged bad files from earlier runs (which are not decoded again)."""
+    """What one indexing run did. `failed` lists every file that is currently unusable (files that
+    failed before are tried again on every run). `notes` are sentences for the person: that the run
+    waited `waited` seconds for another build of the index, or that a damaged faiss.index was rebuilt."""
     added: int
     updated: int
     removed: int
@@ -35,6 +42,8 @@ class IndexReport:
     seconds: float
     index_type: str       # the FAISS factory string in use
     params: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    waited: float = 0.0   # seconds spent waiting for another build of the same index
 
 
 
@@ -42,27 +51,30 @@ def build_index(model, root: str | os.PathLike, index_path: str | os.PathLike, *
                 workers: int = 2, index_type: str | None = None, progress: Progress | None = None,
                 limits: Limits = DEFAULT_LIMITS) -> IndexReport:
     """Index the images under `root` into the folder `index_path`, or bring an existing index up to
-    date: embed new and changed files (by path, size, mtime), drop files that are gone, keep the rest.
+    date: embed new and changed files (by path, size, mtime) and files that failed before, drop
+    files that are gone, keep the rest. Waits while another run builds the same index.
 
     Decoding and preprocessing run in `workers` processes (0: inline) while `model` encodes.
     `index_type` is a FAISS index_factory string ("Flat", "IVF1024,Flat", "HNSW32,Flat"); None keeps
     the index's earlier choice, or picks automatically by size. `progress(done, total)` is called
     after each batch. Bad files never stop the run; they are listed in the report.
-    Raises IndexMismatchError when the index was made by another model or for another folder.
+    Raises IndexMismatchError when the index was made by another model or for another folder, and
+    IndexDamagedError when its index.db is damaged (it is left as it is).
     """
     started = time.perf_counter()
     if batch_size < 1 or workers < 0:
         raise ValueError("batch size must be at least 1 and workers at least 0")
     root = Path(root).expanduser().resolve()
     try:
-        files = scan_folder(root)
+        scan = walk_folder(root)  # .skipped: links leading out, broken links, FIFOs... with reasons
     except ImageError as exc:
         raise ValueError(str(exc)) from None
+    files = scan.files
     if index_type:
         faiss_ops.check_factory(index_type, model.embed_dim)
     folder = Path(index_path).expanduser()
-    store = Store(folder, create=True)
-    try:
+    folder.mkdir(parents=True, exist_ok=True)
+    with folder_lock(folder) as waited, closing(Store(folder, create=True)) as store:
         _claim(store, folder, model, root)
         plan = _plan(store, root, files)
         requested = index_type or store.get_meta("index_type", "auto")
@@ -73,16 +85,15 @@ def build_index(model, root: str | os.PathLike, index_path: str | os.PathLike, *
         store.set_meta("index_type", requested)
         store.remove(plan.gone)
         embedded = _embed(store, model, root, plan.todo, batch_size, workers, progress, limits)
-        faiss_index, manifest = refresh(store, folder)
-        failures = [ImageFailure(path, reason) for path, reason in store.failures()]
-        new_paths = {rel for rel, *_ in plan.todo if rel not in plan.known}
-        added = sum(1 for rel in embedded if rel in new_paths)
+        faiss_index, manifest, repaired = refresh(store, folder)
+        failures = scan.skipped_under(root) + [ImageFailure(path, reason) for path, reason in store.failures()]
+        added = sum(1 for rel in embedded if rel not in plan.had_embedding)
+        notes = [f"waited {waited:.1f} s for another build of this index to finish"] if waited else []
         return IndexReport(added=added, updated=len(embedded) - added, removed=len(plan.gone),
                            unchanged=plan.unchanged, failed=failures, total=faiss_index.ntotal,
                            seconds=time.perf_counter() - started, index_type=manifest["index_type"],
-                           params=manifest["params"])
-    finally:
-        store.close()
+                           params=manifest["params"], notes=notes + ([repaired] if repaired else []),
+                           waited=waited or 0.0)
 
 
 def _claim(store: Store, folder: Path, model, root: Path) -> None:
@@ -105,7 +116,7 @@ def _claim(store: Store, folder: Path, model, root: Path) -> None:
 @dataclass
 class _Plan:
     todo: list[tuple[str, int, int]]       # (relative path, size, mtime_ns) to embed
-    known: set[str]                        # paths the index had before this run
+    had_embedding: set[str]                # paths that had an embedding before this run
     gone: list[str]
     unchanged: int                         # unchanged files with an embedding
 
@@ -122,12 +133,15 @@ def _plan(store: Store, root: Path, files: list[Path]) -> _Plan:
         except OSError:
             size, mtime = -1, -1  # vanished or unreadable: try it, record the reason, retry next run
         state = states.get(rel)
-        if state is not None and state.size == size and state.mtime_ns == mtime and size >= 0:
-            unchanged += state.error is None
+        # A file that failed is tried again even when unchanged: it may have been fixed behind the
+        # same size and mtime (permissions, a disk that came back), and decoding a bad file is cheap.
+        if (state is not None and state.error is None and state.size == size and state.mtime_ns == mtime
+                and size >= 0):
+            unchanged += 1
             continue
         todo.append((rel, size, mtime))
     gone = sorted(set(states) - seen)
-    return _Plan(todo, set(states), gone, unchanged)
+    return _Plan(todo, {p for p, s in states.items() if s.error is None}, gone, unchanged)
 
 
 class _Decode(torch.utils.data.Dataset):

@@ -5,7 +5,9 @@ Tables:
                                              ModelIdentity.as_dict()), "root" (absolute folder),
                                              "index_type" (a FAISS factory string or "auto"),
                                              "generation" (bumped by every change to `files`),
-                                             "next_id" (ids are never reused)
+                                             "next_id" (ids are never reused), "uid" (random,
+                                             set when the database is made: the FAISS manifest
+                                             names it, so a FAISS file never outlives its store)
     files(id INTEGER PRIMARY KEY,            the FAISS id of the embedding
           path TEXT UNIQUE,                  relative to root, posix separators
           size INTEGER, mtime_ns INTEGER,    what the file looked like when it was embedded
@@ -14,20 +16,30 @@ Tables:
 
 The database runs in WAL mode and every batch of embeddings is one transaction, so a crash or
 `kill -9` at any moment leaves exactly the batches that were committed: the next run sees those
-files as unchanged and embeds only the rest. Failed files are stored too, so an unchanged bad file
-is reported on every run but never decoded again.
+files as unchanged and embeds only the rest. A new database is made under a temporary name and
+renamed into place, so an index.db that is empty or not SQLite is damage: it is reported, never
+re-created. Failed files are stored too, with their reason; they are tried again on every run (cheap)
+and a repeated failure leaves the generation alone, so it costs no FAISS rebuild.
+
+Builds and repairs of one index folder take turns through `folder_lock` (flock on `.lock`).
 """
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
+import time
+import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 
 DB_NAME = "index.db"
+LOCK_NAME = ".lock"
 FORMAT_VERSION = 1
 
 _SCHEMA = """
@@ -47,6 +59,15 @@ class IndexFormatError(ValueError):
     """The index folder exists but is not a usable index (wrong version, unreadable database)."""
 
 
+class IndexDamagedError(IndexFormatError):
+    """index.db is empty, truncated or not an SQLite database."""
+
+
+def damaged_message(folder: Path, detail: str) -> str:
+    return (f"{folder / DB_NAME} is empty or damaged ({detail}); nothing was changed. "
+            f"Delete the folder {folder} to rebuild the index from its images")
+
+
 @dataclass(frozen=True)
 class FileState:
     """What the store remembers about one file."""
@@ -62,10 +83,15 @@ class Store:
     def __init__(self, folder: str | Path, *, create: bool = False):
         self.folder = Path(folder)
         self.path = self.folder / DB_NAME
-        if not self.path.is_file() and not create:
-            raise IndexFormatError(f"{self.folder}: not an index (no {DB_NAME} in it)")
-        if create:
+        if not os.path.lexists(self.path):
+            if not create:
+                raise IndexFormatError(f"{self.folder}: not an index (no {DB_NAME} in it)")
             self.folder.mkdir(parents=True, exist_ok=True)
+            _create(self.path)
+        elif not self.path.is_file():
+            raise IndexDamagedError(damaged_message(self.folder, "not a file"))
+        elif self.path.stat().st_size == 0:
+            raise IndexDamagedError(damaged_message(self.folder, "0 bytes"))
         self.conn: sqlite3.Connection | None = None
         self.open()
 
@@ -79,8 +105,12 @@ class Store:
             # last few, but never corrupts the database.
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise IndexFormatError(f"{self.path}: not a readable index database ({exc})") from None
+        except sqlite3.OperationalError as exc:  # cannot open, locked, I/O error: not the file's fault
+            self.close()
+            raise IndexFormatError(f"{self.path}: cannot be opened ({exc})") from None
+        except sqlite3.DatabaseError as exc:  # not a database, malformed
+            self.close()
+            raise IndexDamagedError(damaged_message(self.folder, str(exc))) from None
         version = self.get_meta("version")
         if version is None:
             self.set_meta("version", FORMAT_VERSION)
@@ -129,6 +159,8 @@ class Store:
             return
         with self.transaction():
             paths = [(p,) for p, *_ in embedded] + [(p,) for p, *_ in failed]
+            dropped = self.conn.executemany("DELETE FROM files WHERE path = ? AND embedding IS NOT NULL",
+                                            paths).rowcount
             self.conn.executemany("DELETE FROM files WHERE path = ?", paths)
             # Ids are never reused (SQLite would hand out the highest one again after a delete).
             highest = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM files").fetchone()[0]
@@ -141,7 +173,8 @@ class Store:
                 "INSERT INTO files (id, path, size, mtime_ns, embedding, error) VALUES (?, ?, ?, ?, NULL, ?)",
                 [(next(ids), *row) for row in failed])
             self.set_meta("next_id", first + len(paths))
-            self._bump()
+            if embedded or dropped:  # failures alone change nothing the FAISS index holds
+                self._bump()
 
     def remove(self, paths: Iterable[str]) -> None:
         """Forget files (gone from the folder) in one transaction."""
@@ -188,6 +221,58 @@ class Store:
 
     def transaction(self):
         return _Transaction(self.conn)
+
+
+def _create(path: Path) -> None:
+    """Make an empty index database under a temporary name, then rename it into place."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(_SCHEMA)
+            conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
+                             [("version", json.dumps(FORMAT_VERSION)), ("uid", json.dumps(uuid.uuid4().hex))])
+        finally:
+            conn.close()  # checkpoints the WAL into the file and removes it
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def folder_lock(folder: str | Path, *, wait: bool = True) -> Iterator[float | None]:
+    """Hold the lock of the index in `folder` (flock on folder/.lock), so that builds and repairs of
+    one index, in any process or thread, take turns. Yields the seconds spent waiting (0.0 when the
+    lock was free), or None when `wait` is False and another holder has it, or no lock file can be
+    opened. The kernel releases a flock when its holder exits, however it exits."""
+    fd = _open_lock_file(Path(folder) / LOCK_NAME)
+    if fd is None:
+        yield None
+        return
+    try:
+        started = time.monotonic()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            waited = 0.0
+        except BlockingIOError:
+            waited = None
+        if waited is None and wait:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            waited = time.monotonic() - started
+        yield waited
+    finally:
+        os.close(fd)
+
+
+def _open_lock_file(path: Path) -> int | None:
+    for flags in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):  # read-only: a read-only folder whose lock file exists
+        try:
+            return os.open(path, flags, 0o644)
+        except OSError:
+            pass
+    return None
 
 
 class _Transaction:

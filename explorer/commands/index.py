@@ -19,7 +19,7 @@ def register(commands) -> None:
     parser.add_argument("--index-type", default=None, metavar="FACTORY",
                         help="FAISS index_factory string, e.g. Flat, IVF1024,Flat, HNSW32,Flat (default: by size)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
-    add_model_arguments(parser, extra=("max_upload_mb", "max_pixels"))
+    add_model_arguments(parser, extra=("max_upload_mb", "max_pixels", "max_decode_mb"))
     parser.set_defaults(handler=run)
 
 
@@ -37,12 +37,14 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         json.dump({"index": args.index, "model": model.identifier, **counts, "total": report.total,
                    "index_type": report.index_type, "params": report.params,
-                   "seconds": round(report.seconds, 3),
+                   "seconds": round(report.seconds, 3), "waited": round(report.waited, 3), "notes": report.notes,
                    "failures": [{"path": f.path, "error": f.reason} for f in report.failed]}, sys.stdout, indent=2)
         print()
     else:
         for failure in report.failed:
             print(f"{failure.path}: error: {failure.reason}", file=sys.stderr)
+        for note in report.notes:
+            print(f"note: {note}", file=sys.stderr)
         print(", ".join(f"{n} {name}" for name, n in counts.items())
               + f"; {report.total} images searchable ({report.index_type}) in {report.seconds:.1f}s")
     return 0 if not report.failed else 1

@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from ..index import list_indexes
+from ..index import damaged_indexes, list_indexes
 from ..settings import add_settings_arguments, load_settings
 
 
@@ -19,14 +19,18 @@ def register(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args)
-    found = list_indexes(settings.index_dir)
+    found, damaged = list_indexes(settings.index_dir), damaged_indexes(settings.index_dir)
     if args.json:
         json.dump({"index_dir": str(settings.index_dir), "indexes": [
-            {"index": str(i.folder), "root": str(i.root), "images": i.count, "model": i.model} for i in found]},
+            {"index": str(i.folder), "root": str(i.root), "images": i.count, "model": i.model} for i in found],
+            "damaged": [{"index": str(folder), "problem": problem} for folder, problem in damaged]},
             sys.stdout, indent=2)
         print()
     else:
         for info in found:
             print(f"{info.folder}\n  {info.label()}")
-        print(f"{len(found)} index(es) in {settings.index_dir}", file=sys.stderr)
-    return 0
+        for folder, problem in damaged:
+            print(f"{folder}\n  DAMAGED: {problem}")
+        print(f"{len(found)} index(es) in {settings.index_dir}" + (f", {len(damaged)} damaged" if damaged else ""),
+              file=sys.stderr)
+    return 1 if damaged else 0

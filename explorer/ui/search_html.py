@@ -16,7 +16,8 @@ def build_report(folder: str, report, notes: list[str], uploaded: bool = False) 
              f"{where}: {counts}.</p>",
              f'<p class="explorer-muted">FAISS index {html.escape(report.index_type)}, '
              f"built in {report.seconds:.1f} s.</p>"]
-    parts += [f'<p class="explorer-muted">{html.escape(n)}.</p>' for n in notes]
+    parts += [f'<p class="explorer-muted">{html.escape(n.rstrip("."))}.</p>'
+              for n in [*notes, *getattr(report, "notes", [])]]
     for failure in report.failed[:MAX_FAILURES_SHOWN]:
         parts.append(f'<p class="explorer-error search-failure">Skipped <span class="search-failed-name">'
                      f"{html.escape(failure.path)}</span>: {html.escape(failure.reason)}</p>")
