@@ -27,7 +27,8 @@ from PIL import Image, ImageDraw
 
 REPO = Path(__file__).resolve().parents[1]
 
-from explorer.images import load_image, scan_folder
+from explorer.folders import scan_folder
+from explorer.images import load_image
 from explorer.index_build import build_index
 from explorer.model import load_model
 

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from .cache import LRU
-from .images import DEFAULT_LIMITS, ImageError, ImageFailure, Limits, prepare, read_file, scan_folder
+from .folders import class_entries, class_folders, walk_folder
+from .images import DEFAULT_LIMITS, ImageError, ImageFailure, Limits, prepare, read_file
 
 Progress = Callable[[int, int], None]
 BATCH_SIZE = 32
@@ -177,11 +178,6 @@ def load_classnames(source: str | Path) -> dict[str, str]:
     return {str(k): " ".join(v.split()) for k, v in data.items()}
 
 
-def class_folders(root: Path) -> list[str]:
-    """The visible sub-folders of `root`, sorted: its classes when there are two or more."""
-    return sorted(e.name for e in os.scandir(root) if not e.name.startswith(".") and e.is_dir())
-
-
 def class_name(folder: str) -> str:
     """A class folder's name as a label: underscores are spaces (a_red_circle -> a red circle)."""
     return " ".join(folder.replace("_", " ").split())
@@ -191,7 +187,7 @@ def single_top_folder(root: Path) -> Path:
     """A zip often wraps everything in one folder (data/cat/1.jpg): step into it."""
     while True:
         entries = [e for e in os.scandir(root) if not e.name.startswith(".")]
-        if len(entries) != 1 or not entries[0].is_dir():
+        if len(entries) != 1 or not entries[0].is_dir(follow_symlinks=False):  # never into a link
             return root
         root = Path(entries[0].path)
 
@@ -220,19 +216,23 @@ def embed_folder(model, folder, *, labelled: bool | None = None, classnames: dic
         labelled = len(class_folders(root)) >= 2
     if not labelled:
         try:
-            files = scan_folder(root)
+            scan = walk_folder(root)
         except ImageError as exc:
             raise ValueError(f"{exc.path}: {exc.reason}") from None
-        found = embed_files(model, files, root=root, cache=cache, limits=limits, progress=progress, reuse=reuse,
-                            source=source or str(root))
+        found = embed_files(model, scan.files, root=root, cache=cache, limits=limits, progress=progress,
+                            reuse=reuse, source=source or str(root))
+        found.failures[:0] = scan.skipped_under(root)
     else:
-        folders, names, notes = _read_classes(root, classnames)
-        per_class = [scan_folder(root / f) for f in folders]
+        folders, names, notes, skipped = _read_classes(root, classnames)
+        # each class is walked inside itself, and must itself lie inside the folder the user chose
+        scans = [walk_folder(root / f, within=root) for f in folders]
+        per_class = [scan.files for scan in scans]
         files = [p for found in per_class for p in found]
         labels = [k for k, found in enumerate(per_class) for _ in found]
         found = embed_files(model, files, root=root, labels=labels, cache=cache, limits=limits, progress=progress,
                             reuse=reuse, source=source or str(root))
-        found = replace(found, class_names=names, class_folders=folders, notes=notes)
+        found = replace(found, class_names=names, class_folders=folders, notes=notes,
+                        failures=skipped + [f for scan in scans for f in scan.skipped_under(root)] + found.failures)
         empty = [f for f, listed in zip(folders, per_class) if not listed]
         if empty:
             found.notes.append(f"class folders with no images: {', '.join(empty)}")
@@ -241,9 +241,11 @@ def embed_folder(model, folder, *, labelled: bool | None = None, classnames: dic
     return found
 
 
-def _read_classes(root: Path, classnames: dict[str, str] | None) -> tuple[list[str], list[str], list[str]]:
-    """(class folders, class names, notes) of a labelled folder; ValueError when it is not one."""
-    folders = class_folders(root)
+def _read_classes(root: Path, classnames: dict[str, str] | None
+                  ) -> tuple[list[str], list[str], list[str], list[ImageFailure]]:
+    """(class folders, class names, notes, links that are no class) of a labelled folder; ValueError
+    when it is not one."""
+    folders, skipped = class_entries(root)
     if len(folders) < 2:
         raise ValueError(f"{root}: needs one sub-folder per class (the ImageFolder layout); found {len(folders)}")
     classnames = classnames or {}
@@ -263,7 +265,7 @@ def _read_classes(root: Path, classnames: dict[str, str] | None) -> tuple[list[s
     loose = [e.name for e in os.scandir(root) if e.is_file() and not e.name.startswith(".")]
     if loose:
         notes.append(f"{len(loose)} file(s) directly in {root.name or root} belong to no class and were ignored")
-    return folders, names, notes
+    return folders, names, notes, skipped
 
 
 def _index_reuse(index, model, root: Path):

@@ -14,7 +14,8 @@ import pytest
 from PIL import Image, ImageFile
 
 from explorer import images
-from explorer.images import DEFAULT_MAX_PIXELS, ImageError, Limits, Thumbnails, load_image, prepare, scan_folder
+from explorer.folders import scan_folder
+from explorer.images import DEFAULT_MAX_PIXELS, ImageError, Limits, Thumbnails, load_image, prepare
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 

@@ -19,7 +19,7 @@ def register(commands) -> None:
     parser.add_argument("--templates", default="single", help="single | openai | simple | FILE (.txt or .json)")
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print one JSON document")
-    add_model_arguments(parser, extra=("max_upload_mb", "max_pixels"))
+    add_model_arguments(parser, extra=("max_upload_mb", "max_pixels", "max_decode_mb"))
     parser.set_defaults(handler=run)
 
 

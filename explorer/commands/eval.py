@@ -41,7 +41,7 @@ def register(commands) -> None:
                         help="an index of other, generic images whose embeddings stand in for ZPE's sample of "
                              "pre-training images (default: the evaluated images themselves)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
-    add_model_arguments(parser, extra=("max_upload_mb", "max_pixels", "index_dir"))
+    add_model_arguments(parser, extra=("max_upload_mb", "max_pixels", "max_decode_mb", "index_dir"))
     parser.set_defaults(handler=run)
 
 

@@ -38,7 +38,7 @@ def register(commands) -> None:
     parser.add_argument("--projection", choices=("pca", "umap", "none"), default="pca")
     parser.add_argument("--max-points", type=int, default=DEFAULT_MAX_POINTS, help="sample the 2-D map above this")
     parser.add_argument("--json", action="store_true", help="print the measures as one JSON document")
-    add_model_arguments(parser, extra=("max_upload_mb", "max_pixels"))
+    add_model_arguments(parser, extra=("max_upload_mb", "max_pixels", "max_decode_mb"))
     parser.set_defaults(handler=run)
 
 

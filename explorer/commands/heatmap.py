@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..heatmaps import METHODS, overlay, patch_map
-from ..images import ImageError, load_image
+from ..images import ImageError, fit_of, load_image
 from ..settings import load_settings
 from .common import add_model_arguments, model_from
 
@@ -23,7 +23,7 @@ def register(commands) -> None:
     parser.add_argument("--method", choices=METHODS, default="tokens",
                         help="tokens: the last block's patch tokens (default); value: its value path (MaskCLIP)")
     parser.add_argument("--json", action="store_true", help="print the grid of raw patch-text cosines as JSON")
-    add_model_arguments(parser, extra=("max_upload_mb", "max_pixels"))
+    add_model_arguments(parser, extra=("max_upload_mb", "max_pixels", "max_decode_mb"))
     parser.set_defaults(handler=run)
 
 
@@ -37,12 +37,12 @@ def run(args: argparse.Namespace) -> int:
     if args.out and not Path(args.out).parent.is_dir():
         raise ValueError(f"--out: folder {Path(args.out).parent} does not exist")
     settings = load_settings(args)
+    model = model_from(settings)
     try:
-        image = load_image(args.image, settings.limits)
+        image = load_image(args.image, settings.limits, fit=fit_of(model.preprocess))
     except ImageError as exc:  # the one input could not be read: exit 1, as for any unreadable input
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    model = model_from(settings)
     pmap = patch_map(model, image, args.text.strip(), args.method)  # PatchMapUnsupported is a ValueError: exit 2
     if args.out:
         overlay(image, pmap, args.opacity, args.scale).save(args.out)

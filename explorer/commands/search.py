@@ -29,7 +29,7 @@ def register(commands) -> None:
                         help="weight of each query, in the order given (default 1.0; negative steers away)")
     parser.add_argument("-k", type=int, default=10, help="number of results")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
-    add_model_arguments(parser, extra=("max_upload_mb", "max_pixels"))
+    add_model_arguments(parser, extra=("max_upload_mb", "max_pixels", "max_decode_mb"))
     parser.set_defaults(handler=run, queries=None)
 
 

@@ -24,7 +24,7 @@ def register(commands) -> None:
     parser.add_argument("--index", metavar="PATH", help="also sample images from this index (stored embeddings)")
     parser.add_argument("--sample", type=int, default=12, metavar="N", help="how many images to sample from --index")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
-    add_model_arguments(parser, extra=("max_upload_mb", "max_pixels"))
+    add_model_arguments(parser, extra=("max_upload_mb", "max_pixels", "max_decode_mb"))
     parser.set_defaults(handler=run)
 
 
