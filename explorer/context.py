@@ -1,20 +1,27 @@
 """The application context: what every tab of the app shares, made once by `build_app`.
 
-Settings, the model slot (one resident model), one registry of open indexes, one upload area, one
-image-embedding cache and one thumbnail cache. No gradio here: tab handlers receive the context and
-hand its parts to core functions, so a unit test can build one without a browser.
+Settings, the model slot (one resident model), the workspaces (locally one upload area and index
+folder; hosted, one private pair per visitor's session, see workspace.py), one image-embedding
+cache (keyed by file contents, so it tells no one anything they did not upload themselves) and one
+thumbnail cache. Each request works on `ctx.scoped(session)`: the same context with that session's
+upload area and indexes. No gradio here: tab handlers receive the context and hand its parts to
+core functions, so a unit test can build one without a browser.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .archives import ArchiveLimits
 from .images import Thumbnails
-from .index import IndexRegistry, prune_orphans
+from .index import ImageIndex, IndexInfo, IndexRegistry, prune_orphans
 from .model import ClipModel, ModelSlot
-from .paths import DEFAULT_UPLOAD_DIR, UploadArea, allowed_folder, inside_roots
+from .paths import DEFAULT_UPLOAD_DIR, MAX_UPLOAD_FILES, PathRefused, UploadArea, allowed_folder, inside_roots
 from .settings import Settings
 from .sources import Embedded, EmbeddingCache, Progress, embed_folder, embed_index, single_top_folder
+from .workspace import Workspace, Workspaces
 
 
 class NoModel(ValueError):
@@ -29,12 +36,31 @@ class AppContext:
     uploads: UploadArea
     embeddings: EmbeddingCache = field(default_factory=EmbeddingCache)
     thumbnails: Thumbnails | None = None
+    workspaces: Workspaces | None = None
+    workspace: Workspace | None = None   # set on a scoped context
 
     @classmethod
-    def create(cls, settings: Settings, slot: ModelSlot | None = None,
-               upload_dir: Path = DEFAULT_UPLOAD_DIR) -> "AppContext":
-        return cls(settings, slot or ModelSlot(), IndexRegistry(settings.index_dir), UploadArea(upload_dir),
-                   thumbnails=Thumbnails(settings.limits))
+    def create(cls, settings: Settings, slot: ModelSlot | None = None, upload_dir: Path = DEFAULT_UPLOAD_DIR,
+               hosted_dir: Path | None = None) -> "AppContext":
+        shared = Workspace("local", UploadArea(upload_dir), IndexRegistry(settings.index_dir))
+        workspaces = Workspaces(shared, hosted=settings.hosted, base=hosted_dir,
+                                ttl_seconds=settings.session_ttl_minutes * 60,
+                                session_quota=int(settings.session_quota_mb * 2**20),
+                                total_quota=int(settings.hosted_quota_mb * 2**20))
+        return cls(settings, slot or ModelSlot(), shared.indexes, shared.uploads,
+                   thumbnails=Thumbnails(settings.limits),
+                   workspaces=workspaces, workspace=None if settings.hosted else shared)
+
+    def scoped(self, session: str | None) -> "AppContext":
+        """This context as seen by one session: its upload area and its indexes (hosted), or the
+        shared ones (local). PathRefused in hosted mode when there is no session."""
+        ws = self.workspaces.get(session)
+        return replace(self, uploads=ws.uploads, indexes=ws.indexes, workspace=ws)
+
+    def _own(self) -> Workspace:
+        if self.workspace is None:  # hosted, and not scoped to a session: nothing is the caller's
+            raise PathRefused("this request has no session; reload the page")
+        return self.workspace
 
     def model(self) -> ClipModel:
         """The resident model, or NoModel with the reason the last load failed."""
@@ -43,15 +69,57 @@ class AppContext:
         return self.slot.model
 
     def servable(self, path: Path) -> bool:
-        """True when the app may show files from `path`: inside the allowed roots or the upload area."""
-        return inside_roots(path, tuple(self.settings.allowed_roots)) or self.uploads.contains(path)
+        """True when the app may show files from `path`: the session's uploads, or (locally) a
+        folder inside the allowed roots."""
+        if self.workspace is None:
+            return False
+        if self.uploads.contains(path):
+            return True
+        return not self.settings.hosted and inside_roots(path, tuple(self.settings.allowed_roots))
 
     def unpack(self, uploads: list[str]) -> tuple[Path, list[str]]:
-        """Uploaded files and zips unpacked into the upload area -> (folder, notes). Indexes of
-        uploads that have since expired are deleted on the way."""
-        root, notes = self.uploads.unpack(uploads)
-        prune_orphans(self.settings.index_dir, self.uploads.base)
+        """Uploaded files and zips unpacked into the session's upload area -> (folder, notes), within
+        its disk quota. Indexes of uploads that have since expired are deleted on the way."""
+        room = self.workspaces.upload_room(self._own())
+        limits = ArchiveLimits(max_entry_bytes=self.settings.max_upload_bytes)
+        root, notes = self.uploads.unpack(uploads, MAX_UPLOAD_FILES, room, limits)
+        prune_orphans(self.indexes.index_dir, self.uploads.base)
         return root, notes
+
+    @contextmanager
+    def upload_named(self, root: Path):
+        """Errors raised inside call the unpacked upload `root` "your upload", not by its server path."""
+        try:
+            yield
+        except ValueError as exc:
+            if str(root) not in str(exc):
+                raise
+            raise ValueError(str(exc).replace(str(root), "your upload")) from None
+
+    def visible_indexes(self, model=None) -> list[IndexInfo]:
+        """The indexes this session may use: its own (hosted), or (locally) those of folders inside
+        the allowed roots or the upload area; with `model`, only those it made."""
+        self._own()
+        return [info for info in self.indexes.listed(model) if self.servable(info.root)]
+
+    def index_label(self, info: IndexInfo) -> str:
+        """How a listing names an index: an upload by when it was made (its folder says nothing
+        to a person and, hosted, is not theirs to know), a typed folder by its path."""
+        if self.uploads.contains(info.root):
+            try:
+                when = time.strftime("%d %b %H:%M", time.localtime(info.root.stat().st_mtime))
+            except OSError:
+                when = "earlier"
+            return f"your upload of {when} · {info.count:,} images · {info.model}"
+        return info.label()
+
+    def open_index(self, folder: str) -> ImageIndex:
+        """An index this session may use, by its folder (a value that came from the page);
+        PathRefused for any other folder, said the same way whether or not it exists."""
+        wanted = Path(folder or "")
+        if not any(info.folder == wanted for info in self.visible_indexes()):
+            raise PathRefused("that index is not one of yours; build it in the Search tab")
+        return self.indexes.get(wanted)
 
     def folder(self, typed: str) -> Path:
         """A folder a person typed, if allowed (PathRefused says why not)."""
@@ -68,12 +136,13 @@ class AppContext:
         uploads = [u for u in (uploads or []) if u]
         if uploads:
             root, notes = self.unpack(uploads)
-            found = embed_folder(model, single_top_folder(root), labelled=labelled,
-                                 source=f"{len(uploads)} uploaded file(s)", **common)
+            with self.upload_named(root):
+                found = embed_folder(model, single_top_folder(root), labelled=labelled,
+                                     source=f"{len(uploads)} uploaded file(s)", **common)
             found.notes[:0] = notes
             return found
         if index_folder:
-            return embed_index(model, self.indexes.get(index_folder), labelled=labelled)
+            return embed_index(model, self.open_index(index_folder), labelled=labelled)
         if folder is not None and folder.strip():
             root = self.folder(folder)
             return embed_folder(model, root, labelled=labelled, index=self.indexes.find_for(root, model), **common)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+import logging
 import os
 import threading
 from contextlib import contextmanager, nullcontext
@@ -25,6 +26,7 @@ LOCAL_DIR = "local-dir:"
 HF_HUB = "hf-hub:"
 TEXT_CACHE_SIZE = 50_000
 _instances = itertools.count(1)
+log = logging.getLogger(__name__)
 
 
 class ModelLoadError(RuntimeError):
@@ -276,6 +278,11 @@ def _encode_tokens_cut(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Te
     return x
 
 
+def _out_of_memory(exc: BaseException) -> bool:
+    cause = exc.__cause__
+    return isinstance(cause, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
 def load_model(name: str, pretrained: str | None = None, device: str = "auto",
                precision: str = "auto") -> ClipModel:
     """Load any open_clip identifier: a built-in name with a pretrained tag or checkpoint file,
@@ -301,7 +308,8 @@ def load_model(name: str, pretrained: str | None = None, device: str = "auto",
 
 
 class ModelSlot:
-    """Holds the one resident model of the process. Loading another frees the old one first."""
+    """Holds the one resident model of the process. A new model replaces the old one only once it
+    has loaded: a load that fails, for whatever reason, leaves the working model in place."""
 
     def __init__(self):
         self.model: ClipModel | None = None
@@ -309,20 +317,32 @@ class ModelSlot:
         self._lock = threading.Lock()
 
     def load(self, name: str, pretrained: str | None = None, device: str = "auto",
-             precision: str = "auto") -> ClipModel | None:
-        """Load a model into the slot; on failure the slot records the error and returns None."""
+             precision: str = "auto", *, public: bool = False) -> ClipModel | None:
+        """Load a model into the slot; on failure the slot records the error and returns None.
+        `public` (hosted mode): the recorded error names the model but not why it failed, which
+        could reveal server paths; the reason goes to the server log."""
         with self._lock:
             try:
                 check_identifier(name.strip(), pretrained if not name.startswith((LOCAL_DIR, HF_HUB)) else None)
+                try:
+                    fresh = load_model(name, pretrained, device, precision)
+                except ModelLoadError as exc:
+                    if self.model is None or self.model.device.type != "cuda" or not _out_of_memory(exc):
+                        raise
+                    # Both models do not fit on the GPU: free the old one, and put it back if the new fails.
+                    old = (self.model.name, self.model.pretrained)
+                    self._free()
+                    try:
+                        fresh = load_model(name, pretrained, device, precision)
+                    except ModelLoadError:
+                        self.model = load_model(*old, device, precision)
+                        raise
             except ModelLoadError as exc:
-                self.error = str(exc)  # a typo does not cost the user the model they have
+                log.warning("model load failed: %s", exc)
+                self.error = f"could not load {describe(name, pretrained)}" if public else str(exc)
                 return None
             self._free()
-            try:
-                self.model = load_model(name, pretrained, device, precision)
-                self.error = None
-            except ModelLoadError as exc:
-                self.error = str(exc)
+            self.model, self.error = fresh, None
             return self.model
 
     def _free(self) -> None:

@@ -30,18 +30,44 @@ class Settings:
     port: int | None = None         # None: gradio's own default (GRADIO_SERVER_PORT, else 7860 or the next free)
     max_upload_mb: float = 20.0     # per file
     max_pixels: int = 89_478_485    # decompression-bomb limit (PIL's default warning threshold)
+    max_decode_mb: float = 256.0    # memory one image may take once decoded (checked from its header)
     hosted: bool = False            # hosted demo: no server paths may be typed
     allowed_roots: tuple[Path, ...] = field(default_factory=tuple)
     index_dir: Path | None = None   # where the web app keeps its indexes (None: the user cache folder)
+    models: tuple[str, ...] = ()    # hosted: the models visitors may pick ("name" or "name@pretrained")
+    session_ttl_minutes: float = 120.0   # hosted: a session's files are deleted after this long unused
+    session_quota_mb: float = 1024.0     # hosted: disk one session's uploads and indexes may fill
+    hosted_quota_mb: float = 8192.0      # hosted: disk all sessions together may fill
 
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
 
+    def model_choices(self) -> list[tuple[str, str | None]]:
+        """(model, pretrained) pairs a visitor may load: EXPLORER_MODELS, the startup model first."""
+        chosen = [parse_model_entry(entry) for entry in self.models]
+        startup = (self.model, self.pretrained)
+        return [startup] + [c for c in chosen if c != startup]
+
     @property
     def limits(self) -> Limits:
         """The per-image limits every decode in the app and the CLI applies."""
-        return Limits(self.max_upload_bytes, self.max_pixels)
+        return Limits(self.max_upload_bytes, self.max_pixels, int(self.max_decode_mb * 2**20))
+
+
+def parse_model_entry(entry: str) -> tuple[str, str | None]:
+    """'ViT-B-32@laion2b_s34b_b79k' -> ('ViT-B-32', 'laion2b_s34b_b79k'); 'hf-hub:org/repo' -> (it, None)."""
+    name, _, pretrained = entry.strip().partition("@")
+    if not name.strip():
+        raise ValueError(f"empty model name in {entry!r}")
+    return name.strip(), pretrained.strip() or None
+
+
+def _models(text: str) -> tuple[str, ...]:
+    entries = tuple(e.strip() for e in text.split(",") if e.strip())
+    for entry in entries:
+        parse_model_entry(entry)
+    return entries
 
 
 # name -> (parser from string, help)
@@ -54,11 +80,16 @@ _ENV_FIELDS = {
     "port": (int, "port the app listens on"),
     "max_upload_mb": (float, "largest image file accepted, in MiB"),
     "max_pixels": (int, "largest image accepted, in pixels"),
+    "max_decode_mb": (float, "memory one decoded image may take, in MiB"),
     "hosted": (lambda s: s.strip().lower() in {"1", "true", "yes", "on"}, "hosted demo mode"),
     "allowed_roots": (lambda s: tuple(Path(p).expanduser().resolve() for p in s.split(os.pathsep) if p),
                       "folders the app may index, separated by ':'"),
     "index_dir": (lambda s: Path(s).expanduser().resolve(),
                   "folder where the web app keeps its search indexes (default ~/.cache/clip-explorer/indexes)"),
+    "models": (_models, "hosted: models visitors may pick, comma-separated, each name or name@pretrained"),
+    "session_ttl_minutes": (float, "hosted: minutes before an unused session's files are deleted"),
+    "session_quota_mb": (float, "hosted: MiB of uploads and indexes one session may keep"),
+    "hosted_quota_mb": (float, "hosted: MiB of uploads and indexes all sessions together may keep"),
 }
 
 

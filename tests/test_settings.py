@@ -38,3 +38,15 @@ def test_spaces_turn_on_hosted_mode_and_empty_pretrained_means_none():
 def test_bad_number_is_a_clear_error():
     with pytest.raises(ValueError, match="port"):
         load_settings(_parse([]), env={"EXPLORER_PORT": "eighty"})
+
+
+def test_hosted_model_list_is_parsed_and_the_startup_model_comes_first():
+    settings = load_settings(env={"EXPLORER_MODELS": "ViT-B-16@openai, hf-hub:org/repo ,ViT-B-32@laion2b_s34b_b79k"})
+    assert settings.model_choices() == [("ViT-B-32", "laion2b_s34b_b79k"), ("ViT-B-16", "openai"),
+                                        ("hf-hub:org/repo", None)]
+    with pytest.raises(ValueError, match="bad value for models"):
+        load_settings(env={"EXPLORER_MODELS": "ViT-B-16@openai,@openai"})
+
+
+def test_the_decode_ceiling_reaches_the_image_limits():
+    assert load_settings(env={"EXPLORER_MAX_DECODE_MB": "8"}).limits.max_decode_bytes == 8 * 2**20

@@ -19,13 +19,20 @@ TABS = (("Zero-shot classification", "classify", classify_tab), ("Prompt lab", "
 
 
 def build_app(ctx: AppContext) -> gr.Blocks:
-    with gr.Blocks(title="CLIP Explorer") as app:
+    hosted = ctx.settings.hosted
+    # Hosted: gradio's own copies of uploads are deleted as the sessions' workspaces are.
+    ttl = int(ctx.settings.session_ttl_minutes * 60)
+    with gr.Blocks(title="CLIP Explorer", delete_cache=(min(ttl, 3600), ttl) if hosted else None) as app:
         gr.Markdown("# CLIP Explorer\nSee what a CLIP model thinks of your images, and why.", elem_id="title")
         model_panel.build(ctx)
         with gr.Tabs():
             for title, tab_id, module in TABS:
                 with gr.Tab(title, id=tab_id):
                     module.build(ctx)
+        if hosted:
+            def end_session(request: gr.Request):
+                ctx.workspaces.end(request.session_hash)
+            app.unload(end_session)
     return app
 
 

@@ -14,7 +14,8 @@ from .. import plots
 from ..context import AppContext
 from ..prompts import load_template_set, parse_labels, parse_templates
 from ..zeroshot import ClassifyReport, classify_files
-from .common import CUSTOM, IMAGE_TYPES, TEMPLATE_CHOICES, failures_html, message, progress_reporter
+from .common import (CUSTOM, IMAGE_TYPES, TEMPLATE_CHOICES, failures_html, message, progress_reporter,
+                     session_of)
 
 
 @dataclass
@@ -100,12 +101,12 @@ def build(ctx: AppContext) -> None:
 
     template_choice.change(lambda c: gr.update(visible=c == CUSTOM), template_choice, custom)
 
-    def on_run(paths, label_text, choice, custom_text, k, progress=gr.Progress()):
-        view = classify(ctx, paths, label_text, choice, custom_text, k, progress)
+    def on_run(paths, label_text, choice, custom_text, k, request: gr.Request, progress=gr.Progress()):
+        view = classify(session_of(ctx, request), paths, label_text, choice, custom_text, k, progress)
         return (view.summary, gr.update(value=view.gallery, visible=view.gallery is not None), view.bars,
                 gr.update(value=view.heatmap, visible=view.heatmap is not None))
 
     inputs = [files, labels, template_choice, custom, top_k]
     outputs = [summary, gallery, bars, heatmap]
-    run.click(on_run, inputs, outputs, concurrency_limit=2)
+    run.click(on_run, inputs, outputs, concurrency_limit=2, api_name="classify")
     labels.submit(on_run, inputs, outputs, concurrency_limit=2)

@@ -20,6 +20,11 @@ TEMPLATE_CHOICES = {
 CUSTOM = "Custom (edit below)"
 
 
+def session_of(ctx, request):
+    """The context as the session making `request` sees it (hosted: its own workspace)."""
+    return ctx.scoped(getattr(request, "session_hash", None))
+
+
 def message(text: str, kind: str = "note") -> str:
     """A short HTML box: kind is note, error or muted (styled in assets/style.css)."""
     return f'<div class="explorer-{kind}">{html.escape(text)}</div>'

@@ -20,7 +20,7 @@ from ..gap import ProjectionError, project_2d
 from ..gap_run import GapRun, caption_texts, captions_for, label_texts, run_gap
 from ..prompts import PromptError, load_template_set, parse_labels
 from . import gap_html as show
-from .common import TEMPLATE_CHOICES, ZIP_TYPES, message, progress_reporter
+from .common import TEMPLATE_CHOICES, ZIP_TYPES, message, progress_reporter, session_of
 
 UPLOAD, FOLDER, INDEXED = "Upload images or a zip", "Folder on this machine", "Indexed folder (Search tab)"
 LABELS, CSV, SIDECAR = "Labels + templates", "Captions CSV (path,caption)", "Caption .txt beside each image"
@@ -42,7 +42,7 @@ class GapView:
 def index_choices(ctx: AppContext) -> list[tuple[str, str]]:
     """(label, index folder) of the indexes the loaded model made."""
     model = ctx.slot.model
-    return [] if model is None else [(info.label(), str(info.folder)) for info in ctx.indexes.listed(model)]
+    return [] if model is None else [(ctx.index_label(info), str(info.folder)) for info in ctx.visible_indexes(model)]
 
 
 def compute_gap(ctx: AppContext, source: str, uploads, folder_text: str, index_folder: str | None, text_source: str,
@@ -151,20 +151,22 @@ def build(ctx: AppContext) -> None:
 def _wire(ui) -> None:
     ctx = ui.ctx
 
-    def choices_update():
-        choices = index_choices(ctx)
+    def choices_update(request: gr.Request):
+        choices = index_choices(session_of(ctx, request))
         return gr.update(choices=choices, value=choices[0][1] if choices else None)
 
-    def on_source(choice):
+    def on_source(choice, request: gr.Request):
         return (gr.update(visible=choice == UPLOAD), gr.update(visible=choice == FOLDER),
-                gr.update(visible=choice == INDEXED), choices_update() if choice == INDEXED else gr.update())
+                gr.update(visible=choice == INDEXED), choices_update(request) if choice == INDEXED else gr.update())
 
     def on_text_source(choice):
         return (gr.update(visible=choice == LABELS), gr.update(visible=choice == LABELS),
                 gr.update(visible=choice == CSV))
 
-    def on_run(*args, progress=gr.Progress()):
-        view = compute_gap(ctx, *args, progress=progress)
+    def on_run(source, files, folder, index_choice, text_source, labels, templates, csv_file, method,
+               request: gr.Request, progress=gr.Progress()):
+        view = compute_gap(session_of(ctx, request), source, files, folder, index_choice, text_source, labels,
+                           templates, csv_file, method, progress=progress)
         return (view.measures, view.histograms, view.projection, view.projection_note, view.curve, gr.update(value=0),
                 view.readout, view.run)
 
@@ -174,8 +176,10 @@ def _wire(ui) -> None:
     inputs = [ui.source, ui.files, ui.folder, ui.index_choice, ui.text_source, ui.labels, ui.templates, ui.csv_file,
               ui.method]
     ui.run.click(on_run, inputs, [ui.table, ui.histograms, ui.projection, ui.projection_note, ui.curve, ui.lam,
-                                  ui.readout, ui.state], concurrency_limit=2)
+                                  ui.readout, ui.state], concurrency_limit=2, api_name="gap")
     ui.lam.change(lambda r, v: (gr.update(), gr.update()) if r is None else shift_view(r, v), [ui.state, ui.lam],
                   [ui.readout, ui.curve], trigger_mode="always_last", show_progress="hidden")
-    ui.method.change(lambda r, m: (gr.update(), gr.update()) if r is None else projection_view(ctx, r, m),
-                     [ui.state, ui.method], [ui.projection, ui.projection_note])
+    def on_method(run, method, request: gr.Request):
+        return (gr.update(), gr.update()) if run is None else projection_view(session_of(ctx, request), run, method)
+
+    ui.method.change(on_method, [ui.state, ui.method], [ui.projection, ui.projection_note])

@@ -23,12 +23,12 @@ from PIL import Image
 from .. import plots
 from ..context import AppContext
 from ..heatmaps import METHODS, PatchMapUnsupported, check_patch_support, image_text_matrix, overlay, patch_map
-from ..images import ImageError, load_image
+from ..images import ImageError, fit_of, load_image
 from ..paths import inside_roots
 from ..prompts import parse_texts
 from ..sources import display_names, embed_files, embed_index, join
 from . import heatmaps_html as show
-from .common import IMAGE_TYPES, failures_html, message, progress_reporter
+from .common import IMAGE_TYPES, failures_html, message, progress_reporter, session_of
 
 VIEWS = {"Cosine": "cosine", "Probability (softmax per image)": "probability"}
 NO_INDEX = "(none)"
@@ -45,8 +45,8 @@ def upload_items(paths) -> list[dict]:
 
 def index_choices(ctx: AppContext) -> list[tuple[str, str]]:
     """(label, index folder) of every non-empty index the app may show, for the index dropdown."""
-    return [(NO_INDEX, NO_INDEX)] + [(info.label(), str(info.folder)) for info in ctx.indexes.listed()
-                                     if info.count and ctx.servable(info.root)]
+    return [(NO_INDEX, NO_INDEX)] + [(ctx.index_label(info), str(info.folder)) for info in ctx.visible_indexes()
+                                     if info.count]
 
 
 @dataclass
@@ -69,7 +69,7 @@ def compute_matrix(ctx: AppContext, paths, text: str, index_folder: str | None, 
         parts = [embed_files(model, [i["path"] for i in items], names=[i["name"] for i in items],
                              cache=ctx.embeddings, limits=ctx.settings.limits,
                              progress=progress_reporter(progress, "images encoded"))]
-        if index_folder and index_folder != NO_INDEX and not ctx.settings.hosted:
+        if index_folder and index_folder != NO_INDEX:
             parts.append(_index_sample(ctx, model, index_folder, int(sample)))
         images = join(parts)
         if not len(images):
@@ -91,10 +91,7 @@ def compute_matrix(ctx: AppContext, paths, text: str, index_folder: str | None, 
 
 def _index_sample(ctx: AppContext, model, folder: str, n: int):
     try:
-        index = ctx.indexes.get(folder)
-        if not ctx.servable(index.root):
-            raise ValueError(f"{index.root} is not a folder this app may show")
-        return embed_index(model, index, sample=n)
+        return embed_index(model, ctx.open_index(folder), sample=n)
     except (ValueError, OSError) as exc:
         raise ValueError(f"The index cannot be used: {exc}") from None
 
@@ -135,7 +132,8 @@ def compute_patch_map(ctx: AppContext, items, name: str, text: str, method: str,
     try:
         if "root" in item and not inside_roots(Path(item["path"]), (Path(item["root"]),)):
             raise ImageError(item["name"], "is outside its indexed folder")
-        image = load_image(item["path"], ctx.settings.limits, name=item["name"])
+        # Bounded by what the model keeps, so a 1 x 2,000,000 strip costs what a photo does.
+        image = load_image(item["path"], ctx.settings.limits, name=item["name"], fit=fit_of(model.preprocess))
     except ImageError as exc:
         return message(f"{name} cannot be used: {exc.reason}", "error"), None
     pmap = patch_map(model, image, text, method)
@@ -157,8 +155,7 @@ def build(ctx: AppContext) -> None:
                             file_types=IMAGE_TYPES, elem_id="hm-images", height=150)
             texts = gr.Textbox(label="Texts, one per line", lines=4, elem_id="hm-texts",
                                placeholder="a red circle\na blue square\na photo of a dog")
-            # Hosted: every visitor's uploaded indexes share one folder, so none is offered to others.
-            with gr.Accordion("…and/or a sample from a search index", open=False, visible=not ctx.settings.hosted,
+            with gr.Accordion("…and/or a sample from a search index", open=False,
                               elem_id="hm-index-box") as index_box:
                 with gr.Row():
                     index_choice = gr.Dropdown([NO_INDEX], value=NO_INDEX, label="Index (built in the Search tab)",
@@ -209,12 +206,13 @@ def _wire_matrix(ctx: AppContext, ui) -> None:
         parsed = parse_texts(text, MAX_TEXTS).labels
         return gr.update(choices=parsed, value=current if current else (parsed[0] if parsed else None))
 
-    def on_refresh(current):
-        choices = index_choices(ctx)
+    def on_refresh(current, request: gr.Request):
+        choices = index_choices(session_of(ctx, request))
         return gr.update(choices=choices, value=current if current in [v for _, v in choices] else NO_INDEX)
 
-    def on_run(paths, text, index_folder, n, view_label, current_image, progress=gr.Progress()):
-        result = compute_matrix(ctx, paths, text, index_folder, n, view_label, progress)
+    def on_run(paths, text, index_folder, n, view_label, current_image, request: gr.Request,
+               progress=gr.Progress()):
+        result = compute_matrix(session_of(ctx, request), paths, text, index_folder, n, view_label, progress)
         if result.state is None:
             return result.summary, None, gr.update(), gr.update(), None, ""
         return (result.summary, result.state, result.items, _image_choices(result.items, current_image),
@@ -225,14 +223,15 @@ def _wire_matrix(ctx: AppContext, ui) -> None:
     ui.refresh.click(on_refresh, ui.index_choice, ui.index_choice)
     ui.index_box.expand(on_refresh, ui.index_choice, ui.index_choice, show_progress="hidden")
     ui.run.click(on_run, [ui.files, ui.texts, ui.index_choice, ui.sample_n, ui.view, ui.map_image],
-                 [ui.status, ui.matrix_state, ui.items_state, ui.map_image, ui.plot, ui.note], concurrency_limit=2)
+                 [ui.status, ui.matrix_state, ui.items_state, ui.map_image, ui.plot, ui.note], concurrency_limit=2,
+                 api_name="similarity")
     ui.view.change(matrix_figure, [ui.matrix_state, ui.view], [ui.plot, ui.note], show_progress="hidden")
 
 
 def _wire_map(ui) -> None:
-    def on_map(items, name, text, method_name, alpha, scale_label, progress=gr.Progress()):
+    def on_map(items, name, text, method_name, alpha, scale_label, request: gr.Request, progress=gr.Progress()):
         progress(0, desc="Computing the patch map")
-        info, state = compute_patch_map(ui.ctx, items, name, text, method_name, scale_label)
+        info, state = compute_patch_map(session_of(ui.ctx, request), items, name, text, method_name, scale_label)
         picture = blend(state, alpha, scale_label)
         return info, gr.update(value=picture, visible=picture is not None), state
 
@@ -243,7 +242,7 @@ def _wire_map(ui) -> None:
 
     ui.method.change(lambda m: gr.update(info=show.METHOD_HELP[m]), ui.method, ui.method, show_progress="hidden")
     ui.map_run.click(on_map, [ui.items_state, ui.map_image, ui.map_text, ui.method, ui.opacity, ui.scale],
-                     [ui.map_info, ui.shown, ui.map_state], concurrency_limit=2)
+                     [ui.map_info, ui.shown, ui.map_state], concurrency_limit=2, api_name="patch_map")
     ui.opacity.change(lambda s, a, sc: gr.update() if not s else blend(s, a, sc), [ui.map_state, ui.opacity, ui.scale],
                       ui.shown, show_progress="hidden")
     ui.scale.change(on_scale, [ui.map_state, ui.opacity, ui.scale], [ui.map_info, ui.shown], show_progress="hidden")

@@ -24,7 +24,7 @@ from ..descriptions import load_descriptions
 from ..lab import LabReport, run_lab
 from ..prompts import check_templates, load_template_set, parse_labels, read_template_file, write_template_files
 from . import prompt_lab_html as show
-from .common import TEMPLATE_CHOICES, ZIP_TYPES, message, progress_reporter
+from .common import TEMPLATE_CHOICES, ZIP_TYPES, message, progress_reporter, session_of
 
 EXAMPLES = {p.name: p for p in sorted(DESCRIPTION_EXAMPLES.glob("*.json"))}
 WEIGHTINGS = {"Equal average": "mean", "ZPE (weights from the images)": "zpe", "One chosen template": "single"}
@@ -195,15 +195,17 @@ def build(ctx: AppContext) -> None:
 
 
 def _wire_run(ui) -> None:
-    def on_run(*args, progress=gr.Progress()):
-        view = evaluate_prompts(ui.ctx, *args, progress=progress)
+    def on_run(table, folder, uploads, labels, desc_text, desc_file, use, weighting, single_row, compare_on,
+               min_cos, min_prob, request: gr.Request, progress=gr.Progress()):
+        view = evaluate_prompts(session_of(ui.ctx, request), table, folder, uploads, labels, desc_text, desc_file,
+                                use, weighting, single_row, compare_on, min_cos, min_prob, progress=progress)
         return (view.summary, view.per_template, view.comparison, view.per_class,
                 gr.update(value=view.confusion, visible=view.confusion is not None), view.none_of_these, view.flags)
 
     inputs = [ui.table, ui.folder, ui.uploads, ui.labels, ui.desc_text, ui.desc_file, ui.use, ui.weighting,
               ui.single_row, ui.compare_on, ui.min_cos, ui.min_prob]
     outputs = [ui.summary, ui.templates_html, ui.compare_html, ui.class_html, ui.confusion, ui.none_html, ui.flags]
-    ui.run.click(on_run, inputs, outputs, concurrency_limit=2)
+    ui.run.click(on_run, inputs, outputs, concurrency_limit=2, api_name="evaluate_prompts")
     for slider in (ui.min_cos, ui.min_prob):
         slider.release(none_view, [ui.flags, ui.min_cos, ui.min_prob], ui.none_html)
 

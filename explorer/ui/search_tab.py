@@ -12,6 +12,7 @@ sent to the browser, and nothing outside an indexed folder is read.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,7 +26,7 @@ from ..index import ImageIndex
 from ..index_build import build_index
 from ..paths import PathRefused, inside_roots
 from . import search_html as render
-from .common import ZIP_TYPES, message, progress_reporter
+from .common import ZIP_TYPES, message, progress_reporter, session_of
 
 FOLDER, UPLOAD = "A folder on this computer", "Upload images, a folder or a zip"
 BUILD_WORKERS = 2
@@ -61,7 +62,7 @@ def build_search_index(ctx: AppContext, choice: str, typed: str, files, folder_f
         root = ctx.folder(typed)
         shown = str(root)
     target = ctx.indexes.path_for(root, model)
-    with ctx.indexes.build_lock(target):
+    with ctx.indexes.build_lock(target), ctx.upload_named(root) if uploaded else nullcontext():
         result = build_index(model, root, target, workers=BUILD_WORKERS, limits=ctx.settings.limits,
                              progress=progress_reporter(progress, "images embedded"))
         index = ctx.indexes.reopen(target)
@@ -73,12 +74,9 @@ def _open(ctx: AppContext, state: dict) -> ImageIndex:
     if not state.get("index"):
         raise Problem("Build an index first (step 1).")
     try:
-        index = ctx.indexes.get(state["index"])
+        return ctx.open_index(state["index"])
     except (ValueError, OSError) as exc:
         raise Problem(f"The index cannot be opened: {exc}. Build it again.") from None
-    if not ctx.servable(index.root):
-        raise Problem(f"{index.root} is not a folder this app may show.")
-    return index
 
 
 def _ranked(ctx: AppContext, index: ImageIndex, vector, query: str, k: int, limit: float) -> SearchView:
@@ -200,26 +198,31 @@ def _guarded(handler):
 def _wire(ui) -> None:
     ctx = ui.ctx
 
-    def on_build(choice, typed, files, folder_files, current, progress=gr.Progress()):
+    def on_build(choice, typed, files, folder_files, current, request: gr.Request, progress=gr.Progress()):
+        mine = session_of(ctx, request)
         try:
-            html, new_state = build_search_index(ctx, choice, typed, files, folder_files, progress)
+            html, new_state = build_search_index(mine, choice, typed, files, folder_files, progress)
         except ValueError as exc:
             prefix = "Refused" if isinstance(exc, PathRefused) else "Indexing failed"
             return message(f"{prefix}: {exc}", "error"), current, gr.update(), gr.update(), gr.update()
-        return html, new_state, *_shown(results_view(ctx, new_state, 0.0))[:3]
+        return html, new_state, *_shown(results_view(mine, new_state, 0.0))[:3]
 
-    def on_select(current, k, limit, evt: gr.SelectData):
-        return _guarded(lambda cur: search_like(ctx, cur, evt.index, k, limit))(current)
+    def on_select(current, k, limit, evt: gr.SelectData, request: gr.Request):
+        return _guarded(lambda cur: search_like(session_of(ctx, request), cur, evt.index, k, limit))(current)
+
+    def on_search(current, text, image, weight, k, limit, request: gr.Request):
+        return _guarded(lambda cur: search(session_of(ctx, request), cur, text, image, weight, k, limit))(current)
+
+    def on_threshold(current, limit, request: gr.Request):
+        return _shown(results_view(session_of(ctx, request), current, limit))[:3]
 
     ui.source.change(lambda s: (gr.update(visible=s == FOLDER), gr.update(visible=s == UPLOAD)),
                      ui.source, [ui.folder, ui.upload_group])
     results = [ui.summary, ui.gallery, ui.table]
     ui.index_button.click(on_build, [ui.source, ui.folder, ui.upload_files, ui.upload_dir, ui.state],
-                          [ui.report, ui.state, *results], concurrency_limit=1)
-    on_search = _guarded(lambda current, *rest: search(ctx, current, *rest))
+                          [ui.report, ui.state, *results], concurrency_limit=1, api_name="build_index")
     search_inputs = [ui.state, ui.text, ui.image, ui.weight, ui.top_k, ui.threshold]
-    ui.search_button.click(on_search, search_inputs, [*results, ui.state], concurrency_limit=2)
+    ui.search_button.click(on_search, search_inputs, [*results, ui.state], concurrency_limit=2, api_name="search")
     ui.text.submit(on_search, search_inputs, [*results, ui.state], concurrency_limit=2)
     ui.gallery.select(on_select, [ui.state, ui.top_k, ui.threshold], [*results, ui.state], concurrency_limit=2)
-    ui.threshold.change(lambda current, limit: _shown(results_view(ctx, current, limit))[:3], [ui.state, ui.threshold],
-                        results, show_progress="hidden")
+    ui.threshold.change(on_threshold, [ui.state, ui.threshold], results, show_progress="hidden")

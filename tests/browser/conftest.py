@@ -72,6 +72,19 @@ def app_url(shapes_model_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def hosted_app(shapes_model_dir, tmp_path_factory):
+    """A hosted demo (strangers share it) whose temporary files all live under `app.workdir`, offering
+    the shapes model and one that cannot load."""
+    workdir = tmp_path_factory.mktemp("hosted")
+    (workdir / "tmp").mkdir()
+    app = RunningApp(f"local-dir:{shapes_model_dir}", workdir, EXPLORER_HOSTED="1", TMPDIR=str(workdir / "tmp"),
+                     EXPLORER_MODELS=f"local-dir:{workdir / 'no-such-model'}", EXPLORER_SESSION_QUOTA_MB="64")
+    app.workdir = workdir
+    yield app
+    app.stop()
+
+
+@pytest.fixture(scope="session")
 def browser():
     executable = _chromium()
     if executable is None:

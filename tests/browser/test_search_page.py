@@ -115,7 +115,7 @@ def test_hosted_mode_takes_a_zip_and_no_server_path(browser, shapes_model_dir, t
         page.click("#search-build")
         page.wait_for_selector("#search-report .search-counts", timeout=120_000)
         report = page.locator("#search-report").inner_text()
-        assert "30 added" in report and "1 failed" in report and "unsafe" in report
+        assert "30 added" in report and "1 failed" in report and "1 entry refused: ../escape.png" in report
         page.fill("#search-text textarea, #search-text input", "a blue square")
         page.click("#search-run")
         page.wait_for_selector("#search-results table", timeout=60_000)
