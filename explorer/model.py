@@ -354,12 +354,16 @@ class ModelSlot:
         if device.type == "cuda":
             torch.cuda.empty_cache()
 
+    def loaded(self) -> str | None:
+        """What is loaded, in one line (None: nothing)."""
+        m = self.model
+        if m is None:
+            return None
+        return f"Loaded {m.identifier} on {m.device.type} ({m.precision}), {m.embed_dim}-d embeddings."
+
     def status(self) -> str:
         """One line for people: what is loaded, and what last failed to load."""
-        loaded = None
-        if self.model is not None:
-            m = self.model
-            loaded = f"Loaded {m.identifier} on {m.device.type} ({m.precision}), {m.embed_dim}-d embeddings."
+        loaded = self.loaded()
         if self.error and loaded:
             return f"{self.error}. Still using the model loaded before: {loaded}"
         if self.error:

@@ -181,3 +181,12 @@ def test_errors_about_an_upload_do_not_name_its_server_folder(ctx, tmp_path):
     with pytest.raises(ValueError) as refused:
         b.embed_choice(uploads=[str(archive)], labelled=True)
     assert "your upload" in str(refused.value) and str(b.workspace.folder) not in str(refused.value)
+
+
+def test_a_strangers_failed_load_is_shown_to_them_not_to_everyone(shapes_model, tmp_path):
+    missing = tmp_path / "no-such-model"
+    ctx = hosted_context(tmp_path, shapes_model, EXPLORER_MODELS=f"local-dir:{missing}")
+    told = model_panel.load_model(ctx, f"local-dir:{missing}")
+    assert "could not load" in told
+    everyone = model_panel.status_text(ctx, on_page_load=True)
+    assert "could not load" not in everyone and "Loaded" in everyone

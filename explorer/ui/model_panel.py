@@ -11,9 +11,12 @@ from ..context import AppContext
 from ..model import describe
 
 
-def status_text(ctx: AppContext) -> str:
-    if ctx.slot.model is not None and not ctx.slot.error:
-        return f"**Model:** {ctx.slot.status()}"
+def status_text(ctx: AppContext, on_page_load: bool = False) -> str:
+    """The status line. Hosted, a stranger's failed load is not news to everyone else: a page load
+    shows only what is loaded; the failure is shown to the visitor who asked for it."""
+    quiet = on_page_load and ctx.settings.hosted
+    if ctx.slot.model is not None and (not ctx.slot.error or quiet):
+        return f"**Model:** {ctx.slot.loaded()}"
     pick = "Pick another model" if ctx.settings.hosted else "Enter another model"
     return f"**Model problem: {ctx.slot.status()}** {pick} under *Load another model* and press *Load model*."
 
@@ -38,7 +41,7 @@ def load_model(ctx: AppContext, name: str, pretrained: str = "") -> str:
 
 def build(ctx: AppContext) -> None:
     # A callable value is re-read on every page load, so a model loaded from another session shows.
-    status = gr.Markdown(lambda: status_text(ctx), elem_id="model-status")
+    status = gr.Markdown(lambda: status_text(ctx, on_page_load=True), elem_id="model-status")
     hosted = ctx.settings.hosted
     with gr.Accordion("Load another model", open=ctx.slot.model is None):
         with gr.Row():
