@@ -9,7 +9,7 @@ from ..prompts import PromptError, load_template_set, parse_labels
 from ..settings import load_settings
 from ..sources import unique_names
 from ..zeroshot import classify_files
-from .common import ProgressBar, add_model_arguments, model_from
+from .common import ProgressBar, IMAGE_LIMIT_FLAGS, add_model_arguments, model_from
 
 
 def register(commands) -> None:
@@ -19,7 +19,7 @@ def register(commands) -> None:
     parser.add_argument("--templates", default="single", help="single | openai | simple | FILE (.txt or .json)")
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print one JSON document")
-    add_model_arguments(parser, extra=("max_upload_mb", "max_pixels", "max_decode_mb"))
+    add_model_arguments(parser, extra=IMAGE_LIMIT_FLAGS)
     parser.set_defaults(handler=run)
 
 

@@ -8,6 +8,7 @@ from ..model import ClipModel, load_model
 from ..settings import Settings, add_settings_arguments
 
 MODEL_FLAGS = ("model", "pretrained", "device", "precision")
+IMAGE_LIMIT_FLAGS = ("max_upload_mb", "max_pixels", "max_decode_mb")
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, extra: tuple[str, ...] = ()) -> None:

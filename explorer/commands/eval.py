@@ -17,7 +17,7 @@ from ..lab import run_lab
 from ..prompts import load_template_set, parse_labels
 from ..settings import load_settings
 from ..sources import embed_folder, load_classnames
-from .common import ProgressBar, add_model_arguments, model_from
+from .common import ProgressBar, IMAGE_LIMIT_FLAGS, add_model_arguments, model_from
 
 
 def register(commands) -> None:
@@ -41,7 +41,7 @@ def register(commands) -> None:
                         help="an index of other, generic images whose embeddings stand in for ZPE's sample of "
                              "pre-training images (default: the evaluated images themselves)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
-    add_model_arguments(parser, extra=("max_upload_mb", "max_pixels", "max_decode_mb", "index_dir"))
+    add_model_arguments(parser, extra=IMAGE_LIMIT_FLAGS + ("index_dir",))
     parser.set_defaults(handler=run)
 
 

@@ -19,7 +19,7 @@ from ..index import open_index
 from ..prompts import load_template_set, parse_labels
 from ..settings import load_settings
 from ..sources import embed_folder, embed_index
-from .common import ProgressBar, add_model_arguments, model_from
+from .common import ProgressBar, IMAGE_LIMIT_FLAGS, add_model_arguments, model_from
 
 DEFAULT_SHIFTS = "0,0.25,0.5,0.75,1"
 
@@ -38,7 +38,7 @@ def register(commands) -> None:
     parser.add_argument("--projection", choices=("pca", "umap", "none"), default="pca")
     parser.add_argument("--max-points", type=int, default=DEFAULT_MAX_POINTS, help="sample the 2-D map above this")
     parser.add_argument("--json", action="store_true", help="print the measures as one JSON document")
-    add_model_arguments(parser, extra=("max_upload_mb", "max_pixels", "max_decode_mb"))
+    add_model_arguments(parser, extra=IMAGE_LIMIT_FLAGS)
     parser.set_defaults(handler=run)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..heatmaps import METHODS, overlay, patch_map
 from ..images import ImageError, fit_of, load_image
 from ..settings import load_settings
-from .common import add_model_arguments, model_from
+from .common import IMAGE_LIMIT_FLAGS, add_model_arguments, model_from
 
 
 def register(commands) -> None:
@@ -23,7 +23,7 @@ def register(commands) -> None:
     parser.add_argument("--method", choices=METHODS, default="tokens",
                         help="tokens: the last block's patch tokens (default); value: its value path (MaskCLIP)")
     parser.add_argument("--json", action="store_true", help="print the grid of raw patch-text cosines as JSON")
-    add_model_arguments(parser, extra=("max_upload_mb", "max_pixels", "max_decode_mb"))
+    add_model_arguments(parser, extra=IMAGE_LIMIT_FLAGS)
     parser.set_defaults(handler=run)
 
 

@@ -7,7 +7,7 @@ import sys
 
 from ..index_build import build_index
 from ..settings import load_settings
-from .common import ProgressBar, add_model_arguments, model_from
+from .common import ProgressBar, IMAGE_LIMIT_FLAGS, add_model_arguments, model_from
 
 
 def register(commands) -> None:
@@ -19,7 +19,7 @@ def register(commands) -> None:
     parser.add_argument("--index-type", default=None, metavar="FACTORY",
                         help="FAISS index_factory string, e.g. Flat, IVF1024,Flat, HNSW32,Flat (default: by size)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
-    add_model_arguments(parser, extra=("max_upload_mb", "max_pixels", "max_decode_mb"))
+    add_model_arguments(parser, extra=IMAGE_LIMIT_FLAGS)
     parser.set_defaults(handler=run)
 
 

@@ -8,7 +8,7 @@ import sys
 from ..index import open_index
 from ..model import load_model
 from ..settings import load_settings
-from .common import add_model_arguments, model_from
+from .common import IMAGE_LIMIT_FLAGS, add_model_arguments, model_from
 
 
 class _Query(argparse.Action):
@@ -29,7 +29,7 @@ def register(commands) -> None:
                         help="weight of each query, in the order given (default 1.0; negative steers away)")
     parser.add_argument("-k", type=int, default=10, help="number of results")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
-    add_model_arguments(parser, extra=("max_upload_mb", "max_pixels", "max_decode_mb"))
+    add_model_arguments(parser, extra=IMAGE_LIMIT_FLAGS)
     parser.set_defaults(handler=run, queries=None)
 
 

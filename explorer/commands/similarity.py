@@ -14,7 +14,7 @@ from ..index import open_index
 from ..prompts import parse_texts
 from ..settings import load_settings
 from ..sources import embed_files, embed_index, join, unique_names
-from .common import ProgressBar, add_model_arguments, model_from
+from .common import ProgressBar, IMAGE_LIMIT_FLAGS, add_model_arguments, model_from
 
 
 def register(commands) -> None:
@@ -24,7 +24,7 @@ def register(commands) -> None:
     parser.add_argument("--index", metavar="PATH", help="also sample images from this index (stored embeddings)")
     parser.add_argument("--sample", type=int, default=12, metavar="N", help="how many images to sample from --index")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
-    add_model_arguments(parser, extra=("max_upload_mb", "max_pixels", "max_decode_mb"))
+    add_model_arguments(parser, extra=IMAGE_LIMIT_FLAGS)
     parser.set_defaults(handler=run)
 
 
