@@ -17,6 +17,7 @@ from pathlib import Path
 from .archives import ArchiveLimits
 from .images import Thumbnails
 from .index import ImageIndex, IndexInfo, IndexRegistry, prune_orphans
+from .store import DB_NAME
 from .model import ClipModel, ModelSlot
 from .paths import DEFAULT_UPLOAD_DIR, MAX_UPLOAD_FILES, PathRefused, UploadArea, allowed_folder, inside_roots
 from .settings import Settings
@@ -116,10 +117,15 @@ class AppContext:
     def open_index(self, folder: str) -> ImageIndex:
         """An index this session may use, by its folder (a value that came from the page);
         PathRefused for any other folder, said the same way whether or not it exists."""
-        wanted = Path(folder or "")
-        if not any(info.folder == wanted for info in self.visible_indexes()):
-            raise PathRefused("that index is not one of yours; build it in the Search tab")
-        return self.indexes.get(wanted)
+        self._own()
+        wanted, refused = Path(folder or ""), PathRefused("that index is not one of yours; build it in the Search tab")
+        home = self.indexes.index_dir
+        if home is None or wanted.parent != home or not (wanted / DB_NAME).is_file():
+            raise refused
+        index = self.indexes.get(wanted)  # cached: a search does not list or re-open anything
+        if not self.servable(index.root):
+            raise refused
+        return index
 
     def folder(self, typed: str) -> Path:
         """A folder a person typed, if allowed (PathRefused says why not)."""

@@ -190,3 +190,20 @@ def test_a_strangers_failed_load_is_shown_to_them_not_to_everyone(shapes_model, 
     assert "could not load" in told
     everyone = model_panel.status_text(ctx, on_page_load=True)
     assert "could not load" not in everyone and "Loaded" in everyone
+
+
+def test_locally_an_index_of_a_folder_outside_the_allowed_roots_is_not_offered(shapes_model, tmp_path):
+    from explorer.index_build import build_index
+
+    allowed, outside = tmp_path / "allowed", tmp_path / "outside"
+    make_labelled_folder(allowed, CLASSES[:2], 2, size=32)
+    make_labelled_folder(outside, CLASSES[:2], 2, size=32)
+    settings = load_settings(env={"EXPLORER_ALLOWED_ROOTS": str(allowed), "EXPLORER_INDEX_DIR": str(tmp_path / "i")})
+    ctx = AppContext.create(settings, ModelSlot(), upload_dir=tmp_path / "uploads")
+    ctx.slot.model = shapes_model
+    for folder in (allowed, outside):  # as `clip-explorer index` would have made them, into the app's folder
+        build_index(shapes_model, folder, ctx.indexes.path_for(folder, shapes_model), workers=0)
+    assert [info.root for info in ctx.visible_indexes()] == [allowed.resolve()]
+    with pytest.raises(PathRefused, match="not one of yours"):
+        ctx.open_index(str(ctx.indexes.path_for(outside, shapes_model)))
+    assert ctx.open_index(str(ctx.indexes.path_for(allowed, shapes_model))).root == allowed.resolve()
