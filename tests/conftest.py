@@ -33,3 +33,36 @@ def random_vit():
 
     torch.manual_seed(0)
     return load_model("ViT-B-32", None, device="cpu")
+
+
+SIGMOID_BIAS = -10.0  # the logit_bias of the sigmoid variant of the shapes model
+
+
+@pytest.fixture(scope="session")
+def sigmoid_model_dir(shapes_model_dir, tmp_path_factory) -> Path:
+    """The shapes model as a sigmoid-trained (SigLIP-style) model: the same weights plus a learned
+    `logit_bias`, declared the way open_clip declares it (`init_logit_bias` in model_cfg, which makes
+    CLIP.__init__ create the parameter) and stored in the weights file (loaded strictly)."""
+    import json
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path_factory.mktemp("sigmoid_clip")
+    shutil.copy(shapes_model_dir / "open_clip_config.json", folder)
+    config = json.loads((folder / "open_clip_config.json").read_text())
+    config["model_cfg"]["init_logit_bias"] = SIGMOID_BIAS
+    (folder / "open_clip_config.json").write_text(json.dumps(config, indent=2))
+    weights = load_file(str(shapes_model_dir / "open_clip_model.safetensors"))
+    scale = weights["logit_scale"]
+    weights["logit_bias"] = scale.new_full(scale.shape, SIGMOID_BIAS)
+    save_file(weights, str(folder / "open_clip_model.safetensors"), metadata={"format": "pt"})
+    return folder
+
+
+@pytest.fixture(scope="session")
+def sigmoid_model(sigmoid_model_dir):
+    """The sigmoid variant, loaded through the same local-dir: path as any hub model."""
+    from explorer.model import load_model
+
+    return load_model(f"local-dir:{sigmoid_model_dir}", device="cpu")
