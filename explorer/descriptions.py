@@ -14,20 +14,28 @@ tensor of "slots" that ZPE can weight and the per-template table can score:
                   descriptions slot counts as much as all the templates together (weight 1/2, each
                   template 1/(2T)), so 80 templates do not drown a handful of sentences; ZPE instead
                   scores the descriptions slot like any other prompt.
+  - pooled:       CuPL+e, the paper's "CuPL + standard" classifier: one slot, "templates + descriptions
+                  (pooled)": per class, ONE list of every filled template and every sentence, each text
+                  weighted equally: the normalised mean of the normalised embeddings of the whole list
+                  (sarahpratt/CuPL, classify_imagenet.py: `zeroshot_classifier_gpt(..., use_both=True)`
+                  extends the template prompts with the sentences, normalises each embedding, takes
+                  the mean and renormalises). With 80 templates and 10 sentences, the sentences weigh
+                  10/90 of the class embedding, not 1/2 as in "both".
 """
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .prompts import PromptError, build_prompts
+from .prompts import PromptError, build_prompts, fill
 
 DESCRIPTIONS_SLOT = "descriptions"
-USES = ("templates", "descriptions", "both")
+USES = ("templates", "descriptions", "both", "pooled")
+POOLED_SLOT = "templates + descriptions (pooled)"
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "descriptions"
 
 
@@ -101,29 +109,49 @@ def description_embeddings(model, labels: list[str], descriptions: dict[str, lis
     """[C, 1, D]: per class, the normalised mean of its sentences' embeddings (CuPL's classifier).
     All sentences go through the model's text cache in one call."""
     per_label, _ = for_labels(descriptions, labels)
-    flat = model.encode_texts([s for sentences in per_label for s in sentences])
+    return pooled_embeddings(model, per_label)
+
+
+def pooled_embeddings(model, texts_per_class: list[list[str]]) -> np.ndarray:
+    """[C, 1, D]: per class, the normalised mean of the (normalised) embeddings of its texts, each
+    text counting once: CuPL's way of turning a list of texts into a class embedding."""
+    flat = model.encode_texts([t for texts in texts_per_class for t in texts])
     out, start = [], 0
-    for sentences in per_label:
-        mean = flat[start:start + len(sentences)].mean(axis=0)
+    for texts in texts_per_class:
+        mean = flat[start:start + len(texts)].mean(axis=0)
         out.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
-        start += len(sentences)
+        start += len(texts)
     return np.stack(out)[:, None, :].astype(np.float32)
 
 
 @dataclass
 class PromptSet:
     """The prompts of every class as slots: embeddings [C, S, D], slot names [S], and the weights
-    equal ("mean") weighting gives the slots (summing to 1)."""
+    equal ("mean") weighting gives the slots (summing to 1). `texts` [S]: every text that feeds
+    each slot, over all classes (for token counts and cut warnings)."""
     slots: list[str]
     embeddings: np.ndarray
     mean_weights: np.ndarray
     notes: list[str]
+    texts: list[list[str]] = field(default_factory=list)
+
+
+def slot_texts(labels: list[str], templates: list[str] | None, descriptions: dict[str, list[str]] | None,
+               use: str) -> list[list[str]]:
+    """Per prompt slot of `prompt_set(..., use)`, every text that feeds it over all classes (for
+    token counts): a template's filled prompts, the descriptions' sentences, or the whole pool."""
+    sentences = for_labels(descriptions, labels)[0] if use != "templates" else []
+    said = [s for group in sentences for s in group]
+    filled = [[fill(t, label) for label in labels] for t in templates or []]
+    if use == "pooled":
+        return [[text for group in filled for text in group] + said]
+    return (filled if use != "descriptions" else []) + ([said] if use != "templates" else [])
 
 
 def prompt_set(model, labels: list[str], templates: list[str] | None = None,
                descriptions: dict[str, list[str]] | None = None, use: str = "templates") -> PromptSet:
-    """Encode the prompts of `labels` according to `use` (templates | descriptions | both); see the
-    module docstring for the rule. Text goes through the model's cache, so re-use is free."""
+    """Encode the prompts of `labels` according to `use` (templates | descriptions | both | pooled);
+    see the module docstring for the rule. Text goes through the model's cache, so re-use is free."""
     if use not in USES:
         raise PromptError(f"unknown prompt source {use!r}: use one of {', '.join(USES)}")
     if use != "templates" and not descriptions:
@@ -131,13 +159,19 @@ def prompt_set(model, labels: list[str], templates: list[str] | None = None,
     if use != "descriptions" and not templates:
         raise PromptError(f"prompt source {use!r} needs at least one template")
     parts, slots, notes = [], [], []
+    sentences = None
+    if use != "templates":
+        sentences, notes = for_labels(descriptions, labels)
+    texts = slot_texts(labels, templates, descriptions, use)
+    if use == "pooled":
+        pools = [[fill(t, label) for t in templates] + said for label, said in zip(labels, sentences)]
+        return PromptSet([POOLED_SLOT], pooled_embeddings(model, pools), np.ones(1, dtype=np.float32), notes, texts)
     if use in ("templates", "both"):
         flat = model.encode_texts(build_prompts(labels, templates))
         parts.append(flat.reshape(len(labels), len(templates), -1))
         slots += list(templates)
     if use in ("descriptions", "both"):
-        notes += for_labels(descriptions, labels)[1]
-        parts.append(description_embeddings(model, labels, descriptions))
+        parts.append(pooled_embeddings(model, sentences))
         slots.append(DESCRIPTIONS_SLOT)
     embeddings = np.concatenate(parts, axis=1)
     if use == "both":
@@ -145,4 +179,4 @@ def prompt_set(model, labels: list[str], templates: list[str] | None = None,
         mean_weights = np.array([0.5 / n] * n + [0.5], dtype=np.float32)
     else:
         mean_weights = np.full(len(slots), 1.0 / len(slots), dtype=np.float32)
-    return PromptSet(slots, embeddings, mean_weights, notes)
+    return PromptSet(slots, embeddings, mean_weights, notes, texts)

@@ -14,6 +14,11 @@ References:
 Means over all pairs are computed exactly from sums (O(N D)), so they are cheap at any size;
 histograms and uniformity need the pairs themselves and use a seeded sample of at most
 `max_pair_points` embeddings per modality, whose size is reported.
+
+Joint maps (`project_2d`): "gap" (the default) puts axis 1 along the unit gap vector and axis 2 along
+the first principal component of what remains (this app's construction: PCA's first two axes need not
+contain the gap, so a PCA map can draw the two centroids on top of each other); "pca"; "umap". The
+linear maps keep their axes (`LinearMap`) so shifted embeddings can be drawn in the same frame.
 """
 from __future__ import annotations
 
@@ -263,6 +268,26 @@ def evaluate_shift(image_emb: np.ndarray, text_emb: np.ndarray, lams, matches=No
 
 
 # ---- joint 2-D projection -----------------------------------------------------------------------
+PROJECTION_METHODS = ("gap", "pca", "umap")
+DEFAULT_PROJECTION = "gap"
+PROJECTION_NAMES = {"gap": "gap-aligned", "pca": "PCA", "umap": "UMAP"}
+
+
+@dataclass
+class LinearMap:
+    """x -> (x - centre) @ axes: fixed 2-D axes, so other points (the same data shifted along the
+    gap) are drawn in the same frame. `explained`: the share of the fitted points' variance along
+    each axis; `note`: anything the picture should say about how the axes were chosen."""
+    kind: str                 # "gap" or "pca"
+    centre: np.ndarray        # [D]
+    axes: np.ndarray          # [D, 2], orthonormal columns
+    explained: list[float]
+    note: str = ""
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return ((np.asarray(x, dtype=np.float64) - self.centre) @ self.axes).astype(np.float32)
+
+
 @dataclass
 class Projection:
     """Image and text points in one shared 2-D map. Indices refer to the caller's arrays."""
@@ -271,10 +296,14 @@ class Projection:
     xy_text: np.ndarray           # [m, 2]
     image_indices: np.ndarray     # which images were drawn (all, or a sample)
     text_indices: np.ndarray
-    centroid_image: np.ndarray    # [2]
+    centroid_image: np.ndarray    # [2]; linear maps: the mean of all images mapped, sampled or not
     centroid_text: np.ndarray     # [2]
     total_points: int             # images + texts before sampling
-    explained_variance: list[float] | None = None  # PCA: share of variance of each axis
+    explained_variance: list[float] | None = None  # linear maps: share of variance along each axis
+    fit: LinearMap | None = None  # the axes (gap, pca), to draw shifted points in the same frame
+    lam: float = 0.0              # the shift along the gap of the points drawn
+    fixed_axes: bool = False      # the axes were fitted on other points (the unshifted data)
+    frame: tuple | None = None    # ((x0, x1), (y0, y1)) to draw in, kept the same across shifts
 
     @property
     def sample_size(self) -> int:
@@ -283,6 +312,19 @@ class Projection:
     @property
     def sampled(self) -> bool:
         return self.sample_size < self.total_points
+
+    def extent(self, *others: "Projection", pad: float = 0.05) -> tuple:
+        """((x0, x1), (y0, y1)) holding every point and centroid of this map and of `others`, padded."""
+        xy = np.concatenate([np.concatenate([p.xy_image, p.xy_text, [p.centroid_image, p.centroid_text]])
+                             for p in (self, *others)]).astype(np.float64)
+        lo, hi = xy.min(0), xy.max(0)
+        margin = pad * np.maximum(hi - lo, 1e-6)
+        return tuple((float(a), float(b)) for a, b in zip(lo - margin, hi + margin))
+
+    @property
+    def centroid_offset(self) -> np.ndarray:
+        """Image centroid minus text centroid in the map [2]; for the gap-aligned map [|gap|, 0]."""
+        return np.asarray(self.centroid_image, np.float64) - np.asarray(self.centroid_text, np.float64)
 
     def pair_lines(self, matches) -> tuple[np.ndarray, np.ndarray]:
         """End points ([k, 2] image side, [k, 2] text side) of the matched pairs whose image and
@@ -323,16 +365,48 @@ def _sample_for_projection(n: int, m: int, max_points: int, matches, rng) -> tup
     return img_idx, np.sort(np.concatenate([preferred, np.asarray(extra, dtype=np.int64)]))
 
 
-def _pca_2d(x: np.ndarray) -> tuple[np.ndarray, list[float]]:
-    centred = x.astype(np.float64) - x.mean(0, dtype=np.float64)
+def _centred_cov(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """(centre [D], covariance [D, D], total variance) of the rows of x, in float64."""
+    centre = x.mean(0, dtype=np.float64)
+    centred = x.astype(np.float64) - centre
     cov = centred.T @ centred / max(len(x) - 1, 1)
+    return centre, cov, float(np.trace(cov)) or 1.0
+
+
+def _top_axes(cov: np.ndarray, k: int) -> np.ndarray:
+    """The k leading eigenvectors of a covariance [D, k], each signed so that its largest
+    component is positive (the same data always gives the same picture)."""
     values, vectors = np.linalg.eigh(cov)
-    order = np.argsort(values)[::-1][:2]
-    axes = vectors[:, order]
-    # Fix each axis' sign so the same data always gives the same picture.
-    axes *= np.where(axes[np.abs(axes).argmax(0), [0, 1]] < 0, -1.0, 1.0)
-    total = float(values.sum()) or 1.0
-    return (centred @ axes).astype(np.float32), [float(values[i] / total) for i in order]
+    axes = vectors[:, np.argsort(values)[::-1][:k]]
+    return axes * np.where(axes[np.abs(axes).argmax(0), np.arange(k)] < 0, -1.0, 1.0)
+
+
+def fit_pca(x: np.ndarray) -> LinearMap:
+    """The first two principal axes of the rows of x (centred on their mean)."""
+    centre, cov, total = _centred_cov(x)
+    axes = _top_axes(cov, 2)
+    return LinearMap("pca", centre, axes, [float(a @ cov @ a / total) for a in axes.T])
+
+
+def fit_gap_axes(x: np.ndarray, gap: np.ndarray) -> LinearMap:
+    """Gap-aligned axes for the joint points x (images and texts, centred on their mean): axis 1 is
+    the unit gap vector (mean image - mean text), axis 2 the first principal component of the points
+    once their component along axis 1 is removed. Axis 1 puts the two centroids exactly |gap| apart
+    and axis 2 does not separate them at all. With no gap (the centroids coincide) the axes are PCA's."""
+    gap = np.asarray(gap, dtype=np.float64)
+    norm = float(np.linalg.norm(gap))
+    if norm < 1e-9:
+        pca = fit_pca(x)
+        pca.note = "the two centroids coincide, so there is no gap direction: the axes are PCA's"
+        return pca
+    u = gap / norm
+    centre, cov, total = _centred_cov(x)
+    across = np.eye(len(u)) - np.outer(u, u)             # removes the component along the gap
+    v = _top_axes(across @ cov @ across, 1)[:, 0]
+    v = v - (v @ u) * u                                  # exactly orthogonal despite rounding
+    v /= np.linalg.norm(v) or 1.0
+    axes = np.column_stack([u, v])
+    return LinearMap("gap", centre, axes, [float(a @ cov @ a / total) for a in axes.T])
 
 
 _UMAP_CACHE = LRU(4)  # UMAP takes seconds; a page that re-draws the same map must not pay again
@@ -347,7 +421,7 @@ def _umap_2d(x: np.ndarray, seed: int, n_neighbors: int) -> np.ndarray:
         import umap  # optional: umap-learn
     except ImportError:
         raise ProjectionError("UMAP needs the optional package umap-learn (pip install umap-learn); "
-                              "PCA works without it") from None
+                              "the gap-aligned map and PCA work without it") from None
     reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(x) - 1), metric="cosine",
                         random_state=seed)
     xy = reducer.fit_transform(x).astype(np.float32)
@@ -355,22 +429,32 @@ def _umap_2d(x: np.ndarray, seed: int, n_neighbors: int) -> np.ndarray:
     return xy
 
 
-def project_2d(image_emb: np.ndarray, text_emb: np.ndarray, method: str = "pca", *, matches=None,
-               max_points: int = DEFAULT_MAX_POINTS, seed: int = 0, n_neighbors: int = 15) -> Projection:
-    """Project images and texts together into 2-D ("pca": exact and instant; "umap": needs
-    umap-learn, cached per data). Above `max_points` in total, a seeded sample is drawn."""
-    if method not in ("pca", "umap"):
-        raise ProjectionError(f"unknown projection {method!r}: use pca or umap")
+def project_2d(image_emb: np.ndarray, text_emb: np.ndarray, method: str = DEFAULT_PROJECTION, *, matches=None,
+               max_points: int = DEFAULT_MAX_POINTS, seed: int = 0, n_neighbors: int = 15,
+               fit: LinearMap | None = None, lam: float = 0.0) -> Projection:
+    """Project images and texts together into 2-D. "gap" (default): axis 1 along the gap vector,
+    axis 2 the main direction of what remains (fit_gap_axes); "pca": the first two principal axes;
+    both exact and instant. "umap": needs umap-learn, cached per data. Above `max_points` in total a
+    seeded sample is drawn (the axes are fitted on it; the gap vector and the centroids use all).
+
+    `fit`: the axes of an earlier linear projection (e.g. of the unshifted embeddings) to draw these
+    points in the same frame instead of fitting new ones; `lam` records the shift they were made with."""
+    if method not in PROJECTION_METHODS:
+        raise ProjectionError(f"unknown projection {method!r}: use gap, pca or umap")
     img, txt, matches = _check(image_emb, text_emb, matches)
     if len(img) + len(txt) < 3:
         raise ProjectionError("a 2-D map needs at least three points")
     img_idx, txt_idx = _sample_for_projection(len(img), len(txt), max_points, matches, np.random.default_rng(seed))
     joint = np.concatenate([img[img_idx], txt[txt_idx]])
-    explained = None
-    if method == "pca":
-        xy, explained = _pca_2d(joint)
-    else:
+    if method == "umap":
         xy = _umap_2d(joint, seed, n_neighbors)
-    xy_img, xy_txt = xy[:len(img_idx)], xy[len(img_idx):]
-    return Projection(method, xy_img, xy_txt, img_idx, txt_idx, xy_img.mean(0), xy_txt.mean(0),
-                      len(img) + len(txt), explained)
+        xy_img, xy_txt = xy[:len(img_idx)], xy[len(img_idx):]
+        return Projection(method, xy_img, xy_txt, img_idx, txt_idx, xy_img.mean(0), xy_txt.mean(0),
+                          len(img) + len(txt), lam=lam)
+    fixed = fit is not None
+    if fit is None:
+        fit = fit_gap_axes(joint, gap_vector(img, txt)) if method == "gap" else fit_pca(joint)
+    xy = fit(joint)
+    return Projection(method, xy[:len(img_idx)], xy[len(img_idx):], img_idx, txt_idx,
+                      fit(img.mean(0, dtype=np.float64)), fit(txt.mean(0, dtype=np.float64)), len(img) + len(txt),
+                      list(fit.explained), fit, lam, fixed)

@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .captions import Captions, labels_of_images, match_csv_captions, sidecar_captions
-from .gap import GapMeasures, ShiftPoint, evaluate_shift, gap_measures
+from .gap import (DEFAULT_MAX_POINTS, DEFAULT_PROJECTION, GapMeasures, Projection, ShiftPoint, evaluate_shift,
+                  gap_measures, gap_vector, project_2d, shift_along_gap)
 from .prompts import PromptError
 from .sources import Embedded
 from .zeroshot import build_classifier
 
 SHIFT_STEPS = tuple(float(v) for v in np.round(np.linspace(0.0, 1.0, 11), 2))
+FRAME_STEPS = (0.25, 0.5, 0.75, 1.0)  # the shifts whose maps set the frame the slider's maps share
 
 
 @dataclass
@@ -78,12 +80,23 @@ def caption_texts(model, images: Embedded, captions: Captions) -> GapTexts:
 
 
 @dataclass
+class Shifted:
+    """The run at one shift λ along the gap: the matching readout, and every measure (histograms
+    included) recomputed on the shifted, renormalised embeddings."""
+    lam: float
+    point: ShiftPoint
+    measures: GapMeasures
+
+
+@dataclass
 class GapRun:
-    """One computed run: everything the figures and the slider need, without the model."""
+    """One computed run: everything the figures and the slider need, without the model. The views at
+    a shift (`at`, `projection`) are computed from the embeddings held here: nothing is encoded."""
     images: Embedded
     texts: GapTexts
     measures: GapMeasures
     curve: list[ShiftPoint]
+    _maps: dict = field(default_factory=dict, repr=False, compare=False)  # (method, max_points) -> λ=0 map
 
     @property
     def metric(self) -> str:
@@ -93,9 +106,45 @@ class GapRun:
     def notes(self) -> list[str]:
         return self.images.notes + self.texts.notes + self.texts.problems
 
-    def at(self, lam: float) -> ShiftPoint:
-        """The readout at one shift, from the run's embeddings (no encoding)."""
-        return evaluate_shift(self.images.embeddings, self.texts.embeddings, [float(lam)], self.texts.matches)[0]
+    def shifted(self, lam: float):
+        """(images, texts) moved by ∓λ/2 times the unshifted gap vector and renormalised."""
+        img, txt = self.images.embeddings, self.texts.embeddings
+        return shift_along_gap(img, txt, float(lam), gap_vector(img, txt))
+
+    def at(self, lam: float) -> Shifted:
+        """The readout and the measures at shift `lam`, from the run's embeddings (no encoding)."""
+        lam = float(lam)
+        point = evaluate_shift(self.images.embeddings, self.texts.embeddings, [lam], self.texts.matches)[0]
+        if lam == 0:
+            return Shifted(lam, point, self.measures)
+        return Shifted(lam, point, gap_measures(*self.shifted(lam), self.texts.matches))
+
+    def projection(self, method: str = DEFAULT_PROJECTION, lam: float = 0.0,
+                   max_points: int = DEFAULT_MAX_POINTS) -> Projection:
+        """The joint 2-D map at shift `lam`. The linear maps (gap, pca) keep the axes fitted on the
+        unshifted embeddings, so the points move within one frame as λ changes; UMAP is the map of the
+        unshifted embeddings whatever λ (it takes seconds: never recomputed per step; `.lam` says 0)."""
+        key = (method, int(max_points))
+        base = self._maps.get(key)
+        if base is None:
+            base = project_2d(self.images.embeddings, self.texts.embeddings, method, matches=self.texts.matches,
+                              max_points=max_points)
+            self._maps[key] = base
+        if base.fit is None:
+            return base
+        if base.frame is None:  # one frame for the slider's whole range: the points are seen to move
+            base.frame = base.extent(*[self._shifted_map(base, v, max_points) for v in FRAME_STEPS])
+        if float(lam) == 0:
+            return base
+        moved = self._shifted_map(base, lam, max_points)
+        own = moved.extent(pad=0.0)  # the frame grows only if a point would leave it
+        moved.frame = tuple((min(a[0], b[0]), max(a[1], b[1])) for a, b in zip(base.frame, own))
+        return moved
+
+    def _shifted_map(self, base: Projection, lam: float, max_points: int) -> Projection:
+        img, txt = self.shifted(lam)
+        return project_2d(img, txt, base.method, matches=self.texts.matches, max_points=max_points, fit=base.fit,
+                          lam=float(lam))
 
     def as_dict(self) -> dict:
         return {"texts": self.texts.kind, "n_texts": len(self.texts.texts), "measures": self.measures.as_dict(),

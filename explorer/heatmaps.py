@@ -5,12 +5,24 @@ exactly as `encode_image` runs it (conv1 -> class + positional embeddings -> ln_
 and patch tokens are taken into the joint space through the tower's own final LayerNorm (`ln_post`)
 and projection (`proj`), L2-normalised and dotted with the normalised text embedding:
 - "tokens" (default): the output tokens of the last block, as they are.
-- "value": the last block's value path, out_proj(v(ln_1(x))), i.e. its attention with each token
-  attending only to itself, without the residual and MLP (MaskCLIP, Zhou et al. ECCV 2022;
-  ClearCLIP, Lan et al. ECCV 2024). In large class-token CLIPs the last layer's attention spreads
-  global information over every patch token, which these papers report makes raw last-layer maps
-  noisy; the value path keeps each token's own content.
-Either way the cosines are small and share an offset (patch tokens were never trained to be matched
+- "maskclip": MaskCLIP's patch features (Zhou, Loy, Dai, "Extract Free Dense Labels from CLIP",
+  ECCV 2022), as the authors' code computes them (github.com/chongzhou96/MaskCLIP, read in its
+  fork volgachen/MaskCLIP: mmseg/models/backbones/vit.py, TransformerEncoderLayer.forward with its qkv path, and
+  VisionTransformer.forward's final norm; mmseg/models/decode_heads/maskclip_head.py for the
+  projection). With x the last block's input: the query and key are dropped, so each token's
+  attention output is its own value, a = out_proj(v(ln_1(x))); the block's residual is kept,
+  y = x + a; the block's MLP is kept with its residual, y = y + mlp(ln_2(y)); then the tower's final
+  norm and projection, ln_post(y) @ proj. (open_clip's LayerScale, identity in OpenAI-style towers,
+  is applied where the block applies it.)
+- "value-only": the last block's value path alone, out_proj(v(ln_1(x))) (LayerScale applied), with
+  NEITHER the residual NOR the MLP, then ln_post and proj. This is not MaskCLIP (which keeps both)
+  and not ClearCLIP (Lan et al., ECCV 2024, which drops both but keeps a query-query attention); it
+  is MaskCLIP's value path with ClearCLIP's removals. "value", its name before "maskclip" existed,
+  is accepted as an alias.
+In large class-token CLIPs the last layer's attention spreads global information over every patch
+token, which these papers report makes raw last-layer maps noisy; the value path keeps each
+token's own content.
+Whatever the method, the cosines are small and share an offset (patch tokens were never trained to be matched
 against text), so the map is best read relative to its own mean (`display_values(..., "relative")`)
 or min-max scaled; the raw cosines are kept for export. Towers without a per-patch path into the
 joint space (ResNets, timm towers, attentional poolers) raise PatchMapUnsupported.
@@ -24,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .zeroshot import softmax
+from .probability import Scoring, as_scoring, label_probabilities
 
 # A perceptual dark-to-bright colour map (anchors of matplotlib's "inferno"), so the core needs no plotting library.
 _INFERNO = np.array([
@@ -39,25 +51,37 @@ class PatchMapUnsupported(ValueError):
 # ---- images x texts ---------------------------------------------------------------------------
 @dataclass
 class SimilarityMatrix:
-    """Cosines between every image and every text, and per-image softmax probabilities over the texts."""
+    """Cosines between every image and every text, and the probabilities a zero-shot classifier over
+    the texts would give, by the model's rule (`scoring`): a softmax over the texts per image
+    (contrastive models), or a sigmoid per image-text pair with the learned bias (sigmoid models)."""
     cosines: np.ndarray        # [N, M]
-    probabilities: np.ndarray  # [N, M], each row sums to 1
+    probabilities: np.ndarray  # [N, M]; softmax: each row sums to 1; sigmoid: each cell on its own
     logit_scale: float
     names: list[str] = field(default_factory=list)   # the images (rows), unique
     texts: list[str] = field(default_factory=list)   # the texts (columns)
+    scoring: Scoring | None = None                   # the rule (None: softmax at logit_scale)
+
+    @property
+    def rule(self) -> Scoring:
+        return self.scoring or as_scoring(self.logit_scale)
 
     def as_dict(self) -> dict:
+        # "probability" has always been the matrix here; the rule that made it is under "scoring".
         return {"images": self.names, "texts": self.texts, "logit_scale": self.logit_scale,
+                "scoring": self.rule.as_dict(),
                 "cosine": self.cosines.tolist(), "probability": self.probabilities.tolist()}
 
 
-def similarity_matrix(image_emb: np.ndarray, text_emb: np.ndarray, logit_scale: float,
+def similarity_matrix(image_emb: np.ndarray, text_emb: np.ndarray, logit_scale: float | Scoring,
                       names: list[str] = (), texts: list[str] = ()) -> SimilarityMatrix:
-    """Image x text cosines from normalised embeddings, and softmax(logit_scale * cosine) per image."""
+    """Image x text cosines from normalised embeddings, and probabilities by the model's rule
+    (`logit_scale`: its Scoring; a bare number means softmax(logit_scale * cosine) per image)."""
     if image_emb.shape[-1] != text_emb.shape[-1]:
         raise ValueError(f"image and text embeddings differ in size ({image_emb.shape[-1]} vs {text_emb.shape[-1]})")
     cosines = np.asarray(image_emb, np.float32) @ np.asarray(text_emb, np.float32).T
-    return SimilarityMatrix(cosines, softmax(logit_scale * cosines), float(logit_scale), list(names), list(texts))
+    scoring = as_scoring(logit_scale)
+    return SimilarityMatrix(cosines, label_probabilities(scoring, cosines), scoring.scale, list(names), list(texts),
+                            scoring)
 
 
 def image_text_matrix(model, images, texts: list[str]) -> SimilarityMatrix:
@@ -66,7 +90,7 @@ def image_text_matrix(model, images, texts: list[str]) -> SimilarityMatrix:
         raise ValueError("give at least one text")
     if len(images) == 0:
         raise ValueError("none of the images could be read")
-    return similarity_matrix(images.embeddings, model.encode_texts(texts), model.logit_scale, images.names, texts)
+    return similarity_matrix(images.embeddings, model.encode_texts(texts), model.scoring, images.names, texts)
 
 
 # ---- patch maps -------------------------------------------------------------------------------
@@ -78,7 +102,7 @@ class PatchMap:
     image_cosine: float           # the ordinary (pooled) image-text cosine, for reference
     box: tuple[float, float, float, float]  # (x0, y0, x1, y1) in image pixels the grid covers
     image_size: tuple[int, int]   # (width, height) of the original image
-    method: str = "tokens"        # "tokens" or "value" (see the module docstring)
+    method: str = "tokens"        # one of METHODS (see the module docstring)
 
     def upsampled(self, size: tuple[int, int] | None = None) -> np.ndarray:
         """The raw map in image pixel coordinates [H, W] (bilinear); NaN outside the model's view."""
@@ -114,17 +138,25 @@ def _bilinear(grid: np.ndarray, gy: np.ndarray, gx: np.ndarray) -> np.ndarray:
     return top * (1 - wy) + bottom * wy
 
 
-METHODS = ("tokens", "value")
+METHODS = ("tokens", "maskclip", "value-only")
+METHOD_ALIASES = {"value": "value-only"}  # the old name of "value-only", still accepted
+
+
+def method_name(method: str) -> str:
+    """The canonical name of a patch-map method (an alias such as "value" -> "value-only")."""
+    name = METHOD_ALIASES.get(method, method)
+    if name not in METHODS:
+        raise ValueError(f"unknown patch-map method {method!r}: use {', '.join(METHODS)}")
+    return name
 
 
 def check_patch_support(model, method: str = "tokens") -> None:
     """Raise PatchMapUnsupported unless `model` (a ClipModel) has an open_clip ViT image tower
     whose patch tokens reach the joint space through the same norm and projection as the pooled one
-    (and, for method "value", whose last block is open_clip's standard ResidualAttentionBlock)."""
+    (and, for "maskclip" and "value-only", whose last block is open_clip's standard ResidualAttentionBlock)."""
     from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 
-    if method not in METHODS:
-        raise ValueError(f"unknown patch-map method {method!r}: use {' or '.join(METHODS)}")
+    method = method_name(method)
     visual = model.model.visual
     if not isinstance(visual, VisionTransformer):
         raise PatchMapUnsupported(
@@ -139,12 +171,12 @@ def check_patch_support(model, method: str = "tokens") -> None:
     if getattr(visual, "pool_type", "tok") not in ("tok", "avg"):
         raise PatchMapUnsupported(f"{model.identifier}: pool type {visual.pool_type!r} is not supported for patch maps")
     last = visual.transformer.resblocks[-1]
-    if method == "value" and not (isinstance(last, ResidualAttentionBlock)
+    if method != "tokens" and not (isinstance(last, ResidualAttentionBlock)
                                   and isinstance(last.attn, torch.nn.MultiheadAttention)
                                   and not hasattr(last, "ln_1_kv")):
         raise PatchMapUnsupported(
             f"{model.identifier}: the last block is a {type(last).__name__}, whose value path is not "
-            "supported; use the 'tokens' method")
+            f"supported for the {method!r} method; use the 'tokens' method")
 
 
 def view_box(image_size: tuple[int, int], resize_mode: str | None) -> tuple[float, float, float, float]:
@@ -160,8 +192,8 @@ def view_box(image_size: tuple[int, int], resize_mode: str | None) -> tuple[floa
 
 
 def _value_path(block, x: torch.Tensor) -> torch.Tensor:
-    """The last block's attention with every token attending only to itself (MaskCLIP / ClearCLIP):
-    out_proj(v(ln_1(x))), scaled by the block's LayerScale; no residual, no MLP."""
+    """The block's attention with every token attending only to itself (query and key dropped):
+    out_proj(v(ln_1(x))), scaled by the block's LayerScale; no residual, no MLP ("value-only")."""
     width = x.shape[-1]
     attn = block.attn
     bias = None if attn.in_proj_bias is None else attn.in_proj_bias[2 * width:]
@@ -169,10 +201,21 @@ def _value_path(block, x: torch.Tensor) -> torch.Tensor:
     return block.ls_1(attn.out_proj(values))
 
 
+def _maskclip_path(block, x: torch.Tensor) -> torch.Tensor:
+    """MaskCLIP's last block (chongzhou96/MaskCLIP, mmseg/models/backbones/vit.py): the value path
+    plus the block's input as residual, then the block's own MLP with its residual."""
+    y = x + _value_path(block, x)
+    return y + block.ls_2(block.mlp(block.ln_2(y)))
+
+
+_LAST_BLOCK = {"maskclip": _maskclip_path, "value-only": _value_path}
+
+
 def patch_tokens(model, pixels: torch.Tensor, method: str = "tokens") -> tuple[torch.Tensor, torch.Tensor]:
     """One pass of the image tower -> (normalised patch tokens [B, gh, gw, D], normalised pooled
     image embeddings [B, D], the same as `encode_image` gives)."""
     check_patch_support(model, method)
+    method = method_name(method)
     visual = model.model.visual
     last = visual.transformer.resblocks[-1]
     captured = {}
@@ -190,11 +233,11 @@ def patch_tokens(model, pixels: torch.Tensor, method: str = "tokens") -> tuple[t
             x = visual.ln_pre(x)
             x = visual.transformer(x)
             pooled, _ = visual._pool(x)                              # the tower's own pooling
-            if method == "value":
+            if method != "tokens":                                  # the last block, recomputed
                 before = captured["x"]
                 if not visual.transformer.batch_first:
                     before = before.transpose(0, 1)
-                x = _value_path(last, before)
+                x = _LAST_BLOCK[method](last, before)
             tokens = visual.ln_post(x[:, 1:])                        # skip the class token
             if visual.proj is not None:
                 tokens, pooled = tokens @ visual.proj, pooled @ visual.proj
@@ -207,9 +250,10 @@ def patch_tokens(model, pixels: torch.Tensor, method: str = "tokens") -> tuple[t
 
 def patch_maps(model, images: list[Image.Image], text: str, method: str = "tokens",
                batch_size: int = 16) -> list[PatchMap]:
-    """One PatchMap per PIL image for `text`; `method` is "tokens" (default) or "value" (see the
+    """One PatchMap per PIL image for `text`; `method` is one of METHODS, "tokens" by default (see the
     module docstring)."""
     check_patch_support(model, method)
+    method = method_name(method)
     text_emb = torch.from_numpy(model.encode_texts([text])[0])
     cfg = getattr(model.model.visual, "preprocess_cfg", {}) or {}
     out = []

@@ -39,6 +39,7 @@ from typing import Sequence
 import numpy as np
 
 from . import faiss_ops
+from .duplicates import DuplicateGroup, link_pairs, scored_groups
 from .images import DEFAULT_LIMITS, ImageError, ImageFailure, Limits
 from .model import describe
 from .sources import embed_files
@@ -92,13 +93,16 @@ def combine_vectors(vectors: np.ndarray, weights: Sequence[float] | None = None)
 
 
 # ---- the FAISS file, derived from the store ----------------------------------------------------------
-def refresh(store: Store, folder: Path, *, write: bool = True):
+def refresh(store: Store, folder: Path, *, write: bool = True, stats: dict | None = None):
     """Load faiss.index if it is what manifest.json says was built from index.db as it is now (same
     store, generation and requested type, same SHA-256); otherwise rebuild it from the stored
     embeddings, and save it when `write` (the caller holds the folder's lock: store.folder_lock).
     Returns (faiss index on CPU, manifest dict, note): the note says why a damaged file was rebuilt,
-    None when nothing was damaged (a merely stale file is rebuilt without one)."""
+    None when nothing was damaged (a merely stale file is rebuilt without one). A `stats` dict
+    given gets "rebuilt": whether the index was rebuilt (True) or only loaded (False)."""
     loaded = _load(store, folder)
+    if stats is not None:
+        stats["rebuilt"] = not isinstance(loaded, tuple)
     if isinstance(loaded, tuple):
         return (*loaded, None)
     index, manifest, saved = _rebuild(store, folder, write)
@@ -226,8 +230,13 @@ class ImageIndex:
         return combine_vectors(np.concatenate(parts), weights)
 
     def duplicates(self, threshold: float = 0.95, k: int = 16, batch: int = 4096) -> list[list[str]]:
+        """Groups of near-duplicate images (paths only): see duplicate_groups."""
+        return [group.paths for group in self.duplicate_groups(threshold, k, batch)]
+
+    def duplicate_groups(self, threshold: float = 0.95, k: int = 16, batch: int = 4096) -> list[DuplicateGroup]:
         """Groups of near-duplicate images: images joined when their cosine is at least `threshold`
-        (each links to its k nearest neighbours), grouped by connectivity. Each group is sorted by
+        (each links to its k nearest neighbours), grouped by connectivity, each with the exact
+        cosines of its links and its min/max cosine (see duplicates.py). Each group is sorted by
         path; groups by size (largest first), then path."""
         with self._lock:
             ids, vectors = self.store.embeddings(self.dim)
@@ -235,28 +244,10 @@ class ImageIndex:
                 return []
             k = min(k, len(ids))
             found = [self.faiss.search(vectors[start:start + batch], k) for start in range(0, len(ids), batch)]
-        parent = {int(i): int(i) for i in ids}
-
-        def root_of(x: int) -> int:
-            while parent[x] != x:
-                parent[x] = parent[parent[x]]
-                x = parent[x]
-            return x
-
-        for start, (scores, neighbours) in zip(range(0, len(ids), batch), found):
-            for own, row_scores, row_ids in zip(ids[start:start + batch], scores, neighbours):
-                for score, other in zip(row_scores, row_ids):
-                    if other >= 0 and other != own and score >= threshold:
-                        a, b = root_of(int(own)), root_of(int(other))
-                        if a != b:
-                            parent[max(a, b)] = min(a, b)
-        groups: dict[int, list[int]] = {}
-        for i in parent:
-            groups.setdefault(root_of(i), []).append(i)
-        multi = [members for members in groups.values() if len(members) > 1]
+        links = link_pairs(ids, found, threshold, batch)
         with self._lock:
-            names = self.store.paths_of(i for members in multi for i in members)
-        return sorted((sorted(names[i] for i in members) for members in multi), key=lambda g: (-len(g), g[0]))
+            names = self.store.paths_of(sorted({i for pair in links for i in pair}))
+        return scored_groups(ids, vectors, links, names)
 
     def embedding_of(self, rel_path: str) -> np.ndarray | None:
         """The stored embedding of one indexed file (path relative to the root), or None."""

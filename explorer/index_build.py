@@ -39,11 +39,29 @@ class IndexReport:
     unchanged: int
     failed: list[ImageFailure]
     total: int            # images searchable in the index after the run
-    seconds: float
+    seconds: float        # the whole run: scan, waiting, reading + encoding, FAISS, bookkeeping
     index_type: str       # the FAISS factory string in use
     params: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     waited: float = 0.0   # seconds spent waiting for another build of the same index
+    encode_seconds: float = 0.0   # reading, decoding and encoding the new and changed files (and storing them)
+    faiss_seconds: float = 0.0    # bringing the FAISS index up to date: rebuilt from the stored embeddings, or loaded
+    faiss_rebuilt: bool = True    # False when the FAISS index was current and only loaded from disk
+
+    def timing_text(self) -> str:
+        """What each timing measures, in one sentence (the CLI and the Search tab both show it)."""
+        faiss = "rebuilding" if self.faiss_rebuilt else "loading (it was current)"
+        rest = "scanning the folder, waiting for another build, bookkeeping" if self.waited else \
+            "scanning the folder and bookkeeping"
+        return (f"{self.seconds:.1f} s in all: {self.encode_seconds:.1f} s reading and encoding new or changed "
+                f"files ({self.added + self.updated} embedded), {self.faiss_seconds:.2f} s {faiss} the FAISS "
+                f"{self.index_type} index of {self.total} embedding(s); the rest is {rest}")
+
+    def timings(self) -> dict:
+        """The timings for --json, in seconds."""
+        return {"total": round(self.seconds, 3), "read_and_encode": round(self.encode_seconds, 3),
+                "faiss": round(self.faiss_seconds, 3), "faiss_rebuilt": self.faiss_rebuilt,
+                "waited": round(self.waited, 3)}
 
 
 
@@ -84,8 +102,12 @@ def build_index(model, root: str | os.PathLike, index_path: str | os.PathLike, *
                              f"the folder has at most {plan.unchanged + len(plan.todo)} (use a smaller one, or Flat)")
         store.set_meta("index_type", requested)
         store.remove(plan.gone)
+        encoding = time.perf_counter()
         embedded = _embed(store, model, root, plan.todo, batch_size, workers, progress, limits)
-        faiss_index, manifest, repaired = refresh(store, folder)
+        indexing, how = time.perf_counter(), {}
+        faiss_index, manifest, repaired = refresh(store, folder, stats=how)
+        timings = dict(encode_seconds=indexing - encoding, faiss_seconds=time.perf_counter() - indexing,
+                       faiss_rebuilt=how["rebuilt"])
         failures = scan.skipped_under(root) + [ImageFailure(path, reason) for path, reason in store.failures()]
         added = sum(1 for rel in embedded if rel not in plan.had_embedding)
         notes = [f"waited {waited:.1f} s for another build of this index to finish"] if waited else []
@@ -93,7 +115,7 @@ def build_index(model, root: str | os.PathLike, index_path: str | os.PathLike, *
                            unchanged=plan.unchanged, failed=failures, total=faiss_index.ntotal,
                            seconds=time.perf_counter() - started, index_type=manifest["index_type"],
                            params=manifest["params"], notes=notes + ([repaired] if repaired else []),
-                           waited=waited or 0.0)
+                           waited=waited or 0.0, **timings)
 
 
 def _claim(store: Store, folder: Path, model, root: Path) -> None:

@@ -148,6 +148,8 @@ class ClipModel:
         self.instance = next(_instances)
         self._lock = threading.RLock()
         self._text_cache = LRU(TEXT_CACHE_SIZE)
+        self._token_cache = LRU(TEXT_CACHE_SIZE)  # text -> its token ids before any cut (see token_counts)
+        self.context_length = _context_length(tokenizer, model)
         # What actually ran through each tower (tests and benchmarks read these to prove re-use).
         self.text_encodes = 0
         self.image_encodes = 0
@@ -155,6 +157,12 @@ class ClipModel:
     @property
     def identifier(self) -> str:
         return describe(self.name, self.pretrained)
+
+    @property
+    def scoring(self):
+        """How this model's cosines become probabilities (softmax or sigmoid); see probability.py."""
+        from .probability import scoring_of
+        return scoring_of(self)
 
     @property
     def identity(self) -> ModelIdentity:
@@ -203,8 +211,38 @@ class ClipModel:
                     out[missing[text]] = row
         return out
 
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """Per text, its true length in tokens before the context cut (start and end tokens
+        included): above `context_length`, the model never reads its end. Each text is tokenised once
+        per model; encode_texts re-uses the same ids (open_clip's own tokenizer)."""
+        with self._lock:
+            return [len(self._token_ids(text)) for text in texts]
+
+    def _token_ids(self, text: str) -> tuple:
+        hit = self._token_cache.get(text)
+        if hit is None:
+            hit = tuple(_full_token_ids(self.tokenizer, text, self.context_length))
+            self._token_cache.put(text, hit)
+        return hit
+
+    def _tokenize(self, texts: list[str]) -> torch.Tensor:
+        """The [N, context] token tensor the tokenizer would give. For open_clip's SimpleTokenizer it
+        is built from the cached ids, exactly as SimpleTokenizer.__call__ cuts them (the last kept token
+        becomes end-of-text); other tokenizers (Hugging Face ones: SigLIP, ...) are called directly."""
+        if not _is_simple_tokenizer(self.tokenizer):
+            return self.tokenizer(texts)
+        eot = self.tokenizer.eot_token_id
+        result = torch.zeros(len(texts), self.context_length, dtype=torch.long)
+        for i, text in enumerate(texts):
+            ids = list(self._token_ids(text))
+            if len(ids) > self.context_length:
+                ids = ids[:self.context_length]
+                ids[-1] = eot
+            result[i, :len(ids)] = torch.tensor(ids)
+        return result
+
     def _encode_uncached(self, texts: list[str], batch_size: int) -> np.ndarray:
-        tokens = self.tokenizer(texts)
+        tokens = self._tokenize(texts)
         result = np.zeros((len(texts), self.embed_dim), dtype=np.float32)
         if self.uses_text_cut:
             # Batch prompts of similar length together so each batch is cut to a short context.
@@ -237,6 +275,45 @@ def _embed_dim(model: torch.nn.Module) -> int:
         size = getattr(visual, "image_size", 224)
         size = size if isinstance(size, (tuple, list)) else (size, size)
         return model.encode_image(torch.zeros(1, 3, *size)).shape[-1]
+
+
+def _context_length(tokenizer, model) -> int:
+    """The number of tokens the text tower reads: the tokenizer's, else the model's, else CLIP's 77."""
+    for value in (getattr(tokenizer, "context_length", None), getattr(model, "context_length", None)):
+        if isinstance(value, int) and value > 0:
+            return value
+    return 77
+
+
+def _is_simple_tokenizer(tokenizer) -> bool:
+    from open_clip.tokenizer import SimpleTokenizer
+
+    return isinstance(tokenizer, SimpleTokenizer) and getattr(tokenizer, "reduction_fn", None) is None
+
+
+def _full_token_ids(tokenizer, text: str, context_length: int) -> list[int]:
+    """The ids of `text` with no context cut, start and end tokens included.
+
+    open_clip's SimpleTokenizer: <start> + BPE + <end>, as its __call__ builds them before cutting.
+    Hugging Face tokenizers (open_clip's HFTokenizer, SigLipTokenizer): the wrapped tokenizer with
+    its special tokens and no truncation, after the wrapper's text cleaning. Anything else: the
+    tokenizer itself at a long context (its padding, id 0, not counted), else at its own context
+    (a cut text then counts as the full context: the cut is seen, its size is not)."""
+    if _is_simple_tokenizer(tokenizer):
+        return [tokenizer.sot_token_id] + tokenizer.encode(text) + [tokenizer.eot_token_id]
+    inner = getattr(tokenizer, "tokenizer", None)
+    if inner is not None and callable(inner):
+        clean = getattr(tokenizer, "clean_fn", None) or (lambda t: t)
+        try:
+            ids = list(inner(clean(text), truncation=False, add_special_tokens=True)["input_ids"])
+            return ids + [0] * (getattr(tokenizer, "tokenizer_mode", "") == "clips")  # its class token
+        except Exception:  # noqa: BLE001 - an unusual tokenizer: fall back below
+            pass
+    try:
+        row = tokenizer([text], context_length=4 * context_length)[0]
+    except TypeError:
+        row = tokenizer([text])[0]
+    return row[: int(_token_lengths(row[None].cpu())[0])].tolist()
 
 
 def _supports_text_cut(model: torch.nn.Module) -> bool:

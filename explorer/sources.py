@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable
 
 import numpy as np
@@ -95,14 +95,34 @@ def unique_names(names: list[str]) -> list[str]:
     return out
 
 
-def display_names(files: list, root: Path | None = None) -> list[str]:
-    """Relative paths (posix) under `root`, else file names; made unique either way."""
+def _distinct_tails(paths: list[Path]) -> list[str]:
+    """For files that share a name: the shortest trailing part of their paths that tells them apart
+    (a/0.png, b/0.png), the same depth for all of them; the file name where no depth does."""
+    deepest = max(len(p.parts) for p in paths)
+    for depth in range(2, deepest + 1):
+        tails = [PurePosixPath(*p.parts[-depth:]).as_posix() for p in paths]
+        if len(set(tails)) == len(tails):
+            return tails
+    return [p.name for p in paths]
+
+
+def display_names(files: list, root: Path | None = None, *, folders: bool = True) -> list[str]:
+    """Relative paths (posix) under `root`; else file names, where files share a name (red/0.png,
+    blue/0.png) the end of their paths that tells them apart, when `folders` (uploads: False, the
+    folders of their copies mean nothing to people); made unique either way (0.png, 0.png (2))."""
     names = []
     for f in files:
         try:
             names.append(Path(f).relative_to(root).as_posix() if root is not None else Path(f).name)
         except ValueError:
             names.append(Path(f).name)
+    if root is None and folders:
+        by_name: dict[str, list[int]] = {}
+        for i, name in enumerate(names):
+            by_name.setdefault(name, []).append(i)
+        for rows in (r for r in by_name.values() if len(r) > 1):
+            for i, tail in zip(rows, _distinct_tails([Path(os.path.abspath(files[i])) for i in rows])):
+                names[i] = tail
     return unique_names(names)
 
 

@@ -25,6 +25,20 @@ for it, which makes the correction the plain test-set mean (the paper's "test-on
 The weights are used by `zeroshot.ensemble` (weighted mean of the normalised prompt embeddings,
 renormalised per class: open_clip's convention, shared with equal weighting). The reference code
 averages the per-prompt logits with the weights instead; the two differ only by a per-class scale.
+
+Prompt selection (the paper's "ZPE (prompt selection)" rows, its headline numbers): before the
+weighting, keep only the prompts whose score is an upward outlier by the median absolute deviation,
+
+    keep p  iff  (s_p - median(s)) / MAD(s) > threshold,   MAD(s) = median(|s - median(s)|)
+
+a transcription of the notebook's `mad_method` (scipy's `median_abs_deviation` at its default
+scale 1, a strict `>`, upward only). The kept prompts are weighted by the softmax of their scores
+(the notebook takes the softmax over all prompts and keeps the selected ones' weights; the
+renormalisation differs only by a constant factor, which no prediction sees). The notebook's
+tables use threshold 0.5 for ImageNet and its variants and 2.0 for the fine-grained datasets;
+0.5 is the default here. When MAD is 0, prompts above the median divide to +inf and are kept,
+as numpy does in the notebook. When no prompt passes, the notebook has no classifier and scores
+0%; here the best-scoring prompt is kept instead, and `ZPEResult.selection` says so.
 """
 from __future__ import annotations
 
@@ -32,6 +46,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+MAD_THRESHOLD = 0.5  # the notebook's ImageNet tables (its fine-grained tables use 2.0)
 BIAS_TEST_ONLY = ("test images only: no pre-training image sample was given, so the mean logit over "
                   "the test images stands in for the pre-training mean (the paper's test-only correction)")
 _CHUNK = 2048  # images per block when forming [N, C, T] logits
@@ -44,10 +59,14 @@ class ZPEResult:
     scores: np.ndarray    # [T] bias-corrected mean max-logit scores (logit units)
     bias_source: str      # one sentence for people: which images corrected the bias
     selected: np.ndarray  # [T] bool: prompts kept (all True unless MAD selection was asked for)
+    selection: str = "all prompts"   # one sentence for people: which prompts the weights use
+    mad_threshold: float | None = None   # None: no selection
 
     def as_dict(self) -> dict:
         return {"weights": self.weights.tolist(), "scores": self.scores.tolist(),
-                "bias_source": self.bias_source, "selected": self.selected.tolist()}
+                "bias_source": self.bias_source, "selected": self.selected.tolist(),
+                "select": "all" if self.mad_threshold is None else "mad", "mad_threshold": self.mad_threshold,
+                "selection": self.selection}
 
 
 def _check(image_emb: np.ndarray, prompt_emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -93,14 +112,19 @@ def zpe_scores(image_emb: np.ndarray, prompt_emb: np.ndarray, logit_scale: float
     return (total / len(image_emb)).astype(np.float32)
 
 
-def mad_select(scores: np.ndarray, threshold: float) -> np.ndarray:
-    """Prompts whose score is more than `threshold` median absolute deviations above the median
-    (the paper's selection step for large prompt pools). Returns a bool mask; never empty: if no
-    prompt passes, the best one is kept."""
+def mad_rule(scores: np.ndarray, threshold: float = MAD_THRESHOLD) -> np.ndarray:
+    """The paper's selection rule exactly (see the module docstring): a bool mask of the prompts
+    with (s - median) / MAD > threshold. May be empty."""
     scores = np.asarray(scores, dtype=np.float64)
     median = np.median(scores)
     mad = np.median(np.abs(scores - median))
-    keep = (scores - median) / mad > threshold if mad > 0 else np.zeros(len(scores), dtype=bool)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (scores - median) / mad > threshold   # 0/0 is nan (not kept), x/0 is +inf (kept)
+
+
+def mad_select(scores: np.ndarray, threshold: float = MAD_THRESHOLD) -> np.ndarray:
+    """`mad_rule`, never empty: if no prompt passes, the best-scoring one is kept."""
+    keep = mad_rule(scores, threshold)
     if not keep.any():
         keep[int(np.argmax(scores))] = True
     return keep
@@ -128,6 +152,7 @@ def zpe_weights(image_emb: np.ndarray, prompt_emb: np.ndarray, logit_scale: floa
     """
     scores = zpe_scores(image_emb, prompt_emb, logit_scale, reference_emb)
     keep = None if mad_threshold is None else mad_select(scores, mad_threshold)
+    selection = "all prompts" if keep is None else _selection_text(scores, keep, mad_threshold)
     weights = softmax_weights(scores, keep)
     if reference_emb is None or len(reference_emb) == 0:
         source = BIAS_TEST_ONLY
@@ -136,4 +161,12 @@ def zpe_weights(image_emb: np.ndarray, prompt_emb: np.ndarray, logit_scale: floa
         source = (f"{len(reference_emb)} reference images ({what}) stand in for the pre-training sample; "
                   "the correction averages their mean logit with the test images' mean logit")
     selected = np.ones(len(scores), dtype=bool) if keep is None else keep
-    return ZPEResult(weights, scores, source, selected)
+    return ZPEResult(weights, scores, source, selected, selection, mad_threshold)
+
+
+def _selection_text(scores: np.ndarray, keep: np.ndarray, threshold: float) -> str:
+    rule = f"MAD selection (score more than {threshold:g} median absolute deviations above the median)"
+    if not mad_rule(scores, threshold).any():
+        return f"{rule}: no prompt passed, so only the best-scoring one is kept"
+    return f"{rule}: {int(keep.sum())} of {len(keep)} prompts kept"
+

@@ -5,10 +5,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import probability
 from .images import DEFAULT_LIMITS, ImageFailure, Limits
+from .probability import Scoring, as_scoring, label_probabilities
 from .prompts import build_prompts
 from .sources import EmbeddingCache, Progress, embed_files
 from .vectors import normalize
+
+softmax = probability.softmax  # the one softmax (explorer/probability.py), still importable from here
 
 
 def ensemble(prompt_embeddings: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
@@ -37,17 +41,12 @@ def build_classifier(model, labels: list[str], templates: list[str]) -> np.ndarr
     return ensemble(prompt_embeddings(model, labels, templates))
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 @dataclass
 class Predictions:
     labels: list[str]
     cosines: np.ndarray        # [N, C] image-class cosine similarities
-    probabilities: np.ndarray  # [N, C] softmax(logit_scale * cosine) over the classes
+    probabilities: np.ndarray  # [N, C] by the model's rule: softmax over the classes, or a sigmoid per class
+    scoring: Scoring | None = None  # that rule (None: a softmax at an unknown scale, from older callers)
 
     def ranked(self, row: int, top_k: int | None = None) -> list[tuple[str, float, float]]:
         """(label, probability, cosine) for one image, best first."""
@@ -59,10 +58,13 @@ class Predictions:
 
 
 def predict(image_embeddings: np.ndarray, class_embeddings: np.ndarray, labels: list[str],
-            logit_scale: float) -> Predictions:
-    """Cosines and softmax probabilities with the model's own learned temperature."""
+            logit_scale: float | Scoring) -> Predictions:
+    """Cosines and probabilities by the model's own rule (`model.scoring`): a softmax over the labels
+    at the learned temperature, or per label sigmoid(scale * cosine + bias) for sigmoid-trained models.
+    A bare number is read as a softmax model's logit scale (as callers passed it before)."""
     cosines = image_embeddings @ class_embeddings.T
-    return Predictions(list(labels), cosines, softmax(logit_scale * cosines))
+    scoring = as_scoring(logit_scale)
+    return Predictions(list(labels), cosines, label_probabilities(scoring, cosines), scoring)
 
 
 @dataclass
@@ -73,14 +75,18 @@ class ClassifyReport:
     predictions: Predictions | None
     failures: list[ImageFailure]
     templates: list[str]
+    scoring: Scoring | None = None    # how the probabilities were made (the model's rule)
 
     def as_dict(self, top_k: int | None = None) -> dict:
-        """What both faces show: per image, its top-k (label, probability, cosine), and the failures."""
+        """What both faces show: per image, its top-k (label, probability, cosine), and the failures;
+        "probability" says which rule made the probabilities ("softmax" or "sigmoid"), with the
+        model's logit_scale and logit_bias, so a reader can recompute them from the cosines."""
         results = [{"name": name, "path": path, "labels": [
             {"label": label, "probability": prob, "cosine": cos}
             for label, prob, cos in self.predictions.ranked(row, top_k)]}
             for row, (name, path) in enumerate(zip(self.names, self.paths))]
-        return {"templates": len(self.templates), "results": results,
+        rule = self.scoring.as_dict() if self.scoring is not None else {}
+        return {**rule, "templates": len(self.templates), "results": results,
                 "errors": [{"path": f.path, "error": f.reason} for f in self.failures]}
 
 
@@ -92,5 +98,6 @@ def classify_files(model, files: list, labels: list[str], templates: list[str], 
     found = embed_files(model, files, names=names, cache=cache, limits=limits, progress=progress)
     predictions = None
     if len(found):
-        predictions = predict(found.embeddings, build_classifier(model, labels, templates), labels, model.logit_scale)
-    return ClassifyReport(found.names, [str(p) for p in found.paths], predictions, found.failures, templates)
+        predictions = predict(found.embeddings, build_classifier(model, labels, templates), labels, model.scoring)
+    return ClassifyReport(found.names, [str(p) for p in found.paths], predictions, found.failures, templates,
+                          model.scoring)

@@ -113,7 +113,7 @@ def test_matched_ranks_count_texts_scoring_higher():
 
 def test_pca_projection_equals_numpy_svd():
     img, txt, _ = two_cones(n=50, m=20, d=10, seed=4)
-    p = project_2d(img, txt)
+    p = project_2d(img, txt, "pca")
     joint = np.concatenate([img, txt]).astype(np.float64)
     centred = joint - joint.mean(0)
     _, s, vt = np.linalg.svd(centred, full_matrices=False)
@@ -125,7 +125,7 @@ def test_pca_projection_equals_numpy_svd():
     np.testing.assert_allclose(p.centroid_image, p.xy_image.mean(0), atol=1e-6)
     assert not p.sampled and p.sample_size == 70
     # Deterministic: same data, same picture.
-    np.testing.assert_array_equal(project_2d(img, txt).xy_image, p.xy_image)
+    np.testing.assert_array_equal(project_2d(img, txt, "pca").xy_image, p.xy_image)
 
 
 def test_projection_samples_large_sets_and_keeps_pairs():

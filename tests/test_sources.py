@@ -10,7 +10,7 @@ from PIL import Image
 
 from explorer.cache import LRU
 from explorer.images import Limits
-from explorer.sources import EmbeddingCache, embed_files, embed_folder, embed_index, join, unique_names
+from explorer.sources import EmbeddingCache, display_names, embed_files, embed_folder, embed_index, join, unique_names
 from tests.helpers import encode_pil
 from tests.shapes import CLASSES, draw_shape, make_labelled_folder
 
@@ -61,7 +61,9 @@ def test_same_names_in_different_folders_stay_apart(shapes_model, tmp_path):
     a = shapes_files(tmp_path / "a", n=2)
     b = shapes_files(tmp_path / "b", n=2, seed=1)
     found = embed_files(shapes_model, [a[0], b[0], a[1], b[1]])
-    assert found.names == ["0.png", "0.png (2)", "1.png", "1.png (2)"]
+    assert found.names == ["a/0.png", "b/0.png", "a/1.png", "b/1.png"]  # the end of the path that tells them apart
+    uploads = [str(p) for p in (a[0], b[0], a[1], b[1])]
+    assert display_names(uploads, folders=False) == ["0.png", "0.png (2)", "1.png", "1.png (2)"]
     assert unique_names(["x", "x", "x (2)", "x"]) == ["x", "x (3)", "x (2)", "x (4)"]
     assert embed_files(shapes_model, [a[0], b[0]], root=tmp_path).names == ["a/0.png", "b/0.png"]
 

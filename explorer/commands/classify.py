@@ -5,11 +5,11 @@ import argparse
 import json
 import sys
 
-from ..prompts import PromptError, load_template_set, parse_labels
+from ..prompts import PromptError, build_prompts, load_template_set, parse_labels
 from ..settings import load_settings
 from ..sources import unique_names
 from ..zeroshot import classify_files
-from .common import ProgressBar, IMAGE_LIMIT_FLAGS, add_model_arguments, model_from
+from .common import ProgressBar, IMAGE_LIMIT_FLAGS, add_model_arguments, model_from, prompt_warnings
 
 
 def register(commands) -> None:
@@ -37,10 +37,12 @@ def run(args: argparse.Namespace) -> int:
                             names=unique_names(list(args.images)))
     bar.close()
     doc = report.as_dict(args.top_k)
+    doc["warnings"] = prompt_warnings(model, build_prompts(parsed.labels, templates))
     if args.json:
         json.dump({"model": model.identifier, "labels": parsed.labels, **doc}, sys.stdout, indent=2)
         print()
     else:
+        print(f"note: {model.scoring.explain()}", file=sys.stderr)
         for result in doc["results"]:
             print(result["name"])
             for entry in result["labels"]:

@@ -19,6 +19,17 @@ def model_from(settings: Settings) -> ClipModel:
     return load_model(settings.model, settings.pretrained, settings.device, settings.precision)
 
 
+def prompt_warnings(model: ClipModel, texts) -> list[str]:
+    """One warning per text longer than the model's context (tokens.cut_warnings), each also printed
+    on stderr (the first few, then a count); the list goes into a command's JSON as `warnings`."""
+    from ..tokens import cut_warnings, shown
+
+    warnings = cut_warnings(model, texts)
+    for line in shown(warnings):
+        print(f"warning: {line}", file=sys.stderr)
+    return warnings
+
+
 class ProgressBar:
     """A tqdm bar on stderr, fed by a core function's progress(done, total) callback."""
 

@@ -20,15 +20,22 @@ def run(args: argparse.Namespace) -> int:
     if not -1.0 <= args.threshold <= 1.0:
         raise ValueError("--threshold is a cosine: between -1 and 1")
     index = open_index(args.index)
-    groups = index.duplicates(args.threshold)
+    groups = index.duplicate_groups(args.threshold)
     if args.json:
+        # "groups" (path lists) as before; "scored_groups": the same groups with their cosines.
         json.dump({"index": args.index, "root": str(index.root), "threshold": args.threshold,
-                   "groups": groups}, sys.stdout, indent=2)
+                   "groups": [g.paths for g in groups], "scored_groups": [g.as_dict() for g in groups]},
+                  sys.stdout, indent=2)
         print()
     else:
         for number, group in enumerate(groups, start=1):
-            print(f"group {number} ({len(group)} images)")
-            for path in group:
+            print(f"group {number} ({len(group.paths)} images): cosine min {group.min_score:.4f}, "
+                  f"max {group.max_score:.4f} over {group.over}")
+            for path in group.paths:
                 print(f"  {path}")
-        print(f"{len(groups)} groups of near-duplicates at cosine >= {args.threshold}", file=sys.stderr)
+            print("  linked pairs (cosine):")
+            for pair in group.links:
+                print(f"    {pair.score:.4f}  {pair.a}  ~  {pair.b}")
+        print(f"{len(groups)} groups of near-duplicates at cosine >= {args.threshold} (a group is joined by "
+              "links at or above it; its min over all pairs can be lower)", file=sys.stderr)
     return 0

@@ -13,10 +13,13 @@ import sys
 from ..descriptions import USES, load_descriptions
 from ..evaluate import WEIGHTINGS
 from ..index import IndexRegistry, open_index
-from ..lab import run_lab
+from ..calibration import calibrate
+from ..lab import ZPE_SELECT, run_lab
 from ..prompts import load_template_set, parse_labels
 from ..settings import load_settings
+from ..weighting import MAD_THRESHOLD
 from ..sources import embed_folder, load_classnames
+from ..tokens import shown
 from .common import ProgressBar, IMAGE_LIMIT_FLAGS, add_model_arguments, model_from
 
 
@@ -27,8 +30,15 @@ def register(commands) -> None:
     parser.add_argument("--labels", help="class names for a folder of plain images (comma-separated or one per line)")
     parser.add_argument("--templates", default="simple", help="single | openai | simple | FILE (.txt or .json)")
     parser.add_argument("--descriptions", metavar="FILE", help="JSON {class: [sentence, ...]} (CuPL style)")
-    parser.add_argument("--prompts", choices=USES, default=None,
-                        help="what builds each class's prompts (default: both with --descriptions, else templates)")
+    parser.add_argument("--prompts", "--use", dest="prompts", choices=USES, default=None,
+                        help="what builds each class's prompts (default: both with --descriptions, else templates); "
+                             "both: template slots + one descriptions slot weighing 1/2; pooled: CuPL+e, one "
+                             "list of every prompt and sentence per class, each weighing the same")
+    parser.add_argument("--zpe-select", choices=ZPE_SELECT, default="all",
+                        help="ZPE weights over all prompts, or only those MAD selection keeps (the paper's "
+                             "prompt selection: score more than --zpe-mad-threshold MADs above the median)")
+    parser.add_argument("--zpe-mad-threshold", type=float, default=MAD_THRESHOLD, metavar="X",
+                        help=f"with --zpe-select mad (default {MAD_THRESHOLD}; the paper's fine-grained tables use 2.0)")
     parser.add_argument("--weighting", choices=WEIGHTINGS, default="mean",
                         help="equal average of the prompts, ZPE weights from the images, or one --template")
     parser.add_argument("--template", type=int, default=None, metavar="N",
@@ -56,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     # An explicit --index, else the app's own index of this folder and model if one exists.
     index = open_index(args.index) if args.index else IndexRegistry(settings.index_dir).find_for(args.folder, model)
     reference = None
+    if args.zpe_mad_threshold < 0:
+        raise ValueError("--zpe-mad-threshold is a number of MADs: 0 or more")
     if args.zpe_reference:
         sample = open_index(args.zpe_reference)
         sample.check_model(model)
@@ -66,8 +78,11 @@ def run(args: argparse.Namespace) -> int:
     bar.close()
     template = None if args.template is None else args.template - 1
     report = run_lab(model, images, templates, descriptions, use, args.weighting, labels=labels, template=template,
-                     compare_builtins=args.compare, reference=reference)
+                     compare_builtins=args.compare, reference=reference, zpe_select=args.zpe_select,
+                     mad_threshold=args.zpe_mad_threshold)
     notes = images.notes + report.notes
+    for line in shown(report.warnings):
+        print(f"warning: {line}", file=sys.stderr)
     failures = [{"path": f.path, "error": f.reason} for f in images.failures]
     if args.json:
         doc = {"model": model.identifier, "folder": str(images.root), "class_folders": images.class_folders,
@@ -94,17 +109,28 @@ def _print_report(model, report, use: str) -> None:
             print(f"  {predicted:<24} cos {cos:+.3f}  {name}")
         return
     print(f"top-1 {result.top1:.2%}   top-{result.top_k} {result.top5:.2%}")
+    cal = calibrate(result.cosines, result.true_idx, result.scoring)  # the "calibration" object of --json
+    print(f"calibration ({cal.kind} probabilities): ECE {cal.model.ece:.2%} as shipped; fitted temperature "
+          f"{cal.fitted_temperature:.2f} gives {cal.fitted.ece:.2%} (fitted on these same images: optimistic)")
     print("\nper class:")
     for name in result.class_names:
         acc = result.per_class[name]
         print(f"  {'   n/a' if acc is None else f'{acc:7.2%}'}  ({result.class_counts[name]:>4} images)  {name}")
-    print("\nper template (accuracy alone, weight used, ZPE weight):")
-    for row in sorted(result.per_template, key=lambda t: -t.accuracy):
-        print(f"  {row.accuracy:7.2%}  w {row.weight:.3f}  zpe {row.zpe_weight:.3f}  {row.template}")
+    print("\nper template (accuracy alone; contribution = ensemble with it minus without it, paired 95% "
+          "interval, McNemar p; "
+          "weight used; ZPE weight; longest prompt in tokens):")
+    for s in sorted(range(len(result.per_template)), key=lambda i: -result.per_template[i].accuracy):
+        row, e = result.per_template[s], report.evidence[s]
+        verdict = "the only prompt" if e is None else {"better": "helps", "worse": "hurts"}.get(
+            e.verdict, "no clear difference")
+        print(f"  {row.accuracy:7.2%}  {e.describe() if e else ''} {verdict}  w {row.weight:.3f}  zpe {row.zpe_weight:.3f}  "
+              f"{report.slot_tokens[s]}/{report.context_length} tok  {row.template}")
     if report.weighting == "zpe":
         print(f"\nZPE bias correction: {report.zpe.bias_source}")
-    for row in report.comparison:
-        print(f"  compare: {row.prompt_set:<18} {row.weighting:<5} top-1 {row.top1:.2%}  top-{result.top_k} {row.top5:.2%}")
+    print(f"ZPE prompts: {report.zpe.selection}")
+    for row, e in zip(report.comparison, report.compare_evidence):
+        print(f"  compare: {row.prompt_set:<18} {row.weighting:<5} top-1 {row.top1:.2%}  top-{result.top_k} "
+              f"{row.top5:.2%}  vs this run {e.describe()} {e.verdict or 'no clear difference'}")
     confused = [(int(result.confusion[i, j]), i, j) for i in range(len(result.class_names))
                 for j in range(len(result.class_names)) if i != j and result.confusion[i, j]]
     if confused:

@@ -13,13 +13,13 @@ import sys
 import time
 
 from ..captions import check_csv
-from ..gap import DEFAULT_MAX_POINTS, project_2d
+from ..gap import DEFAULT_MAX_POINTS, DEFAULT_PROJECTION, PROJECTION_METHODS, PROJECTION_NAMES
 from ..gap_run import caption_texts, captions_for, label_texts, run_gap
 from ..index import open_index
-from ..prompts import load_template_set, parse_labels
+from ..prompts import build_prompts, load_template_set, parse_labels
 from ..settings import load_settings
 from ..sources import embed_folder, embed_index
-from .common import ProgressBar, IMAGE_LIMIT_FLAGS, add_model_arguments, model_from
+from .common import ProgressBar, IMAGE_LIMIT_FLAGS, add_model_arguments, model_from, prompt_warnings
 
 DEFAULT_SHIFTS = "0,0.25,0.5,0.75,1"
 
@@ -35,7 +35,9 @@ def register(commands) -> None:
                                                           "for a .txt file beside each image")
     parser.add_argument("--templates", default="single", help="with labels: single | openai | simple | FILE")
     parser.add_argument("--shift", default=DEFAULT_SHIFTS, help=f"gap shifts λ to evaluate (default {DEFAULT_SHIFTS})")
-    parser.add_argument("--projection", choices=("pca", "umap", "none"), default="pca")
+    parser.add_argument("--projection", choices=(*PROJECTION_METHODS, "none"), default=DEFAULT_PROJECTION,
+                        help="the joint 2-D map: gap (axis 1 along the gap vector, axis 2 the main direction of "
+                             "the rest; default), pca, umap (needs umap-learn), or none")
     parser.add_argument("--max-points", type=int, default=DEFAULT_MAX_POINTS, help="sample the 2-D map above this")
     parser.add_argument("--json", action="store_true", help="print the measures as one JSON document")
     add_model_arguments(parser, extra=IMAGE_LIMIT_FLAGS)
@@ -74,25 +76,43 @@ def run(args: argparse.Namespace) -> int:
         texts = label_texts(model, images, labels, templates)
     else:
         texts = caption_texts(model, images, captions_for(images, csv_path))
+    warnings = prompt_warnings(model, build_prompts(texts.texts, templates) if templates else texts.texts)
     encoded = time.perf_counter()
     run = run_gap(images, texts, shifts)
-    projection = None
-    if args.projection != "none":
-        projection = project_2d(images.embeddings, texts.embeddings, args.projection, matches=texts.matches,
-                                max_points=args.max_points)
+    projection = None if args.projection == "none" else run.projection(args.projection, max_points=args.max_points)
     done = time.perf_counter()
     report = {"model": model.identifier, "images": args.images or args.index,
               "templates": len(templates) if templates else None, **run.as_dict(),
-              "projection": None if projection is None else {
-                  "method": projection.method, "sample_size": projection.sample_size,
-                  "total_points": projection.total_points, "explained_variance": projection.explained_variance},
-              "seconds": {"encode": round(encoded - started, 3), "measures": round(done - encoded, 3)}}
+              "projection": None if projection is None else _projection_report(projection),
+              "seconds": {"encode": round(encoded - started, 3), "measures": round(done - encoded, 3)},
+              "warnings": warnings}
     if args.json:
         json.dump(report, sys.stdout, indent=2)
         print()
     else:
         _print_summary(report)
     return 1 if report["failures"] or report["problems"] else 0
+
+
+def _projection_report(projection) -> dict:
+    """The map's method, sample (said whenever it is one), each axis' share of variance, and where
+    the two centroids land (gap-aligned: |gap| apart along axis 1, 0 along axis 2)."""
+    return {"method": projection.method, "sample_size": projection.sample_size,
+            "total_points": projection.total_points, "sampled": projection.sampled,
+            "explained_variance": projection.explained_variance,
+            "centroid_image": [round(float(v), 6) for v in projection.centroid_image],
+            "centroid_text": [round(float(v), 6) for v in projection.centroid_text],
+            "centroid_offset": [round(float(v), 6) for v in projection.centroid_offset]}
+
+
+def _print_projection(p: dict) -> None:
+    line = f"projection {PROJECTION_NAMES[p['method']]}: centroids {p['centroid_offset'][0]:+.4f} apart on axis 1"
+    line += f", {p['centroid_offset'][1]:+.4f} on axis 2"
+    if p["explained_variance"]:
+        line += "; axes explain " + ", ".join(f"{v:.1%}" for v in p["explained_variance"]) + " of the variance"
+    print(line)
+    if p["sampled"]:
+        print(f"  showing a sample of {p['sample_size']:,} of {p['total_points']:,} points (--max-points)")
 
 
 def _print_summary(report: dict) -> None:
@@ -110,5 +130,7 @@ def _print_summary(report: dict) -> None:
     for p in report["shift"]:
         readout = "" if p["recall_at_1"] is None else f"  {p['recall_at_1']:.2%} (mean rank {p['mean_rank']:.2f})"
         print(f"  {p['lam']:+.2f} -> {p['gap_length']:.4f}{readout}")
+    if report["projection"] is not None:
+        _print_projection(report["projection"])
     for line in report["notes"] + report["problems"] + [f"{f['path']}: {f['error']}" for f in report["failures"]]:
         print(f"note: {line}", file=sys.stderr)

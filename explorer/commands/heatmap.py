@@ -6,10 +6,10 @@ import json
 import sys
 from pathlib import Path
 
-from ..heatmaps import METHODS, overlay, patch_map
+from ..heatmaps import METHOD_ALIASES, METHODS, overlay, patch_map
 from ..images import ImageError, fit_of, load_image
 from ..settings import load_settings
-from .common import IMAGE_LIMIT_FLAGS, add_model_arguments, model_from
+from .common import IMAGE_LIMIT_FLAGS, add_model_arguments, model_from, prompt_warnings
 
 
 def register(commands) -> None:
@@ -20,8 +20,11 @@ def register(commands) -> None:
     parser.add_argument("--opacity", type=float, default=0.5, help="opacity of the map over the image, 0..1")
     parser.add_argument("--scale", choices=("relative", "minmax"), default="relative",
                         help="colour the map relative to its mean (default) or from its min to its max")
-    parser.add_argument("--method", choices=METHODS, default="tokens",
-                        help="tokens: the last block's patch tokens (default); value: its value path (MaskCLIP)")
+    parser.add_argument("--method", choices=METHODS + tuple(METHOD_ALIASES), default="tokens",
+                        help="tokens: the last block's patch tokens (default); maskclip: MaskCLIP (Zhou et al. "
+                             "2022) as its authors compute it, the last block's value path plus its residual and "
+                             "MLP; value-only: the value path without residual and MLP ('value' is an old name "
+                             "for it)")
     parser.add_argument("--json", action="store_true", help="print the grid of raw patch-text cosines as JSON")
     add_model_arguments(parser, extra=IMAGE_LIMIT_FLAGS)
     parser.set_defaults(handler=run)
@@ -43,16 +46,17 @@ def run(args: argparse.Namespace) -> int:
     except ImageError as exc:  # the one input could not be read: exit 1, as for any unreadable input
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    warnings = prompt_warnings(model, [args.text.strip()])
     pmap = patch_map(model, image, args.text.strip(), args.method)  # PatchMapUnsupported is a ValueError: exit 2
     if args.out:
         overlay(image, pmap, args.opacity, args.scale).save(args.out)
     if args.json:
         json.dump({"model": model.identifier, "image": args.image, "out": args.out,
-                   **pmap.as_dict()}, sys.stdout, indent=2)
+                   **pmap.as_dict(), "warnings": warnings}, sys.stdout, indent=2)
         print()
     else:
         gh, gw = pmap.grid.shape
-        print(f"{args.image}: {gh}x{gw} patch map for {pmap.text!r}: patch cosines {pmap.grid.min():+.3f} .. "
+        print(f"{args.image}: {gh}x{gw} {pmap.method} patch map for {pmap.text!r}: patch cosines {pmap.grid.min():+.3f} .. "
               f"{pmap.grid.max():+.3f} (mean {pmap.grid.mean():+.3f}); whole-image cosine {pmap.image_cosine:+.3f}")
         print(f"wrote {args.out}")
     return 0

@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         json.dump({"index": args.index, "model": model.identifier, **counts, "total": report.total,
                    "index_type": report.index_type, "params": report.params,
-                   "seconds": round(report.seconds, 3), "waited": round(report.waited, 3), "notes": report.notes,
+                   "seconds": round(report.seconds, 3), "waited": round(report.waited, 3),
+                   "timings": report.timings(), "notes": report.notes,
                    "failures": [{"path": f.path, "error": f.reason} for f in report.failed]}, sys.stdout, indent=2)
         print()
     else:
@@ -46,5 +47,6 @@ def run(args: argparse.Namespace) -> int:
         for note in report.notes:
             print(f"note: {note}", file=sys.stderr)
         print(", ".join(f"{n} {name}" for name, n in counts.items())
-              + f"; {report.total} images searchable ({report.index_type}) in {report.seconds:.1f}s")
+              + f"; {report.total} images searchable ({report.index_type})")
+        print(f"time: {report.timing_text()}")
     return 0 if not report.failed else 1

@@ -8,7 +8,7 @@ import sys
 from ..index import open_index
 from ..model import load_model
 from ..settings import load_settings
-from .common import IMAGE_LIMIT_FLAGS, add_model_arguments, model_from
+from .common import IMAGE_LIMIT_FLAGS, add_model_arguments, model_from, prompt_warnings
 
 
 class _Query(argparse.Action):
@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         model = load_model(index.identity["name"], index.identity.get("pretrained"), settings.device,
                            settings.precision)
     texts = [(value, w) for (kind, value), w in zip(queries, weights) if kind == "text"]
+    warnings = prompt_warnings(model, [t for t, _ in texts])
     images = [(value, w) for (kind, value), w in zip(queries, weights) if kind == "image"]
     vector = index.query_vector(model, [t for t, _ in texts], [i for i, _ in images],
                                 [w for _, w in texts + images], settings.limits)
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         json.dump({"index": args.index, "model": model.identifier, "root": str(index.root),
                    "queries": [{"kind": kind, "value": value, "weight": w} for (kind, value), w in zip(queries, weights)],
                    "results": [{"rank": h.rank, "path": h.path, "absolute": str(h.absolute), "score": h.score}
-                               for h in hits]}, sys.stdout, indent=2)
+                               for h in hits], "warnings": warnings}, sys.stdout, indent=2)
         print()
     else:
         for h in hits:

@@ -1,7 +1,9 @@
 """clip-explorer similarity IMAGE... --text T [--text T ...]: the image x text matrix of the Heatmaps tab.
 
-Cosines, and per image the softmax over the texts at the model's learned temperature. Images may
-also be sampled from an index (--index PATH --sample N), whose stored embeddings are used as they are.
+Cosines, and the probabilities by the model's own rule (explorer/probability.py): per image a softmax
+over the texts at the learned temperature, or per pair a sigmoid with the learned bias for sigmoid-trained
+models; the JSON names the rule under "scoring" ("probability" is the matrix). Images may also be
+sampled from an index (--index PATH --sample N), whose stored embeddings are used as they are.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from ..index import open_index
 from ..prompts import parse_texts
 from ..settings import load_settings
 from ..sources import embed_files, embed_index, join, unique_names
-from .common import ProgressBar, IMAGE_LIMIT_FLAGS, add_model_arguments, model_from
+from .common import ProgressBar, IMAGE_LIMIT_FLAGS, add_model_arguments, model_from, prompt_warnings
 
 
 def register(commands) -> None:
@@ -44,12 +46,15 @@ def run(args: argparse.Namespace) -> int:
         parts.append(embed_index(model, open_index(args.index), sample=args.sample))
     images = join(parts)
     matrix = image_text_matrix(model, images, texts.labels)
+    warnings = prompt_warnings(model, texts.labels)
     errors = [{"path": f.path, "error": f.reason} for f in parts[0].failures]
     if args.json:
-        json.dump({"model": model.identifier, **matrix.as_dict(), "notes": texts.notes, "errors": errors},
+        json.dump({"model": model.identifier, **matrix.as_dict(), "notes": texts.notes, "warnings": warnings,
+                   "errors": errors},
                   sys.stdout, indent=2)
         print()
     else:
+        print(f"note: cosines on stdout; {model.scoring.explain()}", file=sys.stderr)
         width = max(len(n) for n in matrix.names)
         print(" " * width + "  " + "  ".join(f"{t[:12]:>12}" for t in matrix.texts))
         for name, row in zip(matrix.names, matrix.cosines):

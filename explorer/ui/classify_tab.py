@@ -13,6 +13,7 @@ import gradio as gr
 from .. import plots
 from ..context import AppContext
 from ..prompts import load_template_set, parse_labels, parse_templates
+from ..sources import display_names
 from ..zeroshot import ClassifyReport, classify_files
 from .common import (CUSTOM, IMAGE_TYPES, TEMPLATE_CHOICES, failures_html, message, progress_reporter,
                      session_of)
@@ -45,7 +46,8 @@ def classify(ctx: AppContext, paths, label_text: str, choice: str, custom_text: 
     except ValueError as exc:  # NoModel, PromptError
         return ClassifyView(message(str(exc), "error"))
     report = classify_files(model, list(paths), parsed.labels, templates, cache=ctx.embeddings,
-                            limits=ctx.settings.limits, progress=progress_reporter(progress, "images encoded"))
+                            limits=ctx.settings.limits, progress=progress_reporter(progress, "images encoded"),
+                            names=display_names(list(paths), folders=False))  # 0.png, 0.png (2): rows never merge
     if report.predictions is None:
         return ClassifyView(_summary(report, [], parsed.notes), report=report)
     ranked = [report.predictions.ranked(i, int(top_k)) for i in range(len(report.names))]
@@ -53,10 +55,15 @@ def classify(ctx: AppContext, paths, label_text: str, choice: str, custom_text: 
     if len(report.names) > 1:
         heat = plots.similarity_heatmap(report.names, report.predictions.labels, report.predictions.cosines,
                                         report.predictions.probabilities, "probability", column="label",
-                                        title="Probability per image and label (softmax over the labels, per image)")
+                                        title=f"Probability per image and label ({_rule_words(report)})",
+                                        rule=report.scoring.kind)
     return ClassifyView(_summary(report, ranked, parsed.notes),
                         [(path, f"{r[0][0]} ({r[0][1]:.0%})") for path, r in zip(report.paths, ranked)],
-                        plots.probability_bars(report.names, ranked), heat, report)
+                        plots.probability_bars(report.names, ranked, rule=report.scoring.kind), heat, report)
+
+
+def _rule_words(report: ClassifyReport) -> str:
+    return plots.PROBABILITY_RULES[report.scoring.kind].format("label")
 
 
 def _summary(report: ClassifyReport, ranked, notes) -> str:
@@ -69,11 +76,16 @@ def _summary(report: ClassifyReport, ranked, notes) -> str:
     if rows:
         parts.append('<table class="explorer-table"><thead><tr><th>image</th><th>top label</th>'
                      f"<th>probability</th><th>cosine</th></tr></thead><tbody>{rows}</tbody></table>")
-        parts.append(f'<p class="explorer-muted">{len(report.templates)} template(s) per label; probabilities are '
-                     "a softmax over your labels with the model's learned temperature, so they always sum to 100% "
-                     "even when no label fits — check the cosine.</p>")
+        parts.append(f'<p class="explorer-muted" id="zs-rule">{len(report.templates)} template(s) per label. '
+                     f'{html.escape(report.scoring.explain())}'
+                     + (" Check the cosine: it says how well the best label actually fits.</p>"
+                        if report.scoring.sums_to_one else "</p>"))
     if notes:
         parts.append(f'<p class="explorer-note">Labels: {html.escape("; ".join(notes))}.</p>')
+    if len(ranked) > plots.MAX_BAR_PANELS:
+        cap = plots.cap_note(plots.MAX_BAR_PANELS, len(ranked), "images as bar charts",
+                             "every image is in this table and the heatmap")
+        parts.append(f'<p class="explorer-note zs-cap">Bar charts: {html.escape(cap)}.</p>')
     parts.append(failures_html(report.failures))
     return "".join(parts)
 

@@ -26,9 +26,10 @@ def _headline(m) -> str:
             f"the mean text are still {m.gap_length:.2f} apart: that offset is the gap.")
 
 
-def measures(run) -> str:
-    """The measures table with a plain-English line for each, plus where the data came from."""
-    m = run.measures
+def measures(run, shifted=None) -> str:
+    """The measures table with a plain-English line for each, plus where the data came from. With
+    `shifted` (gap_run.Shifted at λ > 0) the numbers are those of the shifted embeddings."""
+    m = run.measures if shifted is None else shifted.measures
     text_kind = "class texts" if run.texts.kind == "labels" else "captions"
     rows = [
         ("gap length", _num(m.gap_length, "{:.3f}"),
@@ -48,9 +49,13 @@ def measures(run) -> str:
     body = "".join(f'<tr data-measure="{html.escape(name)}"><td>{html.escape(name)}</td>'
                    f'<td class="gap-value">{value}</td><td class="explorer-muted">{html.escape(why)}</td></tr>'
                    for name, value, why in rows)
-    parts = [f'<p class="gap-headline"><b>{html.escape(_headline(m))}</b></p>',
-             '<table class="explorer-table"><thead><tr><th>measure</th><th>value</th><th>what it says</th></tr>'
-             f"</thead><tbody>{body}</tbody></table>"]
+    parts = [f'<p class="gap-headline"><b>{html.escape(_headline(m))}</b></p>']
+    if shifted is not None and shifted.lam != 0:
+        parts.append(f'<p class="explorer-note" id="gap-measures-shift">Measures at λ = {shifted.lam:.2f}: the '
+                     "embeddings moved along the gap and renormalised (as trained, the gap length is "
+                     f"{run.measures.gap_length:.3f}).</p>")
+    parts.append('<table class="explorer-table"><thead><tr><th>measure</th><th>value</th><th>what it says</th>'
+                 f"</tr></thead><tbody>{body}</tbody></table>")
     sample = m.pair_sample
     about = (f"{m.n_images:,} images from {run.images.source}, {m.n_texts:,} {text_kind}, {m.n_matched:,} matched pairs. "
              "Means are exact over all pairs")

@@ -4,7 +4,8 @@ Handlers: `compute_gap`, `projection_view` and `shift_view` (plain inputs in, a 
 lays out and wires. Images come through the app context (sources.py), texts and numbers from
 gap_run.py and gap.py, the same functions `clip-explorer gap` calls; HTML is gap_html.py. A run
 (gap_run.GapRun) stays in a gr.State, so the projection method and the shift slider recompute from
-its embeddings and never re-encode.
+its embeddings and never re-encode: the slider moves the map, the histograms and the measures
+(GapRun.at, GapRun.projection), not only the readout.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import gradio as gr
 
 from .. import plots
 from ..context import AppContext
-from ..gap import ProjectionError, project_2d
+from ..gap import ProjectionError
 from ..gap_run import GapRun, caption_texts, captions_for, label_texts, run_gap
 from ..prompts import PromptError, load_template_set, parse_labels
 from . import gap_html as show
@@ -24,7 +25,7 @@ from .common import TEMPLATE_CHOICES, ZIP_TYPES, message, progress_reporter, ses
 
 UPLOAD, FOLDER, INDEXED = "Upload images or a zip", "Folder on this machine", "Indexed folder (Search tab)"
 LABELS, CSV, SIDECAR = "Labels + templates", "Captions CSV (path,caption)", "Caption .txt beside each image"
-PROJECTIONS = {"PCA (instant)": "pca", "UMAP (slower, cached)": "umap"}
+PROJECTIONS = {"Gap-aligned (instant)": "gap", "PCA (instant)": "pca", "UMAP (slower, cached)": "umap"}
 MAX_THUMBNAILS = 400   # hover previews in the projection; more would bloat the figure sent to the browser
 
 
@@ -37,6 +38,7 @@ class GapView:
     curve: Any = None
     readout: str = ""
     run: GapRun | None = None
+    thumbnails: list | None = None   # hover previews of the first MAX_THUMBNAILS images, made once per run
 
 
 def index_choices(ctx: AppContext) -> list[tuple[str, str]]:
@@ -68,22 +70,38 @@ def compute_gap(ctx: AppContext, source: str, uploads, folder_text: str, index_f
         run = run_gap(images, texts)
     except ValueError as exc:  # NoModel, PathRefused, PromptError, CaptionError, IndexMismatchError ...
         return GapView(message(str(exc), "error"))
-    figure, note = projection_view(ctx, run, method)
+    thumbnails = thumbnails_of(ctx, run)
+    figure, note = projection_view(run, method, 0.0, thumbnails)
     return GapView(show.measures(run), plots.gap_histograms(run.measures.histograms), figure, note,
-                   plots.shift_curve(run.curve, 0.0, run.metric), show.readout(run, run.curve[0]), run)
+                   plots.shift_curve(run.curve, 0.0, run.metric), show.readout(run, run.curve[0]), run, thumbnails)
 
 
-def projection_view(ctx: AppContext, run: GapRun, method_label: str):
-    """(figure, note) of the joint 2-D map of the run's images and texts."""
+def thumbnails_of(ctx: AppContext, run: GapRun) -> list:
+    """Hover previews (data: URIs, or None) of the run's first MAX_THUMBNAILS images."""
+    return [ctx.thumbnails.data_uri(p) if ctx.servable(p) else None for p in run.images.paths[:MAX_THUMBNAILS]]
+
+
+def projection_view(run: GapRun, method_label: str, lam: float = 0.0, thumbnails: list | None = None):
+    """(figure, note) of the joint 2-D map of the run's images and texts at shift `lam`."""
+    method = PROJECTIONS[method_label]
     try:
-        proj = project_2d(run.images.embeddings, run.texts.embeddings, PROJECTIONS[method_label],
-                          matches=run.texts.matches)
+        proj = run.projection(method, float(lam or 0.0))
     except ProjectionError as exc:
         return None, message(str(exc), "error")
-    paths = run.images.paths[:MAX_THUMBNAILS]
-    thumbnails = [ctx.thumbnails.data_uri(p) if ctx.servable(p) else None for p in paths]
-    note = ("Hover a point for its file name or text; image points also show a preview (the first "
-            f"{MAX_THUMBNAILS} images). Grey lines join matched pairs; × marks each modality's centroid.")
+    n = len(run.images)
+    previews = f"the first {MAX_THUMBNAILS:,} of {n:,} images" if n > MAX_THUMBNAILS else "every image"
+    note = (f"Hover a point for its file name or text; image points also show a preview ({previews}). Grey lines "
+            "join matched pairs; × marks each modality's centroid.")
+    if method == "gap":
+        note += (" x runs along the gap vector, so the centroids sit the measured gap length apart on it; "
+                 "y is the main direction of what remains.")
+    if method == "umap":
+        note += " The shift slider does not redraw UMAP (seconds per map): it shows the embeddings as trained."
+    else:
+        note += (" The shift slider moves the points: the axes stay those of the embeddings as trained, so the "
+                 "two clouds are seen to close in.")
+    if proj.fit is not None and proj.fit.note:
+        note += f" Note: {proj.fit.note}."
     if proj.sampled:
         note += f" Showing a sample of {proj.sample_size:,} of {proj.total_points:,} points."
     figure = plots.gap_projection(proj, run.images.names, run.texts.texts, proj.pair_lines(run.texts.matches),
@@ -91,10 +109,13 @@ def projection_view(ctx: AppContext, run: GapRun, method_label: str):
     return figure, message(note, "muted")
 
 
-def shift_view(run: GapRun, lam: float):
-    """(readout HTML, curve figure) at shift `lam`, from the run's embeddings."""
-    point = run.at(lam)
-    return show.readout(run, point), plots.shift_curve(run.curve, point.lam, run.metric)
+def shift_view(run: GapRun, lam: float, method_label: str, thumbnails: list | None = None) -> tuple:
+    """(readout HTML, curve, measures HTML, histograms, map, map note) at shift `lam`, all from the
+    run's embeddings: the measures and histograms of the shifted embeddings, the map moved."""
+    shifted = run.at(lam)
+    figure, note = projection_view(run, method_label, shifted.lam, thumbnails)
+    return (show.readout(run, shifted.point), plots.shift_curve(run.curve, shifted.lam, run.metric),
+            show.measures(run, shifted), plots.gap_histograms(shifted.measures.histograms), figure, note)
 
 
 def build(ctx: AppContext) -> None:
@@ -142,7 +163,7 @@ def build(ctx: AppContext) -> None:
                                       elem_id="gap-projection-note")
         with gr.Column(scale=2):
             histograms = gr.Plot(label="Cosine histograms", elem_id="gap-hist")
-    state = gr.State(None)
+    state, thumbs = gr.State(None), gr.State(None)   # the GapRun; its hover previews, made once
 
     ui = SimpleNamespace(**locals())  # every component above, by name, for the wiring
     _wire(ui)
@@ -168,7 +189,7 @@ def _wire(ui) -> None:
         view = compute_gap(session_of(ctx, request), source, files, folder, index_choice, text_source, labels,
                            templates, csv_file, method, progress=progress)
         return (view.measures, view.histograms, view.projection, view.projection_note, view.curve, gr.update(value=0),
-                view.readout, view.run)
+                view.readout, view.run, view.thumbnails)
 
     ui.source.change(on_source, ui.source, [ui.files, ui.folder, ui.index_row, ui.index_choice])
     ui.refresh.click(choices_update, None, ui.index_choice)
@@ -176,10 +197,16 @@ def _wire(ui) -> None:
     inputs = [ui.source, ui.files, ui.folder, ui.index_choice, ui.text_source, ui.labels, ui.templates, ui.csv_file,
               ui.method]
     ui.run.click(on_run, inputs, [ui.table, ui.histograms, ui.projection, ui.projection_note, ui.curve, ui.lam,
-                                  ui.readout, ui.state], concurrency_limit=2, api_name="gap")
-    ui.lam.change(lambda r, v: (gr.update(), gr.update()) if r is None else shift_view(r, v), [ui.state, ui.lam],
-                  [ui.readout, ui.curve], trigger_mode="always_last", show_progress="hidden")
-    def on_method(run, method, request: gr.Request):
-        return (gr.update(), gr.update()) if run is None else projection_view(session_of(ctx, request), run, method)
+                                  ui.readout, ui.state, ui.thumbs], concurrency_limit=2, api_name="gap")
 
-    ui.method.change(on_method, [ui.state, ui.method], [ui.projection, ui.projection_note])
+    def on_shift(run, lam, method, thumbnails):  # the readout, curve, measures, histograms and map all follow
+        return (gr.update(),) * 6 if run is None else shift_view(run, lam, method, thumbnails)
+
+    ui.lam.change(on_shift, [ui.state, ui.lam, ui.method, ui.thumbs],
+                  [ui.readout, ui.curve, ui.table, ui.histograms, ui.projection, ui.projection_note],
+                  trigger_mode="always_last", show_progress="hidden")
+
+    def on_method(run, method, lam, thumbnails):
+        return (gr.update(), gr.update()) if run is None else projection_view(run, method, lam, thumbnails)
+
+    ui.method.change(on_method, [ui.state, ui.method, ui.lam, ui.thumbs], [ui.projection, ui.projection_note])

@@ -26,17 +26,24 @@ def scale_note(view: str, matrix: SimilarityMatrix) -> str:
         text = (f"Colour: image–text cosine, spanning this matrix's own range {float(cosines.min()):.3f} "
                 f"to {float(cosines.max()):.3f} (image–text only, never mixed with image–image or "
                 "text–text similarities). Hover a cell for the exact value and its probability.")
-    else:
+    elif matrix.rule.sums_to_one:
         text = (f"Colour: probability from 0% to 100%, a softmax over the texts for each image (row) with "
                 f"the model's learned scale ×{logit_scale:.1f}; each row sums to 100% even when no text fits, "
-                "so check the cosine on hover.")
+                f"so check the cosine on hover. {matrix.rule.explain()}")
+    else:
+        text = (f"Colour: probability from 0% to 100%, a sigmoid for each image–text cell on its own (rows need "
+                f"not sum to 100%: a row can be all dark when no text fits). {matrix.rule.explain()}")
     return f'<p class="explorer-muted" id="hm-scale-text">{html.escape(text)}</p>'
 
 
 METHOD_HELP = {
     "tokens": "tokens: the last block's patch tokens, through the model's own final norm and projection.",
-    "value": "value: the last block's value path only (each patch attending to itself, MaskCLIP / ClearCLIP); "
-             "often cleaner on large CLIPs whose last layer spreads global information over every patch.",
+    "maskclip": "maskclip: MaskCLIP (Zhou et al., ECCV 2022) as its authors compute it: in the last block "
+                "each patch attends only to itself (its value, out_proj(v(ln_1(x)))), the block's residual "
+                "and MLP are kept, then the final norm and projection. Often cleaner on large CLIPs whose "
+                "last layer spreads global information over every patch.",
+    "value-only": "value-only: the last block's value path alone, out_proj(v(ln_1(x))), WITHOUT the residual "
+                  "and the MLP, then the final norm and projection (neither MaskCLIP nor ClearCLIP exactly).",
 }
 SCALE_CHOICES = {"relative to the map's mean": "relative", "min to max": "minmax"}
 

@@ -30,7 +30,9 @@ from ..sources import display_names, embed_files, embed_index, join
 from . import heatmaps_html as show
 from .common import IMAGE_TYPES, failures_html, message, progress_reporter, session_of
 
-VIEWS = {"Cosine": "cosine", "Probability (softmax per image)": "probability"}
+VIEWS = {"Cosine": "cosine", "Probability (softmax per image)": "probability",
+         "Probability (sigmoid per image and text)": "probability"}
+PROBABILITY_VIEWS = {"softmax": "Probability (softmax per image)", "sigmoid": "Probability (sigmoid per image and text)"}
 NO_INDEX = "(none)"
 MAX_TEXTS = 64
 MAX_IMAGES = 64
@@ -38,9 +40,19 @@ DISPLAY_SIDE = 640  # the overlay is drawn on a copy at most this many pixels on
 
 
 def upload_items(paths) -> list[dict]:
-    """Uploaded files as items, named by file name (made unique, so matrix rows never merge)."""
+    """The first MAX_IMAGES uploaded files as items, named by file name (repeats numbered, so matrix
+    rows never merge: 0.png, 0.png (2)); `upload_cap_note` says when some were left out."""
     paths = list(paths or [])[:MAX_IMAGES]
-    return [{"name": name, "path": str(p)} for name, p in zip(display_names(paths), paths)]
+    return [{"name": name, "path": str(p)} for name, p in zip(display_names(paths, folders=False), paths)]
+
+
+def upload_cap_note(paths) -> str:
+    """HTML saying how many uploads the matrix shows, when there are more than MAX_IMAGES; else ''."""
+    total = len(list(paths or []))
+    if total <= MAX_IMAGES:
+        return ""
+    return message(plots.cap_note(MAX_IMAGES, total, "uploaded images", f"at most {MAX_IMAGES} rows per run"),
+                   "note")
 
 
 def index_choices(ctx: AppContext) -> list[tuple[str, str]]:
@@ -85,7 +97,8 @@ def compute_matrix(ctx: AppContext, paths, text: str, index_folder: str | None, 
              for n, p, r in zip(images.names, images.paths, roots)]
     state = {"matrix": matrix}
     figure, note = matrix_figure(state, view)
-    summary = show.matrix_summary(matrix, images.failures, texts.notes, len(images) - len(parts[0]))
+    summary = upload_cap_note(paths) + show.matrix_summary(matrix, images.failures, texts.notes,
+                                                           len(images) - len(parts[0]))
     return MatrixView(summary, state, items, figure, note)
 
 
@@ -101,7 +114,22 @@ def matrix_figure(state: dict | None, view_label: str):
     if not state:
         return None, ""
     m, kind = state["matrix"], VIEWS[view_label]
-    return plots.similarity_heatmap(m.names, m.texts, m.cosines, m.probabilities, kind), show.scale_note(kind, m)
+    return (plots.similarity_heatmap(m.names, m.texts, m.cosines, m.probabilities, kind, rule=m.rule.kind),
+            show.scale_note(kind, m))
+
+
+def view_update(rule: str, current: str):
+    """The "Show" choices for a model whose probabilities follow `rule` ("softmax" or "sigmoid"),
+    keeping the current view (cosine or probability)."""
+    choices = ["Cosine", PROBABILITY_VIEWS[rule]]
+    return gr.update(choices=choices, value=choices[1] if VIEWS.get(current) == "probability" else choices[0])
+
+
+def _rule_of(ctx: AppContext) -> str:
+    try:
+        return ctx.model().scoring.kind
+    except ValueError:  # no model yet: the label follows the model at the first run
+        return "softmax"
 
 
 def display_copy(image: Image.Image) -> Image.Image:
@@ -164,7 +192,8 @@ def build(ctx: AppContext) -> None:
                 sample_n = gr.Slider(1, MAX_IMAGES, value=12, step=1, label="Images to sample", elem_id="hm-sample-n")
             run = gr.Button("Compute similarities", variant="primary", elem_id="hm-run")
         with gr.Column(scale=3):
-            view = gr.Radio(list(VIEWS), value=next(iter(VIEWS)), label="Show", elem_id="hm-view")
+            view = gr.Radio(["Cosine", PROBABILITY_VIEWS[_rule_of(ctx)]], value="Cosine", label="Show",
+                            elem_id="hm-view")
             status = gr.HTML(elem_id="hm-status")
             plot = gr.Plot(label="Image × text", elem_id="hm-plot")
             note = gr.HTML(elem_id="hm-scale-note")
@@ -214,16 +243,17 @@ def _wire_matrix(ctx: AppContext, ui) -> None:
                progress=gr.Progress()):
         result = compute_matrix(session_of(ctx, request), paths, text, index_folder, n, view_label, progress)
         if result.state is None:
-            return result.summary, None, gr.update(), gr.update(), None, ""
+            return result.summary, None, gr.update(), gr.update(), None, "", gr.update()
         return (result.summary, result.state, result.items, _image_choices(result.items, current_image),
-                result.figure, result.note)
+                result.figure, result.note, view_update(result.state["matrix"].rule.kind, view_label))
 
     ui.files.change(on_files, [ui.files, ui.map_image], [ui.items_state, ui.map_image], show_progress="hidden")
     ui.texts.change(on_texts, [ui.texts, ui.map_text], ui.map_text, show_progress="hidden")
     ui.refresh.click(on_refresh, ui.index_choice, ui.index_choice)
     ui.index_box.expand(on_refresh, ui.index_choice, ui.index_choice, show_progress="hidden")
     ui.run.click(on_run, [ui.files, ui.texts, ui.index_choice, ui.sample_n, ui.view, ui.map_image],
-                 [ui.status, ui.matrix_state, ui.items_state, ui.map_image, ui.plot, ui.note], concurrency_limit=2,
+                 [ui.status, ui.matrix_state, ui.items_state, ui.map_image, ui.plot, ui.note, ui.view],
+                 concurrency_limit=2,
                  api_name="similarity")
     ui.view.change(matrix_figure, [ui.matrix_state, ui.view], [ui.plot, ui.note], show_progress="hidden")
 

@@ -2,6 +2,10 @@
 
 Locally any open_clip identifier may be typed. Hosted, visitors pick from the operator's list
 (EXPLORER_MODELS) and nothing else is loaded, whatever a raw API call sends.
+
+When a tab could not run for want of a model it says so in its message pane ("No model is loaded.
+could not load ..."); once a model loads, that message is stale, so a successful load replaces it
+in the panes listed in MESSAGE_PANES (stale_panes) with a note that a model is loaded now.
 """
 from __future__ import annotations
 
@@ -9,6 +13,12 @@ import gradio as gr
 
 from ..context import AppContext
 from ..model import describe
+from .common import message
+
+# The panes (elem_ids) where tabs show why they could not run, in the tabs' order.
+MESSAGE_PANES = ("zs-results", "pl-summary", "search-report", "search-summary", "hm-status", "hm-map-info",
+                 "gap-measures")
+NO_MODEL = "No model is loaded."  # how context.NoModel's message begins (AppContext.model)
 
 
 def status_text(ctx: AppContext, on_page_load: bool = False) -> str:
@@ -39,7 +49,17 @@ def load_model(ctx: AppContext, name: str, pretrained: str = "") -> str:
     return status_text(ctx)
 
 
-def build(ctx: AppContext) -> None:
+def stale_panes(ctx: AppContext, shown: list) -> list:
+    """After a load: for each message pane's current HTML, the note that replaces it when it says no
+    model is loaded and one is loaded now; None (leave it as it is) for every other pane."""
+    if ctx.slot.model is None:
+        return [None] * len(shown)
+    note = message(f"{ctx.slot.loaded().rstrip('.')}. Run this again with it.", "note")  # "Loaded NAME on ..."
+    return [note if NO_MODEL in (value or "") else None for value in shown]
+
+
+def build(ctx: AppContext):
+    """Lay out the model bar; returns the load event, to chain clear_stale_messages to."""
     # A callable value is re-read on every page load, so a model loaded from another session shows.
     status = gr.Markdown(lambda: status_text(ctx, on_page_load=True), elem_id="model-status")
     hosted = ctx.settings.hosted
@@ -62,4 +82,19 @@ def build(ctx: AppContext) -> None:
         progress(0, desc=f"Loading {model_name}…")
         return load_model(ctx, model_name, tag)
 
-    load.click(on_load, [name, pretrained], status, concurrency_limit=1, api_name="load_model")
+    return load.click(on_load, [name, pretrained], status, concurrency_limit=1, api_name="load_model")
+
+
+def clear_stale_messages(ctx: AppContext, loaded, app: gr.Blocks) -> None:
+    """After each load (the event `build` returned), replace stale no-model messages in the tabs'
+    message panes (see stale_panes). Call once the tabs are built, inside `app`."""
+    by_id = {getattr(block, "elem_id", None): block for block in app.blocks.values()}
+    panes = [by_id[pane] for pane in MESSAGE_PANES if pane in by_id]
+    if not panes:
+        return
+
+    def refresh(*shown):
+        updates = [gr.update() if note is None else note for note in stale_panes(ctx, list(shown))]
+        return updates[0] if len(updates) == 1 else tuple(updates)
+
+    loaded.then(refresh, panes, panes, show_progress="hidden")

@@ -22,13 +22,16 @@ from ..context import AppContext
 from ..descriptions import ASSETS as DESCRIPTION_EXAMPLES
 from ..descriptions import load_descriptions
 from ..lab import LabReport, run_lab
+from ..weighting import MAD_THRESHOLD
+from ..probability import default_none_rule
 from ..prompts import check_templates, load_template_set, parse_labels, read_template_file, write_template_files
 from . import prompt_lab_html as show
 from .common import TEMPLATE_CHOICES, ZIP_TYPES, message, progress_reporter, session_of
 
 EXAMPLES = {p.name: p for p in sorted(DESCRIPTION_EXAMPLES.glob("*.json"))}
 WEIGHTINGS = {"Equal average": "mean", "ZPE (weights from the images)": "zpe", "One chosen template": "single"}
-USES = {"Templates": "templates", "Descriptions": "descriptions", "Both": "both"}
+USES = {"Templates": "templates", "Descriptions": "descriptions", "Both": "both", "Pooled (CuPL+e)": "pooled"}
+ZPE_SELECTS = {"All prompts": "all", "MAD selection (the paper's)": "mad"}
 SAVED_SETS = Path(tempfile.gettempdir()) / "clip-explorer-prompt-sets"
 
 
@@ -79,7 +82,10 @@ class LabView:
 
 def evaluate_prompts(ctx: AppContext, table, folder_text: str, files, label_text: str, desc_text: str,
                      desc_path: str | None, use_name: str, weighting_name: str, row, compare_builtins: bool,
-                     min_cosine: float, min_probability: float, progress=None) -> LabView:
+                     min_cosine: float | None, min_probability: float | None, progress=None,
+                     zpe_select_name: str = "All prompts", mad_threshold: float | None = None) -> LabView:
+    """One run; a None threshold takes the model's default "none of these" rule (default_none_rule).
+    `zpe_select_name` (a ZPE_SELECTS key) and `mad_threshold`: ZPE's MAD prompt selection."""
     use = USES[use_name]
     try:
         model = ctx.model()
@@ -92,14 +98,21 @@ def evaluate_prompts(ctx: AppContext, table, folder_text: str, files, label_text
             progress(1, desc="Scoring the prompts")
         report = run_lab(model, images, templates, descriptions, use, WEIGHTINGS[weighting_name],
                          labels=parse_labels(label_text).labels, template=int(row or 1) - 1,
-                         compare_builtins=compare_builtins)
+                         compare_builtins=compare_builtins, zpe_select=ZPE_SELECTS[zpe_select_name],
+                         mad_threshold=MAD_THRESHOLD if mad_threshold is None else float(mad_threshold))
     except ValueError as exc:  # NoModel, PromptError, PathRefused, IndexMismatchError ...
         return LabView(message(str(exc), "error"))
+    result, rule = report.result, default_none_rule(model.scoring, len(report.class_names))
     flags = dict(names=report.images.names, predicted=report.predicted, true=report.true,
-                 max_cosine=report.max_cosine, max_probability=report.max_probability)
-    result = report.result
+                 max_cosine=report.max_cosine, max_probability=report.max_probability,
+                 rule=rule.as_dict(), probability=model.scoring.kind,  # the model's own scale and defaults
+                 calibration=None if result is None else dict(cosines=result.cosines, true=result.true_idx,
+                                                              scoring=result.scoring))
+    min_cosine = rule.min_cosine if min_cosine is None else min_cosine
+    min_probability = rule.min_probability if min_probability is None else min_probability
     return LabView(show.summary(report), "<h4>Per prompt</h4>" + show.per_template(report),
-                   "<h4>Prompt sets compared</h4>" + show.comparison(report.comparison) if report.comparison else "",
+                   "<h4>Prompt sets compared</h4>" + show.comparison(report.comparison, report.compare_evidence)
+                   if report.comparison else "",
                    "<h4>Per class</h4>" + show.per_class(result) if result is not None else "",
                    plots.confusion_heatmap(result.class_names, result.confusion) if result is not None else None,
                    none_view(flags, min_cosine, min_probability), flags, report)
@@ -150,7 +163,10 @@ def build(ctx: AppContext) -> None:
                                     elem_id="pl-desc-file")
                 desc_text = gr.Textbox(label='…or type JSON: {"class": ["sentence", …]}', lines=5,
                                        max_lines=12, elem_id="pl-desc-text")
-            use = gr.Radio(list(USES), value="Templates", label="Build each class's prompts from", elem_id="pl-use")
+            use = gr.Radio(list(USES), value="Templates", label="Build each class's prompts from", elem_id="pl-use",
+                           info="Both: the templates plus one descriptions prompt weighing as much as all templates "
+                                "together. Pooled (CuPL+e): one list of every template prompt and every sentence, "
+                                "each weighing the same.")
         with gr.Column(scale=1):
             gr.Markdown("### Images")
             if ctx.settings.hosted:
@@ -165,6 +181,12 @@ def build(ctx: AppContext) -> None:
                                       "name its classes)", lines=3, elem_id="pl-labels",
                                 placeholder="one per line, or comma-separated")
             weighting = gr.Radio(list(WEIGHTINGS), value="Equal average", label="Ensembling", elem_id="pl-weighting")
+            with gr.Row():
+                zpe_select = gr.Dropdown(list(ZPE_SELECTS), value="All prompts", label="ZPE weights over",
+                                         scale=2, elem_id="pl-zpe-select")
+                mad_threshold = gr.Number(MAD_THRESHOLD, label="MAD threshold", minimum=0, step=0.1, scale=1,
+                                          elem_id="pl-mad-threshold",
+                                          info="keep prompts scoring more than this many MADs above the median")
             single_row = gr.Number(label="Row used by “One chosen template” (descriptions are the last row)",
                                    value=1, precision=0, minimum=1, elem_id="pl-single-row")
             compare_on = gr.Checkbox(True, label="Compare with the built-in sets (equal average and ZPE)",
@@ -174,6 +196,8 @@ def build(ctx: AppContext) -> None:
                                     elem_id="pl-min-cos")
                 min_prob = gr.Slider(0, 1, value=0.5, step=0.01, label="…or below max probability",
                                      elem_id="pl-min-prob")
+            none_auto = gr.Checkbox(True, label="“None of these” thresholds: the model's defaults, set at each run "
+                                    "(softmax or sigmoid scale)", elem_id="pl-none-auto")
             run = gr.Button("Evaluate prompts", variant="primary", elem_id="pl-run")
 
     summary = gr.HTML(elem_id="pl-summary")
@@ -192,18 +216,35 @@ def build(ctx: AppContext) -> None:
     ui = SimpleNamespace(**locals())  # every component above, by name, for the wiring
     _wire_editing(ui)
     _wire_run(ui)
+    _wire_none_defaults(ui)
+    return ui  # the calibration view (ui/calibration_view.py) is wired onto it by ui/__init__.py
+
+
+def _wire_none_defaults(ui) -> None:
+    """After each run, with the box ticked, the sliders move to the model's own default thresholds
+    (the run's `flags` carry them) and the table is drawn with them."""
+    def on_flags(flags, auto):
+        if not flags or not auto:
+            return gr.update(), gr.update(), gr.update()
+        rule = flags["rule"]
+        return rule["min_cosine"], rule["min_probability"], none_view(flags, rule["min_cosine"],
+                                                                      rule["min_probability"])
+
+    ui.flags.change(on_flags, [ui.flags, ui.none_auto], [ui.min_cos, ui.min_prob, ui.none_html],
+                    show_progress="hidden")
 
 
 def _wire_run(ui) -> None:
     def on_run(table, folder, uploads, labels, desc_text, desc_file, use, weighting, single_row, compare_on,
-               min_cos, min_prob, request: gr.Request, progress=gr.Progress()):
+               min_cos, min_prob, zpe_select, mad_threshold, request: gr.Request, progress=gr.Progress()):
         view = evaluate_prompts(session_of(ui.ctx, request), table, folder, uploads, labels, desc_text, desc_file,
-                                use, weighting, single_row, compare_on, min_cos, min_prob, progress=progress)
+                                use, weighting, single_row, compare_on, min_cos, min_prob, progress=progress,
+                                zpe_select_name=zpe_select, mad_threshold=mad_threshold)
         return (view.summary, view.per_template, view.comparison, view.per_class,
                 gr.update(value=view.confusion, visible=view.confusion is not None), view.none_of_these, view.flags)
 
     inputs = [ui.table, ui.folder, ui.uploads, ui.labels, ui.desc_text, ui.desc_file, ui.use, ui.weighting,
-              ui.single_row, ui.compare_on, ui.min_cos, ui.min_prob]
+              ui.single_row, ui.compare_on, ui.min_cos, ui.min_prob, ui.zpe_select, ui.mad_threshold]
     outputs = [ui.summary, ui.templates_html, ui.compare_html, ui.class_html, ui.confusion, ui.none_html, ui.flags]
     ui.run.click(on_run, inputs, outputs, concurrency_limit=2, api_name="evaluate_prompts")
     for slider in (ui.min_cos, ui.min_prob):

@@ -14,8 +14,7 @@ def build_report(folder: str, report, notes: list[str], uploaded: bool = False) 
               f"{report.unchanged} unchanged, {len(report.failed)} failed")
     parts = [f'<p class="search-counts"><b>{report.total}</b> image(s) searchable in '
              f"{where}: {counts}.</p>",
-             f'<p class="explorer-muted">FAISS index {html.escape(report.index_type)}, '
-             f"built in {report.seconds:.1f} s.</p>"]
+             f'<p class="explorer-muted" id="search-timing">Indexing took {html.escape(report.timing_text())}.</p>']
     parts += [f'<p class="explorer-muted">{html.escape(n.rstrip("."))}.</p>'
               for n in [*notes, *getattr(report, "notes", [])]]
     for failure in report.failed[:MAX_FAILURES_SHOWN]:
@@ -26,10 +25,14 @@ def build_report(folder: str, report, notes: list[str], uploaded: bool = False) 
     return "".join(parts)
 
 
-def summary(query: str, shown: int, total: int, threshold: float) -> str:
-    """The query and how many of its hits pass the threshold."""
+def summary(query: str, shown: int, total: int, threshold: float, indexed: int | None = None) -> str:
+    """The query and how many of its hits pass the threshold; with `indexed`, that the hits are the
+    top `total` of that many images (the Results cap, said whenever it cuts)."""
     text = (f'<p class="search-query">{html.escape(query)} — <b>{shown}</b> of {total} result(s) '
             f"with score ≥ {threshold:.2f}.")
+    if indexed is not None and indexed > total:
+        text += (f' <span class="search-cap">The results are the top {total:,} of {indexed:,} indexed images; '
+                 "raise “Results” to see more.</span>")
     if shown:
         return text + " Click an image to find images like it.</p>"
     return text + '</p><p class="explorer-note">No result reaches the threshold; lower it to see more.</p>'

@@ -81,7 +81,7 @@ def _open(ctx: AppContext, state: dict) -> ImageIndex:
 
 def _ranked(ctx: AppContext, index: ImageIndex, vector, query: str, k: int, limit: float) -> SearchView:
     hits = [h for h in index.search(vector, int(k))[0] if inside_roots(h.absolute, (index.root,))]
-    state = {"index": str(index.folder), "root": str(index.root), "query": query,
+    state = {"index": str(index.folder), "root": str(index.root), "query": query, "indexed": index.count,
              "hits": [{"rank": h.rank, "path": h.path, "score": h.score} for h in hits]}
     return results_view(ctx, state, limit)
 
@@ -135,8 +135,8 @@ def results_view(ctx: AppContext, state: dict, limit: float) -> SearchView:
         thumb = ctx.thumbnails.image(path) if inside_roots(path, (root,)) else None
         shown.append(dict(hit, ok=thumb is not None))
         items.append((thumb or Image.new("RGB", (PLACEHOLDER_SIDE,) * 2, (200, 200, 200)), render.caption(hit)))
-    return SearchView(render.summary(state["query"], len(shown), len(hits), limit), items, render.results(shown),
-                      state)
+    return SearchView(render.summary(state["query"], len(shown), len(hits), limit, state.get("indexed")), items,
+                      render.results(shown), state)
 
 
 def build(ctx: AppContext) -> None:

@@ -84,3 +84,55 @@ def test_measures_figures_and_shift_slider(page, tmp_path):
         page.wait_for_function("document.querySelector('#gap-projection').innerText.includes('Joint UMAP map')",
                                timeout=240_000)
         screenshot(page, "gap-umap")
+
+
+# The joint map as plotly holds it: each trace's name and points (typed arrays decoded), the title, the x range.
+READ_MAP = """() => {
+  const plot = document.querySelector('#gap-projection .js-plotly-plot');
+  if (!plot || !plot._fullData) return null;
+  const traces = {};
+  for (const t of plot._fullData) traces[(t.name || '').split(' (')[0]] = {x: Array.from(t.x || []), y: Array.from(t.y || [])};
+  return {traces, title: plot._fullLayout.title.text, xrange: Array.from(plot._fullLayout.xaxis.range),
+          xtitle: plot._fullLayout.xaxis.title.text};
+}"""
+READ_HIST = """() => Array.from(document.querySelector('#gap-hist .js-plotly-plot')._fullData, t => Array.from(t.y))"""
+
+
+def test_gap_aligned_map_moves_with_the_slider(page, tmp_path):
+    rng = np.random.default_rng(12)
+    files = []
+    for color, shape in CHOSEN:
+        for k in range(3):
+            path = tmp_path / f"{color}_{shape}_{k}.png"
+            shapes.draw_shape(color, shape, size=64, rng=rng).save(path)
+            files.append(str(path))
+    page.get_by_role("tab", name="Modality gap").click()
+    page.set_input_files("#gap-images input[type=file]", files)
+    page.fill("#gap-labels textarea", "\n".join(shapes.caption(c, s) for c, s in CHOSEN))
+    page.click("#gap-run")
+    page.wait_for_selector("#gap-measures table", timeout=60_000)
+    page.wait_for_function(f"({READ_MAP})() !== null", timeout=30_000)
+    gap = _measure(page, "gap length")
+    before, hist_before = page.evaluate(READ_MAP), page.evaluate(READ_HIST)
+    assert "gap-aligned" in before["title"] and "along the gap" in before["xtitle"]   # the default map
+    offset = before["traces"]["image centroid"]["x"][0] - before["traces"]["text centroid"]["x"][0]
+    assert abs(offset - gap) < 2e-3                    # the centroids sit the measured gap apart on x
+    assert "slider moves the points" in page.locator("#gap-projection-note").inner_text()
+    page.locator("#gap-projection").scroll_into_view_if_needed()
+    screenshot(page, "gap-map-lambda-0")
+
+    slider = page.locator("#gap-shift input[type=range]")
+    slider.fill("0.8")
+    slider.dispatch_event("change")
+    page.wait_for_function(f"(({READ_MAP})() || {{title: ''}}).title.includes('λ = 0.80')", timeout=30_000)
+    after, hist_after = page.evaluate(READ_MAP), page.evaluate(READ_HIST)
+    moved = np.abs(np.array(after["traces"]["images"]["x"]) - np.array(before["traces"]["images"]["x"]))
+    assert moved.min() > 0.2 * gap                     # every image point moved along the gap
+    offset_after = after["traces"]["image centroid"]["x"][0] - after["traces"]["text centroid"]["x"][0]
+    assert offset_after < 0.5 * offset
+    assert after["xrange"] == before["xrange"]         # same frame: the clouds are seen to close in
+    assert hist_after != hist_before                   # the histograms follow the slider
+    assert "Measures at λ = 0.80" in page.locator("#gap-measures").inner_text()
+    assert _measure(page, "gap length") < 0.5 * gap    # and the table too
+    page.locator("#gap-projection").scroll_into_view_if_needed()
+    screenshot(page, "gap-map-lambda-080")

@@ -22,3 +22,43 @@ def test_app_starts_with_a_broken_model_and_loads_a_good_one(browser, shapes_mod
         context.close()
     finally:
         app.stop()
+
+
+def test_loading_a_model_replaces_the_classify_panes_could_not_load_message(browser, shapes_model_dir, tmp_path):
+    """The classify pane said no model could be loaded; after a successful load it must not still say so."""
+    from tests import shapes
+
+    app = RunningApp(f"local-dir:{tmp_path / 'no-such-model'}", tmp_path)
+    try:
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        page = context.new_page()
+        page.goto(app.url)
+        page.locator("#model-status").wait_for(timeout=60_000)
+        image = tmp_path / "red.png"
+        shapes.draw_shape("red", "circle", size=64, rng=1).save(image)
+        page.set_input_files("#zs-images input[type=file]", [str(image)])
+        page.fill("#zs-labels textarea", "a red circle\na blue square")
+        page.click("#zs-run")
+        page.wait_for_function("document.querySelector('#zs-results').innerText.includes('No model is loaded')",
+                               timeout=60_000)
+        assert "no-such-model" in page.locator("#zs-results").inner_text()
+        page.fill("#model-name input, #model-name textarea", f"local-dir:{shapes_model_dir}")
+        page.click("#model-load")
+        page.wait_for_function("document.querySelector('#zs-results').innerText.includes('Run this again')",
+                               timeout=60_000)
+        pane = page.locator("#zs-results").inner_text()
+        assert "No model is loaded" not in pane and "no-such-model" not in pane and "shapes_clip" in pane
+        screenshot(page, "model-loaded-stale-message-replaced")
+        page.click("#zs-run")  # and classifying now works
+        page.wait_for_selector("#zs-results table", timeout=60_000)
+        # The patch-map method control offers MaskCLIP and says what each method computes.
+        page.get_by_role("tab", name="Heatmaps").click()
+        page.locator("#hm-method").get_by_label("maskclip").check()
+        page.wait_for_function("document.querySelector('#hm-method').innerText.includes('residual')",
+                               timeout=30_000)
+        assert "value-only" in page.locator("#hm-method").inner_text()
+        page.locator("#hm-method").scroll_into_view_if_needed()
+        screenshot(page, "heatmaps-method-maskclip")
+        context.close()
+    finally:
+        app.stop()
