@@ -20,8 +20,9 @@ def _readout_length(page) -> float:
     return float(page.locator("#gap-readout .gap-shift-length").inner_text())
 
 
-def test_measures_figures_and_shift_slider(page, tmp_path):
-    rng = np.random.default_rng(11)
+def _run_gap_tab(page, tmp_path, seed: int) -> None:
+    """Upload three shapes of each chosen class, label them, and run the Modality gap tab."""
+    rng = np.random.default_rng(seed)
     files = []
     for color, shape in CHOSEN:
         for k in range(3):  # the file name carries the label: red_circle_0.png -> "a red circle"
@@ -33,6 +34,10 @@ def test_measures_figures_and_shift_slider(page, tmp_path):
     page.fill("#gap-labels textarea", "\n".join(shapes.caption(c, s) for c, s in CHOSEN))
     page.click("#gap-run")
     page.wait_for_selector("#gap-measures table", timeout=60_000)
+
+
+def test_measures_figures_and_shift_slider(page, tmp_path):
+    _run_gap_tab(page, tmp_path, 11)
 
     gap = _measure(page, "gap length")
     assert 0 < gap <= 2
@@ -99,18 +104,7 @@ READ_HIST = """() => Array.from(document.querySelector('#gap-hist .js-plotly-plo
 
 
 def test_gap_aligned_map_moves_with_the_slider(page, tmp_path):
-    rng = np.random.default_rng(12)
-    files = []
-    for color, shape in CHOSEN:
-        for k in range(3):
-            path = tmp_path / f"{color}_{shape}_{k}.png"
-            shapes.draw_shape(color, shape, size=64, rng=rng).save(path)
-            files.append(str(path))
-    page.get_by_role("tab", name="Modality gap").click()
-    page.set_input_files("#gap-images input[type=file]", files)
-    page.fill("#gap-labels textarea", "\n".join(shapes.caption(c, s) for c, s in CHOSEN))
-    page.click("#gap-run")
-    page.wait_for_selector("#gap-measures table", timeout=60_000)
+    _run_gap_tab(page, tmp_path, 12)
     page.wait_for_function(f"({READ_MAP})() !== null", timeout=30_000)
     gap = _measure(page, "gap length")
     before, hist_before = page.evaluate(READ_MAP), page.evaluate(READ_HIST)
