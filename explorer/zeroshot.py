@@ -47,6 +47,7 @@ class Predictions:
     cosines: np.ndarray        # [N, C] image-class cosine similarities
     probabilities: np.ndarray  # [N, C] by the model's rule: softmax over the classes, or a sigmoid per class
     scoring: Scoring | None = None  # that rule (None: a softmax at an unknown scale, from older callers)
+    logits: np.ndarray | None = None  # [N, C] a taught classifier's logits (its probabilities are their softmax)
 
     def ranked(self, row: int, top_k: int | None = None) -> list[tuple[str, float, float]]:
         """(label, probability, cosine) for one image, best first."""
@@ -55,6 +56,9 @@ class Predictions:
 
     def top1(self) -> list[str]:
         return [self.labels[j] for j in self.probabilities.argmax(axis=1)]
+
+    def logit(self, row: int, label: str) -> float | None:
+        return None if self.logits is None else float(self.logits[row, self.labels.index(label)])
 
 
 def predict(image_embeddings: np.ndarray, class_embeddings: np.ndarray, labels: list[str],
@@ -67,6 +71,17 @@ def predict(image_embeddings: np.ndarray, class_embeddings: np.ndarray, labels: 
     return Predictions(list(labels), cosines, label_probabilities(scoring, cosines), scoring)
 
 
+def taught_predictions(image_embeddings: np.ndarray, classifier) -> Predictions:
+    """Predictions of a taught classifier (fewshot.FewShotClassifier, e.g. from `fewshot --save`):
+    the probabilities are the softmax of its logits (zero-shot plus what the shots taught), so they
+    cannot be recomputed from the cosines, which are to each class's zero-shot text embedding (how
+    well the class's prompts fit the image)."""
+    logits = classifier.logits(image_embeddings).astype(np.float64)
+    cosines = image_embeddings @ np.asarray(classifier.text, dtype=np.float32).T
+    return Predictions(list(classifier.class_names), cosines, softmax(logits),
+                       Scoring(probability.SOFTMAX, float(classifier.logit_scale)), logits)
+
+
 @dataclass
 class ClassifyReport:
     """The outcome of classifying a batch of files: the good ones ranked, the bad ones explained."""
@@ -76,28 +91,44 @@ class ClassifyReport:
     failures: list[ImageFailure]
     templates: list[str]
     scoring: Scoring | None = None    # how the probabilities were made (the model's rule)
+    taught: dict | None = None        # the taught classifier that made them (classifier_file.summary)
 
     def as_dict(self, top_k: int | None = None) -> dict:
         """What both faces show: per image, its top-k (label, probability, cosine), and the failures;
         "probability" says which rule made the probabilities ("softmax" or "sigmoid"), with the
         model's logit_scale and logit_bias, so a reader can recompute them from the cosines."""
         results = [{"name": name, "path": path, "labels": [
-            {"label": label, "probability": prob, "cosine": cos}
-            for label, prob, cos in self.predictions.ranked(row, top_k)]}
-            for row, (name, path) in enumerate(zip(self.names, self.paths))]
+            self._entry(row, label, prob, cos) for label, prob, cos in self.predictions.ranked(row, top_k)]}
+            for row, (name, path) in enumerate(zip(self.names, self.paths))] if self.predictions else []
         rule = self.scoring.as_dict() if self.scoring is not None else {}
+        if self.taught is not None:  # a softmax of the classifier's logits, not of scale * cosine
+            rule = {"probability": "softmax of the taught classifier's logits", "classifier": self.taught}
         return {**rule, "templates": len(self.templates), "results": results,
                 "errors": [{"path": f.path, "error": f.reason} for f in self.failures]}
+
+    def _entry(self, row: int, label: str, prob: float, cos: float) -> dict:
+        entry = {"label": label, "probability": prob, "cosine": cos}
+        if self.predictions.logits is not None:
+            entry["logit"] = self.predictions.logit(row, label)
+        return entry
 
 
 def classify_files(model, files: list, labels: list[str], templates: list[str], *,
                    cache: EmbeddingCache | None = None, limits: Limits = DEFAULT_LIMITS,
-                   progress: Progress | None = None, names: list[str] | None = None) -> ClassifyReport:
+                   progress: Progress | None = None, names: list[str] | None = None,
+                   taught=None) -> ClassifyReport:
     """Embed the files (through `cache`: a file seen before is not encoded again) and classify them
-    against `labels`. `progress(done, total)` after each batch; one bad file never stops the others."""
+    against `labels`. `progress(done, total)` after each batch; one bad file never stops the others.
+    `taught` = (classifier, its classifier_file.summary) classifies by a taught classifier instead:
+    its classes replace `labels` and `templates` is unused."""
     found = embed_files(model, files, names=names, cache=cache, limits=limits, progress=progress)
-    predictions = None
+    predictions, scoring, about = None, model.scoring, None
+    if taught is not None:
+        classifier, about = taught
+        labels, templates = list(classifier.class_names), []
+        scoring = Scoring(probability.SOFTMAX, float(classifier.logit_scale))
     if len(found):
-        predictions = predict(found.embeddings, build_classifier(model, labels, templates), labels, model.scoring)
+        predictions = (taught_predictions(found.embeddings, taught[0]) if taught is not None else
+                       predict(found.embeddings, build_classifier(model, labels, templates), labels, model.scoring))
     return ClassifyReport(found.names, [str(p) for p in found.paths], predictions, found.failures, templates,
-                          model.scoring)
+                          scoring, about)

@@ -78,3 +78,44 @@ def test_a_saved_classifier_reloads_and_refuses_another_model(opaque_folders, sh
     other = dict(identity, name="ViT-B-32", pretrained="openai")
     with pytest.raises(classifier_file.ClassifierFileError, match=r"made with .*shapes_clip.*but ViT-B-32"):
         classifier_file.load(tmp_path / "c.json", other, "ViT-B-32")
+
+
+def _classify(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "explorer", "classify", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+
+
+@pytest.mark.parametrize("method", ["tip-adapter", "gda"])
+def test_classify_with_a_saved_classifier_reproduces_the_fewshot_predictions(opaque_folders, shapes_model_dir,
+                                                                              sigmoid_model_dir, tmp_path, method):
+    """Every training image fits the saved classifier (no --shots), so `classify --classifier` on the
+    test folder must reproduce, class by class, the accuracy `fewshot` measured for that method; and
+    with names the model cannot read, zero-shot with the same labels does far worse."""
+    model = f"local-dir:{shapes_model_dir}"
+    result = _fewshot(str(opaque_folders / "train"), "--test", str(opaque_folders / "test"), "--method", method,
+                      "--model", model, "--json", "--save", str(tmp_path / "clf"))
+    assert result.returncode == 0, result.stderr
+    expected = json.loads(result.stdout)["methods"][method]["per_class"]
+    images = sorted(str(p) for p in (opaque_folders / "test").rglob("*.png"))
+    run = _classify(*images, "--classifier", str(tmp_path / "clf.json"), "--model", model, "--json", "--top-k", "2")
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(run.stdout)
+    assert doc["classifier"]["method"] == method and doc["labels"] == ["kind 1", "kind 2", "kind 3", "kind 4"]
+    hits: dict[str, list[bool]] = {}
+    for result_ in doc["results"]:
+        truth = Path(result_["path"]).parent.name.replace("_", " ")
+        best = result_["labels"][0]
+        assert best["logit"] >= result_["labels"][1]["logit"] and 0 < best["probability"] <= 1
+        hits.setdefault(truth, []).append(best["label"] == truth)
+    got = {name: sum(h) / len(h) for name, h in hits.items()}
+    assert got == pytest.approx(expected, abs=1e-9)
+    zero_shot = json.loads(_classify(*images, "--labels", ", ".join(expected), "--model", model, "--json").stdout)
+    zs_right = sum(r["labels"][0]["label"] == Path(r["path"]).parent.name.replace("_", " ")
+                   for r in zero_shot["results"])
+    assert sum(got.values()) / len(got) > zs_right / len(images) + 0.3
+    # Another model's embedding space: refused, naming both models, exit 2.
+    other = _classify(images[0], "--classifier", str(tmp_path / "clf.safetensors"),
+                      "--model", f"local-dir:{sigmoid_model_dir}")
+    assert other.returncode == 2 and "was made with" in other.stderr and str(sigmoid_model_dir) in other.stderr
+    both = _classify(images[0], "--classifier", str(tmp_path / "clf.json"), "--labels", "a,b", "--model", model)
+    assert both.returncode == 2 and "brings its own classes" in both.stderr

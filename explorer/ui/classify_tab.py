@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from .. import plots
+from .. import classifier_file, plots
 from ..context import AppContext
 from ..prompts import load_template_set, parse_labels, parse_templates
 from ..sources import display_names
@@ -33,21 +34,36 @@ def templates_for(choice: str, custom_text: str) -> list[str]:
     return parse_templates(custom_text) if choice == CUSTOM else load_template_set(TEMPLATE_CHOICES[choice])
 
 
+def taught_classifier(model, files) -> tuple | None:
+    """(classifier, summary) from the uploaded classifier files (the Teach tab's zip, or its .json +
+    .safetensors); None when none. ClassifierFileError (a ValueError) when unusable or another
+    model's."""
+    files = [f for f in (files or []) if f]
+    if not files:
+        return None
+    classifier, meta = classifier_file.load_upload(files, model.identity.as_dict(), model.identifier)
+    return classifier, classifier_file.summary(meta, Path(files[0]).name)
+
+
 def classify(ctx: AppContext, paths, label_text: str, choice: str, custom_text: str, top_k: int,
-             progress=None) -> ClassifyView:
+             progress=None, classifier_files=None) -> ClassifyView:
+    """Classify the dropped images against the typed labels, or, when classifier files are given,
+    by that taught classifier (its classes; the labels box is not used)."""
     try:
         model = ctx.model()
         if not paths:
             return ClassifyView(message("Drop one or more images first."))
-        parsed = parse_labels(label_text)
-        if len(parsed.labels) < 2:
+        taught = taught_classifier(model, classifier_files)
+        parsed = parse_labels("" if taught else label_text)
+        if not taught and len(parsed.labels) < 2:
             return ClassifyView(message("Type at least two different labels."))
-        templates = templates_for(choice, custom_text)
-    except ValueError as exc:  # NoModel, PromptError
+        templates = [] if taught else templates_for(choice, custom_text)
+    except ValueError as exc:  # NoModel, PromptError, ClassifierFileError
         return ClassifyView(message(str(exc), "error"))
     report = classify_files(model, list(paths), parsed.labels, templates, cache=ctx.embeddings,
                             limits=ctx.settings.limits, progress=progress_reporter(progress, "images encoded"),
-                            names=display_names(list(paths), folders=False))  # 0.png, 0.png (2): rows never merge
+                            names=display_names(list(paths), folders=False),  # 0.png, 0.png (2): rows never merge
+                            taught=taught)
     if report.predictions is None:
         return ClassifyView(_summary(report, [], parsed.notes), report=report)
     ranked = [report.predictions.ranked(i, int(top_k)) for i in range(len(report.names))]
@@ -63,7 +79,22 @@ def classify(ctx: AppContext, paths, label_text: str, choice: str, custom_text: 
 
 
 def _rule_words(report: ClassifyReport) -> str:
+    if report.taught:
+        return "softmax of the taught classifier's logits"
     return plots.PROBABILITY_RULES[report.scoring.kind].format("label")
+
+
+def _rule_html(report: ClassifyReport) -> str:
+    if report.taught:
+        about = report.taught
+        return (f'<p class="explorer-muted" id="zs-rule">Classes and probabilities from the taught '
+                f'{html.escape(str(about["method"]))} classifier in {html.escape(about["file"])} '
+                f'({about["classes"]} classes; the labels box is not used): a softmax of its logits. '
+                "The cosine is each image's cosine to the class's zero-shot text embedding.</p>")
+    return (f'<p class="explorer-muted" id="zs-rule">{len(report.templates)} template(s) per label. '
+            f'{html.escape(report.scoring.explain())}'
+            + (" Check the cosine: it says how well the best label actually fits.</p>"
+               if report.scoring.sums_to_one else "</p>"))
 
 
 def _summary(report: ClassifyReport, ranked, notes) -> str:
@@ -76,10 +107,7 @@ def _summary(report: ClassifyReport, ranked, notes) -> str:
     if rows:
         parts.append('<table class="explorer-table"><thead><tr><th>image</th><th>top label</th>'
                      f"<th>probability</th><th>cosine</th></tr></thead><tbody>{rows}</tbody></table>")
-        parts.append(f'<p class="explorer-muted" id="zs-rule">{len(report.templates)} template(s) per label. '
-                     f'{html.escape(report.scoring.explain())}'
-                     + (" Check the cosine: it says how well the best label actually fits.</p>"
-                        if report.scoring.sums_to_one else "</p>"))
+        parts.append(_rule_html(report))
     if notes:
         parts.append(f'<p class="explorer-note">Labels: {html.escape("; ".join(notes))}.</p>')
     if len(ranked) > plots.MAX_BAR_PANELS:
@@ -103,6 +131,11 @@ def build(ctx: AppContext) -> None:
                                 lines=5, visible=False, value="a photo of a {}.\na close-up photo of a {}.",
                                 elem_id="zs-custom")
             top_k = gr.Slider(1, 20, value=5, step=1, label="Top-k labels per image")
+            with gr.Accordion("Use a taught classifier", open=False, elem_id="zs-taught"):
+                taught = gr.File(label="The .zip from Teach by example's download, or the .json + .safetensors "
+                                       "that `clip-explorer fewshot --save` writes; its classes replace the labels",
+                                 file_count="multiple", file_types=[".zip", ".json", ".safetensors"], height=110,
+                                 elem_id="zs-classifier")
             run = gr.Button("Classify", variant="primary", elem_id="zs-run")
         with gr.Column(scale=3):
             summary = gr.HTML(elem_id="zs-results")
@@ -113,12 +146,14 @@ def build(ctx: AppContext) -> None:
 
     template_choice.change(lambda c: gr.update(visible=c == CUSTOM), template_choice, custom)
 
-    def on_run(paths, label_text, choice, custom_text, k, request: gr.Request, progress=gr.Progress()):
-        view = classify(session_of(ctx, request), paths, label_text, choice, custom_text, k, progress)
+    def on_run(paths, label_text, choice, custom_text, k, classifier_files, request: gr.Request,
+               progress=gr.Progress()):
+        view = classify(session_of(ctx, request), paths, label_text, choice, custom_text, k, progress,
+                        classifier_files)
         return (view.summary, gr.update(value=view.gallery, visible=view.gallery is not None), view.bars,
                 gr.update(value=view.heatmap, visible=view.heatmap is not None))
 
-    inputs = [files, labels, template_choice, custom, top_k]
+    inputs = [files, labels, template_choice, custom, top_k, taught]
     outputs = [summary, gallery, bars, heatmap]
     run.click(on_run, inputs, outputs, concurrency_limit=2, api_name="classify")
     labels.submit(on_run, inputs, outputs, concurrency_limit=2)

@@ -69,7 +69,7 @@ def classify_works(app) -> bool:
     picture = app.workdir / "probe.png"
     picture.write_bytes(png_bytes())
     api = Api(app.url)
-    event, out = api.call("classify", api.upload(picture), LABELS, SINGLE, "", 2)
+    event, out = api.call("classify", api.upload(picture), LABELS, SINGLE, "", 2, None)
     return event == "complete" and "red circle" in out[0] and "No model" not in out[0]
 
 
@@ -98,7 +98,7 @@ def test_server_paths_sent_as_uploads_are_refused(hosted_app):
     assert event == "complete" and "4</b> image(s) searchable" in out[0]
     a_file = str(next(sessions_dir(hosted_app).rglob("a-secret-0.png")))
     for path in ("/etc/passwd", a_file, str(Path(__file__).resolve())):
-        event, out = b.call("classify", [file_data(path)], LABELS, SINGLE, "", 2)
+        event, out = b.call("classify", [file_data(path)], LABELS, SINGLE, "", 2, None)
         assert event == "error" and "a-secret" not in json.dumps(out), (path, out)
         event, out = b.call("similarity", [file_data(path)], "a red circle", None, 4, "Cosine similarity", None)
         assert event == "error", (path, out)

@@ -65,7 +65,7 @@ class Visitor(HttpUser):
 
     @task(2)
     def classify(self):
-        self.call("classify", [[self.photo], "red, green, blue", SINGLE, "", 3], expect="zs-top")
+        self.call("classify", [[self.photo], "red, green, blue", SINGLE, "", 3, None], expect="zs-top")
 
     @task(2)
     def search(self):
