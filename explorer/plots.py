@@ -142,7 +142,9 @@ def gap_projection(projection, image_names: list[str], texts: list[str], pair_li
 
     `image_names` / `texts` are indexed like the full arrays; `projection.image_indices` picks the
     drawn ones. `pair_lines` is `projection.pair_lines(matches)`. `thumbnails` (data: URIs, indexed like
-    image_names) ride along as the image points' customdata for the page's hover preview.
+    image_names) ride along as the image points' customdata for the page's hover preview. Each point's
+    id is "i<index>" or "t<index>" into the full arrays: assets/gap_select.js sends the ids of a box or
+    lasso selection back to the tab.
     """
     fig = go.Figure()
     if pair_lines is not None and len(pair_lines[0]):
@@ -154,17 +156,19 @@ def gap_projection(projection, image_names: list[str], texts: list[str], pair_li
     for label, xy, idx, names, colour in (
             ("images", projection.xy_image, projection.image_indices, image_names, _GAP_COLOURS["image-image"]),
             ("texts", projection.xy_text, projection.text_indices, texts, _GAP_COLOURS["text-text"])):
+        ids = [f"{label[0]}{int(i)}" for i in idx]
         previews = None
         if label == "images" and thumbnails:
             previews = [(thumbnails[i] if i < len(thumbnails) else None) or "" for i in idx]
         fig.add_trace(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", name=f"{label} ({len(idx):,})",
-                                   marker=dict(color=colour, size=6, opacity=0.7), customdata=previews,
+                                   marker=dict(color=colour, size=6, opacity=0.7), customdata=previews, ids=ids,
                                    text=[names[i] for i in idx], hovertemplate="%{text}<extra>" + label + "</extra>"))
     for label, centre, colour in (("image centroid", projection.centroid_image, _GAP_COLOURS["image-image"]),
                                   ("text centroid", projection.centroid_text, _GAP_COLOURS["text-text"])):
         fig.add_trace(go.Scatter(x=[centre[0]], y=[centre[1]], mode="markers", name=label,
                                  marker=dict(symbol="x", size=16, color=colour, line=dict(width=2, color="black"))))
     _projection_layout(fig, projection)
+    fig.update_layout(modebar_add=["select2d", "lasso2d"])  # box and lasso select list the points under the map
     return fig
 
 

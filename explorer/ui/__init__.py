@@ -15,6 +15,7 @@ from . import teach_tab
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 CSS_PATH = ASSETS / "style.css"
 HOVER_JS = ASSETS / "hover_preview.js"
+SELECT_JS = ASSETS / "gap_select.js"
 TABS = (("Zero-shot classification", "classify", classify_tab), ("Prompt lab", "prompts", prompt_lab_tab),
         ("Search", "search", search_tab), ("Heatmaps", "heatmaps", heatmaps_tab), ("Modality gap", "gap", gap_tab),
         ("Teach by example", "teach", teach_tab))
@@ -49,4 +50,4 @@ def launch_options(settings: Settings) -> dict:
                 # Zips of images may be large; each image inside is still held to max_upload_mb.
                 max_file_size=max(MAX_UPLOAD_BYTES, settings.max_upload_bytes),
                 theme=gr.themes.Soft(primary_hue="indigo"), css_paths=[CSS_PATH],
-                head=f"<script>{HOVER_JS.read_text(encoding='utf-8')}</script>")
+                head="".join(f"<script>{js.read_text(encoding='utf-8')}</script>" for js in (HOVER_JS, SELECT_JS)))

@@ -81,3 +81,31 @@ def readout(run, point) -> str:
     else:
         line += "; no image has a matching text, so there is no accuracy to show"
     return f'<div class="explorer-note" id="gap-readout-text">{line}</div>'
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
+def selection(n_images: int, n_texts: int, images: list, texts: list[str]) -> str:
+    """What a box or lasso selection on the map holds: the count, then the first images (name, preview
+    data: URI or None) as thumbnails and the first texts as a list (`images`/`texts` may be cut short)."""
+    head = f"{_count(n_images, 'image')} and {_count(n_texts, 'text')} selected"
+    cut = [f"the first {len(shown):,} {what}" for shown, n, what in ((images, n_images, "images"),
+                                                                     (texts, n_texts, "texts")) if len(shown) < n]
+    if cut:
+        head += " (showing " + " and ".join(cut) + ")"
+    tiles = "".join(
+        '<figure style="margin:0;width:120px;text-align:center">'
+        + (f'<img src="{html.escape(uri)}" alt="{html.escape(name)}" style="width:84px;height:84px;'
+           'object-fit:contain;border-radius:4px">' if uri else
+           '<div style="width:84px;height:84px;margin:auto;border:1px dashed #bbb;border-radius:4px"></div>')
+        + f'<figcaption style="font-size:11px;overflow-wrap:anywhere">{html.escape(name)}</figcaption></figure>'
+        for name, uri in images)
+    parts = [f'<p id="gap-selection-count"><b>{html.escape(head)}</b></p>']
+    if tiles:
+        parts.append(f'<div class="gap-selection-images" style="display:flex;flex-wrap:wrap;gap:8px">{tiles}</div>')
+    if texts:
+        items = "".join(f"<li>{html.escape(t)}</li>" for t in texts)
+        parts.append(f'<ol class="gap-selection-texts" style="margin-top:8px">{items}</ol>')
+    return "".join(parts)

@@ -5,7 +5,9 @@ lays out and wires. Images come through the app context (sources.py), texts and 
 gap_run.py and gap.py, the same functions `clip-explorer gap` calls; HTML is gap_html.py. A run
 (gap_run.GapRun) stays in a gr.State, so the projection method and the shift slider recompute from
 its embeddings and never re-encode: the slider moves the map, the histograms and the measures
-(GapRun.at, GapRun.projection), not only the readout.
+(GapRun.at, GapRun.projection), not only the readout. A box or lasso selection on the map comes back
+through a hidden textbox (assets/gap_select.js writes the points' ids there); `selection_view` lists
+those images and texts.
 """
 from __future__ import annotations
 
@@ -27,6 +29,10 @@ UPLOAD, FOLDER, INDEXED = "Upload images or a zip", "Folder on this machine", "I
 LABELS, CSV, SIDECAR = "Labels + templates", "Captions CSV (path,caption)", "Caption .txt beside each image"
 PROJECTIONS = {"Gap-aligned (instant)": "gap", "PCA (instant)": "pca", "UMAP (slower, cached)": "umap"}
 MAX_THUMBNAILS = 400   # hover previews in the projection; more would bloat the figure sent to the browser
+MAX_SELECTED = 20_000  # ids read from one selection (the map draws at most gap.DEFAULT_MAX_POINTS points)
+SHOWN_IMAGES, SHOWN_TEXTS = 60, 200   # of a selection, listed beside the count
+SELECTION_HINT = ("Choose Box Select or Lasso Select in the map's toolbar and drag over points to list "
+                  "their images and texts here; double-click the map to clear.")
 
 
 @dataclass
@@ -78,7 +84,12 @@ def compute_gap(ctx: AppContext, source: str, uploads, folder_text: str, index_f
 
 def thumbnails_of(ctx: AppContext, run: GapRun) -> list:
     """Hover previews (data: URIs, or None) of the run's first MAX_THUMBNAILS images."""
-    return [ctx.thumbnails.data_uri(p) if ctx.servable(p) else None for p in run.images.paths[:MAX_THUMBNAILS]]
+    return [preview_of(ctx, p) for p in run.images.paths[:MAX_THUMBNAILS]]
+
+
+def preview_of(ctx: AppContext, path) -> str | None:
+    """A small data: URI of the image at `path`, or None when this app may not read it."""
+    return ctx.thumbnails.data_uri(path) if ctx.servable(path) else None
 
 
 def projection_view(run: GapRun, method_label: str, lam: float = 0.0, thumbnails: list | None = None):
@@ -107,6 +118,36 @@ def projection_view(run: GapRun, method_label: str, lam: float = 0.0, thumbnails
     figure = plots.gap_projection(proj, run.images.names, run.texts.texts, proj.pair_lines(run.texts.matches),
                                   thumbnails)
     return figure, message(note, "muted")
+
+
+def selected_items(run: GapRun, ids) -> tuple[list[int], list[int]]:
+    """(image indices, text indices) named by a map selection, "i3,t0,...", in order without repeats.
+    The ids come from the page, so from anyone: ids that name no item of this run are ignored, and at
+    most MAX_SELECTED are read."""
+    images, texts = {}, {}
+    if not isinstance(ids, str):
+        return [], []
+    for token in ids[:MAX_SELECTED * 8].split(",")[:MAX_SELECTED]:
+        kind, number = token.strip()[:1], token.strip()[1:]
+        if not (number.isascii() and number.isdigit()) or len(number) > 9:
+            continue
+        i = int(number)
+        if kind == "i" and i < len(run.images):
+            images[i] = None
+        elif kind == "t" and i < len(run.texts.texts):
+            texts[i] = None
+    return list(images), list(texts)
+
+
+def selection_view(ctx: AppContext, run: GapRun | None, ids, thumbnails: list | None = None) -> str:
+    """HTML listing the images (thumbnails and names) and texts of a map selection; the hint when empty."""
+    images, texts = ([], []) if run is None else selected_items(run, ids)
+    if not images and not texts:
+        return message(SELECTION_HINT, "muted")
+    thumbnails = thumbnails or []   # the run's hover previews, reused; beyond them made here
+    shown = [(run.images.names[i], thumbnails[i] if i < len(thumbnails) else preview_of(ctx, run.images.paths[i]))
+             for i in images[:SHOWN_IMAGES]]
+    return show.selection(len(images), len(texts), shown, [run.texts.texts[j] for j in texts[:SHOWN_TEXTS]])
 
 
 def shift_view(run: GapRun, lam: float, method_label: str, thumbnails: list | None = None) -> tuple:
@@ -161,6 +202,8 @@ def build(ctx: AppContext) -> None:
             projection_note = gr.HTML(message("Hover a point for its file name or text, and an image point "
                                               "for a preview. Grey lines join matched pairs.", "muted"),
                                       elem_id="gap-projection-note")
+            selection = gr.HTML(message(SELECTION_HINT, "muted"), elem_id="gap-selection")
+            selection_ids = gr.Textbox(visible="hidden", elem_id="gap-selection-ids")  # filled by gap_select.js
         with gr.Column(scale=2):
             histograms = gr.Plot(label="Cosine histograms", elem_id="gap-hist")
     state, thumbs = gr.State(None), gr.State(None)   # the GapRun; its hover previews, made once
@@ -189,7 +232,7 @@ def _wire(ui) -> None:
         view = compute_gap(session_of(ctx, request), source, files, folder, index_choice, text_source, labels,
                            templates, csv_file, method, progress=progress)
         return (view.measures, view.histograms, view.projection, view.projection_note, view.curve, gr.update(value=0),
-                view.readout, view.run, view.thumbnails)
+                view.readout, view.run, view.thumbnails, message(SELECTION_HINT, "muted"), "")
 
     ui.source.change(on_source, ui.source, [ui.files, ui.folder, ui.index_row, ui.index_choice])
     ui.refresh.click(choices_update, None, ui.index_choice)
@@ -197,7 +240,14 @@ def _wire(ui) -> None:
     inputs = [ui.source, ui.files, ui.folder, ui.index_choice, ui.text_source, ui.labels, ui.templates, ui.csv_file,
               ui.method]
     ui.run.click(on_run, inputs, [ui.table, ui.histograms, ui.projection, ui.projection_note, ui.curve, ui.lam,
-                                  ui.readout, ui.state, ui.thumbs], concurrency_limit=2, api_name="gap")
+                                  ui.readout, ui.state, ui.thumbs, ui.selection, ui.selection_ids],
+                 concurrency_limit=2, api_name="gap")
+
+    def on_select(run, ids, thumbnails, request: gr.Request):  # ids from gap_select.js, or from anyone
+        return selection_view(session_of(ctx, request), run, ids, thumbnails)
+
+    ui.selection_ids.change(on_select, [ui.state, ui.selection_ids, ui.thumbs], ui.selection, show_progress="hidden",
+                            trigger_mode="always_last", api_visibility="private")
 
     def on_shift(run, lam, method, thumbnails):  # the readout, curve, measures, histograms and map all follow
         return (gr.update(),) * 6 if run is None else shift_view(run, lam, method, thumbnails)
