@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> None:
     log.setLevel(logging.INFO)
     ctx = AppContext.create(settings)
     if ctx.slot.load(settings.model, settings.pretrained, settings.device, settings.precision) is None:
-        log.error("%s The app starts anyway; load another model from the page.", ctx.slot.status())
+        # The slot has logged why; the page says it too, with what to type.
+        log.warning("The app starts without a model; load one from the page.")
     else:
         log.info(ctx.slot.status())
     build_app(ctx).queue(default_concurrency_limit=2).launch(**launch_options(settings))

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import weights
 from .cache import LRU
 
 LOCAL_DIR = "local-dir:"
@@ -30,7 +31,12 @@ log = logging.getLogger(__name__)
 
 
 class ModelLoadError(RuntimeError):
-    """A model could not be loaded; the message names the model and says why."""
+    """A model could not be loaded; the message names the model and says why. `advice` (weights.Advice)
+    is set when its weights cannot be had: the reason in one line and what to type instead."""
+
+    def __init__(self, message: str, advice: weights.Advice | None = None):
+        super().__init__(message)
+        self.advice = advice
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -97,12 +103,12 @@ def check_identifier(name: str, pretrained: str | None) -> None:
 
 
 def _explain_load_failure(exc: BaseException) -> str:
+    """One reason for a failure inside open_clip (weights.plan has ruled out an unreachable Hub)."""
     text = str(exc) or type(exc).__name__
     lowered = text.lower()
     if any(word in lowered for word in ("connection", "offline", "resolve", "network", "download", "hub")):
-        home = os.environ.get("HF_HOME", "~/.cache/huggingface")
-        text += (f" — weights come from the Hugging Face Hub on first use and are cached under {home}; "
-                 "this machine could not fetch them and they are not cached")
+        text += (f" — weights come from the Hugging Face Hub on first use and are cached under "
+                 f"{weights.cache_dir()}; this machine could not fetch them")
     return text.splitlines()[0] if len(text) > 600 else text
 
 
@@ -376,8 +382,15 @@ def load_model(name: str, pretrained: str | None = None, device: str = "auto",
     torch_device = pick_device(device)
     chosen_precision = pick_precision(torch_device, precision)
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=torch_device)
-        tokenizer = open_clip.get_tokenizer(name)
+        route = weights.plan(name, pretrained)  # in seconds: never wait on the Hub client's retries
+    except weights.Unavailable as exc:
+        raise ModelLoadError(str(exc), exc.advice) from None
+    weights.hub_logs_once()
+    try:
+        with weights.hub_offline(route == "cached"):
+            model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained,
+                                                                         device=torch_device)
+            tokenizer = open_clip.get_tokenizer(name)
     except Exception as exc:  # open_clip raises many kinds; the user needs one clear sentence
         raise ModelLoadError(f"could not load {describe(name, pretrained)}: {_explain_load_failure(exc)}") from exc
     model.eval()
@@ -391,6 +404,7 @@ class ModelSlot:
     def __init__(self):
         self.model: ClipModel | None = None
         self.error: str | None = None
+        self.advice: weights.Advice | None = None  # with `error`, when the weights could not be had
         self._lock = threading.Lock()
 
     def load(self, name: str, pretrained: str | None = None, device: str = "auto",
@@ -416,10 +430,12 @@ class ModelSlot:
                         raise
             except ModelLoadError as exc:
                 log.warning("model load failed: %s", exc)
-                self.error = f"could not load {describe(name, pretrained)}" if public else str(exc)
+                self.advice = None if public else exc.advice
+                self.error = (f"could not load {describe(name, pretrained)}" if public
+                              else exc.advice.reason if exc.advice else str(exc))
                 return None
             self._free()
-            self.model, self.error = fresh, None
+            self.model, self.error, self.advice = fresh, None, None
             return self.model
 
     def _free(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import shutil
 import tempfile
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from .archives import ArchiveLimits, ArchiveRefused, unpack_all
 from .images import IMAGE_EXTENSIONS, file_key
+from .settings import flag_and_variable
 
 MAX_UPLOAD_FILES = 5_000
 MAX_UPLOAD_BYTES = 500 * 1024 * 1024
@@ -49,12 +51,19 @@ def allowed_folder(text: str, allowed_roots: tuple[Path, ...], hosted: bool = Fa
         raise PathRefused(f"{text}: give an absolute path (starting with /)")
     real = raw.resolve()
     if not any(_inside(real, root) for root in allowed_roots):
-        roots = ", ".join(str(r) for r in allowed_roots) or "none"
-        raise PathRefused(f"{text}: outside the folders this app may read ({roots}); "
-                          "set EXPLORER_ALLOWED_ROOTS to allow more")
+        raise PathRefused(_outside_roots(text, real, allowed_roots))
     if not real.is_dir():
         raise PathRefused(f"{text}: no such folder")
     return real
+
+
+def _outside_roots(text: str, real: Path, allowed_roots: tuple[Path, ...]) -> str:
+    """The refusal of a folder outside the allowed roots, with the flag and variable that allow it."""
+    roots = ", ".join(str(r) for r in allowed_roots) or "none"
+    example = shlex.quote(os.pathsep.join([str(r) for r in allowed_roots] + [str(real)]))
+    flag, variable = flag_and_variable("allowed_roots")
+    return (f"{text}: outside the folders this app may read ({roots}); to allow it, start the app with "
+            f"{flag} {example} or set {variable}={example}")
 
 
 def inside_roots(path: Path, allowed_roots: tuple[Path, ...]) -> bool:

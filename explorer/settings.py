@@ -93,16 +93,23 @@ _ENV_FIELDS = {
 }
 
 
+def flag_and_variable(name: str) -> tuple[str, str]:
+    """The flag and the environment variable that set a setting: ('--allowed-roots', 'EXPLORER_ALLOWED_ROOTS')."""
+    if name not in _ENV_FIELDS:
+        raise KeyError(f"no setting named {name!r}")
+    return "--" + name.replace("_", "-"), f"EXPLORER_{name.upper()}"
+
+
 def add_settings_arguments(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
     """Add --model, --pretrained, ... to `parser`; unset flags stay None so the environment can fill them."""
     for name, (_, help_text) in _ENV_FIELDS.items():
         if only is not None and name not in only:
             continue
-        flag = "--" + name.replace("_", "-")
+        flag, variable = flag_and_variable(name)
         if name == "hosted":
             parser.add_argument(flag, action="store_const", const="1", default=None, help=help_text)
         else:
-            parser.add_argument(flag, default=None, help=f"{help_text} (env EXPLORER_{name.upper()})")
+            parser.add_argument(flag, default=None, help=f"{help_text} (env {variable})")
 
 
 def load_settings(args: argparse.Namespace | None = None, env: dict[str, str] | None = None) -> Settings:

@@ -9,6 +9,8 @@ in the panes listed in MESSAGE_PANES (stale_panes) with a note that a model is l
 """
 from __future__ import annotations
 
+import html
+
 import gradio as gr
 
 from ..context import AppContext
@@ -27,8 +29,27 @@ def status_text(ctx: AppContext, on_page_load: bool = False) -> str:
     quiet = on_page_load and ctx.settings.hosted
     if ctx.slot.model is not None and (not ctx.slot.error or quiet):
         return f"**Model:** {ctx.slot.loaded()}"
+    if ctx.slot.advice is not None and not ctx.settings.hosted:
+        return advice_html(ctx.slot.advice, ctx.slot.loaded())
     pick = "Pick another model" if ctx.settings.hosted else "Enter another model"
     return f"**Model problem: {ctx.slot.status()}** {pick} under *Load another model* and press *Load model*."
+
+
+def advice_html(advice, loaded: str | None) -> str:
+    """Weights that could not be had (model.ModelSlot.advice): one error box with the reason, what to
+    type in the fields below instead, and where weights are cached."""
+    esc = html.escape
+
+    def typed(fix) -> str:
+        what = f"Model <code>{esc(fix.model)}</code>"
+        return what + (f", Pretrained <code>{esc(fix.pretrained)}</code>" if fix.pretrained else "")
+
+    fixes = "".join(f"<li>{esc(fix.what)}: {typed(fix)}</li>" for fix in advice.fixes)
+    still = f"<br>Still using the model loaded before: {esc(loaded)}" if loaded else ""
+    return (f'<div class="explorer-error" style="border: 1px solid currentColor; border-radius: 6px; '
+            f'padding: 6px 10px;"><strong>Model problem: {esc(advice.reason)}.</strong>{still}<br>'
+            f"Type one of these under <em>Load another model</em> and press <em>Load model</em>:"
+            f"<ul>{fixes}</ul>{esc(advice.note)}</div>")
 
 
 def offered(ctx: AppContext) -> dict[str, tuple[str, str | None]]:
