@@ -134,8 +134,16 @@ def parse_texts(text: str | None, limit: int | None = None) -> ParsedLabels:
     return ParsedLabels(texts, notes)
 
 
+_ARTICLE_BEFORE_SLOT = re.compile(r"(?:^|(?<=\s))(?:a|an|the)\s+\{\}", re.IGNORECASE)
+_LEADING_ARTICLE = re.compile(r"(?:a|an|the)\s", re.IGNORECASE)
+
+
 def fill(template: str, label: str) -> str:
-    """Put the label where {} is (str.replace, so other braces in a template are harmless)."""
+    """Put the label where {} is (str.replace, so other braces in a template are harmless). A label
+    that brings its own article ("a red bicycle", "an apple") replaces the template's article before
+    the slot: "a photo of a {}." gives "a photo of a red bicycle.", not "a photo of a a red bicycle."."""
+    if _LEADING_ARTICLE.match(label.lstrip()):
+        template = _ARTICLE_BEFORE_SLOT.sub("{}", template)
     return template.replace("{}", label)
 
 

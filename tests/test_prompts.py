@@ -74,3 +74,15 @@ def test_free_texts_keep_commas_and_say_what_was_dropped():
 def test_fill_ignores_other_braces_and_prompts_are_class_major():
     assert fill("a {} in {curly} braces", "cat") == "a cat in {curly} braces"
     assert build_prompts(["cat", "dog"], ["a {}", "the {}"]) == ["a cat", "the cat", "a dog", "the dog"]
+
+
+def test_a_label_with_its_own_article_replaces_the_templates_article():
+    from explorer.prompts import build_prompts, fill
+    assert fill("a photo of a {}.", "a red bicycle") == "a photo of a red bicycle."
+    assert fill("a photo of a {}.", "an apple") == "a photo of an apple."
+    assert fill("a photo of the {}.", "A cat") == "a photo of A cat."
+    assert fill("a photo of a {}.", "bicycle") == "a photo of a bicycle."          # no article: unchanged
+    assert fill("a photo of {}.", "a bicycle") == "a photo of a bicycle."
+    assert fill("a photo of a{}.", "a bicycle") == "a photo of aa bicycle."        # only a whole word is an article
+    assert build_prompts(["a red bicycle", "anteater"], ["a {}.", "itap of an {}."]) == [
+        "a red bicycle.", "itap of a red bicycle.", "a anteater.", "itap of an anteater."]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from explorer.prompts import fill
 from explorer.tokens import cut_texts, cut_warnings, kept_and_lost, longest
 from tests.shapes import CLASSES, make_labelled_folder
 
@@ -66,7 +67,7 @@ def test_prompt_lab_reports_each_slot_and_warns_only_for_the_long_template(shape
     report = run_lab(shapes_model, images, ["a photo of a {}.", LONG])
     names = images.class_names
     assert report.context_length == 77
-    assert report.slot_tokens[0] == max(shapes_model.token_counts([f"a photo of a {n}." for n in names]))
+    assert report.slot_tokens[0] == max(shapes_model.token_counts([fill("a photo of a {}.", n) for n in names]))
     assert report.slot_tokens[1] > 77
     assert len(report.warnings) == len(names)  # one per filled prompt of the long template
     assert all("a photo of the very" in w and "tokens, over the model's context of 77" in w for w in report.warnings)
