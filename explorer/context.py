@@ -119,12 +119,29 @@ class AppContext:
         PathRefused for any other folder, said the same way whether or not it exists."""
         self._own()
         wanted, refused = Path(folder or ""), PathRefused("that index is not one of yours; build it in the Search tab")
-        home = self.indexes.index_dir
-        if home is None or wanted.parent != home or not (wanted / DB_NAME).is_file():
+        if not folder or not self.indexes.is_listed(wanted) or not (wanted / DB_NAME).is_file():
             raise refused
         index = self.indexes.get(wanted)  # cached: a search does not list or re-open anything
         if not self.servable(index.root):
             raise refused
+        return index
+
+    def open_external(self, typed: str) -> ImageIndex:
+        """An index folder a person typed (made by `clip-explorer index DIR --index PATH`), opened
+        and listed with this session's indexes from now on. Local mode only; the folder and the
+        images it indexes must lie inside the allowed roots, and the loaded model must have made it.
+        ValueError (PathRefused, IndexMismatchError naming both models, IndexFormatError) says why not."""
+        model = self.model()
+        folder = self.folder(typed)  # refused when hosted, outside the roots, or not a folder
+        if not (folder / DB_NAME).is_file():
+            raise PathRefused(f"{typed.strip()}: not an index folder (it has no {DB_NAME}); "
+                              "make one with `clip-explorer index DIR --index PATH`")
+        index = self.indexes.get(folder)
+        index.check_model(model)
+        if not self.servable(index.root):
+            raise PathRefused(f"{typed.strip()}: the images it indexes ({index.root}) lie outside the folders "
+                              "this app may read")
+        self.indexes.add_external(folder)
         return index
 
     def folder(self, typed: str) -> Path:

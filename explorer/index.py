@@ -329,21 +329,24 @@ def list_indexes(index_dir: str | os.PathLike | None, model=None) -> list[IndexI
     `damaged_indexes`."""
     if index_dir is None or not Path(index_dir).is_dir():
         return []
-    wanted = None if model is None else jsonable(model.identity.as_dict())
-    found = []
-    for folder in sorted(p for p in Path(index_dir).iterdir() if (p / DB_NAME).is_file()):
-        try:
-            store = Store(folder)
-        except (IndexFormatError, OSError, sqlite3.Error):
-            continue
-        try:
-            root, identity, count = store.get_meta("root"), store.get_meta("identity"), store.count()
-        finally:
-            store.close()
-        if root and identity and (wanted is None or identity == wanted):
-            found.append(IndexInfo(folder, Path(root), count, describe(identity["name"], identity.get("pretrained")),
-                                   identity))
-    return found
+    found = (index_info(p, model) for p in sorted(Path(index_dir).iterdir()) if (p / DB_NAME).is_file())
+    return [info for info in found if info is not None]
+
+
+def index_info(folder: str | os.PathLike, model=None) -> IndexInfo | None:
+    """What a listing says about the index in `folder`; None when it is not a readable index (or,
+    with `model`, one that model did not make)."""
+    try:
+        store = Store(Path(folder))
+    except (IndexFormatError, OSError, sqlite3.Error):
+        return None
+    try:
+        root, identity, count = store.get_meta("root"), store.get_meta("identity"), store.count()
+    finally:
+        store.close()
+    if not root or not identity or (model is not None and identity != jsonable(model.identity.as_dict())):
+        return None
+    return IndexInfo(Path(folder), Path(root), count, describe(identity["name"], identity.get("pretrained")), identity)
 
 
 def damaged_indexes(index_dir: str | os.PathLike | None) -> list[tuple[Path, str]]:
@@ -375,13 +378,28 @@ def prune_orphans(index_dir: str | os.PathLike, under: Path) -> int:
 class IndexRegistry:
     """The indexes this process has open, one ImageIndex per folder shared by every caller, and
     one build lock per folder for callers that build and then reopen as one step (build_index itself
-    also takes the folder's flock, which makes builds from any thread or process take turns)."""
+    also takes the folder's flock, which makes builds from any thread or process take turns).
+    Besides the indexes in `index_dir`, it lists the folders given to `add_external` (indexes made
+    anywhere by `clip-explorer index DIR --index PATH` and opened in the app)."""
 
     def __init__(self, index_dir: str | os.PathLike | None = None):
         self.index_dir = None if index_dir is None else Path(index_dir)
         self._open: dict[str, ImageIndex] = {}
         self._locks: dict[str, threading.Lock] = {}
+        self._external: dict[str, Path] = {}
         self._lock = threading.Lock()
+
+    def add_external(self, folder: str | os.PathLike) -> None:
+        """List (and let callers open) the index in `folder`, outside `index_dir`; the caller checked it."""
+        with self._lock:
+            self._external[str(Path(folder))] = Path(folder)
+
+    def is_listed(self, folder: str | os.PathLike) -> bool:
+        """True for a folder directly in `index_dir`, or one given to add_external."""
+        folder = Path(folder)
+        with self._lock:
+            external = str(folder) in self._external
+        return external or (self.index_dir is not None and folder.parent == self.index_dir)
 
     def get(self, folder: str | os.PathLike) -> ImageIndex:
         key = str(Path(folder))
@@ -419,7 +437,10 @@ class IndexRegistry:
             return None
 
     def listed(self, model=None) -> list[IndexInfo]:
-        return list_indexes(self.index_dir, model)
+        with self._lock:
+            external = [folder for folder in self._external.values() if folder.parent != self.index_dir]
+        found = (index_info(folder, model) for folder in external if (folder / DB_NAME).is_file())
+        return list_indexes(self.index_dir, model) + [info for info in found if info is not None]
 
     def close_all(self) -> None:
         """Close every open index (its workspace is being deleted)."""

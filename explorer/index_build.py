@@ -6,6 +6,11 @@ transaction, so a crash or `kill -9` loses at most the batch in flight and a re-
 what is missing. The FAISS file is then refreshed from the store (index.refresh). See index.py for
 the index folder's layout.
 
+A run can be stopped between batches: `should_stop()` (a threading.Event's is_set, a flag set by
+Ctrl-C...) is asked before the first batch and after each commit; when it says yes the run stops
+there, keeps every committed batch, brings the FAISS file up to date with them (the index is
+usable for the images done) and reports `cancelled`; building again embeds only the rest.
+
 A run holds the index folder's lock (store.folder_lock) from before it reads the store to after the
 FAISS file is written, so a second run of the same index, from any process, waits for the first
 and then re-uses its work; the report says how long it waited.
@@ -13,10 +18,12 @@ and then re-uses its work; the report says how long it waited.
 from __future__ import annotations
 
 import os
+import signal
 import time
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -47,6 +54,14 @@ class IndexReport:
     encode_seconds: float = 0.0   # reading, decoding and encoding the new and changed files (and storing them)
     faiss_seconds: float = 0.0    # bringing the FAISS index up to date: rebuilt from the stored embeddings, or loaded
     faiss_rebuilt: bool = True    # False when the FAISS index was current and only loaded from disk
+    todo: int = 0                 # files this run had to read (new, changed, failed before)
+    done: int = 0                 # of those, how many it read before it ended (all, unless cancelled)
+    cancelled: bool = False       # stopped by should_stop() before the last batch; build again to resume
+
+    def cancel_text(self) -> str:
+        """What a cancelled run did, in one sentence (the CLI and the Search tab both show it)."""
+        return (f"cancelled after {self.done:,} of {self.todo:,} new or changed file(s); "
+                "everything done is kept and searchable; build again to resume")
 
     def timing_text(self) -> str:
         """What each timing measures, in one sentence (the CLI and the Search tab both show it)."""
@@ -67,7 +82,7 @@ class IndexReport:
 
 def build_index(model, root: str | os.PathLike, index_path: str | os.PathLike, *, batch_size: int = 32,
                 workers: int = 2, index_type: str | None = None, progress: Progress | None = None,
-                limits: Limits = DEFAULT_LIMITS) -> IndexReport:
+                limits: Limits = DEFAULT_LIMITS, should_stop: Callable[[], bool] | None = None) -> IndexReport:
     """Index the images under `root` into the folder `index_path`, or bring an existing index up to
     date: embed new and changed files (by path, size, mtime) and files that failed before, drop
     files that are gone, keep the rest. Waits while another run builds the same index.
@@ -75,7 +90,9 @@ def build_index(model, root: str | os.PathLike, index_path: str | os.PathLike, *
     Decoding and preprocessing run in `workers` processes (0: inline) while `model` encodes.
     `index_type` is a FAISS index_factory string ("Flat", "IVF1024,Flat", "HNSW32,Flat"); None keeps
     the index's earlier choice, or picks automatically by size. `progress(done, total)` is called
-    after each batch. Bad files never stop the run; they are listed in the report.
+    after each batch. Bad files never stop the run; they are listed in the report. `should_stop()`
+    is asked before the first batch and after each commit: True ends the run there, with what is
+    done kept and indexed (report.cancelled; the next run resumes).
     Raises IndexMismatchError when the index was made by another model or for another folder, and
     IndexDamagedError when its index.db is damaged (it is left as it is).
     """
@@ -103,7 +120,7 @@ def build_index(model, root: str | os.PathLike, index_path: str | os.PathLike, *
         store.set_meta("index_type", requested)
         store.remove(plan.gone)
         encoding = time.perf_counter()
-        embedded = _embed(store, model, root, plan.todo, batch_size, workers, progress, limits)
+        embedded, done = _embed(store, model, root, plan.todo, batch_size, workers, progress, limits, should_stop)
         indexing, how = time.perf_counter(), {}
         faiss_index, manifest, repaired = refresh(store, folder, stats=how)
         timings = dict(encode_seconds=indexing - encoding, faiss_seconds=time.perf_counter() - indexing,
@@ -115,7 +132,8 @@ def build_index(model, root: str | os.PathLike, index_path: str | os.PathLike, *
                            unchanged=plan.unchanged, failed=failures, total=faiss_index.ntotal,
                            seconds=time.perf_counter() - started, index_type=manifest["index_type"],
                            params=manifest["params"], notes=notes + ([repaired] if repaired else []),
-                           waited=waited or 0.0, **timings)
+                           waited=waited or 0.0, todo=len(plan.todo), done=done,
+                           cancelled=done < len(plan.todo), **timings)
 
 
 def _claim(store: Store, folder: Path, model, root: Path) -> None:
@@ -190,16 +208,23 @@ def _collate(samples):
     return [i for i, _ in good], pixels, bad
 
 
-def _embed(store: Store, model, root: Path, todo, batch_size: int, workers: int,
-           progress: Progress | None, limits: Limits) -> list[str]:
-    """Embed `todo` in batches, committing each batch; returns the paths embedded."""
+def _quiet_worker(_: int) -> None:
+    """Ctrl-C is the main process's to handle (it stops the run between batches); a worker ignores it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _embed(store: Store, model, root: Path, todo, batch_size: int, workers: int, progress: Progress | None,
+           limits: Limits, should_stop: Callable[[], bool] | None = None) -> tuple[list[str], int]:
+    """Embed `todo` in batches, committing each batch, until done or `should_stop()` after a commit
+    -> (the paths embedded, how many files of `todo` were read)."""
+    stop = should_stop or (lambda: False)
     if progress:
         progress(0, len(todo))
-    if not todo:
-        return []
+    if not todo or stop():
+        return [], 0
     loader = torch.utils.data.DataLoader(
-        _Decode(root, todo, model.preprocess, limits), batch_size=batch_size,
-        num_workers=workers, collate_fn=_collate, prefetch_factor=4 if workers else None)
+        _Decode(root, todo, model.preprocess, limits), batch_size=batch_size, num_workers=workers,
+        collate_fn=_collate, prefetch_factor=4 if workers else None, worker_init_fn=_quiet_worker if workers else None)
     # Workers are forked when iteration starts; no child may inherit the database connection.
     store.close()
     batches = iter(loader)
@@ -213,4 +238,7 @@ def _embed(store: Store, model, root: Path, todo, batch_size: int, workers: int,
         done += len(good) + len(bad)
         if progress:
             progress(done, len(todo))
-    return embedded
+        if done < len(todo) and stop():
+            break
+    del batches  # a run stopped early shuts its decoding workers down here
+    return embedded, done

@@ -81,9 +81,11 @@ def test_index_search_filter_and_click_to_search_by_image(page, tmp_path):
     assert gallery.locator("img").count() == len(expected)
     _results_text_contains(page, f"{len(expected)} of 24 result(s)")  # k = 24 of 30 images
 
-    # Click the second result: an image -> image search by its stored embedding; it finds itself first.
+    # Open the second result full size, then "More like this": an image -> image search by its stored
+    # embedding; it finds itself first.
     clicked = expected[1][0] if len(expected) > 1 else expected[0][0]
     gallery.locator("img").nth(1 if len(expected) > 1 else 0).click()
+    page.click("#search-like")
     _results_text_contains(page, f"Images like {clicked}")
     image_rows = _rows(page)
     assert image_rows[0][0] == clicked and image_rows[0][1] >= 0.99
