@@ -11,13 +11,13 @@ from typing import Any
 
 import gradio as gr
 
-from .. import classifier_file, plots
+from .. import classifier_file, examples, plots
 from ..context import AppContext
 from ..prompts import load_template_set, parse_labels, parse_templates
 from ..sources import display_names
 from ..zeroshot import ClassifyReport, classify_files
-from .common import (CUSTOM, IMAGE_TYPES, TEMPLATE_CHOICES, failures_html, message, progress_reporter,
-                     session_of)
+from .common import (CUSTOM, IMAGE_TYPES, TEMPLATE_CHOICES, failures_html, message, offer_examples,
+                     progress_reporter, session_of)
 
 
 @dataclass
@@ -137,6 +137,7 @@ def build(ctx: AppContext) -> None:
                                  file_count="multiple", file_types=[".zip", ".json", ".safetensors"], height=110,
                                  elem_id="zs-classifier")
             run = gr.Button("Classify", variant="primary", elem_id="zs-run")
+            examples_box = gr.Column(elem_id="zs-examples-box")
         with gr.Column(scale=3):
             summary = gr.HTML(elem_id="zs-results")
             gallery = gr.Gallery(label="Images with their top label", columns=6, height=240,
@@ -157,3 +158,8 @@ def build(ctx: AppContext) -> None:
     outputs = [summary, gallery, bars, heatmap]
     run.click(on_run, inputs, outputs, concurrency_limit=2, api_name="classify")
     labels.submit(on_run, inputs, outputs, concurrency_limit=2)
+    with examples_box:
+        offer_examples([{files: examples.paths(examples.A_FEW), labels: examples.label_text()},
+                        {files: examples.paths(), labels: examples.label_text()}],
+                       ["Cat, coffee, rocket · 8 labels", "All 8 photos · 8 labels"], inputs, on_run, outputs,
+                       "zs-examples")

@@ -1,10 +1,13 @@
-"""What the tabs share: message boxes, accepted file types, template choices, progress reporting.
+"""What the tabs share: message boxes, accepted file types, template choices, progress reporting,
+one-click examples.
 
 Tabs import these from here, never from each other.
 """
 from __future__ import annotations
 
 import html
+
+import gradio as gr
 
 from ..images import IMAGE_EXTENSIONS
 from ..progress import RateText
@@ -50,3 +53,29 @@ def progress_reporter(progress, unit: str = "images"):
         return None
     rate = RateText(unit)
     return lambda done, total: progress(done / total if total else 1.0, desc=rate(done, total))
+
+
+def offer_examples(rows: list[dict], names: list[str], inputs: list, fn, outputs: list, elem_id: str):
+    """One-click examples under the inputs: clicking one fills `inputs` and runs `fn` on them (nothing
+    is computed at start-up). `rows`: one {component: value} per example; `names`: their buttons (gradio
+    cuts them near 60 characters). A component no row names keeps its value; one that some rows name is
+    cleared by the others.
+
+    gradio copies the files into its cache when the page is built, and clicks send those copies, which
+    it accepts as uploads (hosted mode too). They are kept for the life of the app: hosted mode's
+    delete_cache would otherwise delete them one session TTL after start-up, and the examples with them."""
+    if any(c not in inputs for row in rows for c in row):
+        raise ValueError("an example names a component that is not one of the inputs")
+    examples = gr.Examples([[row.get(c) for c in inputs] for row in rows], inputs, outputs, fn=fn,
+                           cache_examples=False, run_on_click=True, example_labels=names, elem_id=elem_id,
+                           label="Examples: photos shipped with the app (click one to run it)",
+                           api_visibility="private")
+    for component in (c for c in inputs if isinstance(c, gr.File)):
+        for row in rows:
+            for path in _listed(row.get(component)):
+                component.keep_in_cache.add(component.move_resource_to_block_cache(path))
+    return examples
+
+
+def _listed(value) -> list:
+    return [] if value is None else value if isinstance(value, list) else [value]

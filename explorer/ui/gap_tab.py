@@ -17,13 +17,13 @@ from typing import Any
 
 import gradio as gr
 
-from .. import plots
+from .. import examples, plots
 from ..context import AppContext
 from ..gap import ProjectionError
 from ..gap_run import GapRun, caption_texts, captions_for, label_texts, run_gap
 from ..prompts import PromptError, load_template_set, parse_labels
 from . import gap_html as show
-from .common import TEMPLATE_CHOICES, ZIP_TYPES, message, progress_reporter, session_of
+from .common import TEMPLATE_CHOICES, ZIP_TYPES, message, offer_examples, progress_reporter, session_of
 
 UPLOAD, FOLDER, INDEXED = "Upload images or a zip", "Folder on this machine", "Indexed folder (Search tab)"
 LABELS, CSV, SIDECAR = "Labels + templates", "Captions CSV (path,caption)", "Caption .txt beside each image"
@@ -186,6 +186,7 @@ def build(ctx: AppContext) -> None:
                                      "folder, or just file names)", file_types=[".csv"], visible=False, height=90,
                                elem_id="gap-csv")
             run = gr.Button("Compute", variant="primary", elem_id="gap-run")
+            examples_box = gr.Column(elem_id="gap-examples-box")
         with gr.Column(scale=3):
             table = gr.HTML(elem_id="gap-measures")
             lam = gr.Slider(0, 1, value=0, step=0.05, label="Shift along the gap (λ)", interactive=True,
@@ -239,9 +240,15 @@ def _wire(ui) -> None:
     ui.text_source.change(on_text_source, ui.text_source, [ui.labels, ui.templates, ui.csv_file])
     inputs = [ui.source, ui.files, ui.folder, ui.index_choice, ui.text_source, ui.labels, ui.templates, ui.csv_file,
               ui.method]
-    ui.run.click(on_run, inputs, [ui.table, ui.histograms, ui.projection, ui.projection_note, ui.curve, ui.lam,
-                                  ui.readout, ui.state, ui.thumbs, ui.selection, ui.selection_ids],
-                 concurrency_limit=2, api_name="gap")
+    outputs = [ui.table, ui.histograms, ui.projection, ui.projection_note, ui.curve, ui.lam, ui.readout, ui.state,
+               ui.thumbs, ui.selection, ui.selection_ids]
+    ui.run.click(on_run, inputs, outputs, concurrency_limit=2, api_name="gap")
+    photos = {ui.source: UPLOAD, ui.files: examples.paths(), ui.labels: examples.label_text()}
+    with ui.examples_box:
+        offer_examples([{**photos, ui.text_source: LABELS}, {**photos, ui.text_source: CSV,
+                                                           ui.csv_file: str(examples.CAPTIONS_CSV)}],
+                       ["8 photos + their labels", "8 photos + their captions (CSV)"], inputs, on_run, outputs,
+                       "gap-examples")
 
     def on_select(run, ids, thumbnails, request: gr.Request):  # ids from gap_select.js, or from anyone
         return selection_view(session_of(ctx, request), run, ids, thumbnails)

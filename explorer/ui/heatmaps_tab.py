@@ -20,7 +20,7 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from .. import plots
+from .. import examples, plots
 from ..context import AppContext
 from ..heatmaps import METHODS, PatchMapUnsupported, check_patch_support, image_text_matrix, overlay, patch_map
 from ..images import ImageError, fit_of, load_image
@@ -28,7 +28,7 @@ from ..paths import inside_roots
 from ..prompts import parse_texts
 from ..sources import display_names, embed_files, embed_index, join
 from . import heatmaps_html as show
-from .common import IMAGE_TYPES, failures_html, message, progress_reporter, session_of
+from .common import IMAGE_TYPES, failures_html, message, offer_examples, progress_reporter, session_of
 
 VIEWS = {"Cosine": "cosine", "Probability (softmax per image)": "probability",
          "Probability (sigmoid per image and text)": "probability"}
@@ -191,6 +191,7 @@ def build(ctx: AppContext) -> None:
                     refresh = gr.Button("↻ Refresh", scale=1, min_width=80, elem_id="hm-index-refresh")
                 sample_n = gr.Slider(1, MAX_IMAGES, value=12, step=1, label="Images to sample", elem_id="hm-sample-n")
             run = gr.Button("Compute similarities", variant="primary", elem_id="hm-run")
+            examples_box = gr.Column(elem_id="hm-examples-box")
         with gr.Column(scale=3):
             view = gr.Radio(["Cosine", PROBABILITY_VIEWS[_rule_of(ctx)]], value="Cosine", label="Show",
                             elem_id="hm-view")
@@ -251,10 +252,14 @@ def _wire_matrix(ctx: AppContext, ui) -> None:
     ui.texts.change(on_texts, [ui.texts, ui.map_text], ui.map_text, show_progress="hidden")
     ui.refresh.click(on_refresh, ui.index_choice, ui.index_choice)
     ui.index_box.expand(on_refresh, ui.index_choice, ui.index_choice, show_progress="hidden")
-    ui.run.click(on_run, [ui.files, ui.texts, ui.index_choice, ui.sample_n, ui.view, ui.map_image],
-                 [ui.status, ui.matrix_state, ui.items_state, ui.map_image, ui.plot, ui.note, ui.view],
-                 concurrency_limit=2,
-                 api_name="similarity")
+    inputs = [ui.files, ui.texts, ui.index_choice, ui.sample_n, ui.view, ui.map_image]
+    outputs = [ui.status, ui.matrix_state, ui.items_state, ui.map_image, ui.plot, ui.note, ui.view]
+    ui.run.click(on_run, inputs, outputs, concurrency_limit=2, api_name="similarity")
+    with ui.examples_box:
+        offer_examples([{ui.files: examples.paths(examples.A_FEW), ui.texts: examples.caption_text(examples.A_FEW)},
+                        {ui.files: examples.paths(), ui.texts: examples.caption_text()}],
+                       ["Cat, coffee, rocket × their captions", "All 8 photos × 8 captions"], inputs, on_run, outputs,
+                       "hm-examples")
     ui.view.change(matrix_figure, [ui.matrix_state, ui.view], [ui.plot, ui.note], show_progress="hidden")
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from .. import plots
+from .. import examples, plots
 from ..context import AppContext
 from ..descriptions import ASSETS as DESCRIPTION_EXAMPLES
 from ..descriptions import load_descriptions
@@ -26,7 +26,7 @@ from ..weighting import MAD_THRESHOLD
 from ..probability import default_none_rule
 from ..prompts import check_templates, load_template_set, parse_labels, read_template_file, write_template_files
 from . import prompt_lab_html as show
-from .common import TEMPLATE_CHOICES, ZIP_TYPES, message, progress_reporter, session_of
+from .common import TEMPLATE_CHOICES, ZIP_TYPES, message, offer_examples, progress_reporter, session_of
 
 EXAMPLES = {p.name: p for p in sorted(DESCRIPTION_EXAMPLES.glob("*.json"))}
 WEIGHTINGS = {"Equal average": "mean", "ZPE (weights from the images)": "zpe", "One chosen template": "single"}
@@ -180,6 +180,7 @@ def build(ctx: AppContext) -> None:
             labels = gr.Textbox(label="Class names (for unlabelled images; a labelled folder's sub-folders "
                                       "name its classes)", lines=3, elem_id="pl-labels",
                                 placeholder="one per line, or comma-separated")
+            examples_box = gr.Column(elem_id="pl-examples-box")
             weighting = gr.Radio(list(WEIGHTINGS), value="Equal average", label="Ensembling", elem_id="pl-weighting")
             with gr.Row():
                 zpe_select = gr.Dropdown(list(ZPE_SELECTS), value="All prompts", label="ZPE weights over",
@@ -247,6 +248,12 @@ def _wire_run(ui) -> None:
               ui.single_row, ui.compare_on, ui.min_cos, ui.min_prob, ui.zpe_select, ui.mad_threshold]
     outputs = [ui.summary, ui.templates_html, ui.compare_html, ui.class_html, ui.confusion, ui.none_html, ui.flags]
     ui.run.click(on_run, inputs, outputs, concurrency_limit=2, api_name="evaluate_prompts")
+    seven = [[t] for t in load_template_set("simple")]   # which of OpenAI's 7 templates do the photos favour?
+    with ui.examples_box:
+        offer_examples([{ui.table: seven, ui.uploads: examples.paths(), ui.labels: examples.label_text(),
+                         ui.weighting: "ZPE (weights from the images)"}],
+                       ["8 photos · 8 labels · ZPE over 7 templates"], inputs, on_run, outputs,
+                       "pl-examples")
     for slider in (ui.min_cos, ui.min_prob):
         slider.release(none_view, [ui.flags, ui.min_cos, ui.min_prob], ui.none_html)
 
