@@ -30,13 +30,14 @@ from typing import Callable
 import gradio as gr
 from PIL import Image
 
+from .. import examples
 from ..context import AppContext
 from ..images import Fit, ImageError, load_image
 from ..index import ImageIndex
 from ..index_build import build_index
 from ..paths import PathRefused, inside_roots
 from . import search_html as render
-from .common import ZIP_TYPES, message, progress_reporter, session_of
+from .common import ZIP_TYPES, message, offer_examples, progress_reporter, session_of
 
 FOLDER, UPLOAD = "A folder on this computer", "Upload images, a folder or a zip"
 BUILD_WORKERS = 2
@@ -250,6 +251,7 @@ def build(ctx: AppContext) -> None:
                                        file_types=ZIP_TYPES, elem_id="search-upload")
                 upload_dir = gr.File(label="…or a whole folder", file_count="directory", height=120,
                                      elem_id="search-upload-dir")
+            examples_box = gr.Column(elem_id="search-examples-box")
             with gr.Row():
                 index_button = gr.Button("Build / update index", variant="primary", elem_id="search-build", scale=3)
                 cancel_button = gr.Button("Cancel", variant="stop", visible=False, elem_id="search-cancel", scale=1)
@@ -357,6 +359,14 @@ def _wire_build(ui) -> None:
     built.then(lambda: (None, gr.update(visible=False)), None, [ui.asked, ui.cancel_button], **quiet)
     ui.cancel_button.click(on_cancel, None, ui.cancel_button, show_progress="hidden", concurrency_limit=None,
                            api_name="cancel_build")
+
+    def on_example(choice, files, request: gr.Request, progress=gr.Progress()):  # 8 photos: no Cancel needed
+        return on_build(choice, "", files, None, {}, None, request, progress)[:-1]
+
+    with ui.examples_box:  # through the upload path, so a hosted visitor's quotas and workspace apply
+        offer_examples([{ui.source: UPLOAD, ui.upload_files: examples.paths()}], ["Index the 8 example photos"],
+                       [ui.source, ui.upload_files], on_example,
+                       [ui.report, ui.state, ui.summary, ui.gallery, ui.table], "search-examples")
 
 
 def _wire_results(ui) -> None:

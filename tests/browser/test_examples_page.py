@@ -36,6 +36,19 @@ def test_classify_example_fills_photos_and_labels_and_runs(page):
     assert screenshot(page, "examples-classify").stat().st_size > 10_000
 
 
+def test_search_example_indexes_the_photos_and_a_text_search_finds_them(page):
+    click_example(page, "Search", "search-examples", "Index the 8 example photos")
+    page.wait_for_function("document.querySelector('#search-report')?.innerText.includes('searchable')",
+                           timeout=120_000)
+    assert page.locator("#search-report b").first.inner_text() == "8"
+    page.locator("#search-text textarea, #search-text input").first.fill("a cat")
+    page.locator("#search-text textarea, #search-text input").first.press("Enter")
+    page.wait_for_selector("#search-results tbody tr", timeout=60_000)
+    names = page.locator("#search-results tbody tr td:nth-child(2)").all_inner_texts()
+    assert names and set(names) <= {p.file for p in examples.PHOTOS}   # those scoring >= the 0 threshold
+    assert screenshot(page, "examples-search").stat().st_size > 10_000
+
+
 def test_heatmaps_example_draws_photos_by_captions(page):
     click_example(page, "Heatmaps", "hm-examples", "All 8 photos × 8 captions")
     page.wait_for_selector("#hm-plot .js-plotly-plot", timeout=60_000)
