@@ -255,7 +255,8 @@ def _wire_run(ui) -> None:
                        ["8 photos · 8 labels · ZPE over 7 templates"], inputs, on_run, outputs,
                        "pl-examples")
     for slider in (ui.min_cos, ui.min_prob):
-        slider.release(none_view, [ui.flags, ui.min_cos, ui.min_prob], ui.none_html)
+        # change, not release: a value typed in the number box applies on Enter, as the search threshold does
+        slider.change(none_view, [ui.flags, ui.min_cos, ui.min_prob], ui.none_html, show_progress="hidden")
 
 
 def _wire_editing(ui) -> None:

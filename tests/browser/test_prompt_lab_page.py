@@ -114,6 +114,14 @@ def test_unlabelled_images_get_zpe_weights_and_none_of_these_flags(page, tmp_pat
     assert "ZPE weight" in page.locator("#pl-per-template").inner_text()
     none = page.locator("#pl-none").inner_text()
     assert "of 3 image(s) flagged" in none and "yellow_cross" in none
+    # A threshold typed into the slider's number box applies on Enter, without running again.
+    page.locator("#pl-none-auto input").uncheck()
+    box = page.locator("#pl-min-cos input[type=number]")
+    box.fill("0.99")
+    box.press("Enter")
+    page.wait_for_function("document.querySelector('#pl-none').innerText.includes('max cosine < 0.99')",
+                           timeout=30_000)
+    assert "3 of 3 image(s) flagged" in page.locator("#pl-none").inner_text()
     screenshot(page, "prompt-lab-unlabelled")
 
 
