@@ -15,7 +15,9 @@ from explorer.ui import build_app, launch_options
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run the CLIP Explorer web app.")
     add_settings_arguments(parser)
-    settings = load_settings(parser.parse_args(argv))
+    from explorer import zerogpu  # ZeroGPU: `spaces` imported and the model put on "cuda" before it loads
+
+    settings = zerogpu.startup(load_settings(parser.parse_args(argv)))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("explorer")
     log.setLevel(logging.INFO)

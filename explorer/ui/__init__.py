@@ -2,10 +2,13 @@
 ui/ holds layout and wiring; every number comes from the core."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import gradio as gr
+from gradio.helpers import Examples
 
+from .. import zerogpu
 from ..context import AppContext
 from ..paths import MAX_UPLOAD_BYTES
 from ..settings import Settings
@@ -21,6 +24,12 @@ TABS = (("Zero-shot classification", "classify", classify_tab), ("Prompt lab", "
         ("Teach by example", "teach", teach_tab))
 # Views that are not tabs, drawn under a tab and wired onto the components its build returns.
 PANELS = {prompt_lab_tab: calibration_view.build}
+# The events that run the model, by api_name, with the seconds of GPU one call may hold on ZeroGPU
+# (see on_gpu); another trigger of the same function (Enter in a text box) is wrapped with it. Short
+# asks wait less in ZeroGPU's queue, and a visitor's daily quota is minutes (2 without an account).
+GPU_EVENTS = {"classify": 30, "evaluate_prompts": 60, "build_index": 90, "search": 15, "similarity": 30,
+              "patch_map": 15, "gap": 60, "fewshot": 60, "fewshot_apply": 30}
+EXAMPLE_SECONDS = 60  # a one-click example that runs another function than its tab's event (8 photos)
 
 
 def build_app(ctx: AppContext) -> gr.Blocks:
@@ -37,11 +46,81 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                     if module in PANELS:
                         PANELS[module](ctx, components)
         model_panel.clear_stale_messages(ctx, loaded, app)  # a successful load replaces "No model is loaded"
+        on_gpu(ctx, app)
         if hosted:
             def end_session(request: gr.Request):
                 ctx.workspaces.end(request.session_hash)
             app.unload(end_session)
     return app
+
+
+def on_gpu(ctx: AppContext, app: gr.Blocks) -> list[str]:
+    """ZeroGPU only (zerogpu.active()): the events of GPU_EVENTS ask for a GPU per call, and loading
+    another model is refused (zerogpu.FIXED_MODEL). Returns the api_names of the events wrapped;
+    elsewhere nothing is touched and the list is empty."""
+    if not zerogpu.active():
+        return []
+    seconds = _gpu_functions(app)
+    made: dict = {}
+    wrapped = []
+    for block_fn in app.fns.values():
+        if block_fn.fn in seconds:
+            if block_fn.fn not in made:
+                made[block_fn.fn] = _gpu_handler(ctx, block_fn.fn, seconds[block_fn.fn])
+            block_fn.fn = made[block_fn.fn]
+            wrapped.append(block_fn.api_name)
+        elif block_fn.api_name == "load_model":
+            block_fn.fn = _model_kept(ctx, block_fn.fn)
+    return wrapped
+
+
+def _gpu_functions(app: gr.Blocks) -> dict:
+    """function -> GPU seconds: those of GPU_EVENTS, and the run step of each one-click example
+    (common.offer_examples: it runs its tab's main action, or a function calling it)."""
+    seconds = {block_fn.fn: GPU_EVENTS[block_fn.api_name] for block_fn in app.fns.values()
+               if block_fn.api_name in GPU_EVENTS}
+    for block_fn in app.fns.values():
+        before = app.fns.get(block_fn.trigger_after) if block_fn.trigger_after is not None else None
+        if before is not None and block_fn.fn is not None and _loads_an_example(before.fn):
+            seconds.setdefault(block_fn.fn, EXAMPLE_SECONDS)
+    return seconds
+
+
+def _loads_an_example(fn) -> bool:
+    """True for the step gradio's Examples run first on a click (it fills the inputs; the run follows)."""
+    return getattr(fn, "__module__", "") == Examples.__module__ and \
+        getattr(fn, "__qualname__", "").startswith(Examples.__name__ + ".")
+
+
+def _gpu_handler(ctx: AppContext, fn, seconds: int):
+    """`fn` run by ZeroGPU in a worker process with a GPU. Its gr.Request and gr.Progress parameters
+    stay visible to gradio (functools.wraps: gradio reads the signature through __wrapped__)."""
+    @functools.wraps(fn)
+    def in_worker(*args, **kwargs):
+        if zerogpu.in_worker():
+            # This process's copy of the sessions ages while the main one's is kept fresh: only the
+            # main process deletes unused sessions.
+            ctx.workspaces.ttl_seconds = float("inf")
+            zerogpu.prepare_worker()
+        return fn(*args, **kwargs)
+
+    on_device = zerogpu.gpu_task(in_worker, seconds)
+
+    @functools.wraps(fn)
+    def handler(*args, **kwargs):
+        for value in (*args, *kwargs.values()):
+            if isinstance(value, gr.Request) and ctx.settings.hosted and value.session_hash:
+                ctx.workspaces.get(value.session_hash)  # made and kept fresh here, where unload and expiry run
+        return on_device(*args, **kwargs)
+    return handler
+
+
+def _model_kept(ctx: AppContext, fn):
+    """The Load-model event on ZeroGPU: says what is loaded, and why it stays (loads nothing)."""
+    @functools.wraps(fn)
+    def keep(*args, **kwargs):
+        return f"{model_panel.status_text(ctx)}\n\n*{zerogpu.FIXED_MODEL}*"
+    return keep
 
 
 def launch_options(settings: Settings) -> dict:

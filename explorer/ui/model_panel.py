@@ -28,7 +28,8 @@ def status_text(ctx: AppContext, on_page_load: bool = False) -> str:
     shows only what is loaded; the failure is shown to the visitor who asked for it."""
     quiet = on_page_load and ctx.settings.hosted
     if ctx.slot.model is not None and (not ctx.slot.error or quiet):
-        return f"**Model:** {ctx.slot.loaded()}"
+        from ..zerogpu import placed  # "on cuda" there is a GPU lent per request
+        return f"**Model:** {placed(ctx.slot.loaded())}"
     if ctx.slot.advice is not None and not ctx.settings.hosted:
         return advice_html(ctx.slot.advice, ctx.slot.loaded())
     pick = "Pick another model" if ctx.settings.hosted else "Enter another model"

@@ -1,0 +1,143 @@
+"""The named API endpoints, called through gradio_client exactly as README's "Use it from Python
+(gradio_client)" shows, against the running app (tests/browser/conftest.py: app.py with the shapes
+model). Each call gets a real answer: the right label, the right images found, a map, a gap, a taught
+classifier. Calls in one Client share one session, as the page does: search after build_index,
+patch_map after similarity, fewshot_apply and fewshot_download after fewshot.
+
+ENDPOINTS is the one place to update when an endpoint gains or renames an input: the first test checks
+it against the app's own API description (Client.view_api), and the calls name their inputs."""
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+
+import pytest
+from gradio_client import Client, handle_file
+
+from tests.shapes import CLASSES, caption, draw_shape, make_labelled_folder
+
+SINGLE = "Single: a photo of a {}."
+UPLOAD = "Upload images, a folder or a zip"
+# api_name -> its inputs, in order (what README documents; gr.State, gr.Request and gr.Progress are not inputs).
+ENDPOINTS = {
+    "/classify": ["paths", "label_text", "choice", "custom_text", "k", "classifier_files"],
+    "/evaluate_prompts": ["table", "folder", "uploads", "labels", "desc_text", "desc_file", "use", "weighting",
+                          "single_row", "compare_on", "min_cos", "min_prob", "zpe_select", "mad_threshold"],
+    "/build_index": ["choice", "typed", "files", "folder_files"],
+    "/cancel_build": [],
+    "/search": ["text", "image", "weight", "k", "limit"],
+    "/more_like_this": ["k", "limit"],
+    "/duplicates": ["threshold"],
+    "/open_index": ["typed"],
+    "/similarity": ["paths", "text", "index_folder", "n", "view_label", "current_image"],
+    "/patch_map": ["name", "text", "method_name", "alpha", "scale_label"],
+    "/gap": ["source", "files", "folder", "index_choice", "text_source", "labels", "templates", "csv_file", "method"],
+    "/fewshot": ["folder", "uploads", "templates", "methods", "shots"],
+    "/fewshot_apply": ["method", "files", "index", "auto", "threshold"],
+    "/fewshot_download": ["method"],
+    "/load_model": ["model_name", "tag"],
+}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict:
+    """A red circle to classify, and a zip of 4 labelled classes x 6 images (folders name the labels)."""
+    base = tmp_path_factory.mktemp("api-client")
+    picture = base / "red_circle.png"
+    draw_shape("red", "circle", size=64, rng=5).save(picture)
+    make_labelled_folder(base / "shapes", CLASSES[:4], 6, size=48, seed=3)
+    archive = base / "shapes.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for path in sorted((base / "shapes").rglob("*.png")):
+            z.write(path, path.relative_to(base).as_posix())
+    return {"picture": picture, "zip": archive, "downloads": base / "downloads"}
+
+
+def client(app_url: str, data: dict) -> Client:
+    """A fresh session (gradio_client keeps one session per Client)."""
+    return Client(app_url, verbose=False, analytics_enabled=False, download_files=str(data["downloads"]))
+
+
+def test_every_documented_endpoint_exists_with_its_inputs(app_url, data):
+    named = client(app_url, data).view_api(return_format="dict", print_info=False)["named_endpoints"]
+    found = {name: [p["parameter_name"] for p in named[name]["parameters"]] for name in ENDPOINTS if name in named}
+    assert found == ENDPOINTS
+
+
+def test_classify(app_url, data):
+    labels = ", ".join(caption(*c) for c in CLASSES[:8])
+    summary, gallery, bars, heatmap = client(app_url, data).predict(
+        paths=[handle_file(str(data["picture"]))], label_text=labels, choice=SINGLE, k=3, classifier_files=None,
+        api_name="/classify")
+    assert re.search(r'class="zs-top">a red circle<', summary), summary
+    assert bars["type"] == "plotly"
+
+
+def test_build_index_then_search_duplicates_and_more_like_this(app_url, data):
+    api = client(app_url, data)
+    report, summary, gallery, table = api.predict(choice=UPLOAD, typed="", files=[handle_file(str(data["zip"]))],
+                                                  folder_files=None, api_name="/build_index")
+    assert "<b>24</b> image(s) searchable" in report, report
+    summary, gallery, table = api.predict(text="a red square", image=None, k=3, api_name="/search")
+    first = re.search(r'class="sr-name">([^<]+)<', table).group(1)
+    assert first.startswith("shapes/a_red_square/"), table
+    assert len(gallery["value"]) == 3
+    summary, gallery, table = api.predict(text="", image=handle_file(str(data["picture"])), k=3, api_name="/search")
+    assert re.search(r'class="sr-name">shapes/a_red_circle/', table), table
+    groups = api.predict(threshold=0.9, api_name="/duplicates")
+    assert "group(s) of near-duplicates" in groups
+    # "More like this" follows a result opened on the page (a click): without one it says so.
+    summary, gallery, table = api.predict(k=3, limit=0.0, api_name="/more_like_this")
+    assert "Open a result first" in summary
+
+
+def test_similarity_then_patch_map(app_url, data):
+    api = client(app_url, data)
+    texts = "\n".join(caption(*c) for c in CLASSES[:4])
+    status, image_choice, figure, note, view = api.predict(
+        paths=[handle_file(str(data["picture"]))], text=texts, index_folder="(none)", n=50, view_label="Cosine",
+        current_image=None, api_name="/similarity")
+    assert "1 image(s) × 4 text(s)" in status and figure["type"] == "plotly"
+    assert image_choice["value"] == "red_circle.png"
+    info, shown = api.predict(name="red_circle.png", text="a red circle", method_name="tokens", alpha=0.5,
+                              scale_label="relative to the map's mean", api_name="/patch_map")
+    assert shown["visible"] and Path(shown["value"]).is_file()
+
+
+def test_gap(app_url, data):
+    out = client(app_url, data).predict(
+        source="Upload images or a zip", files=[handle_file(str(data["zip"]))], folder="", index_choice=None,
+        text_source="Labels + templates", labels="", templates=SINGLE, csv_file=None, method="PCA (instant)",
+        api_name="/gap")
+    measures, readout = out[0], out[6]
+    matched, unmatched = map(float, re.search(r"Matched pairs average ([\d.]+).*?unmatched pairs \(([\d.]+)\)",
+                                              measures).groups())
+    assert matched > unmatched
+    assert float(re.search(r"gap-shift-length'>([\d.]+)<", readout).group(1)) > 0
+
+
+def test_fewshot_then_apply_and_download(app_url, data):
+    api = client(app_url, data)
+    out = api.predict(folder="", uploads=[handle_file(str(data["zip"]))], templates=SINGLE, methods=["prototype"],
+                      shots="All", api_name="/fewshot")
+    summary, table, method = out[0], out[1], out[3]
+    assert "<b>4</b> classes" in summary and "prototype" in table and method["value"] == "prototype"
+    out = api.predict(method="prototype", files=[handle_file(str(data["picture"]))], index="(none)", auto=True,
+                      threshold=0.5, api_name="/fewshot_apply")
+    assert "a red circle 1" in out[0], out[0]
+    download, note = api.predict(method="prototype", api_name="/fewshot_download")
+    assert zipfile.is_zipfile(download["value"])
+
+
+def test_evaluate_prompts(app_url, data):
+    out = client(app_url, data).predict(folder="", uploads=[handle_file(str(data["zip"]))], labels="",
+                                        desc_text="", desc_file=None, api_name="/evaluate_prompts")
+    top1 = float(re.search(r'id="pl-top1"[^>]*>([\d.]+)%', out[0]).group(1))
+    assert top1 >= 75, out[0]
+
+
+def test_load_model(app_url, data, shapes_model_dir):
+    status = client(app_url, data).predict(model_name=f"local-dir:{shapes_model_dir}", tag="",
+                                           api_name="/load_model")
+    assert status.startswith("**Model:** Loaded local-dir:")
