@@ -8,8 +8,8 @@ dropped, or added to the reason when the image fails. PIL's globals (`MAX_IMAGE_
 files are refused (a caller that sets it True elsewhere makes PIL pad truncated files instead).
 
 Decoding for a model is bounded by what the model keeps (`Fit`, read from its preprocessing by
-`fit_of`), so a 1 x 2,000,000 strip costs no more than a photo: a JPEG is decoded at a reduced scale
-(Image.draft); for centre-cropping models an image more than CROP_FROM times longer than the part
+`fit_of`), so a 1 x 2,000,000 strip costs no more than a photo: a JPEG is decoded at the smallest
+reduced scale that still covers the model's input (Image.draft, DRAFT_GAP); for centre-cropping models an image more than CROP_FROM times longer than the part
 the model keeps is cropped to that part (plus the resampling filter's reach); and an image more
 than SHRINK_FROM times the size the model resizes it to is first resized to GAP times that size
 (Image.resize with `reducing_gap`: an integer Image.reduce, then bicubic), so the model's own resize
@@ -43,6 +43,10 @@ DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 89_478_485
 DEFAULT_MAX_DECODE_BYTES = 256 * 1024 * 1024
 GAP = 3              # keep >= GAP x the resolution the preprocessing resamples to
+# A JPEG decodes at the smallest DCT scale (1/2, 1/4, 1/8) that keeps >= DRAFT_GAP x that resolution.
+# 1 (not GAP): the DCT's own scaling is a box filter, so the model's resize has little left to alias;
+# bench/bench_decode.py measures the time saved and the embeddings' cosine to a full decode.
+DRAFT_GAP = 1
 CROP_FROM = 8        # crop only images more than CROP_FROM times the region the model keeps
 SHRINK_FROM = 8      # shrink first only images more than SHRINK_FROM times what the model resizes to
 FALLBACK_SIDE = 1024  # unknown preprocessing: keep the whole image, at most GAP x this on a side
@@ -337,8 +341,8 @@ def _raster_bytes(im: Image.Image) -> int:
 
 
 def _draft(im: Image.Image, fit: Fit, label: str) -> None:
-    """Refuse an image `fit` cannot use; let a JPEG decode at the smallest scale that keeps GAP x
-    the size the preprocessing resizes it to (other formats ignore draft)."""
+    """Refuse an image `fit` cannot use; let a JPEG decode at the smallest scale that keeps DRAFT_GAP x
+    the size the preprocessing resizes it to (other formats ignore draft; DRAFT_GAP None: no draft)."""
     transposed = False
     if im.format != "PNG" or "exif" in im.info:  # a PNG's getexif() decodes it to look past the pixels
         try:
@@ -347,7 +351,9 @@ def _draft(im: Image.Image, fit: Fit, label: str) -> None:
             pass
     width, height = im.size[::-1] if transposed else im.size
     out = _usable(fit, width, height, label)
-    want = (min(width, out[0] * GAP), min(height, out[1] * GAP))
+    if DRAFT_GAP is None:
+        return
+    want = (min(width, out[0] * DRAFT_GAP), min(height, out[1] * DRAFT_GAP))
     if want != (width, height):
         im.draft(None, want[::-1] if transposed else want)
 
