@@ -7,11 +7,16 @@ fp32. The comparison is timed twice: cold (empty text cache: every prompt is enc
 (`prompt_set`, through the model's cache and length-cut path), scoring (`compare`: ZPE, ensembling,
 accuracy tables) and the rest. Images are never encoded: `encode_pixels` is made to raise.
 
-    .venv/bin/python bench/bench_prompts.py [--images 1000] [--classes 10] [--repeats 3]
+    .venv/bin/python bench/bench_prompts.py [--images 1000] [--classes 10] [--repeats 3] [--json]
+    .venv/bin/python bench/bench_prompts.py --quick --model local-dir:tests/assets/shapes_clip --json
+
+--json prints one JSON document last: cold_ms and warm_ms (the whole comparison), cold_text_ms,
+warm_text_ms, warm_scoring_ms, cold_texts_encoded, warm_texts_encoded (0: all from the cache), ...
 """
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -42,13 +47,19 @@ def run_once(model, labels, sets, images, true):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=1000)
-    parser.add_argument("--classes", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=3, help="warm runs; the best is reported")
+    parser.add_argument("--images", type=int, default=None, help="default 1000; 200 with --quick")
+    parser.add_argument("--classes", type=int, default=None, help="default 10; 3 with --quick")
+    parser.add_argument("--repeats", type=int, default=None, help="warm runs; the best is reported (default 3)")
+    parser.add_argument("--model", default="ViT-B-32", help="an open_clip name (random weights) or local-dir:")
+    parser.add_argument("--quick", action="store_true", help="few images and classes, one warm run")
+    parser.add_argument("--json", action="store_true", help="print one JSON document last")
     args = parser.parse_args()
+    args.images = args.images or (200 if args.quick else 1000)
+    args.classes = args.classes or (3 if args.quick else 10)
+    args.repeats = args.repeats or (1 if args.quick else 3)
 
     torch.manual_seed(0)
-    model = load_model("ViT-B-32", None, device="cpu")
+    model = load_model(args.model, None, device="cpu")
 
     def no_images(*_a, **_k):
         raise AssertionError("an image was encoded during the comparison")
@@ -72,6 +83,13 @@ def main() -> None:
     print("  (random weights and random embeddings: accuracies are chance level, shown only as a check)")
     for name, weighting, top1 in warm["table"]:
         print(f"    {name:12s} {weighting:5s} top-1 {top1:.3f}")
+    if args.json:
+        doc = {"model": args.model, "images": args.images, "classes": len(labels), "threads": torch.get_num_threads()}
+        for name, r in (("cold", cold), ("warm", warm)):
+            doc.update({f"{name}_ms": round(r["total"] * 1000, 3), f"{name}_text_ms": round(r["text"] * 1000, 3),
+                        f"{name}_scoring_ms": round(r["scoring"] * 1000, 3),
+                        f"{name}_texts_encoded": r["texts_encoded"]})
+        print(json.dumps(doc))
 
 
 if __name__ == "__main__":

@@ -211,3 +211,20 @@ def test_a_text_repeated_in_one_call_fills_every_row(random_vit):
     assert random_vit.text_encodes == before + 2  # each distinct text once...
     np.testing.assert_array_equal(out[2], out[0])  # ...and every row filled
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+
+
+def test_packed_rows_two_prompts_to_a_row_equal_stock_encode_text(random_vit, monkeypatch):
+    """OpenAI's 80 templates of mixed lengths are packed two prompts to a row (each attending only
+    to itself); the embeddings are still open_clip's, and packing really happened."""
+    from explorer import model as model_module
+
+    texts = [t.replace("{}", "golden retriever") for t in load_template_set("openai")] + ["x", ""]
+    lengths = model_module._token_lengths(random_vit._tokenize(texts)).tolist()
+    packed = model_module._pack_rows(lengths)
+    assert packed is not None and len(packed[0]) < len(texts)          # fewer rows than prompts
+    calls = []
+    real = model_module._pack_rows
+    monkeypatch.setattr(model_module, "_pack_rows", lambda *a, **k: calls.append(1) or real(*a, **k))
+    ours = random_vit._encode_uncached(texts, 256)   # past the text cache
+    assert calls, "the packed path was not taken"
+    assert float((1 - (ours * _stock_text(random_vit, texts)).sum(axis=1)).max()) < 1e-5

@@ -1,0 +1,69 @@
+"""Every benchmark's quick mode runs end to end and ends with one JSON document holding its figures.
+
+Sizes are tiny and the model is the project's shapes model where a bench takes one, so each run
+takes seconds; the figures themselves are not checked here (they mean little at these sizes), only
+that they are there and are numbers. bench_search.py has its own test (test_bench_search.py).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHAPES = "local-dir:tests/assets/shapes_clip"
+
+BENCHES = {
+    "bench_text.py": (["--quick", "--model", SHAPES],
+                      ["speedup", "cosine_error", "stock_ms", "cut_ms", "cached_ms"]),
+    "bench_index.py": (["--images", "8", "--batch-size", "4", "--rescan-files", "100", "--model", SHAPES,
+                        "--photos", "{tmp}/photos"],
+                       ["pipeline_ratio", "reindex_fraction", "model_only_img_s", "indexing_img_s"]),
+    "bench_prompts.py": (["--quick", "--model", SHAPES],
+                         ["cold_ms", "warm_ms", "cold_text_ms", "warm_text_ms", "warm_texts_encoded"]),
+    "bench_gap.py": (["--quick"], ["total_s"]),
+    "bench_fewshot.py": (["--quick"], ["gda_fit_s", "gda_choose_alpha_s", "gda_score_s",
+                                       "score_ratio_gda_to_zero_shot"]),
+    "bench_decode.py": (["--quick", "--model", SHAPES], ["cosine_to_full_min"]),
+}
+
+
+def run_bench(script: str, flags: list[str], tmp_path: Path) -> dict:
+    """Run a bench with --json; returns the JSON document it printed last."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    command = [sys.executable, str(ROOT / "bench" / script), *(f.format(tmp=tmp_path) for f in flags), "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=ROOT, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_text(doc: dict) -> None:
+    assert doc["uses_text_cut"] and doc["texts"] == 80
+    assert 0 <= doc["cosine_error"] < 1e-5  # the cut (and packed) path is exact against encode_text
+
+
+def check_gap(doc: dict) -> None:
+    assert [run["images"] for run in doc["runs"]] == [2000]
+    assert all(is_number(doc["runs"][0][key]) for key in ("measures_s", "pca_s", "shift_s", "gap_length"))
+
+
+EXTRA_CHECKS = {"bench_text.py": check_text, "bench_gap.py": check_gap}
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("script", sorted(BENCHES))
+def test_quick_bench_prints_its_figures_as_json_last(script, tmp_path):
+    flags, keys = BENCHES[script]
+    doc = run_bench(script, flags, tmp_path)
+    for key in keys:
+        assert is_number(doc.get(key)), f"{script}: {key} = {doc.get(key)!r}"
+    EXTRA_CHECKS.get(script, lambda _doc: None)(doc)
