@@ -16,21 +16,90 @@ import numpy as np
 
 from .vectors import normalize
 
-# Up to this many vectors an exact (flat) search answers a single query in a few tens of ms on a
-# 2-core CPU (bench/bench_search.py measures it); beyond it an IVF index is faster.
-EXACT_LIMIT = 100_000
+# Up to this many vectors an exact (flat) search answers a single query in about 4 ms on one core
+# of the 2-core development CPU (it reads every vector: ~0.14 us each at 512-d; bench/bench_search.py
+# measures it); beyond it an IVF index answers in well under a millisecond.
+EXACT_LIMIT = 30_000
 TARGET_RECALL = 0.97      # recall@10 against exact that the automatic tuning aims for
 CALIBRATION_QUERIES = 200
 TRAIN_POINTS_PER_LIST = 40
+MIN_POINTS_PER_LIST = 39  # below this FAISS warns that k-means is under-trained
+MAX_LISTS = 4096          # k-means time grows with lists x training points: 4,096 lists ~2 min on 2 cores
+MEMORY_ENV = "EXPLORER_FAISS_MEMORY_MB"  # the memory an automatically chosen index may use
+MEMORY_SHARE = 0.5        # without it: this share of the memory available when the index is built
+# What an automatic IVF index stores per vector, from the most accurate to the smallest, with its
+# size in bytes at dimension d (ID_BYTES comes on top). Measured on 2,000,000 x 512 clustered vectors
+# (bench/bench_search.py): half floats lose no recall; 8-bit codes keep recall@10 ~0.95. Product
+# quantization is not offered: 64-byte PQ codes found a third of the true neighbours, and re-ranking
+# them with 8-bit codes (`PQ64x4fs,Refine(SQ8)`) needs as much memory as SQ8 alone for the same recall.
+CODECS = (("Flat", lambda d: 4 * d),
+          ("SQfp16", lambda d: 2 * d),
+          ("SQ8", lambda d: d))
+ID_BYTES = 64             # the IVF list's id, IndexIDMap2's id and its reverse-map entry
+REFINE_K_FACTORS = (4, 8, 16, 32)  # candidates re-ranked: k_factor_rf x k
 
 
-def auto_factory(count: int) -> str:
-    """The factory string used when none is given: exact up to EXACT_LIMIT, then IVF with about
-    sqrt(count) lists (a power of two)."""
+def auto_factory(count: int, dim: int = 512, memory_budget: int | None = None) -> str:
+    """The factory string used when none is given, for `count` vectors of `dim` floats: exact
+    (Flat) up to EXACT_LIMIT; beyond, IVF with about 4 sqrt(count) lists (a power of two) storing the
+    vectors whole when they fit in `memory_budget` bytes (default: memory_budget_bytes()), else the
+    most accurate of CODECS that fits (the smallest when none does)."""
     if count <= EXACT_LIMIT:
         return "Flat"
-    nlist = 2 ** round(math.log2(math.sqrt(count)))
-    return f"IVF{min(max(nlist, 64), 65536)},Flat"
+    budget = memory_budget_bytes() if memory_budget is None else memory_budget
+    fitting = [codec for codec, size in CODECS if count * (size(dim) + ID_BYTES) <= budget]
+    return f"IVF{ivf_lists(count)},{(fitting or [CODECS[-1][0]])[0]}"
+
+
+def ivf_lists(count: int) -> int:
+    """The number of IVF lists for `count` vectors: the power of two nearest 4 sqrt(count), at
+    most MAX_LISTS, and few enough that each list gets MIN_POINTS_PER_LIST training points."""
+    nlist = 2 ** round(math.log2(4 * math.sqrt(max(count, 1))))
+    nlist = min(max(nlist, 64), MAX_LISTS)
+    while nlist > 1 and nlist * MIN_POINTS_PER_LIST > count:
+        nlist //= 2
+    return nlist
+
+
+def estimated_bytes(factory: str, count: int, dim: int) -> int | None:
+    """Roughly what an index of a type auto_factory picks takes in memory for `count` vectors
+    (None for other types)."""
+    codec = "Flat" if factory == "Flat" else factory.partition(",")[2]
+    sizes = [size for name, size in CODECS if name == codec]
+    return count * (sizes[0](dim) + ID_BYTES) if sizes else None
+
+
+def memory_budget_bytes() -> int:
+    """The memory an automatically chosen index may use: EXPLORER_FAISS_MEMORY_MB when set, else
+    MEMORY_SHARE of the memory available now (unlimited when it cannot be found out)."""
+    raw = os.environ.get(MEMORY_ENV, "").strip()
+    if raw:
+        try:
+            return int(float(raw) * 2**20)
+        except ValueError:
+            raise ValueError(f"{MEMORY_ENV} must be a number of megabytes, not {raw!r}") from None
+    available = available_memory()
+    return int(available * MEMORY_SHARE) if available else 2**62
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (psutil, else /proc/meminfo, else sysconf)."""
+    try:
+        import psutil
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        pass
+    try:
+        with open("/proc/meminfo") as fp:
+            for line in fp:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def check_factory(factory: str, dim: int) -> None:
@@ -72,29 +141,45 @@ def build(ids: np.ndarray, vectors: np.ndarray, factory: str, seed: int = 0) -> 
 
 def tune(index: faiss.Index, vectors: np.ndarray, k: int = 10, seed: int = 0) -> dict:
     """Smallest nprobe (IVF) or efSearch (HNSW) whose recall@k against exact search reaches
-    TARGET_RECALL. Calibration queries are midpoints of random pairs of stored vectors: they fall
-    between clusters, as text queries do, so they are harder than an image querying itself."""
+    TARGET_RECALL; when no value does (a compressed index), the smallest one within 0.01 of the
+    best recall it reaches (the search stops once recall no longer grows). A re-ranking index
+    (`...,Refine(...)`) also gets the smallest k_factor_rf of REFINE_K_FACTORS that reaches it.
+    Calibration queries are midpoints of random pairs of stored vectors: they fall between
+    clusters, as text queries do, so they are harder than an image querying itself."""
     name, values = _search_parameter(index)
     if name is None or len(vectors) <= k:
         return {}
     rng = np.random.default_rng(seed + 1)
     a, b = rng.integers(0, len(vectors), (2, min(CALIBRATION_QUERIES, len(vectors))))
     queries = normalize(vectors[a] + vectors[b])
-    exact = faiss.IndexFlatIP(vectors.shape[1])
-    exact.add(vectors)
-    _, truth = exact.search(queries, k)
-    id_map = faiss.vector_to_array(index.id_map)
-    truth = id_map[truth]
+    _, truth = faiss.knn(queries, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)  # exact, without a copy
+    truth = faiss.vector_to_array(index.id_map)[truth]
+    for factor in REFINE_K_FACTORS if _is_refined(index) else (None,):
+        fixed = {} if factor is None else {"k_factor_rf": factor}
+        apply_parameters(index, fixed)
+        chosen, reached = _sweep(index, name, values, queries, truth)
+        if reached >= TARGET_RECALL:
+            break
+    apply_parameters(index, {name: chosen})
+    return {**fixed, name: chosen}
+
+
+def _sweep(index: faiss.Index, name: str, values: list[int], queries: np.ndarray, truth: np.ndarray):
+    """(the value of `name` that tune picks, the recall it gives) with the other parameters as set."""
     space = faiss.ParameterSpace()
-    chosen = values[-1]
+    reached: list[tuple[int, float]] = []
     for value in values:
         space.set_index_parameter(index, name, value)
-        _, found = index.search(queries, k)
-        if recall(found, truth) >= TARGET_RECALL:
-            chosen = value
+        reached.append((value, recall(index.search(queries, truth.shape[1])[1], truth)))
+        if reached[-1][1] >= TARGET_RECALL or _levelled_off([r for _, r in reached]):
             break
-    space.set_index_parameter(index, name, chosen)
-    return {name: chosen}
+    best = max(r for _, r in reached)
+    return next((v, r) for v, r in reached if r >= min(TARGET_RECALL, best - 0.01))
+
+
+def _levelled_off(recalls: list[float], steps: int = 3, gain: float = 0.002) -> bool:
+    """Whether the last `steps` doublings of the search parameter gained less than `gain` recall."""
+    return len(recalls) > steps and recalls[-1] - recalls[-1 - steps] < gain
 
 
 def apply_parameters(index: faiss.Index, params: dict) -> None:
@@ -102,6 +187,21 @@ def apply_parameters(index: faiss.Index, params: dict) -> None:
     space = faiss.ParameterSpace()
     for name, value in params.items():
         space.set_index_parameter(index, name, value)
+
+
+def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """index.search, on one OpenMP thread for a single query: FAISS spreads its work over queries,
+    so a second thread has nothing to do and waking it costs more than the search (on the 2-core
+    development machine a single IVF query took 0.26 ms on one thread and up to 8 ms on two while
+    other work held the cores). The setting is the calling thread's own; batches use every thread."""
+    if len(queries) > 1:
+        return index.search(queries, k)
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        return index.search(queries, k)
+    finally:
+        faiss.omp_set_num_threads(threads)
 
 
 def recall(found: np.ndarray, truth: np.ndarray) -> float:
@@ -176,6 +276,11 @@ def _ivf(index: faiss.Index):
         return faiss.extract_index_ivf(index)
     except RuntimeError:
         return None
+
+
+def _is_refined(index: faiss.Index) -> bool:
+    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
+    return isinstance(inner, faiss.IndexRefine)
 
 
 def _search_parameter(index: faiss.Index) -> tuple[str | None, list[int]]:

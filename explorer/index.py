@@ -147,7 +147,7 @@ def _rebuild(store: Store, folder: Path, write: bool):
     generation = store.generation
     dim = int(identity["embed_dim"])
     ids, vectors = store.embeddings(dim)
-    factory = faiss_ops.auto_factory(len(ids)) if requested == "auto" else requested
+    factory = faiss_ops.auto_factory(len(ids), dim) if requested == "auto" else requested
     index, params = faiss_ops.build(ids, vectors, factory)
     manifest = {"version": MANIFEST_VERSION, "store": store.get_meta("uid"), "generation": generation,
                 "count": int(len(ids)), "dim": dim, "index_type": factory, "requested": requested,
@@ -201,7 +201,7 @@ class ImageIndex:
         if k == 0:
             return [[] for _ in queries]
         with self._lock:
-            scores, ids = self.faiss.search(queries, k)
+            scores, ids = faiss_ops.search(self.faiss, queries, k)
             names = self.store.paths_of(ids.ravel())
         results = []
         for row_scores, row_ids in zip(scores, ids):

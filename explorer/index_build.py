@@ -4,7 +4,8 @@ Decoding (images.prepare: the same step every other image source uses) runs in D
 processes while the model encodes; each batch of embeddings is committed to index.db in one
 transaction, so a crash or `kill -9` loses at most the batch in flight and a re-run embeds only
 what is missing. The FAISS file is then refreshed from the store (index.refresh). See index.py for
-the index folder's layout.
+the index folder's layout. With `decode="gpu"` (the default on CUDA) the workers only read the files
+and JPEGs are decoded and preprocessed a batch at a time on the model's device (gpu_decode.py).
 
 A run can be stopped between batches: `should_stop()` (a threading.Event's is_set, a flag set by
 Ctrl-C...) is asked before the first batch and after each commit; when it says yes the run stops
@@ -27,9 +28,9 @@ from typing import Callable
 
 import torch
 
-from . import faiss_ops
+from . import faiss_ops, gpu_decode
 from .folders import walk_folder
-from .images import DEFAULT_LIMITS, ImageError, ImageFailure, Limits, prepare
+from .images import DEFAULT_LIMITS, ImageError, ImageFailure, Limits, prepare, read_file
 from .index import IndexMismatchError, jsonable, mismatch_message, refresh
 from .sources import Progress
 from .store import Store, folder_lock
@@ -82,7 +83,8 @@ class IndexReport:
 
 def build_index(model, root: str | os.PathLike, index_path: str | os.PathLike, *, batch_size: int = 32,
                 workers: int = 2, index_type: str | None = None, progress: Progress | None = None,
-                limits: Limits = DEFAULT_LIMITS, should_stop: Callable[[], bool] | None = None) -> IndexReport:
+                limits: Limits = DEFAULT_LIMITS, should_stop: Callable[[], bool] | None = None,
+                decode: str = "auto") -> IndexReport:
     """Index the images under `root` into the folder `index_path`, or bring an existing index up to
     date: embed new and changed files (by path, size, mtime) and files that failed before, drop
     files that are gone, keep the rest. Waits while another run builds the same index.
@@ -93,12 +95,16 @@ def build_index(model, root: str | os.PathLike, index_path: str | os.PathLike, *
     after each batch. Bad files never stop the run; they are listed in the report. `should_stop()`
     is asked before the first batch and after each commit: True ends the run there, with what is
     done kept and indexed (report.cancelled; the next run resumes).
+    `decode`: "cpu" decodes and preprocesses in the workers (PIL); "gpu" has the workers only read the
+    files and decodes JPEGs a batch at a time on the model's device (gpu_decode; other files still
+    decode in the workers); "auto" is "gpu" when the model is on CUDA and torchvision decodes there.
     Raises IndexMismatchError when the index was made by another model or for another folder, and
     IndexDamagedError when its index.db is damaged (it is left as it is).
     """
     started = time.perf_counter()
     if batch_size < 1 or workers < 0:
         raise ValueError("batch size must be at least 1 and workers at least 0")
+    decode = gpu_decode.choose(decode, model.device, model.preprocess)
     root = Path(root).expanduser().resolve()
     try:
         scan = walk_folder(root)  # .skipped: links leading out, broken links, FIFOs... with reasons
@@ -120,7 +126,8 @@ def build_index(model, root: str | os.PathLike, index_path: str | os.PathLike, *
         store.set_meta("index_type", requested)
         store.remove(plan.gone)
         encoding = time.perf_counter()
-        embedded, done = _embed(store, model, root, plan.todo, batch_size, workers, progress, limits, should_stop)
+        embedded, done = _embed(store, model, root, plan.todo, batch_size, workers, progress, limits, should_stop,
+                                decode)
         indexing, how = time.perf_counter(), {}
         faiss_index, manifest, repaired = refresh(store, folder, stats=how)
         timings = dict(encode_seconds=indexing - encoding, faiss_seconds=time.perf_counter() - indexing,
@@ -201,6 +208,24 @@ class _Decode(torch.utils.data.Dataset):
             return i, None, exc.reason
 
 
+class _Read(_Decode):
+    """For decoding on the model's device: one file read and sorted in a worker (gpu_decode.triage:
+    a JPEG the device decodes stays bytes, any other file is decoded here); failures come back as data."""
+
+    def __init__(self, root: Path, todo, preprocess, limits: Limits):
+        super().__init__(root, todo, preprocess, limits)
+        self.recipe = gpu_decode.recipe_of(preprocess)
+
+    def __getitem__(self, i: int):
+        rel = self.todo[i][0]
+        try:
+            data = read_file(self.root / rel, self.limits, name=rel)
+            item = gpu_decode.triage(data, self.preprocess, self.recipe, self.limits, name=rel)
+            return i, rel, (data, item) if isinstance(item, gpu_decode.JpegInfo) else item
+        except ImageError as exc:
+            return i, rel, exc.reason
+
+
 def _collate(samples):
     good = [(i, pixels) for i, pixels, error in samples if error is None]
     bad = [(i, error) for i, _, error in samples if error is not None]
@@ -214,21 +239,28 @@ def _quiet_worker(_: int) -> None:
 
 
 def _embed(store: Store, model, root: Path, todo, batch_size: int, workers: int, progress: Progress | None,
-           limits: Limits, should_stop: Callable[[], bool] | None = None) -> tuple[list[str], int]:
+           limits: Limits, should_stop: Callable[[], bool] | None = None, decode: str = "cpu"
+           ) -> tuple[list[str], int]:
     """Embed `todo` in batches, committing each batch, until done or `should_stop()` after a commit
-    -> (the paths embedded, how many files of `todo` were read)."""
+    -> (the paths embedded, how many files of `todo` were read). `decode` "gpu": the workers read,
+    the model's device decodes (gpu_decode.on_device, one batch ahead of the model)."""
     stop = should_stop or (lambda: False)
     if progress:
         progress(0, len(todo))
     if not todo or stop():
         return [], 0
+    on_device = decode == "gpu"
     loader = torch.utils.data.DataLoader(
-        _Decode(root, todo, model.preprocess, limits), batch_size=batch_size, num_workers=workers,
-        collate_fn=_collate, prefetch_factor=4 if workers else None, worker_init_fn=_quiet_worker if workers else None)
+        (_Read if on_device else _Decode)(root, todo, model.preprocess, limits), batch_size=batch_size,
+        num_workers=workers, collate_fn=gpu_decode.pack if on_device else _collate,
+        pin_memory=on_device and model.device.type == "cuda",
+        prefetch_factor=4 if workers else None, worker_init_fn=_quiet_worker if workers else None)
     # Workers are forked when iteration starts; no child may inherit the database connection.
     store.close()
     batches = iter(loader)
     store.open()
+    if on_device:
+        batches = gpu_decode.on_device(batches, model.preprocess, model.device, limits)
     embedded, done = [], 0
     for good, pixels, bad in batches:
         vectors = model.encode_pixels(pixels) if pixels is not None else []

@@ -218,7 +218,7 @@ def test_approximate_indexes_are_tuned_to_the_recall_target(factory):
 def test_auto_index_type_by_size():
     assert faiss_ops.auto_factory(10) == "Flat"
     assert faiss_ops.auto_factory(faiss_ops.EXACT_LIMIT) == "Flat"
-    assert faiss_ops.auto_factory(1_000_000) == "IVF1024,Flat"
+    assert faiss_ops.auto_factory(1_000_000, 512, 2**36) == "IVF4096,Flat"
     assert faiss_ops.auto_factory(faiss_ops.EXACT_LIMIT + 1).startswith("IVF")
 
 

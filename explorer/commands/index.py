@@ -12,6 +12,7 @@ import sys
 import threading
 from contextlib import contextmanager
 
+from ..gpu_decode import DECODE_CHOICES
 from ..index_build import build_index
 from ..settings import load_settings
 from .common import ProgressBar, IMAGE_LIMIT_FLAGS, add_model_arguments, model_from
@@ -25,6 +26,9 @@ def register(commands) -> None:
     parser.add_argument("--workers", type=int, default=2, help="decoding processes (0: decode inline)")
     parser.add_argument("--index-type", default=None, metavar="FACTORY",
                         help="FAISS index_factory string, e.g. Flat, IVF1024,Flat, HNSW32,Flat (default: by size)")
+    parser.add_argument("--decode", choices=DECODE_CHOICES, default="auto",
+                        help="where JPEGs are decoded: cpu (PIL, in the worker processes), gpu (a batch at a time on "
+                             "the model's device, the workers only read files), auto (gpu when the model is on CUDA)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     add_model_arguments(parser, extra=IMAGE_LIMIT_FLAGS)
     parser.set_defaults(handler=run)
@@ -60,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         with first_ctrl_c_stops() as stop:
             report = build_index(model, args.folder, args.index, batch_size=args.batch_size, workers=args.workers,
                                  index_type=args.index_type, progress=bar, limits=settings.limits,
-                                 should_stop=stop.is_set)
+                                 should_stop=stop.is_set, decode=args.decode)
     finally:
         bar.close()
     counts = {"added": report.added, "updated": report.updated, "removed": report.removed,
