@@ -9,3 +9,17 @@ def encode_pil(model, images) -> np.ndarray:
     """Embeddings of in-memory PIL images: the model's own preprocessing, then one forward pass.
     (The app never holds PIL images: it embeds files through explorer.sources.)"""
     return model.encode_pixels(torch.stack([model.preprocess(image) for image in images]))
+
+
+def local_context(model, workdir, allowed_root):
+    """An AppContext as a local `app.py` makes it, with `model` loaded: the allowed root given,
+    indexes and uploads under `workdir`."""
+    from explorer.context import AppContext
+    from explorer.model import ModelSlot
+    from explorer.settings import load_settings
+
+    settings = load_settings(env={"EXPLORER_ALLOWED_ROOTS": str(allowed_root),
+                                  "EXPLORER_INDEX_DIR": str(workdir / "idx")})
+    context = AppContext.create(settings, ModelSlot(), upload_dir=workdir / "uploads")
+    context.slot.model = model
+    return context

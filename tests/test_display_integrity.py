@@ -28,15 +28,8 @@ def twenty(tmp_path_factory) -> list[Path]:
 
 @pytest.fixture
 def ctx(shapes_model, tmp_path, tmp_path_factory):
-    from explorer.context import AppContext
-    from explorer.model import ModelSlot
-    from explorer.settings import load_settings
-
-    settings = load_settings(env={"EXPLORER_ALLOWED_ROOTS": str(tmp_path_factory.getbasetemp()),
-                                  "EXPLORER_INDEX_DIR": str(tmp_path / "idx")})
-    context = AppContext.create(settings, ModelSlot(), upload_dir=tmp_path / "uploads")
-    context.slot.model = shapes_model
-    return context
+    from tests.helpers import local_context
+    return local_context(shapes_model, tmp_path, tmp_path_factory.getbasetemp())
 
 
 def test_same_named_files_get_folder_relative_names_or_numbers(twenty):

@@ -16,14 +16,12 @@ from pathlib import Path
 import pytest
 
 from explorer import index_build
-from explorer.context import AppContext
 from explorer.index import IndexMismatchError, open_index
 from explorer.index_build import build_index
-from explorer.model import ModelSlot
 from explorer.paths import PathRefused
-from explorer.settings import load_settings
 from explorer.store import folder_lock
 from explorer.ui import gap_tab, search_html, search_tab
+from tests.helpers import local_context
 from tests.shapes import CLASSES, draw_shape, make_labelled_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,11 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def ctx(shapes_model, tmp_path, tmp_path_factory):
-    settings = load_settings(env={"EXPLORER_ALLOWED_ROOTS": str(tmp_path_factory.getbasetemp()),
-                                  "EXPLORER_INDEX_DIR": str(tmp_path / "idx")})
-    context = AppContext.create(settings, ModelSlot(), upload_dir=tmp_path / "uploads")
-    context.slot.model = shapes_model
-    return context.scoped(None)
+    return local_context(shapes_model, tmp_path, tmp_path_factory.getbasetemp()).scoped(None)
 
 
 @pytest.fixture(scope="module")
