@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 from explorer.folders import scan_folder
 from explorer.images import load_image
-from explorer.index_build import build_index
+from explorer.index_build import auto_workers, build_index
 from explorer.model import load_model
 
 SHAPES_MODEL = REPO / "tests" / "assets" / "shapes_clip"
@@ -81,6 +81,7 @@ def pipeline_part(args, paths: list[Path], work: Path) -> dict:
     and after indexing: the machine is shared, the mean of both is used)."""
     torch.manual_seed(0)
     model = load_model(args.model, None, device="cpu")
+    args.workers = auto_workers(model.device, "cpu") if args.workers is None else args.workers
     batches = max(1, min(4, len(paths) // args.batch_size))
     model_rate = model_only_rate(model, paths, args.batch_size, batches)
     print(f"model only (decoded tensors):  {model_rate:6.2f} img/s")
@@ -130,7 +131,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="128 JPEGs and 2,000 files to re-index")
     parser.add_argument("--images", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: the indexer's "
+                        "automatic choice, index_build.auto_workers)")
     parser.add_argument("--rescan-files", type=int, default=None)
     parser.add_argument("--model", default="ViT-B-32", help="part 1's model: an open_clip name (random weights) "
                         "or local-dir:")
@@ -141,7 +143,7 @@ def main() -> None:
     n_images = args.images or (128 if args.quick else 500)
     n_rescan = args.rescan_files or (2_000 if args.quick else 10_000)
     args.batch_size = min(args.batch_size, n_images)
-    print(f"torch threads {torch.get_num_threads()}, batch {args.batch_size}, workers {args.workers}")
+    print(f"torch threads {torch.get_num_threads()}, batch {args.batch_size}, workers {'auto' if args.workers is None else args.workers}")
 
     start = time.perf_counter()
     paths = make_photos(args.photos, n_images)

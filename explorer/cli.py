@@ -13,6 +13,7 @@ import sys
 
 from . import commands as command_package
 from .images import ImageError
+from .index_ray import RayRunError
 from .model import ModelLoadError
 
 
@@ -30,6 +31,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ModelLoadError, ImageError, ValueError, OSError) as exc:  # PromptError, PathRefused... are ValueErrors
+    except (ModelLoadError, ImageError, ValueError, OSError, RayRunError) as exc:  # PromptError, PathRefused... are ValueErrors
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ from .index import ImageIndex, IndexInfo, IndexRegistry, prune_orphans
 from .store import DB_NAME
 from .model import ClipModel, ModelSlot
 from .paths import DEFAULT_UPLOAD_DIR, MAX_UPLOAD_FILES, PathRefused, UploadArea, allowed_folder, inside_roots
+from .remote import is_uri
 from .settings import Settings
 from .sources import Embedded, EmbeddingCache, Progress, embed_folder, embed_index, single_top_folder
 from .workspace import Workspace, Workspaces
@@ -138,6 +139,9 @@ class AppContext:
                               "make one with `clip-explorer index DIR --index PATH`")
         index = self.indexes.get(folder)
         index.check_model(model)
+        if is_uri(str(index.root)):
+            raise PathRefused(f"{typed.strip()}: it indexes {index.root}, an object-store folder; the app shows "
+                              "local folders only: search it with `clip-explorer search --index PATH`")
         if not self.servable(index.root):
             raise PathRefused(f"{typed.strip()}: the images it indexes ({index.root}) lie outside the folders "
                               "this app may read")

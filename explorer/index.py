@@ -38,7 +38,7 @@ from typing import Sequence
 
 import numpy as np
 
-from . import faiss_ops
+from . import faiss_ops, remote
 from .duplicates import DuplicateGroup, link_pairs, scored_groups
 from .images import DEFAULT_LIMITS, ImageError, ImageFailure, Limits
 from .model import describe
@@ -62,6 +62,12 @@ class SearchHit:
     path: str             # relative to the indexed folder, posix separators
     absolute: Path
     score: float          # cosine similarity
+
+
+def root_of(recorded: str):
+    """An index's recorded root: a Path, or for a URI folder (remote.py) a RemoteRoot, which
+    joins `root / relative` the same way."""
+    return remote.RemoteRoot(recorded) if remote.is_uri(recorded) else Path(recorded)
 
 
 def jsonable(value):
@@ -174,7 +180,7 @@ class ImageIndex:
         self.manifest = manifest
         self.repaired = repaired
         self.identity: dict = store.get_meta("identity")
-        self.root = Path(store.get_meta("root"))
+        self.root = root_of(store.get_meta("root"))
         self.dim = int(self.identity["embed_dim"])
         self.index_type: str = manifest["index_type"]
         self.faiss = faiss_ops.to_device(faiss_index)
@@ -346,7 +352,7 @@ def index_info(folder: str | os.PathLike, model=None) -> IndexInfo | None:
         store.close()
     if not root or not identity or (model is not None and identity != jsonable(model.identity.as_dict())):
         return None
-    return IndexInfo(Path(folder), Path(root), count, describe(identity["name"], identity.get("pretrained")), identity)
+    return IndexInfo(Path(folder), root_of(root), count, describe(identity["name"], identity.get("pretrained")), identity)
 
 
 def damaged_indexes(index_dir: str | os.PathLike | None) -> list[tuple[Path, str]]:

@@ -301,3 +301,28 @@ def test_a_file_edited_behind_the_same_size_is_embedded_again(tmp_path, shapes_m
     assert [Path(p).name for p in count_decodes] == ["a.bmp"]
     assert (report.added, report.updated, report.unchanged) == (0, 1, 1)
     assert float(open_index(tmp_path / "idx").embedding_of("a.bmp") @ old) < 0.99
+
+
+@pytest.mark.parametrize("device, decode, cpus, expected", [
+    ("cpu", "cpu", 2, 1),     # the model is the bottleneck: one draft-decoding worker keeps up
+    ("cpu", "cpu", 64, 4),
+    ("cuda", "cpu", 16, 15),  # decoding is the bottleneck: every CPU but one
+    ("cuda", "gpu", 16, 4),   # the GPU decodes: the workers only read files
+    ("cuda", "gpu", 1, 1),
+])
+def test_decoding_workers_are_chosen_by_cpus_and_where_the_model_runs(device, decode, cpus, expected):
+    import torch
+
+    assert index_module.auto_workers(torch.device(device), decode, cpus=cpus) == expected
+
+
+def test_index_takes_workers_auto_or_a_count(tmp_path):
+    from explorer.cli import build_parser
+
+    parse = build_parser().parse_args
+    assert parse(["index", str(tmp_path), "--index", "i"]).workers is None
+    assert parse(["index", str(tmp_path), "--index", "i", "--workers", "auto"]).workers is None
+    assert parse(["index", str(tmp_path), "--index", "i", "--workers", "0"]).workers == 0
+    for bad in ("-1", "many"):
+        with pytest.raises(SystemExit):
+            parse(["index", str(tmp_path), "--index", "i", "--workers", bad])

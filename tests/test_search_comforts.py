@@ -237,3 +237,17 @@ def test_opening_an_index_folder_refuses_what_it_should(ctx, shapes_model, sigmo
     # A folder that was never opened is not one of the session's indexes, whatever the page sends.
     with pytest.raises(ValueError, match="not one of yours"):
         search_tab.search(ctx, {"index": str(other), "root": str(photos)}, "a red circle", None, 0.5, 3, -1.0)
+
+
+def test_an_index_of_an_object_store_folder_is_refused_by_the_page_with_what_to_do(ctx, shapes_model, photos,
+                                                                                   tmp_path):
+    from contextlib import closing
+
+    from explorer.store import Store
+
+    made = tmp_path / "s3-index"
+    build_index(shapes_model, photos, made, workers=0)
+    with closing(Store(made)) as store:  # as `index s3://bucket/photos --engine ray` records its root
+        store.set_meta("root", "s3://bucket/photos")
+    with pytest.raises(PathRefused, match="object-store folder.*clip-explorer search"):
+        search_tab.open_index_folder(ctx, str(made))

@@ -40,7 +40,7 @@ from . import search_html as render
 from .common import ZIP_TYPES, message, offer_examples, progress_reporter, session_of
 
 FOLDER, UPLOAD = "A folder on this computer", "Upload images, a folder or a zip"
-BUILD_WORKERS = 2
+BUILD_WORKERS = None  # index_build.auto_workers: by the machine's CPUs and where the model runs
 PLACEHOLDER_SIDE = 64
 FULL_SIDE = 2048        # a result opened full size is sent at most this many pixels on a side
 DUP_THUMB_SIDE = 192    # near-duplicate thumbnails (drawn at 128 CSS pixels)
