@@ -253,5 +253,6 @@ def _failing_clearly(ray, batches):
     try:
         yield from batches
     except ray.exceptions.RayError as exc:
-        cause = getattr(exc, "cause", None) or exc
-        raise RayRunError(f"the Ray run stopped: {cause}") from None
+        # Ray's message is the worker's whole traceback, coloured; its last line is the error itself.
+        lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines() if line.strip()]
+        raise RayRunError(f"the Ray run stopped: {lines[-1] if lines else type(exc).__name__}") from None

@@ -215,3 +215,20 @@ def test_an_address_with_no_cluster_behind_it_is_a_clear_error(tmp_path):
 
     with pytest.raises(index_ray.RayUnavailableError, match="Ray cluster at 127.0.0.1:1: nothing answers"):
         index_ray.connect("127.0.0.1:1")  # in seconds: Ray itself would retry for minutes
+
+
+def test_a_worker_whose_model_differs_stops_the_run_with_one_clear_line(shapes_folder, shapes_model, tmp_path,
+                                                                        monkeypatch):
+    import dataclasses
+
+    from explorer import index_ray
+
+    real = index_ray.ModelSpec.of  # as if a node's file at the same path held other weights
+    monkeypatch.setattr(index_ray.ModelSpec, "of", classmethod(
+        lambda cls, model: dataclasses.replace(real(model), identity={**real(model).identity, "embed_dim": 7})))
+    with pytest.raises(index_ray.RayRunError) as caught:
+        build_index(shapes_model, shapes_folder[0], tmp_path / "ray", batch_size=8, engine="ray")
+    message = str(caught.value)
+    assert message.startswith("the Ray run stopped: RuntimeError: a Ray worker loaded")
+    assert "every node must have the same weights" in message and "Traceback" not in message
+    assert "\n" not in message
