@@ -83,9 +83,15 @@ def test_reorder_rows_and_load_builtin_set(page):
         "(() => { const t = document.querySelector('#pl-templates').innerText;"
         f" return t.indexOf({ADDED!r}) >= 0 && t.indexOf({ADDED!r}) < t.indexOf('a photo of a {{}}.'); }})()",
         timeout=30_000)
-    with page.expect_download() as download:
-        page.click("#pl-save-json")
-    saved = json.loads(Path(download.value.path()).read_text())
+    # The table shows the new order first; the download's file follows in a second round trip
+    # (table.change), so a click right away may still get the previous file: ask until it is current.
+    for _ in range(20):
+        with page.expect_download() as download:
+            page.click("#pl-save-json")
+        saved = json.loads(Path(download.value.path()).read_text())
+        if saved["templates"][0] == ADDED:
+            break
+        page.wait_for_timeout(500)
     assert saved == {"templates": [ADDED, "a photo of a {}."]}
     page.locator("#pl-builtin input").click()
     page.get_by_role("option", name="7 templates (OpenAI subset)").click()
