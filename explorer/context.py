@@ -72,8 +72,8 @@ class AppContext:
 
     def servable(self, path: Path) -> bool:
         """True when the app may show files from `path`: the session's uploads, or (locally) a
-        folder inside the allowed roots."""
-        if self.workspace is None:
+        folder inside the allowed roots; never an object-store folder (remote.py)."""
+        if self.workspace is None or is_uri(str(path)):
             return False
         if self.uploads.contains(path):
             return True

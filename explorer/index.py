@@ -375,6 +375,8 @@ def prune_orphans(index_dir: str | os.PathLike, under: Path) -> int:
     the indexes of expired uploads go with them. Returns how many were deleted."""
     removed = 0
     for info in list_indexes(index_dir):
+        if isinstance(info.root, remote.RemoteRoot):
+            continue  # an object-store folder is never an upload
         if not info.root.exists() and info.root.resolve().is_relative_to(Path(under).resolve()):
             shutil.rmtree(info.folder, ignore_errors=True)
             removed += 1

@@ -39,9 +39,6 @@ class RemoteRoot(str):
     def name(self) -> str:
         return PurePosixPath(normalise(self).split("://", 1)[1]).name
 
-    def exists(self) -> bool:
-        return False  # never treated as a local folder (e.g. by the clean-up of expired uploads)
-
 
 def _filesystem(uri: str):
     from pyarrow import fs

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import shutil
+from contextlib import closing
 
 import numpy as np
 
+from explorer.store import Store
 from explorer.index import IndexRegistry, default_index_path, list_indexes, prune_orphans
 from explorer.index_build import build_index
 from tests import shapes
@@ -25,10 +27,13 @@ def test_indexes_of_expired_uploads_are_pruned(shapes_model, tmp_path):
     alive = _indexed_folder(shapes_model, uploads / "upload-new", index_dir)
     local_root = tmp_path / "photos"
     local = _indexed_folder(shapes_model, local_root, index_dir)
+    remote = _indexed_folder(shapes_model, tmp_path / "bucket", index_dir)
+    with closing(Store(remote)) as store:  # as `index s3://bucket/photos --engine ray` records its root
+        store.set_meta("root", "s3://bucket/photos")
     shutil.rmtree(uploads / "upload-old")  # what UploadArea.prune does after 24 h
     shutil.rmtree(local_root)              # a user's own folder that is gone: not ours to delete
     assert prune_orphans(index_dir, uploads) == 1
-    assert not expired.exists() and alive.exists() and local.exists()
+    assert not expired.exists() and alive.exists() and local.exists() and remote.exists()
 
 
 def test_one_registry_serves_the_rebuilt_index_to_everyone(shapes_model, tmp_path):

@@ -5,6 +5,8 @@ anywhere under the allowed roots can be opened in the app (tests/browser/test_se
 drives the same through the page)."""
 from __future__ import annotations
 
+import shutil
+
 import json
 import signal
 import sqlite3
@@ -240,7 +242,7 @@ def test_opening_an_index_folder_refuses_what_it_should(ctx, shapes_model, sigmo
 
 
 def test_an_index_of_an_object_store_folder_is_refused_by_the_page_with_what_to_do(ctx, shapes_model, photos,
-                                                                                   tmp_path):
+                                                                                   tmp_path, monkeypatch):
     from contextlib import closing
 
     from explorer.store import Store
@@ -251,3 +253,10 @@ def test_an_index_of_an_object_store_folder_is_refused_by_the_page_with_what_to_
         store.set_meta("root", "s3://bucket/photos")
     with pytest.raises(PathRefused, match="object-store folder.*clip-explorer search"):
         search_tab.open_index_folder(ctx, str(made))
+    in_the_apps_folder = ctx.indexes.path_for(photos, shapes_model)  # put there by hand: still not offered
+    shutil.copytree(made, in_the_apps_folder)
+    assert [info.folder for info in ctx.indexes.listed(shapes_model)] == [in_the_apps_folder]
+    # Read as a path, "s3://bucket/photos" is a relative one: from a working folder inside the allowed
+    # roots it would look servable, which is where the app runs from as often as not.
+    monkeypatch.chdir(tmp_path)
+    assert ctx.visible_indexes(shapes_model) == []
