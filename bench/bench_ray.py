@@ -78,8 +78,8 @@ def main() -> None:
     paths = make_photos(args.photos, args.images)
     folder = Path(tempfile.mkdtemp(prefix="clip_explorer_bench_ray_"))
     try:
+        (folder / "photos").mkdir()
         for path in paths:  # a folder of exactly these images (the cache may hold more)
-            (folder / "photos").mkdir(exist_ok=True)
             shutil.copyfile(path, folder / "photos" / path.name)  # a link leading out would be refused
         torch.manual_seed(0)
         model = load_model(args.model, None, device="cpu")

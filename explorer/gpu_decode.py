@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .images import DEFAULT_LIMITS, Fit, ImageError, Limits, _check_size, _crop_box, fit_of, prepare
+from .images import DEFAULT_LIMITS, Fit, ImageError, Limits, check_size, crop_box, fit_of, prepare
 
 # torchvision 0.29 marks its image decoders deprecated (in favour of TorchCodec) with a warning on
 # every call; the decoder itself is what this module is about, so that one warning is not shown.
@@ -190,7 +190,7 @@ def triage(data: bytes, preprocess: Callable, recipe: Recipe | None, limits: Lim
            name: str = "<bytes>") -> JpegInfo | torch.Tensor:
     """One file's bytes sorted: its JpegInfo when the device decodes it, else its preprocessed tensor
     from images.prepare. The size limit is checked first; raises ImageError."""
-    _check_size(name, len(data), limits.max_bytes)
+    check_size(name, len(data), limits.max_bytes)
     info = device_jpeg(data, recipe, limits)
     return info if info is not None else prepare(data, preprocess, limits, name=name)
 
@@ -389,7 +389,7 @@ def _geometry(images: torch.Tensor, recipe: Recipe) -> torch.Tensor:
     """uint8 [N, 3, H, W] -> float [N, 3, h, w] in 0..255: images.py's crop of extreme strips,
     the resize, then the centre crop (padded with `fill` where the image is smaller)."""
     fit = recipe.fit
-    box = _crop_box(fit, images.shape[-1], images.shape[-2])
+    box = crop_box(fit, images.shape[-1], images.shape[-2])
     if box is not None:
         left, top, right, bottom = box
         images = images[..., top:bottom, left:right]

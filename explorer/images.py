@@ -126,7 +126,7 @@ def read_file(path: str | os.PathLike, limits: Limits = DEFAULT_LIMITS, *, name:
         raise ImageError(label, "is a directory, not a file")
     if not stat.S_ISREG(st.st_mode):
         raise ImageError(label, "not a regular file")
-    _check_size(label, st.st_size, limits.max_bytes)
+    check_size(label, st.st_size, limits.max_bytes)
     try:  # O_NONBLOCK: a FIFO put in the file's place after the stat must not block the open
         with open(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as fp:
             if not stat.S_ISREG(os.fstat(fp.fileno()).st_mode):
@@ -134,7 +134,7 @@ def read_file(path: str | os.PathLike, limits: Limits = DEFAULT_LIMITS, *, name:
             data = fp.read(limits.max_bytes + 1)
     except OSError as exc:
         raise ImageError(label, f"cannot read file ({exc.strerror or exc})") from None
-    _check_size(label, len(data), limits.max_bytes)  # the file may have changed since stat
+    check_size(label, len(data), limits.max_bytes)  # the file may have changed since stat
     return data
 
 
@@ -152,7 +152,7 @@ def load_image(source: str | os.PathLike | bytes, limits: Limits = DEFAULT_LIMIT
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         label = name or "<bytes>"
-        _check_size(label, len(source), limits.max_bytes)
+        check_size(label, len(source), limits.max_bytes)
         data = bytes(source)
     else:
         label = name or os.fspath(source)
@@ -253,7 +253,9 @@ class Thumbnails:
         return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _check_size(label: str, size: int, max_bytes: int) -> None:
+def check_size(label: str, size: int, max_bytes: int) -> None:
+    """ImageError unless a file of `size` bytes is non-empty and within the limit (every reader of
+    image bytes checks with this: local files, GPU decoding, object stores)."""
     if size == 0:
         raise ImageError(label, "empty file")
     if size > max_bytes:
@@ -325,7 +327,7 @@ def _open(fp, label: str, limits: Limits, fit: Fit | None, caught: list) -> Imag
         if fit is None:
             return _to_rgb(im)
         _usable(fit, *im.size, label)  # again: a PNG's EXIF orientation may only be known now
-        box = _crop_box(fit, *im.size)
+        box = crop_box(fit, *im.size)
         return _shrink(_to_rgb(im.crop(box) if box else im), fit)
 
 
@@ -368,7 +370,7 @@ def _usable(fit: Fit, width: int, height: int, label: str) -> tuple[int, int]:
     return out
 
 
-def _crop_box(fit: Fit, width: int, height: int) -> tuple[int, int, int, int] | None:
+def crop_box(fit: Fit, width: int, height: int) -> tuple[int, int, int, int] | None:
     """For a centre-cropping fit, the centred part of the image the model keeps, with a margin for
     the resampling filter; None unless the image is more than CROP_FROM times longer than that.
     The side that sets the scale is kept whole, so the preprocessing scales the crop as the image."""

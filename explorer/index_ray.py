@@ -131,14 +131,15 @@ class ModelSpec:
 
 def decode_batch(batch: dict, *, root: str, preprocess, limits: Limits, pixel_shape: tuple) -> dict:
     """A Ray Data task: read and preprocess each file of the batch (images.prepare; a URI folder's
-    files are read through pyarrow, remote.read) -> the rows with their pixels, or zeros and the
+    files are read through pyarrow, remote.Folder) -> the rows with their pixels, or zeros and the
     reason the file failed."""
     rels = list(batch["rel"])
     pixels = np.zeros((len(rels), *pixel_shape), dtype=np.float32)
     errors = []
+    folder = remote.Folder(root) if remote.is_uri(root) else None  # once per batch, not per file
     for row, rel in enumerate(rels):
         try:
-            source = remote.read(root, rel, limits) if remote.is_uri(root) else os.path.join(root, rel)
+            source = folder.read(rel, limits) if folder else os.path.join(root, rel)
             pixels[row] = prepare(source, preprocess, limits, name=rel).numpy()
             errors.append("")
         except ImageError as exc:
@@ -182,12 +183,13 @@ def last_placement() -> tuple[int, int]:
 
 def _placement(ray, options: RayOptions) -> tuple[int, int, int, str]:
     """-> (actors, CPUs per actor, GPUs per actor, device) for this cluster."""
-    gpus = int(ray.cluster_resources().get("GPU", 0))
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
     nodes = [node for node in ray.nodes() if node.get("Alive")]
     node_cpus = min((int(n["Resources"].get("CPU", 1)) for n in nodes), default=1)
     actors = options.actors or gpus or max(1, len(nodes))
     cpus = options.actor_cpus or (1 if gpus else max(1, node_cpus - 1))
-    total_cpus = int(ray.cluster_resources().get("CPU", 0))
+    total_cpus = int(resources.get("CPU", 0))
     if actors * cpus >= total_cpus:  # the decode tasks could never be scheduled: the run would hang
         raise RayRunError(f"{actors} model actor(s) of {cpus} CPU(s) would take all {total_cpus} CPUs of the Ray "
                           "cluster and leave none for decoding: lower --ray-actors or --ray-actor-cpus")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import PurePosixPath
 
-from .images import IMAGE_EXTENSIONS, ImageError, Limits
+from .images import IMAGE_EXTENSIONS, ImageError, Limits, check_size
 
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
@@ -75,18 +75,22 @@ def list_files(uri: str) -> list[tuple[str, int, int]]:
     return sorted(found)
 
 
-def read(uri: str, rel: str, limits: Limits) -> bytes:
-    """The bytes of `uri/rel`, or ImageError (not found, empty, over the size limit, unreadable).
-    At most limits.max_bytes + 1 bytes are read, whatever the listing said."""
-    from .images import _check_size
+class Folder:
+    """A URI folder opened once (pyarrow resolves the filesystem and, for object stores, its
+    credentials), to read many of its files."""
 
-    filesystem, base = _filesystem(uri)
-    try:
-        with filesystem.open_input_stream(f"{base}/{rel}") as stream:
-            data = stream.read(limits.max_bytes + 1)
-    except FileNotFoundError:
-        raise ImageError(rel, "file not found") from None
-    except OSError as exc:
-        raise ImageError(rel, f"cannot read file ({exc})") from None
-    _check_size(rel, len(data), limits.max_bytes)
-    return data
+    def __init__(self, uri: str):
+        self.filesystem, self.base = _filesystem(uri)
+
+    def read(self, rel: str, limits: Limits) -> bytes:
+        """The bytes of `rel`, or ImageError (not found, empty, over the size limit, unreadable).
+        At most limits.max_bytes + 1 bytes are read, whatever the listing said."""
+        try:
+            with self.filesystem.open_input_stream(f"{self.base}/{rel}") as stream:
+                data = stream.read(limits.max_bytes + 1)
+        except FileNotFoundError:
+            raise ImageError(rel, "file not found") from None
+        except OSError as exc:
+            raise ImageError(rel, f"cannot read file ({exc})") from None
+        check_size(rel, len(data), limits.max_bytes)
+        return data
