@@ -9,7 +9,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phone-home from
 
 from explorer.context import AppContext
 from explorer.settings import add_settings_arguments, load_settings
-from explorer.ui import build_app, launch_options
+from explorer.ui import build_app, launch_options, queue_options
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
         log.warning("The app starts without a model; load one from the page.")
     else:
         log.info(ctx.slot.status())
-    build_app(ctx).queue(default_concurrency_limit=2).launch(**launch_options(settings))
+    build_app(ctx).queue(**queue_options(settings)).launch(**launch_options(settings))
 
 
 if __name__ == "__main__":

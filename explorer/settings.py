@@ -38,6 +38,17 @@ class Settings:
     session_ttl_minutes: float = 120.0   # hosted: a session's files are deleted after this long unused
     session_quota_mb: float = 1024.0     # hosted: disk one session's uploads and indexes may fill
     hosted_quota_mb: float = 8192.0      # hosted: disk all sessions together may fill
+    # The input gate (explorer/gate.py): what one request may send. Hosted defaults: HOSTED_DEFAULTS.
+    max_texts: int = 20_000          # labels, templates, captions or classes in one box or file
+    max_text_chars: int = 4_000      # characters in one label, template, caption or sentence
+    max_text_kb: float = 8192.0      # one text box, text file or JSON document, in KiB
+    max_json_depth: int = 32         # nesting of any JSON a person sends
+    max_prompts: int = 500_000       # texts one request may encode (labels x templates + sentences)
+    max_upload_files: int = 5_000    # files one upload (its files and zips together) may unpack to
+    max_upload_total_mb: float = 500.0   # bytes one upload may unpack to, in MiB
+    decode_seconds: float = 0.0      # one image's decode budget in a decode worker (0: decode in-process)
+    decode_workers: int = 0          # decode worker processes (0: decode in-process, as the CLI does)
+    session_jobs: int = 0            # hosted: jobs one session may have running or queued (0: no limit)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -50,9 +61,33 @@ class Settings:
         return [startup] + [c for c in chosen if c != startup]
 
     @property
+    def max_upload_total_bytes(self) -> int:
+        return int(self.max_upload_total_mb * 2**20)
+
+    @property
     def limits(self) -> Limits:
         """The per-image limits every decode in the app and the CLI applies."""
         return Limits(self.max_upload_bytes, self.max_pixels, int(self.max_decode_mb * 2**20))
+
+
+# Stricter defaults for a public demo (hosted mode), used where no flag or variable sets the value.
+# Sized so that one request of each kind stays within seconds of CPU and a few hundred MiB (README,
+# "Hosted mode": the limits and who enforces them).
+HOSTED_DEFAULTS = {
+    "max_upload_mb": 10.0,
+    "max_pixels": 40_000_000,
+    "max_decode_mb": 160.0,
+    "max_texts": 256,
+    "max_text_chars": 400,
+    "max_text_kb": 64.0,
+    "max_json_depth": 8,
+    "max_prompts": 4_096,
+    "max_upload_files": 1_000,
+    "max_upload_total_mb": 256.0,
+    "decode_seconds": 5.0,
+    "decode_workers": 2,
+    "session_jobs": 2,
+}
 
 
 def parse_model_entry(entry: str) -> tuple[str, str | None]:
@@ -81,7 +116,7 @@ _ENV_FIELDS = {
     "max_upload_mb": (float, "largest image file accepted, in MiB"),
     "max_pixels": (int, "largest image accepted, in pixels"),
     "max_decode_mb": (float, "memory one decoded image may take, in MiB"),
-    "hosted": (lambda s: s.strip().lower() in {"1", "true", "yes", "on"}, "hosted demo mode"),
+    "hosted": (lambda s: _flag(s), "hosted demo mode (1/true/yes/on; 0/false/no/off)"),
     "allowed_roots": (lambda s: tuple(Path(p).expanduser().resolve() for p in s.split(os.pathsep) if p),
                       "folders the app may index, separated by ':'"),
     "index_dir": (lambda s: Path(s).expanduser().resolve(),
@@ -90,7 +125,28 @@ _ENV_FIELDS = {
     "session_ttl_minutes": (float, "hosted: minutes before an unused session's files are deleted"),
     "session_quota_mb": (float, "hosted: MiB of uploads and indexes one session may keep"),
     "hosted_quota_mb": (float, "hosted: MiB of uploads and indexes all sessions together may keep"),
+    "max_texts": (int, "labels, templates, captions or classes one box or file may hold"),
+    "max_text_chars": (int, "characters one label, template, caption or sentence may hold"),
+    "max_text_kb": (float, "KiB one text box, text file or JSON document may hold"),
+    "max_json_depth": (int, "nesting depth any JSON a person sends may have"),
+    "max_prompts": (int, "texts one request may encode (labels x templates, plus description sentences)"),
+    "max_upload_files": (int, "files one upload (its files and zips together) may unpack to"),
+    "max_upload_total_mb": (float, "MiB one upload (its files and zips together) may unpack to"),
+    "decode_seconds": (float, "seconds one image may take to decode in a decode worker"),
+    "decode_workers": (int, "decode worker processes (0: decode in the app's own process)"),
+    "session_jobs": (int, "hosted: jobs one session may have running or queued at once (0: no limit)"),
 }
+
+
+def _flag(text: str) -> bool:
+    """'1', 'true', 'yes', 'on' -> True; '0', 'false', 'no', 'off', '' -> False; anything else is an error
+    (a typo must not leave a public demo in local mode)."""
+    word = text.strip().lower()
+    if word in {"1", "true", "yes", "on"}:
+        return True
+    if word in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("expected 1/true/yes/on or 0/false/no/off")
 
 
 def flag_and_variable(name: str) -> tuple[str, str]:
@@ -132,6 +188,9 @@ def load_settings(args: argparse.Namespace | None = None, env: dict[str, str] | 
         values["pretrained"] = None
     if "hosted" not in values and _on_spaces(env):
         values["hosted"] = True
+    if values.get("hosted"):
+        for name, value in HOSTED_DEFAULTS.items():
+            values.setdefault(name, value)
     settings = Settings(**values)
     if not settings.allowed_roots:
         settings = replace(settings, allowed_roots=(Path.home().resolve(),))

@@ -123,6 +123,11 @@ def _model_kept(ctx: AppContext, fn):
     return keep
 
 
+def queue_options(settings: Settings) -> dict:
+    """Arguments for Blocks.queue: how many events run at once, and how many may wait."""
+    return dict(default_concurrency_limit=2)
+
+
 def launch_options(settings: Settings) -> dict:
     """Arguments for Blocks.launch (gradio 6 takes theme and css here, not on Blocks)."""
     return dict(server_name=settings.host, server_port=settings.port,
