@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import csv
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from . import gate
+from .gate import DEFAULT_TEXT_LIMITS, TextLimits
 
 MAX_CAPTION_FILE_BYTES = 64 * 1024 * 1024
 MAX_SIDECAR_BYTES = 1024 * 1024
@@ -50,11 +54,12 @@ class _Row:
     caption: str
 
 
-def _read_rows(csv_path: Path) -> tuple[list[_Row], list[str]]:
+def _read_rows(csv_path: Path, limits: TextLimits = DEFAULT_TEXT_LIMITS) -> tuple[list[_Row], list[str]]:
     if not csv_path.is_file():
         raise CaptionError(f"{csv_path.name}: caption file not found")
     if csv_path.stat().st_size > MAX_CAPTION_FILE_BYTES:
         raise CaptionError(f"{csv_path.name}: caption file is larger than {MAX_CAPTION_FILE_BYTES // 2**20} MiB")
+    gate.check_count(f"Captions ({csv_path.name})", csv_path.stat().st_size, limits.max_bytes, "max_text_kb", "bytes")
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as fp:
             rows = list(csv.reader(fp))
@@ -79,23 +84,34 @@ def _read_rows(csv_path: Path) -> tuple[list[_Row], list[str]]:
             problems.append(f"line {line}: no image path")
         elif not text:
             problems.append(f"line {line}: {raw}: empty caption")
+        elif len(text) > limits.max_item_chars:
+            problems.append(f"line {line}: {raw[:80]}: {too_long(len(text), limits)}")
         else:
             out.append(_Row(line, raw, text))
     return out, problems
 
 
-def check_csv(csv_path: str | os.PathLike) -> None:
-    """Raise CaptionError unless the file is a readable `path,caption` CSV (before heavy work starts)."""
-    _read_rows(Path(csv_path))
+def too_long(length: int, limits: TextLimits) -> str:
+    flag, variable = gate.flag_and_variable("max_text_chars")
+    return (f"caption of {length:,} characters is longer than the limit of {limits.max_item_chars:,} "
+            f"(set with {flag} or {variable})")
 
 
-def match_csv_captions(csv_path: str | os.PathLike, image_paths: list, root: str | os.PathLike | None = None) -> Captions:
+def check_csv(csv_path: str | os.PathLike, limits: TextLimits = DEFAULT_TEXT_LIMITS) -> None:
+    """Raise CaptionError unless the file is a readable `path,caption` CSV (before heavy work starts);
+    gate.Refused when it is larger than `limits.max_bytes`."""
+    _read_rows(Path(csv_path), limits)
+
+
+def match_csv_captions(csv_path: str | os.PathLike, image_paths: list, root: str | os.PathLike | None = None,
+                       limits: TextLimits = DEFAULT_TEXT_LIMITS) -> Captions:
     """Captions from a CSV whose header names a `path` and a `caption` column (any order, any case;
     other columns ignored) for these images. A row's path may be absolute, relative to the CSV's
     folder, relative to `root` (the image folder), or a bare file name that is unique among the
-    images and among the rows (uploaded files keep their names, not their folders)."""
+    images and among the rows (uploaded files keep their names, not their folders). Within `limits`:
+    the file up to max_text_kb (else gate.Refused), a caption up to max_text_chars (else a problem line)."""
     csv_path = Path(csv_path)
-    rows, problems = _read_rows(csv_path)
+    rows, problems = _read_rows(csv_path, limits)
     base = csv_path.resolve().parent
     by_real, by_relative, by_name = {}, {}, {}
     for row in rows:
@@ -108,12 +124,13 @@ def match_csv_captions(csv_path: str | os.PathLike, image_paths: list, root: str
         by_relative.setdefault(Path(os.path.normpath(row.path)).as_posix(), row)
         by_name.setdefault(written.name, []).append(row)
     names = [Path(p).name for p in image_paths]
+    name_counts = Counter(names)  # not names.count in the loop: linear in the images
     out, used = Captions(source=f"the CSV {csv_path.name}"), set()
     for path, name in zip(image_paths, names):
         row = by_real.get(_real(path))
         if row is None and root is not None:
             row = by_relative.get(Path(os.path.relpath(_real(path), _real(root))).as_posix())
-        if row is None and len(by_name.get(name, ())) == 1 and names.count(name) == 1:
+        if row is None and len(by_name.get(name, ())) == 1 and name_counts[name] == 1:
             row = by_name[name][0]
         if row is not None:
             out.by_path[_real(path)] = row.caption
@@ -124,7 +141,7 @@ def match_csv_captions(csv_path: str | os.PathLike, image_paths: list, root: str
     return out
 
 
-def sidecar_captions(image_paths: list) -> Captions:
+def sidecar_captions(image_paths: list, limits: TextLimits = DEFAULT_TEXT_LIMITS) -> Captions:
     """For each image, the text of `<same stem>.txt` in the same folder (cat.jpg -> cat.txt).
     Images without one, or with an empty or unreadable one, are reported and skipped."""
     out, problems = Captions(source="the .txt files beside the images"), []
@@ -143,6 +160,9 @@ def sidecar_captions(image_paths: list) -> Captions:
             continue
         if not text:
             problems.append(f"{sidecar.name}: empty caption")
+            continue
+        if len(text) > limits.max_item_chars:
+            problems.append(f"{sidecar.name}: {too_long(len(text), limits)}")
             continue
         out.by_path[_real(image)] = text
     out.problems = _capped(problems)
@@ -171,12 +191,20 @@ def labels_of_images(image_paths: list, labels: list[str]) -> list[int]:
     by_key: dict[str, int] = {}
     for i, label in enumerate(labels):
         by_key.setdefault(label_key(label), i)
-    longest_first = sorted(by_key.items(), key=lambda kv: -len(kv[0]))
     out = []
     for path in image_paths:
         found = by_key.get(label_key(Path(path).parent.name), -1)
         if found < 0:
-            stem = label_key(Path(path).stem)
-            found = next((i for key, i in longest_first if key and (stem == key or stem.startswith(key + " "))), -1)
+            found = _longest_prefix(label_key(Path(path).stem).split(" "), by_key)
         out.append(found)
     return out
+
+
+def _longest_prefix(words: list[str], by_key: dict[str, int]) -> int:
+    """The label whose key is the longest whole-word prefix of `words`, or -1: a look-up per prefix,
+    so the cost grows with the name's words, not with the number of labels."""
+    for end in range(len(words), 0, -1):
+        found = by_key.get(" ".join(words[:end]))
+        if found is not None and words[0]:
+            return found
+    return -1

@@ -24,13 +24,14 @@ tensor of "slots" that ZPE can weight and the per-template table can score:
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from . import gate
+from .gate import DEFAULT_TEXT_LIMITS, TextLimits
 from .prompts import PromptError, build_prompts, fill
 
 DESCRIPTIONS_SLOT = "descriptions"
@@ -43,19 +44,26 @@ def _key(name: str) -> str:
     return re.sub(r"\s+", " ", name).strip().casefold()
 
 
-def parse_descriptions(text: str, source: str = "descriptions") -> dict[str, list[str]]:
-    """JSON text {class: [sentence, ...]} -> the same mapping, checked and tidied.
+def parse_descriptions(text: str | bytes, source: str = "descriptions",
+                       limits: TextLimits = DEFAULT_TEXT_LIMITS) -> dict[str, list[str]]:
+    """JSON text {class: [sentence, ...]} -> the same mapping, checked and tidied. Only ever JSON:
+    text that is not JSON is an error, never a path.
 
     Sentences are stripped; blank ones are dropped. Raises PromptError naming the problem: not JSON,
-    not an object, a class whose value is not a list of strings, or a class with no sentence left.
+    not an object, a class whose value is not a list of strings, or a class with no sentence left;
+    gate.Refused past `limits` (bytes and depth before parsing; max_texts classes, max_texts
+    sentences per class, max_text_chars a class name or a sentence).
     """
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PromptError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+        data = gate.json_document(text, source, limits)
+    except gate.Refused:
+        raise
+    except ValueError as exc:
+        raise PromptError(str(exc)) from None
     if not isinstance(data, dict):
         raise PromptError(f"{source}: expected a JSON object mapping each class to a list of sentences, "
                           f"got a {type(data).__name__}")
+    gate.within([str(name) for name in data], f"{source}: classes", limits, noun="class")
     out: dict[str, list[str]] = {}
     seen: dict[str, str] = {}
     for name, sentences in data.items():
@@ -67,6 +75,7 @@ def parse_descriptions(text: str, source: str = "descriptions") -> dict[str, lis
         seen[_key(label)] = label
         if not isinstance(sentences, list) or not all(isinstance(s, str) for s in sentences):
             raise PromptError(f"{source}: the value for {label!r} must be a list of sentences (strings)")
+        gate.within(sentences, f"{source}: sentences for {label[:80]!r}", limits, noun="sentence")
         kept = [re.sub(r"\s+", " ", s).strip() for s in sentences]
         kept = [s for s in kept if s]
         if not kept:
@@ -77,15 +86,29 @@ def parse_descriptions(text: str, source: str = "descriptions") -> dict[str, lis
     return out
 
 
-def load_descriptions(source: str | Path) -> dict[str, list[str]]:
-    """From a path to a JSON file, or from the JSON text itself (what a person typed or pasted)."""
+def read_descriptions_file(path: str | Path, limits: TextLimits = DEFAULT_TEXT_LIMITS) -> dict[str, list[str]]:
+    """A descriptions JSON file: an upload, or the command line's own --descriptions. Its size is
+    checked before it is read (gate.read_text_file)."""
+    try:
+        text = gate.read_text_file(path, "descriptions", limits)
+    except gate.Refused:
+        raise
+    except ValueError as exc:
+        raise PromptError(str(exc)) from None
+    return parse_descriptions(text, source=Path(path).name, limits=limits)
+
+
+def load_descriptions(source: str | Path, limits: TextLimits = DEFAULT_TEXT_LIMITS) -> dict[str, list[str]]:
+    """The command line's --descriptions (the local user's own argument): a path to a JSON file, or
+    the JSON text itself. Pages never call this: a visitor's text is parsed as JSON only
+    (parse_descriptions) and files come as uploads (read_descriptions_file)."""
     text = str(source)
     if not text.lstrip().startswith("{"):
         path = Path(text).expanduser()
         if not path.is_file():
             raise PromptError(f"descriptions: {text!r} is neither JSON text nor an existing file")
-        return parse_descriptions(path.read_text(encoding="utf-8"), source=str(path))
-    return parse_descriptions(text)
+        return read_descriptions_file(path, limits)
+    return parse_descriptions(text, limits=limits)
 
 
 def for_labels(descriptions: dict[str, list[str]], labels: list[str]) -> tuple[list[list[str]], list[str]]:
@@ -148,16 +171,29 @@ def slot_texts(labels: list[str], templates: list[str] | None, descriptions: dic
     return (filled if use != "descriptions" else []) + ([said] if use != "templates" else [])
 
 
+def prompt_count(labels: list[str], templates: list[str] | None, descriptions: dict[str, list[str]] | None,
+                 use: str) -> int:
+    """How many texts prompt_set(..., use) encodes (before the cache), counted without building them."""
+    count = len(labels) * len(templates or []) if use != "descriptions" else 0
+    if use != "templates" and descriptions:
+        by_key = {_key(name): len(sentences) for name, sentences in descriptions.items()}
+        count += sum(by_key.get(_key(label), 0) for label in labels)
+    return count
+
+
 def prompt_set(model, labels: list[str], templates: list[str] | None = None,
-               descriptions: dict[str, list[str]] | None = None, use: str = "templates") -> PromptSet:
+               descriptions: dict[str, list[str]] | None = None, use: str = "templates",
+               limits: TextLimits = DEFAULT_TEXT_LIMITS) -> PromptSet:
     """Encode the prompts of `labels` according to `use` (templates | descriptions | both | pooled);
-    see the module docstring for the rule. Text goes through the model's cache, so re-use is free."""
+    see the module docstring for the rule. Text goes through the model's cache, so re-use is free.
+    gate.Refused, before anything is encoded, when that is more than `limits.max_prompts` texts."""
     if use not in USES:
         raise PromptError(f"unknown prompt source {use!r}: use one of {', '.join(USES)}")
     if use != "templates" and not descriptions:
         raise PromptError(f"prompt source {use!r} needs class descriptions")
     if use != "descriptions" and not templates:
         raise PromptError(f"prompt source {use!r} needs at least one template")
+    gate.prompts(prompt_count(labels, templates, descriptions, use), f"Prompts for {len(labels):,} classes", limits)
     parts, slots, notes = [], [], []
     sentences = None
     if use != "templates":

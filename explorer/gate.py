@@ -180,3 +180,20 @@ def files(paths: Iterable[str | os.PathLike], what: str, settings: Settings) -> 
             continue  # a missing file is reported by whoever reads it, with its name
     check_count(what, total, settings.max_upload_total_bytes, "max_upload_total_mb", "bytes")
     return listed
+
+
+def within(values: Iterable[str], what: str, limits: TextLimits = DEFAULT_TEXT_LIMITS,
+           noun: str = "entry") -> list[str]:
+    """All of `values` when every one is within max_text_chars and there are at most max_texts of
+    them; else Refused, naming each limit passed (for inputs that are used whole or not at all:
+    a template set, a description file, a classifier's class names)."""
+    kept, notes = items(values, what, limits, noun)
+    if notes:
+        raise Refused(f"{what}: " + "; ".join(notes))
+    return kept
+
+
+def listed(names: list[str], shown: int = 10) -> str:
+    """'a, b, c and 12 more': a list for a message that stays short however many there are."""
+    head = ", ".join(names[:shown])
+    return head + (f" and {len(names) - shown:,} more" if len(names) > shown else "")

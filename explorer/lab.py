@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .calibration import calibrate
-from .descriptions import DESCRIPTIONS_SLOT, PromptSet, prompt_set, slot_texts
+from . import gate
+from .descriptions import DESCRIPTIONS_SLOT, PromptSet, prompt_count, prompt_set, slot_texts
 from .evaluate import Comparison, EvalResult, compare, evaluate_prompt_set, open_set_scores, slot_weights
 from .evaluate import PairedDifference, paired_difference, template_evidence
 from .probability import Scoring, default_none_rule
-from .prompts import PromptError, load_template_set
+from .gate import DEFAULT_TEXT_LIMITS, TextLimits
+from .prompts import PromptError, builtin_template_set
 from .sources import Embedded
 from .tokens import CutText, cut_texts, longest
 from .weighting import MAD_THRESHOLD, ZPEResult, zpe_weights
@@ -109,11 +111,13 @@ def run_lab(model, images: Embedded, templates: list[str] | None, descriptions: 
 def _score(model, images: Embedded, templates: list[str] | None, descriptions: dict | None = None,
            use: str = "templates", weighting: str = "mean", *, labels: list[str] | None = None,
            template: int | None = None, compare_builtins: bool = False,
-           reference: tuple[np.ndarray, str] | None = None, mad_threshold: float | None = None) -> LabReport:
+           reference: tuple[np.ndarray, str] | None = None, mad_threshold: float | None = None,
+           limits: TextLimits = DEFAULT_TEXT_LIMITS) -> LabReport:
     """Score a prompt set on embedded images. `labels` name the classes of unlabelled images (a
     labelled source brings its own). `template`: the slot used by weighting "single" (from 0).
     `reference`: (embeddings, description) of generic images standing in for ZPE's pre-training sample.
-    `mad_threshold`: ZPE's MAD prompt selection (None: all prompts)."""
+    `mad_threshold`: ZPE's MAD prompt selection (None: all prompts). `limits`: the request's gate
+    limits (classes up to max_texts; prompts up to max_prompts, the comparison rows within what is left)."""
     if len(images) == 0:
         raise ValueError("no readable images" + (" in the class folders" if images.labelled else " were given"))
     notes = []
@@ -126,7 +130,8 @@ def _score(model, images: Embedded, templates: list[str] | None, descriptions: d
         if len(class_names) < 2:
             raise PromptError("these images have no labels (no class sub-folders): give at least two class "
                               "names so the prompts have something to tell apart")
-    prompts = prompt_set(model, class_names, templates, descriptions, use)
+    gate.check_count("Classes", len(class_names), limits.max_items, "max_texts")
+    prompts = prompt_set(model, class_names, templates, descriptions, use, limits)
     notes += prompts.notes
     if weighting == "single" and not (template is not None and 0 <= template < len(prompts.slots)):
         raise PromptError(f"weighting 'single' needs a template number from 1 to {len(prompts.slots)}"
@@ -136,7 +141,7 @@ def _score(model, images: Embedded, templates: list[str] | None, descriptions: d
     if images.labelled:
         result = evaluate_prompt_set(images, prompts, model.scoring, weighting, template=template, **ref)
         rows = compare_with_builtins(model, images, templates, descriptions, use, prompts,
-                                     mad_threshold=mad_threshold) if compare_builtins else []
+                                     mad_threshold=mad_threshold, limits=limits, notes=notes) if compare_builtins else []
         return LabReport(images, class_names, prompts.slots, weighting, result.weights, result.zpe,
                          [class_names[k] for k in result.predictions], [class_names[k] for k in images.labels],
                          result.max_cosine, result.max_probability, result, rows, notes, model.scoring)
@@ -151,19 +156,31 @@ def _score(model, images: Embedded, templates: list[str] | None, descriptions: d
 
 
 def compare_with_builtins(model, images: Embedded, templates, descriptions, use: str,
-                          current: PromptSet, mad_threshold: float | None = None) -> list[Comparison]:
+                          current: PromptSet, mad_threshold: float | None = None,
+                          limits: TextLimits = DEFAULT_TEXT_LIMITS, notes: list[str] | None = None) -> list[Comparison]:
     """The current set beside the built-in template sets (and the descriptions alone), each with
     equal and ZPE weighting, all on the same image embeddings. A built-in set equal to the current
-    one is not repeated."""
+    one is not repeated. The rows share the request's max_prompts with the current set: a row that
+    does not fit is left out and said in `notes`."""
     names = images.class_names
     sets = {"your set": current}
-    for label, key in BUILTIN_SETS.items():
-        builtin = load_template_set(key)
-        if not (use == "templates" and builtin == templates):
-            sets[label] = prompt_set(model, names, builtin)
+    left = limits.max_prompts - prompt_count(names, templates, descriptions, use) if limits.max_prompts > 0 else None
+    candidates = [(label, builtin_template_set(key), None, "templates") for label, key in BUILTIN_SETS.items()]
     if descriptions and use != "descriptions":
+        candidates.append(("descriptions only", None, descriptions, "descriptions"))
+    for label, builtin, described, source in candidates:
+        if use == "templates" and builtin == templates:
+            continue
+        count = prompt_count(names, builtin, described, source)
+        if left is not None and count > left:
+            if notes is not None:
+                notes.append(f"compared set {label!r} left out: its {count:,} prompts are more than the "
+                             f"{max(left, 0):,} left of the limit of {limits.max_prompts:,} prompts a run may encode "
+                             f"(set with {gate.flag_and_variable('max_prompts')[0]})")
+            continue
         try:
-            sets["descriptions only"] = prompt_set(model, names, None, descriptions, "descriptions")
+            sets[label] = prompt_set(model, names, builtin, described, source, limits)
         except PromptError:
-            pass  # descriptions that miss a class cannot stand alone; the run's own notes say so
+            continue  # descriptions that miss a class cannot stand alone; the run's own notes say so
+        left = None if left is None else left - count
     return compare(images.embeddings, images.labels, names, sets, model.scoring, mad_threshold=mad_threshold)

@@ -26,6 +26,8 @@ from .cache import LRU
 LOCAL_DIR = "local-dir:"
 HF_HUB = "hf-hub:"
 TEXT_CACHE_SIZE = 50_000
+TEXT_CACHE_BYTES = 128 << 20   # text embeddings kept per model (50,000 x 768-d float32 would be 154 MB)
+TOKEN_CACHE_BYTES = 32 << 20   # token ids kept per model
 _instances = itertools.count(1)
 log = logging.getLogger(__name__)
 
@@ -152,9 +154,11 @@ class ClipModel:
         self.logit_bias = None if bias is None else float(bias.detach().float().reshape(-1)[0])
         self.uses_text_cut = _supports_text_cut(model)
         self.instance = next(_instances)
-        self._lock = threading.RLock()
-        self._text_cache = LRU(TEXT_CACHE_SIZE)
-        self._token_cache = LRU(TEXT_CACHE_SIZE)  # text -> its token ids before any cut (see token_counts)
+        self._lock = threading.RLock()         # held only by forward passes (and `inference`)
+        self._token_lock = threading.Lock()    # the tokenizer's own: tokenising never holds the model
+        self._text_cache = LRU(TEXT_CACHE_SIZE, TEXT_CACHE_BYTES)
+        # text -> its token ids before any cut (see token_counts)
+        self._token_cache = LRU(TEXT_CACHE_SIZE, TOKEN_CACHE_BYTES)
         self.context_length = _context_length(tokenizer, model)
         # What actually ran through each tower (tests and benchmarks read these to prove re-use).
         self.text_encodes = 0
@@ -199,44 +203,50 @@ class ClipModel:
 
     # ---- texts --------------------------------------------------------------------------------
     def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
-        """Encode texts -> [N, D]; cached by text, so only unseen texts reach the model."""
+        """Encode texts -> [N, D]; cached by text, so only unseen texts reach the model. Cache
+        look-ups and tokenising run outside the model's lock; only each batch's forward pass holds
+        it, so another request's texts or images wait at most one batch."""
         out = np.zeros((len(texts), self.embed_dim), dtype=np.float32)
         missing: dict[str, list[int]] = {}
-        with self._lock:
-            for i, text in enumerate(texts):
-                hit = self._text_cache.get(text)
-                if hit is None:
-                    missing.setdefault(text, []).append(i)
-                else:
-                    out[i] = hit
-            if missing:
-                unique = list(missing)
-                encoded = self._encode_uncached(unique, batch_size)
-                for text, row in zip(unique, encoded):
-                    self._text_cache.put(text, row)
-                    out[missing[text]] = row
+        for i, text in enumerate(texts):
+            hit = self._text_cache.get(text)
+            if hit is None:
+                missing.setdefault(text, []).append(i)
+            else:
+                out[i] = hit
+        if missing:
+            unique = list(missing)
+            encoded = self._encode_uncached(unique, batch_size)
+            for text, row in zip(unique, encoded):
+                self._text_cache.put(text, row)
+                out[missing[text]] = row
         return out
 
     def token_counts(self, texts: Sequence[str]) -> list[int]:
         """Per text, its true length in tokens before the context cut (start and end tokens
         included): above `context_length`, the model never reads its end. Each text is tokenised once
         per model; encode_texts re-uses the same ids (open_clip's own tokenizer)."""
-        with self._lock:
-            return [len(self._token_ids(text)) for text in texts]
+        return [len(self._token_ids(text)) for text in texts]
 
     def _token_ids(self, text: str) -> tuple:
         hit = self._token_cache.get(text)
         if hit is None:
-            hit = tuple(_full_token_ids(self.tokenizer, text, self.context_length))
+            with self._token_lock:  # one text at a time: other requests' texts interleave
+                hit = tuple(_full_token_ids(self.tokenizer, text, self.context_length))
             self._token_cache.put(text, hit)
         return hit
 
-    def _tokenize(self, texts: list[str]) -> torch.Tensor:
+    def _tokenize(self, texts: list[str], chunk: int = 256) -> torch.Tensor:
         """The [N, context] token tensor the tokenizer would give. For open_clip's SimpleTokenizer it
         is built from the cached ids, exactly as SimpleTokenizer.__call__ cuts them (the last kept token
-        becomes end-of-text); other tokenizers (Hugging Face ones: SigLIP, ...) are called directly."""
+        becomes end-of-text); other tokenizers (Hugging Face ones: SigLIP, ...) are called directly,
+        `chunk` texts at a time under the tokenizer's lock (never the model's)."""
         if not _is_simple_tokenizer(self.tokenizer):
-            return self.tokenizer(texts)
+            parts = []
+            for start in range(0, len(texts), chunk):
+                with self._token_lock:
+                    parts.append(self.tokenizer(texts[start:start + chunk]))
+            return torch.cat(parts) if parts else self.tokenizer([])
         eot = self.tokenizer.eot_token_id
         result = torch.zeros(len(texts), self.context_length, dtype=torch.long)
         for i, text in enumerate(texts):
@@ -255,16 +265,17 @@ class ClipModel:
             order = np.argsort(_token_lengths(tokens), kind="stable")
         else:
             order = np.arange(len(texts))
-        with torch.inference_mode(), self._autocast():
-            for start in range(0, len(texts), batch_size):
-                idx = order[start:start + batch_size]
-                batch = tokens[torch.as_tensor(idx)].to(self.device)
+        for start in range(0, len(texts), batch_size):
+            idx = order[start:start + batch_size]
+            batch = tokens[torch.as_tensor(idx)]
+            with self._lock, torch.inference_mode(), self._autocast():  # the forward pass alone holds the model
+                batch = batch.to(self.device)
                 if self.uses_text_cut:
                     features = _encode_tokens_cut(self.model, batch)
                 else:
                     features = self.model.encode_text(batch)
                 result[idx] = F.normalize(features.float(), dim=-1).cpu().numpy()
-        self.text_encodes += len(texts)
+                self.text_encodes += len(idx)
         return result
 
 
@@ -508,9 +519,20 @@ class ModelSlot:
                 self.error = (f"could not load {describe(name, pretrained)}" if public
                               else exc.advice.reason if exc.advice else str(exc))
                 return None
-            self._free()
-            self.model, self.error, self.advice = fresh, None, None
-            return self.model
+            self._swap(fresh)
+            return fresh
+
+    def _swap(self, fresh: ClipModel) -> None:
+        """Put the loaded model in the slot in one assignment: a call reading `model` meanwhile gets
+        the old one or the new one, never None. The old one is freed once no call still holds it."""
+        old, self.model = self.model, fresh
+        self.error, self.advice = None, None
+        if old is not None:
+            device = old.device
+            del old
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
 
     def _free(self) -> None:
         if self.model is None:

@@ -1,6 +1,8 @@
 """Plotly figure builders: arrays in, go.Figure out. Layout only; every number comes from the core."""
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -55,14 +57,16 @@ def axis_labels(names: list[str], limit: int = 28) -> list[str]:
     labels as one row (the last one's values). Names that would collide once shortened keep their
     full text; names equal to begin with are numbered (0.png, 0.png (2))."""
     short = [_short(n, limit) for n in names]
-    counts = {s: short.count(s) for s in set(short)}
+    counts = Counter(short)
     labels = [n if counts[s] > 1 else s for n, s in zip(names, short)]
     given, seen, out = set(labels), set(), []
+    last: dict[str, int] = {}  # per label, the last number tried: the search resumes there (linear overall)
     for label in labels:
-        candidate, n = label, 1
+        candidate, n = label, last.get(label, 1)
         while candidate in seen or (candidate != label and candidate in given):
             n += 1
             candidate = f"{label} ({n})"
+        last[label] = n
         seen.add(candidate)
         out.append(candidate)
     return out

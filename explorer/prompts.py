@@ -9,6 +9,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import gate
+from .gate import DEFAULT_TEXT_LIMITS, TextLimits
+
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "templates"
 SINGLE_TEMPLATE = "a photo of a {}."
 
@@ -23,9 +26,12 @@ class ParsedLabels:
     notes: list[str] = field(default_factory=list)  # what was dropped, said plainly
 
 
-def parse_labels(text: str) -> ParsedLabels:
+def parse_labels(text: str, limits: TextLimits = DEFAULT_TEXT_LIMITS) -> ParsedLabels:
     """Labels one per line, or comma-separated on one line. Blanks and duplicates are removed
-    (case-insensitively, first spelling kept) and each removal is reported."""
+    (case-insensitively, first spelling kept) and each removal is reported. Within `limits` (the
+    request's gate.TextLimits): a box over max_text_kb is Refused; a label over max_text_chars and
+    the labels past max_texts are left out, each said in a note."""
+    text = gate.text(text, "Labels", limits)
     lines = [line for line in (text or "").splitlines()]
     nonblank_lines = [line for line in lines if line.strip()]
     raw = nonblank_lines if len(nonblank_lines) > 1 else (text or "").replace("\n", ",").split(",")
@@ -47,50 +53,61 @@ def parse_labels(text: str) -> ParsedLabels:
     if blanks and labels:
         notes.append(f"ignored {blanks} blank entr{'y' if blanks == 1 else 'ies'}")
     if duplicates:
-        notes.append(f"removed duplicate{'s' if len(duplicates) > 1 else ''}: {', '.join(duplicates)}")
-    return ParsedLabels(labels, notes)
+        notes.append(f"removed duplicate{'s' if len(duplicates) > 1 else ''}: {gate.listed(duplicates)}")
+    labels, left_out = gate.items(labels, "labels", limits, noun="label")
+    return ParsedLabels(labels, notes + left_out)
 
 
-def check_templates(templates: list[str], where: str = "row") -> list[str]:
+def check_templates(templates: list[str], where: str = "row", limits: TextLimits = DEFAULT_TEXT_LIMITS) -> list[str]:
     """The templates, unchanged, if every one contains {} (where the label goes) and there is at
-    least one; else PromptError naming each offender by its number from 1 (`where`: row or line)."""
+    least one; else PromptError naming each offender by its number from 1 (`where`: row or line).
+    More than max_texts templates, or one longer than max_text_chars: gate.Refused."""
+    gate.within(templates, "Templates", limits, noun=where)
     bad = [f"{where} {number}: {t!r}" for number, t in enumerate(templates, start=1) if "{}" not in t]
     if bad:
-        raise PromptError("every template needs {} where the label goes; these have none: " + "; ".join(bad))
+        raise PromptError("every template needs {} where the label goes; these have none: " + gate.listed(bad))
     if not templates:
         raise PromptError("the template list is empty: add at least one line such as 'a photo of a {}.'")
     return templates
 
 
-def parse_templates(text: str) -> list[str]:
-    """One template per line; blank lines and lines starting with '#' are skipped. Each must contain {}."""
+def parse_templates(text: str, limits: TextLimits = DEFAULT_TEXT_LIMITS) -> list[str]:
+    """One template per line; blank lines and lines starting with '#' are skipped. Each must contain {}.
+    Within `limits` (gate.Refused past max_text_kb, max_texts or max_text_chars)."""
+    text = gate.text(text, "Templates", limits)
     lines = [(number, line.strip()) for number, line in enumerate((text or "").splitlines(), start=1)]
     kept = [(number, line) for number, line in lines if line and not line.startswith("#")]
+    gate.within([line for _, line in kept], "Templates", limits, noun="template")
     bad = [f"line {number}: {line!r}" for number, line in kept if "{}" not in line]
     if bad:
-        raise PromptError("every template needs {} where the label goes; these have none: " + "; ".join(bad))
-    return check_templates([line for _, line in kept], "line")
+        raise PromptError("every template needs {} where the label goes; these have none: " + gate.listed(bad))
+    return check_templates([line for _, line in kept], "line", limits)
 
 
-def read_template_file(path: str | Path) -> list[str]:
-    """A template file as the app saves it or a person writes it: .json (a list of templates, or
-    {"templates": [...]}) or text, one template a line."""
+def read_template_file(path: str | Path, limits: TextLimits = DEFAULT_TEXT_LIMITS) -> list[str]:
+    """A template file as the app saves it or a person writes it (or uploads it): .json (a list of
+    templates, or {"templates": [...]}) or text, one template a line. Size-checked before it is
+    read and parsed within `limits` (gate.read_text_file, gate.json_document)."""
     path = Path(path).expanduser()
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PromptError(f"templates: cannot read {path.name} ({exc})") from None
+        text = gate.read_text_file(path, "Templates", limits)
+    except gate.Refused:
+        raise
+    except ValueError as exc:
+        raise PromptError(str(exc)) from None
     if path.suffix.lower() != ".json":
-        return parse_templates(text)
+        return parse_templates(text, limits)
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PromptError(f"{path.name}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        data = gate.json_document(text, path.name, limits)
+    except gate.Refused:
+        raise
+    except ValueError as exc:
+        raise PromptError(str(exc)) from None
     if isinstance(data, dict):
         data = data.get("templates")
     if not isinstance(data, list) or not all(isinstance(t, str) for t in data):
         raise PromptError(f'{path.name}: expected a JSON list of templates, or {{"templates": [...]}}')
-    return check_templates([" ".join(t.split()) for t in data if t.strip()])
+    return check_templates([" ".join(t.split()) for t in data if t.strip()], limits=limits)
 
 
 def write_template_files(templates: list[str], folder: str | Path) -> tuple[Path, Path]:
@@ -103,31 +120,51 @@ def write_template_files(templates: list[str], folder: str | Path) -> tuple[Path
     return txt, js
 
 
-def load_template_set(choice: str) -> list[str]:
-    """'single', 'openai' (80), 'simple' (7), or the path of a template file (.txt or .json)."""
+BUILTIN_SETS = ("single", "simple", "openai")
+
+
+def builtin_template_set(choice: str) -> list[str]:
+    """'single', 'openai' (80) or 'simple' (7); PromptError for anything else. What the pages call:
+    a name a visitor sends is never taken as a path."""
     if choice == "single":
         return [SINGLE_TEMPLATE]
     if choice in ("openai", "simple"):
         name = "openai_imagenet_80.txt" if choice == "openai" else "openai_imagenet_7.txt"
         return parse_templates((ASSETS / name).read_text(encoding="utf-8"))
+    raise PromptError(f"templates: {str(choice)[:80]!r} is not a built-in set (single, simple or openai)")
+
+
+def load_template_set(choice: str, limits: TextLimits = DEFAULT_TEXT_LIMITS) -> list[str]:
+    """'single', 'openai' (80), 'simple' (7), or the path of a template file (.txt or .json): the
+    command line's --templates, the local user's own path (pages use builtin_template_set)."""
+    if choice in BUILTIN_SETS:
+        return builtin_template_set(choice)
     if not Path(choice).expanduser().is_file():
         raise PromptError(f"templates: {choice!r} is not single, openai, simple, or an existing file")
-    return read_template_file(choice)
+    return read_template_file(choice, limits)
 
 
-def parse_texts(text: str | None, limit: int | None = None) -> ParsedLabels:
+def parse_texts(text: str | None, limit: int | None = None, limits: TextLimits = DEFAULT_TEXT_LIMITS) -> ParsedLabels:
     """Free texts (captions, queries), one per line: commas belong to the text. Blank lines and
-    repeats are dropped and said; above `limit`, the first `limit` are kept and that is said."""
-    texts, notes, seen = [], [], set()
+    repeats are dropped and said; above `limit`, the first `limit` are kept and that is said.
+    Within `limits`: a box over max_text_kb is Refused; a text over max_text_chars and those past
+    max_texts are left out, each said in a note."""
+    text = gate.text(text, "Texts", limits)
+    texts, notes, seen, repeats = [], [], set(), []
     for line in (text or "").splitlines():
         line = " ".join(line.split())
         if not line:
             continue
         if line in seen:
-            notes.append(f"dropped the repeated text “{line}”")
+            repeats.append(line)
             continue
         seen.add(line)
         texts.append(line)
+    notes += [f"dropped the repeated text “{line}”" for line in repeats[:10]]
+    if len(repeats) > 10:
+        notes.append(f"dropped {len(repeats) - 10:,} more repeated texts")
+    texts, left_out = gate.items(texts, "texts", limits, noun="text")
+    notes += left_out
     if limit is not None and len(texts) > limit:
         notes.append(f"kept the first {limit} of {len(texts)} texts")
         texts = texts[:limit]

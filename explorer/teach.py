@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from . import classifier_file, fewshot
+from . import gate
 from .descriptions import prompt_set
+from .gate import DEFAULT_TEXT_LIMITS, TextLimits
 from .fewshot_run import FewShotReport, run_fewshot, sample_shots, split_held_out
 from .probability import SOFTMAX, Scoring, default_none_threshold, softmax
 from .zeroshot import ensemble
@@ -41,9 +43,12 @@ def fixes_and_breaks(truth, zero_shot_pred, method_pred) -> tuple[np.ndarray, np
     return np.nonzero((zs != truth) & (method == truth))[0], np.nonzero((zs == truth) & (method != truth))[0]
 
 
-def zero_shot_text(model, class_names: list[str], templates: list[str]) -> np.ndarray:
-    """[C, D] zero-shot class embeddings of the templates (open_clip's equal-weight ensembling)."""
-    prompts = prompt_set(model, class_names, templates, None, "templates")
+def zero_shot_text(model, class_names: list[str], templates: list[str],
+                   limits: TextLimits = DEFAULT_TEXT_LIMITS) -> np.ndarray:
+    """[C, D] zero-shot class embeddings of the templates (open_clip's equal-weight ensembling);
+    gate.Refused past `limits` (max_texts classes, max_prompts prompts) before anything is encoded."""
+    gate.check_count("Classes", len(class_names), limits.max_items, "max_texts")
+    prompts = prompt_set(model, class_names, templates, None, "templates", limits)
     return ensemble(prompts.embeddings, prompts.mean_weights)
 
 

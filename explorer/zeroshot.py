@@ -5,7 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import probability
+from . import gate, probability
+from .gate import DEFAULT_TEXT_LIMITS, TextLimits
 from .images import DEFAULT_LIMITS, ImageFailure, Limits
 from .probability import Scoring, as_scoring, label_probabilities
 from .prompts import build_prompts
@@ -30,15 +31,25 @@ def ensemble(prompt_embeddings: np.ndarray, weights: np.ndarray | None = None) -
     return normalize(mean)
 
 
-def prompt_embeddings(model, labels: list[str], templates: list[str]) -> np.ndarray:
-    """Encode every label x template prompt (through the model's text cache) -> [C, T, D]."""
+def check_prompts(labels: list[str], templates: list[str], limits: TextLimits = DEFAULT_TEXT_LIMITS) -> None:
+    """gate.Refused when labels x templates is more than one request may encode (max_prompts)."""
+    gate.prompts(len(labels) * len(templates), f"Prompts ({len(labels):,} labels x {len(templates):,} templates)",
+                 limits)
+
+
+def prompt_embeddings(model, labels: list[str], templates: list[str],
+                      limits: TextLimits = DEFAULT_TEXT_LIMITS) -> np.ndarray:
+    """Encode every label x template prompt (through the model's text cache) -> [C, T, D];
+    gate.Refused, before anything is encoded, past `limits.max_prompts`."""
+    check_prompts(labels, templates, limits)
     flat = model.encode_texts(build_prompts(labels, templates))
     return flat.reshape(len(labels), len(templates), -1)
 
 
-def build_classifier(model, labels: list[str], templates: list[str]) -> np.ndarray:
-    """Class embeddings [C, D] for `labels`, ensembled over `templates`."""
-    return ensemble(prompt_embeddings(model, labels, templates))
+def build_classifier(model, labels: list[str], templates: list[str],
+                     limits: TextLimits = DEFAULT_TEXT_LIMITS) -> np.ndarray:
+    """Class embeddings [C, D] for `labels`, ensembled over `templates` (at most max_prompts prompts)."""
+    return ensemble(prompt_embeddings(model, labels, templates, limits))
 
 
 @dataclass
@@ -116,11 +127,14 @@ class ClassifyReport:
 def classify_files(model, files: list, labels: list[str], templates: list[str], *,
                    cache: EmbeddingCache | None = None, limits: Limits = DEFAULT_LIMITS,
                    progress: Progress | None = None, names: list[str] | None = None,
-                   taught=None) -> ClassifyReport:
+                   taught=None, text_limits: TextLimits = DEFAULT_TEXT_LIMITS) -> ClassifyReport:
     """Embed the files (through `cache`: a file seen before is not encoded again) and classify them
     against `labels`. `progress(done, total)` after each batch; one bad file never stops the others.
     `taught` = (classifier, its classifier_file.summary) classifies by a taught classifier instead:
-    its classes replace `labels` and `templates` is unused."""
+    its classes replace `labels` and `templates` is unused. Too many prompts (`text_limits`):
+    gate.Refused before any image is read."""
+    if taught is None:
+        check_prompts(labels, templates, text_limits)
     found = embed_files(model, files, names=names, cache=cache, limits=limits, progress=progress)
     predictions, scoring, about = None, model.scoring, None
     if taught is not None:
@@ -129,6 +143,7 @@ def classify_files(model, files: list, labels: list[str], templates: list[str], 
         scoring = Scoring(probability.SOFTMAX, float(classifier.logit_scale))
     if len(found):
         predictions = (taught_predictions(found.embeddings, taught[0]) if taught is not None else
-                       predict(found.embeddings, build_classifier(model, labels, templates), labels, model.scoring))
+                       predict(found.embeddings, build_classifier(model, labels, templates, text_limits), labels,
+                                       model.scoring))
     return ClassifyReport(found.names, [str(p) for p in found.paths], predictions, found.failures, templates,
                           scoring, about)
