@@ -35,8 +35,8 @@ BATCH_SIZE = 32
 class EmbeddingCache:
     """Image embeddings by (model instance, SHA-1 of the file's bytes)."""
 
-    def __init__(self, capacity: int = 20_000):
-        self._lru = LRU(capacity)
+    def __init__(self, capacity: int = 20_000, max_bytes: int = 128 << 20):
+        self._lru = LRU(capacity, max_bytes)  # bounded in entries and in bytes (cache.LRU)
 
     def get(self, model, digest: bytes) -> np.ndarray | None:
         return self._lru.get((model.instance, digest))
@@ -333,9 +333,10 @@ def embed_index(model, index, *, sample: int | None = None, seed: int = 0, label
         if len(folders) < 2:
             raise ValueError(f"the index of {index.root} has no class sub-folders")
         keep = [i for i, n in enumerate(names) if "/" in n]
+        number = {folder: k for k, folder in enumerate(folders)}  # not folders.index: linear in the classes
         found = replace(found, names=[names[i] for i in keep], paths=[found.paths[i] for i in keep],
                         embeddings=vectors[keep], class_folders=folders, class_names=[class_name(f) for f in folders],
-                        labels=np.array([folders.index(names[i].split("/")[0]) for i in keep], dtype=np.int64))
+                        labels=np.array([number[names[i].split("/")[0]] for i in keep], dtype=np.int64))
         if len(keep) < len(names):
             found.notes.append(f"{len(names) - len(keep)} indexed file(s) directly in {index.root.name} belong to no "
                                "class and were left out")
