@@ -11,11 +11,11 @@ from typing import Any
 
 import gradio as gr
 
-from .. import classifier_file, examples, plots
+from .. import classifier_file, examples, gate, plots
 from ..context import AppContext
-from ..prompts import load_template_set, parse_labels, parse_templates
+from ..prompts import builtin_template_set, parse_labels, parse_templates
 from ..sources import display_names
-from ..zeroshot import ClassifyReport, classify_files
+from ..zeroshot import ClassifyReport, check_prompts, classify_files
 from .common import (CUSTOM, IMAGE_TYPES, TEMPLATE_CHOICES, failures_html, message, offer_examples,
                      progress_reporter, session_of)
 
@@ -29,19 +29,20 @@ class ClassifyView:
     report: ClassifyReport | None = None  # the core result the page was drawn from
 
 
-def templates_for(choice: str, custom_text: str) -> list[str]:
-    """The templates a template choice means (PromptError for a bad custom list)."""
-    return parse_templates(custom_text) if choice == CUSTOM else load_template_set(TEMPLATE_CHOICES[choice])
+def templates_for(choice: str, custom_text: str, limits: gate.TextLimits = gate.DEFAULT_TEXT_LIMITS) -> list[str]:
+    """The templates a template choice means (PromptError for a bad custom list; a built-in set's
+    name only, never a path)."""
+    return parse_templates(custom_text, limits) if choice == CUSTOM else builtin_template_set(TEMPLATE_CHOICES[choice])
 
 
-def taught_classifier(model, files) -> tuple | None:
+def taught_classifier(model, files, limits: gate.TextLimits = gate.DEFAULT_TEXT_LIMITS) -> tuple | None:
     """(classifier, summary) from the uploaded classifier files (the Teach tab's zip, or its .json +
     .safetensors); None when none. ClassifierFileError (a ValueError) when unusable or another
     model's."""
     files = [f for f in (files or []) if f]
     if not files:
         return None
-    classifier, meta = classifier_file.load_upload(files, model.identity.as_dict(), model.identifier)
+    classifier, meta = classifier_file.load_upload(files, model.identity.as_dict(), model.identifier, limits)
     return classifier, classifier_file.summary(meta, Path(files[0]).name)
 
 
@@ -53,17 +54,20 @@ def classify(ctx: AppContext, paths, label_text: str, choice: str, custom_text: 
         model = ctx.model()
         if not paths:
             return ClassifyView(message("Drop one or more images first."))
-        taught = taught_classifier(model, classifier_files)
-        parsed = parse_labels("" if taught else label_text)
+        limits = gate.TextLimits.of(ctx.settings)  # this request's text limits (hosted: stricter)
+        taught = taught_classifier(model, classifier_files, limits)
+        parsed = parse_labels("" if taught else label_text, limits)
         if not taught and len(parsed.labels) < 2:
-            return ClassifyView(message("Type at least two different labels."))
-        templates = [] if taught else templates_for(choice, custom_text)
-    except ValueError as exc:  # NoModel, PromptError, ClassifierFileError
+            return ClassifyView(message("Type at least two different labels." + "".join(
+                f" ({note})" for note in parsed.notes)))
+        templates = [] if taught else templates_for(choice, custom_text, limits)
+        check_prompts(parsed.labels, templates, limits)
+    except ValueError as exc:  # NoModel, PromptError, ClassifierFileError, gate.Refused
         return ClassifyView(message(str(exc), "error"))
     report = classify_files(model, list(paths), parsed.labels, templates, cache=ctx.embeddings,
                             limits=ctx.settings.limits, progress=progress_reporter(progress, "images encoded"),
                             names=display_names(list(paths), folders=False),  # 0.png, 0.png (2): rows never merge
-                            taught=taught)
+                            taught=taught, text_limits=limits)
     if report.predictions is None:
         return ClassifyView(_summary(report, [], parsed.notes), report=report)
     ranked = [report.predictions.ranked(i, int(top_k)) for i in range(len(report.names))]

@@ -17,11 +17,12 @@ from typing import Any
 
 import gradio as gr
 
-from .. import examples, plots
+from .. import examples, gate, plots
 from ..context import AppContext
 from ..gap import ProjectionError
 from ..gap_run import GapRun, caption_texts, captions_for, label_texts, run_gap
-from ..prompts import PromptError, load_template_set, parse_labels
+from ..prompts import PromptError, builtin_template_set, parse_labels
+from ..zeroshot import check_prompts
 from . import gap_html as show
 from .common import TEMPLATE_CHOICES, ZIP_TYPES, message, offer_examples, progress_reporter, session_of
 
@@ -57,6 +58,7 @@ def compute_gap(ctx: AppContext, source: str, uploads, folder_text: str, index_f
                 label_text: str, template_choice: str, csv_path: str | None, method: str, progress=None) -> GapView:
     try:
         model = ctx.model()
+        limits = gate.TextLimits.of(ctx.settings)  # this request's text limits (hosted: stricter)
         if source == INDEXED and not index_folder:
             raise ValueError("Pick an indexed folder (build one in the Search tab), or choose another image source.")
         images = ctx.embed_choice(uploads=uploads if source == UPLOAD else None,
@@ -64,8 +66,10 @@ def compute_gap(ctx: AppContext, source: str, uploads, folder_text: str, index_f
                                   index_folder=index_folder if source == INDEXED else None,
                                   progress=progress_reporter(progress, "images encoded"))
         if text_source == LABELS:
-            texts = label_texts(model, images, parse_labels(label_text).labels,
-                                load_template_set(TEMPLATE_CHOICES[template_choice]))
+            labels, templates = (parse_labels(label_text, limits).labels,
+                                 builtin_template_set(TEMPLATE_CHOICES[template_choice]))
+            check_prompts(labels, templates, limits)  # before any prompt is encoded
+            texts = label_texts(model, images, labels, templates)
         else:
             if text_source == CSV and not csv_path:
                 raise PromptError("Upload a CSV whose first line is path,caption.")

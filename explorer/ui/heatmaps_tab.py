@@ -20,7 +20,7 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from .. import examples, plots
+from .. import examples, gate, plots
 from ..context import AppContext
 from ..heatmaps import METHODS, PatchMapUnsupported, check_patch_support, image_text_matrix, overlay, patch_map
 from ..images import ImageError, fit_of, load_image
@@ -74,7 +74,7 @@ def compute_matrix(ctx: AppContext, paths, text: str, index_folder: str | None, 
                    progress=None) -> MatrixView:
     try:
         model = ctx.model()
-        texts = parse_texts(text, MAX_TEXTS)
+        texts = parse_texts(text, MAX_TEXTS, gate.TextLimits.of(ctx.settings))
         if not texts.labels:
             raise ValueError("Type at least one text (one per line).")
         items = upload_items(paths)
@@ -233,7 +233,10 @@ def _wire_matrix(ctx: AppContext, ui) -> None:
         return items, _image_choices(items, current)
 
     def on_texts(text, current):
-        parsed = parse_texts(text, MAX_TEXTS).labels
+        try:
+            parsed = parse_texts(text, MAX_TEXTS, gate.TextLimits.of(ctx.settings)).labels
+        except ValueError:  # a box over the limit: the run says why
+            parsed = []
         return gr.update(choices=parsed, value=current if current else (parsed[0] if parsed else None))
 
     def on_refresh(current, request: gr.Request):

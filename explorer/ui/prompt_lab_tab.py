@@ -17,14 +17,14 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from .. import examples, plots
+from .. import examples, gate, plots
 from ..context import AppContext
 from ..descriptions import ASSETS as DESCRIPTION_EXAMPLES
-from ..descriptions import load_descriptions
+from ..descriptions import parse_descriptions, read_descriptions_file
 from ..lab import LabReport, run_lab
 from ..weighting import MAD_THRESHOLD
 from ..probability import default_none_rule
-from ..prompts import check_templates, load_template_set, parse_labels, read_template_file, write_template_files
+from ..prompts import builtin_template_set, check_templates, parse_labels, read_template_file, write_template_files
 from . import prompt_lab_html as show
 from .common import TEMPLATE_CHOICES, ZIP_TYPES, message, offer_examples, progress_reporter, session_of
 
@@ -89,15 +89,17 @@ def evaluate_prompts(ctx: AppContext, table, folder_text: str, files, label_text
     use = USES[use_name]
     try:
         model = ctx.model()
-        templates = check_templates(rows_of(table)) if use != "descriptions" else None
-        descriptions = load_descriptions(desc_path) if desc_path else (
-            load_descriptions(desc_text) if (desc_text or "").strip() else None)
+        limits = gate.TextLimits.of(ctx.settings)  # this request's text limits (hosted: stricter)
+        templates = check_templates(rows_of(table), limits=limits) if use != "descriptions" else None
+        # An uploaded file, or typed JSON: the typed text is never taken as a path.
+        descriptions = read_descriptions_file(desc_path, limits) if desc_path else (
+            parse_descriptions(desc_text, "typed descriptions", limits) if (desc_text or "").strip() else None)
         images = ctx.embed_choice(uploads=files, folder=folder_text,
                                   progress=progress_reporter(progress, "images embedded"))
         if progress is not None:
             progress(1, desc="Scoring the prompts")
         report = run_lab(model, images, templates, descriptions, use, WEIGHTINGS[weighting_name],
-                         labels=parse_labels(label_text).labels, template=int(row or 1) - 1,
+                         labels=parse_labels(label_text, limits).labels, template=int(row or 1) - 1, limits=limits,
                          compare_builtins=compare_builtins, zpe_select=ZPE_SELECTS[zpe_select_name],
                          mad_threshold=MAD_THRESHOLD if mad_threshold is None else float(mad_threshold))
     except ValueError as exc:  # NoModel, PromptError, PathRefused, IndexMismatchError ...
@@ -127,7 +129,7 @@ def build(ctx: AppContext) -> None:
     gr.Markdown("Edit the prompts that turn class names into text, then see on your own images which "
                 "prompts help, which hurt, and how the ensembling choice changes accuracy.", elem_id="pl-intro")
     first_set = next(iter(TEMPLATE_CHOICES))
-    default = load_template_set(TEMPLATE_CHOICES[first_set])
+    default = builtin_template_set(TEMPLATE_CHOICES[first_set])
     with gr.Row(equal_height=False):
         with gr.Column(scale=1):
             gr.Markdown("### Prompt set")
@@ -161,7 +163,8 @@ def build(ctx: AppContext) -> None:
                                       elem_id="pl-desc-example")
                 desc_file = gr.File(label="Descriptions JSON file", file_types=[".json"], height=90,
                                     elem_id="pl-desc-file")
-                desc_text = gr.Textbox(label='…or type JSON: {"class": ["sentence", …]}', lines=5,
+                desc_text = gr.Textbox(label='…or type JSON only: {"class": ["sentence", …]} (files go in the '
+                                             'upload above)', lines=5,
                                        max_lines=12, elem_id="pl-desc-text")
             use = gr.Radio(list(USES), value="Templates", label="Build each class's prompts from", elem_id="pl-use",
                            info="Both: the templates plus one descriptions prompt weighing as much as all templates "
@@ -248,7 +251,7 @@ def _wire_run(ui) -> None:
               ui.single_row, ui.compare_on, ui.min_cos, ui.min_prob, ui.zpe_select, ui.mad_threshold]
     outputs = [ui.summary, ui.templates_html, ui.compare_html, ui.class_html, ui.confusion, ui.none_html, ui.flags]
     ui.run.click(on_run, inputs, outputs, concurrency_limit=2, api_name="evaluate_prompts")
-    seven = [[t] for t in load_template_set("simple")]   # which of OpenAI's 7 templates do the photos favour?
+    seven = [[t] for t in builtin_template_set("simple")]   # which of OpenAI's 7 templates do the photos favour?
     with ui.examples_box:
         offer_examples([{ui.table: seven, ui.uploads: examples.paths(), ui.labels: examples.label_text(),
                          ui.weighting: "ZPE (weights from the images)"}],
@@ -264,7 +267,7 @@ def _wire_editing(ui) -> None:
     def on_table(current):
         rows = rows_of(current)
         try:
-            check_templates(rows)
+            check_templates(rows, limits=gate.TextLimits.of(ui.ctx.settings))
         except ValueError as exc:
             return gr.update(), gr.update(), message(str(exc), "error")
         txt, js = save_files(rows)
@@ -288,7 +291,7 @@ def _wire_editing(ui) -> None:
 
     table, row_no, status = ui.table, ui.row_no, ui.set_status
     table.change(on_table, table, [ui.save_txt, ui.save_json, status])
-    ui.load_builtin.click(edit(lambda rows, choice: load_template_set(TEMPLATE_CHOICES[choice])), [table, ui.builtin],
+    ui.load_builtin.click(edit(lambda rows, choice: builtin_template_set(TEMPLATE_CHOICES[choice])), [table, ui.builtin],
                           [table, status])
     ui.add.click(add_row, [table, ui.new], [table, status, ui.new])
     ui.new.submit(add_row, [table, ui.new], [table, status, ui.new])
@@ -298,6 +301,7 @@ def _wire_editing(ui) -> None:
         lambda n: int(n or 1) + 1, row_no, row_no)
     ui.remove.click(edit(lambda rows, n: [r for i, r in enumerate(rows, 1) if i != int(n or 0)]),
                     [table, row_no], [table, status])
-    ui.load_file.upload(edit(lambda rows, f: read_template_file(f)), [table, ui.load_file], [table, status])
+    ui.load_file.upload(edit(lambda rows, f: read_template_file(f, gate.TextLimits.of(ui.ctx.settings))),
+                        [table, ui.load_file], [table, status])
     ui.example.change(lambda name: EXAMPLES[name].read_text(encoding="utf-8") if name in EXAMPLES else "",
                       ui.example, ui.desc_text)

@@ -30,7 +30,7 @@ from typing import Callable
 import gradio as gr
 from PIL import Image
 
-from .. import examples
+from .. import examples, gate
 from ..context import AppContext
 from ..images import Fit, ImageError, load_image
 from ..index import ImageIndex
@@ -140,6 +140,7 @@ def search(ctx: AppContext, state: dict, query_text: str, image_path: str | None
     model = ctx.model()
     index = _open(ctx, state)
     query_text = (query_text or "").strip()
+    gate.within([query_text], "Search text", gate.TextLimits.of(ctx.settings), noun="text")  # Refused when too long
     texts = [query_text] if query_text else []
     if not texts and not image_path:
         raise Problem("Type a text or drop an image to search by.")

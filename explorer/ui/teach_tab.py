@@ -19,10 +19,10 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from .. import plots, teach
+from .. import gate, plots, teach
 from ..context import AppContext
 from ..fewshot import METHODS
-from ..prompts import load_template_set
+from ..prompts import builtin_template_set
 from . import teach_html as show
 from .common import TEMPLATE_CHOICES, ZIP_TYPES, failures_html, message, progress_reporter, session_of
 
@@ -77,12 +77,12 @@ def run_teach(ctx: AppContext, folder_text: str, uploads, template_name: str, me
         methods = [m for m in (method_names or []) if m in METHOD_CHOICES]
         if not methods:
             return TeachView(message("Pick at least one method to compare with zero-shot.", "error"))
-        templates = load_template_set(TEMPLATE_CHOICES[template_name])
+        templates = builtin_template_set(TEMPLATE_CHOICES[template_name])
         images = ctx.embed_choice(uploads=uploads, folder=folder_text, labelled=True,
                                   progress=progress_reporter(progress, "images embedded"))
         if progress is not None:
             progress(1, desc="Fitting and scoring the methods")
-        text = teach.zero_shot_text(model, images.class_names, templates)
+        text = teach.zero_shot_text(model, images.class_names, templates, gate.TextLimits.of(ctx.settings))
         result = teach.teach(images, text, model.logit_scale, methods, _shots(shots_choice))
     except ValueError as exc:  # NoModel, PathRefused, PromptError, too few images ...
         return TeachView(message(str(exc), "error"))
