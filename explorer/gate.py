@@ -185,12 +185,15 @@ def files(paths: Iterable[str | os.PathLike], what: str, settings: Settings) -> 
 def within(values: Iterable[str], what: str, limits: TextLimits = DEFAULT_TEXT_LIMITS,
            noun: str = "entry") -> list[str]:
     """All of `values` when every one is within max_text_chars and there are at most max_texts of
-    them; else Refused, naming each limit passed (for inputs that are used whole or not at all:
+    them; else Refused, naming the limit passed (for inputs that are used whole or not at all:
     a template set, a description file, a classifier's class names)."""
-    kept, notes = items(values, what, limits, noun)
-    if notes:
-        raise Refused(f"{what}: " + "; ".join(notes))
-    return kept
+    values = list(values)
+    check_count(what, len(values), limits.max_items, "max_texts", "entries")
+    for number, value in enumerate(values, start=1):
+        if len(value) > limits.max_item_chars:
+            raise Refused(limit_text(f"{what}: {noun} {number}", len(value), limits.max_item_chars,
+                                     "max_text_chars", "characters"))
+    return values
 
 
 def listed(names: list[str], shown: int = 10) -> str:
