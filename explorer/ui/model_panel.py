@@ -10,11 +10,12 @@ in the panes listed in MESSAGE_PANES (stale_panes) with a note that a model is l
 from __future__ import annotations
 
 import html
+import os
 
 import gradio as gr
 
 from ..context import AppContext
-from ..model import describe
+from ..model import LOCAL_DIR, describe
 from .common import message
 
 # The panes (elem_ids) where tabs show why they could not run, in the tabs' order.
@@ -29,11 +30,35 @@ def status_text(ctx: AppContext, on_page_load: bool = False) -> str:
     quiet = on_page_load and ctx.settings.hosted
     if ctx.slot.model is not None and (not ctx.slot.error or quiet):
         from ..zerogpu import placed  # "on cuda" there is a GPU lent per request
-        return f"**Model:** {placed(ctx.slot.loaded())}"
+        return shown(ctx, f"**Model:** {placed(ctx.slot.loaded())}")
     if ctx.slot.advice is not None and not ctx.settings.hosted:
         return advice_html(ctx.slot.advice, ctx.slot.loaded())
     pick = "Pick another model" if ctx.settings.hosted else "Enter another model"
-    return f"**Model problem: {ctx.slot.status()}** {pick} under *Load another model* and press *Load model*."
+    return shown(ctx, f"**Model problem: {ctx.slot.status()}** {pick} under *Load another model* and press "
+                      "*Load model*.")
+
+
+def public_name(value: str | None) -> str | None:
+    """A model identifier or checkpoint as a hosted page shows it: 'local-dir:/srv/m/my-clip' ->
+    'local-dir:my-clip', '/srv/ckpt/epoch_9.pt' -> 'epoch_9.pt'; any other identifier as it is."""
+    if not value:
+        return value
+    if value.startswith(LOCAL_DIR):
+        return LOCAL_DIR + os.path.basename(os.path.normpath(value[len(LOCAL_DIR):]))
+    return os.path.basename(os.path.normpath(value)) if os.path.isabs(value) else value
+
+
+def shown(ctx: AppContext, text: str) -> str:
+    """`text` with the server paths of the offered and loaded models cut to their names (hosted only)."""
+    if not ctx.settings.hosted:
+        return text
+    model = ctx.slot.model
+    pairs = list(ctx.settings.model_choices()) + ([(model.name, model.pretrained)] if model is not None else [])
+    for value in sorted({v for pair in pairs for v in pair if v}, key=len, reverse=True):
+        bare = value[len(LOCAL_DIR):] if value.startswith(LOCAL_DIR) else value
+        if public_name(value) != value:
+            text = text.replace(value, public_name(value)).replace(bare, os.path.basename(os.path.normpath(bare)))
+    return text
 
 
 def advice_html(advice, loaded: str | None) -> str:
@@ -55,7 +80,8 @@ def advice_html(advice, loaded: str | None) -> str:
 
 def offered(ctx: AppContext) -> dict[str, tuple[str, str | None]]:
     """label -> (model, pretrained) of the models a hosted demo offers."""
-    return {describe(name, pretrained): (name, pretrained) for name, pretrained in ctx.settings.model_choices()}
+    return {describe(public_name(name), public_name(pretrained)): (name, pretrained)
+            for name, pretrained in ctx.settings.model_choices()}
 
 
 def load_model(ctx: AppContext, name: str, pretrained: str = "") -> str:
@@ -76,7 +102,7 @@ def stale_panes(ctx: AppContext, shown: list) -> list:
     model is loaded and one is loaded now; None (leave it as it is) for every other pane."""
     if ctx.slot.model is None:
         return [None] * len(shown)
-    note = message(f"{ctx.slot.loaded().rstrip('.')}. Run this again with it.", "note")  # "Loaded NAME on ..."
+    note = message(shown(ctx, f"{ctx.slot.loaded().rstrip('.')}. Run this again with it."), "note")  # "Loaded NAME on ..."
     return [note if NO_MODEL in (value or "") else None for value in shown]
 
 

@@ -37,13 +37,14 @@ from ..index import ImageIndex
 from ..index_build import build_index
 from ..paths import PathRefused, inside_roots
 from . import search_html as render
-from .common import ZIP_TYPES, message, offer_examples, progress_reporter, session_of
+from .common import IMAGE_TYPES, ZIP_TYPES, message, offer_examples, progress_reporter, session_of
 
 FOLDER, UPLOAD = "A folder on this computer", "Upload images, a folder or a zip"
 BUILD_WORKERS = None  # index_build.auto_workers: by the machine's CPUs and where the model runs
 PLACEHOLDER_SIDE = 64
 FULL_SIDE = 2048        # a result opened full size is sent at most this many pixels on a side
 DUP_THUMB_SIDE = 192    # near-duplicate thumbnails (drawn at 128 CSS pixels)
+PREVIEW_SIDE = 160      # the query image's preview
 
 
 @dataclass
@@ -157,6 +158,17 @@ def search(ctx: AppContext, state: dict, query_text: str, image_path: str | None
     return _ranked(ctx, index, vector, "Search by " + " + ".join(parts), k, limit)
 
 
+def query_preview(ctx: AppContext, path: str | None) -> Image.Image | None:
+    """The query image, small, decoded by images.py within the app's limits (None: none, or unreadable:
+    the search says why)."""
+    if not path:
+        return None
+    try:
+        return load_image(path, ctx.settings.limits, name=Path(path).name, fit=Fit((PREVIEW_SIDE,) * 2, "cap"))
+    except ImageError:
+        return None
+
+
 def _shown_hit(state: dict, position: int, limit: float) -> dict | None:
     shown = [h for h in state.get("hits", []) if h["score"] >= limit]
     return shown[position] if isinstance(position, int) and 0 <= position < len(shown) else None
@@ -267,8 +279,12 @@ def build(ctx: AppContext) -> None:
                     open_button = gr.Button("Open index", elem_id="search-open-index")
             gr.Markdown("**2. Search**")
             text = gr.Textbox(label="Text", placeholder="a red circle", elem_id="search-text")
-            image = gr.Image(label="…and/or an image", type="filepath", sources=["upload", "clipboard"],
-                             height=160, elem_id="search-image")
+            # A file, not gr.Image: gradio would decode and re-save it before the gate and images.py see it.
+            with gr.Row():
+                image = gr.File(label="…and/or an image", file_types=IMAGE_TYPES, file_count="single", height=120,
+                                scale=3, elem_id="search-image")
+                preview = gr.Image(label="Query image", type="pil", interactive=False, height=120, scale=1,
+                                   buttons=[], elem_id="search-image-preview")
             weight = gr.Slider(0, 1, value=0.5, step=0.05, label="Image weight when searching by both",
                                info="0: only the text counts, 1: only the image", elem_id="search-weight")
             top_k = gr.Slider(1, 100, value=24, step=1, label="Results", elem_id="search-k")
@@ -392,6 +408,8 @@ def _wire_results(ui) -> None:
     def on_threshold(current, limit, request: gr.Request):
         return _shown(results_view(session_of(ctx, request), current, limit))[:3]
 
+    ui.image.change(lambda path: query_preview(ctx, path), ui.image, ui.preview, show_progress="hidden",
+                    api_visibility="private")
     ui.source.change(lambda s: (gr.update(visible=s == FOLDER), gr.update(visible=s == UPLOAD)),
                      ui.source, [ui.folder, ui.upload_group])
     results = [ui.summary, ui.gallery, ui.table, ui.state, ui.viewer]
