@@ -4,30 +4,76 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
+import sys
+from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phone-home from a local tool
 
+# No gradio import up here: hosted, gradio's cache must be placed (GRADIO_TEMP_DIR) before gradio loads.
 from explorer.context import AppContext
 from explorer.settings import add_settings_arguments, load_settings
-from explorer.ui import build_app, launch_options, queue_options
+from explorer.workspace import new_base, sweep_dead
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run the CLIP Explorer web app.")
     add_settings_arguments(parser)
+    settings = load_settings(parser.parse_args(argv))
+    base, counted = hosted_folders() if settings.hosted else (None, ())
     from explorer import zerogpu  # ZeroGPU: `spaces` imported and the model put on "cuda" before it loads
+    from explorer.ui import build_app, launch_options, queue_options
 
-    settings = zerogpu.startup(load_settings(parser.parse_args(argv)))
+    settings = zerogpu.startup(settings)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("explorer")
     log.setLevel(logging.INFO)
-    ctx = AppContext.create(settings)
+    ctx = AppContext.create(settings, hosted_dir=base, own_hosted_dir=True, counted=counted)
     if ctx.slot.load(settings.model, settings.pretrained, settings.device, settings.precision) is None:
         # The slot has logged why; the page says it too, with what to type.
         log.warning("The app starts without a model; load one from the page.")
     else:
         log.info(ctx.slot.status())
-    build_app(ctx).queue(**queue_options(settings)).launch(**launch_options(settings))
+    app = build_app(ctx).queue(**queue_options(settings))
+    app.launch(prevent_thread_lock=True, **launch_options(settings))
+    if settings.hosted:
+        clean_up_on_signals(ctx.workspaces.remove_all)  # after launch, so it runs before any handler gradio set
+    app.block_thread()
+
+
+def hosted_folders() -> tuple[Path, tuple[Path, ...]]:
+    """Hosted: (this run's folder for the sessions, the other folders counted in the shared quota).
+    Folders left by runs killed outright are removed first. Gradio's cache goes inside this run's
+    folder (counted, swept, removed with it) unless the operator placed it (GRADIO_TEMP_DIR)."""
+    sweep_dead()
+    base = new_base()
+    placed = os.environ.get("GRADIO_TEMP_DIR")
+    if placed:
+        return base, (Path(placed),)
+    os.environ["GRADIO_TEMP_DIR"] = str(base / "gradio")
+    return base, ()
+
+
+def clean_up_on_signals(clean_up, signals=(signal.SIGTERM, signal.SIGINT)) -> None:
+    """On each of `signals`: `clean_up()`, then what the signal did before (a handler of gradio's, a
+    KeyboardInterrupt for SIGINT, or the default: the process ends with that signal). atexit alone
+    misses a signal's default action, which ends the process without running it."""
+    owner = os.getpid()  # a forked worker (ZeroGPU) inherits the handler: only this process cleans up
+    for sig in signals:
+        previous = signal.getsignal(sig)
+
+        def handler(signum, frame, previous=previous):
+            if os.getpid() == owner:
+                clean_up()
+            if callable(previous):
+                return previous(signum, frame)
+            if previous == signal.SIG_IGN:
+                return None
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            sys.exit(128 + signum)  # only if the default action did not end the process
+
+        signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -37,8 +37,8 @@ class ArchiveLimits:
     max_bytes: int = 500 * MiB                  # everything written
     max_files: int = 5_000                      # files written
     max_entry_bytes: int = DEFAULT_MAX_BYTES    # one file (the image limit); a larger one is skipped
-    max_ratio: float = 100.0                    # uncompressed:compressed, per zip entry...
-    ratio_after: int = MiB                      # ...once it has produced this much (small text compresses well)
+    max_ratio: float = 100.0                    # uncompressed:compressed, per zip entry, beyond...
+    ratio_allowance: int = 64 * 1024            # ...this many bytes any entry may produce (a tiny file's header)
 
 
 class ArchiveRefused(ValueError):
@@ -124,6 +124,25 @@ def unpack_zip(path: Path, dest: Path, done: Unpacked, keep: frozenset[str]) -> 
                 raise ArchiveRefused(f"{path.name} is damaged ({exc})") from None
 
 
+def expected_bytes(files: list[Path], limits: ArchiveLimits) -> int:
+    """What `files` would unpack to by their own account, read without unpacking: a zip's declared
+    entry sizes, another file's size. A zip that cannot be listed counts its own size (unpacking it
+    will say why). Headers may understate: the unpack counts the bytes it writes, not these."""
+    total = 0
+    for path in files:
+        size = 0
+        try:
+            size = path.stat().st_size
+            if path.suffix.lower() == ".zip":
+                _check_listing(path, limits)
+                with zipfile.ZipFile(path) as archive:
+                    size = sum(info.file_size for info in archive.infolist() if not info.is_dir())
+        except (ArchiveRefused, OSError, *DAMAGED):
+            pass
+        total += size
+    return total
+
+
 def _check_listing(path: Path, limits: ArchiveLimits) -> None:
     """Refuse a zip listing far more entries than may be unpacked before zipfile parses the whole
     listing into memory (that alone takes seconds for 100k entries). The count a zip declares may
@@ -207,7 +226,9 @@ def _copy(source, out, name: str, done: Unpacked, packed: int) -> int | None:
 
 
 def _check_ratio(name: str, produced: int, packed: int, limits: ArchiveLimits) -> None:
-    if produced > limits.ratio_after and produced > limits.max_ratio * packed:
+    """An entry may produce `ratio_allowance` bytes plus `max_ratio` times its compressed size: a
+    small entry is held to the ratio too (beyond the allowance), not only a large one."""
+    if produced > limits.ratio_allowance + limits.max_ratio * packed:
         raise ArchiveRefused(f"zip entry {_short(name)} is compressed more than {limits.max_ratio:g}:1"
                              " — refused as a possible zip bomb")
 

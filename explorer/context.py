@@ -14,12 +14,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .archives import ArchiveLimits
+from .archives import ArchiveLimits, expected_bytes
 from .images import Thumbnails
 from .index import ImageIndex, IndexInfo, IndexRegistry, prune_orphans
 from .store import DB_NAME
 from .model import ClipModel, ModelSlot
-from .paths import DEFAULT_UPLOAD_DIR, MAX_UPLOAD_FILES, PathRefused, UploadArea, allowed_folder, inside_roots
+from .paths import DEFAULT_UPLOAD_DIR, PathRefused, UploadArea, allowed_folder, inside_roots
 from .remote import is_uri
 from .settings import Settings
 from .sources import Embedded, EmbeddingCache, Progress, embed_folder, embed_index, single_top_folder
@@ -43,12 +43,16 @@ class AppContext:
 
     @classmethod
     def create(cls, settings: Settings, slot: ModelSlot | None = None, upload_dir: Path = DEFAULT_UPLOAD_DIR,
-               hosted_dir: Path | None = None) -> "AppContext":
+               hosted_dir: Path | None = None, *, own_hosted_dir: bool | None = None,
+               counted: tuple[Path, ...] = ()) -> "AppContext":
+        """`hosted_dir`, `own_hosted_dir`, `counted`: Workspaces' base, own_base and counted."""
         shared = Workspace("local", UploadArea(upload_dir), IndexRegistry(settings.index_dir))
         workspaces = Workspaces(shared, hosted=settings.hosted, base=hosted_dir,
                                 ttl_seconds=settings.session_ttl_minutes * 60,
                                 session_quota=int(settings.session_quota_mb * 2**20),
-                                total_quota=int(settings.hosted_quota_mb * 2**20))
+                                total_quota=int(settings.hosted_quota_mb * 2**20),
+                                upload_total=settings.max_upload_total_bytes, counted=counted,
+                                own_base=own_hosted_dir)
         return cls(settings, slot or ModelSlot(), shared.indexes, shared.uploads,
                    thumbnails=Thumbnails(settings.limits),
                    workspaces=workspaces, workspace=None if settings.hosted else shared)
@@ -63,6 +67,11 @@ class AppContext:
         if self.workspace is None:  # hosted, and not scoped to a session: nothing is the caller's
             raise PathRefused("this request has no session; reload the page")
         return self.workspace
+
+    def downloads(self, kind: str, name: str | None = None) -> Path:
+        """A folder for files offered for download (Workspace.downloads): hosted, in the session's
+        workspace (counted in its quota, deleted with it). PathRefused when hosted and not scoped."""
+        return self._own().downloads(kind, name)
 
     def model(self) -> ClipModel:
         """The resident model, or NoModel with the reason the last load failed."""
@@ -81,10 +90,22 @@ class AppContext:
 
     def unpack(self, uploads: list[str]) -> tuple[Path, list[str]]:
         """Uploaded files and zips unpacked into the session's upload area -> (folder, notes), within
-        its disk quota. Indexes of uploads that have since expired are deleted on the way."""
-        room = self.workspaces.upload_room(self._own())
-        limits = ArchiveLimits(max_entry_bytes=self.settings.max_upload_bytes)
-        root, notes = self.uploads.unpack(uploads, MAX_UPLOAD_FILES, room, limits)
+        its disk quota: the room is reserved before unpacking (uploads running at once cannot pass
+        the quota together) and the settings max_upload_files and max_upload_total_mb hold for all
+        `uploads` together. Indexes of uploads that have since expired are deleted on the way."""
+        ws, s = self._own(), self.settings
+        limits = ArchiveLimits(max_bytes=s.max_upload_total_bytes, max_files=s.max_upload_files,
+                               max_entry_bytes=s.max_upload_bytes)
+        wanted = expected_bytes([Path(u) for u in uploads if u], limits)
+        with self.workspaces.reserve(ws, wanted) as room:
+            try:
+                root, notes = self.uploads.unpack(uploads, s.max_upload_files, room, limits)
+            except PathRefused as exc:
+                if room >= min(wanted, s.max_upload_total_bytes):
+                    raise
+                raise PathRefused(f"{exc}: the room left for your uploads is {room / 2**20:,.1f} MiB "
+                                  "(this session's share of the demo's disk)") from None
+        ws.gone = None
         prune_orphans(self.indexes.index_dir, self.uploads.base)
         return root, notes
 
@@ -119,7 +140,8 @@ class AppContext:
         """An index this session may use, by its folder (a value that came from the page);
         PathRefused for any other folder, said the same way whether or not it exists."""
         self._own()
-        wanted, refused = Path(folder or ""), PathRefused("that index is not one of yours; build it in the Search tab")
+        wanted, refused = Path(folder or ""), PathRefused(self.workspace.gone or
+                                                          "that index is not one of yours; build it in the Search tab")
         if not folder or not self.indexes.is_listed(wanted) or not (wanted / DB_NAME).is_file():
             raise refused
         index = self.indexes.get(wanted)  # cached: a search does not list or re-open anything

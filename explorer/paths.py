@@ -19,10 +19,8 @@ from pathlib import Path
 
 from .archives import ArchiveLimits, ArchiveRefused, unpack_all
 from .images import IMAGE_EXTENSIONS, file_key
-from .settings import flag_and_variable
+from .settings import Settings, flag_and_variable
 
-MAX_UPLOAD_FILES = 5_000
-MAX_UPLOAD_BYTES = 500 * 1024 * 1024
 UPLOAD_KEEP_HOURS = 24.0
 CAPTION_EXTENSIONS = frozenset({".txt", ".csv"})
 KEPT_EXTENSIONS = IMAGE_EXTENSIONS | CAPTION_EXTENSIONS
@@ -114,9 +112,12 @@ class UploadArea:
         self.base = Path(base).resolve()
         self.keep_hours = keep_hours
 
-    def unpack(self, files: list[str], max_files: int = MAX_UPLOAD_FILES, max_bytes: int = MAX_UPLOAD_BYTES,
+    def unpack(self, files: list[str], max_files: int = Settings.max_upload_files,
+               max_bytes: int = int(Settings.max_upload_total_mb * 2**20),
                limits: ArchiveLimits | None = None) -> tuple[Path, list[str]]:
-        """(folder holding the uploaded images and caption files, notes). Raises PathRefused."""
+        """(folder holding the uploaded images and caption files, notes). Raises PathRefused.
+        `max_files` and `max_bytes` hold for all `files` together (settings max_upload_files and
+        max_upload_total_mb; hosted, `max_bytes` is the room the session's quota has reserved)."""
         files = [str(f) for f in files if f]
         if not files:
             raise PathRefused("nothing was uploaded")

@@ -183,11 +183,16 @@ def test_a_file_over_the_per_file_limit_is_skipped_with_its_reason(tmp_path, ope
 
 
 def test_small_files_that_compress_very_well_still_pass(tmp_path):
+    """Real captions compress well (here ~6:1), never like a bomb (a line repeated 40,000 times is
+    ~1000:1, and refused: tests/test_quota.py)."""
     archive = tmp_path / "captions.zip"
+    lines = (f"img{i:06d}.png,a photo of a {('red', 'green', 'blue')[i % 3]} {('cat', 'dog')[i % 2]} "
+             f"number {i * 7919 % 100_003}\n" for i in range(20_000))
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("captions.csv", b"path,caption\n" + b"a.png,a photo of a cat\n" * 40_000)  # 900 KB, ~500:1
+        z.writestr("captions.csv", "path,caption\n" + "".join(lines))  # ~900 KB
+        z.writestr("tiny.png", bytes(60_000))                           # ~1000:1, within the allowance
     dest, _ = unpack_uploads([str(archive)], tmp_path / "out")
-    assert files_in(dest) == ["captions.csv"]
+    assert files_in(dest) == ["captions.csv", "tiny.png"]
 
 
 def test_memory_stays_low_while_a_large_entry_is_unpacked(bomb, tmp_path):
@@ -298,7 +303,7 @@ def test_a_damaged_zip_is_refused_in_words_and_leaves_nothing(tmp_path, damage):
     archive = tmp_path / "photos.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("a.png", os.urandom(1000))
-        z.writestr("b.png", b"b" * 100_000)
+        z.writestr("b.png", b"b" * 60_000)  # within the 64 KiB any entry may produce, whatever its ratio
     data = bytearray(archive.read_bytes())
     if damage == "not a zip":
         data = b"this is not a zip"

@@ -3,6 +3,7 @@ ui/ holds layout and wiring; every number comes from the core."""
 from __future__ import annotations
 
 import functools
+import inspect
 from pathlib import Path
 
 import gradio as gr
@@ -10,10 +11,8 @@ from gradio.helpers import Examples
 
 from .. import zerogpu
 from ..context import AppContext
-from ..paths import MAX_UPLOAD_BYTES
 from ..settings import Settings
-from . import calibration_view, classify_tab, gap_tab, gate_events, heatmaps_tab, model_panel, prompt_lab_tab
-from . import search_tab
+from . import calibration_view, classify_tab, gap_tab, heatmaps_tab, model_panel, prompt_lab_tab, search_tab
 from . import teach_tab
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
@@ -30,20 +29,17 @@ PANELS = {prompt_lab_tab: calibration_view.build}
 # asks wait less in ZeroGPU's queue, and a visitor's daily quota is minutes (2 without an account).
 GPU_EVENTS = {"classify": 30, "evaluate_prompts": 60, "build_index": 90, "search": 15, "similarity": 30,
               "patch_map": 15, "gap": 60, "fewshot": 60, "fewshot_apply": 30}
+CACHE_SWEEP_SECONDS = 600  # hosted: how often gradio's cache is swept of files older than a session's TTL
 EXAMPLE_SECONDS = 60  # a one-click example that runs another function than its tab's event (8 photos)
-# The API: the endpoints README's "Use it from Python (gradio_client)" documents. Every other event is
-# the page's own wiring and is private (gate_events.install; still gated, not listed nor offered to clients).
-API_ENDPOINTS = ("classify", "evaluate_prompts", "build_index", "cancel_build", "search", "more_like_this",
-                 "duplicates", "open_index", "similarity", "patch_map", "gap", "fewshot", "fewshot_apply",
-                 "fewshot_download", "load_model")
-QUEUE_SIZE = 256  # hosted: events that may wait in gradio's queue at once (then "Queue is full")
 
 
 def build_app(ctx: AppContext) -> gr.Blocks:
     hosted = ctx.settings.hosted
-    # Hosted: gradio's own copies of uploads are deleted as the sessions' workspaces are.
+    # Hosted: gradio's own copies of uploads and outputs (its cache, counted in the shared quota)
+    # are deleted as the sessions' workspaces expire, checked every CACHE_SWEEP_SECONDS at most.
     ttl = int(ctx.settings.session_ttl_minutes * 60)
-    with gr.Blocks(title="CLIP Explorer", delete_cache=(min(ttl, 3600), ttl) if hosted else None) as app:
+    sweep = (max(1, min(ttl, CACHE_SWEEP_SECONDS)), max(1, ttl)) if hosted else None
+    with gr.Blocks(title="CLIP Explorer", delete_cache=sweep) as app:
         gr.Markdown("# CLIP Explorer\nSee what a CLIP model thinks of your images, and why.", elem_id="title")
         loaded = model_panel.build(ctx)
         with gr.Tabs():
@@ -55,13 +51,47 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         model_panel.clear_stale_messages(ctx, loaded, app)  # a successful load replaces "No model is loaded"
         on_gpu(ctx, app)
         if hosted:
+            kept_in_use(ctx, app)  # a session whose request runs is neither expired nor evicted
+
             def end_session(request: gr.Request):
                 ctx.workspaces.end(request.session_hash)
             app.unload(end_session)
-        # Last, so every event is in: each one's arguments pass the input gate, model jobs are limited
-        # per session, and only API_ENDPOINTS are listed.
-        gate_events.install(ctx.settings, app, heavy=_gpu_functions(app), public=API_ENDPOINTS)
     return app
+
+
+def kept_in_use(ctx: AppContext, app: gr.Blocks) -> None:
+    """Every event of `app` marks its session in use while its handler runs (Workspaces.in_use):
+    its files are then neither expired nor evicted to make room for others, and a page closed
+    meanwhile is cleaned up when the handler ends."""
+    for block_fn in app.fns.values():
+        if block_fn.fn is not None:
+            block_fn.fn = _in_use(ctx, block_fn.fn)
+
+
+def _in_use(ctx: AppContext, fn):
+    """`fn` of the same kind (plain, generator, coroutine), run inside ctx.workspaces.in_use of the
+    session of its gr.Request; its signature stays gradio's to read (functools.wraps)."""
+    def session(args, kwargs):
+        return next((v.session_hash for v in (*args, *kwargs.values()) if isinstance(v, gr.Request)), None)
+
+    if inspect.isasyncgenfunction(fn):
+        async def handler(*args, **kwargs):
+            with ctx.workspaces.in_use(session(args, kwargs)):
+                async for item in fn(*args, **kwargs):
+                    yield item
+    elif inspect.iscoroutinefunction(fn):
+        async def handler(*args, **kwargs):
+            with ctx.workspaces.in_use(session(args, kwargs)):
+                return await fn(*args, **kwargs)
+    elif inspect.isgeneratorfunction(fn):
+        def handler(*args, **kwargs):
+            with ctx.workspaces.in_use(session(args, kwargs)):
+                yield from fn(*args, **kwargs)
+    else:
+        def handler(*args, **kwargs):
+            with ctx.workspaces.in_use(session(args, kwargs)):
+                return fn(*args, **kwargs)
+    return functools.wraps(fn)(handler)
 
 
 def on_gpu(ctx: AppContext, app: gr.Blocks) -> list[str]:
@@ -133,16 +163,24 @@ def _model_kept(ctx: AppContext, fn):
     return keep
 
 
+def max_file_size(settings: Settings) -> int:
+    """The largest file gradio's upload route takes (it refuses a larger one with 413 before any
+    handler runs). A zip of images may be large (each image inside is still held to max_upload_mb),
+    so locally the most one upload may unpack to; hosted, no more than a session's quota either."""
+    largest = max(settings.max_upload_total_bytes, settings.max_upload_bytes)
+    if settings.hosted:
+        largest = min(largest, int(settings.session_quota_mb * 2**20))
+    return largest
+
+
 def queue_options(settings: Settings) -> dict:
-    """Arguments for Blocks.queue: how many events run at once, and how many may wait (hosted: at most
-    QUEUE_SIZE; each session's model jobs are limited by session_jobs, see gate_events)."""
-    return dict(default_concurrency_limit=2, max_size=QUEUE_SIZE if settings.hosted else None)
+    """Arguments for Blocks.queue: how many events run at once, and how many may wait."""
+    return dict(default_concurrency_limit=2)
 
 
 def launch_options(settings: Settings) -> dict:
     """Arguments for Blocks.launch (gradio 6 takes theme and css here, not on Blocks)."""
     return dict(server_name=settings.host, server_port=settings.port,
-                # Zips of images may be large; each image inside is still held to max_upload_mb.
-                max_file_size=max(MAX_UPLOAD_BYTES, settings.max_upload_bytes),
+                max_file_size=max_file_size(settings),
                 theme=gr.themes.Soft(primary_hue="indigo"), css_paths=[CSS_PATH],
                 head="".join(f"<script>{js.read_text(encoding='utf-8')}</script>" for js in (HOVER_JS, SELECT_JS)))

@@ -59,9 +59,11 @@ def moved(rows: list[str], number, delta: int) -> list[str]:
     return rows
 
 
-def save_files(rows: list[str]) -> tuple[str, str]:
-    """The set as prompt-set.txt and prompt-set.json (one folder per distinct set) -> both paths."""
-    folder = SAVED_SETS / hashlib.sha1("\n".join(rows).encode()).hexdigest()[:16]
+def save_files(rows: list[str], ctx: AppContext | None = None) -> tuple[str, str]:
+    """The set as prompt-set.txt and prompt-set.json (one folder per distinct set; with `ctx`, among
+    its session's downloads: hosted, in the visitor's workspace) -> both paths."""
+    name = hashlib.sha1("\n".join(rows).encode()).hexdigest()[:16]
+    folder = ctx.downloads("prompt-sets", name) if ctx is not None else SAVED_SETS / name
     folder.mkdir(parents=True, exist_ok=True)
     txt, js = write_template_files(rows, folder)
     return str(txt), str(js)
@@ -264,13 +266,13 @@ def _wire_run(ui) -> None:
 
 def _wire_editing(ui) -> None:
     """Events that edit the template table; each re-checks the set and refreshes the downloads."""
-    def on_table(current):
+    def on_table(current, request: gr.Request = None):
         rows = rows_of(current)
         try:
             check_templates(rows, limits=gate.TextLimits.of(ui.ctx.settings))
         except ValueError as exc:
             return gr.update(), gr.update(), message(str(exc), "error")
-        txt, js = save_files(rows)
+        txt, js = save_files(rows, session_of(ui.ctx, request))
         return txt, js, message(f"{len(rows)} template(s).")
 
     def edit(change):

@@ -10,9 +10,7 @@ each session keeps its own classifiers; images are embedded through the app cont
 """
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -36,7 +34,6 @@ PLACEHOLDER_SIDE = 64
 # (fit_columns would stretch them); a set height (gradio gives height="auto" a 450 px minimum), the rest scrolls.
 GALLERY = dict(columns=4, height=260, allow_preview=True, object_fit="contain", fit_columns=False, visible=False,
                buttons=[])
-DOWNLOADS = Path(tempfile.gettempdir()) / "clip-explorer-classifiers"   # locally; hosted: the session's own
 
 
 @dataclass
@@ -171,10 +168,7 @@ def download_classifier(ctx: AppContext, state: dict | None, method: str) -> str
     """The run's `method` classifier as a zip (its .json + .safetensors pair), written in the
     session's own workspace when hosted (deleted with it). ValueError says why not."""
     classifier = _classifier(ctx, state, method)
-    workspace = ctx.workspace.folder if ctx.workspace is not None else None
-    base = (workspace / "classifiers") if workspace is not None else DOWNLOADS
-    base.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(dir=base))
+    folder = ctx.downloads("classifiers")  # hosted: in the session's workspace, counted in its quota
     return str(teach.export_zip(classifier, folder, state["model"], state["prompts"]))
 
 
