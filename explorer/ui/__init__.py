@@ -12,7 +12,8 @@ from gradio.helpers import Examples
 from .. import zerogpu
 from ..context import AppContext
 from ..settings import Settings
-from . import calibration_view, classify_tab, gap_tab, heatmaps_tab, model_panel, prompt_lab_tab, search_tab
+from . import calibration_view, classify_tab, gap_tab, gate_events, heatmaps_tab, model_panel, prompt_lab_tab
+from . import search_tab
 from . import teach_tab
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
@@ -31,6 +32,12 @@ GPU_EVENTS = {"classify": 30, "evaluate_prompts": 60, "build_index": 90, "search
               "patch_map": 15, "gap": 60, "fewshot": 60, "fewshot_apply": 30}
 CACHE_SWEEP_SECONDS = 600  # hosted: how often gradio's cache is swept of files older than a session's TTL
 EXAMPLE_SECONDS = 60  # a one-click example that runs another function than its tab's event (8 photos)
+# The API: the endpoints README's "Use it from Python (gradio_client)" documents. Every other event is
+# the page's own wiring and is private (gate_events.install; still gated, not listed nor offered to clients).
+API_ENDPOINTS = ("classify", "evaluate_prompts", "build_index", "cancel_build", "search", "more_like_this",
+                 "duplicates", "open_index", "similarity", "patch_map", "gap", "fewshot", "fewshot_apply",
+                 "fewshot_download", "load_model")
+QUEUE_SIZE = 256  # hosted: events that may wait in gradio's queue at once (then "Queue is full")
 
 
 def build_app(ctx: AppContext) -> gr.Blocks:
@@ -56,6 +63,9 @@ def build_app(ctx: AppContext) -> gr.Blocks:
             def end_session(request: gr.Request):
                 ctx.workspaces.end(request.session_hash)
             app.unload(end_session)
+        # Last, so every event is in: each one's arguments pass the input gate, model jobs are limited
+        # per session, and only API_ENDPOINTS are listed.
+        gate_events.install(ctx.settings, app, heavy=_gpu_functions(app), public=API_ENDPOINTS)
     return app
 
 
@@ -174,8 +184,9 @@ def max_file_size(settings: Settings) -> int:
 
 
 def queue_options(settings: Settings) -> dict:
-    """Arguments for Blocks.queue: how many events run at once, and how many may wait."""
-    return dict(default_concurrency_limit=2)
+    """Arguments for Blocks.queue: how many events run at once, and how many may wait (hosted: at most
+    QUEUE_SIZE; each session's model jobs are limited by session_jobs, see gate_events)."""
+    return dict(default_concurrency_limit=2, max_size=QUEUE_SIZE if settings.hosted else None)
 
 
 def launch_options(settings: Settings) -> dict:
