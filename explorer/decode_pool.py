@@ -219,7 +219,7 @@ def _image_of(kind: bytes, payload: bytes, limits: Limits, name: str) -> Image.I
     if kind == b"O" and len(payload) >= _IMAGE.size:
         width, height = _IMAGE.unpack_from(payload)
         if 0 < width * height <= limits.max_pixels and len(payload) == _IMAGE.size + 3 * width * height:
-            return Image.frombuffer("RGB", (width, height), payload, "raw", "RGB", 0, 1).copy()
+            return Image.frombytes("RGB", (width, height), memoryview(payload)[_IMAGE.size:])
     raise ImageError(name, "decoding failed: the decode worker sent a malformed reply")
 
 
@@ -274,11 +274,14 @@ def _limit_memory(budget: int) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (_vm_size() + budget, resource.RLIM_INFINITY))
     except (ValueError, OSError):
         pass
-    try:  # end with the app, even if it is killed (Linux)
-        import ctypes
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
+
+
+def _end_with(parent: int) -> None:
+    """End this worker when the app is gone, even in the middle of a decode (an idle worker ends at
+    once, on its closed stdin). Polled: PR_SET_PDEATHSIG follows the thread that started the worker."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 def _answer(job: tuple) -> tuple[bytes, bytes]:
@@ -299,6 +302,7 @@ def _worker(budget: int) -> None:
     jobs = os.fdopen(os.dup(0), "rb")
     _limit_memory(budget)
     images.use_decoder(None)
+    threading.Thread(target=_end_with, args=(os.getppid(),), daemon=True).start()
     reply.write(_HEADER.pack(b"R", 0))
     while True:
         head = jobs.read(8)
