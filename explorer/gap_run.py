@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import gate
 from .captions import Captions, labels_of_images, match_csv_captions, sidecar_captions
 from .gap import (DEFAULT_MAX_POINTS, DEFAULT_PROJECTION, GapMeasures, Projection, ShiftPoint, evaluate_shift,
                   gap_measures, gap_vector, project_2d, shift_along_gap)
+from .gate import DEFAULT_TEXT_LIMITS, TextLimits
 from .prompts import PromptError
 from .sources import Embedded
 from .zeroshot import build_classifier
@@ -55,16 +57,18 @@ def label_texts(model, images: Embedded, labels: list[str] | None, templates: li
     return GapTexts("labels", list(labels), build_classifier(model, labels, templates), matches, problems, notes)
 
 
-def captions_for(images: Embedded, csv_path=None) -> Captions:
-    """The images' captions from a path,caption CSV, or (without one) from the .txt beside each image."""
+def captions_for(images: Embedded, csv_path=None, limits: TextLimits = DEFAULT_TEXT_LIMITS) -> Captions:
+    """The images' captions from a path,caption CSV, or (without one) from the .txt beside each image,
+    each within the request's text limits (gate.py)."""
     if csv_path:
-        return match_csv_captions(csv_path, images.paths, images.root)
-    return sidecar_captions(images.paths)
+        return match_csv_captions(csv_path, images.paths, images.root, limits)
+    return sidecar_captions(images.paths, limits)
 
 
-def caption_texts(model, images: Embedded, captions: Captions) -> GapTexts:
+def caption_texts(model, images: Embedded, captions: Captions,
+                  limits: TextLimits = DEFAULT_TEXT_LIMITS) -> GapTexts:
     """Text i is the caption of the i-th image that has one; images without one match nothing.
-    ValueError when no image has a caption."""
+    ValueError when no image has a caption; gate.Refused when there are more than max_prompts."""
     found = [captions.caption_of(p) for p in images.paths]
     have = [i for i, c in enumerate(found) if c is not None]
     if not have:
@@ -74,6 +78,7 @@ def caption_texts(model, images: Embedded, captions: Captions) -> GapTexts:
     if len(have) < len(found):
         problems.append(f"{len(found) - len(have)} of {len(found)} images have no caption in {captions.source}")
     texts = [found[i] for i in have]
+    gate.prompts(len(texts), "Captions to encode", limits)  # before any is encoded
     matches = np.full(len(found), -1, dtype=np.int64)
     matches[have] = np.arange(len(have))
     return GapTexts("captions", texts, model.encode_texts(texts), matches, problems)

@@ -155,3 +155,31 @@ def test_the_prompt_lab_never_reads_a_typed_path(tmp_path, monkeypatch):
     assert views[0].summary == views[1].summary and "not valid JSON" in views[0].summary
     assert "private" not in views[0].summary and "cat" not in views[0].summary
     assert str(real) not in opened
+
+
+def test_gap_captions_are_bounded_by_the_requests_limits(tmp_path):
+    """The Modality gap's captions (a CSV or .txt files beside the images) pass the same gate: a caption
+    over max_text_chars is left out with a note, and more captions than max_prompts are refused before
+    the model sees one."""
+    import numpy as np
+
+    from explorer.gap_run import caption_texts, captions_for
+    from explorer.sources import Embedded
+
+    paths = []
+    for i, caption in enumerate(["a red", "b blue", "far too long a caption"]):
+        (tmp_path / f"{i}.png").write_bytes(b"x")
+        (tmp_path / f"{i}.txt").write_text(caption)
+        paths.append(tmp_path / f"{i}.png")
+    images = Embedded([p.name for p in paths], paths, np.eye(3, dtype=np.float32), root=tmp_path)
+
+    class NoEncoding:
+        def encode_texts(self, texts):
+            raise AssertionError("encoded past the gate")
+
+    found = captions_for(images, None, SMALL)
+    assert [found.caption_of(p) for p in paths] == ["a red", None, None]
+    assert any("limit of 5" in problem for problem in found.problems)
+    roomy = TextLimits(max_items=10, max_item_chars=100, max_bytes=4000, max_json_depth=3, max_prompts=2)
+    with pytest.raises(Refused, match=r"Captions to encode: 3 texts is more than the limit of 2 texts.*--max-prompts"):
+        caption_texts(NoEncoding(), images, captions_for(images, None, roomy), roomy)

@@ -76,7 +76,8 @@ def compute_gap(ctx: AppContext, source: str, uploads, folder_text: str, index_f
             if text_source == SIDECAR and images.root is not None and not ctx.servable(images.root):
                 raise ValueError(f"{images.root} is outside the folders this app may read, so its .txt files "
                                  "cannot be read")
-            texts = caption_texts(model, images, captions_for(images, csv_path if text_source == CSV else None))
+            found = captions_for(images, csv_path if text_source == CSV else None, limits)
+            texts = caption_texts(model, images, found, limits)
         run = run_gap(images, texts)
     except ValueError as exc:  # NoModel, PathRefused, PromptError, CaptionError, IndexMismatchError ...
         return GapView(message(str(exc), "error"))
