@@ -52,6 +52,7 @@ class Workspace:
     busy: int = 0                # requests of this session running now (Workspaces.in_use)
     reserved: int = 0            # bytes reserved for unpacks running now (Workspaces.reserve)
     gone: str | None = None      # why this session's earlier files are gone (told when it returns)
+    told: bool = False           # the page has shown `gone` (once is enough)
     ended: bool = False          # its page was closed while a request still ran: removed when it ends
 
     def disk_bytes(self) -> int:

@@ -232,3 +232,28 @@ def test_small_entries_within_the_allowance_or_the_ratio_pass(tmp_path):
         z.writestr("tiny.png", bytes(60 * KiB))      # 1000:1, but within the 64 KiB any entry may produce
         z.writestr("captions.csv", captions)          # real text: a few to one
     assert sorted(files_in(unpack_uploads([str(archive)], tmp_path / "out")[0])) == ["captions.csv", "tiny.png"]
+
+
+def test_an_evicted_visitor_is_told_once_by_the_page_on_their_next_event(tmp_path, monkeypatch):
+    """The event wrapper every handler runs in (ui.kept_in_use) shows the eviction notice as a page
+    warning on the returning visitor's next event, once; other visitors are never told."""
+    import gradio as gr
+
+    from explorer import ui
+
+    ctx = hosted(tmp_path, EXPLORER_HOSTED_QUOTA_MB="1")
+    ctx.scoped("a").unpack([random_zip(tmp_path / "a.zip", 1, 450 * KiB)])
+    ctx.scoped("b").unpack([random_zip(tmp_path / "b.zip", 1, 450 * KiB)])
+    ctx.scoped("b")
+    ctx.scoped("c").unpack([random_zip(tmp_path / "c.zip", 1, 450 * KiB)])  # A (least recent) is evicted
+    warned = []
+    monkeypatch.setattr(gr, "Warning", warned.append)
+
+    def request(session):
+        return gr.Request(session_hash=session)
+
+    handler = ui._in_use(ctx, lambda text, request: text.upper())
+    assert handler("x", request("b")) == "X" and warned == []
+    assert handler("y", request("a")) == "Y" and warned == [EVICTED]
+    handler("z", request("a"))
+    assert warned == [EVICTED]  # once

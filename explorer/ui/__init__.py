@@ -3,6 +3,7 @@ ui/ holds layout and wiring; every number comes from the core."""
 from __future__ import annotations
 
 import functools
+from contextlib import contextmanager
 import inspect
 from pathlib import Path
 
@@ -80,26 +81,35 @@ def kept_in_use(ctx: AppContext, app: gr.Blocks) -> None:
 
 def _in_use(ctx: AppContext, fn):
     """`fn` of the same kind (plain, generator, coroutine), run inside ctx.workspaces.in_use of the
-    session of its gr.Request; its signature stays gradio's to read (functools.wraps)."""
+    session of its gr.Request; its signature stays gradio's to read (functools.wraps). A session whose
+    files were evicted or expired is told so once, by a warning on the page, on its next event."""
     def session(args, kwargs):
         return next((v.session_hash for v in (*args, *kwargs.values()) if isinstance(v, gr.Request)), None)
 
+    @contextmanager
+    def used(args, kwargs):
+        with ctx.workspaces.in_use(session(args, kwargs)) as ws:
+            if ws is not None and ws.gone and not ws.told:
+                ws.told = True
+                gr.Warning(ws.gone)
+            yield
+
     if inspect.isasyncgenfunction(fn):
         async def handler(*args, **kwargs):
-            with ctx.workspaces.in_use(session(args, kwargs)):
+            with used(args, kwargs):
                 async for item in fn(*args, **kwargs):
                     yield item
     elif inspect.iscoroutinefunction(fn):
         async def handler(*args, **kwargs):
-            with ctx.workspaces.in_use(session(args, kwargs)):
+            with used(args, kwargs):
                 return await fn(*args, **kwargs)
     elif inspect.isgeneratorfunction(fn):
         def handler(*args, **kwargs):
-            with ctx.workspaces.in_use(session(args, kwargs)):
+            with used(args, kwargs):
                 yield from fn(*args, **kwargs)
     else:
         def handler(*args, **kwargs):
-            with ctx.workspaces.in_use(session(args, kwargs)):
+            with used(args, kwargs):
                 return fn(*args, **kwargs)
     return functools.wraps(fn)(handler)
 
