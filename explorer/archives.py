@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from .images import DEFAULT_MAX_BYTES
+from .settings import flag_and_variable
 
 MiB = 2**20
 CHUNK = MiB
@@ -85,9 +86,10 @@ def _copy_loose(path: Path, dest: Path, done: Unpacked, keep: frozenset[str]) ->
     if size > limits.max_entry_bytes:
         return done.refuse(path.name, f"larger than {_size(limits.max_entry_bytes)}")
     if done.files + 1 > limits.max_files:
-        raise ArchiveRefused(f"the upload has more than {limits.max_files:,} files")
+        raise ArchiveRefused(f"the upload has more than {limits.max_files:,} files" + _setting("max_upload_files"))
     if done.bytes + size > limits.max_bytes:
-        raise ArchiveRefused(f"the upload is larger than {_size(limits.max_bytes)}")
+        raise ArchiveRefused(f"the upload is larger than {_size(limits.max_bytes)}"
+                             + _setting("max_upload_total_mb"))
     shutil.copyfile(path, _unique(dest / path.name))
     done.files, done.bytes = done.files + 1, done.bytes + size
 
@@ -109,11 +111,13 @@ def unpack_zip(path: Path, dest: Path, done: Unpacked, keep: frozenset[str]) -> 
             elif not info.is_dir():
                 wanted.append(info)
         if done.files + len(wanted) > limits.max_files:
-            raise ArchiveRefused(f"the zip has more than {limits.max_files:,} files")
+            raise ArchiveRefused(f"the zip has more than {limits.max_files:,} files"
+                                 + _setting("max_upload_files"))
         # The declared sizes refuse an honest big zip at once; the bytes written are checked below.
         declared = sum(i.file_size for i in wanted if i.file_size <= limits.max_entry_bytes)
         if done.bytes + declared > limits.max_bytes:
-            raise ArchiveRefused(f"the zip expands to more than {_size(limits.max_bytes)}")
+            raise ArchiveRefused(f"the zip expands to more than {_size(limits.max_bytes)}"
+                                 + _setting("max_upload_total_mb"))
         zip_size = path.stat().st_size
         for info in wanted:
             try:
@@ -153,7 +157,8 @@ def _check_listing(path: Path, limits: ArchiveLimits) -> None:
         raise ArchiveRefused(f"{path.name} is not a zip file or is damaged")
     most = LISTED_PER_FILE * limits.max_files
     if end[zipfile._ECD_ENTRIES_TOTAL] > most or end[zipfile._ECD_SIZE] > most * LISTED_BYTES_PER_ENTRY:
-        raise ArchiveRefused(f"the zip has more than {limits.max_files:,} files")
+        raise ArchiveRefused(f"the zip has more than {limits.max_files:,} files"
+                                 + _setting("max_upload_files"))
 
 
 def refusal(info: zipfile.ZipInfo, keep: frozenset[str]) -> str | None:
@@ -218,7 +223,8 @@ def _copy(source, out, name: str, done: Unpacked, packed: int) -> int | None:
         written += len(chunk)
         _check_ratio(name, written, packed, limits)
         if done.bytes + written > limits.max_bytes:
-            raise ArchiveRefused(f"the zip expands to more than {_size(limits.max_bytes)}")
+            raise ArchiveRefused(f"the zip expands to more than {_size(limits.max_bytes)}"
+                                 + _setting("max_upload_total_mb"))
         if written > limits.max_entry_bytes:
             return None
         out.write(chunk)
@@ -231,6 +237,12 @@ def _check_ratio(name: str, produced: int, packed: int, limits: ArchiveLimits) -
     if produced > limits.ratio_allowance + limits.max_ratio * packed:
         raise ArchiveRefused(f"zip entry {_short(name)} is compressed more than {limits.max_ratio:g}:1"
                              " — refused as a possible zip bomb")
+
+
+def _setting(name: str) -> str:
+    """' (the limit is set with --flag or EXPLORER_VARIABLE)': how a refusal names its setting."""
+    flag, variable = flag_and_variable(name)
+    return f" (the limit is set with {flag} or {variable})"
 
 
 def _size(n: int) -> str:
