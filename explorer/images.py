@@ -1,7 +1,9 @@
 """Safe image loading: the only place in the project that opens image files (folders.py walks folders).
 
 Every failure becomes an `ImageError` with a one-line, human-readable reason. Limits (file size,
-pixel count, decoded bytes) are checked from the header before any pixel data is decoded. PIL's
+pixel count, and the peak memory the decode will take, `decode_cost`, measured per format) are
+checked from the header before any pixel data is decoded; each refusal names its setting.
+`use_decoder` routes every decode through decode_pool.py's worker processes (the hosted app). PIL's
 warnings never reach stderr: a DecompressionBombWarning refuses the image, other warnings are
 dropped, or added to the reason when the image fails. PIL's globals (`MAX_IMAGE_PIXELS`,
 `ImageFile.LOAD_TRUNCATED_IMAGES`) are never changed; with PIL's default for the latter, truncated
@@ -72,8 +74,8 @@ class ImageFailure:
 @dataclass(frozen=True)
 class Limits:
     """How large an image file (bytes) and an image (pixels) may be before it is refused, and how
-    much memory decoding one image may take (`max_decode_bytes`: the raster PIL allocates, from the
-    header, after any reduced-scale JPEG decoding; the peak is a small multiple of it)."""
+    much memory decoding one image may take (`max_decode_bytes`: its peak, every copy counted,
+    estimated from the header by decode_cost after any reduced-scale JPEG decoding)."""
     max_bytes: int = DEFAULT_MAX_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES
