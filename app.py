@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> None:
     log = logging.getLogger("explorer")
     log.setLevel(logging.INFO)
     ctx = AppContext.create(settings, hosted_dir=base, own_hosted_dir=True, counted=counted)
+    from explorer import decode_pool
+    decode_pool.configure(settings)  # hosted: images decode in worker processes with time and memory budgets
     if ctx.slot.load(settings.model, settings.pretrained, settings.device, settings.precision) is None:
         # The slot has logged why; the page says it too, with what to type.
         log.warning("The app starts without a model; load one from the page.")
@@ -37,7 +39,10 @@ def main(argv: list[str] | None = None) -> None:
     app = build_app(ctx).queue(**queue_options(settings))
     app.launch(prevent_thread_lock=True, **launch_options(settings))
     if settings.hosted:
-        clean_up_on_signals(ctx.workspaces.remove_all)  # after launch, so it runs before any handler gradio set
+        def clean_up():
+            ctx.workspaces.remove_all()
+            decode_pool.shutdown()
+        clean_up_on_signals(clean_up)  # after launch, so it runs before any handler gradio set
     app.block_thread()
 
 

@@ -227,7 +227,7 @@ def test_pixel_limit_checked_from_header(tmp_path, no_pixel_decoding):
     with pytest.raises(ImageError) as info:
         load_image(path, Limits(max_pixels=1_000_000))
     assert info.value.reason == ("image too large: 2000x1000 = 2,000,000 pixels exceeds the limit of"
-                                 " 1,000,000 pixels")
+                                 " 1,000,000 pixels (set with --max-pixels or EXPLORER_MAX_PIXELS)")
 
 
 def test_header_only_bomb_refused_with_default_limit(tmp_path, no_pixel_decoding):
