@@ -1,0 +1,217 @@
+"""Text a stranger types: server paths in every text box of every named endpoint, and text sized to
+hold the model (100,000 labels, one 2 MB label).
+
+Typed text is text: whatever a visitor types that happens to name a file on the server, nothing is
+read, and the answer is the same whether that file exists or not."""
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.hostile.attack import (LABELS, SINGLE, UPLOAD, Api, classify, client, quick_classify_seconds,
+                                  shape_png, top_labels, zipped)
+
+SECRET = "xyzzy-" + uuid.uuid4().hex  # a sentence only the server's file holds
+PASSWD = "root:x:0:0"                 # what /etc/passwd starts with
+CUSTOM = "Custom (edit below)"
+PROMPT_TABLE = {"headers": ["template"], "data": [["a photo of a {}."]], "metadata": None}
+# What each named endpoint is sent besides the text under test: the calls a page would make, so that the
+# text is read (prompt lab 'use' set to descriptions for the descriptions box, and so on).
+CONTEXT = {
+    "/classify": {"label_text": LABELS, "choice": SINGLE, "custom_text": "a photo of a {}.", "k": 3},
+    "/evaluate_prompts": {"table": PROMPT_TABLE, "labels": "red circle, blue square", "use": "Templates",
+                          "weighting": "Equal average", "single_row": 1, "compare_on": False,
+                          "zpe_select": "All prompts"},
+    "/build_index": {"choice": UPLOAD, "typed": ""},
+    "/search": {"text": "a red circle", "weight": 0.5, "k": 4, "limit": -1.0},
+    "/similarity": {"text": "a red circle", "n": 4},
+    "/gap": {"source": "Upload images or a zip", "text_source": "Labels + templates", "labels": LABELS,
+             "templates": SINGLE, "method": "PCA (instant)"},
+    "/patch_map": {"method_name": "tokens", "alpha": 0.5},
+    "/load_model": {},
+}
+# Per text box, what else makes the app read it.
+READS = {
+    ("/classify", "custom_text"): {"choice": CUSTOM},
+    ("/evaluate_prompts", "desc_text"): {"use": "Descriptions"},
+    ("/build_index", "typed"): {"choice": "A folder on this computer"},
+    ("/gap", "folder"): {"source": "Folder on this machine"},
+}
+TEXT_COMPONENTS = ("Textbox", "Textarea")
+
+
+@pytest.fixture(scope="module")
+def secret_files(server):
+    """A real JSON file of the {class: [sentences]} kind, where the server can read it, and a path
+    beside it that does not exist."""
+    folder = server.workdir / "operator-files"
+    folder.mkdir(exist_ok=True)
+    secret = folder / "descriptions.json"
+    secret.write_text(json.dumps({"a": [SECRET], "red circle": [SECRET + " red"], "blue square": [SECRET + " blue"]}))
+    (folder / "photos").mkdir(exist_ok=True)
+    (folder / "photos" / "secret-photo.png").write_bytes(shape_png("red", "circle"))
+    return {"exists": str(secret), "missing": str(folder / "no-such-file.json"), "passwd": "/etc/passwd",
+            "folder": str(folder / "photos"), "missing_folder": str(folder / "no-such-folder")}
+
+
+@pytest.fixture(scope="module")
+def api_info(server, tmp_path_factory):
+    return client(server.url, tmp_path_factory.mktemp("dl")).view_api(return_format="dict", print_info=False)
+
+
+def text_boxes(api_info) -> list[tuple[str, str]]:
+    """(endpoint, parameter) of every text box of every named endpoint, as the API itself lists them."""
+    return [(name, p["parameter_name"]) for name, e in api_info["named_endpoints"].items()
+            for p in e["parameters"] if p["component"] in TEXT_COMPONENTS]
+
+
+def arguments(api_info, endpoint: str, values: dict) -> list:
+    """The endpoint's positional data: `values` by parameter name, else the parameter's default."""
+    out = []
+    for p in api_info["named_endpoints"][endpoint]["parameters"]:
+        name = p["parameter_name"]
+        out.append(values[name] if name in values else p.get("parameter_default"))
+    return out
+
+
+def normalised(answer_text: str, typed: str) -> str:
+    """An answer with the typed text, served file names and timings taken out."""
+    text = answer_text.replace(json.dumps(typed)[1:-1], "<TYPED>").replace(typed, "<TYPED>")
+    text = re.sub(r'"(path|url|orig_name)": "[^"]*"', r'"\1": "<FILE>"', text)
+    text = re.sub(r"/gradio_api/file=[^\"'\s)]*", "<FILE>", text)
+    text = re.sub(r"\d+(\.\d+)?\s?(ms|s|seconds)\b", "<TIME>", text)
+    return text
+
+
+@pytest.fixture(scope="module")
+def prepared(server, tmp_path_factory):
+    """Session A (raw HTTP) with photos uploaded, a labelled zip, an index built and a map made, so that
+    every endpoint gets as far as reading its text."""
+    api = Api(server.url)
+    photos = api.upload(("red.png", shape_png("red", "circle", seed=1)), ("blue.png", shape_png("blue", "square", seed=2)))
+    labelled = zipped({f"{cls}/{i}.png": shape_png(*_shape(cls), seed=i) for cls in ("red circle", "blue square")
+                       for i in range(3)})
+    labelled_zip = api.upload(("labelled.zip", labelled))
+    built = api.call("build_index", UPLOAD, "", api.upload(("photos.zip", labelled)), None)
+    assert built.event == "complete", built.text[:500]
+    made = api.call("similarity", photos, "a red circle", "(none)", 4, "Cosine", None)
+    assert made.event == "complete", made.text[:500]
+    return api, {"paths": photos, "files": photos, "uploads": labelled_zip, "name": "red.png"}
+
+
+def _shape(cls: str):
+    color, shape = cls.split()
+    return color, shape
+
+
+def test_server_paths_typed_in_every_text_box_read_nothing(server, api_info, prepared, secret_files):
+    """Each text box gets the same path typed three times: once to settle the session's state, once
+    while the file (or folder) exists, once after it was moved away; the last two answers must be the
+    same. /etc/passwd too, where only a leak can be seen."""
+    api, uploads = prepared
+    boxes = text_boxes(api_info)
+    assert ("/evaluate_prompts", "desc_text") in boxes and ("/classify", "label_text") in boxes, boxes
+    differing, leaked = [], []
+
+    def ask(endpoint, values, param, typed):
+        answer = api.call(endpoint, *arguments(api_info, endpoint, dict(values, **{param: typed})))
+        if SECRET in answer.raw or PASSWD in answer.raw or "secret-photo" in answer.raw:
+            leaked.append((endpoint, param, typed, answer.raw[:300]))
+        return normalised(answer.text, typed)
+
+    for endpoint, param in boxes:
+        values = dict(CONTEXT.get(endpoint, {}), **uploads)
+        values.update(READS.get((endpoint, param), {}))
+        ask(endpoint, values, param, secret_files["passwd"])
+        for kind in ("exists", "folder"):
+            typed = Path(secret_files[kind])
+            ask(endpoint, values, param, str(typed))
+            there = ask(endpoint, values, param, str(typed))
+            away = typed.with_name(typed.name + ".away")
+            typed.rename(away)
+            try:
+                gone = ask(endpoint, values, param, str(typed))
+            finally:
+                away.rename(typed)
+            if there != gone:
+                differing.append((endpoint, param, kind, there[:400], gone[:400]))
+    assert leaked == [], f"a server file's contents reached a visitor: {leaked}"
+    assert differing == [], "the answer tells whether a server path exists:\n" + "\n".join(map(str, differing))
+
+
+def test_descriptions_box_from_a_second_session_through_gradio_client(server, secret_files, tmp_path_factory):
+    """Session B, through gradio_client as README shows: the prompt lab's descriptions box with a path."""
+    from gradio_client import handle_file
+
+    folder = tmp_path_factory.mktemp("client-b")
+    labelled = folder / "labelled.zip"
+    labelled.write_bytes(zipped({f"{cls}/{i}.png": shape_png(*_shape(cls), seed=i)
+                                 for cls in ("red circle", "blue square") for i in range(3)}))
+    b = client(server.url, folder / "dl")
+    outs = {}
+    for kind in ("exists", "missing", "passwd"):
+        typed = secret_files[kind]
+        try:
+            got = b.predict(table=PROMPT_TABLE, uploads=[handle_file(str(labelled))], labels="red circle, blue square",
+                            desc_text=typed, use="Descriptions", api_name="/evaluate_prompts")
+            text = json.dumps(got)
+        except Exception as exc:  # an error event: gradio_client raises it
+            text = f"error: {exc}"
+        assert SECRET not in text and PASSWD not in text, (kind, text[:500])
+        outs[kind] = normalised(text, typed)
+    assert outs["exists"] == outs["missing"] == outs["passwd"], outs
+
+
+# --- text sized to hold the model ------------------------------------------------------------------------
+
+def _with_neighbour(server, picture: bytes, attack) -> tuple[object, float, list[float]]:
+    """Run `attack()` while a second session classifies one image again and again; returns (the attack's
+    answer, its seconds, the neighbour's call times during it)."""
+    times: list[float] = []
+    done = threading.Event()
+
+    def neighbour():
+        api = Api(server.url)
+        uploaded = api.upload(("n.png", picture))
+        while not done.is_set():
+            answer = classify(api, uploaded)
+            assert answer.event == "complete" and top_labels(answer.first), answer.text[:300]
+            times.append(answer.seconds)
+        api.close()
+
+    thread = threading.Thread(target=neighbour)
+    started = time.monotonic()
+    thread.start()
+    time.sleep(0.3)
+    try:
+        answer = attack()
+        seconds = time.monotonic() - started
+    finally:
+        done.set()
+        thread.join(120)
+    return answer, seconds, times
+
+
+@pytest.mark.parametrize("what", ["100k labels", "one 2 MB label"])
+def test_huge_label_boxes_are_answered_quickly_and_do_not_hold_others(server, picture, what):
+    alone = quick_classify_seconds(server.url, picture)
+    text = ", ".join(f"label {i}" for i in range(100_000)) if what == "100k labels" else \
+        "red circle, " + "x" * (2 << 20)
+    attacker = Api(server.url)
+    uploaded = attacker.upload(("a.png", picture))
+    answer, seconds, times = _with_neighbour(server, picture, lambda: classify(attacker, uploaded, labels=text))
+    worst = max(times) if times else float("inf")
+    print(f"\n{what}: answered in {seconds:.1f} s ({answer.event}); neighbour alone {alone:.2f} s, "
+          f"during {len(times)} call(s), worst {worst:.2f} s")
+    assert answer.event in ("complete", "error", "refused")
+    assert seconds < 20, f"{what}: {seconds:.1f} s"
+    assert answer.event != "error" or answer.data is not None, "refused without a message ({'error': null})"
+    if answer.event == "complete":
+        assert top_labels(answer.first) or "explorer-error" in answer.first or "limit" in answer.first, answer.first[:500]
+    assert times and worst < 5 * max(alone, 0.2), f"the neighbour waited {worst:.2f} s (alone {alone:.2f} s)"
