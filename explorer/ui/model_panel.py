@@ -97,13 +97,13 @@ def load_model(ctx: AppContext, name: str, pretrained: str = "") -> str:
     return status_text(ctx)
 
 
-def stale_panes(ctx: AppContext, shown: list) -> list:
+def stale_panes(ctx: AppContext, panes: list) -> list:
     """After a load: for each message pane's current HTML, the note that replaces it when it says no
     model is loaded and one is loaded now; None (leave it as it is) for every other pane."""
     if ctx.slot.model is None:
-        return [None] * len(shown)
+        return [None] * len(panes)
     note = message(shown(ctx, f"{ctx.slot.loaded().rstrip('.')}. Run this again with it."), "note")  # "Loaded NAME on ..."
-    return [note if NO_MODEL in (value or "") else None for value in shown]
+    return [note if NO_MODEL in (value or "") else None for value in panes]
 
 
 def build(ctx: AppContext):
