@@ -263,6 +263,16 @@ class Answer:
         return json.dumps(self.data) if not isinstance(self.data, str) else self.data
 
     @property
+    def error_message(self) -> str:
+        """The message of an error event ('' for gradio's bare {"error": null}, an uncaught exception)."""
+        if self.event == "complete":
+            return ""
+        data = self.data
+        if isinstance(data, dict):
+            data = data.get("error") or data.get("message") or ""
+        return "" if data is None else (data if isinstance(data, str) else json.dumps(data))
+
+    @property
     def first(self) -> str:
         """The first output (the summary HTML of most endpoints) as text."""
         if isinstance(self.data, list) and self.data:
