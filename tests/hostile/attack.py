@@ -38,6 +38,7 @@ UPLOAD = "Upload images, a folder or a zip"
 LABELS = "red circle, blue square, green triangle"
 # What every hostile server runs with unless a test says otherwise: small quotas, so that filling them
 # is quick; everything else is the hosted defaults an operator gets.
+PACE = 0.3  # seconds between an ordinary visitor's calls (see Api.pace)
 SMALL = {"EXPLORER_SESSION_QUOTA_MB": "50", "EXPLORER_HOSTED_QUOTA_MB": "120"}
 
 
@@ -284,9 +285,12 @@ class Api:
     """Raw calls to gradio's /gradio_api/upload and /gradio_api/call/<name> as one session of the
     attacker's choosing (the session hash is whatever the caller sends)."""
 
-    def __init__(self, url: str, session: str | None = None, timeout: float = 180):
+    def __init__(self, url: str, session: str | None = None, timeout: float = 180, pace: float | None = None):
         self.url, self.session = url, session or uuid.uuid4().hex[:11]
         self.http = httpx.Client(timeout=timeout)
+        # Seconds between the starts of this session's calls: a person clicks no faster than this. 0 for a
+        # script's loop (test_lifecycle checks that such a loop is never refused either).
+        self.pace, self._last = PACE if pace is None else pace, 0.0
 
     def upload_raw(self, *files: tuple[str, bytes]) -> httpx.Response:
         return self.http.post(self.url + "gradio_api/upload", files=[("files", f) for f in files])
@@ -298,6 +302,9 @@ class Api:
         return [file_data(path, name) for path, (name, _) in zip(got.json(), files)]
 
     def call(self, api: str, *data) -> Answer:
+        if self.pace:
+            time.sleep(max(0.0, self._last + self.pace - time.monotonic()))
+            self._last = time.monotonic()
         started = time.monotonic()
         sent = self.http.post(self.url + f"gradio_api/call/{api.lstrip('/')}",
                               json={"data": list(data), "session_hash": self.session})

@@ -120,3 +120,14 @@ def test_one_visitor_queueing_8_jobs_does_not_hold_another(server, picture):
           f"slowest {max(a.seconds for a in attack_answers):.2f} s")
     assert all(a.event == "complete" or a.error_message for a in attack_answers), "a job refused without a message"
     assert waited < 3 * alone, f"{waited:.2f} s, alone {alone:.2f} s"
+
+
+def test_a_scripts_sequential_calls_are_never_refused(server, picture):
+    """A gradio_client-style loop: one call after another from one session, none overlapping; with no
+    job running or waiting, no call may be refused as 'too many jobs'."""
+    api = Api(server.url, pace=0)
+    files = api.upload(("p.png", picture))
+    answers = [classify(api, files) for _ in range(10)]
+    refused = [a.error_message or a.text[:200] for a in answers if a.event != "complete"]
+    print(f"\n10 sequential calls, {sum(a.seconds for a in answers):.2f} s in all: {len(refused)} refused")
+    assert refused == [], refused[:3]

@@ -212,6 +212,8 @@ def test_huge_label_boxes_are_answered_quickly_and_do_not_hold_others(server, pi
     assert answer.event in ("complete", "error", "refused")
     assert seconds < 20, f"{what}: {seconds:.1f} s"
     assert answer.event != "error" or answer.error_message, "refused without a message ({'error': null})"
+    if answer.event == "refused":  # refused as it joined the queue: the message names the limit
+        assert "limit" in answer.text and "EXPLORER_" in answer.text, answer.text[:500]
     if answer.event == "complete":
         assert top_labels(answer.first) or "explorer-error" in answer.first or "limit" in answer.first, answer.first[:500]
     assert times and worst < 5 * max(alone, 0.2), f"the neighbour waited {worst:.2f} s (alone {alone:.2f} s)"
