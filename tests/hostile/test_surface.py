@@ -24,17 +24,31 @@ MAX_GROWTH_MB = 400
 MAX_SECONDS = 10
 
 
-def server_paths(server) -> list[str]:
-    return [str(APP_ROOT), str(MODEL_DIR), str(server.workdir), str(server.tmp), str(server.gradio_tmp)]
+def server_paths(server) -> dict[str, list[str]]:
+    return {"repository": [str(APP_ROOT)], "model folder": [str(MODEL_DIR)],
+            "temporary folders": [str(server.workdir), str(server.tmp), str(server.gradio_tmp)]}
 
 
-def test_config_page_and_api_listing_show_no_server_path(server, tmp_path):
+@pytest.fixture(scope="module")
+def shown(server, tmp_path_factory) -> dict[str, str]:
+    """What a stranger can read without sending anything: /config, the page, the API listing."""
     pages = {"/config": httpx.get(server.url + "config").text, "/": httpx.get(server.url).text,
              "/gradio_api/info": httpx.get(server.url + "gradio_api/info").text}
-    pages["view_api"] = json.dumps(client(server.url, tmp_path).view_api(return_format="dict", print_info=False))
-    found = [(where, path) for where, text in pages.items() for path in server_paths(server)
+    listing = client(server.url, tmp_path_factory.mktemp("view")).view_api(return_format="dict", print_info=False)
+    pages["view_api"] = json.dumps(listing)
+    return pages
+
+
+@pytest.mark.parametrize("kind", ["repository", "model folder", "temporary folders"])
+def test_config_page_and_api_listing_show_no_server_path(server, shown, kind):
+    found = [(where, path, _around(text, path)) for where, text in shown.items() for path in server_paths(server)[kind]
              if path in text or json.dumps(path)[1:-1] in text]
-    assert found == [], f"server paths shown to visitors: {found}"
+    assert found == [], f"server paths ({kind}) shown to visitors: {found[:4]}"
+
+
+def _around(text: str, path: str) -> str:
+    at = text.find(path)
+    return text[max(0, at - 120): at + len(path) + 40] if at >= 0 else ""
 
 
 def test_the_model_status_line_shows_no_server_path(server, tmp_path):
@@ -43,8 +57,8 @@ def test_the_model_status_line_shows_no_server_path(server, tmp_path):
     params = info["/load_model"]["parameters"]
     offered = params[0].get("parameter_default")
     answer = Api(server.url).call("load_model", *([offered] + [""] * (len(params) - 1)))
-    shown = [p for p in server_paths(server) if p in answer.text]
-    assert answer.event == "complete" and shown == [], (answer.text[:500], shown)
+    paths = [p for ps in server_paths(server).values() for p in ps if p in answer.text]
+    assert answer.event == "complete" and paths == [], (answer.text[:500], paths)
 
 
 def test_the_api_lists_only_the_named_endpoints(server, tmp_path):
