@@ -336,12 +336,18 @@ class Api:
         return self._fns[api.lstrip("/")]
 
     def submit_many(self, api: str, datas: list[list]) -> list[Answer]:
-        """Several jobs of this one session at once, the way the page queues them (/gradio_api/queue/join,
-        then the session's one /queue/data stream, which carries every job's result by event id; the
-        /call/ route cannot do this: concurrent calls of one session share a result stream)."""
-        (index, is_state), joined, answers = self.fn_index(api), {}, {}
+        """Several jobs of one endpoint from this one session at once (see `submit`)."""
+        return self.submit([(api, data) for data in datas])
+
+    def submit(self, jobs: list[tuple[str, list]]) -> list[Answer]:
+        """Several jobs (endpoint, its API data) of this one session at once, the way the page queues
+        them (/gradio_api/queue/join, then the session's one /queue/data stream, which carries every
+        job's result by event id; the /call/ route cannot do this: concurrent calls of one session
+        share a result stream)."""
+        joined, answers = {}, {}
         order = []
-        for i, data in enumerate(datas):
+        for i, (api, data) in enumerate(jobs):
+            index, is_state = self.fn_index(api)
             given = iter(data)
             data = [None if state else next(given, None) for state in is_state]
             started = time.monotonic()
