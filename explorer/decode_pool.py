@@ -153,6 +153,10 @@ class DecodePool:
     def decode(self, source: bytes | str, limits: Limits, fit: Fit | None, name: str) -> Image.Image:
         """The decoded, fitted RGB image of `source` (bytes or a path), as images.load_image gives it
         in-process, or ImageError (the worker's refusal, the time budget, a worker that died)."""
+        # Plain types only: a str subclass (gradio hands its paths over as NamedString) would make the
+        # worker import its module, gradio and pandas, under its memory limit.
+        source = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else str(os.fspath(source))
+        name = str(name)
         with self._slots:  # the only wait: for a free worker
             worker = self._take(name)
             try:

@@ -52,6 +52,24 @@ def test_the_pool_decodes_what_the_process_would(pool, tmp_path):
     assert pool.pids() and os.getpid() not in pool.pids()
 
 
+def test_a_path_given_as_a_str_subclass_reaches_the_worker_as_a_plain_path(pool, tmp_path):
+    """gradio hands uploaded paths over as its NamedString (a str subclass): pickled as such, the worker
+    would import gradio (and pandas) to read the job, which its memory limit refuses."""
+    import sys
+    import types
+
+    module = types.ModuleType("only_in_the_app_process")
+    named = type("NamedString", (str,), {"__module__": module.__name__})
+    module.NamedString = named
+    sys.modules[module.__name__] = module  # picklable here, not importable in the worker
+    try:
+        (tmp_path / "a.png").write_bytes(encoded(photo(64, 48), "PNG"))
+        image = load_image(named(tmp_path / "a.png"), ROOMY, name=named("a.png"), fit=Fit((256, 256), "cap"))
+        assert image.size == (64, 48)
+    finally:
+        del sys.modules[module.__name__]
+
+
 def test_refusals_come_back_with_their_reasons(pool, tmp_path):
     with pytest.raises(ImageError, match="decoding 4000x4000 lossless WebP needs about"):
         load_image(lossless_webp(4000), Limits(max_decode_bytes=100 << 20), name="bomb.webp")
