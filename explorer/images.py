@@ -336,11 +336,10 @@ def _reason(exc: Exception) -> str:
 
 
 def _open(fp, label: str, limits: Limits, fit: Fit | None, caught: list) -> Image.Image:
+    _check_webp_header(fp, label, limits)
     with Image.open(fp, formats=ALLOWED_FORMATS) as im:
         width, height = im.size
-        if width * height > limits.max_pixels:
-            raise ImageError(label, f"image too large: {width}x{height} = {width * height:,} pixels"
-                                    f" exceeds the limit of {limits.max_pixels:,} pixels ({set_with('max_pixels')})")
+        _check_pixels(width, height, label, limits)
         if any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught):
             raise ImageError(label, f"image too large: {width}x{height} = {width * height:,} pixels is more than"
                                     f" PIL's limit of {Image.MAX_IMAGE_PIXELS:,} (a possible decompression bomb)")
@@ -363,6 +362,47 @@ def _open(fp, label: str, limits: Limits, fit: Fit | None, caught: list) -> Imag
             small = _shrink(part, fit)
             return _to_rgb(small) if small is part or small.mode != "RGB" else small
         return _shrink(_to_rgb(part), fit)
+
+
+def _check_pixels(width: int, height: int, label: str, limits: Limits) -> None:
+    if width * height > limits.max_pixels:
+        raise ImageError(label, f"image too large: {width}x{height} = {width * height:,} pixels"
+                                f" exceeds the limit of {limits.max_pixels:,} pixels ({set_with('max_pixels')})")
+
+
+def webp_size(head: bytes) -> tuple[int, int] | None:
+    """A WebP's canvas (width, height) read from its first 30 bytes (RIFF + the VP8X, VP8L or VP8 header,
+    as libwebp reads them), or None when `head` is not a WebP or is too short."""
+    if len(head) < 30 or head[:4] != b"RIFF" or head[8:12] != b"WEBP":
+        return None
+    chunk = head[12:16]
+    if chunk == b"VP8X":  # extended: the canvas, 24-bit little-endian, minus one
+        return int.from_bytes(head[24:27], "little") + 1, int.from_bytes(head[27:30], "little") + 1
+    if chunk == b"VP8L" and head[20] == 0x2F:  # lossless: 14 bits each, minus one
+        bits = int.from_bytes(head[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8 " and head[23:26] == b"\x9d\x01\x2a":  # lossy key frame
+        return (int.from_bytes(head[26:28], "little") & 0x3FFF, int.from_bytes(head[28:30], "little") & 0x3FFF)
+    return None
+
+
+def _check_webp_header(fp, label: str, limits: Limits) -> None:
+    """Refuse a WebP over the limits before PIL opens it: Pillow's WebP opener makes libwebp's animation
+    decoder, which allocates its canvases at once (WEBP_KEPT bytes a pixel), so a 38-byte file could
+    take gigabytes of address space before the checks after opening could run. The cost is decode_cost's
+    for a WebP opened as RGB(A): the raster, the kept canvases and the frame copy."""
+    data = fp.getvalue()[:4096] if isinstance(fp, io.BytesIO) else b""
+    size = webp_size(data[:30])
+    if size is None:
+        return
+    _check_pixels(*size, label, limits)
+    peak = int(DECODE_OVERHEAD + (4 + WEBP_KEPT + WEBP_FRAME) * size[0] * size[1])
+    if peak > limits.max_decode_bytes:
+        animated = data[12:16] == b"VP8X" and bool(data[20] & 0x02)  # VP8X flags: animation
+        what = ("animated " if animated else "") + ("lossless " if b"VP8L" in data else "") + "WebP"
+        raise ImageError(label, f"image too large: decoding {size[0]}x{size[1]} {what} needs about {_about(peak)}"
+                                f" MiB, more than the limit of {_about(limits.max_decode_bytes)} MiB"
+                                f" ({set_with('max_decode_mb')})")
 
 
 def _about(n: int) -> str:

@@ -188,3 +188,29 @@ def test_a_malformed_reply_is_refused_not_trusted():
         decode_pool._image_of(b"P", b"", ROOMY, "a.png")
     assert decode_pool._image_of(b"O", b"\0\0\0\x01\0\0\0\x02" + b"abcdef", ROOMY, "a.png").size == (1, 2)
     assert isinstance(Image.new("RGB", (1, 1)), Image.Image)
+
+
+def test_a_webp_bomb_is_refused_from_its_header_before_pillow_opens_it(tmp_path):
+    """Pillow's WebP opener allocates libwebp's canvases at once: in a worker whose address space is
+    capped, a bomb used to fail inside Image.open as "could not create decoder object". Its canvas is
+    read from the RIFF header first, so the refusal names the limit and the setting, in the pool too."""
+    from explorer.images import webp_size
+
+    for kind in ({"lossless": True}, {"quality": 40}, {"lossless": True, "save_all": True,
+                                                          "append_images": [Image.new("RGB", (97, 41))]}):
+        assert webp_size(encoded(Image.new("RGB", (97, 41), (9, 9, 9)), "WEBP", **kind)[:30]) == (97, 41)
+    hosted = Limits(10 << 20, 40_000_000, 160 << 20)
+    big, costly = lossless_webp(7000), lossless_webp(5000)  # 49 M pixels; 25 M pixels, canvases > 160 MiB
+    made = DecodePool(1, 10, (160 << 20) + decode_pool.MEMORY_SLACK)
+    images.use_decoder(made.decode)
+    try:
+        for data, refusal in ((big, r"49,000,000 pixels exceeds the limit of 40,000,000 pixels .*--max-pixels"),
+                              (costly, r"decoding 5000x5000 lossless WebP needs about .* MiB.*--max-decode-mb")):
+            (tmp_path / "bomb.webp").write_bytes(data)
+            with pytest.raises(ImageError, match=refusal):
+                load_image(tmp_path / "bomb.webp", hosted, fit=MODEL_FIT)
+            with pytest.raises(ImageError, match=refusal):
+                load_image(data, hosted, fit=MODEL_FIT)
+    finally:
+        images.use_decoder(None)
+        made.shutdown()
