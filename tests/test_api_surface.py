@@ -36,7 +36,12 @@ def test_a_hosted_config_names_no_server_path(shapes_model, shapes_model_dir, tm
     ctx = hosted_context(tmp_path, shapes_model, EXPLORER_MODEL=f"local-dir:{shapes_model_dir}",
                          EXPLORER_MODELS="ViT-B-32@openai")
     config = json.dumps(build_app(ctx).config, default=repr)
-    for path in (shapes_model_dir, tmp_path, ROOT, Path.home(), ctx.settings.index_dir):
+    from gradio.utils import get_upload_folder
+
+    from explorer.ui.prompt_lab_tab import SAVED_SETS
+
+    for path in (shapes_model_dir, tmp_path, ROOT, Path.home(), ctx.settings.index_dir, SAVED_SETS,
+                 get_upload_folder()):  # the last two: the Prompt lab's Save buttons made files at build
         assert str(path) not in config, path
     assert "local-dir:shapes_clip" in config
 

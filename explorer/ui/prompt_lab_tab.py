@@ -156,7 +156,9 @@ def build(ctx: AppContext) -> None:
             with gr.Row():
                 load_file = gr.UploadButton("Load .txt / .json", file_types=[".txt", ".json"], size="md",
                                             elem_id="pl-load-file")
-                txt_path, json_path = save_files(default)
+                # Hosted, the files are the visitor's (made at page load in their workspace, see
+                # _wire_editing), so /config names no server file.
+                txt_path, json_path = (None, None) if ctx.settings.hosted else save_files(default)
                 save_txt = gr.DownloadButton("Save as .txt", value=txt_path, size="md", elem_id="pl-save-txt")
                 save_json = gr.DownloadButton("Save as .json", value=json_path, size="md", elem_id="pl-save-json")
             set_status = gr.HTML(message(f"{len(default)} template(s)."), elem_id="pl-set-status")
@@ -293,6 +295,8 @@ def _wire_editing(ui) -> None:
 
     table, row_no, status = ui.table, ui.row_no, ui.set_status
     table.change(on_table, table, [ui.save_txt, ui.save_json, status])
+    if ui.ctx.settings.hosted:
+        gr.context.Context.root_block.load(on_table, table, [ui.save_txt, ui.save_json, status])
     ui.load_builtin.click(edit(lambda rows, choice: builtin_template_set(TEMPLATE_CHOICES[choice])), [table, ui.builtin],
                           [table, status])
     ui.add.click(add_row, [table, ui.new], [table, status, ui.new])
