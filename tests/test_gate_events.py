@@ -87,6 +87,21 @@ def test_a_burst_is_refused_before_gradio_shows_it_queued(app):
     assert verdicts == [True, True] + [False] * 6
 
 
+def test_a_scripts_sequential_calls_are_never_refused(app):
+    """Admitted, started, finished, the next one admitted at once: one job at a time is within any
+    limit, however fast the calls follow each other (an admission stops counting once its job starts)."""
+    search = by_name(app)["search"]
+    app._queue = waiting("x", search.fn, 0)
+    jobs = gate_events.SessionJobs(2)
+    jobs.heavy = {search.fn}
+    for _ in range(10):
+        assert jobs.admit(app._queue, "script") is None
+        with jobs.running("script"):
+            pass
+    assert jobs.admit(app._queue, "script") is None and jobs.admit(app._queue, "script") is None
+    assert jobs.admit(app._queue, "script") is not None  # two admitted, not started: a third waits its turn
+
+
 def test_a_session_with_its_limit_of_jobs_running_is_refused_when_another_starts():
     jobs = gate_events.SessionJobs(2)
     with jobs.running("s"), jobs.running("s"):

@@ -40,7 +40,7 @@ FILE_COMPONENTS = (gr.File, gr.UploadButton, gr.Image, gr.Gallery, gr.Video, gr.
 SPECIAL = (gr.Request, gr.Progress, gr.EventData)
 MODEL_POOL = "model"       # the concurrency_id of the events that run the model (hosted)
 OWN_POOL = {"build_index", "load_model"}  # long or exclusive: keep their own concurrency limit of 1
-ADMIT_WINDOW = 0.25        # seconds in which jobs just admitted may not yet show in gradio's queue
+ADMIT_WINDOW = 10.0        # seconds an admitted job that never started (its join failed) is still counted
 
 
 def install(settings: Settings, app: gr.Blocks, heavy: Iterable, public: Iterable[str]) -> None:
@@ -67,6 +67,24 @@ def install(settings: Settings, app: gr.Blocks, heavy: Iterable, public: Iterabl
     jobs.heavy = {made[k] for k in made if k[2]}
     if settings.hosted:
         hide_server_paths(settings, app)
+
+
+JOIN_REFUSED = ("This request was refused before it was queued: it names a file that was not uploaded to this "
+                "page, or its inputs could not be read.")
+
+
+def quiet_join_errors(app: gr.Blocks) -> None:
+    """Hosted, once the app is queued: a request refused with an error when it joins the queue (not a
+    validator's verdict, nor a full queue) is answered in fixed words. Gradio would answer with its
+    exception's text, which quotes the path a caller sent as resolved on this server (InvalidPathError:
+    "Cannot move /resolved/path ..."), so a made-up path (/proc/self/cwd/x) would learn where it leads."""
+    queue = app._queue
+    push = queue.push
+
+    async def quiet_push(*args, **kwargs):
+        success, detail, state = await push(*args, **kwargs)
+        return (success, JOIN_REFUSED, state) if not success and state == "error" else (success, detail, state)
+    queue.push = quiet_push
 
 
 SERVER_TEXTS = ("info", "placeholder")  # the hints a hidden, local-only component may still carry
@@ -117,6 +135,8 @@ class SessionJobs:
             if self._running[session] >= self.limit:
                 raise gate.Refused(self.refusal(self._running[session]))
             self._running[session] += 1
+            if self._admitted.get(session):
+                self._admitted[session].pop(0)  # an admitted job has started: it is counted as running now
         try:
             yield
         finally:
@@ -130,7 +150,7 @@ class SessionJobs:
         now = time.monotonic()
         with self._lock:
             recent = [t for t in self._admitted[session] if now - t < ADMIT_WINDOW]
-            count = max(self.waiting(queue, session), len(recent))
+            count = max(self.waiting(queue, session), len(recent) + self._running[session])
             if count >= self.limit:
                 self._admitted[session] = recent
                 return self.refusal(count)
