@@ -49,6 +49,7 @@ class Settings:
     decode_seconds: float = 0.0      # one image's decode budget in a decode worker (0: decode in-process)
     decode_workers: int = 0          # decode worker processes (0: decode in-process, as the CLI does)
     session_jobs: int = 0            # hosted: jobs one session may have running or queued (0: no limit)
+    cache_grace_seconds: float = 30.0    # hosted: gradio's cached uploads younger than this are never trimmed
 
     @property
     def max_upload_bytes(self) -> int:
@@ -135,6 +136,8 @@ _ENV_FIELDS = {
     "decode_seconds": (float, "seconds one image may take to decode in a decode worker"),
     "decode_workers": (int, "decode worker processes (0: decode in the app's own process)"),
     "session_jobs": (int, "hosted: jobs one session may have running or queued at once (0: no limit)"),
+    "cache_grace_seconds": (float, "hosted: seconds an upload in gradio's cache is safe from an early sweep "
+                                   "when the shared disk quota is short"),
 }
 
 

@@ -30,6 +30,7 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from .index import IndexRegistry
 from .paths import PathRefused, UploadArea
@@ -155,6 +156,9 @@ class Workspaces:
         self._sessions: dict[str, Workspace] = {}
         self._gone: OrderedDict[str, str] = OrderedDict()
         self._lock = threading.RLock()
+        # Set by the UI (it knows gradio): delete gradio's cached files older than a grace period,
+        # those it keeps (the examples) excepted; called when the shared quota is short after eviction.
+        self.trim_cache: Callable[[], None] | None = None
         self._pid = os.getpid()  # a forked worker's copy never deletes what the main process holds
         self.base = None if base is None else Path(base)
         self.own_base = bool(own_base) if own_base is not None else (hosted and base is None)
@@ -303,10 +307,24 @@ class Workspaces:
         free = self.total_quota - self.used()
         if free < need:
             free += self._evict(need - free, ws)
+        if free < need and self.trim_cache is not None:
+            # What is left is gradio's cache: uploads sent to /gradio_api/upload (no session owns them,
+            # so no eviction frees them) and copies of results. Its own sweep, sooner.
+            self.trim_cache()
+            free = self.total_quota - self.used()
         if free <= 0:
             raise PathRefused("the demo's disk is full with the files of visitors using it right now; "
                               "try again in a few minutes")
         return min(own, free, wanted)
+
+    def keep_within_quota(self) -> bool:
+        """Trim gradio's cache (trim_cache) when everything together is over the shared quota: raw
+        uploads need no session, so nothing else would bound them until their age runs out. Called on
+        a schedule by the UI; True when it trimmed."""
+        if not self.hosted or self.trim_cache is None or self.used() <= self.total_quota:
+            return False
+        self.trim_cache()
+        return True
 
     def _evict(self, short: int, asking: Workspace) -> int:
         """Delete the least recently active sessions, never `asking` nor one in use, until `short`

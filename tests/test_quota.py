@@ -257,3 +257,55 @@ def test_an_evicted_visitor_is_told_once_by_the_page_on_their_next_event(tmp_pat
     assert handler("y", request("a")) == "Y" and warned == [EVICTED]
     handler("z", request("a"))
     assert warned == [EVICTED]  # once
+
+
+def filled_by_raw_uploads(tmp_path, model):
+    """A hosted context with a 1 MiB shared quota whose gradio cache (counted) is full: an example
+    file gradio keeps, and nine uploads no session owns (as /gradio_api/upload leaves them)."""
+    from explorer.ui import build_app
+
+    cache = tmp_path / "gradio-cache"
+    cache.mkdir()
+    env = {"EXPLORER_HOSTED": "1", "EXPLORER_INDEX_DIR": str(tmp_path / "idx"), "EXPLORER_ALLOWED_ROOTS": str(tmp_path),
+           "EXPLORER_HOSTED_QUOTA_MB": "1", "EXPLORER_CACHE_GRACE_SECONDS": "1"}
+    ctx = AppContext.create(load_settings(env=env), ModelSlot(), upload_dir=tmp_path / "shared",
+                            hosted_dir=tmp_path / "sessions", counted=(cache,))
+    ctx.slot.model = model
+    app = build_app(ctx)
+    kept = cache / "example.png"
+    kept.write_bytes(os.urandom(100 * KiB))
+    app.blocks[next(iter(app.blocks))].keep_in_cache.add(str(kept))  # as offer_examples keeps its files
+    attack = [cache / f"raw-{i}.bin" for i in range(9)]
+    for path in attack:
+        path.write_bytes(os.urandom(100 * KiB))
+    app.upload_file_set.update(str(p) for p in attack + [kept])
+    return ctx, kept, attack
+
+
+def test_uploads_no_session_owns_never_lock_a_newcomer_out(tmp_path, shapes_model):
+    """/gradio_api/upload needs no session: an attacker's raw uploads fill gradio's cache, which counts
+    in the shared quota and which no eviction of sessions frees. The newcomer still gets room: gradio's
+    own sweep runs early for files older than the grace period; the examples' files, which gradio keeps,
+    and uploads younger than the grace stay."""
+    import time as clock
+
+    ctx, kept, attack = filled_by_raw_uploads(tmp_path, shapes_model)
+    newcomer = ctx.scoped("newcomer")
+    with pytest.raises(PathRefused, match="room left"):  # the attacker's uploads are within the grace
+        newcomer.unpack([random_zip(tmp_path / "n.zip", 1, 300 * KiB)])
+    assert all(p.exists() for p in attack)
+    clock.sleep(1.2)
+    assert newcomer.unpack([random_zip(tmp_path / "n2.zip", 1, 300 * KiB)])
+    assert kept.is_file() and not any(p.exists() for p in attack)
+
+
+def test_gradios_cache_is_trimmed_on_a_schedule_when_over_the_shared_quota(tmp_path, shapes_model):
+    """Nothing else bounds raw uploads until their age runs out: the UI's check trims them once over."""
+    import time as clock
+
+    ctx, kept, attack = filled_by_raw_uploads(tmp_path, shapes_model)
+    (tmp_path / "gradio-cache" / "one-more.bin").write_bytes(os.urandom(100 * KiB))  # now over 1 MiB
+    clock.sleep(1.2)
+    assert ctx.workspaces.keep_within_quota()
+    assert kept.is_file() and not any(p.exists() for p in attack)
+    assert not ctx.workspaces.keep_within_quota()  # within the quota: nothing to do

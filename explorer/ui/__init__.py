@@ -3,6 +3,9 @@ ui/ holds layout and wiring; every number comes from the core."""
 from __future__ import annotations
 
 import functools
+import logging
+import threading
+import time
 from contextlib import contextmanager
 import inspect
 from pathlib import Path
@@ -67,7 +70,34 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         # Last, so every event is in: each one's arguments pass the input gate, model jobs are limited
         # per session, and only API_ENDPOINTS are listed.
         gate_events.install(ctx.settings, app, heavy=_gpu_functions(app), public=API_ENDPOINTS)
+    app.queue(**queue_options(ctx.settings))
+    if hosted:
+        gate_events.quiet_join_errors(app)
+        ctx.workspaces.trim_cache = functools.partial(trim_cache, app, ctx.settings.cache_grace_seconds)
+        threading.Thread(target=_keep_within_quota, args=(ctx.workspaces,), daemon=True,
+                         name="cache-quota").start()
     return app
+
+
+QUOTA_CHECK_SECONDS = 15  # how often gradio's cache is checked against the shared quota (hosted)
+
+
+def _keep_within_quota(workspaces) -> None:
+    while True:
+        time.sleep(QUOTA_CHECK_SECONDS)
+        try:
+            workspaces.keep_within_quota()
+        except Exception:  # a folder vanishing mid-walk: try again next time
+            logging.getLogger(__name__).exception("checking gradio's cache against the quota failed")
+
+
+def trim_cache(app: gr.Blocks, grace_seconds: float) -> None:
+    """Gradio's own sweep (the one delete_cache runs on its schedule) now, for files older than
+    `grace_seconds` (a younger upload may be about to be read by its event): what gradio keeps (the
+    examples' files) stays."""
+    from gradio.route_utils import delete_files_created_by_app
+
+    delete_files_created_by_app(app, age=grace_seconds)
 
 
 def kept_in_use(ctx: AppContext, app: gr.Blocks) -> None:
