@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings(parser.parse_args(argv))
     base, counted = hosted_folders() if settings.hosted else (None, ())
     from explorer import zerogpu  # ZeroGPU: `spaces` imported and the model put on "cuda" before it loads
-    from explorer.ui import build_app, launch_options, queue_options
+    from explorer.ui import build_app, launch_options
 
     settings = zerogpu.startup(settings)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
         log.warning("The app starts without a model; load one from the page.")
     else:
         log.info(ctx.slot.status())
-    app = build_app(ctx).queue(**queue_options(settings))
+    app = build_app(ctx)  # queued there (ui.queue_options)
     app.launch(prevent_thread_lock=True, **launch_options(settings))
     if settings.hosted:
         def clean_up():

@@ -56,7 +56,8 @@ def file_data(path: str, name: str | None = None) -> dict:
 
 
 def sessions_dir(app) -> Path:
-    return next((app.workdir / "tmp").glob("clip-explorer-sessions-*"))
+    """This run's folder of session workspaces (workspace.new_base: <tmp>/clip-explorer-sessions/<pid>-...)."""
+    return next((app.workdir / "tmp" / "clip-explorer-sessions").glob("*-*"))
 
 
 def png_bytes(color="red", shape="circle", seed=0) -> bytes:
@@ -83,6 +84,8 @@ def test_the_model_panel_loads_only_the_operators_models(hosted_app):
         event, out = api.call("load_model", typed)
         assert event == "error" or "not offered here" in out[0], (typed, out)
     event, out = api.call("load_model", f"local-dir:{hosted_app.workdir / 'no-such-model'}")
+    assert event == "error" or "not offered here" in out[0]  # offered by its folder name, never its server path
+    event, out = api.call("load_model", "local-dir:no-such-model")
     assert event == "complete" and "could not load" in out[0] and "Still using" in out[0]
     assert "folder not found" not in out[0] and "open_clip_config" not in out[0]  # nothing about the server's files
     assert classify_works(hosted_app)

@@ -128,7 +128,7 @@ def test_hosted_mode_takes_a_zip_and_no_server_path(browser, shapes_model_dir, t
         query = tmp_path / "query.png"
         shapes.draw_shape("green", "triangle", size=64, rng=np.random.default_rng(5)).save(query)
         page.set_input_files("#search-image input[type=file]", [str(query)])
-        page.wait_for_selector("#search-image img", timeout=30_000)
+        page.wait_for_selector("#search-image-preview img", timeout=30_000)  # the app's own safe preview
         weight = page.locator("#search-weight input[type=number]")
         weight.fill("1")
         weight.press("Enter")

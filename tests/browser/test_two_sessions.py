@@ -72,7 +72,8 @@ def test_a_visitors_uploads_and_indexes_never_reach_another(browser, hosted_app,
         b.wait_for_timeout(500)
         assert _dropdown_options(b, "hm-index") == ["(none)"]
         screenshot(b, "hosted-second-visitor")
-        assert SECRET not in b.content() and "clip-explorer-sessions" not in b.content()
+        # Nothing of A's workspace (ws-<digest>/...) reaches B's page; gradio's own cache URLs may show.
+        assert SECRET not in b.content() and "/ws-" not in b.content()
     finally:
         a_context.close()
         b_context.close()
