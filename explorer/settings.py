@@ -87,7 +87,7 @@ HOSTED_DEFAULTS = {
     "max_upload_total_mb": 256.0,
     "decode_seconds": 5.0,
     "decode_workers": 2,
-    "session_jobs": 2,
+    "session_jobs": 1,   # 2 let one visitor's back-to-back jobs slow another's 3.3x on 2 CPUs (hostile suite)
 }
 
 

@@ -18,7 +18,7 @@ def by_name(app) -> dict:
 
 @pytest.fixture
 def app(shapes_model, tmp_path):
-    return build_app(hosted_context(tmp_path, shapes_model, EXPLORER_MAX_UPLOAD_FILES="2"))
+    return build_app(hosted_context(tmp_path, shapes_model, EXPLORER_MAX_UPLOAD_FILES="2", EXPLORER_SESSION_JOBS="2"))
 
 
 def test_every_event_function_of_the_app_is_gated(app, shapes_model, tmp_path):
@@ -69,7 +69,7 @@ def test_a_session_at_its_job_limit_is_refused_when_it_joins_the_queue(app, monk
     search = by_name(app)["search"]
     assert search.validator is not None and search.concurrency_id == gate_events.MODEL_POOL
     monkeypatch.setattr(gate_events, "ADMIT_WINDOW", 0.0)
-    app._queue = waiting("busy", search.fn, 2)  # hosted default: session_jobs 2
+    app._queue = waiting("busy", search.fn, 2)  # the fixture's session_jobs: 2
     values = [{}, "a red circle", None, 0.5, 24, 0.0]
     refused = search.validator(*values, gr.Request(session_hash="busy"))
     assert not all(v["is_valid"] for v in refused)

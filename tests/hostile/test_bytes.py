@@ -9,6 +9,8 @@ from tests.hostile.attack import (CACHE_GRACE_SECONDS, UPLOAD, Answer, Api, MiB,
                                   folder_bytes, noise_pngs_zip, shape_png, top_labels, zipped)
 
 SESSION_QUOTA = 50 * MiB
+# Two jobs of one session at once (the hosted default is one), so that two unpacks can race the quota.
+SERVER_ENV = {"EXPLORER_SESSION_JOBS": "2"}
 
 
 def test_a_raw_60_mb_upload_is_refused(server):
