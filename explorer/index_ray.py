@@ -14,7 +14,7 @@ Files that fail come back as rows with their reason and are recorded as failures
 
 Without an address a local Ray instance is started for the run (and stopped after it). With one,
 the run joins that cluster; this package is shipped to it (runtime_env py_modules), and its
-nodes need the app's dependencies and the model's weights (see the README, "Indexing on a Ray
+nodes need the app's dependencies and the model's weights (see docs/scale.md, "Indexing on a Ray
 cluster"). Ray is an optional dependency: `pip install -r requirements-ray.txt`.
 """
 from __future__ import annotations

@@ -72,7 +72,7 @@ class Settings:
 
 
 # Stricter defaults for a public demo (hosted mode), used where no flag or variable sets the value.
-# Sized so that one request of each kind stays within seconds of CPU and a few hundred MiB (README,
+# Sized so that one request of each kind stays within seconds of CPU and a few hundred MiB (docs/hosting.md,
 # "Hosted mode": the limits and who enforces them).
 HOSTED_DEFAULTS = {
     "max_upload_mb": 10.0,

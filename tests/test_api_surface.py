@@ -1,4 +1,4 @@
-"""What a hosted app shows of itself: the API lists only the named endpoints README documents, and
+"""What a hosted app shows of itself: the API lists only the named endpoints docs/api.md documents, and
 neither /config nor the model bar names a server path; the Search query image arrives as a file."""
 from __future__ import annotations
 
@@ -16,8 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def readme_endpoints() -> set[str]:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text.split("## Use it from Python (gradio_client)")[1].split("\n## ")[0]
+    section = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
     return set(re.findall(r"^\| `/(\w+)` \|", section, flags=re.M))
 
 

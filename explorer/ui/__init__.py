@@ -36,7 +36,7 @@ GPU_EVENTS = {"classify": 30, "evaluate_prompts": 60, "build_index": 90, "search
               "patch_map": 15, "gap": 60, "fewshot": 60, "fewshot_apply": 30}
 CACHE_SWEEP_SECONDS = 600  # hosted: how often gradio's cache is swept of files older than a session's TTL
 EXAMPLE_SECONDS = 60  # a one-click example that runs another function than its tab's event (8 photos)
-# The API: the endpoints README's "Use it from Python (gradio_client)" documents. Every other event is
+# The API: the endpoints docs/api.md ("Use it from Python (gradio_client)") documents. Every other event is
 # the page's own wiring and is private (gate_events.install; still gated, not listed nor offered to clients).
 API_ENDPOINTS = ("classify", "evaluate_prompts", "build_index", "cancel_build", "search", "more_like_this",
                  "duplicates", "open_index", "similarity", "patch_map", "gap", "fewshot", "fewshot_apply",

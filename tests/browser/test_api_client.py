@@ -1,4 +1,4 @@
-"""The named API endpoints, called through gradio_client exactly as README's "Use it from Python
+"""The named API endpoints, called through gradio_client exactly as docs/api.md's "Use it from Python
 (gradio_client)" shows, against the running app (tests/browser/conftest.py: app.py with the shapes
 model). Each call gets a real answer: the right label, the right images found, a map, a gap, a taught
 classifier. Calls in one Client share one session, as the page does: search after build_index,
@@ -19,7 +19,7 @@ from tests.shapes import CLASSES, caption, draw_shape, make_labelled_folder
 
 SINGLE = "Single: a photo of a {}."
 UPLOAD = "Upload images, a folder or a zip"
-# api_name -> its inputs, in order (what README documents; gr.State, gr.Request and gr.Progress are not inputs).
+# api_name -> its inputs, in order (what docs/api.md documents; gr.State, gr.Request and gr.Progress are not inputs).
 ENDPOINTS = {
     "/classify": ["paths", "label_text", "choice", "custom_text", "k", "classifier_files"],
     "/evaluate_prompts": ["table", "folder", "uploads", "labels", "desc_text", "desc_file", "use", "weighting",
