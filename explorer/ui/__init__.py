@@ -7,7 +7,6 @@ import logging
 import threading
 import time
 from contextlib import contextmanager
-import inspect
 from pathlib import Path
 
 import gradio as gr
@@ -17,8 +16,8 @@ from .. import zerogpu
 from ..context import AppContext
 from ..settings import Settings
 from . import calibration_view, classify_tab, gap_tab, gate_events, heatmaps_tab, model_panel, prompt_lab_tab
-from . import search_tab
-from . import teach_tab
+from . import search_tab, teach_tab
+from .common import around, request_session
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 CSS_PATH = ASSETS / "style.css"
@@ -110,38 +109,18 @@ def kept_in_use(ctx: AppContext, app: gr.Blocks) -> None:
 
 
 def _in_use(ctx: AppContext, fn):
-    """`fn` of the same kind (plain, generator, coroutine), run inside ctx.workspaces.in_use of the
-    session of its gr.Request; its signature stays gradio's to read (functools.wraps). A session whose
-    files were evicted or expired is told so once, by a warning on the page, on its next event."""
-    def session(args, kwargs):
-        return next((v.session_hash for v in (*args, *kwargs.values()) if isinstance(v, gr.Request)), None)
-
+    """`fn` run inside ctx.workspaces.in_use of the session of its gr.Request (common.around). A
+    session whose files were evicted or expired is told so once, by a warning on the page, on its
+    next event."""
     @contextmanager
     def used(args, kwargs):
-        with ctx.workspaces.in_use(session(args, kwargs)) as ws:
+        with ctx.workspaces.in_use(request_session(args, kwargs)) as ws:
             if ws is not None and ws.gone and not ws.told:
                 ws.told = True
                 gr.Warning(ws.gone)
             yield
 
-    if inspect.isasyncgenfunction(fn):
-        async def handler(*args, **kwargs):
-            with used(args, kwargs):
-                async for item in fn(*args, **kwargs):
-                    yield item
-    elif inspect.iscoroutinefunction(fn):
-        async def handler(*args, **kwargs):
-            with used(args, kwargs):
-                return await fn(*args, **kwargs)
-    elif inspect.isgeneratorfunction(fn):
-        def handler(*args, **kwargs):
-            with used(args, kwargs):
-                yield from fn(*args, **kwargs)
-    else:
-        def handler(*args, **kwargs):
-            with used(args, kwargs):
-                return fn(*args, **kwargs)
-    return functools.wraps(fn)(handler)
+    return around(fn, used)
 
 
 def on_gpu(ctx: AppContext, app: gr.Blocks) -> list[str]:

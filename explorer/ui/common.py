@@ -5,7 +5,9 @@ Tabs import these from here, never from each other.
 """
 from __future__ import annotations
 
+import functools
 import html
+import inspect
 
 import gradio as gr
 
@@ -21,6 +23,37 @@ TEMPLATE_CHOICES = {
     "80 templates (OpenAI ImageNet)": "openai",
 }
 CUSTOM = "Custom (edit below)"
+
+
+def request_session(args, kwargs) -> str | None:
+    """The session hash of the gr.Request among a handler's arguments (None without one)."""
+    return next((getattr(v, "session_hash", None) for v in (*args, *kwargs.values()) if isinstance(v, gr.Request)),
+                None)
+
+
+def around(fn, context):
+    """`fn` run inside `context(args, kwargs)` (a context manager made per call), of the same kind as
+    `fn` (plain, generator, coroutine, async generator), its signature kept for gradio to read
+    (functools.wraps: gradio still hands it gr.Request and gr.Progress). The event wrappers of
+    ui/__init__.py (sessions in use) and gate_events.py (the input gate) are made with it."""
+    if inspect.isasyncgenfunction(fn):
+        async def handler(*args, **kwargs):
+            with context(args, kwargs):
+                async for item in fn(*args, **kwargs):
+                    yield item
+    elif inspect.iscoroutinefunction(fn):
+        async def handler(*args, **kwargs):
+            with context(args, kwargs):
+                return await fn(*args, **kwargs)
+    elif inspect.isgeneratorfunction(fn):
+        def handler(*args, **kwargs):
+            with context(args, kwargs):
+                yield from fn(*args, **kwargs)
+    else:
+        def handler(*args, **kwargs):
+            with context(args, kwargs):
+                return fn(*args, **kwargs)
+    return functools.wraps(fn)(handler)
 
 
 def session_of(ctx, request):

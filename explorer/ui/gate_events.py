@@ -21,7 +21,6 @@ that slipped between the validator and the queue). Hosted, they also share one c
 """
 from __future__ import annotations
 
-import functools
 import inspect
 import os
 import threading
@@ -35,6 +34,7 @@ import gradio as gr
 
 from .. import gate
 from ..settings import Settings, flag_and_variable
+from .common import around, request_session
 
 FILE_COMPONENTS = (gr.File, gr.UploadButton, gr.Image, gr.Gallery, gr.Video, gr.Audio, gr.Model3D)
 SPECIAL = (gr.Request, gr.Progress, gr.EventData)
@@ -204,65 +204,23 @@ def _verdicts(count: int, shown: int, refused: str | None):
 
 def gated(settings: Settings, block_fn, jobs: SessionJobs | None):
     """block_fn.fn, run only once every argument a visitor sent passes the gate (gr.Error otherwise);
-    a job (`jobs` given) also counts against its session's limit while it runs. The signature stays
-    the handler's (functools.wraps), so gradio still hands it gr.Request and gr.Progress."""
-    fn = block_fn.fn
-
-    def check(args, kwargs):
+    a job (`jobs` given) also counts against its session's limit while it runs."""
+    @contextmanager
+    def gate_then_count(args, kwargs):
         try:
             check_arguments(block_fn, args, kwargs, settings)
+            counting = jobs.running(request_session(args, kwargs)) if jobs is not None else nullcontext()
+            counting.__enter__()
         except gate.Refused as exc:
             raise gr.Error(str(exc), title="Refused") from None
+        try:
+            yield
+        finally:
+            counting.__exit__(None, None, None)
 
-    def session(args, kwargs):
-        return next((getattr(v, "session_hash", None) for v in (*args, *kwargs.values())
-                     if isinstance(v, gr.Request)), None)
-
-    def counted(args, kwargs):
-        return jobs.running(session(args, kwargs)) if jobs is not None else nullcontext()
-
-    return _wrapped(fn, check, counted)
-
-
-def _wrapped(fn, check, counted):
-    """`fn` behind `check` and inside `counted`, of the same kind (plain, generator, coroutine)."""
-    if inspect.isasyncgenfunction(fn):
-        async def handler(*args, **kwargs):
-            check(args, kwargs)
-            with _enter(counted, args, kwargs):
-                async for item in fn(*args, **kwargs):
-                    yield item
-    elif inspect.iscoroutinefunction(fn):
-        async def handler(*args, **kwargs):
-            check(args, kwargs)
-            with _enter(counted, args, kwargs):
-                return await fn(*args, **kwargs)
-    elif inspect.isgeneratorfunction(fn):
-        def handler(*args, **kwargs):
-            check(args, kwargs)
-            with _enter(counted, args, kwargs):
-                yield from fn(*args, **kwargs)
-    else:
-        def handler(*args, **kwargs):
-            check(args, kwargs)
-            with _enter(counted, args, kwargs):
-                return fn(*args, **kwargs)
-    handler = functools.wraps(fn)(handler)
+    handler = around(block_fn.fn, gate_then_count)
     handler.gated = True  # what tests/test_gate_events.py looks for on every event
     return handler
-
-
-@contextmanager
-def _enter(counted, args, kwargs):
-    manager = counted(args, kwargs)
-    try:
-        manager.__enter__()
-    except gate.Refused as exc:
-        raise gr.Error(str(exc), title="Refused") from None
-    try:
-        yield
-    finally:
-        manager.__exit__(None, None, None)
 
 
 def check_arguments(block_fn, args, kwargs, settings: Settings) -> None:
