@@ -32,7 +32,7 @@ import numpy as np
 
 from . import gate
 from .gate import DEFAULT_TEXT_LIMITS, TextLimits
-from .prompts import PromptError, build_prompts, fill
+from .prompts import PromptError, build_prompts, fill, read_text
 
 DESCRIPTIONS_SLOT = "descriptions"
 USES = ("templates", "descriptions", "both", "pooled")
@@ -89,12 +89,7 @@ def parse_descriptions(text: str | bytes, source: str = "descriptions",
 def read_descriptions_file(path: str | Path, limits: TextLimits = DEFAULT_TEXT_LIMITS) -> dict[str, list[str]]:
     """A descriptions JSON file: an upload, or the command line's own --descriptions. Its size is
     checked before it is read (gate.read_text_file)."""
-    try:
-        text = gate.read_text_file(path, "descriptions", limits)
-    except gate.Refused:
-        raise
-    except ValueError as exc:
-        raise PromptError(str(exc)) from None
+    text = read_text(path, "descriptions", limits)
     return parse_descriptions(text, source=Path(path).name, limits=limits)
 
 

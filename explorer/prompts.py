@@ -84,17 +84,23 @@ def parse_templates(text: str, limits: TextLimits = DEFAULT_TEXT_LIMITS) -> list
     return check_templates([line for _, line in kept], "line", limits)
 
 
+def read_text(path: str | Path, what: str, limits: TextLimits = DEFAULT_TEXT_LIMITS) -> str:
+    """A text file a person gave (templates, descriptions): gate.read_text_file, an unreadable or
+    non-UTF-8 file as a PromptError; a file over the limit stays gate.Refused."""
+    try:
+        return gate.read_text_file(path, what, limits)
+    except gate.Refused:
+        raise
+    except ValueError as exc:
+        raise PromptError(str(exc)) from None
+
+
 def read_template_file(path: str | Path, limits: TextLimits = DEFAULT_TEXT_LIMITS) -> list[str]:
     """A template file as the app saves it or a person writes it (or uploads it): .json (a list of
     templates, or {"templates": [...]}) or text, one template a line. Size-checked before it is
     read and parsed within `limits` (gate.read_text_file, gate.json_document)."""
     path = Path(path).expanduser()
-    try:
-        text = gate.read_text_file(path, "Templates", limits)
-    except gate.Refused:
-        raise
-    except ValueError as exc:
-        raise PromptError(str(exc)) from None
+    text = read_text(path, "Templates", limits)
     if path.suffix.lower() != ".json":
         return parse_templates(text, limits)
     try:
