@@ -391,7 +391,10 @@ def _check_webp_header(fp, label: str, limits: Limits) -> None:
     decoder, which allocates its canvases at once (WEBP_KEPT bytes a pixel), so a 38-byte file could
     take gigabytes of address space before the checks after opening could run. The cost is decode_cost's
     for a WebP opened as RGB(A): the raster, the kept canvases and the frame copy."""
-    data = fp.getvalue()[:4096] if isinstance(fp, io.BytesIO) else b""
+    if not isinstance(fp, io.BytesIO):
+        return
+    with fp.getbuffer() as view:  # the head only: no copy of the whole file on every decode
+        data = bytes(view[:4096])
     size = webp_size(data[:30])
     if size is None:
         return
