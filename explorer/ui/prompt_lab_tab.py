@@ -165,7 +165,7 @@ def build(ctx: AppContext) -> None:
             with gr.Accordion("Class descriptions (CuPL style)", open=False):
                 example = gr.Dropdown(["(none)"] + list(EXAMPLES), value="(none)", label="Example descriptions",
                                       elem_id="pl-desc-example")
-                desc_file = gr.File(label="Descriptions JSON file", file_types=[".json"], height=90,
+                desc_file = gr.File(label="Descriptions JSON file", file_types=[".json"], height=130,
                                     elem_id="pl-desc-file")
                 desc_text = gr.Textbox(label='…or type JSON only: {"class": ["sentence", …]} (files go in the '
                                              'upload above)', lines=5,
