@@ -30,6 +30,7 @@ BENCHES = {
     "bench_fewshot.py": (["--quick"], ["gda_fit_s", "gda_choose_alpha_s", "gda_score_s",
                                        "score_ratio_gda_to_zero_shot"]),
     "bench_decode.py": (["--quick", "--model", SHAPES], ["cosine_to_full_min"]),
+    "bench_decode_pool.py": (["--quick"], ["pool_ratio", "pool_per_s", "in_process_per_s"]),
     "bench_ray.py": (["--images", "16", "--batch-size", "8", "--model", SHAPES, "--photos", "{tmp}/photos"],
                      ["local_img_s", "ray_img_s", "ray_over_local", "ray_per_actor_img_s", "ray_startup_s"]),
 }
