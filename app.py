@@ -11,9 +11,9 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phone-home from a local tool
 
 # No gradio import up here: hosted, gradio's cache must be placed (GRADIO_TEMP_DIR) before gradio loads.
-from explorer.context import AppContext
-from explorer.settings import add_settings_arguments, load_settings
-from explorer.workspace import new_base, sweep_dead
+from explorer.app.context import AppContext
+from explorer.app.workspace import new_base, sweep_dead
+from explorer.inputs.settings import add_settings_arguments, load_settings
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -21,15 +21,15 @@ def main(argv: list[str] | None = None) -> None:
     add_settings_arguments(parser)
     settings = load_settings(parser.parse_args(argv))
     base, counted = hosted_folders() if settings.hosted else (None, ())
-    from explorer import zerogpu  # ZeroGPU: `spaces` imported and the model put on "cuda" before it loads
-    from explorer.ui import build_app, launch_options
+    from explorer.app.ui import build_app, launch_options
+    from explorer.embed import zerogpu
 
     settings = zerogpu.startup(settings)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("explorer")
     log.setLevel(logging.INFO)
     ctx = AppContext.create(settings, hosted_dir=base, own_hosted_dir=True, counted=counted)
-    from explorer import decode_pool
+    from explorer.embed import decode_pool
     decode_pool.configure(settings)  # hosted: images decode in worker processes with time and memory budgets
     if ctx.slot.load(settings.model, settings.pretrained, settings.device, settings.precision) is None:
         # The slot has logged why; the page says it too, with what to type.

@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_index import photo  # noqa: E402
-from explorer import images  # noqa: E402
-from explorer.model import load_model  # noqa: E402
+from explorer.embed import images
+from explorer.embed.model import load_model
 
 RULES = {"full": None, "gap3": images.GAP, "draft": 1}
 
@@ -79,16 +79,21 @@ def main() -> None:
         for name, paths in groups.items():
             ms, tensors = timed_tensors(paths, model.preprocess, rounds)
             cos = cosines(model, tensors)
-            doc["groups"][name] = {"images": len(paths), "ms_per_image": {k: round(v, 2) for k, v in ms.items()},
-                                   "speedup_vs_full": round(ms["full"] / ms["draft"], 2),
-                                   "speedup_vs_gap3": round(ms["gap3"] / ms["draft"], 2),
-                                   "cosine_to_full_min": float(cos["draft"].min()),
-                                   "cosine_to_full_mean": float(cos["draft"].mean()),
-                                   "gap3_cosine_to_full_min": float(cos["gap3"].min())}
+            doc["groups"][name] = {
+                "images": len(paths), "ms_per_image": {k: round(v, 2)
+                                                       for k, v in ms.items()},
+                "speedup_vs_full": round(ms["full"] / ms["draft"],
+                                         2), "speedup_vs_gap3": round(ms["gap3"] / ms["draft"], 2),
+                "cosine_to_full_min": float(cos["draft"].min()),
+                "cosine_to_full_mean": float(cos["draft"].mean()),
+                "gap3_cosine_to_full_min": float(cos["gap3"].min())
+            }
             g = doc["groups"][name]
-            print(f"{name}: {len(paths)} images; ms/image full {ms['full']:.1f}, gap3 {ms['gap3']:.1f}, "
-                  f"draft {ms['draft']:.1f} ({g['speedup_vs_full']}x full, {g['speedup_vs_gap3']}x gap3); "
-                  f"cosine to full decode: min {g['cosine_to_full_min']:.5f}, mean {g['cosine_to_full_mean']:.5f}")
+            print(
+                f"{name}: {len(paths)} images; ms/image full {ms['full']:.1f}, gap3 {ms['gap3']:.1f}, "
+                f"draft {ms['draft']:.1f} ({g['speedup_vs_full']}x full, {g['speedup_vs_gap3']}x gap3); "
+                f"cosine to full decode: min {g['cosine_to_full_min']:.5f}, mean {g['cosine_to_full_mean']:.5f}"
+            )
     doc["cosine_to_full_min"] = min(g["cosine_to_full_min"] for g in doc["groups"].values())
     if args.json:
         print(json.dumps(doc))

@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_index import photo  # noqa: E402
-from explorer import decode_pool, images  # noqa: E402
-from explorer.images import Fit, Limits  # noqa: E402
+from explorer.embed import decode_pool, images
+from explorer.embed.images import Fit, Limits
 
 FIT = Fit((224, 224), "shortest", (224, 224))
 LIMITS = Limits(64 << 20, 100_000_000, 1 << 30)

@@ -1,6 +1,7 @@
 """Time few-shot adaptation (explorer/fewshot.py) on synthetic embeddings, against plain zero-shot.
 
-    .venv/bin/python bench/bench_fewshot.py [--classes 1000] [--shots 16] [--dim 512] [--stored 100000] [--json]
+    .venv/bin/python bench/bench_fewshot.py [--classes 1000] [--shots 16] [--dim 512] [--stored 100000]
+    [--json]
     .venv/bin/python bench/bench_fewshot.py --quick --json   # 20 classes x 4 shots, 2,000 stored: seconds
 
 Fitting: GDA's closed form (class means, the shrinkage precision, W and b), and choosing its alpha
@@ -17,8 +18,8 @@ import time
 
 import numpy as np
 
-from explorer import fewshot
-from explorer.vectors import normalize
+from explorer.embed.model import normalize
+from explorer.science import fewshot
 
 
 def timed(fn, repeat: int = 3):
@@ -62,8 +63,9 @@ def main() -> None:
            "score_ratio_gda_to_zero_shot": round(gda_score_s / zero_score_s, 3)}
     print(f"GDA fit, {args.classes} classes x {args.shots} shots x {args.dim}-d: {fit_s:.3f} s; "
           f"choosing alpha by 5-fold CV: {choose_s:.2f} s (alpha {choice.params['alpha']})")
-    print(f"scoring {args.stored:,} stored embeddings: GDA {gda_score_s:.3f} s, zero-shot {zero_score_s:.3f} s, "
-          f"ratio {doc['score_ratio_gda_to_zero_shot']:.2f}x")
+    print(
+        f"scoring {args.stored:,} stored embeddings: GDA {gda_score_s:.3f} s, zero-shot {zero_score_s:.3f} s, "
+        f"ratio {doc['score_ratio_gda_to_zero_shot']:.2f}x")
     if args.json:
         print(json.dumps(doc))
 

@@ -17,14 +17,14 @@ import time
 
 import numpy as np
 
-
-from explorer.gap import evaluate_shift, gap_measures, project_2d
+from explorer.science.gap import evaluate_shift, gap_measures, project_2d
 
 
 def synthetic(n: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     content = rng.normal(size=(n, dim)).astype(np.float32)
-    img = content + 4.0 * rng.normal(size=(n, dim)).astype(np.float32) + 6 * rng.normal(size=dim).astype(np.float32) / np.sqrt(dim) * 4
+    img = content + 4.0 * rng.normal(size=(n, dim)).astype(np.float32) + 6 * rng.normal(size=dim).astype(
+        np.float32) / np.sqrt(dim) * 4
     txt = content + 6 * rng.normal(size=dim).astype(np.float32) / np.sqrt(dim) * 4
     img /= np.linalg.norm(img, axis=1, keepdims=True)
     txt /= np.linalg.norm(txt, axis=1, keepdims=True)
@@ -40,7 +40,8 @@ def timed(fn):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dim", type=int, default=512)
-    parser.add_argument("--sizes", default=None, help="images per run (as many captions); default 10000,50000")
+    parser.add_argument("--sizes", default=None,
+                        help="images per run (as many captions); default 10000,50000")
     parser.add_argument("--quick", action="store_true", help="one small size (2,000)")
     parser.add_argument("--json", action="store_true", help="print one JSON document last")
     args = parser.parse_args()
@@ -55,10 +56,12 @@ def main() -> None:
         print(f"N={n:,} images + {n:,} texts, {args.dim}-d:")
         print(f"  measures   {t_measures:6.2f} s  (gap {measures.gap_length:.3f}; pairwise stats on "
               f"{measures.pair_sample['images']:,}+{measures.pair_sample['texts']:,} sampled points)")
-        print(f"  PCA map    {t_pca:6.2f} s  ({projection.sample_size:,} of {projection.total_points:,} points drawn"
-              f"{', sampled' if projection.sampled else ''})")
-        print(f"  shift λ=.5 {t_shift:6.2f} s  (R@1 {shift[0].recall_at_1:.3f} on {shift[0].queries:,} queries "
-              f"ranked against all {n:,} texts)")
+        print(
+            f"  PCA map    {t_pca:6.2f} s  ({projection.sample_size:,} of {projection.total_points:,} points drawn"
+            f"{', sampled' if projection.sampled else ''})")
+        print(
+            f"  shift λ=.5 {t_shift:6.2f} s  (R@1 {shift[0].recall_at_1:.3f} on {shift[0].queries:,} queries "
+            f"ranked against all {n:,} texts)")
         print(f"  total      {t_measures + t_pca + t_shift:6.2f} s")
         runs.append({"images": n, "texts": n, "measures_s": round(t_measures, 4), "pca_s": round(t_pca, 4),
                      "shift_s": round(t_shift, 4), "total_s": round(t_measures + t_pca + t_shift, 4),

@@ -1,9 +1,11 @@
 """Indexing on a GPU: with JPEGs decoded on the device (explorer/gpu_decode.py), how close does indexing
 come to what the model alone can encode?
 
-    .venv/bin/python bench/bench_gpu.py            # 8,192 photo-like 1024x768 JPEGs, ViT-B-32, batch 256, fp16
+    .venv/bin/python bench/bench_gpu.py            # 8,192 photo-like 1024x768 JPEGs, ViT-B-32, batch 256,
+    fp16
     .venv/bin/python bench/bench_gpu.py --quick    # 24 JPEGs at batch 8: runs anywhere (a CPU: fp32)
-    .venv/bin/python bench/bench_gpu.py --cpu-too  # also index with decode="cpu" (PIL in the workers), to compare
+    .venv/bin/python bench/bench_gpu.py --cpu-too  # also index with decode="cpu" (PIL in the workers), to
+    compare
 
 ViT-B-32 with random weights (nothing is downloaded) on the best device there is (CUDA, else the CPU).
 1. Model only (the ceiling): batches already decoded and preprocessed, lying on the device, encoded
@@ -31,14 +33,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from explorer.gpu_decode import decode_batch
+from explorer.embed.gpu_decode import decode_batch
 
 try:
     from bench_index import photo  # run as a script: bench/ is on sys.path
 except ImportError:
     from bench.bench_index import photo
-from explorer.index_build import build_index
-from explorer.model import load_model
+from explorer.embed.model import load_model
+from explorer.index.build import build_index
 
 GOAL_IMG_S = 8000
 
@@ -125,16 +127,20 @@ def describe_device(device: torch.device) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="24 JPEGs at batch 8 (runs on a CPU)")
     parser.add_argument("--images", type=int, default=None, help="JPEGs to index (default 8,192; --quick 24)")
-    parser.add_argument("--unique", type=int, default=512, help="distinct JPEGs among them (the rest are links)")
+    parser.add_argument("--unique", type=int, default=512,
+                        help="distinct JPEGs among them (the rest are links)")
     parser.add_argument("--batch-size", type=int, default=None, help="default 256 (--quick 8)")
     parser.add_argument("--workers", type=int, default=2, help="reading processes (the CLI's default is 2)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto", help="auto: fp16 on CUDA, fp32 on a CPU")
-    parser.add_argument("--cpu-too", action="store_true", help="also index with decode='cpu' (PIL in the workers)")
-    parser.add_argument("--photos", type=Path, default=Path(tempfile.gettempdir()) / "clip_explorer_bench_gpu",
+    parser.add_argument("--cpu-too", action="store_true",
+                        help="also index with decode='cpu' (PIL in the workers)")
+    parser.add_argument("--photos", type=Path,
+                        default=Path(tempfile.gettempdir()) / "clip_explorer_bench_gpu",
                         help="where the generated JPEGs are kept between runs")
     args = parser.parse_args()
     images = args.images or (24 if args.quick else 8192)
@@ -147,8 +153,9 @@ def main() -> None:
         blobs += blobs[:min(len(blobs), 4 * batch_size - len(blobs))]
     torch.manual_seed(0)
     model = load_model("ViT-B-32", None, device=args.device, precision=args.precision)
-    print(f"ViT-B-32 (random weights) on {describe_device(model.device)}, {model.precision}, batch {batch_size}",
-          flush=True)
+    print(
+        f"ViT-B-32 (random weights) on {describe_device(model.device)}, {model.precision}, batch {batch_size}",
+        flush=True)
     result = _measure(model, folder, blobs, images, batch_size, args)
     print(json.dumps(result))
 
@@ -157,17 +164,20 @@ def _measure(model, folder: Path, blobs: list[bytes], images: int, batch_size: i
     with tempfile.TemporaryDirectory(prefix="bench_gpu_") as work:
         work = Path(work)
         warm = make_photos(args.photos, min(images, 2 * batch_size), min(images, 2 * batch_size, args.unique))
-        index_rate(model, warm, work, batch_size, args.workers, "gpu")  # CUDA, nvJPEG, the workers: started once
+        index_rate(model, warm, work, batch_size, args.workers,
+                   "gpu")  # CUDA, nvJPEG, the workers: started once
         model_only = model_only_rate(model, blobs, batch_size, images)
         print(f"model only: {model_only:,.0f} img/s", flush=True)
         decode_only = decode_only_rate(model, blobs, batch_size, min(images, 8 * batch_size))
         print(f"decode only (gpu_decode.decode_batch, bytes in memory): {decode_only:,.0f} img/s", flush=True)
         gpu = index_rate(model, folder, work, batch_size, args.workers, "gpu")
-        print(f"end to end, decode on the device: {gpu['img_s']:,.0f} img/s ({gpu['seconds']:.1f} s; reading, "
-              f"decoding and encoding alone: {gpu['encode_img_s']:,.0f} img/s)", flush=True)
+        print(
+            f"end to end, decode on the device: {gpu['img_s']:,.0f} img/s ({gpu['seconds']:.1f} s; reading, "
+            f"decoding and encoding alone: {gpu['encode_img_s']:,.0f} img/s)", flush=True)
         cpu = index_rate(model, folder, work, batch_size, args.workers, "cpu") if args.cpu_too else None
         if cpu:
-            print(f"end to end, decode in {args.workers} worker processes (PIL): {cpu['img_s']:,.0f} img/s", flush=True)
+            print(f"end to end, decode in {args.workers} worker processes (PIL): {cpu['img_s']:,.0f} img/s",
+                  flush=True)
     ratio = gpu["img_s"] / model_only
     print(f"ratio end to end / model only: {ratio:.2f}; goal on an H100: >= {GOAL_IMG_S:,} img/s end to end "
           f"({'met' if gpu['img_s'] >= GOAL_IMG_S else 'not met'} here)")

@@ -1,6 +1,7 @@
 """Indexing speed: is decoding hidden behind encoding, and how cheap is re-indexing an unchanged folder?
 
-    .venv/bin/python bench/bench_index.py           # 500 photo-like 1024x768 JPEGs (a few minutes on 2 CPU cores)
+    .venv/bin/python bench/bench_index.py           # 500 photo-like 1024x768 JPEGs (a few minutes on 2 CPU
+    cores)
     .venv/bin/python bench/bench_index.py --quick   # 128 JPEGs, smaller re-index folder
     .venv/bin/python bench/bench_index.py --images 16 --batch-size 8 --rescan-files 200 \
         --model local-dir:tests/assets/shapes_clip --json   # seconds: a smoke run (the test suite's)
@@ -34,10 +35,10 @@ from PIL import Image, ImageDraw
 
 REPO = Path(__file__).resolve().parents[1]
 
-from explorer.folders import scan_folder
-from explorer.images import load_image
-from explorer.index_build import auto_workers, build_index
-from explorer.model import load_model
+from explorer.embed.images import load_image
+from explorer.embed.model import load_model
+from explorer.index.build import auto_workers, build_index
+from explorer.inputs.folders import scan_folder
 
 SHAPES_MODEL = REPO / "tests" / "assets" / "shapes_clip"
 
@@ -67,8 +68,10 @@ def make_photos(folder: Path, n: int) -> list[Path]:
 
 
 def model_only_rate(model, paths: list[Path], batch_size: int, batches: int) -> float:
-    pixels = [torch.stack([model.preprocess(load_image(p)) for p in paths[i * batch_size:(i + 1) * batch_size]])
-              for i in range(batches)]
+    pixels = [
+        torch.stack([model.preprocess(load_image(p)) for p in paths[i * batch_size:(i + 1) * batch_size]])
+        for i in range(batches)
+    ]
     model.encode_pixels(pixels[0][:2])  # warm up
     start = time.perf_counter()
     for batch in pixels:
@@ -85,16 +88,21 @@ def pipeline_part(args, paths: list[Path], work: Path) -> dict:
     batches = max(1, min(4, len(paths) // args.batch_size))
     model_rate = model_only_rate(model, paths, args.batch_size, batches)
     print(f"model only (decoded tensors):  {model_rate:6.2f} img/s")
-    report = build_index(model, args.photos, work / "photos_idx", batch_size=args.batch_size, workers=args.workers)
+    report = build_index(model, args.photos, work / "photos_idx", batch_size=args.batch_size,
+                         workers=args.workers)
     index_rate = report.added / report.seconds
-    print(f"indexing (decode in workers): {index_rate:6.2f} img/s  ({report.added} images in {report.seconds:.1f}s)")
+    print(
+        f"indexing (decode in workers): {index_rate:6.2f} img/s  ({report.added} images in {report.seconds:.1f}s)"
+    )
     after = model_only_rate(model, paths, args.batch_size, batches)
     print(f"model only, measured again:    {after:6.2f} img/s")
     runs, model_rate = [round(model_rate, 3), round(after, 3)], (model_rate + after) / 2
     print(f"RATIO indexing / model-only = {index_rate / model_rate:.2f}  (target >= 0.8)")
-    return {"model": args.model, "images": report.added, "batch_size": args.batch_size, "workers": args.workers,
-            "model_only_img_s": round(model_rate, 3), "model_only_img_s_runs": runs,
-            "indexing_img_s": round(index_rate, 3), "pipeline_ratio": round(index_rate / model_rate, 4)}
+    return {
+        "model": args.model, "images": report.added, "batch_size": args.batch_size, "workers": args.workers,
+        "model_only_img_s": round(model_rate, 3), "model_only_img_s_runs": runs,
+        "indexing_img_s": round(index_rate, 3), "pipeline_ratio": round(index_rate / model_rate, 4)
+    }
 
 
 def reindex_part(n_rescan: int, workers: int, index_rate: float, work: Path) -> dict:
@@ -112,38 +120,49 @@ def reindex_part(n_rescan: int, workers: int, index_rate: float, work: Path) -> 
     again = build_index(tiny, folder, work / "many_idx", batch_size=256, workers=workers)
     assert again.unchanged == n_rescan and again.added == again.updated == 0
     vit_estimate = n_rescan / index_rate
-    print(f"full index with the tiny shapes model: {full.seconds:.2f}s; unchanged re-run: {again.seconds:.3f}s")
-    print(f"RATIO re-run / full run (tiny model, measured) = {again.seconds / full.seconds:.3f}  (target < 0.05)")
+    print(
+        f"full index with the tiny shapes model: {full.seconds:.2f}s; unchanged re-run: {again.seconds:.3f}s")
+    print(
+        f"RATIO re-run / full run (tiny model, measured) = {again.seconds / full.seconds:.3f}  (target < 0.05)"
+    )
     print(f"RATIO re-run / full run at the indexing rate of part 1 (estimated {vit_estimate:.0f}s at "
           f"{index_rate:.1f} img/s) = {again.seconds / vit_estimate:.5f}")
     start = time.perf_counter()
     scan_folder(folder)
     scan_s = time.perf_counter() - start
     print(f"(of which scanning the folder alone: {scan_s:.3f}s)")
-    return {"rescan_files": n_rescan, "full_index_s": round(full.seconds, 4), "reindex_s": round(again.seconds, 4),
-            "reindex_fraction": round(again.seconds / full.seconds, 5),
-            "reindex_fraction_estimated_at_part1_rate": round(again.seconds / vit_estimate, 6),
-            "scan_s": round(scan_s, 4)}
+    return {
+        "rescan_files": n_rescan, "full_index_s": round(full.seconds, 4),
+        "reindex_s": round(again.seconds, 4), "reindex_fraction": round(again.seconds / full.seconds, 5),
+        "reindex_fraction_estimated_at_part1_rate": round(again.seconds / vit_estimate,
+                                                          6), "scan_s": round(scan_s, 4)
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="128 JPEGs and 2,000 files to re-index")
     parser.add_argument("--images", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: the indexer's "
-                        "automatic choice, index_build.auto_workers)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="decoding processes (default: the indexer's "
+        "automatic choice, index_build.auto_workers)")
     parser.add_argument("--rescan-files", type=int, default=None)
-    parser.add_argument("--model", default="ViT-B-32", help="part 1's model: an open_clip name (random weights) "
+    parser.add_argument("--model", default="ViT-B-32",
+                        help="part 1's model: an open_clip name (random weights) "
                         "or local-dir:")
-    parser.add_argument("--photos", type=Path, default=Path(tempfile.gettempdir()) / "clip_explorer_bench_photos",
+    parser.add_argument("--photos", type=Path,
+                        default=Path(tempfile.gettempdir()) / "clip_explorer_bench_photos",
                         help="where the generated JPEGs are kept between runs")
     parser.add_argument("--json", action="store_true", help="print one JSON document last")
     args = parser.parse_args()
     n_images = args.images or (128 if args.quick else 500)
     n_rescan = args.rescan_files or (2_000 if args.quick else 10_000)
     args.batch_size = min(args.batch_size, n_images)
-    print(f"torch threads {torch.get_num_threads()}, batch {args.batch_size}, workers {'auto' if args.workers is None else args.workers}")
+    print(
+        f"torch threads {torch.get_num_threads()}, batch {args.batch_size}, workers {'auto' if args.workers is None else args.workers}"
+    )
 
     start = time.perf_counter()
     paths = make_photos(args.photos, n_images)

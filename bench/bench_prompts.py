@@ -22,11 +22,10 @@ import time
 import numpy as np
 import torch
 
-
-from explorer.descriptions import prompt_set
-from explorer.evaluate import compare
-from explorer.model import load_model
-from explorer.prompts import load_template_set
+from explorer.embed.model import load_model
+from explorer.science.descriptions import prompt_set
+from explorer.science.evaluate import compare
+from explorer.science.prompts import load_template_set
 
 CLASSES = ["golden retriever", "tabby cat", "red fox", "school bus", "espresso", "pizza",
            "lighthouse", "daisy", "acoustic guitar", "mountain bike", "hot-air balloon", "goldfish"]
@@ -49,8 +48,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=None, help="default 1000; 200 with --quick")
     parser.add_argument("--classes", type=int, default=None, help="default 10; 3 with --quick")
-    parser.add_argument("--repeats", type=int, default=None, help="warm runs; the best is reported (default 3)")
-    parser.add_argument("--model", default="ViT-B-32", help="an open_clip name (random weights) or local-dir:")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="warm runs; the best is reported (default 3)")
+    parser.add_argument("--model", default="ViT-B-32",
+                        help="an open_clip name (random weights) or local-dir:")
     parser.add_argument("--quick", action="store_true", help="few images and classes, one warm run")
     parser.add_argument("--json", action="store_true", help="print one JSON document last")
     args = parser.parse_args()
@@ -65,7 +66,9 @@ def main() -> None:
         raise AssertionError("an image was encoded during the comparison")
     model.encode_pixels = no_images
 
-    labels = CLASSES[:args.classes] if args.classes <= len(CLASSES) else [f"class {i}" for i in range(args.classes)]
+    labels = CLASSES[:args.classes] if args.classes <= len(CLASSES) else [
+        f"class {i}" for i in range(args.classes)
+    ]
     rng = np.random.default_rng(0)
     images = rng.normal(size=(args.images, model.embed_dim)).astype(np.float32)
     images /= np.linalg.norm(images, axis=1, keepdims=True)
@@ -73,7 +76,8 @@ def main() -> None:
     sets = {"openai (80)": load_template_set("openai"), "simple (7)": load_template_set("simple")}
 
     cold = run_once(model, labels, sets, images, true)
-    warm = min((run_once(model, labels, sets, images, true) for _ in range(args.repeats)), key=lambda r: r["total"])
+    warm = min((run_once(model, labels, sets, images, true) for _ in range(args.repeats)),
+               key=lambda r: r["total"])
     print(f"{args.images} embedded images, {len(labels)} classes, {torch.get_num_threads()} torch threads, "
           f"template sets {', '.join(sets)} x weightings mean, zpe")
     for name, r in (("cold", cold), ("warm", warm)):
@@ -84,11 +88,16 @@ def main() -> None:
     for name, weighting, top1 in warm["table"]:
         print(f"    {name:12s} {weighting:5s} top-1 {top1:.3f}")
     if args.json:
-        doc = {"model": args.model, "images": args.images, "classes": len(labels), "threads": torch.get_num_threads()}
+        doc = {
+            "model": args.model, "images": args.images, "classes": len(labels),
+            "threads": torch.get_num_threads()
+        }
         for name, r in (("cold", cold), ("warm", warm)):
-            doc.update({f"{name}_ms": round(r["total"] * 1000, 3), f"{name}_text_ms": round(r["text"] * 1000, 3),
-                        f"{name}_scoring_ms": round(r["scoring"] * 1000, 3),
-                        f"{name}_texts_encoded": r["texts_encoded"]})
+            doc.update({
+                f"{name}_ms": round(r["total"] * 1000, 3), f"{name}_text_ms": round(r["text"] * 1000, 3),
+                f"{name}_scoring_ms": round(r["scoring"] * 1000,
+                                            3), f"{name}_texts_encoded": r["texts_encoded"]
+            })
         print(json.dumps(doc))
 
 

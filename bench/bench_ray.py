@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/bench_ray.py            # 256 photo-like 1024x768 JPEGs, ViT-B-32 (random weights)
     .venv/bin/python bench/bench_ray.py --quick    # 64 JPEGs
-    .venv/bin/python bench/bench_ray.py --images 16 --batch-size 8 --model local-dir:tests/assets/shapes_clip \
+    .venv/bin/python bench/bench_ray.py --images 16 --batch-size 8 --model local-dir:tests/assets/shapes_clip
+    \
         --json                                     # seconds: a smoke run (the test suite's)
 
 The local engine runs first (decoding in --workers processes, the model in this one), then
@@ -25,11 +26,11 @@ import time
 from pathlib import Path
 
 import torch
-
 from bench_index import make_photos
-from explorer.index_build import build_index
-from explorer.index_ray import RayOptions
-from explorer.model import load_model
+
+from explorer.embed.model import load_model
+from explorer.index.build import build_index
+from explorer.index.build_ray import RayOptions
 
 
 class Clock:
@@ -51,8 +52,8 @@ class Clock:
 def run(model, folder: Path, index: Path, args, engine: str) -> dict:
     clock = Clock()
     options = RayOptions(actors=args.ray_actors, actor_cpus=args.ray_actor_cpus) if engine == "ray" else None
-    report = build_index(model, folder, index, batch_size=args.batch_size, workers=args.workers, engine=engine,
-                         ray=options, progress=clock)
+    report = build_index(model, folder, index, batch_size=args.batch_size, workers=args.workers,
+                         engine=engine, ray=options, progress=clock)
     assert report.added == args.images, report
     steady, first = clock.steady_rate(), clock.commits[0][0] - clock.started
     print(f"{engine:>5}: {report.seconds:6.1f} s wall ({args.images / report.seconds:6.2f} img/s), "
@@ -62,15 +63,18 @@ def run(model, folder: Path, index: Path, args, engine: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="64 JPEGs")
     parser.add_argument("--images", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2, help="the local engine's decoding processes")
     parser.add_argument("--ray-actors", type=int, default=None)
     parser.add_argument("--ray-actor-cpus", type=int, default=None)
-    parser.add_argument("--model", default="ViT-B-32", help="an open_clip name (random weights) or local-dir:")
-    parser.add_argument("--photos", type=Path, default=Path(tempfile.gettempdir()) / "clip_explorer_bench_photos")
+    parser.add_argument("--model", default="ViT-B-32",
+                        help="an open_clip name (random weights) or local-dir:")
+    parser.add_argument("--photos", type=Path,
+                        default=Path(tempfile.gettempdir()) / "clip_explorer_bench_photos")
     parser.add_argument("--json", action="store_true", help="print one JSON document last")
     args = parser.parse_args()
     args.images = args.images or (64 if args.quick else 256)
@@ -87,7 +91,7 @@ def main() -> None:
         on_ray = run(model, folder / "photos", folder / "ray", args, "ray")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    from explorer.index_ray import last_placement
+    from explorer.index.build_ray import last_placement
     actors, cpus = last_placement()
     ratio = on_ray["img_s"] / local["img_s"]
     print(f"RATIO ray / local (steady) = {ratio:.2f} with {actors} actor(s) of {cpus} CPU(s); "

@@ -32,7 +32,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from explorer import faiss_ops
+from explorer.index import faiss_ops
 
 K = 10
 
@@ -95,8 +95,10 @@ def measure_exact(ids, vectors, queries, say) -> dict:
     batch = batch_query_ms(exact, queries, 64, 3)
     size = vectors.nbytes + ids.nbytes  # what serialize_index writes, without a second copy in memory
     say(f"exact (Flat): single {single:.2f} ms, 64-batch {batch:.3f} ms/query")
-    return {"exact_build_s": build, "exact_single_query_ms": single, "exact_single_query_mean_ms": single_mean,
-            "exact_batch_query_ms": batch, "exact_bytes_per_vector": size / len(ids)}
+    return {
+        "exact_build_s": build, "exact_single_query_ms": single, "exact_single_query_mean_ms": single_mean,
+        "exact_batch_query_ms": batch, "exact_bytes_per_vector": size / len(ids)
+    }
 
 
 def measure_index(factory, ids, vectors, queries, truth, say) -> dict:
@@ -120,12 +122,14 @@ def measure_index(factory, ids, vectors, queries, truth, say) -> dict:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=None, help="vectors in the index (default 1,000,000)")
     parser.add_argument("--dim", type=int, default=None, help="dimension (default 512)")
     parser.add_argument("--clusters", type=int, default=None, help="cluster centres (default n / 100)")
     parser.add_argument("--queries", type=int, default=500, help="held-out queries for recall and timing")
-    parser.add_argument("--factory", default=None, help="an index_factory string instead of the automatic choice")
+    parser.add_argument("--factory", default=None,
+                        help="an index_factory string instead of the automatic choice")
     parser.add_argument("--memory-mb", type=float, default=None,
                         help="memory budget for the automatic choice (default: half of what is available)")
     parser.add_argument("--quick", action="store_true", help="40,000 x 64-d: a few seconds")
@@ -149,7 +153,10 @@ def main(argv=None) -> dict:
     say(f"data: {args.n:,} x {args.dim} float32 ({vectors.nbytes / 2**30:.2f} GiB), {args.clusters:,} clusters, "
         f"made in {time.perf_counter() - start:.1f}s")
     _, truth = faiss.knn(queries, vectors, K, metric=faiss.METRIC_INNER_PRODUCT)
-    result = {"n": args.n, "dim": args.dim, "threads": faiss.omp_get_max_threads(), **measure_exact(ids, vectors, queries, say)}
+    result = {
+        "n": args.n, "dim": args.dim, "threads": faiss.omp_get_max_threads(),
+        **measure_exact(ids, vectors, queries, say)
+    }
     budget = None if args.memory_mb is None else int(args.memory_mb * 2**20)
     factory = args.factory or faiss_ops.auto_factory(args.n, args.dim, budget)
     result["memory_budget_mb"] = (budget or faiss_ops.memory_budget_bytes()) / 2**20
@@ -158,20 +165,26 @@ def main(argv=None) -> dict:
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if not args.json:
         report(result)
-    print(json.dumps({key: round(value, 4) if isinstance(value, float) else value for key, value in result.items()}))
+    print(
+        json.dumps(
+            {key: round(value, 4) if isinstance(value, float) else value
+             for key, value in result.items()}))
     return result
 
 
 def report(r: dict) -> None:
-    print(f"\n{'index':<40}{'build s':>9}{'1 query ms':>12}{'64-batch ms/q':>15}{'bytes/vec':>11}{'recall@10':>11}")
+    print(
+        f"\n{'index':<40}{'build s':>9}{'1 query ms':>12}{'64-batch ms/q':>15}{'bytes/vec':>11}{'recall@10':>11}"
+    )
     print(f"{'exact (Flat)':<40}{r['exact_build_s']:9.1f}{r['exact_single_query_ms']:12.2f}"
           f"{r['exact_batch_query_ms']:15.3f}{r['exact_bytes_per_vector']:11.0f}{1.0:11.3f}")
     label = f"{r['index_type']} {r['params']}"
     print(f"{label:<40}{r['build_s']:9.1f}{r['single_query_ms']:12.2f}{r['batch_query_ms']:15.3f}"
           f"{r['bytes_per_vector']:11.0f}{r['recall_at_10']:11.3f}")
-    print(f"\nspeed-up over exact: {r['speedup_single']:.1f}x single, "
-          f"{r['exact_batch_query_ms'] / r['batch_query_ms']:.1f}x batched; recall@10 {r['recall_at_10']:.3f} "
-          f"(target >= 0.95); peak RSS {r['peak_rss_mb']:.0f} MiB\n")
+    print(
+        f"\nspeed-up over exact: {r['speedup_single']:.1f}x single, "
+        f"{r['exact_batch_query_ms'] / r['batch_query_ms']:.1f}x batched; recall@10 {r['recall_at_10']:.3f} "
+        f"(target >= 0.95); peak RSS {r['peak_rss_mb']:.0f} MiB\n")
 
 
 if __name__ == "__main__":

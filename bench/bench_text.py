@@ -19,8 +19,8 @@ import time
 
 import torch
 
-from explorer.model import load_model
-from explorer.prompts import build_prompts, load_template_set
+from explorer.embed.model import load_model
+from explorer.science.prompts import build_prompts, load_template_set
 
 
 def best_times(fns: dict, repeats: int) -> dict:
@@ -40,7 +40,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--class-name", default="golden retriever")
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default 5; 1 with --quick)")
-    parser.add_argument("--model", default="ViT-B-32", help="an open_clip name (random weights) or local-dir:")
+    parser.add_argument("--model", default="ViT-B-32",
+                        help="an open_clip name (random weights) or local-dir:")
     parser.add_argument("--quick", action="store_true", help="one timed round (for the test suite)")
     parser.add_argument("--json", action="store_true", help="print one JSON document last")
     args = parser.parse_args()
@@ -65,17 +66,24 @@ def main() -> None:
     cosine_error = float((1 - (cut() * reference).sum(axis=1)).max())
     best = best_times({"stock": stock, "cut": cut, "cached": cached}, repeats)
     lengths = (tokens != 0).sum(dim=1)
-    doc = {"model": args.model, "texts": len(texts), "tokens_min": int(lengths.min()),
-           "tokens_max": int(lengths.max()), "context": int(tokens.shape[1]), "threads": torch.get_num_threads(),
-           "repeats": repeats, "stock_ms": round(best["stock"] * 1000, 2), "cut_ms": round(best["cut"] * 1000, 2),
-           "cached_ms": round(best["cached"] * 1000, 4), "speedup": round(best["stock"] / best["cut"], 3),
-           "cosine_error": cosine_error, "uses_text_cut": model.uses_text_cut}
+    doc = {
+        "model": args.model, "texts": len(texts), "tokens_min": int(lengths.min()),
+        "tokens_max": int(lengths.max()), "context": int(tokens.shape[1]), "threads": torch.get_num_threads(),
+        "repeats": repeats, "stock_ms": round(best["stock"] * 1000,
+                                              2), "cut_ms": round(best["cut"] * 1000, 2),
+        "cached_ms": round(best["cached"] * 1000, 4), "speedup": round(best["stock"] / best["cut"], 3),
+        "cosine_error": cosine_error, "uses_text_cut": model.uses_text_cut
+    }
     weights = "" if ":" in args.model else " (random weights)"
     print(f"model {args.model}{weights}, {len(texts)} prompts for {args.class_name!r}, "
           f"tokens per prompt {doc['tokens_min']}..{doc['tokens_max']} of {doc['context']}, "
           f"torch threads {doc['threads']}")
-    print(f"stock encode_text (77 tokens): {best['stock'] * 1000:8.1f} ms  ({len(texts) / best['stock']:.0f} texts/s)")
-    print(f"length-cut path:               {best['cut'] * 1000:8.1f} ms  ({len(texts) / best['cut']:.0f} texts/s)")
+    print(
+        f"stock encode_text (77 tokens): {best['stock'] * 1000:8.1f} ms  ({len(texts) / best['stock']:.0f} texts/s)"
+    )
+    print(
+        f"length-cut path:               {best['cut'] * 1000:8.1f} ms  ({len(texts) / best['cut']:.0f} texts/s)"
+    )
     print(f"cache hit (all 80 seen):       {best['cached'] * 1000:8.3f} ms")
     print(f"speed-up of the cut path over stock: {doc['speedup']:.2f}x; "
           f"largest 1 - cosine against stock: {cosine_error:.1e} (must be < 1e-5)")

@@ -142,7 +142,8 @@ def run_theirs(args, photos: Path, checkpoint: Path, out: Path) -> dict:
     files = sorted((out / "img_emb").glob("*.npy"))
     rows = sum(np.load(f, mmap_mode="r").shape[0] for f in files)
     if rows != args.images:
-        raise SystemExit(f"clip-retrieval wrote {rows} embeddings in {len(files)} .npy files, not {args.images}")
+        raise SystemExit(
+            f"clip-retrieval wrote {rows} embeddings in {len(files)} .npy files, not {args.images}")
     warm = re.search(r"done warming up in ([\d.]+)s", done.stdout + done.stderr)
     return {"seconds": seconds, "inner_s": float(warm.group(1)) if warm else None}
 
@@ -150,7 +151,7 @@ def run_theirs(args, photos: Path, checkpoint: Path, out: Path) -> dict:
 def agreement(ours_out: Path, theirs_out: Path) -> dict:
     """Cosine between the two tools' embeddings of each image (clip-retrieval: sorted relative paths)."""
     try:
-        from explorer.index import open_index
+        from explorer.index.image_index import open_index
 
         index = open_index(ours_out / "index")
         try:
@@ -221,7 +222,8 @@ def summary(args, ours: list, theirs: list, check: dict, commands: dict) -> dict
     print(f"clip-explorer  median {med_ours:.1f} s ({doc['ours_img_s']:.1f} img/s), best {min(ours_s):.1f} s")
     print(f"clip-retrieval median {med_theirs:.1f} s ({doc['clip_retrieval_img_s']:.1f} img/s), "
           f"best {min(theirs_s):.1f} s")
-    print(f"clip-retrieval s / clip-explorer s: median {doc['speedup']:.2f}x, best {doc['speedup_best']:.2f}x")
+    print(
+        f"clip-retrieval s / clip-explorer s: median {doc['speedup']:.2f}x, best {doc['speedup_best']:.2f}x")
     print(f"embeddings, ours vs clip-retrieval, same image: cosine min {check.get('cosine_min')}, mean "
           f"{check.get('cosine_mean')} (different images: mean {check.get('cosine_other_images_mean')})")
     return doc
@@ -235,7 +237,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="decoding processes, for both tools")
     parser.add_argument("--clip-retrieval", default=DEFAULT_CR, help=f"its command (default {DEFAULT_CR})")
     parser.add_argument("--clip-explorer", default=default_clip_explorer(), help="our command")
-    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "clip_explorer_bench_vs_cr",
+    parser.add_argument("--cache", type=Path,
+                        default=Path(tempfile.gettempdir()) / "clip_explorer_bench_vs_cr",
                         help="where the checkpoint and the JPEGs are kept between runs")
     parser.add_argument("--json", action="store_true", help="print one JSON document last")
     args = parser.parse_args()

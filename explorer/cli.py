@@ -11,10 +11,11 @@ import importlib
 import pkgutil
 import sys
 
+from explorer.embed.images import ImageError
+from explorer.embed.model import ModelLoadError
+from explorer.index.build_ray import RayRunError
+
 from . import commands as command_package
-from .images import ImageError
-from .index_ray import RayRunError
-from .model import ModelLoadError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ModelLoadError, ImageError, ValueError, OSError, RayRunError) as exc:  # PromptError, PathRefused... are ValueErrors
+    except (ModelLoadError, ImageError, ValueError, OSError,
+            RayRunError) as exc:  # PromptError, PathRefused... are ValueErrors
         print(f"error: {exc}", file=sys.stderr)
         return 2

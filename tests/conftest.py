@@ -19,7 +19,7 @@ def shapes_model_dir() -> Path:
 @pytest.fixture(scope="session")
 def shapes_model(shapes_model_dir):
     """The project's tiny CLIP, loaded through the same local-dir: path real checkpoints use."""
-    from explorer.model import load_model
+    from explorer.embed.model import load_model
 
     return load_model(f"local-dir:{shapes_model_dir}", device="cpu")
 
@@ -29,7 +29,7 @@ def random_vit():
     """A ViT-B-32 with random weights: real architecture, no download, for exactness and speed checks."""
     import torch
 
-    from explorer.model import load_model
+    from explorer.embed.model import load_model
 
     torch.manual_seed(0)
     return load_model("ViT-B-32", None, device="cpu")
@@ -63,6 +63,6 @@ def sigmoid_model_dir(shapes_model_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def sigmoid_model(sigmoid_model_dir):
     """The sigmoid variant, loaded through the same local-dir: path as any hub model."""
-    from explorer.model import load_model
+    from explorer.embed.model import load_model
 
     return load_model(f"local-dir:{sigmoid_model_dir}", device="cpu")

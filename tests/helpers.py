@@ -14,9 +14,9 @@ def encode_pil(model, images) -> np.ndarray:
 def local_context(model, workdir, allowed_root):
     """An AppContext as a local `app.py` makes it, with `model` loaded: the allowed root given,
     indexes and uploads under `workdir`."""
-    from explorer.context import AppContext
-    from explorer.model import ModelSlot
-    from explorer.settings import load_settings
+    from explorer.app.context import AppContext
+    from explorer.embed.model import ModelSlot
+    from explorer.inputs.settings import load_settings
 
     settings = load_settings(env={"EXPLORER_ALLOWED_ROOTS": str(allowed_root),
                                   "EXPLORER_INDEX_DIR": str(workdir / "idx")})

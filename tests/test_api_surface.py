@@ -8,7 +8,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from explorer.ui import API_ENDPOINTS, build_app, model_panel
+from explorer.app.ui import API_ENDPOINTS, build_app, model_panel
 
 from .test_hosted import hosted_context
 
@@ -37,7 +37,7 @@ def test_a_hosted_config_names_no_server_path(shapes_model, shapes_model_dir, tm
     config = json.dumps(build_app(ctx).config, default=repr)
     from gradio.utils import get_upload_folder
 
-    from explorer.ui.prompt_lab_tab import SAVED_SETS
+    from explorer.app.ui.prompt_lab_tab import SAVED_SETS
 
     for path in (shapes_model_dir, tmp_path, ROOT, Path.home(), ctx.settings.index_dir, SAVED_SETS,
                  get_upload_folder()):  # the last two: the Prompt lab's Save buttons made files at build
@@ -48,10 +48,12 @@ def test_a_hosted_config_names_no_server_path(shapes_model, shapes_model_dir, tm
 def test_the_model_bar_shows_a_local_dir_model_by_its_folder_name(shapes_model, shapes_model_dir, tmp_path):
     ctx = hosted_context(tmp_path, shapes_model, EXPLORER_MODEL=f"local-dir:{shapes_model_dir}")
     ctx.slot.error = f"could not load local-dir:{shapes_model_dir}/missing"
-    for text in (model_panel.status_text(ctx), model_panel.status_text(ctx, on_page_load=True), *model_panel.offered(ctx)):
+    for text in (model_panel.status_text(ctx), model_panel.status_text(ctx, on_page_load=True),
+                 *model_panel.offered(ctx)):
         assert str(shapes_model_dir) not in text and "shapes_clip" in text, text
     local = hosted_context(tmp_path / "l", shapes_model, EXPLORER_HOSTED="0")
-    assert model_panel.shown(local, str(shapes_model_dir)) == str(shapes_model_dir)  # locally, the path is useful
+    assert model_panel.shown(local,
+                             str(shapes_model_dir)) == str(shapes_model_dir)  # locally, the path is useful
 
 
 def test_the_search_query_image_arrives_as_a_file_not_decoded_by_gradio(shapes_model, tmp_path):

@@ -14,8 +14,8 @@ import zipfile
 
 import pytest
 
-from explorer.archives import ArchiveLimits
-from explorer.paths import PathRefused, unpack_uploads
+from explorer.inputs.archives import ArchiveLimits
+from explorer.inputs.roots import PathRefused, unpack_uploads
 
 MiB = 2**20
 ROOMY = ArchiveLimits(max_entry_bytes=100 * MiB)   # lets a 60 MiB entry reach the ratio check
@@ -34,7 +34,10 @@ def zeros_zip(path, size, name="photo.png", extra=()):
 
 def patch_entry(path, name, **fields):
     """Rewrite fields of `name`'s local and central headers in place, as a forger would."""
-    where = {"flags": (6, 8, "<H"), "method": (8, 10, "<H"), "compress_size": (18, 20, "<L"), "file_size": (22, 24, "<L")}
+    where = {
+        "flags": (6, 8, "<H"), "method": (8, 10, "<H"), "compress_size": (18, 20, "<L"),
+        "file_size": (22, 24, "<L")
+    }
     data = bytearray(path.read_bytes())
     local, central = header_of(data, name, b"PK\x03\x04", 26), header_of(data, name, b"PK\x01\x02", 28)
     for field_name, value in fields.items():
@@ -68,7 +71,8 @@ def listing_zip(path, count, declared=None):
         local.append(header)
         offset += len(header)
     listing = b"".join(central)
-    end64 = struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, declared, declared, len(listing), offset)
+    end64 = struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, declared, declared, len(listing),
+                        offset)
     locator = struct.pack("<4sLQL", b"PK\x06\x07", 0, offset + len(listing), 1)
     end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, len(listing), offset, 0)
     path.write_bytes(b"".join(local) + listing + end64 + locator + end)
@@ -116,7 +120,9 @@ def bomb(tmp_path_factory):
 def test_a_zip_bomb_declaring_its_size_is_refused_unread(bomb, tmp_path, opened):
     assert bomb.stat().st_size < MiB
     started = time.perf_counter()
-    with pytest.raises(PathRefused, match="zip entry photo.png is compressed more than 100:1 — refused as a possible zip bomb"):
+    with pytest.raises(
+            PathRefused,
+            match="zip entry photo.png is compressed more than 100:1 — refused as a possible zip bomb"):
         unpack_uploads([str(bomb)], tmp_path / "out")
     print(f"\nbomb refused in {time.perf_counter() - started:.3f}s")
     assert opened == [] and not (tmp_path / "out").exists()
@@ -167,7 +173,9 @@ def test_the_total_size_is_limited(tmp_path, opened):
     with pytest.raises(PathRefused, match="the zip expands to more than 5 MiB"):
         unpack_uploads([str(archive)], tmp_path / "out", limits=ArchiveLimits(max_bytes=5 * MiB))
     assert opened == [] and not (tmp_path / "out").exists()     # refused on the declared sizes, unread
-    assert len(files_in(unpack_uploads([str(archive)], tmp_path / "ok", limits=ArchiveLimits(max_bytes=6 * MiB))[0])) == 6
+    assert len(
+        files_in(unpack_uploads([str(archive)], tmp_path / "ok",
+                                limits=ArchiveLimits(max_bytes=6 * MiB))[0])) == 6
 
 
 def test_a_file_over_the_per_file_limit_is_skipped_with_its_reason(tmp_path, opened):
@@ -177,7 +185,8 @@ def test_a_file_over_the_per_file_limit_is_skipped_with_its_reason(tmp_path, ope
         z.writestr("small.png", b"small")
     loose = tmp_path / "loose.png"
     loose.write_bytes(os.urandom(2 * MiB))
-    dest, notes = unpack_uploads([str(archive), str(loose)], tmp_path / "out", limits=ArchiveLimits(max_entry_bytes=MiB))
+    dest, notes = unpack_uploads([str(archive), str(loose)], tmp_path / "out",
+                                 limits=ArchiveLimits(max_entry_bytes=MiB))
     assert files_in(dest) == ["small.png"] and opened == ["small.png"]
     assert notes[1] == "2 entries refused: huge.png (larger than 1 MiB), loose.png (larger than 1 MiB)"
 
@@ -199,11 +208,14 @@ def test_memory_stays_low_while_a_large_entry_is_unpacked(bomb, tmp_path):
     tracemalloc.start()
     try:
         started = time.perf_counter()
-        dest, _ = unpack_uploads([str(bomb)], tmp_path / "out", limits=ArchiveLimits(max_entry_bytes=100 * MiB, max_ratio=1e9))
+        dest, _ = unpack_uploads([str(bomb)], tmp_path / "out",
+                                 limits=ArchiveLimits(max_entry_bytes=100 * MiB, max_ratio=1e9))
         seconds, (_, peak) = time.perf_counter() - started, tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    print(f"\n60 MiB entry unpacked in {seconds:.2f}s (under tracemalloc), peak Python memory {peak / MiB:.1f} MiB")
+    print(
+        f"\n60 MiB entry unpacked in {seconds:.2f}s (under tracemalloc), peak Python memory {peak / MiB:.1f} MiB"
+    )
     assert (dest / "photo.png").stat().st_size == 60 * MiB
     assert peak < 8 * MiB
 
@@ -246,7 +258,8 @@ def test_zip_slip_never_writes_outside_dest(tmp_path):
     link = zipfile.ZipInfo("link.png")
     link.external_attr = (stat.S_IFLNK | 0o777) << 16
     with zipfile.ZipFile(archive, "w") as z:
-        for name in ("../evil.png", "/abs.png", "C:\\x.png", "C:/y.png", "a/../../evil2.png", "a\\..\\..\\evil3.png"):
+        for name in ("../evil.png", "/abs.png", "C:\\x.png", "C:/y.png", "a/../../evil2.png",
+                     "a\\..\\..\\evil3.png"):
             z.writestr(name, b"x")
         z.writestr(link, "../../outside.png")
         z.writestr("ok.png", b"ok")
@@ -254,8 +267,9 @@ def test_zip_slip_never_writes_outside_dest(tmp_path):
     outer.mkdir()
     dest, notes = unpack_uploads([str(archive)], outer / "dest")
     assert files_in(tmp_path) == ["outer/dest/ok.png", "slip.zip"]
-    for reason in ("('..' in path)", "/abs.png (absolute path)", "C:\\x.png (drive letter)", "C:/y.png (drive letter)",
-                   "a\\..\\..\\evil3.png (backslash in name)", "link.png (a link)"):
+    for reason in ("('..' in path)", "/abs.png (absolute path)", "C:\\x.png (drive letter)",
+                   "C:/y.png (drive letter)", "a\\..\\..\\evil3.png (backslash in name)",
+                   "link.png (a link)"):
         assert reason in notes[1]
 
 
@@ -266,16 +280,18 @@ def test_unusable_names_are_refused_one_by_one_and_the_rest_is_kept(tmp_path):
     archive = tmp_path / "names.zip"
     with zipfile.ZipFile(archive, "w") as z, warnings.catch_warnings():
         warnings.simplefilter("ignore")                     # zipfile warns about the duplicate
-        for name, data in [("a/b.png", b"first"), ("a/b.png", b"second"), (long_name, b"x"), (long_path, b"x"),
-                           (near_limit, b"x"), ("c.png", b"file"), ("c.png/d.png", b"in a folder named c.png"),
-                           ("e/f.png", b"lower"), ("E/f.png", b"upper")]:
+        for name, data in [("a/b.png", b"first"), ("a/b.png", b"second"), (long_name, b"x"),
+                           (long_path, b"x"), (near_limit, b"x"), ("c.png", b"file"),
+                           ("c.png/d.png", b"in a folder named c.png"), ("e/f.png", b"lower"),
+                           ("E/f.png", b"upper")]:
             z.writestr(name, data)
     dest, notes = unpack_uploads([str(archive)], tmp_path / "out")
     assert files_in(dest) == ["E/f.png", "a/b.png", "c.png", "e/f.png"]
     assert (dest / "a" / "b.png").read_bytes() == b"first"
     assert notes[0] == "4 file(s) received"
     assert notes[1].startswith("5 entries refused: a/b.png (name used twice), xxxx")
-    assert notes[1].count("(name too long)") == 3 and "c.png/d.png (name used for both a file and a folder)" in notes[1]
+    assert notes[1].count(
+        "(name too long)") == 3 and "c.png/d.png (name used for both a file and a folder)" in notes[1]
 
 
 def test_nested_encrypted_and_unreadable_entries_are_skipped(tmp_path):
@@ -293,9 +309,10 @@ def test_nested_encrypted_and_unreadable_entries_are_skipped(tmp_path):
     patch_entry(archive, "aes.png", method=99)   # WinZip AES
     dest, notes = unpack_uploads([str(archive)], tmp_path / "out")
     assert files_in(dest) == ["ok.png"]
-    assert notes[1] == ("4 entries refused: photos/inner.zip (an archive inside the zip is not unpacked), "
-                        "photos/more.tar.gz (an archive inside the zip is not unpacked), secret.png (encrypted), "
-                        "aes.png (compressed in a way this app cannot read)")
+    assert notes[1] == (
+        "4 entries refused: photos/inner.zip (an archive inside the zip is not unpacked), "
+        "photos/more.tar.gz (an archive inside the zip is not unpacked), secret.png (encrypted), "
+        "aes.png (compressed in a way this app cannot read)")
 
 
 @pytest.mark.parametrize("damage", ["not a zip", "truncated", "corrupt data"])

@@ -39,7 +39,10 @@ BENCHES = {
 def run_bench(script: str, flags: list[str], tmp_path: Path) -> dict:
     """Run a bench with --json; returns the JSON document it printed last."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
-    command = [sys.executable, str(ROOT / "bench" / script), *(f.format(tmp=tmp_path) for f in flags), "--json"]
+    command = [
+        sys.executable,
+        str(ROOT / "bench" / script), *(f.format(tmp=tmp_path) for f in flags), "--json"
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=ROOT, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])

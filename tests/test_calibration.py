@@ -8,10 +8,17 @@ import pytest
 import torch
 from torch import nn, optim
 
-from explorer.calibration import (N_BINS, calibrate, expected_calibration_error, fit_temperature, nll, reliability,
-                                  top_confidence)
-from explorer.probability import Scoring
-from explorer.ui import calibration_view
+from explorer.app.ui import calibration_view
+from explorer.embed.probability import Scoring
+from explorer.science.calibration import (
+    N_BINS,
+    calibrate,
+    expected_calibration_error,
+    fit_temperature,
+    nll,
+    reliability,
+    top_confidence,
+)
 
 
 def guo_ece(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> float:
@@ -144,5 +151,6 @@ def test_a_fit_that_runs_into_the_search_range_says_so():
     report = calibrate(cos, perfect, rule)
     assert report.fitted_at_bound and report.fitted_temperature == pytest.approx(0.05, rel=1e-3)
     assert not calibrate(cos, true, rule).fitted_at_bound
-    text, _ = calibration_view.calibration_view({"calibration": {"cosines": cos, "true": perfect, "scoring": rule}}, 1)
+    text, _ = calibration_view.calibration_view(
+        {"calibration": {"cosines": cos, "true": perfect, "scoring": rule}}, 1)
     assert "a bound, not a minimum" in text

@@ -2,18 +2,16 @@
 wrong, before the arrays (or a JSON bomb) are made."""
 from __future__ import annotations
 
-import io
 import json
-import struct
 import tracemalloc
 import zipfile
 
 import numpy as np
 import pytest
 
-from explorer import classifier_file, fewshot
-from explorer.gate import Refused, TextLimits
-from explorer.settings import HOSTED_DEFAULTS, Settings
+from explorer.inputs.gate import Refused, TextLimits
+from explorer.inputs.settings import HOSTED_DEFAULTS, Settings
+from explorer.science import classifier_file, fewshot
 
 D, C = 8, 3
 IDENTITY = {"name": "test", "pretrained": None, "embed_dim": D, "image_size": 32, "preprocess": []}
@@ -63,12 +61,13 @@ def test_damaged_files_say_what_is_wrong(tmp_path):
     text = _fitted().text
     cases = [
         (_safetensors({"text": text}), meta, "needs the array(s) prototypes; missing"),
-        (_safetensors({"text": np.zeros((C, D + 1), np.float32), "prototypes": np.zeros((C, D + 1), np.float32)}),
-         {**meta, "model": IDENTITY}, "9-d, but the loaded model's are 8-d"),
-        (_safetensors({"text": np.zeros((C + 1, D), np.float32), "prototypes": np.zeros((C, D), np.float32)}),
-         meta, "text is [4, 8], but the classifier has 3 classes"),
-        (_safetensors({"text": text, "prototypes": np.zeros((C, D - 1), np.float32)}), meta,
-         "array prototypes is [3, 7], expected [3, 8]"),
+        (_safetensors({
+            "text": np.zeros((C, D + 1), np.float32), "prototypes": np.zeros((C, D + 1), np.float32)
+        }), {**meta, "model": IDENTITY}, "9-d, but the loaded model's are 8-d"),
+        (_safetensors({"text": np.zeros((C + 1, D), np.float32), "prototypes": np.zeros(
+            (C, D), np.float32)}), meta, "text is [4, 8], but the classifier has 3 classes"),
+        (_safetensors({"text": text, "prototypes": np.zeros(
+            (C, D - 1), np.float32)}), meta, "array prototypes is [3, 7], expected [3, 8]"),
         (arrays[:-20], meta, "bytes do not match"),
         (b"\xff" * 8 + arrays[8:], meta, "damaged safetensors header"),
         (b"abc", meta, "too short"),
@@ -79,8 +78,10 @@ def test_damaged_files_say_what_is_wrong(tmp_path):
         (arrays, b"{not json", "not valid JSON"),
     ]
     for data, described, expected in cases:
-        with pytest.raises(classifier_file.ClassifierFileError, match=expected.replace("(", r"\(").replace(")", r"\)")
-                           .replace("[", r"\[").replace("]", r"\]")):
+        with pytest.raises(
+                classifier_file.ClassifierFileError,
+                match=expected.replace("(", r"\(").replace(")", r"\)").replace("[",
+                                                                               r"\[").replace("]", r"\]")):
             _load(tmp_path, described, data)
 
 
@@ -88,14 +89,16 @@ def test_tip_adapter_labels_out_of_range_are_refused(tmp_path):
     meta_path, _ = _pair(tmp_path, "tip-adapter")
     meta = json.loads(meta_path.read_text())
     clf = _fitted("tip-adapter")
-    bad = _safetensors({"text": clf.text, "keys": clf.arrays["keys"], "key_labels": np.full(2 * C, 7, np.int64)})
+    bad = _safetensors(
+        {"text": clf.text, "keys": clf.arrays["keys"], "key_labels": np.full(2 * C, 7, np.int64)})
     with pytest.raises(classifier_file.ClassifierFileError, match="key_labels must be class numbers"):
         _load(tmp_path, meta, bad)
 
 
 def test_a_json_bomb_is_refused_before_it_is_parsed(tmp_path):
     _, array_path = _pair(tmp_path)
-    bomb = b'{"format": "clip-explorer-classifier/1", "x": [' + b"[]," * (20 << 20) + b"[]]}"  # 60 MB, ~60 KB zipped
+    bomb = b'{"format": "clip-explorer-classifier/1", "x": [' + b"[]," * (
+        20 << 20) + b"[]]}"  # 60 MB, ~60 KB zipped
     deep = b'{"format": "clip-explorer-classifier/1", "x": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
     tracemalloc.start()
     try:
@@ -119,12 +122,13 @@ def test_a_thousand_class_classifier_is_refused_before_its_arrays_are_read(tmp_p
 def test_the_classify_tab_reports_a_damaged_classifier_as_a_message(tmp_path):
     from types import SimpleNamespace
 
-    from explorer.ui import classify_tab
+    from explorer.app.ui import classify_tab
 
     meta_path, _ = _pair(tmp_path)
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(_safetensors({"text": _fitted().text}))
     model = SimpleNamespace(identity=SimpleNamespace(as_dict=lambda: IDENTITY), identifier="m")
     ctx = SimpleNamespace(model=lambda: model, settings=Settings())
-    view = classify_tab.classify(ctx, ["x.png"], "", "", "", 3, classifier_files=[str(meta_path), str(broken)])
+    view = classify_tab.classify(ctx, ["x.png"], "", "", "", 3,
+                                 classifier_files=[str(meta_path), str(broken)])
     assert "explorer-error" in view.summary and "prototypes; missing" in view.summary

@@ -32,8 +32,8 @@ def test_classify_json_picks_the_right_labels_and_reports_bad_files(shapes_model
     bad = tmp_path / "empty.png"
     bad.write_bytes(b"")
     labels = ",".join(shapes.caption(*c) for c in classes)
-    result = _run("classify", *paths, str(bad), "--labels", labels, "--model", f"local-dir:{shapes_model_dir}",
-                  "--templates", "simple", "--top-k", "3", "--json")
+    result = _run("classify", *paths, str(bad), "--labels", labels, "--model",
+                  f"local-dir:{shapes_model_dir}", "--templates", "simple", "--top-k", "3", "--json")
     assert result.returncode == 1, result.stderr  # one image failed; the others are still reported
     doc = json.loads(result.stdout)
     assert doc["templates"] == 7 and len(doc["labels"]) == 6
@@ -56,7 +56,8 @@ def test_classify_exit_codes(shapes_model_dir, tmp_path):
     assert ok.returncode == 0 and "a red circle" in ok.stdout.splitlines()[1]
     missing_model = _run("classify", str(image), "--labels", "a, b", "--model", f"local-dir:{tmp_path}/nope")
     assert missing_model.returncode == 2 and "folder not found" in missing_model.stderr
-    one_label = _run("classify", str(image), "--labels", "cat, cat", "--model", f"local-dir:{shapes_model_dir}")
+    one_label = _run("classify", str(image), "--labels", "cat, cat", "--model",
+                     f"local-dir:{shapes_model_dir}")
     assert one_label.returncode == 2 and "at least two" in one_label.stderr
 
 
@@ -82,8 +83,8 @@ def test_indexes_command_lists_what_the_app_and_the_cli_built(shapes_model_dir, 
     for i in range(3):
         shapes.draw_shape("red", "circle", size=32, rng=np.random.default_rng(i)).save(photos / f"{i}.png")
     index_dir = tmp_path / "indexes"
-    built = _run("index", str(photos), "--index", str(index_dir / "mine"), "--model", f"local-dir:{shapes_model_dir}",
-                 "--workers", "0", "--json")
+    built = _run("index", str(photos), "--index", str(index_dir / "mine"), "--model",
+                 f"local-dir:{shapes_model_dir}", "--workers", "0", "--json")
     assert built.returncode == 0, built.stderr
     listed = _run("indexes", "--index-dir", str(index_dir), "--json")
     doc = json.loads(listed.stdout)

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from PIL import EpsImagePlugin, Image, ImageFile
 
-from explorer import images
-from explorer.images import Fit, ImageError, Limits, load_image
-from explorer.settings import HOSTED_DEFAULTS, Settings, flag_and_variable, load_settings
+from explorer.embed import images
+from explorer.embed.images import Fit, ImageError, Limits, load_image
+from explorer.inputs.settings import HOSTED_DEFAULTS, Settings, flag_and_variable, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_FIT = Fit((224, 224), "shortest", (224, 224))
@@ -35,8 +35,8 @@ def flat_png(width: int, height: int, colour_type: int = 3, interlaced: bool = F
              transparent: bool = False) -> bytes:
     """A flat 8-bit PNG, streamed scanline by scanline (Adam7 passes when interlaced): tiny, huge."""
     channels = {0: 1, 2: 3, 3: 1, 6: 4}[colour_type]
-    passes = ([(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
-              if interlaced else [(0, 0, 1, 1)])
+    passes = ([(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+               (0, 1, 1, 2)] if interlaced else [(0, 0, 1, 1)])
     compressor, body = zlib.compressobj(9), []
     for x0, y0, dx, dy in passes:
         cols, rows = (width - x0 + dx - 1) // dx, (height - y0 + dy - 1) // dy
@@ -101,7 +101,8 @@ def hosted_bombs(tmp_path_factory) -> dict[str, Path]:
         "rle8.bmp": rle8_bmp(side, side),
         "animated.gif": encoded(Image.new("P", (side, side)), "GIF", save_all=True,
                                 append_images=[Image.new("P", (side, side), 1)] * 3),
-        "frames.tif": encoded(bilevel, "TIFF", compression="group4", save_all=True, append_images=[bilevel] * 20),
+        "frames.tif": encoded(bilevel, "TIFF", compression="group4", save_all=True,
+                              append_images=[bilevel] * 20),
     }
     for name, data in made.items():
         (folder / name).write_bytes(data)
@@ -134,7 +135,8 @@ print(json.dumps(out))
 
 def peaks(paths, limits: Limits) -> dict[str, dict]:
     """Decode each file in one fresh process: its reason (None: decoded), seconds and peak RSS growth."""
-    args = [json.dumps([limits.max_bytes, limits.max_pixels, limits.max_decode_bytes])] + [str(p) for p in paths]
+    args = [json.dumps([limits.max_bytes, limits.max_pixels, limits.max_decode_bytes])
+            ] + [str(p) for p in paths]
     done = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, *args], capture_output=True, text=True,
                           cwd=ROOT, timeout=300, check=True)
     return json.loads(done.stdout)
@@ -158,7 +160,8 @@ def test_every_bomb_is_refused_from_its_header_with_the_hosted_limits(hosted_bom
     assert "interlaced PNG" in reasons["interlaced.png"]
     assert "RLE8 BMP (36,000,000 pixels) is decoded by PIL in pure Python" in reasons["rle8.bmp"]
     for name in ("palette.png", "animated.gif", "frames.tif"):
-        assert "more than the limit of 160 MiB (set with --max-decode-mb or EXPLORER_MAX_DECODE_MB)" in reasons[name]
+        assert "more than the limit of 160 MiB (set with --max-decode-mb or EXPLORER_MAX_DECODE_MB)" in reasons[
+            name]
 
 
 @pytest.fixture
@@ -198,7 +201,8 @@ def test_the_estimate_covers_the_measured_peak_and_is_not_far_above_it(tmp_path)
         "trns.png": flat_png(side, side, 3, transparent=True),
         "rgba.png": flat_png(side, side, 6, interlaced=True),
         "lossless.webp": lossless_webp(side),
-        "rle8.bmp": rle8_bmp(side, side, row=b"\xff\x07" * (side // 255) + bytes([side % 255, 7]) + b"\x00\x00"),
+        "rle8.bmp": rle8_bmp(side, side,
+                             row=b"\xff\x07" * (side // 255) + bytes([side % 255, 7]) + b"\x00\x00"),
         "progressive.jpg": encoded(photo(side, side), "JPEG", progressive=True, subsampling=0),
         "grey16.png": encoded(Image.new("I;16", (side, side), 3000), "PNG"),
     }
@@ -232,8 +236,10 @@ def test_a_jpeg_in_hundreds_of_scans_is_refused(no_pixel_decoding):
 def test_many_frames_cost_one_frame(tmp_path):
     """Animated and multi-frame files are decoded for their first frame only, so many frames are fine."""
     small = Image.new("P", (300, 200), 1)
-    gif = encoded(small, "GIF", save_all=True, append_images=[Image.new("P", (300, 200), i % 200) for i in range(300)])
-    tif = encoded(small.convert("RGB"), "TIFF", compression="tiff_lzw", save_all=True, append_images=[small.convert("RGB")] * 300)
+    gif = encoded(small, "GIF", save_all=True,
+                  append_images=[Image.new("P", (300, 200), i % 200) for i in range(300)])
+    tif = encoded(small.convert("RGB"), "TIFF", compression="tiff_lzw", save_all=True,
+                  append_images=[small.convert("RGB")] * 300)
     webp = encoded(small.convert("RGB"), "WEBP", save_all=True, append_images=[small.convert("RGB")] * 100)
     for data in (gif, tif, webp):
         started = time.perf_counter()

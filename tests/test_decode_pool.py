@@ -11,10 +11,10 @@ from dataclasses import replace
 import pytest
 from PIL import Image
 
-from explorer import decode_pool, images
-from explorer.decode_pool import DecodePool
-from explorer.images import Fit, ImageError, Limits, load_image
-from explorer.settings import Settings
+from explorer.embed import decode_pool, images
+from explorer.embed.decode_pool import DecodePool
+from explorer.embed.images import Fit, ImageError, Limits, load_image
+from explorer.inputs.settings import Settings
 from tests.test_decode_cost import MODEL_FIT, encoded, lossless_webp, photo, rle8_bmp
 
 ROOMY = Limits(10**9, 10**9, 10**12)
@@ -32,7 +32,9 @@ def pool():
 
 def warm(pool: DecodePool) -> None:
     """Start both workers (imports take a moment) so that timings below are decodes only."""
-    threads = [threading.Thread(target=load_image, args=(encoded(photo(64, 48), "PNG"), ROOMY)) for _ in range(2)]
+    threads = [
+        threading.Thread(target=load_image, args=(encoded(photo(64, 48), "PNG"), ROOMY)) for _ in range(2)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -99,7 +101,8 @@ def test_a_slow_decode_fails_alone_while_another_completes(pool):
     image = load_image(encoded(photo(), "JPEG"), ROOMY, fit=MODEL_FIT)
     assert time.perf_counter() - started < 2 and image.mode == "RGB"
     thread.join()
-    assert slow["reason"] == "took more than 1.5 s to decode (set with --decode-seconds or EXPLORER_DECODE_SECONDS)"
+    assert slow[
+        "reason"] == "took more than 1.5 s to decode (set with --decode-seconds or EXPLORER_DECODE_SECONDS)"
     assert slow["seconds"] < 1.5 + 2
     assert load_image(encoded(photo(), "PNG"), ROOMY).size == (1024, 768)  # a new worker took its place
 
@@ -121,7 +124,8 @@ def test_a_worker_killed_mid_job_fails_only_its_image_and_is_replaced(pool):
     busy = [pid for pid in before if _state(pid) == "R"] or sorted(before)
     os.kill(busy[0], signal.SIGKILL)
     thread.join()
-    assert failure["reason"] == "decoding failed: the decode worker ended (it was ended by SIGKILL (out of memory?))"
+    assert failure[
+        "reason"] == "decoding failed: the decode worker ended (it was ended by SIGKILL (out of memory?))"
     assert load_image(encoded(photo(), "PNG"), ROOMY).size == (1024, 768)
     assert busy[0] not in pool.pids()
 
@@ -194,7 +198,7 @@ def test_a_webp_bomb_is_refused_from_its_header_before_pillow_opens_it(tmp_path)
     """Pillow's WebP opener allocates libwebp's canvases at once: in a worker whose address space is
     capped, a bomb used to fail inside Image.open as "could not create decoder object". Its canvas is
     read from the RIFF header first, so the refusal names the limit and the setting, in the pool too."""
-    from explorer.images import webp_size
+    from explorer.embed.images import webp_size
 
     for kind in ({"lossless": True}, {"quality": 40}, {"lossless": True, "save_all": True,
                                                           "append_images": [Image.new("RGB", (97, 41))]}):
@@ -204,8 +208,10 @@ def test_a_webp_bomb_is_refused_from_its_header_before_pillow_opens_it(tmp_path)
     made = DecodePool(1, 10, (160 << 20) + decode_pool.MEMORY_SLACK)
     images.use_decoder(made.decode)
     try:
-        for data, refusal in ((big, r"49,000,000 pixels exceeds the limit of 40,000,000 pixels .*--max-pixels"),
-                              (costly, r"decoding 5000x5000 lossless WebP needs about .* MiB.*--max-decode-mb")):
+        for data, refusal in ((big,
+                               r"49,000,000 pixels exceeds the limit of 40,000,000 pixels .*--max-pixels"),
+                              (costly,
+                               r"decoding 5000x5000 lossless WebP needs about .* MiB.*--max-decode-mb")):
             (tmp_path / "bomb.webp").write_bytes(data)
             with pytest.raises(ImageError, match=refusal):
                 load_image(tmp_path / "bomb.webp", hosted, fit=MODEL_FIT)

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from explorer import plots
-from explorer.sources import display_names
+from explorer.app import plots
+from explorer.inputs.sources import display_names
 from tests.shapes import CLASSES, caption, make_labelled_folder
 
 CHOSEN = CLASSES[::6]            # 4 classes: red circle, green triangle, ...
@@ -36,19 +36,21 @@ def test_same_named_files_get_folder_relative_names_or_numbers(twenty):
     names = display_names(twenty)
     assert len(set(names)) == 20
     assert names[0] == "a_red_circle/0.png" and names[5] == "a_green_triangle/0.png"
-    uploads = display_names(twenty, folders=False)   # an upload's folder is a server temp dir: numbers instead
-    assert len(set(uploads)) == 20 and uploads[:6] == ["0.png", "1.png", "2.png", "3.png", "4.png", "0.png (2)"]
+    uploads = display_names(twenty, folders=False)  # an upload's folder is a server temp dir: numbers instead
+    assert len(
+        set(uploads)) == 20 and uploads[:6] == ["0.png", "1.png", "2.png", "3.png", "4.png", "0.png (2)"]
     # deeper trees: the shortest end of the path that tells the files apart
     deep = [Path("/x/cats/2023/0.jpg"), Path("/x/dogs/2023/0.jpg"), Path("/x/dogs/2023/1.jpg")]
     assert display_names(deep) == ["cats/2023/0.jpg", "dogs/2023/0.jpg", "1.jpg"]
 
 
 def test_twenty_same_named_images_keep_twenty_rows_with_their_own_values(shapes_model, twenty):
-    from explorer.prompts import load_template_set
-    from explorer.zeroshot import classify_files
+    from explorer.science.prompts import load_template_set
+    from explorer.science.zeroshot import classify_files
     from tests.helpers import encode_pil
 
-    report = classify_files(shapes_model, twenty, [f"{c} {s}" for c, s in CHOSEN], load_template_set("single"))
+    report = classify_files(shapes_model, twenty, [f"{c} {s}" for c, s in CHOSEN],
+                            load_template_set("single"))
     assert len(report.names) == 20 and len(set(report.names)) == 20
     from PIL import Image
     direct = encode_pil(shapes_model, [Image.open(p).convert("RGB") for p in twenty])
@@ -62,7 +64,7 @@ def test_twenty_same_named_images_keep_twenty_rows_with_their_own_values(shapes_
 
 
 def test_classify_page_keeps_rows_and_announces_the_bar_cap(ctx, twenty):
-    from explorer.ui import classify_tab
+    from explorer.app.ui import classify_tab
 
     view = classify_tab.classify(ctx, [str(p) for p in twenty], LABELS, "Single: a photo of a {}.", "", 3)
     heat = view.heatmap.data[0]
@@ -78,7 +80,7 @@ def test_classify_page_keeps_rows_and_announces_the_bar_cap(ctx, twenty):
 
 
 def test_heatmaps_page_announces_its_upload_cap(ctx, twenty):
-    from explorer.ui import heatmaps_tab
+    from explorer.app.ui import heatmaps_tab
 
     paths = ([str(p) for p in twenty] * 4)[:70]   # 70 uploads (repeats are encoded once)
     view = heatmaps_tab.compute_matrix(ctx, paths, "a red circle\na green triangle", None, 12, "Cosine")
@@ -106,7 +108,8 @@ def test_cell_numbers_only_where_they_fit():
     assert plots.cell_text("probability", 3, 4) == "%{z:.0%}"
     assert plots.cell_text("cosine", 21, 3) is None and plots.cell_text("cosine", 3, 21) is None
     z = np.zeros((25, 2))
-    assert plots.similarity_heatmap([f"i{k}" for k in range(25)], ["a", "b"], z, z).data[0].texttemplate is None
+    assert plots.similarity_heatmap([f"i{k}" for k in range(25)], ["a", "b"], z,
+                                    z).data[0].texttemplate is None
 
 
 def test_similarity_cli_keeps_same_named_images_apart(shapes_model_dir, twenty, capsys):
@@ -120,7 +123,7 @@ def test_similarity_cli_keeps_same_named_images_apart(shapes_model_dir, twenty, 
 
 
 def test_search_summary_says_the_results_are_the_top_k_of_the_index():
-    from explorer.ui import search_html
+    from explorer.app.ui import search_html
 
     capped = search_html.summary("a red circle", 5, 24, 0.0, indexed=1000)
     assert "the top 24 of 1,000 indexed images" in capped

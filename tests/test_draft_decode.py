@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from bench.bench_index import photo
-from explorer import images
+from explorer.embed import images
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,8 @@ def test_draft_decoding_agrees_with_a_full_decode(jpegs, model_name, request, mo
         with Image.open(path) as original:
             width = original.width
         decoded = images.load_image(path, fit=fit)
-        assert decoded.width < 2 * fit.resized(*decoded.size)[0] or decoded.width == -(-width // 8), decoded.size
+        assert decoded.width < 2 * fit.resized(*decoded.size)[0] or decoded.width == -(-width //
+                                                                                       8), decoded.size
     full = _embeddings(model, jpegs, None, monkeypatch)
     draft = _embeddings(model, jpegs, 1, monkeypatch)
     cosine = (full * draft).sum(axis=1)

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from explorer.index import open_index
+from explorer.index.image_index import open_index
 
 A = np.arccos(0.9)
 VECTORS = np.array([
@@ -22,7 +22,7 @@ NAMES = [f"{i}.png" for i in range(len(VECTORS))]
 
 @pytest.fixture()
 def index(tmp_path):
-    from explorer.store import Store
+    from explorer.index.store import Store
 
     store = Store(tmp_path / "idx", create=True)
     store.set_meta("identity", {"name": "synthetic", "pretrained": None, "embed_dim": 4, "image_size": 8,
@@ -51,7 +51,8 @@ def test_groups_carry_their_pairs_cosines_and_min_max(index):
     assert chain.links[0].score == pytest.approx(0.9, abs=1e-5)
     # The chain's ends are linked only through 1: its min over all pairs is below the threshold.
     assert chain.over == "all pairs"
-    assert chain.min_score == pytest.approx(cosine("0.png", "2.png"), abs=1e-6) == pytest.approx(0.62, abs=1e-5)
+    assert chain.min_score == pytest.approx(cosine("0.png", "2.png"), abs=1e-6) == pytest.approx(
+        0.62, abs=1e-5)
     assert chain.max_score == pytest.approx(max(cosine("0.png", "1.png"), cosine("1.png", "2.png")), abs=1e-6)
     assert pair.min_score == pair.max_score == pytest.approx(cosine("4.png", "5.png"), abs=1e-6)
     assert index.duplicates(threshold=0.8) == [g.paths for g in groups]  # the paths-only form agrees
@@ -68,8 +69,10 @@ def test_duplicates_cli_prints_scores_in_text_and_json(index, capsys):
     assert chain["min_score"] == pytest.approx(0.62, abs=1e-5)
     assert chain["max_score"] == pytest.approx(0.9, abs=1e-5)
     assert chain["scores_over"] == "all pairs"
-    assert {(p["a"], p["b"]): p["score"] for p in chain["pairs"]} == pytest.approx(
-        {("0.png", "1.png"): cosine("0.png", "1.png"), ("1.png", "2.png"): cosine("1.png", "2.png")}, abs=1e-6)
+    assert {(p["a"], p["b"]): p["score"]
+            for p in chain["pairs"]} == pytest.approx(
+                {("0.png", "1.png"): cosine("0.png", "1.png"), ("1.png", "2.png"): cosine("1.png", "2.png")},
+                abs=1e-6)
     assert main(["duplicates", "--index", folder, "--threshold", "0.8"]) == 0
     text = capsys.readouterr().out
     assert "group 1 (3 images): cosine min 0.6200, max 0.9000 over all pairs" in text

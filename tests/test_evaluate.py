@@ -8,15 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-
-from tests.shapes import CLASSES, class_name, draw_shape, make_labelled_folder
-
-from explorer.descriptions import load_descriptions, prompt_set
-from explorer.evaluate import compare, evaluate, evaluate_prompt_set, none_of_these, open_set_scores
-from explorer.images import Limits
-from explorer.sources import embed_folder, load_classnames
-from explorer.zeroshot import build_classifier, predict
+from explorer.embed.images import Limits
+from explorer.inputs.sources import embed_folder, load_classnames
+from explorer.science.descriptions import load_descriptions, prompt_set
+from explorer.science.evaluate import compare, evaluate, evaluate_prompt_set, none_of_these, open_set_scores
+from explorer.science.zeroshot import build_classifier, predict
 from tests.helpers import encode_pil
+from tests.shapes import CLASSES, class_name, draw_shape, make_labelled_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMITS = Limits(max_bytes=5_000_000, max_pixels=10_000_000)
@@ -46,7 +44,8 @@ def shapes_folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def shapes_labelled(shapes_model, shapes_folder):
-    return embed_folder(shapes_model, shapes_folder, labelled=True, classnames=_mapping(CLASSES), limits=LIMITS)
+    return embed_folder(shapes_model, shapes_folder, labelled=True, classnames=_mapping(CLASSES),
+                        limits=LIMITS)
 
 
 # ---- synthetic: the arithmetic ------------------------------------------------------------------
@@ -115,7 +114,7 @@ def test_class_without_images_has_no_accuracy_and_few_classes_cap_top_k():
 
 
 def test_compare_uses_the_same_embeddings():
-    from explorer.descriptions import PromptSet
+    from explorer.science.descriptions import PromptSet
 
     images, true, prompts = _synthetic(seed=3)
     names = [f"c{i}" for i in range(6)]
@@ -269,12 +268,15 @@ def test_eval_command_json(shapes_model_dir, shapes_folder, tmp_path, capsys):
 
 @pytest.mark.timeout(180)
 def test_eval_command_text_and_errors(shapes_model_dir, tmp_path, capsys):
-    make_labelled_folder(tmp_path / "data", [("red", "circle"), ("blue", "square"), ("green", "cross")], 2, size=32)
+    make_labelled_folder(tmp_path / "data", [("red", "circle"), ("blue", "square"), ("green", "cross")], 2,
+                         size=32)
     model = f"local-dir:{shapes_model_dir}"
-    code, out, _ = _run_cli(["eval", str(tmp_path / "data"), "--model", model, "--templates", "single"], capsys)
+    code, out, _ = _run_cli(
+        ["eval", str(tmp_path / "data"), "--model", model, "--templates", "single"], capsys)
     assert code == 0
     assert "top-1" in out and "per template" in out and "a photo of a {}." in out
-    code, _, err = _run_cli(["eval", str(tmp_path / "data"), "--model", model, "--classnames", '{"x": "y"}'], capsys)
+    code, _, err = _run_cli(
+        ["eval", str(tmp_path / "data"), "--model", model, "--classnames", '{"x": "y"}'], capsys)
     assert code == 2 and "no such class folder: x" in err
     code, _, err = _run_cli(["eval", str(tmp_path / "data"), "--model", model, "--descriptions",
                              str(ROOT / "assets" / "descriptions" / "animals_example.json")], capsys)
@@ -285,8 +287,8 @@ def test_eval_command_text_and_errors(shapes_model_dir, tmp_path, capsys):
 def test_index_of_the_folder_is_reused(shapes_model, tmp_path):
     import os
 
-    from explorer.index import open_index
-    from explorer.index_build import build_index
+    from explorer.index.build import build_index
+    from explorer.index.image_index import open_index
 
     data = tmp_path / "data"
     make_labelled_folder(data, [("red", "circle"), ("blue", "square")], 3, size=32)
@@ -313,26 +315,31 @@ def test_index_of_the_folder_is_reused(shapes_model, tmp_path):
 def test_eval_command_finds_the_apps_index_of_the_folder(shapes_model, shapes_model_dir, tmp_path):
     import subprocess
 
-    from explorer.index import default_index_path
-    from explorer.index_build import build_index
+    from explorer.index.build import build_index
+    from explorer.index.registry import default_index_path
 
     data = tmp_path / "data"
     make_labelled_folder(data, [("red", "circle"), ("blue", "square")], 3, size=32)
     index_dir = tmp_path / "indexes"
     build_index(shapes_model, data, default_index_path(index_dir, data, shapes_model), workers=0)
     env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "EXPLORER_INDEX_DIR": str(index_dir)}
-    cmd = [sys.executable, "-m", "explorer", "eval", str(data), "--model", f"local-dir:{shapes_model_dir}", "--json"]
-    found = json.loads(subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300).stdout)
+    cmd = [
+        sys.executable, "-m", "explorer", "eval",
+        str(data), "--model", f"local-dir:{shapes_model_dir}", "--json"
+    ]
+    found = json.loads(
+        subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300).stdout)
     assert "6 embedding(s) re-used from the index" in found["notes"]
     env["EXPLORER_INDEX_DIR"] = str(tmp_path / "elsewhere")
-    fresh = json.loads(subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300).stdout)
+    fresh = json.loads(
+        subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300).stdout)
     assert not any("re-used" in note for note in fresh["notes"]) and fresh["top1"] == found["top1"]
 
 
 def test_eval_command_uses_a_reference_index_for_zpe(shapes_model, shapes_model_dir, tmp_path):
     import subprocess
 
-    from explorer.index_build import build_index
+    from explorer.index.build import build_index
 
     data, generic = tmp_path / "data", tmp_path / "generic"
     make_labelled_folder(data, [("red", "circle"), ("blue", "square"), ("green", "cross")], 3, size=32)
@@ -341,7 +348,8 @@ def test_eval_command_uses_a_reference_index_for_zpe(shapes_model, shapes_model_
     base = [sys.executable, "-m", "explorer", "eval", str(data), "--model", f"local-dir:{shapes_model_dir}",
             "--weighting", "zpe", "--json"]
     env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "EXPLORER_INDEX_DIR": str(tmp_path / "none")}
-    plain = json.loads(subprocess.run(base, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300).stdout)
+    plain = json.loads(
+        subprocess.run(base, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300).stdout)
     ref = json.loads(subprocess.run(base + ["--zpe-reference", str(tmp_path / "generic.idx")], cwd=ROOT,
                                     capture_output=True, text=True, env=env, timeout=300).stdout)
     assert "16 images indexed from" in ref["zpe"]["bias_source"]
@@ -350,8 +358,8 @@ def test_eval_command_uses_a_reference_index_for_zpe(shapes_model, shapes_model_
 
 
 def test_unlabelled_lab_run_uses_the_weighting_asked_for(shapes_model, tmp_path):
-    from explorer.lab import run_lab
-    from explorer.zeroshot import ensemble
+    from explorer.science.prompt_lab import run_lab
+    from explorer.science.zeroshot import ensemble
 
     for i, (color, shape) in enumerate(CLASSES[:4]):
         draw_shape(color, shape, size=40, rng=i).save(tmp_path / f"{i}.png")

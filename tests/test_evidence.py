@@ -8,8 +8,14 @@ from math import comb
 import numpy as np
 import pytest
 
-from explorer.evaluate import (bootstrap_interval, evaluate, mcnemar_p, paired_difference, template_evidence,
-                               template_verdicts)
+from explorer.science.evaluate import (
+    bootstrap_interval,
+    evaluate,
+    mcnemar_p,
+    paired_difference,
+    template_evidence,
+    template_verdicts,
+)
 
 
 def _mcnemar_exact_by_hand(b: int, c: int) -> float:
@@ -78,8 +84,8 @@ def _clustered(rng, C=4, D=16, N=114, spread=0.35):
 
 
 def test_leave_one_out_equals_the_ensemble_of_the_other_prompts():
-    from explorer.evaluate import leave_one_out_correct
-    from explorer.zeroshot import ensemble
+    from explorer.science.evaluate import leave_one_out_correct
+    from explorer.science.zeroshot import ensemble
     rng = np.random.default_rng(1)
     centres, true, images = _clustered(rng)
     prompts = np.stack([centres, centres + 0.8 * rng.normal(size=centres.shape), np.roll(centres, 1, axis=0)],
@@ -116,8 +122,8 @@ def test_template_verdicts_follow_each_prompts_contribution_with_evidence():
 
 
 def test_lab_compares_each_row_with_the_current_run(shapes_model, tmp_path):
-    from explorer.lab import run_lab
-    from explorer.sources import embed_folder
+    from explorer.inputs.sources import embed_folder
+    from explorer.science.prompt_lab import run_lab
     from tests.shapes import CLASSES, make_labelled_folder
 
     make_labelled_folder(tmp_path, CLASSES[:4], 3, size=32, seed=2)

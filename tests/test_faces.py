@@ -9,12 +9,12 @@ import zipfile
 import numpy as np
 import pytest
 
+from explorer.app.context import AppContext
+from explorer.app.ui import classify_tab, gap_tab, heatmaps_tab, prompt_lab_tab, search_tab
 from explorer.cli import main as cli
-from explorer.context import AppContext
-from explorer.index_build import build_index
-from explorer.model import ModelSlot
-from explorer.settings import load_settings
-from explorer.ui import classify_tab, gap_tab, heatmaps_tab, prompt_lab_tab, search_tab
+from explorer.embed.model import ModelSlot
+from explorer.index.build import build_index
+from explorer.inputs.settings import load_settings
 from tests.shapes import CLASSES, caption, draw_shape, make_labelled_folder
 
 SINGLE = "Single: a photo of a {}."
@@ -25,7 +25,8 @@ PCA = "PCA (instant)"
 @pytest.fixture
 def ctx(shapes_model, tmp_path, tmp_path_factory):
     roots = str(tmp_path_factory.getbasetemp())
-    settings = load_settings(env={"EXPLORER_ALLOWED_ROOTS": roots, "EXPLORER_INDEX_DIR": str(tmp_path / "idx")})
+    settings = load_settings(
+        env={"EXPLORER_ALLOWED_ROOTS": roots, "EXPLORER_INDEX_DIR": str(tmp_path / "idx")})
     context = AppContext.create(settings, ModelSlot(), upload_dir=tmp_path / "uploads")
     context.slot.model = shapes_model
     return context
@@ -48,8 +49,8 @@ def test_classify_tab_and_command_agree(ctx, labelled, shapes_model_dir, capsys)
     files = sorted(str(p) for p in labelled.rglob("*.png"))[:7]
     labels = ", ".join(caption(*c) for c in CLASSES[::4])
     view = classify_tab.classify(ctx, files, labels, SIMPLE, "", 3)
-    code, doc = run_cli(capsys, "classify", *files, "--labels", labels, "--templates", "simple", "--top-k", "3",
-                        model_dir=shapes_model_dir)
+    code, doc = run_cli(capsys, "classify", *files, "--labels", labels, "--templates", "simple", "--top-k",
+                        "3", model_dir=shapes_model_dir)
     assert code == 0 and doc["templates"] == len(view.report.templates) == 7
     page = view.report.as_dict(3)["results"]
     assert [r["path"] for r in page] == [r["path"] for r in doc["results"]] == files
@@ -76,10 +77,11 @@ def test_prompt_lab_and_eval_agree_and_the_app_reads_what_it_saves(ctx, labelled
                                            "Templates", "ZPE (weights from the images)", 1, True, 0.2, 0.5)
     assert view.report is not None, view.summary
     _, saved_json = prompt_lab_tab.save_files(rows)
-    code, doc = run_cli(capsys, "eval", str(labelled), "--templates", saved_json, "--weighting", "zpe", "--compare",
-                        model_dir=shapes_model_dir)
+    code, doc = run_cli(capsys, "eval", str(labelled), "--templates", saved_json, "--weighting", "zpe",
+                        "--compare", model_dir=shapes_model_dir)
     result = view.report.result
-    assert code == 0 and doc["top1"] == pytest.approx(result.top1) and doc["top5"] == pytest.approx(result.top5)
+    assert code == 0 and doc["top1"] == pytest.approx(result.top1) and doc["top5"] == pytest.approx(
+        result.top5)
     assert [t["template"] for t in doc["per_template"]] == rows
     for ours, theirs in zip(result.per_template, doc["per_template"]):
         assert theirs["accuracy"] == pytest.approx(ours.accuracy)
@@ -96,8 +98,9 @@ def test_unlabelled_images_get_zpe_in_both_faces(ctx, labelled, tmp_path, shapes
     for i, path in enumerate(sorted(labelled.rglob("*.png"))[:8]):
         (plain / f"{i}.png").write_bytes(path.read_bytes())
     labels = "a red circle, a blue square, a green cross"
-    view = prompt_lab_tab.evaluate_prompts(ctx, prompt_lab_tab.frame(["a photo of a {}.", "a {}."]), str(plain), None,
-                                           labels, "", None, "Templates", "Equal average", 1, False, 0.2, 0.5)
+    view = prompt_lab_tab.evaluate_prompts(ctx, prompt_lab_tab.frame(["a photo of a {}.",
+                                                                      "a {}."]), str(plain), None, labels, "",
+                                           None, "Templates", "Equal average", 1, False, 0.2, 0.5)
     tmpl = tmp_path / "t.txt"
     tmpl.write_text("a photo of a {}.\na {}.\n")
     code, doc = run_cli(capsys, "eval", str(plain), "--labels", labels, "--templates", str(tmpl),
@@ -109,10 +112,13 @@ def test_unlabelled_images_get_zpe_in_both_faces(ctx, labelled, tmp_path, shapes
 
 
 def test_gap_tab_and_command_agree_with_labels_from_sub_folders(ctx, labelled, shapes_model_dir, capsys):
-    view = gap_tab.compute_gap(ctx, gap_tab.FOLDER, None, str(labelled), None, gap_tab.LABELS, "", SINGLE, None, PCA)
+    view = gap_tab.compute_gap(ctx, gap_tab.FOLDER, None, str(labelled), None, gap_tab.LABELS, "", SINGLE,
+                               None, PCA)
     assert view.run is not None, view.measures
-    code, doc = run_cli(capsys, "gap", "--images", str(labelled), "--projection", "none", model_dir=shapes_model_dir)
-    assert code == 0 and doc["texts"] == "labels" and "labels taken from the 6 sub-folder names" in doc["notes"]
+    code, doc = run_cli(capsys, "gap", "--images", str(labelled), "--projection", "none",
+                        model_dir=shapes_model_dir)
+    assert code == 0 and doc["texts"] == "labels" and "labels taken from the 6 sub-folder names" in doc[
+        "notes"]
     assert view.run.texts.texts == [c.replace("_", " ") for c in sorted(p.name for p in labelled.iterdir())]
     ours = view.run.measures.as_dict()
     for key in ("n_images", "n_texts", "n_matched", "gap_length", "mean_cos_matched", "uniformity_text"):
@@ -132,9 +138,10 @@ def test_caption_csv_pairs_the_same_images_in_both_faces(ctx, labelled, tmp_path
             "nowhere/else.png,matches nothing"]
     csv = tmp_path / "captions.csv"
     csv.write_text("\n".join(rows) + "\n")
-    view = gap_tab.compute_gap(ctx, gap_tab.FOLDER, None, str(labelled), None, gap_tab.CSV, "", SINGLE, str(csv), PCA)
-    code, doc = run_cli(capsys, "gap", "--images", str(labelled), "--captions", str(csv), "--projection", "none",
-                        model_dir=shapes_model_dir)
+    view = gap_tab.compute_gap(ctx, gap_tab.FOLDER, None, str(labelled), None, gap_tab.CSV, "", SINGLE,
+                               str(csv), PCA)
+    code, doc = run_cli(capsys, "gap", "--images", str(labelled), "--captions", str(csv), "--projection",
+                        "none", model_dir=shapes_model_dir)
     assert code == 1  # partial: most images have no caption, one row matches no image
     assert view.run.texts.texts == ["an absolute path", "relative to the folder"]
     assert doc["n_texts"] == 2 and doc["measures"]["n_matched"] == view.run.measures.n_matched == 2
@@ -154,19 +161,22 @@ def test_heatmap_matrix_and_similarity_command_agree(ctx, labelled, shapes_model
     assert code == 0 and matrix.texts == doc["texts"] == texts
     np.testing.assert_allclose(np.array(doc["cosine"]), matrix.cosines, atol=1e-5)
     np.testing.assert_allclose(np.array(doc["probability"]), matrix.probabilities, atol=1e-5)
-    assert [item["name"] for item in view.items] == matrix.names == ["0.png"] + [f"0.png ({i})" for i in range(2, 7)]
+    assert [item["name"]
+            for item in view.items] == matrix.names == ["0.png"] + [f"0.png ({i})" for i in range(2, 7)]
 
 
 def test_prompt_lab_and_gap_on_an_indexed_folder_encode_nothing(ctx, labelled, shapes_model):
     build_index(shapes_model, labelled, ctx.indexes.path_for(labelled, shapes_model), workers=0)
     before = shapes_model.image_encodes
     for rows in (["a photo of a {}."], ["a photo of a {}.", "a {}."]):
-        view = prompt_lab_tab.evaluate_prompts(ctx, prompt_lab_tab.frame(rows), str(labelled), None, "", "", None,
-                                               "Templates", "Equal average", 1, True, 0.2, 0.5)
+        view = prompt_lab_tab.evaluate_prompts(ctx, prompt_lab_tab.frame(rows), str(labelled), None, "", "",
+                                               None, "Templates", "Equal average", 1, True, 0.2, 0.5)
         assert view.report is not None and "re-used from the index" in view.summary
-    folder = gap_tab.compute_gap(ctx, gap_tab.FOLDER, None, str(labelled), None, gap_tab.LABELS, "", SINGLE, None, PCA)
+    folder = gap_tab.compute_gap(ctx, gap_tab.FOLDER, None, str(labelled), None, gap_tab.LABELS, "", SINGLE,
+                                 None, PCA)
     [(label, index_folder)] = gap_tab.index_choices(ctx)
-    indexed = gap_tab.compute_gap(ctx, gap_tab.INDEXED, None, "", index_folder, gap_tab.LABELS, "", SINGLE, None, PCA)
+    indexed = gap_tab.compute_gap(ctx, gap_tab.INDEXED, None, "", index_folder, gap_tab.LABELS, "", SINGLE,
+                                  None, PCA)
     assert str(labelled.resolve()) in label and indexed.run is not None and folder.run is not None
     assert shapes_model.image_encodes == before
     # The index's class sub-folders label its images, as the folder's do.
@@ -180,8 +190,9 @@ def test_uploaded_zip_of_class_folders_is_a_labelled_source(ctx, labelled, tmp_p
     with zipfile.ZipFile(archive, "w") as z:
         for path in sorted(labelled.rglob("*.png")):
             z.write(path, f"wrapper/{path.relative_to(labelled)}")  # one top folder, stepped into
-    view = prompt_lab_tab.evaluate_prompts(ctx, prompt_lab_tab.frame(["a photo of a {}."]), "", [str(archive)], "",
-                                           "", None, "Templates", "Equal average", 1, False, 0.2, 0.5)
+    view = prompt_lab_tab.evaluate_prompts(ctx, prompt_lab_tab.frame(["a photo of a {}."]), "",
+                                           [str(archive)], "", "", None, "Templates", "Equal average", 1,
+                                           False, 0.2, 0.5)
     assert view.report is not None and view.report.result is not None, view.summary
     assert len(view.report.class_names) == 6 and len(view.report.images) == 18
     assert ctx.uploads.contains(view.report.images.paths[0])
@@ -201,7 +212,8 @@ def test_search_handlers_build_search_filter_and_click(ctx, labelled, shapes_mod
     monkeypatch.undo()
     before = shapes_model.image_encodes
     like = search_tab.search_like(ctx, view.state, 0, 3, -1.0)  # a click searches by the stored embedding
-    assert like.state["hits"][0]["path"] == view.state["hits"][0]["path"] and shapes_model.image_encodes == before
+    assert like.state["hits"][0]["path"] == view.state["hits"][0][
+        "path"] and shapes_model.image_encodes == before
     with pytest.raises(ValueError, match="Type a text or drop an image"):
         search_tab.search(ctx, state, " ", None, 0.5, 5, 0.0)
     with pytest.raises(ValueError, match="Build an index first"):
@@ -211,10 +223,10 @@ def test_search_handlers_build_search_filter_and_click(ctx, labelled, shapes_mod
 def test_handlers_explain_problems_instead_of_failing(ctx, tmp_path):
     ctx.slot.model = None
     ctx.slot.error = "could not load ViT-B-32"
-    assert "No model is loaded. could not load ViT-B-32" in classify_tab.classify(ctx, ["x.png"], "a, b", SINGLE, "",
-                                                                                  3).summary
-    assert "No model is loaded" in gap_tab.compute_gap(ctx, gap_tab.UPLOAD, [], "", None, gap_tab.LABELS, "", SINGLE,
-                                                       None, PCA).measures
+    assert "No model is loaded. could not load ViT-B-32" in classify_tab.classify(
+        ctx, ["x.png"], "a, b", SINGLE, "", 3).summary
+    assert "No model is loaded" in gap_tab.compute_gap(ctx, gap_tab.UPLOAD, [], "", None, gap_tab.LABELS, "",
+                                                       SINGLE, None, PCA).measures
 
 
 def test_patch_map_handler_and_blend(ctx, tmp_path):
@@ -235,7 +247,7 @@ def test_patch_map_handler_and_blend(ctx, tmp_path):
 def test_unpacking_an_upload_deletes_the_indexes_of_expired_uploads(ctx, shapes_model, tmp_path):
     import shutil
 
-    from explorer.index import list_indexes
+    from explorer.index.registry import list_indexes
 
     expired = ctx.uploads.base / "upload-expired"
     expired.mkdir(parents=True)

@@ -6,7 +6,6 @@ The bars run app.py and `python -m explorer` in subprocesses with an empty HF_HO
 closed local port, with and without HF_HUB_OFFLINE, and print the measured times."""
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import subprocess
@@ -18,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from explorer import weights
-from explorer.model import ModelLoadError, ModelSlot, load_model
-from explorer.paths import PathRefused, allowed_folder
+from explorer.embed import checkpoints
+from explorer.embed.model import ModelLoadError, ModelSlot, load_model
+from explorer.inputs.roots import PathRefused, allowed_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 DEAD_HUB = "http://127.0.0.1:9"  # the discard port: nothing listens, the connection is refused
@@ -87,10 +86,13 @@ def test_cli_exits_2_in_seconds_with_the_advice(tmp_path, offline):
     image = tmp_path / "red.png"
     Image.new("RGB", (32, 32), (220, 30, 30)).save(image)
     start = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "explorer", "classify", str(image), "--labels", "a,b"], cwd=ROOT,
-                          env=_env(tmp_path, offline), capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "explorer", "classify",
+                           str(image), "--labels", "a,b"], cwd=ROOT, env=_env(tmp_path, offline),
+                          capture_output=True, text=True, timeout=120)
     took = time.monotonic() - start
-    print(f"\nclassify exited {done.returncode} after {took:.1f} s (HF_HUB_OFFLINE={'1' if offline else 'unset'})")
+    print(
+        f"\nclassify exited {done.returncode} after {took:.1f} s (HF_HUB_OFFLINE={'1' if offline else 'unset'})"
+    )
     assert done.returncode == 2 and took < CLI_BAR_S, done.stderr
     assert all(a in done.stderr for a in ADVICE) and str(tmp_path / "hf-home" / "hub") in done.stderr
     assert ("HF_HUB_OFFLINE is set" in done.stderr) == offline
@@ -126,19 +128,21 @@ def hub(tmp_path, monkeypatch):
 def test_what_each_form_needs_from_the_hub(tmp_path):
     checkpoint = tmp_path / "epoch_1.pt"
     checkpoint.write_bytes(b"x")
-    assert weights.hub_files("local-dir:/x", None) == []
-    assert weights.hub_files("ViT-B-32", None) == []
-    assert weights.hub_files("ViT-B-32", str(checkpoint)) == []
-    assert weights.hub_files("ViT-B-32", "laion2b_s34b_b79k") == [
-        weights.HubFile("laion/CLIP-ViT-B-32-laion2B-s34B-b79K", weights.WEIGHT_FILES)]
-    assert weights.hub_files("hf-hub:org/repo", None) == [
-        weights.HubFile("org/repo", ("open_clip_config.json",)), weights.HubFile("org/repo", weights.WEIGHT_FILES)]
+    assert checkpoints.hub_files("local-dir:/x", None) == []
+    assert checkpoints.hub_files("ViT-B-32", None) == []
+    assert checkpoints.hub_files("ViT-B-32", str(checkpoint)) == []
+    assert checkpoints.hub_files("ViT-B-32", "laion2b_s34b_b79k") == [
+        checkpoints.HubFile("laion/CLIP-ViT-B-32-laion2B-s34B-b79K", checkpoints.WEIGHT_FILES)]
+    assert checkpoints.hub_files("hf-hub:org/repo", None) == [
+        checkpoints.HubFile("org/repo", ("open_clip_config.json", )),
+        checkpoints.HubFile("org/repo", checkpoints.WEIGHT_FILES)
+    ]
 
 
 def test_local_forms_never_touch_the_network(shapes_model_dir, tmp_path, hub, no_network):
     checkpoint = tmp_path / "epoch_1.pt"
     checkpoint.write_bytes(b"x")
-    assert weights.plan("ViT-B-32", str(checkpoint)) == weights.plan("ViT-B-32", None) == "local"
+    assert checkpoints.plan("ViT-B-32", str(checkpoint)) == checkpoints.plan("ViT-B-32", None) == "local"
     assert load_model(f"local-dir:{shapes_model_dir}", device="cpu").embed_dim > 0
     assert no_network == []
 
@@ -147,9 +151,10 @@ def test_unreachable_and_uncached_fails_at_once_with_advice(hub):
     start = time.monotonic()
     with pytest.raises(ModelLoadError) as failed:
         load_model("ViT-B-32", "laion2b_s34b_b79k", device="cpu")
-    assert time.monotonic() - start < weights.HUB_TIMEOUT_S + 2
+    assert time.monotonic() - start < checkpoints.HUB_TIMEOUT_S + 2
     advice = failed.value.advice
-    assert advice.reason.startswith("could not load ViT-B-32 (laion2b_s34b_b79k)") and DEAD_HUB in advice.reason
+    assert advice.reason.startswith(
+        "could not load ViT-B-32 (laion2b_s34b_b79k)") and DEAD_HUB in advice.reason
     assert [fix.model for fix in advice.fixes] == ["local-dir:/path/to/folder", "ViT-B-32",
                                                    "hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K"]
     assert str(hub) in advice.note and all(a in str(failed.value) for a in ADVICE)
@@ -178,7 +183,7 @@ def _cache_repo(cache: Path, repo: str, files: list[Path]) -> None:
 def test_cached_weights_load_with_the_hub_unreachable_and_no_request_but_the_probe(shapes_model_dir, hub,
                                                                                    no_network):
     _cache_repo(hub, "test/shapes", sorted(shapes_model_dir.iterdir()))
-    assert weights.plan("hf-hub:test/shapes", None) == "cached"
+    assert checkpoints.plan("hf-hub:test/shapes", None) == "cached"
     model = load_model("hf-hub:test/shapes", device="cpu")
     assert model.embed_dim > 0
     assert set(no_network) == {("127.0.0.1", 9)}  # the reachability probes only
@@ -198,18 +203,20 @@ def test_a_hub_warning_prints_once_after_a_load(shapes_model_dir, tmp_path):
 
 
 def test_the_page_shows_one_error_box_with_what_to_type(hub, tmp_path):
-    from explorer.context import AppContext
-    from explorer.settings import load_settings
-    from explorer.ui import model_panel
+    from explorer.app.context import AppContext
+    from explorer.app.ui import model_panel
+    from explorer.inputs.settings import load_settings
 
-    settings = load_settings(env={"EXPLORER_ALLOWED_ROOTS": str(tmp_path), "EXPLORER_INDEX_DIR": str(tmp_path / "i")})
+    settings = load_settings(
+        env={"EXPLORER_ALLOWED_ROOTS": str(tmp_path), "EXPLORER_INDEX_DIR": str(tmp_path / "i")})
     ctx = AppContext.create(settings, ModelSlot(), upload_dir=tmp_path / "uploads")
     status = model_panel.load_model(ctx, "ViT-B-32", "laion2b_s34b_b79k")
     assert status.count('class="explorer-error"') == 1 and status.count("<li>") == 3
     assert "Model <code>local-dir:/path/to/folder</code>" in status and "Pretrained <code>" in status
     assert ctx.slot.error == ctx.slot.advice.reason and "\n" not in ctx.slot.error  # tab panes get one line
-    hosted = AppContext.create(load_settings(env={"EXPLORER_HOSTED": "1", "EXPLORER_INDEX_DIR": str(tmp_path / "h")}),
-                               ModelSlot(), upload_dir=tmp_path / "hosted-uploads", hosted_dir=tmp_path / "hd")
+    hosted = AppContext.create(
+        load_settings(env={"EXPLORER_HOSTED": "1", "EXPLORER_INDEX_DIR": str(tmp_path / "h")}), ModelSlot(),
+        upload_dir=tmp_path / "hosted-uploads", hosted_dir=tmp_path / "hd")
     hosted.slot.load("ViT-B-32", "laion2b_s34b_b79k", public=True)
     assert hosted.slot.advice is None and str(hub) not in model_panel.status_text(hosted)
 

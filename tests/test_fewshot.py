@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from explorer import fewshot
+from explorer.science import fewshot
 
 
 def _unit(x):

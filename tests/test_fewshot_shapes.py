@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from explorer import fewshot
-from explorer.fewshot_run import run_fewshot, sample_shots
-from explorer.sources import embed_folder
-from explorer.teach import zero_shot_text
+from explorer.inputs.sources import embed_folder
+from explorer.science import fewshot
+from explorer.science.fewshot_experiment import run_fewshot, sample_shots
+from explorer.science.teach import zero_shot_text
 from tests.shapes import CLASSES, make_labelled_folder
 
 TEMPLATES = ["a photo of a {}."]

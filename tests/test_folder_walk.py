@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from explorer import images
-from explorer.folders import scan_folder, walk_folder
-from explorer.images import ImageError, ImageFailure, read_file
-from explorer.index_build import build_index
-from explorer.folders import class_folders
-from explorer.sources import embed_folder, single_top_folder
+from explorer.embed import images
+from explorer.embed.images import ImageError, ImageFailure, read_file
+from explorer.index.build import build_index
+from explorer.inputs.folders import class_folders, scan_folder, walk_folder
+from explorer.inputs.sources import embed_folder, single_top_folder
 from tests import shapes
 
 
@@ -117,7 +116,8 @@ def test_read_file_never_blocks_on_a_fifo_swapped_in_after_the_check(tmp_path, m
     fifo, real_file = tmp_path / "swap.png", picture(tmp_path / "real.png")
     os.mkfifo(fifo)
     real_stat = os.stat
-    monkeypatch.setattr(images.os, "stat", lambda p, *a, **k: real_stat(real_file if Path(p) == fifo else p, *a, **k))
+    monkeypatch.setattr(images.os, "stat", lambda p, *a, **k: real_stat(real_file
+                                                                        if Path(p) == fifo else p, *a, **k))
     outcome = {}
 
     def read():
@@ -158,7 +158,8 @@ def allowed(tmp_path):
 
 
 @pytest.mark.parametrize("labelled", [None, True])
-def test_a_class_folder_linking_outside_is_no_class_and_nothing_of_it_is_read(shapes_model, allowed, labelled):
+def test_a_class_folder_linking_outside_is_no_class_and_nothing_of_it_is_read(
+        shapes_model, allowed, labelled):
     found = embed_folder(shapes_model, allowed, labelled=labelled)
     assert found.labelled and found.class_folders == ["cat", "dog"] and found.class_names == ["cat", "dog"]
     assert found.names == ["cat/c1.png", "cat/c2.png", "dog/d1.png"] and found.labels.tolist() == [0, 0, 1]

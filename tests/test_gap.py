@@ -6,9 +6,16 @@ import json
 import numpy as np
 import pytest
 
-from explorer.captions import CaptionError, labels_of_images, match_csv_captions, sidecar_captions
-from explorer.gap import (ProjectionError, evaluate_shift, gap_measures, gap_vector, matched_ranks, project_2d,
-                          shift_along_gap)
+from explorer.inputs.captions import CaptionError, labels_of_images, match_csv_captions, sidecar_captions
+from explorer.science.gap import (
+    ProjectionError,
+    evaluate_shift,
+    gap_measures,
+    gap_vector,
+    matched_ranks,
+    project_2d,
+    shift_along_gap,
+)
 from tests.shapes import CLASSES, caption, make_labelled_folder
 
 
@@ -120,7 +127,8 @@ def test_pca_projection_equals_numpy_svd():
     ref = centred @ vt[:2].T
     got = np.concatenate([p.xy_image, p.xy_text])
     for axis in range(2):  # PCA axes are defined up to sign
-        assert min(np.abs(got[:, axis] - ref[:, axis]).max(), np.abs(got[:, axis] + ref[:, axis]).max()) < 1e-4
+        assert min(np.abs(got[:, axis] - ref[:, axis]).max(),
+                   np.abs(got[:, axis] + ref[:, axis]).max()) < 1e-4
     np.testing.assert_allclose(p.explained_variance, (s[:2] ** 2 / (s ** 2).sum()), atol=1e-5)
     np.testing.assert_allclose(p.centroid_image, p.xy_image.mean(0), atol=1e-6)
     assert not p.sampled and p.sample_size == 70
@@ -157,7 +165,7 @@ def test_bad_inputs_get_clear_errors():
 def test_umap_missing_is_a_clear_error(monkeypatch):
     import sys
 
-    from explorer import gap
+    from explorer.science import gap
 
     monkeypatch.setitem(sys.modules, "umap", None)  # import umap -> ImportError
     monkeypatch.setattr(gap, "_UMAP_CACHE", type(gap._UMAP_CACHE)(4))
@@ -188,7 +196,7 @@ def test_umap_projection_separates_the_cones_and_is_cached():
 
 
 def test_gap_figures_build_from_measures():
-    from explorer import plots
+    from explorer.app import plots
 
     img, txt, matches = two_cones()
     g = gap_measures(img, txt, matches)
@@ -219,7 +227,8 @@ def test_caption_csv_matches_every_way_a_row_can_name_an_image(tmp_path):
                         "in a folder,sub/d.png\n"              # relative to the image folder
                         "by name,e.png\n", encoding="utf-8")   # a bare, unique file name
     caps = match_csv_captions(csv_file, images, root=tmp_path / "imgs")
-    assert [caps.caption_of(i) for i in images] == ["a red circle", None, "absolute one", "in a folder", "by name"]
+    assert [caps.caption_of(i)
+            for i in images] == ["a red circle", None, "absolute one", "in a folder", "by name"]
     assert any("line 3" in p and "empty caption" in p for p in caps.problems)
     assert any("line 4" in p and "matches none of the images" in p for p in caps.problems)
     assert any("line 5" in p and "first caption is kept" in p for p in caps.problems)
@@ -247,8 +256,9 @@ def test_sidecar_captions_and_folder_labels(tmp_path):
     caps = sidecar_captions(images)
     assert caps.caption_of(images[0]) == "a blue square"
     assert len(caps) == 1 and len(caps.problems) == 2
-    assert labels_of_images(["x/a_red_circle/0.png", "x/Blue-Square/1.png", "x/other/2.png", "x/red_circle_3.png"],
-                            ["red circle", "blue square"]) == [0, 1, -1, 0]
+    assert labels_of_images(
+        ["x/a_red_circle/0.png", "x/Blue-Square/1.png", "x/other/2.png", "x/red_circle_3.png"],
+        ["red circle", "blue square"]) == [0, 1, -1, 0]
 
 
 # ---- with the project's shapes model ------------------------------------------------------------
@@ -261,7 +271,7 @@ def shapes_folder(tmp_path_factory):
 
 
 def test_shapes_model_matched_pairs_beat_unmatched_and_shift_obeys_formula(shapes_model, shapes_folder):
-    from explorer.sources import embed_folder
+    from explorer.inputs.sources import embed_folder
 
     root, classes = shapes_folder
     found = embed_folder(shapes_model, root, labelled=False)
@@ -333,10 +343,11 @@ def _plain_template(root):
     return path
 
 
-def test_gap_cli_reads_embeddings_from_an_index(shapes_model, shapes_model_dir, shapes_folder, tmp_path, capsys):
+def test_gap_cli_reads_embeddings_from_an_index(shapes_model, shapes_model_dir, shapes_folder, tmp_path,
+                                                capsys):
     pytest.importorskip("faiss")
     from explorer.cli import main
-    from explorer.index_build import build_index
+    from explorer.index.build import build_index
 
     root, classes = shapes_folder
     build_index(shapes_model, root, tmp_path / "idx", workers=0)
@@ -358,7 +369,7 @@ def test_umap_cache_is_keyed_by_the_data(monkeypatch):
     import sys
     import types
 
-    from explorer import gap
+    from explorer.science import gap
 
     runs = []
 

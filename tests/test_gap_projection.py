@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from explorer.gap import DEFAULT_PROJECTION, gap_measures, project_2d
-from explorer.gap_run import GapTexts, run_gap
-from explorer.sources import Embedded
+from explorer.inputs.sources import Embedded
+from explorer.science.gap import DEFAULT_PROJECTION, gap_measures, project_2d
+from explorer.science.gap_run import GapTexts, run_gap
 
 
 def unit(x):
@@ -91,8 +91,8 @@ def test_no_gap_falls_back_to_pca_and_says_so():
 
 def synthetic_run(seed=0):
     img, txt, matches = hidden_gap(seed=seed)
-    images = Embedded([f"img{i}.png" for i in range(len(img))], [Path(f"/nowhere/img{i}.png") for i in range(len(img))],
-                      img, source="synthetic")
+    images = Embedded([f"img{i}.png" for i in range(len(img))],
+                      [Path(f"/nowhere/img{i}.png") for i in range(len(img))], img, source="synthetic")
     texts = GapTexts("labels", [f"class {j}" for j in range(len(txt))], txt, matches)
     return run_gap(images, texts), img, txt, matches
 
@@ -133,7 +133,7 @@ def test_measures_and_histograms_follow_the_shift():
 
 
 def test_umap_is_not_recomputed_per_slider_step(monkeypatch):
-    from explorer import gap
+    from explorer.science import gap
 
     calls = []
     monkeypatch.setattr(gap, "_umap_2d", lambda x, seed, n: calls.append(len(x)) or x[:, :2].copy())
@@ -143,8 +143,8 @@ def test_umap_is_not_recomputed_per_slider_step(monkeypatch):
 
 
 def test_gap_tab_slider_moves_map_histograms_and_table(monkeypatch):
-    from explorer import gap
-    from explorer.ui import gap_tab
+    from explorer.app.ui import gap_tab
+    from explorer.science import gap
 
     monkeypatch.setattr(gap, "_umap_2d", lambda x, seed, n: x[:, :2].copy())
     run, *_ = synthetic_run()
@@ -175,7 +175,10 @@ def test_gap_cli_defaults_to_the_gap_aligned_map(shapes_model_dir, tmp_path, cap
     from tests.shapes import CLASSES, make_labelled_folder
 
     make_labelled_folder(tmp_path / "data", CLASSES[::6], 3, size=32, seed=2)
-    args = ["gap", "--images", str(tmp_path / "data"), "--model", f"local-dir:{shapes_model_dir}", "--device", "cpu"]
+    args = [
+        "gap", "--images",
+        str(tmp_path / "data"), "--model", f"local-dir:{shapes_model_dir}", "--device", "cpu"
+    ]
     assert main(args + ["--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     p = out["projection"]

@@ -8,10 +8,10 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from explorer import plots
-from explorer.gap_run import GapTexts, run_gap
-from explorer.sources import Embedded
-from explorer.ui import gap_tab
+from explorer.app import plots
+from explorer.app.ui import gap_tab
+from explorer.inputs.sources import Embedded
+from explorer.science.gap_run import GapTexts, run_gap
 
 
 def unit(x):
@@ -33,7 +33,8 @@ class FakeContext:
 
     def __init__(self, servable=True):
         self.made = []
-        self.thumbnails = SimpleNamespace(data_uri=lambda p: self.made.append(p) or f"data:image/jpeg;base64,{p.name}")
+        self.thumbnails = SimpleNamespace(
+            data_uri=lambda p: self.made.append(p) or f"data:image/jpeg;base64,{p.name}")
         self._servable = servable
 
     def servable(self, path):
@@ -79,14 +80,14 @@ def test_hostile_ids_are_ignored_and_counts_capped(monkeypatch):
     run = small_run()
     ctx = FakeContext(servable=False)
     hint = gap_tab.selection_view(ctx, run, "")
-    for junk in ("i6", "t3", "i-1", "x1", "i", "i1e3", "i٣", "i99999999999999999999", "t1.0", "<script>", None, 7,
-                 ["i1"], ",,,"):
+    for junk in ("i6", "t3", "i-1", "x1", "i", "i1e3", "i٣", "i99999999999999999999", "t1.0", "<script>",
+                 None, 7, ["i1"], ",,,"):
         assert gap_tab.selected_items(run, junk) == ([], []), junk
         assert gap_tab.selection_view(ctx, run, junk) == hint
     assert gap_tab.selection_view(ctx, None, "i1") == hint            # no run yet
     assert gap_tab.selected_items(run, "i6,i5,t9,t2") == ([5], [2])
     assert "1 image and 1 text selected" in gap_tab.selection_view(ctx, run, "i6,i5,t9,t2")
-    assert ctx.made == []                                              # a path this app may not read: no preview
+    assert ctx.made == []  # a path this app may not read: no preview
 
     big = small_run(n=300)
     monkeypatch.setattr(gap_tab, "SHOWN_IMAGES", 10)

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import gradio as gr
 import pytest
 
-from explorer.ui import GPU_EVENTS, build_app, gate_events
+from explorer.app.ui import GPU_EVENTS, build_app, gate_events
 
 from .test_hosted import hosted_context
 
@@ -18,7 +18,8 @@ def by_name(app) -> dict:
 
 @pytest.fixture
 def app(shapes_model, tmp_path):
-    return build_app(hosted_context(tmp_path, shapes_model, EXPLORER_MAX_UPLOAD_FILES="2", EXPLORER_SESSION_JOBS="2"))
+    return build_app(
+        hosted_context(tmp_path, shapes_model, EXPLORER_MAX_UPLOAD_FILES="2", EXPLORER_SESSION_JOBS="2"))
 
 
 def test_every_event_function_of_the_app_is_gated(app, shapes_model, tmp_path):
@@ -45,7 +46,8 @@ def test_files_over_the_count_limit_are_refused_before_the_handler(app, tmp_path
         paths.append(str(tmp_path / f"{n}.png"))
     events = by_name(app)
     with pytest.raises(gr.Error) as refused:
-        events["classify"].fn(paths, "a, b", "Single: a photo of a {}.", "", 3, None, gr.Request(session_hash="s"))
+        events["classify"].fn(paths, "a, b", "Single: a photo of a {}.", "", 3, None,
+                              gr.Request(session_hash="s"))
     assert "3 files" in str(refused.value) and "EXPLORER_MAX_UPLOAD_FILES" in str(refused.value)
 
 
@@ -61,8 +63,11 @@ def test_a_table_with_too_many_rows_is_refused():
 
 def waiting(session: str, fn, count: int):
     """A stand-in for gradio's queue holding `count` jobs of `session` (fn: the event's function)."""
-    events = [SimpleNamespace(session_hash=session, fn=SimpleNamespace(fn=fn), alive=True) for _ in range(count)]
-    return SimpleNamespace(event_queue_per_concurrency_id={"model": SimpleNamespace(queue=events)}, active_jobs=[None])
+    events = [
+        SimpleNamespace(session_hash=session, fn=SimpleNamespace(fn=fn), alive=True) for _ in range(count)
+    ]
+    return SimpleNamespace(event_queue_per_concurrency_id={"model": SimpleNamespace(queue=events)},
+                           active_jobs=[None])
 
 
 def test_a_session_at_its_job_limit_is_refused_when_it_joins_the_queue(app, monkeypatch):

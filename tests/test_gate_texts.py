@@ -7,11 +7,18 @@ import time
 
 import pytest
 
-from explorer import gate
-from explorer.descriptions import parse_descriptions, read_descriptions_file
-from explorer.gate import Refused, TextLimits
-from explorer.prompts import PromptError, builtin_template_set, check_templates, parse_labels, parse_templates, parse_texts
-from explorer.settings import HOSTED_DEFAULTS, Settings
+from explorer.inputs import gate
+from explorer.inputs.gate import Refused, TextLimits
+from explorer.inputs.settings import HOSTED_DEFAULTS, Settings
+from explorer.science.descriptions import parse_descriptions, read_descriptions_file
+from explorer.science.prompts import (
+    PromptError,
+    builtin_template_set,
+    check_templates,
+    parse_labels,
+    parse_templates,
+    parse_texts,
+)
 
 HOSTED = TextLimits.of(Settings(**{k: v for k, v in HOSTED_DEFAULTS.items()}))
 SMALL = TextLimits(max_items=3, max_item_chars=5, max_bytes=40, max_json_depth=3, max_prompts=10)
@@ -19,7 +26,9 @@ SMALL = TextLimits(max_items=3, max_item_chars=5, max_bytes=40, max_json_depth=3
 
 def test_text_counts_utf8_bytes_and_refuses_one_over():
     assert gate.text("x" * 40, "Box", SMALL) == "x" * 40
-    with pytest.raises(Refused, match=r"Box: 41 bytes is more than the limit of 40 bytes.*--max-text-kb.*EXPLORER_MAX_TEXT_KB"):
+    with pytest.raises(
+            Refused,
+            match=r"Box: 41 bytes is more than the limit of 40 bytes.*--max-text-kb.*EXPLORER_MAX_TEXT_KB"):
         gate.text("x" * 41, "Box", SMALL)
     with pytest.raises(Refused, match="42 bytes"):
         gate.text("é" * 21, "Box", SMALL)  # 21 characters, 42 bytes
@@ -31,7 +40,9 @@ def test_items_keeps_exactly_the_limit_and_names_what_it_left_out():
     assert kept == ["a", "b", "c"] and notes == []
     kept, notes = gate.items(["a", "b", "c", "d"], "labels", SMALL, noun="label")
     assert kept == ["a", "b", "c"]
-    assert notes == ["kept the first 3 of 4 labels: more than the limit of 3 (set with --max-texts or EXPLORER_MAX_TEXTS)"]
+    assert notes == [
+        "kept the first 3 of 4 labels: more than the limit of 3 (set with --max-texts or EXPLORER_MAX_TEXTS)"
+    ]
     kept, notes = gate.items(["abcde", "abcdef", "x"], "labels", SMALL, noun="label")
     assert kept == ["abcde", "x"]
     assert len(notes) == 1 and "label 2 (6 characters)" in notes[0] and "--max-text-chars" in notes[0]
@@ -47,7 +58,8 @@ def test_json_depth_counts_brackets_outside_strings_only():
 
 def test_json_document_checks_bytes_and_depth_before_parsing():
     assert gate.json_document('{"a": [[1]]}', "Doc", SMALL) == {"a": [[1]]}
-    with pytest.raises(Refused, match=r"Doc: JSON nesting depth: 4 is more than the limit of 3.*--max-json-depth"):
+    with pytest.raises(Refused,
+                       match=r"Doc: JSON nesting depth: 4 is more than the limit of 3.*--max-json-depth"):
         gate.json_document('{"a": [[[1]]]}', "Doc", SMALL)
     with pytest.raises(Refused, match="max-text-kb"):
         gate.json_document(b"[" + b"1," * 30 + b"1]", "Doc", SMALL)
@@ -84,7 +96,8 @@ def test_a_two_megabyte_label_is_refused_or_left_out_quickly():
     with pytest.raises(Refused, match="Labels: .* bytes is more than the limit"):
         parse_labels(huge + "\ncat\ndog", HOSTED)
     parsed = parse_labels(huge + "\ncat\ndog")
-    assert parsed.labels == ["cat", "dog"] and any("label 1 (2,097,152 characters)" in n for n in parsed.notes)
+    assert parsed.labels == ["cat", "dog"] and any("label 1 (2,097,152 characters)" in n
+                                                   for n in parsed.notes)
     texts = parse_texts(huge + "\na caption")
     assert texts.labels == ["a caption"] and "max-text-chars" in texts.notes[0]
     assert time.perf_counter() - start < 5
@@ -92,9 +105,11 @@ def test_a_two_megabyte_label_is_refused_or_left_out_quickly():
 
 def test_templates_past_the_limits_are_refused_naming_the_setting():
     assert parse_templates("a {}\nb {}\nc {}", SMALL) == ["a {}", "b {}", "c {}"]
-    with pytest.raises(Refused, match=r"Templates: 4 entries is more than the limit of 3 entries.*--max-texts"):
+    with pytest.raises(Refused,
+                       match=r"Templates: 4 entries is more than the limit of 3 entries.*--max-texts"):
         parse_templates("a {}\nb {}\nc {}\nd {}", SMALL)
-    with pytest.raises(Refused, match=r"Templates: row 1: 6 characters is more than the limit of 5.*--max-text-chars"):
+    with pytest.raises(Refused,
+                       match=r"Templates: row 1: 6 characters is more than the limit of 5.*--max-text-chars"):
         check_templates(["a {} i", "a {}"], limits=SMALL)
     with pytest.raises(PromptError, match="not a built-in set"):
         builtin_template_set("/etc/passwd")
@@ -134,7 +149,7 @@ def test_the_prompt_lab_never_reads_a_typed_path(tmp_path, monkeypatch):
     """The page's handler: the same answer whether the typed path exists or not, and the file unread."""
     from types import SimpleNamespace
 
-    from explorer.ui import prompt_lab_tab
+    from explorer.app.ui import prompt_lab_tab
 
     real = tmp_path / "d.json"
     real.write_text(json.dumps({"cat": ["private words"], "dog": ["more"]}))
@@ -149,9 +164,11 @@ def test_the_prompt_lab_never_reads_a_typed_path(tmp_path, monkeypatch):
     ctx = SimpleNamespace(settings=Settings(hosted=True, **{k: v for k, v in HOSTED_DEFAULTS.items()}),
                           model=lambda: object(),
                           embed_choice=lambda **kw: (_ for _ in ()).throw(ValueError("no images")))
-    views = [prompt_lab_tab.evaluate_prompts(ctx, [["a {}"]], "", None, "cat\ndog", typed, None, "Descriptions",
-                                             "Equal average", 1, False, None, None)
-             for typed in (str(real), str(tmp_path / "nope.json"))]
+    views = [
+        prompt_lab_tab.evaluate_prompts(ctx, [["a {}"]], "", None, "cat\ndog", typed, None, "Descriptions",
+                                        "Equal average", 1, False, None, None)
+        for typed in (str(real), str(tmp_path / "nope.json"))
+    ]
     assert views[0].summary == views[1].summary and "not valid JSON" in views[0].summary
     assert "private" not in views[0].summary and "cat" not in views[0].summary
     assert str(real) not in opened
@@ -163,8 +180,8 @@ def test_gap_captions_are_bounded_by_the_requests_limits(tmp_path):
     the model sees one."""
     import numpy as np
 
-    from explorer.gap_run import caption_texts, captions_for
-    from explorer.sources import Embedded
+    from explorer.inputs.sources import Embedded
+    from explorer.science.gap_run import caption_texts, captions_for
 
     paths = []
     for i, caption in enumerate(["a red", "b blue", "far too long a caption"]):
@@ -181,5 +198,6 @@ def test_gap_captions_are_bounded_by_the_requests_limits(tmp_path):
     assert [found.caption_of(p) for p in paths] == ["a red", None, None]
     assert any("limit of 5" in problem for problem in found.problems)
     roomy = TextLimits(max_items=10, max_item_chars=100, max_bytes=4000, max_json_depth=3, max_prompts=2)
-    with pytest.raises(Refused, match=r"Captions to encode: 3 texts is more than the limit of 2 texts.*--max-prompts"):
+    with pytest.raises(Refused,
+                       match=r"Captions to encode: 3 texts is more than the limit of 2 texts.*--max-prompts"):
         caption_texts(NoEncoding(), images, captions_for(images, None, roomy), roomy)

@@ -17,11 +17,11 @@ import torch
 from PIL import Image, ImageOps
 
 from bench.bench_index import photo
-from explorer import gpu_decode
-from explorer.gpu_decode import JpegInfo, choose, decode_batch, decode_jpegs, jpeg_info, recipe_of
-from explorer.images import ImageError, Limits, prepare
-from explorer.index_build import build_index
-from explorer.store import Store
+from explorer.embed import gpu_decode
+from explorer.embed.gpu_decode import JpegInfo, choose, decode_batch, decode_jpegs, jpeg_info, recipe_of
+from explorer.embed.images import ImageError, Limits, prepare
+from explorer.index.build import build_index
+from explorer.index.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = [(1024, 768), (640, 480), (300, 500), (100, 80), (2000, 150), (48, 900)]
@@ -116,7 +116,8 @@ def test_the_device_path_embeds_as_the_pil_path(request, which, to_pil, photos, 
 def test_each_open_clip_resize_mode_is_done_as_open_clip_does_it(resize_mode, interpolation, photos):
     from open_clip.transform import image_transform
 
-    preprocess = image_transform(64, False, resize_mode=resize_mode, interpolation=interpolation, fill_color=0)
+    preprocess = image_transform(64, False, resize_mode=resize_mode, interpolation=interpolation,
+                                 fill_color=0)
     assert recipe_of(preprocess).mode == interpolation
     ordinary = [blob for blob, (w, h) in zip(photos, SIZES) if max(w, h) < 4 * min(w, h)]
     pixels, failures = decode_batch(ordinary, preprocess, "cpu")
@@ -147,18 +148,24 @@ def test_hostile_and_other_files_fail_or_go_to_pil_as_the_cpu_path_says(random_v
     rng = np.random.default_rng(7)
     good, picture = photos[1], photo(rng, 200, 150)
     bad_exif = good[:2] + b"\xff\xe1\x00\x10Exif\x00\x00MM\x00\x2a\xff\xff\xff\xff" + good[2:]
-    files = {"good.jpg": good, "truncated.jpg": good[:len(good) // 2],
-             "huge.jpg": claims_size(jpeg(picture), 60000, 60000), "wide.jpg": claims_size(jpeg(picture), 12000, 8000),
-             "picture.png": _png(picture), "cmyk.jpg": jpeg(picture.convert("CMYK")), "text.jpg": b"not an image",
-             "empty.jpg": b"", "bad_exif.jpg": bad_exif, "webp.jpg": _webp(picture)}
+    files = {
+        "good.jpg": good, "truncated.jpg": good[:len(good) // 2],
+        "huge.jpg": claims_size(jpeg(picture), 60000,
+                                60000), "wide.jpg": claims_size(jpeg(picture), 12000, 8000),
+        "picture.png": _png(picture), "cmyk.jpg": jpeg(picture.convert("CMYK")), "text.jpg": b"not an image",
+        "empty.jpg": b"", "bad_exif.jpg": bad_exif, "webp.jpg": _webp(picture)
+    }
     names, blobs = list(files), list(files.values())
     limits = Limits(max_pixels=50_000_000)
     pixels, failures = decode_batch(blobs, random_vit.preprocess, "cpu", limits, names=names)
     expected = {name: reference(blob, random_vit.preprocess, name, limits) for name, blob in files.items()}
-    assert {names[i]: reason for i, reason in failures} == {n: r for n, r in expected.items() if isinstance(r, str)}
+    assert {names[i]: reason
+            for i, reason in failures} == {n: r
+                                           for n, r in expected.items() if isinstance(r, str)}
     reasons = {names[i]: reason for i, reason in failures}
     assert reasons["truncated.jpg"].startswith("truncated or corrupt image")
-    assert reasons["huge.jpg"].startswith("image too large") and reasons["wide.jpg"].startswith("image too large")
+    assert reasons["huge.jpg"].startswith("image too large") and reasons["wide.jpg"].startswith(
+        "image too large")
     assert reasons["empty.jpg"] == "empty file" and reasons["text.jpg"] == "not an image or unsupported format"
     decoded = [n for n in names if n not in reasons]
     assert decoded == ["good.jpg", "picture.png", "cmyk.jpg", "bad_exif.jpg", "webp.jpg"]
@@ -170,7 +177,8 @@ def test_hostile_and_other_files_fail_or_go_to_pil_as_the_cpu_path_says(random_v
 def test_a_file_the_decoder_refuses_is_found_and_given_to_pil(random_vit, photos, monkeypatch):
     rng = np.random.default_rng(8)
     good = photos[1]
-    mangled = good[:len(good) // 2] + bytes(rng.integers(0, 256, 2000, dtype=np.uint8)) + good[len(good) // 2 + 2000:]
+    mangled = good[:len(good) // 2] + bytes(rng.integers(0, 256, 2000,
+                                                         dtype=np.uint8)) + good[len(good) // 2 + 2000:]
     refused_by_device = photos[2]  # a sound JPEG this decoder happens to refuse: PIL decodes it
     calls, real = [], gpu_decode._decode_jpeg
 
@@ -201,8 +209,11 @@ def test_a_large_batch_is_decoded_in_slices(random_vit, photos, device_calls, mo
 def test_preprocessing_without_a_recipe_is_all_done_by_pil(photos, device_calls):
     from torchvision import transforms
 
-    preprocess = transforms.Compose([transforms.Resize(40, interpolation=transforms.InterpolationMode.NEAREST),
-                                     transforms.CenterCrop(40), transforms.ToTensor()])
+    preprocess = transforms.Compose([
+        transforms.Resize(40, interpolation=transforms.InterpolationMode.NEAREST),
+        transforms.CenterCrop(40),
+        transforms.ToTensor()
+    ])
     assert recipe_of(preprocess) is None
     pixels, failures = decode_batch(photos[:3], preprocess, "cpu")
     assert failures == [] and device_calls == []
@@ -242,11 +253,14 @@ def _mixed_folder(folder: Path) -> None:
     photo(rng, 300, 200).convert("CMYK").save(folder / "sub" / "cmyk.jpg")
 
 
-def test_an_index_decoded_on_the_device_matches_one_decoded_in_the_workers(random_vit, tmp_path, device_calls):
+def test_an_index_decoded_on_the_device_matches_one_decoded_in_the_workers(random_vit, tmp_path,
+                                                                           device_calls):
     _mixed_folder(tmp_path / "photos")
-    cpu = build_index(random_vit, tmp_path / "photos", tmp_path / "cpu", batch_size=4, workers=0, decode="cpu")
+    cpu = build_index(random_vit, tmp_path / "photos", tmp_path / "cpu", batch_size=4, workers=0,
+                      decode="cpu")
     assert device_calls == []
-    gpu = build_index(random_vit, tmp_path / "photos", tmp_path / "gpu", batch_size=4, workers=2, decode="gpu")
+    gpu = build_index(random_vit, tmp_path / "photos", tmp_path / "gpu", batch_size=4, workers=2,
+                      decode="gpu")
     assert sum(len(call) for call in device_calls) == 7  # the photos, the grey and the rotated one
     assert (gpu.added, gpu.total, gpu.done) == (cpu.added, cpu.total, cpu.done) == (9, 9, 13)
     assert [(f.path, f.reason) for f in gpu.failed] == [(f.path, f.reason) for f in cpu.failed]
@@ -263,7 +277,8 @@ def test_an_index_decoded_on_the_device_matches_one_decoded_in_the_workers(rando
     finally:
         a.close()
         b.close()
-    again = build_index(random_vit, tmp_path / "photos", tmp_path / "gpu", batch_size=4, workers=0, decode="gpu")
+    again = build_index(random_vit, tmp_path / "photos", tmp_path / "gpu", batch_size=4, workers=0,
+                        decode="gpu")
     assert (again.added, again.unchanged, again.done) == (0, 9, 4)  # only the failures are tried again
     assert [f.reason for f in again.failed] == [f.reason for f in cpu.failed]
     with pytest.raises(ValueError, match="decode must be one of"):
@@ -276,16 +291,20 @@ def test_a_device_run_stopped_early_keeps_its_batches_and_resumes(shapes_model, 
     stopped = build_index(shapes_model, tmp_path / "photos", tmp_path / "idx", batch_size=4, workers=2,
                           decode="gpu", should_stop=lambda: asked.append(1) or len(asked) > 2)
     assert stopped.cancelled and stopped.done == 8
-    rest = build_index(shapes_model, tmp_path / "photos", tmp_path / "idx", batch_size=4, workers=2, decode="gpu")
+    rest = build_index(shapes_model, tmp_path / "photos", tmp_path / "idx", batch_size=4, workers=2,
+                       decode="gpu")
     assert not rest.cancelled and rest.total == 9 and rest.added + stopped.added == 9
 
 
 def test_the_index_command_takes_decode(shapes_model_dir, tmp_path):
     _mixed_folder(tmp_path / "photos")
     shutil.rmtree(tmp_path / "photos" / "sub")
-    result = subprocess.run([sys.executable, "-m", "explorer", "index", str(tmp_path / "photos"), "--index",
-                             str(tmp_path / "idx"), "--model", f"local-dir:{shapes_model_dir}", "--decode", "gpu",
-                             "--workers", "0", "--json"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+    result = subprocess.run([
+        sys.executable, "-m", "explorer", "index",
+        str(tmp_path / "photos"), "--index",
+        str(tmp_path / "idx"), "--model", f"local-dir:{shapes_model_dir}", "--decode", "gpu", "--workers",
+        "0", "--json"
+    ], cwd=ROOT, capture_output=True, text=True, timeout=300,
                             env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 1, result.stderr  # bad files were reported, the rest indexed
     doc = json.loads(result.stdout)

@@ -9,8 +9,18 @@ import pytest
 import torch
 from PIL import Image
 
-from explorer.heatmaps import (PatchMap, PatchMapUnsupported, check_patch_support, display_values, overlay,
-                               patch_map, patch_maps, patch_tokens, similarity_matrix, view_box)
+from explorer.science.heatmaps import (
+    PatchMap,
+    PatchMapUnsupported,
+    check_patch_support,
+    display_values,
+    overlay,
+    patch_map,
+    patch_maps,
+    patch_tokens,
+    similarity_matrix,
+    view_box,
+)
 from tests.helpers import encode_pil
 from tests.shapes import draw_pair
 
@@ -31,7 +41,7 @@ def test_similarity_matrix_is_cosines_and_per_image_softmax():
 
 
 def test_similarity_heatmap_states_its_own_scale():
-    from explorer import plots
+    from explorer.app import plots
 
     cos = np.array([[0.1, 0.3], [0.2, 0.25]])
     prob = np.array([[0.2, 0.8], [0.4, 0.6]])
@@ -63,8 +73,8 @@ def test_value_path_is_the_last_attention_with_each_token_attending_to_itself(ra
     last = visual.transformer.resblocks[-1]
     with torch.inference_mode():
         n = len(visual.transformer.resblocks)
-        out = visual.forward_intermediates(pixels, indices=[n - 2], output_fmt="NLC", output_extra_tokens=True,
-                                           intermediates_only=True)
+        out = visual.forward_intermediates(pixels, indices=[n - 2], output_fmt="NLC",
+                                           output_extra_tokens=True, intermediates_only=True)
         x = torch.cat([out["image_intermediates_prefix"][0], out["image_intermediates"][0]], dim=1)
         eye = torch.full((x.shape[1], x.shape[1]), float("-inf"))
         eye.fill_diagonal_(0.0)
@@ -120,7 +130,9 @@ def test_display_scales():
 
 def test_overlay_blends_with_the_given_opacity():
     image = Image.new("RGB", (16, 8), (200, 100, 50))
-    pmap = PatchMap("t", np.array([[0.0, 1.0]], np.float32).repeat(2, 0), 0.0, view_box((16, 8), "shortest"), (16, 8))
+    pmap = PatchMap("t",
+                    np.array([[0.0, 1.0]], np.float32).repeat(2, 0), 0.0, view_box((16, 8), "shortest"),
+                    (16, 8))
     untouched = np.asarray(overlay(image, pmap, opacity=0.0))
     assert untouched.shape == (8, 16, 3)
     np.testing.assert_array_equal(untouched[:, 4:12], np.asarray(image)[:, 4:12])
@@ -143,10 +155,12 @@ def test_towers_without_patch_maps_say_so():
     with pytest.raises(PatchMapUnsupported, match="ModifiedResNet, not an open_clip ViT"):
         check_patch_support(_fake(resnet))
     pooled = VisionTransformer(image_size=32, patch_size=8, width=32, layers=1, heads=2, mlp_ratio=2.0,
-                               attentional_pool=True, attn_pooler_queries=4, attn_pooler_heads=2, output_dim=16)
+                               attentional_pool=True, attn_pooler_queries=4, attn_pooler_heads=2,
+                               output_dim=16)
     with pytest.raises(PatchMapUnsupported, match="attentional pooler"):
         check_patch_support(_fake(pooled))
-    plain = VisionTransformer(image_size=32, patch_size=8, width=32, layers=1, heads=2, mlp_ratio=2.0, output_dim=16)
+    plain = VisionTransformer(image_size=32, patch_size=8, width=32, layers=1, heads=2, mlp_ratio=2.0,
+                              output_dim=16)
     check_patch_support(_fake(plain))  # a plain ViT is fine
 
 
@@ -175,8 +189,10 @@ def _localisation_wins(model, target, other, text, method="tokens", n=24, size=6
 def test_patch_map_finds_the_object_the_text_names(shapes_model, method):
     # Both directions on the same kind of image: a model with random weights prefers one colour
     # whatever the text says, so it passes at most one of these two.
-    assert _localisation_wins(shapes_model, ("red", "circle"), ("blue", "square"), "a red circle", method) >= 0.75
-    assert _localisation_wins(shapes_model, ("blue", "square"), ("red", "circle"), "a blue square", method) >= 0.75
+    assert _localisation_wins(shapes_model, ("red", "circle"), ("blue", "square"), "a red circle",
+                              method) >= 0.75
+    assert _localisation_wins(shapes_model, ("blue", "square"), ("red", "circle"), "a blue square",
+                              method) >= 0.75
 
 
 def test_heatmap_cli_writes_overlay_and_grid(shapes_model_dir, tmp_path, capsys):

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from explorer.context import AppContext
-from explorer.model import ModelSlot
-from explorer.paths import PathRefused
-from explorer.settings import load_settings
-from explorer.workspace import folder_bytes
-from explorer.ui import gap_tab, heatmaps_tab, model_panel, prompt_lab_tab, search_tab
+from explorer.app.context import AppContext
+from explorer.app.ui import gap_tab, heatmaps_tab, model_panel, prompt_lab_tab, search_tab
+from explorer.app.workspace import folder_bytes
+from explorer.embed.model import ModelSlot
+from explorer.inputs.roots import PathRefused
+from explorer.inputs.settings import load_settings
 from tests.shapes import CLASSES, make_labelled_folder
 
 PCA = "PCA (instant)"
@@ -90,7 +90,8 @@ def test_no_server_folder_can_be_used_when_hosted(ctx, tmp_path):
     with pytest.raises(PathRefused, match="hosted demo"):
         b.folder(str(tmp_path / "server-photos"))
     view = prompt_lab_tab.evaluate_prompts(b, prompt_lab_tab.frame(["a photo of a {}."]),
-                                           str(tmp_path / "server-photos"), None, "", "", None, "Templates", "Equal average", 1, False, 0.2, 0.5)
+                                           str(tmp_path / "server-photos"), None, "", "", None, "Templates",
+                                           "Equal average", 1, False, 0.2, 0.5)
     assert "upload images or a zip" in view.summary and view.report is None
     # A context not scoped to a session owns nothing.
     with pytest.raises(PathRefused, match="no session"):
@@ -162,13 +163,16 @@ def test_model_list_is_the_operators_and_a_failed_load_keeps_the_model(shapes_mo
 
 
 def test_locally_a_failed_load_keeps_the_model_and_says_why(shapes_model, shapes_model_dir, tmp_path):
-    settings = load_settings(env={"EXPLORER_ALLOWED_ROOTS": str(tmp_path), "EXPLORER_INDEX_DIR": str(tmp_path / "i")})
+    settings = load_settings(
+        env={"EXPLORER_ALLOWED_ROOTS": str(tmp_path), "EXPLORER_INDEX_DIR": str(tmp_path / "i")})
     ctx = AppContext.create(settings, ModelSlot(), upload_dir=tmp_path / "uploads")
     ctx.slot.model = shapes_model
     broken = tmp_path / "broken-model"
     broken.mkdir()
-    (broken / "open_clip_config.json").write_text((Path(shapes_model_dir) / "open_clip_config.json").read_text())
-    (broken / "open_clip_model.safetensors").write_bytes(b"not weights")  # passes the cheap checks, fails to load
+    (broken / "open_clip_config.json").write_text(
+        (Path(shapes_model_dir) / "open_clip_config.json").read_text())
+    (broken / "open_clip_model.safetensors").write_bytes(
+        b"not weights")  # passes the cheap checks, fails to load
     status = model_panel.load_model(ctx, f"local-dir:{broken}", "")
     assert ctx.slot.model is shapes_model and "Still using the model loaded before" in status
     assert "could not load" in status and str(broken) in status  # locally the reason is given in full
@@ -195,12 +199,13 @@ def test_a_strangers_failed_load_is_shown_to_them_not_to_everyone(shapes_model, 
 
 
 def test_locally_an_index_of_a_folder_outside_the_allowed_roots_is_not_offered(shapes_model, tmp_path):
-    from explorer.index_build import build_index
+    from explorer.index.build import build_index
 
     allowed, outside = tmp_path / "allowed", tmp_path / "outside"
     make_labelled_folder(allowed, CLASSES[:2], 2, size=32)
     make_labelled_folder(outside, CLASSES[:2], 2, size=32)
-    settings = load_settings(env={"EXPLORER_ALLOWED_ROOTS": str(allowed), "EXPLORER_INDEX_DIR": str(tmp_path / "i")})
+    settings = load_settings(
+        env={"EXPLORER_ALLOWED_ROOTS": str(allowed), "EXPLORER_INDEX_DIR": str(tmp_path / "i")})
     ctx = AppContext.create(settings, ModelSlot(), upload_dir=tmp_path / "uploads")
     ctx.slot.model = shapes_model
     for folder in (allowed, outside):  # as `clip-explorer index` would have made them, into the app's folder

@@ -19,9 +19,9 @@ import pytest
 import torch
 from PIL import Image, ImageFile
 
-from explorer import images
-from explorer.images import DEFAULT_LIMITS, Fit, ImageError, Limits, fit_of, load_image, prepare
-from explorer.sources import embed_files
+from explorer.embed import images
+from explorer.embed.images import DEFAULT_LIMITS, Fit, ImageError, Limits, fit_of, load_image, prepare
+from explorer.inputs.sources import embed_files
 from tests import shapes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,11 +107,12 @@ def test_fit_resized_is_what_the_preprocessing_computes(mode, size, target):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_ordinary_images_give_exactly_the_tensors_they_gave_before(tmp_path, mode, shapes_model):
-    cases = {"photo.png": (smooth(640, 480), "PNG"), "photo.jpg": (smooth(600, 400), "JPEG"),
-             "portrait.jpg": (smooth(300, 500), "JPEG"), "tiny.png": (smooth(20, 12), "PNG"),
-             "panorama.png": (smooth(600, 120), "PNG"),
-             "rgba.png": (smooth(200, 200).convert("RGBA"), "PNG"), "grey.png": (smooth(90, 60).convert("L"), "PNG"),
-             "palette.gif": (smooth(64, 64).convert("P"), "GIF")}
+    cases = {
+        "photo.png": (smooth(640, 480), "PNG"), "photo.jpg": (smooth(600, 400), "JPEG"),
+        "portrait.jpg": (smooth(300, 500), "JPEG"), "tiny.png": (smooth(20, 12), "PNG"),
+        "panorama.png": (smooth(600, 120), "PNG"), "rgba.png": (smooth(200, 200).convert("RGBA"), "PNG"),
+        "grey.png": (smooth(90, 60).convert("L"), "PNG"), "palette.gif": (smooth(64, 64).convert("P"), "GIF")
+    }
     for name, (image, fmt) in cases.items():
         image.save(tmp_path / name, fmt)
     exact = 0
@@ -141,7 +142,8 @@ def test_large_images_match_the_unbounded_path_up_to_resampling(mode, fmt):
     bounded, direct = prepare(data, preprocess), preprocess.preprocess(load_image(data))
     resized = fit_of(preprocess).resized(3000, 2200)
     if fmt == "PNG":
-        assert preprocess.sizes == [(3 * resized[0], 3 * resized[1])]  # GAP x what the resize makes, not 6.6 M pixels
+        assert preprocess.sizes == [(3 * resized[0], 3 * resized[1])
+                                    ]  # GAP x what the resize makes, not 6.6 M pixels
     else:  # a JPEG is decoded at the smallest DCT scale that still covers the model's input (DRAFT_GAP = 1)
         (w, h), = preprocess.sizes
         assert resized[0] <= w < 2 * resized[0] and resized[1] <= h < 2 * resized[1]
@@ -164,7 +166,8 @@ def test_a_large_rotated_image_is_bounded_the_right_way_round(fmt):
 def test_a_large_jpeg_is_decoded_at_a_reduced_scale_within_the_memory_ceiling():
     data = encoded(smooth(4000, 3000), "JPEG", quality=90)
     ceiling = Limits(max_decode_bytes=8 * 2**20)  # the full decode would need 46 MiB
-    with pytest.raises(ImageError, match=r"decoding 4000x3000 JPEG needs about \d+ MiB, more than the limit of 8 MiB"):
+    with pytest.raises(ImageError,
+                       match=r"decoding 4000x3000 JPEG needs about \d+ MiB, more than the limit of 8 MiB"):
         load_image(data, ceiling)
     tensor = prepare(data, transform(224), ceiling)  # drafted to 1/4: 1000 x 750
     assert tensor.shape == (3, 224, 224)
@@ -264,8 +267,9 @@ def test_decompression_bomb_warning_refuses_the_image_silently(tmp_path, capfd, 
         warnings.simplefilter("always")
         with pytest.raises(ImageError) as info:
             load_image(path, Limits(max_pixels=10**12, max_decode_bytes=10**12))
-    assert info.value.reason == (f"image too large: 10000x10000 = 100,000,000 pixels is more than PIL's limit of"
-                                 f" {Image.MAX_IMAGE_PIXELS:,} (a possible decompression bomb)")
+    assert info.value.reason == (
+        f"image too large: 10000x10000 = 100,000,000 pixels is more than PIL's limit of"
+        f" {Image.MAX_IMAGE_PIXELS:,} (a possible decompression bomb)")
     assert not escaped and capfd.readouterr().err == ""
 
 
@@ -355,11 +359,12 @@ def test_classify_with_extreme_strips_stays_small(shapes_model_dir, tmp_path):
                "print(json.dumps({'rc': r.returncode, 'out': r.stdout, 'err': r.stderr, "
                "'seconds': time.perf_counter() - t, "
                "'peak_kb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))")
-    result = subprocess.run(
-        [sys.executable, "-c", measure, sys.executable, "-m", "explorer", "classify", *args,
-         "--labels", "a red circle, a blue square, a green triangle", "--model", f"local-dir:{shapes_model_dir}",
-         "--json"], cwd=ROOT, capture_output=True, text=True, timeout=300,
-        env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"})
+    result = subprocess.run([
+        sys.executable, "-c", measure, sys.executable, "-m", "explorer", "classify", *args, "--labels",
+        "a red circle, a blue square, a green triangle", "--model", f"local-dir:{shapes_model_dir}", "--json"
+    ], cwd=ROOT, capture_output=True, text=True, timeout=300, env={
+        "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"
+    })
     run = json.loads(result.stdout)
     print(f"classify with 1x200,000 and 1x2,000,000 strips: peak RSS {run['peak_kb'] / 1024:.0f} MiB, "
           f"{run['seconds']:.1f} s")
@@ -373,10 +378,10 @@ def test_classify_with_extreme_strips_stays_small(shapes_model_dir, tmp_path):
 
 
 def test_the_patch_map_of_an_extreme_strip_is_bounded_too(shapes_model, tmp_path, monkeypatch):
-    from explorer.context import AppContext
-    from explorer.model import ModelSlot
-    from explorer.settings import load_settings
-    from explorer.ui import heatmaps_tab
+    from explorer.app.context import AppContext
+    from explorer.app.ui import heatmaps_tab
+    from explorer.embed.model import ModelSlot
+    from explorer.inputs.settings import load_settings
 
     path = tmp_path / "strip.png"
     path.write_bytes(strip(2_000_000, 1))
@@ -385,7 +390,8 @@ def test_the_patch_map_of_an_extreme_strip_is_bounded_too(shapes_model, tmp_path
     ctx.slot.model = shapes_model
     seen = []
     preprocess = shapes_model.preprocess
-    monkeypatch.setattr(shapes_model, "preprocess", lambda image: seen.append(image.size) or preprocess(image))
+    monkeypatch.setattr(shapes_model, "preprocess",
+                        lambda image: seen.append(image.size) or preprocess(image))
     info, state = heatmaps_tab.compute_patch_map(ctx, heatmaps_tab.upload_items([str(path)]), "strip.png",
                                                  "a red circle", "tokens", "relative to the map's mean")
     assert state is not None, info

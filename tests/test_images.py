@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from explorer import images
-from explorer.folders import scan_folder
-from explorer.images import DEFAULT_MAX_PIXELS, ImageError, Limits, Thumbnails, load_image, prepare
+from explorer.embed import images
+from explorer.embed.images import DEFAULT_MAX_PIXELS, ImageError, Limits, Thumbnails, load_image, prepare
+from explorer.inputs.folders import scan_folder
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 

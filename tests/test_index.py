@@ -15,13 +15,12 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 
+from explorer.index import build as index_module
+from explorer.index import faiss_ops
+from explorer.index.build import build_index
+from explorer.index.image_index import IndexMismatchError, open_index
+from explorer.index.store import IndexFormatError
 from tests.shapes import CLASSES, draw_shape, make_labelled_folder
-
-from explorer import faiss_ops
-from explorer import index_build as index_module
-from explorer.index import IndexMismatchError, open_index
-from explorer.index_build import build_index
-from explorer.store import IndexFormatError
 
 ROOT = HERE.parent
 
@@ -177,7 +176,8 @@ def test_faiss_file_lost_or_stale_is_rebuilt(tmp_path, shapes_model):
 
 def test_index_type_override(tmp_path, shapes_model, count_decodes):
     make_folder(tmp_path / "photos", n_per_class=2)
-    report = build_index(shapes_model, tmp_path / "photos", tmp_path / "idx", workers=0, index_type="IVF4,Flat")
+    report = build_index(shapes_model, tmp_path / "photos", tmp_path / "idx", workers=0,
+                         index_type="IVF4,Flat")
     assert report.index_type == "IVF4,Flat" and "nprobe" in report.params
     index = open_index(tmp_path / "idx")
     assert index.index_type == "IVF4,Flat"
@@ -190,7 +190,8 @@ def test_index_type_override(tmp_path, shapes_model, count_decodes):
     assert flat.index_type == "Flat" and flat.added == 0 and flat.unchanged == 48
     count_decodes.clear()
     with pytest.raises(ValueError, match="needs at least 1024 images"):
-        build_index(shapes_model, tmp_path / "photos", tmp_path / "idx2", workers=0, index_type="IVF1024,Flat")
+        build_index(shapes_model, tmp_path / "photos", tmp_path / "idx2", workers=0,
+                    index_type="IVF1024,Flat")
     assert count_decodes == []  # refused before any work
 
 
@@ -293,7 +294,8 @@ def test_a_file_edited_behind_the_same_size_is_embedded_again(tmp_path, shapes_m
     build_index(shapes_model, photos, tmp_path / "idx", workers=0)
     old = open_index(tmp_path / "idx").embedding_of("a.bmp")
     size = (photos / "a.bmp").stat().st_size
-    draw_shape("green", "cross", size=48, rng=3).save(photos / "a.bmp")  # edited in place: a BMP keeps its size
+    draw_shape("green", "cross", size=48,
+               rng=3).save(photos / "a.bmp")  # edited in place: a BMP keeps its size
     assert (photos / "a.bmp").stat().st_size == size
     os.utime(photos / "a.bmp", ns=(time.time_ns(), time.time_ns() + 10**9))
     count_decodes.clear()

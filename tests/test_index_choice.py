@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from explorer import faiss_ops
-from explorer.index import ImageIndex, refresh
-from explorer.store import Store
+from explorer.index import faiss_ops
+from explorer.index.faiss_file import refresh
+from explorer.index.image_index import ImageIndex
+from explorer.index.store import Store
 
 GIB = 2**30
 PLENTY = 64 * GIB

@@ -17,11 +17,12 @@ import faiss
 import numpy as np
 import pytest
 
-from explorer import index_build as index_build_module
 from explorer.cli import main as cli_main
-from explorer.index import damaged_indexes, list_indexes, open_index
-from explorer.index_build import build_index
-from explorer.store import IndexDamagedError, Store, folder_lock
+from explorer.index import build as index_build_module
+from explorer.index.build import build_index
+from explorer.index.image_index import open_index
+from explorer.index.registry import damaged_indexes, list_indexes
+from explorer.index.store import IndexDamagedError, Store, folder_lock
 from tests.shapes import CLASSES, make_labelled_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +68,8 @@ def test_garbage_in_the_faiss_file_is_found_and_repaired(tmp_path, shapes_model)
     assert ranked(index, query) == expected
     index.close()
     # The repaired file was written, with its checksum; the next open finds nothing wrong.
-    assert json.loads(manifest_file.read_text())["sha256"] == hashlib.sha256(faiss_file.read_bytes()).hexdigest()
+    assert json.loads(manifest_file.read_text())["sha256"] == hashlib.sha256(
+        faiss_file.read_bytes()).hexdigest()
     again = open_index(tmp_path / "idx")
     assert again.repaired is None and ranked(again, query) == expected
     again.close()
@@ -113,12 +115,13 @@ def test_a_failed_file_fixed_behind_the_same_size_and_mtime_is_indexed(tmp_path,
     os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert (victim.stat().st_size, victim.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
     fixed = build_index(shapes_model, photos, tmp_path / "idx", workers=0)
-    assert fixed.failed == [] and (fixed.added, fixed.updated, fixed.unchanged) == (1, 0, 3) and fixed.total == 4
+    assert fixed.failed == [] and (fixed.added, fixed.updated, fixed.unchanged) == (1, 0,
+                                                                                    3) and fixed.total == 4
     index = open_index(tmp_path / "idx")
     assert index.failures() == [] and index.search(index.embedding_of(good[0]), 1)[0][0].path == good[0]
 
 
-# ---- builds of one index take turns -------------------------------------------------------------------------
+# ---- builds of one index take turns ------------------------------------------------------------------------
 # `python -m explorer index` that notes its arrival at the index lock (a file in ARRIVALS) and, once
 # holding it, decodes nothing until two runs have arrived (or a minute has passed): the second surely
 # finds the lock taken.
@@ -149,17 +152,25 @@ def test_two_processes_building_one_index_take_turns(tmp_path, shapes_model_dir)
     photos, arrivals = tmp_path / "photos", tmp_path / "arrivals"
     good = make_folder(photos)
     arrivals.mkdir()
-    command = [sys.executable, "-c", _CLI, str(arrivals), "index", str(photos), "--index", str(tmp_path / "idx"),
-               "--model", f"local-dir:{shapes_model_dir}", "--workers", "0", "--batch-size", "8", "--json"]
+    command = [
+        sys.executable, "-c", _CLI,
+        str(arrivals), "index",
+        str(photos), "--index",
+        str(tmp_path / "idx"), "--model", f"local-dir:{shapes_model_dir}", "--workers", "0", "--batch-size",
+        "8", "--json"
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    procs = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=env) for _ in range(2)
+    ]
     outputs = [p.communicate(timeout=180) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err for _, err in outputs]
     first, second = sorted((json.loads(out) for out, _ in outputs), key=lambda r: r["waited"])
     assert first["waited"] == 0 and first["added"] == len(good) and first["notes"] == []
     # The second waited for the whole first build, then found everything done: nothing encoded twice.
-    assert second["waited"] > 0.5 and (second["added"], second["updated"], second["unchanged"]) == (0, 0, len(good))
+    assert second["waited"] > 0.5 and (second["added"], second["updated"], second["unchanged"]) == (0, 0,
+                                                                                                    len(good))
     assert second["notes"] == [f"waited {second['waited']:.1f} s for another build of this index to finish"]
     with sqlite3.connect(tmp_path / "idx" / "index.db") as db:
         ids = sorted(i for (i,) in db.execute("SELECT id FROM files"))
@@ -189,8 +200,11 @@ def test_a_build_waits_for_the_lock_and_the_cli_says_so(tmp_path, shapes_model_d
     holder = threading.Thread(target=hold)
     holder.start()
     held.wait(10)
-    code = cli_main(["index", str(photos), "--index", str(tmp_path / "idx"), "--model", f"local-dir:{shapes_model_dir}",
-                     "--workers", "0"])
+    code = cli_main([
+        "index",
+        str(photos), "--index",
+        str(tmp_path / "idx"), "--model", f"local-dir:{shapes_model_dir}", "--workers", "0"
+    ])
     holder.join()
     out, err = capsys.readouterr()
     assert code == 0 and out.startswith("3 added")
@@ -199,8 +213,9 @@ def test_a_build_waits_for_the_lock_and_the_cli_says_so(tmp_path, shapes_model_d
     assert float(waited[0].split()[2]) >= 0.9
 
 
-# ---- a damaged index.db -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("content", [b"", b"not an SQLite database, just some text. " * 50], ids=["empty", "garbage"])
+# ---- a damaged index.db ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("content", [b"", b"not an SQLite database, just some text. " * 50],
+                         ids=["empty", "garbage"])
 def test_a_damaged_database_is_reported_and_left_alone(tmp_path, shapes_model, content):
     photos = tmp_path / "photos"
     make_folder(photos, n_per_class=1, classes=CLASSES[:2])
@@ -222,7 +237,8 @@ def test_a_damaged_database_is_reported_and_left_alone(tmp_path, shapes_model, c
     assert not (index_dir / "bad" / "index.db-wal").exists()
 
     assert [i.folder.name for i in list_indexes(index_dir)] == ["good"]
-    assert [(folder.name, "empty or damaged" in why) for folder, why in damaged_indexes(index_dir)] == [("bad", True)]
+    assert [(folder.name, "empty or damaged" in why)
+            for folder, why in damaged_indexes(index_dir)] == [("bad", True)]
     assert db.read_bytes() == content
 
 
@@ -231,8 +247,11 @@ def test_the_cli_names_the_damaged_database_and_exits_2(tmp_path, shapes_model_d
     make_folder(photos, n_per_class=1, classes=CLASSES[:2])
     (tmp_path / "idx").mkdir()
     (tmp_path / "idx" / "index.db").write_bytes(b"")
-    code = cli_main(["index", str(photos), "--index", str(tmp_path / "idx"), "--model", f"local-dir:{shapes_model_dir}",
-                     "--workers", "0"])
+    code = cli_main([
+        "index",
+        str(photos), "--index",
+        str(tmp_path / "idx"), "--model", f"local-dir:{shapes_model_dir}", "--workers", "0"
+    ])
     assert code == 2
     err = capsys.readouterr().err
     assert f"{tmp_path / 'idx' / 'index.db'} is empty or damaged" in err and "Delete the folder" in err
@@ -240,7 +259,8 @@ def test_the_cli_names_the_damaged_database_and_exits_2(tmp_path, shapes_model_d
 
 
 # ---- an interrupted write ---------------------------------------------------------------------------------
-def test_a_build_interrupted_while_writing_faiss_leaves_the_previous_files(tmp_path, shapes_model, monkeypatch):
+def test_a_build_interrupted_while_writing_faiss_leaves_the_previous_files(tmp_path, shapes_model,
+                                                                           monkeypatch):
     photos = tmp_path / "photos"
     make_folder(photos, n_per_class=1, classes=CLASSES[:4])
     build_index(shapes_model, photos, tmp_path / "idx", workers=0)
@@ -261,4 +281,3 @@ def test_a_build_interrupted_while_writing_faiss_leaves_the_previous_files(tmp_p
     # The embeddings committed before the crash are kept; the stale FAISS file is rebuilt, not "repaired".
     index = open_index(tmp_path / "idx")
     assert index.count == 6 and index.repaired is None
-

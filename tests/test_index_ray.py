@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from explorer.index import open_index
-from explorer.index_build import build_index
-from explorer.store import Store
+from explorer.index.build import build_index
+from explorer.index.image_index import open_index
+from explorer.index.store import Store
 from tests.shapes import CLASSES, caption
 from tests.test_index import add_bad_files, make_folder
 
@@ -43,8 +43,12 @@ def local_index(shapes_folder, shapes_model, tmp_path_factory) -> Path:
 
 def index_on_ray(folder: Path | str, index: Path, *extra: str, env: dict | None = None) -> dict:
     """`python -m explorer index --engine ray --json` -> its JSON report."""
-    command = [sys.executable, "-m", "explorer", "index", str(folder), "--index", str(index), "--engine", "ray",
-               "--batch-size", "8", "--model", SHAPES, "--device", "cpu", "--json", *extra]
+    command = [
+        sys.executable, "-m", "explorer", "index",
+        str(folder), "--index",
+        str(index), "--engine", "ray", "--batch-size", "8", "--model", SHAPES, "--device", "cpu", "--json",
+        *extra
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=ROOT, env=env or ENV,
                           start_new_session=True)
     assert done.returncode in (0, 1), done.stderr[-3000:]  # 1: some files failed, as they should
@@ -62,12 +66,14 @@ def assert_same_index(ours: Path, local: Path, paths: list[str], model) -> None:
             [[hit.path for hit in hits] for hits in b.search(queries, k=10)]
 
 
-def test_ray_engine_builds_the_same_index_as_the_local_engine(shapes_folder, local_index, shapes_model, tmp_path):
+def test_ray_engine_builds_the_same_index_as_the_local_engine(shapes_folder, local_index, shapes_model,
+                                                              tmp_path):
     folder, good, bad = shapes_folder
     report = index_on_ray(folder, tmp_path / "ray")
     assert (report["added"], report["total"]) == (len(good), len(good))
     local_failures = {f.path: f.reason for f in open_index(local_index).failures()}
-    assert {f["path"]: f["error"] for f in report["failures"]} == local_failures and set(local_failures) == bad
+    assert {f["path"]: f["error"]
+            for f in report["failures"]} == local_failures and set(local_failures) == bad
     assert_same_index(tmp_path / "ray", local_index, good, shapes_model)
     again = index_on_ray(folder, tmp_path / "ray")  # nothing changed: only the failed files are tried again
     assert (again["added"], again["unchanged"], again["todo"]) == (0, len(good), len(bad))
@@ -90,8 +96,10 @@ KILLED_RUN = textwrap.dedent("""
 def test_a_killed_ray_run_resumes_with_only_the_rest(shapes_folder, local_index, shapes_model, tmp_path):
     folder, good, bad = shapes_folder
     index = tmp_path / "ray"
-    run = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(folder), str(index), "12", SHAPES],
-                           cwd=ROOT, env=ENV, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    run = subprocess.Popen(
+        [sys.executable, "-c", KILLED_RUN,
+         str(folder), str(index), "12", SHAPES], cwd=ROOT, env=ENV, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         _, err = run.communicate(timeout=240)
     finally:
@@ -118,7 +126,7 @@ def test_ray_flags_need_the_ray_engine_and_are_checked_before_the_model_loads(tm
 
 
 def test_without_ray_installed_the_message_says_what_to_install(monkeypatch):
-    from explorer import index_ray
+    from explorer.index import build_ray as index_ray
 
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     with pytest.raises(index_ray.RayUnavailableError, match="requirements-ray.txt"):
@@ -139,7 +147,7 @@ def test_a_folder_given_as_a_uri_is_listed_and_read_through_pyarrow(shapes_folde
 
 
 def test_a_uri_folder_needs_the_ray_engine_and_lists_like_a_local_one(shapes_folder, shapes_model, tmp_path):
-    from explorer import remote
+    from explorer.inputs import remote
 
     folder, good, bad = shapes_folder
     with pytest.raises(ValueError, match="--engine ray"):
@@ -169,20 +177,23 @@ class FakeCluster:
         return [{"Alive": True, "Resources": {"CPU": float(self.cpus)}} for _ in range(self.nodes_)]
 
 
-@pytest.mark.parametrize("cluster, options, expected", [
-    (FakeCluster(1, 2), {}, (1, 1, 0, "cpu")),           # this machine: the model on one CPU, decoding on the other
-    (FakeCluster(4, 32), {}, (4, 31, 0, "cpu")),         # one actor per node, all CPUs but one
-    (FakeCluster(2, 16, gpus=8), {}, (8, 1, 1, "cuda")),  # one actor per GPU
-    (FakeCluster(4, 32), {"actors": 8, "actor_cpus": 12}, (8, 12, 0, "cpu")),
-])
+@pytest.mark.parametrize(
+    "cluster, options, expected",
+    [
+        (FakeCluster(1, 2), {},
+         (1, 1, 0, "cpu")),  # this machine: the model on one CPU, decoding on the other
+        (FakeCluster(4, 32), {}, (4, 31, 0, "cpu")),  # one actor per node, all CPUs but one
+        (FakeCluster(2, 16, gpus=8), {}, (8, 1, 1, "cuda")),  # one actor per GPU
+        (FakeCluster(4, 32), {"actors": 8, "actor_cpus": 12}, (8, 12, 0, "cpu")),
+    ])
 def test_model_actors_are_placed_by_the_clusters_resources(cluster, options, expected):
-    from explorer.index_ray import RayOptions, _placement
+    from explorer.index.build_ray import RayOptions, _placement
 
     assert _placement(cluster, RayOptions(**options)) == expected
 
 
 def test_actors_that_would_leave_no_cpu_for_decoding_are_refused_not_left_hanging():
-    from explorer.index_ray import RayOptions, RayRunError, _placement
+    from explorer.index.build_ray import RayOptions, RayRunError, _placement
 
     with pytest.raises(RayRunError, match="none for decoding"):
         _placement(FakeCluster(1, 2), RayOptions(actor_cpus=2))
@@ -211,7 +222,7 @@ def test_a_run_joins_an_existing_cluster_at_its_address(shapes_folder, local_ind
 
 
 def test_an_address_with_no_cluster_behind_it_is_a_clear_error(tmp_path):
-    from explorer import index_ray
+    from explorer.index import build_ray as index_ray
 
     with pytest.raises(index_ray.RayUnavailableError, match="Ray cluster at 127.0.0.1:1: nothing answers"):
         index_ray.connect("127.0.0.1:1")  # in seconds: Ray itself would retry for minutes
@@ -221,11 +232,13 @@ def test_a_worker_whose_model_differs_stops_the_run_with_one_clear_line(shapes_f
                                                                         monkeypatch):
     import dataclasses
 
-    from explorer import index_ray
+    from explorer.index import build_ray as index_ray
 
     real = index_ray.ModelSpec.of  # as if a node's file at the same path held other weights
-    monkeypatch.setattr(index_ray.ModelSpec, "of", classmethod(
-        lambda cls, model: dataclasses.replace(real(model), identity={**real(model).identity, "embed_dim": 7})))
+    monkeypatch.setattr(
+        index_ray.ModelSpec, "of",
+        classmethod(lambda cls, model: dataclasses.replace(real(model), identity=
+                                                           {**real(model).identity, "embed_dim": 7})))
     with pytest.raises(index_ray.RayRunError) as caught:
         build_index(shapes_model, shapes_folder[0], tmp_path / "ray", batch_size=8, engine="ray")
     message = str(caught.value)

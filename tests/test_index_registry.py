@@ -6,9 +6,9 @@ from contextlib import closing
 
 import numpy as np
 
-from explorer.store import Store
-from explorer.index import IndexRegistry, default_index_path, list_indexes, prune_orphans
-from explorer.index_build import build_index
+from explorer.index.build import build_index
+from explorer.index.registry import IndexRegistry, default_index_path, list_indexes, prune_orphans
+from explorer.index.store import Store
 from tests import shapes
 
 

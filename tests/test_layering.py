@@ -1,7 +1,8 @@
 """The house rules of DESIGN.md, read from the source (AST), so a change that breaks them goes red:
-only explorer/ui/ and app.py import gradio; ui/ holds no maths (no numpy), never calls the model's
-encoders and never reaches into the core's private helpers; tabs share helpers through ui/common.py,
-not through each other; functions stay short."""
+explorer/ is five layer packages (embed < inputs < index < science < app, with commands/ beside app/)
+and imports only go down; only explorer/app/ui/ and app.py import gradio; ui/ holds no maths (no
+numpy), never calls the model's encoders and never reaches into the core's private helpers; tabs share
+helpers through ui/common.py, not through each other; functions stay short."""
 from __future__ import annotations
 
 import ast
@@ -11,9 +12,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "explorer"
-UI = PACKAGE / "ui"
+UI = PACKAGE / "app" / "ui"
 SOURCES = sorted(PACKAGE.rglob("*.py"))
 MAX_FUNCTION_LINES = 60
+# Each layer may import the layers below it (a lower rank), never one above; app and commands are the
+# two faces, side by side, and do not import each other. cli.py and __main__.py sit on top.
+LAYERS = {"embed": 0, "inputs": 1, "index": 2, "science": 3, "app": 4, "commands": 4}
+TOP = {"cli", "__main__", "__init__"}
 
 
 def tree(path: Path) -> ast.Module:
@@ -33,6 +38,71 @@ def imported_modules(path: Path) -> set[str]:
 
 def rel(path: Path) -> str:
     return path.relative_to(ROOT).as_posix()
+
+
+def layer_of(module: str) -> str | None:
+    """'explorer.index.store' -> 'index'; None for explorer's top modules (cli, __main__)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in LAYERS else None
+
+
+def explorer_imports(path: Path) -> set[str]:
+    """Every explorer module `path` imports, absolute or relative, as dotted names ('explorer.embed.model')."""
+    own = ["explorer", *path.relative_to(PACKAGE).with_suffix("").parts]
+    package = own[:-1] if path.name != "__init__.py" else own[:-1]
+    found = set()
+    for node in ast.walk(tree(path)):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.split(".")[0] == "explorer"}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - node.level + 1]
+                name = ".".join(base + ([node.module] if node.module else []))
+            elif node.module.split(".")[0] == "explorer":
+                name = node.module
+            else:
+                continue
+            found |= {name} | {f"{name}.{alias.name}" for alias in node.names}
+    return found
+
+
+def upward_imports(path: Path) -> list[str]:
+    """The imports of `path` that climb to a higher layer, or cross between the two faces."""
+    mine = layer_of(".".join(["explorer", *path.relative_to(PACKAGE).parts[:1]]))
+    if mine is None:
+        return []
+    wrong = []
+    for name in sorted(explorer_imports(path)):
+        theirs = layer_of(name)
+        if theirs is not None and theirs != mine and LAYERS[theirs] >= LAYERS[mine]:
+            wrong.append(name)
+    return wrong
+
+
+def test_explorer_is_layer_packages_with_only_the_cli_on_top():
+    loose = [rel(p) for p in PACKAGE.glob("*.py") if p.stem not in TOP]
+    assert loose == []
+    assert sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()) == sorted(LAYERS)
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: rel(p))
+def test_imports_only_go_down_the_layers(path):
+    assert upward_imports(path) == []
+
+
+def test_the_layer_check_sees_an_upward_import(tmp_path, monkeypatch):
+    """The check itself: an embed module that imports science, absolutely or relatively, is caught."""
+    fake = PACKAGE / "embed" / "model.py"
+    for line in ("from explorer.science.zeroshot import predict", "from ..science import zeroshot",
+                 "import explorer.app.plots"):
+        monkeypatch.setattr(Path, "read_text", lambda self, *a, _line=line, **k: _line)
+        assert upward_imports(fake), line
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: "from .cache import LRU\nimport numpy")
+    assert upward_imports(fake) == []
+    commands = PACKAGE / "commands" / "classify.py"
+    monkeypatch.setattr(Path, "read_text",
+                        lambda self, *a, **k: "from explorer.app.context import AppContext")
+    assert upward_imports(commands) == ["explorer.app.context", "explorer.app.context.AppContext"]
 
 
 def test_only_the_ui_and_app_import_gradio():
@@ -60,8 +130,11 @@ def test_tabs_import_shared_helpers_from_common_not_from_each_other():
         own = path.stem.rsplit("_", 1)[0]  # prompt_lab_tab -> prompt_lab
         siblings = {alias.name for node in ast.walk(tree(path)) if isinstance(node, ast.ImportFrom)
                     and node.level == 1 and node.module is None for alias in node.names}
-        siblings |= {node.module.split(".")[0] for node in ast.walk(tree(path)) if isinstance(node, ast.ImportFrom)
-                     and node.level == 1 and node.module}
+        siblings |= {
+            node.module.split(".")[0]
+            for node in ast.walk(tree(path))
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module
+        }
         allowed = {"common", f"{own}_html"}
         assert siblings <= allowed, f"{rel(path)} imports {sorted(siblings - allowed)}"
 
@@ -83,6 +156,7 @@ def test_the_docs_module_map_lists_every_module():
                      for name in ("architecture.md", "command-line.md"))
     missing = [rel(p) for p in SOURCES if p.name != "__init__.py" and p.parent.name != "commands"
                and f"{p.stem}.py" not in readme]
+    missing += [f"{layer}/" for layer in LAYERS if f"{layer}/" not in readme]
     assert missing == []
     commands = [p.stem for p in (PACKAGE / "commands").glob("*.py") if p.stem not in ("__init__", "common")]
     assert [c for c in commands if f"clip-explorer {c}" not in readme] == []

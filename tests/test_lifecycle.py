@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from explorer.workspace import _started, new_base, sweep_dead
+from explorer.app.workspace import _started, new_base, sweep_dead
 from tests.shapes import CLASSES, make_labelled_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,7 +76,10 @@ def _start_hosted(tmp_path: Path, temp: Path) -> tuple[subprocess.Popen, str, Pa
 
 def _visitor_files(temp: Path) -> list[Path]:
     """Files under the app's temp folder that came from the visitor or were made for it."""
-    return [p for p in temp.rglob("*") if p.is_file() and ("secret" in str(p) or "clip-explorer-sessions" in str(p))]
+    return [
+        p for p in temp.rglob("*")
+        if p.is_file() and ("secret" in str(p) or "clip-explorer-sessions" in str(p))
+    ]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -93,8 +96,8 @@ def test_a_signal_leaves_no_visitor_file(tmp_path, sig):
     proc, url, log = _start_hosted(tmp_path, temp)
     try:
         api = Client(url, verbose=False, analytics_enabled=False, download_files=False)
-        report = api.predict(choice="Upload images, a folder or a zip", typed="", files=[handle_file(str(archive))],
-                             folder_files=None, api_name="/build_index")[0]
+        report = api.predict(choice="Upload images, a folder or a zip", typed="",
+                             files=[handle_file(str(archive))], folder_files=None, api_name="/build_index")[0]
         assert "<b>4</b> image(s) searchable" in report, report
         made = _visitor_files(temp)
         assert any(p.suffix == ".zip" for p in made) and any(p.suffix == ".png" for p in made), made

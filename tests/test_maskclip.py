@@ -20,7 +20,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from explorer.heatmaps import METHODS, patch_map
+from explorer.science.heatmaps import METHODS, patch_map
 from tests.shapes import draw_pair
 
 TEXT = "a red circle"
@@ -32,8 +32,8 @@ def _last_block_input(model, image):
     pixels = model.preprocess(image)[None]
     n = len(visual.transformer.resblocks)
     with torch.inference_mode():
-        out = visual.forward_intermediates(pixels, indices=[n - 2], output_fmt="NLC", output_extra_tokens=True,
-                                           intermediates_only=True)
+        out = visual.forward_intermediates(pixels, indices=[n - 2], output_fmt="NLC",
+                                           output_extra_tokens=True, intermediates_only=True)
     return torch.cat([out["image_intermediates_prefix"][0], out["image_intermediates"][0]], dim=1)
 
 
@@ -131,5 +131,7 @@ def test_maskclip_map_finds_the_object_the_text_names(shapes_model):
     says passes at most one)."""
     from tests.test_heatmaps import _localisation_wins
 
-    assert _localisation_wins(shapes_model, ("red", "circle"), ("blue", "square"), "a red circle", "maskclip") >= 0.75
-    assert _localisation_wins(shapes_model, ("blue", "square"), ("red", "circle"), "a blue square", "maskclip") >= 0.75
+    assert _localisation_wins(shapes_model, ("red", "circle"), ("blue", "square"), "a red circle",
+                              "maskclip") >= 0.75
+    assert _localisation_wins(shapes_model, ("blue", "square"), ("red", "circle"), "a blue square",
+                              "maskclip") >= 0.75

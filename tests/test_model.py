@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from explorer.model import ModelLoadError, ModelSlot, load_model
-from explorer.prompts import load_template_set
+from explorer.embed.model import ModelLoadError, ModelSlot, load_model
+from explorer.science.prompts import load_template_set
 
 TINY_CFG = {
     "embed_dim": 32,
@@ -106,7 +106,8 @@ def test_text_tower_without_causal_mask_falls_back_to_stock_path(tmp_path):
 
 @pytest.mark.parametrize("make, expected", [
     (lambda p: ("local-dir:" + str(p / "nowhere"), None), "folder not found"),
-    (lambda p: ("local-dir:" + str(_write_local_dir(p / "noweights", TINY_CFG, weights=False)), None), "no weights"),
+    (lambda p:
+     ("local-dir:" + str(_write_local_dir(p / "noweights", TINY_CFG, weights=False)), None), "no weights"),
     (lambda p: ("ViT-B-32-typo", None), "not an open_clip model name"),
     (lambda p: ("ViT-B-32", "no_such_tag"), "neither a checkpoint file nor a pretrained tag"),
     (lambda p: ("hf-hub:justonename", None), "hf-hub:organisation/repository"),
@@ -154,7 +155,7 @@ def test_slot_keeps_model_after_a_typo_and_replaces_it_after_a_good_load(tmp_pat
 
 
 def test_device_and_precision_choice():
-    from explorer.model import pick_device, pick_precision
+    from explorer.embed.model import pick_device, pick_precision
 
     cpu = torch.device("cpu")
     assert pick_precision(cpu) == "fp32"
@@ -216,7 +217,7 @@ def test_a_text_repeated_in_one_call_fills_every_row(random_vit):
 def test_packed_rows_two_prompts_to_a_row_equal_stock_encode_text(random_vit, monkeypatch):
     """OpenAI's 80 templates of mixed lengths are packed two prompts to a row (each attending only
     to itself); the embeddings are still open_clip's, and packing really happened."""
-    from explorer import model as model_module
+    from explorer.embed import model as model_module
 
     texts = [t.replace("{}", "golden retriever") for t in load_template_set("openai")] + ["x", ""]
     lengths = model_module._token_lengths(random_vit._tokenize(texts)).tolist()

@@ -7,12 +7,11 @@ import threading
 import time
 
 import numpy as np
-import pytest
 
-from explorer import model as model_module
-from explorer.cache import LRU
-from explorer.model import ModelLoadError, ModelSlot
-from explorer.plots import axis_labels
+from explorer.app.plots import axis_labels
+from explorer.embed import model as model_module
+from explorer.embed.cache import LRU
+from explorer.embed.model import ModelLoadError, ModelSlot
 
 
 class _Fake:
@@ -57,8 +56,9 @@ def test_a_reload_under_twenty_concurrent_calls_never_meets_an_empty_slot(shapes
 
 def test_a_failed_load_keeps_the_model_loaded_before(monkeypatch):
     monkeypatch.setattr(model_module, "check_identifier", lambda *a: None)
-    monkeypatch.setattr(model_module, "load_model",
-                        lambda name, *a: _Fake(name) if name == "good" else (_ for _ in ()).throw(ModelLoadError("no")))
+    monkeypatch.setattr(
+        model_module, "load_model", lambda name, *a: _Fake(name)
+        if name == "good" else (_ for _ in ()).throw(ModelLoadError("no")))
     slot = ModelSlot()
     slot.load("good")
     assert slot.load("bad") is None and slot.model.name == "good" and "no" in slot.status()
@@ -143,7 +143,7 @@ def test_axis_labels_still_never_make_two_equal():
 
 
 def test_label_prefix_matching_and_caption_matching_are_linear(tmp_path):
-    from explorer.captions import labels_of_images, match_csv_captions
+    from explorer.inputs.captions import labels_of_images, match_csv_captions
 
     labels = [f"kind {i}" for i in range(5_000)]
     paths = [tmp_path / f"kind_{i % 5_000}_{i}.png" for i in range(20_000)]

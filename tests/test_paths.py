@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 
-from explorer.paths import PathRefused, allowed_folder, inside_roots, unpack_uploads
+from explorer.inputs.roots import PathRefused, allowed_folder, inside_roots, unpack_uploads
 
 
 @pytest.fixture
@@ -72,7 +72,8 @@ def test_zip_upload_keeps_folders_and_skips_unsafe_members(tmp_path):
     found = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
     assert found == ["captions.csv", "cats/1.png", "cats/1.txt", "dogs/2.jpg", "loose.png"]
     assert not (tmp_path / "evil.png").exists()
-    assert "5 file(s)" in notes[0] and notes[1].startswith("4 entries refused: ../evil.png ('..' in path), /abs.png (absolute path)")
+    assert "5 file(s)" in notes[0] and notes[1].startswith(
+        "4 entries refused: ../evil.png ('..' in path), /abs.png (absolute path)")
 
 
 def test_upload_over_the_caps_is_refused_and_leaves_nothing(tmp_path):
@@ -96,7 +97,7 @@ def test_upload_area_unpacks_each_set_of_files_once_and_prunes_old_ones(tmp_path
     import os
     import time
 
-    from explorer.paths import UploadArea
+    from explorer.inputs.roots import UploadArea
 
     area = UploadArea(tmp_path / "area")
     one, two = tmp_path / "one.png", tmp_path / "two.png"
@@ -121,11 +122,12 @@ def test_upload_area_unpacks_each_set_of_files_once_and_prunes_old_ones(tmp_path
             z.writestr(f"{i}.png", b"x")
     with pytest.raises(PathRefused, match="more than 3 files"):
         area.unpack([str(big)], max_files=3)
-    assert sorted(p.name for p in (tmp_path / "area").iterdir() if p.name.startswith(".")) == []  # nothing half-made
+    assert sorted(p.name for p in (tmp_path / "area").iterdir()
+                  if p.name.startswith(".")) == []  # nothing half-made
 
 
 def test_upload_area_tells_apart_different_files_with_the_same_name(tmp_path):
-    from explorer.paths import UploadArea
+    from explorer.inputs.roots import UploadArea
 
     area = UploadArea(tmp_path / "area")
     (tmp_path / "a").mkdir()
@@ -145,7 +147,7 @@ def test_upload_area_tells_apart_different_files_with_the_same_name(tmp_path):
 def test_upload_area_keeps_folders_used_within_keep_hours(tmp_path):
     import time
 
-    from explorer.paths import UploadArea
+    from explorer.inputs.roots import UploadArea
 
     area = UploadArea(tmp_path / "area", keep_hours=24)
     files = []

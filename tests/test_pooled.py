@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from explorer.descriptions import POOLED_SLOT, prompt_set, slot_texts
-from explorer.zeroshot import ensemble
+from explorer.science.descriptions import POOLED_SLOT, prompt_set, slot_texts
+from explorer.science.zeroshot import ensemble
 from tests.shapes import make_labelled_folder
 
 LABELS = ["red circle", "blue square"]
@@ -52,7 +52,8 @@ def test_both_keeps_its_rule_and_differs_from_pooled(shapes_model):
 
 def test_pooled_slot_texts_are_the_whole_pool():
     [pool] = slot_texts(LABELS, TEMPLATES, DESCRIPTIONS, "pooled")
-    assert len(pool) == 2 * len(TEMPLATES) + 3 and "a red disc." in pool and "a drawing of a blue square." in pool
+    assert len(
+        pool) == 2 * len(TEMPLATES) + 3 and "a red disc." in pool and "a drawing of a blue square." in pool
     both = slot_texts(LABELS, TEMPLATES, DESCRIPTIONS, "both")
     assert len(both) == 4 and both[0] == ["a photo of a red circle.", "a photo of a blue square."]
 
@@ -68,9 +69,13 @@ def test_eval_use_pooled(shapes_model_dir, tmp_path, capsys):
     described.write_text(json.dumps(DESCRIPTIONS))
     templates = tmp_path / "t.txt"
     templates.write_text("\n".join(TEMPLATES) + "\n")
-    assert main(["eval", str(tmp_path / "data"), "--model", f"local-dir:{shapes_model_dir}", "--classnames",
-                 str(names), "--templates", str(templates), "--descriptions", str(described), "--use", "pooled",
-                 "--json"]) == 0
+    assert main([
+        "eval",
+        str(tmp_path / "data"), "--model", f"local-dir:{shapes_model_dir}", "--classnames",
+        str(names), "--templates",
+        str(templates), "--descriptions",
+        str(described), "--use", "pooled", "--json"
+    ]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["prompts"] == "pooled" and doc["slots"] == [POOLED_SLOT]
     assert [t["template"] for t in doc["per_template"]] == [POOLED_SLOT]

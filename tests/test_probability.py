@@ -8,16 +8,16 @@ import json
 import numpy as np
 import pytest
 
+from explorer.app.context import AppContext
+from explorer.app.ui import classify_tab, heatmaps_tab, prompt_lab_tab
 from explorer.cli import main as cli
-from explorer.context import AppContext
-from explorer.evaluate import evaluate, none_of_these, open_set_scores
-from explorer.heatmaps import similarity_matrix
-from explorer.model import ModelSlot
-from explorer.probability import Scoring, default_none_rule, default_none_threshold
-from explorer.settings import load_settings
-from explorer.ui import classify_tab, heatmaps_tab, prompt_lab_tab
-from explorer.weighting import zpe_weights
-from explorer.zeroshot import build_classifier, predict
+from explorer.embed.model import ModelSlot
+from explorer.embed.probability import Scoring, default_none_rule, default_none_threshold
+from explorer.inputs.settings import load_settings
+from explorer.science.evaluate import evaluate, none_of_these, open_set_scores
+from explorer.science.heatmaps import similarity_matrix
+from explorer.science.zeroshot import build_classifier, predict
+from explorer.science.zpe import zpe_weights
 from tests.conftest import SIGMOID_BIAS
 from tests.helpers import encode_pil
 from tests.shapes import CLASSES, caption, draw_shape, make_labelled_folder
@@ -68,11 +68,13 @@ def test_predict_follows_the_model_rule(sigmoid_model, shapes_model):
     emb = encode_pil(shapes_model, pictures)
     classes = build_classifier(shapes_model, LABELS, ["a photo of a {}."])
     sig = predict(emb, classes, LABELS, sigmoid_model.scoring)
-    np.testing.assert_allclose(sig.probabilities, by_hand_sigmoid(shapes_model.logit_scale, SIGMOID_BIAS, sig.cosines),
+    np.testing.assert_allclose(sig.probabilities,
+                               by_hand_sigmoid(shapes_model.logit_scale, SIGMOID_BIAS, sig.cosines),
                                rtol=1e-5, atol=1e-7)
     assert not np.allclose(sig.probabilities.sum(axis=1), 1.0, atol=0.05)  # labels judged on their own
     soft = predict(emb, classes, LABELS, shapes_model.scoring)
-    np.testing.assert_allclose(soft.probabilities, by_hand_softmax(shapes_model.logit_scale, soft.cosines), rtol=1e-5)
+    np.testing.assert_allclose(soft.probabilities, by_hand_softmax(shapes_model.logit_scale, soft.cosines),
+                               rtol=1e-5)
     # The softmax path is unchanged: the scoring gives bit for bit what a bare logit scale gave.
     old = predict(emb, classes, LABELS, shapes_model.logit_scale)
     assert np.array_equal(soft.probabilities, old.probabilities) and soft.probabilities.dtype == np.float32
@@ -82,7 +84,8 @@ def test_predict_follows_the_model_rule(sigmoid_model, shapes_model):
 def test_classify_json_reports_per_label_sigmoid(sigmoid_model_dir, shapes_model_dir, images, capsys):
     files = sorted(str(p) for p in images.rglob("*.png"))
     labels = ", ".join(LABELS)
-    code, doc = run_cli(capsys, "classify", *files, "--labels", labels, "--top-k", "5", model_dir=sigmoid_model_dir)
+    code, doc = run_cli(capsys, "classify", *files, "--labels", labels, "--top-k", "5",
+                        model_dir=sigmoid_model_dir)
     assert code == 0 and doc["probability"] == "sigmoid" and doc["logit_bias"] == SIGMOID_BIAS
     scale = doc["logit_scale"]
     assert scale == pytest.approx(21.339, abs=1e-3)
@@ -92,7 +95,8 @@ def test_classify_json_reports_per_label_sigmoid(sigmoid_model_dir, shapes_model
                 float(by_hand_sigmoid(scale, SIGMOID_BIAS, entry["cosine"])), rel=1e-4, abs=1e-6)
     sums = [sum(e["probability"] for e in r["labels"]) for r in doc["results"]]
     assert max(abs(s - 1) for s in sums) > 0.05
-    code, plain = run_cli(capsys, "classify", *files, "--labels", labels, "--top-k", "5", model_dir=shapes_model_dir)
+    code, plain = run_cli(capsys, "classify", *files, "--labels", labels, "--top-k", "5",
+                          model_dir=shapes_model_dir)
     assert code == 0 and plain["probability"] == "softmax"
     for result in plain["results"]:
         assert sum(e["probability"] for e in result["labels"]) == pytest.approx(1.0, abs=1e-5)
@@ -112,7 +116,8 @@ def test_the_classify_tab_shows_sigmoid_probabilities(sigmoid_model, images, tmp
     assert "sigmoid" in view.bars.layout.title.text
 
 
-def test_heatmaps_matrix_and_view_follow_the_model(sigmoid_model, shapes_model, images, tmp_path, tmp_path_factory):
+def test_heatmaps_matrix_and_view_follow_the_model(sigmoid_model, shapes_model, images, tmp_path,
+                                                   tmp_path_factory):
     rng = np.random.default_rng(0)
     img, txt = rng.normal(size=(3, 8)), rng.normal(size=(4, 8))
     img /= np.linalg.norm(img, axis=1, keepdims=True)
@@ -154,7 +159,8 @@ def test_open_set_scores_and_zpe_use_the_model_scale(sigmoid_model, shapes_model
     np.testing.assert_allclose(with_bias.zpe.weights, without.zpe.weights, rtol=1e-6)
     np.testing.assert_allclose(with_bias.zpe.weights, zpe_weights(emb, prompts, 20.0).weights, rtol=1e-6)
     assert with_bias.scoring == rule and with_bias.cosines.shape == (12, 3)
-    np.testing.assert_allclose(with_bias.max_probability, by_hand_sigmoid(20.0, -5.0, with_bias.max_cosine), rtol=1e-5)
+    np.testing.assert_allclose(with_bias.max_probability, by_hand_sigmoid(20.0, -5.0, with_bias.max_cosine),
+                               rtol=1e-5)
 
 
 def test_none_of_these_defaults_are_on_the_model_scale():
@@ -177,16 +183,16 @@ def test_none_of_these_defaults_are_on_the_model_scale():
 
 def test_prompt_lab_uses_the_sigmoid_defaults_and_says_so(sigmoid_model, images, tmp_path, tmp_path_factory):
     ctx = context(sigmoid_model, tmp_path, tmp_path_factory)
-    view = prompt_lab_tab.evaluate_prompts(ctx, prompt_lab_tab.frame(["a photo of a {}."]), str(images), None, "",
-                                           "", None, "Templates", "Equal average", 1, False, None, None)
+    view = prompt_lab_tab.evaluate_prompts(ctx, prompt_lab_tab.frame(["a photo of a {}."]), str(images), None,
+                                           "", "", None, "Templates", "Equal average", 1, False, None, None)
     assert view.report is not None, view.summary
     rule = view.flags["rule"]
     assert rule["min_probability"] == 0.5
     assert rule["min_cosine"] == pytest.approx(-SIGMOID_BIAS / sigmoid_model.logit_scale, abs=0.005)
     assert "model's default" in view.none_of_these and "sigmoid" in view.none_of_these
-    np.testing.assert_allclose(view.report.max_probability,
-                               by_hand_sigmoid(sigmoid_model.logit_scale, SIGMOID_BIAS, view.report.max_cosine),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        view.report.max_probability,
+        by_hand_sigmoid(sigmoid_model.logit_scale, SIGMOID_BIAS, view.report.max_cosine), rtol=1e-5)
     assert "sigmoid" in view.summary
     mine = prompt_lab_tab.none_view(view.flags, 0.1, 0.9)
     assert "your thresholds" in mine

@@ -1,4 +1,4 @@
-from explorer.progress import RateText
+from explorer.app.progress import RateText
 
 
 def test_rate_text_reports_count_rate_and_time_left():

@@ -3,8 +3,18 @@ from __future__ import annotations
 
 import pytest
 
-from explorer.prompts import (PromptError, build_prompts, check_templates, fill, load_template_set, parse_labels,
-                              parse_templates, parse_texts, read_template_file, write_template_files)
+from explorer.science.prompts import (
+    PromptError,
+    build_prompts,
+    check_templates,
+    fill,
+    load_template_set,
+    parse_labels,
+    parse_templates,
+    parse_texts,
+    read_template_file,
+    write_template_files,
+)
 
 
 def test_labels_one_per_line_keep_commas_inside_a_line():
@@ -34,7 +44,9 @@ def test_builtin_template_sets():
 
 
 def test_custom_templates_need_placeholders(tmp_path):
-    assert parse_templates("# comment\na photo of a {}.\n\n{} in the wild") == ["a photo of a {}.", "{} in the wild"]
+    assert parse_templates("# comment\na photo of a {}.\n\n{} in the wild") == [
+        "a photo of a {}.", "{} in the wild"
+    ]
     with pytest.raises(PromptError, match="line 2"):
         parse_templates("a photo of a {}.\na photo of nothing")
     with pytest.raises(PromptError, match="empty"):
@@ -77,12 +89,12 @@ def test_fill_ignores_other_braces_and_prompts_are_class_major():
 
 
 def test_a_label_with_its_own_article_replaces_the_templates_article():
-    from explorer.prompts import build_prompts, fill
+    from explorer.science.prompts import build_prompts, fill
     assert fill("a photo of a {}.", "a red bicycle") == "a photo of a red bicycle."
     assert fill("a photo of a {}.", "an apple") == "a photo of an apple."
     assert fill("a photo of the {}.", "A cat") == "a photo of A cat."
     assert fill("a photo of a {}.", "bicycle") == "a photo of a bicycle."          # no article: unchanged
     assert fill("a photo of {}.", "a bicycle") == "a photo of a bicycle."
-    assert fill("a photo of a{}.", "a bicycle") == "a photo of aa bicycle."        # only a whole word is an article
+    assert fill("a photo of a{}.", "a bicycle") == "a photo of aa bicycle."  # only a whole word is an article
     assert build_prompts(["a red bicycle", "anteater"], ["a {}.", "itap of an {}."]) == [
         "a red bicycle.", "itap of a red bicycle.", "a anteater.", "itap of an anteater."]

@@ -13,12 +13,12 @@ import zipfile
 
 import pytest
 
-from explorer.archives import ArchiveLimits
-from explorer.context import AppContext
-from explorer.model import ModelSlot
-from explorer.paths import PathRefused, UploadArea, allowed_folder, inside_roots, unpack_uploads
-from explorer.settings import load_settings
-from explorer.workspace import EVICTED, folder_bytes
+from explorer.app.context import AppContext
+from explorer.app.workspace import EVICTED, folder_bytes
+from explorer.embed.model import ModelSlot
+from explorer.inputs.archives import ArchiveLimits
+from explorer.inputs.roots import PathRefused, UploadArea, allowed_folder, inside_roots, unpack_uploads
+from explorer.inputs.settings import load_settings
 from tests.test_archives import Gushing, files_in
 
 KiB, MiB = 2**10, 2**20
@@ -27,7 +27,8 @@ KiB, MiB = 2**10, 2**20
 def hosted(tmp_path, **env) -> AppContext:
     settings = load_settings(env={"EXPLORER_HOSTED": "1", "EXPLORER_INDEX_DIR": str(tmp_path / "idx"),
                                   "EXPLORER_ALLOWED_ROOTS": str(tmp_path), **env})
-    return AppContext.create(settings, ModelSlot(), upload_dir=tmp_path / "shared", hosted_dir=tmp_path / "sessions")
+    return AppContext.create(settings, ModelSlot(), upload_dir=tmp_path / "shared",
+                             hosted_dir=tmp_path / "sessions")
 
 
 def random_zip(path, count=1, size=300 * KiB, name="{}.png") -> str:
@@ -59,10 +60,13 @@ def test_the_file_count_holds_across_several_zips_and_files_together(tmp_path):
     loose = tmp_path / "loose.png"
     loose.write_bytes(b"x" * 10)
     for alone in (one, two):
-        assert len(files_in(unpack_uploads([alone], tmp_path / f"ok-{os.path.basename(alone)}", max_files=6)[0])) == 3
+        assert len(
+            files_in(unpack_uploads([alone], tmp_path / f"ok-{os.path.basename(alone)}",
+                                    max_files=6)[0])) == 3
     assert len(files_in(unpack_uploads([one, two], tmp_path / "six", max_files=6)[0])) == 6
     for files in ([one, two, str(loose)], [one, str(loose), two], [str(loose), one, two]):
-        with pytest.raises(PathRefused, match="more than 6 files .*--max-upload-files or EXPLORER_MAX_UPLOAD_FILES"):
+        with pytest.raises(PathRefused,
+                           match="more than 6 files .*--max-upload-files or EXPLORER_MAX_UPLOAD_FILES"):
             unpack_uploads(files, tmp_path / "out", max_files=6)
         assert not (tmp_path / "out").exists()
 
@@ -72,7 +76,9 @@ def test_the_byte_limit_holds_across_several_zips_and_files_together(tmp_path):
     loose = tmp_path / "loose.png"
     loose.write_bytes(b"x" * 300)
     for two in ([zips[0], zips[1]], [zips[2], str(loose)]):
-        assert len(files_in(unpack_uploads(two, tmp_path / f"ok-{len(os.listdir(tmp_path))}", max_bytes=800)[0])) == 2
+        assert len(
+            files_in(unpack_uploads(two, tmp_path / f"ok-{len(os.listdir(tmp_path))}",
+                                    max_bytes=800)[0])) == 2
     for files, refused in ((zips, "expands to more than 800 bytes"),
                            ([zips[0], str(loose), zips[1]], "expands to more than 800 bytes"),
                            ([zips[0], zips[1], str(loose)], "larger than 800 bytes")):
@@ -142,7 +148,8 @@ def test_concurrent_unpacks_into_one_session_never_pass_its_quota(tmp_path, monk
     results = unpack_at_once(monkeypatch, [(a, [z]) for z in zips])
     done = [r for r in results if not isinstance(r, Exception)]
     assert 1 <= len(done) <= 2, results
-    assert all("fill this session" in str(r) or "room left" in str(r) for r in results if isinstance(r, Exception))
+    assert all("fill this session" in str(r) or "room left" in str(r) for r in results
+               if isinstance(r, Exception))
     assert folder_bytes(a.workspace.folder) <= 1 * MiB
     assert a.workspace.reserved == 0  # every reservation released
 
@@ -226,12 +233,14 @@ def test_a_small_entry_compressed_930_to_1_is_refused(tmp_path):
 
 def test_small_entries_within_the_allowance_or_the_ratio_pass(tmp_path):
     archive = tmp_path / "fine.zip"
-    captions = "".join(f"img{i:05d}.png,a photo of a {['red', 'green', 'blue'][i % 3]} shape number {i * 7919 % 10007}\n"
-                       for i in range(5000))
+    captions = "".join(
+        f"img{i:05d}.png,a photo of a {['red', 'green', 'blue'][i % 3]} shape number {i * 7919 % 10007}\n"
+        for i in range(5000))
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("tiny.png", bytes(60 * KiB))      # 1000:1, but within the 64 KiB any entry may produce
         z.writestr("captions.csv", captions)          # real text: a few to one
-    assert sorted(files_in(unpack_uploads([str(archive)], tmp_path / "out")[0])) == ["captions.csv", "tiny.png"]
+    assert sorted(files_in(unpack_uploads([str(archive)],
+                                          tmp_path / "out")[0])) == ["captions.csv", "tiny.png"]
 
 
 def test_an_evicted_visitor_is_told_once_by_the_page_on_their_next_event(tmp_path, monkeypatch):
@@ -239,7 +248,7 @@ def test_an_evicted_visitor_is_told_once_by_the_page_on_their_next_event(tmp_pat
     warning on the returning visitor's next event, once; other visitors are never told."""
     import gradio as gr
 
-    from explorer import ui
+    from explorer.app import ui
 
     ctx = hosted(tmp_path, EXPLORER_HOSTED_QUOTA_MB="1")
     ctx.scoped("a").unpack([random_zip(tmp_path / "a.zip", 1, 450 * KiB)])
@@ -262,12 +271,15 @@ def test_an_evicted_visitor_is_told_once_by_the_page_on_their_next_event(tmp_pat
 def filled_by_raw_uploads(tmp_path, model):
     """A hosted context with a 1 MiB shared quota whose gradio cache (counted) is full: an example
     file gradio keeps, and nine uploads no session owns (as /gradio_api/upload leaves them)."""
-    from explorer.ui import build_app
+    from explorer.app.ui import build_app
 
     cache = tmp_path / "gradio-cache"
     cache.mkdir()
-    env = {"EXPLORER_HOSTED": "1", "EXPLORER_INDEX_DIR": str(tmp_path / "idx"), "EXPLORER_ALLOWED_ROOTS": str(tmp_path),
-           "EXPLORER_HOSTED_QUOTA_MB": "1", "EXPLORER_CACHE_GRACE_SECONDS": "1"}
+    env = {
+        "EXPLORER_HOSTED": "1", "EXPLORER_INDEX_DIR": str(tmp_path / "idx"),
+        "EXPLORER_ALLOWED_ROOTS": str(tmp_path), "EXPLORER_HOSTED_QUOTA_MB": "1",
+        "EXPLORER_CACHE_GRACE_SECONDS": "1"
+    }
     ctx = AppContext.create(load_settings(env=env), ModelSlot(), upload_dir=tmp_path / "shared",
                             hosted_dir=tmp_path / "sessions", counted=(cache,))
     ctx.slot.model = model

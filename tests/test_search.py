@@ -12,11 +12,10 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 
+from explorer.embed.images import ImageError
+from explorer.index.build import build_index
+from explorer.index.image_index import combine_vectors, open_index
 from tests.shapes import CLASSES, draw_shape, make_labelled_folder
-
-from explorer.images import ImageError
-from explorer.index import combine_vectors, open_index
-from explorer.index_build import build_index
 
 ROOT = HERE.parent
 N_PER_CLASS = 4
@@ -100,7 +99,8 @@ def test_query_vector_is_the_normalised_weighted_sum(indexed, shapes_model, tmp_
 def test_weighted_query_steers_between_concepts(indexed, shapes_model):
     _, index = indexed
     # "a red circle" minus "red" plus "blue": the blue circles should win.
-    query = index.query_vector(shapes_model, ["a red circle", "a red square", "a blue square"], [], [1.0, -1.0, 1.0])
+    query = index.query_vector(shapes_model, ["a red circle", "a red square", "a blue square"], [],
+                               [1.0, -1.0, 1.0])
     hits = index.search(query, 5)[0]
     assert sum(h.path.startswith("a_blue_circle/") for h in hits) >= 3, [h.path for h in hits]
 
@@ -161,8 +161,11 @@ def test_cli_index_and_duplicates(tmp_path, shapes_model_dir):
     make_labelled_folder(photos, CLASSES[:3], 2)
     shutil.copy(photos / "a_red_circle" / "0.png", photos / "same.png")
     (photos / "bad.png").write_bytes(b"nope")
-    command = ["index", str(photos), "--index", str(tmp_path / "idx"), "--model", f"local-dir:{shapes_model_dir}",
-               "--workers", "1", "--json"]
+    command = [
+        "index",
+        str(photos), "--index",
+        str(tmp_path / "idx"), "--model", f"local-dir:{shapes_model_dir}", "--workers", "1", "--json"
+    ]
     result = run_cli(*command)
     assert result.returncode == 1, result.stderr  # 1: a file failed, the rest is indexed
     out = json.loads(result.stdout)
@@ -184,7 +187,7 @@ def test_gpu_branch_moves_the_index_and_falls_back_when_cloning_fails(indexed, m
     GPU kernels are unverified on these machines)."""
     import faiss
 
-    from explorer import faiss_ops
+    from explorer.index import faiss_ops
 
     base, cpu_index = indexed
     query = cpu_index.embedding_of("a_red_circle/0.png")[None]
@@ -217,7 +220,7 @@ def test_combine_vectors_weighs_directions_not_lengths():
 
 def test_duplicates_join_images_whose_cosine_equals_the_threshold(tmp_path):
     """"At least `threshold`": a pair exactly at it is joined (cosines chosen to be exact in float32)."""
-    from explorer.store import Store
+    from explorer.index.store import Store
 
     vectors = np.array([[1, 0, 0, 0], [0.5, 0.75 ** 0.5, 0, 0], [0, 0, 1, 0]], dtype=np.float32)
     store = Store(tmp_path / "idx", create=True)

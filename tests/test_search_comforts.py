@@ -5,9 +5,8 @@ anywhere under the allowed roots can be opened in the app (tests/browser/test_se
 drives the same through the page)."""
 from __future__ import annotations
 
-import shutil
-
 import json
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -17,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from explorer import index_build
-from explorer.index import IndexMismatchError, open_index
-from explorer.index_build import build_index
-from explorer.paths import PathRefused
-from explorer.store import folder_lock
-from explorer.ui import gap_tab, search_html, search_tab
+from explorer.app.ui import gap_tab, search_html, search_tab
+from explorer.index import build as index_build
+from explorer.index.build import build_index
+from explorer.index.image_index import IndexMismatchError, open_index
+from explorer.index.store import folder_lock
+from explorer.inputs.roots import PathRefused
 from tests.helpers import local_context
 from tests.shapes import CLASSES, draw_shape, make_labelled_folder
 
@@ -52,11 +51,14 @@ def stop_after(batches: int):
 
 
 # ---- cancelling a build -------------------------------------------------------------------------------
-def test_a_cancelled_build_keeps_its_batches_is_usable_and_resumes(shapes_model, photos, tmp_path, monkeypatch):
+def test_a_cancelled_build_keeps_its_batches_is_usable_and_resumes(shapes_model, photos, tmp_path,
+                                                                   monkeypatch):
     decoded: list[str] = []
     real = index_build.prepare
-    monkeypatch.setattr(index_build, "prepare", lambda path, *a, **k: decoded.append(str(path)) or real(path, *a, **k))
-    report = build_index(shapes_model, photos, tmp_path / "idx", batch_size=4, workers=0, should_stop=stop_after(2))
+    monkeypatch.setattr(index_build, "prepare",
+                        lambda path, *a, **k: decoded.append(str(path)) or real(path, *a, **k))
+    report = build_index(shapes_model, photos, tmp_path / "idx", batch_size=4, workers=0,
+                         should_stop=stop_after(2))
     assert report.cancelled and (report.done, report.todo) == (8, 20) and report.added == 8
     assert report.total == 8 and "cancelled after 8 of 20" in report.cancel_text()
     assert "build again to resume" in report.cancel_text()
@@ -75,14 +77,16 @@ def test_a_cancelled_build_keeps_its_batches_is_usable_and_resumes(shapes_model,
 
 
 def test_a_build_stopped_before_its_first_batch_reads_nothing(shapes_model, photos, tmp_path):
-    report = build_index(shapes_model, photos, tmp_path / "idx", batch_size=4, workers=2, should_stop=lambda: True)
+    report = build_index(shapes_model, photos, tmp_path / "idx", batch_size=4, workers=2,
+                         should_stop=lambda: True)
     assert report.cancelled and (report.done, report.total) == (0, 0)
     assert open_index(tmp_path / "idx").count == 0
     assert build_index(shapes_model, photos, tmp_path / "idx", workers=2).added == 20
 
 
 def test_a_stop_asked_after_the_last_batch_is_no_cancel(shapes_model, photos, tmp_path):
-    report = build_index(shapes_model, photos, tmp_path / "idx", batch_size=32, workers=0, should_stop=stop_after(1))
+    report = build_index(shapes_model, photos, tmp_path / "idx", batch_size=32, workers=0,
+                         should_stop=stop_after(1))
     assert not report.cancelled and report.added == 20
 
 
@@ -134,7 +138,8 @@ def test_ctrl_c_stops_the_index_command_after_a_batch_and_a_rerun_resumes(tmp_pa
     assert report["cancelled"] and 4 <= report["done"] < report["todo"] == 24
     assert open_index(tmp_path / "idx").count == report["added"] == report["done"]
     rerun = json.loads(subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300).stdout)
-    assert not rerun["cancelled"] and rerun["added"] == 24 - report["done"] and rerun["unchanged"] == report["done"]
+    assert not rerun["cancelled"] and rerun["added"] == 24 - report["done"] and rerun["unchanged"] == report[
+        "done"]
 
 
 # ---- a result full size ---------------------------------------------------------------------------------
@@ -245,7 +250,7 @@ def test_an_index_of_an_object_store_folder_is_refused_by_the_page_with_what_to_
                                                                                    tmp_path, monkeypatch):
     from contextlib import closing
 
-    from explorer.store import Store
+    from explorer.index.store import Store
 
     made = tmp_path / "s3-index"
     build_index(shapes_model, photos, made, workers=0)

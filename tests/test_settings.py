@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from explorer.settings import DEFAULT_MODEL, DEFAULT_PRETRAINED, add_settings_arguments, load_settings
+from explorer.inputs.settings import DEFAULT_MODEL, DEFAULT_PRETRAINED, add_settings_arguments, load_settings
 
 
 def _parse(argv):
@@ -17,7 +17,8 @@ def _parse(argv):
 
 def test_defaults():
     s = load_settings(_parse([]), env={})
-    assert (s.model, s.pretrained, s.device, s.precision) == (DEFAULT_MODEL, DEFAULT_PRETRAINED, "auto", "auto")
+    assert (s.model, s.pretrained, s.device, s.precision) == (DEFAULT_MODEL, DEFAULT_PRETRAINED, "auto",
+                                                              "auto")
     assert s.port is None and s.host is None and not s.hosted and s.allowed_roots == (Path.home().resolve(),)
 
 
@@ -41,7 +42,8 @@ def test_bad_number_is_a_clear_error():
 
 
 def test_hosted_model_list_is_parsed_and_the_startup_model_comes_first():
-    settings = load_settings(env={"EXPLORER_MODELS": "ViT-B-16@openai, hf-hub:org/repo ,ViT-B-32@laion2b_s34b_b79k"})
+    settings = load_settings(
+        env={"EXPLORER_MODELS": "ViT-B-16@openai, hf-hub:org/repo ,ViT-B-32@laion2b_s34b_b79k"})
     assert settings.model_choices() == [("ViT-B-32", "laion2b_s34b_b79k"), ("ViT-B-16", "openai"),
                                         ("hf-hub:org/repo", None)]
     with pytest.raises(ValueError, match="bad value for models"):

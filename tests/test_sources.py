@@ -1,4 +1,4 @@
-"""explorer.sources: the one way from images to embeddings, its streaming, its failures and its cache."""
+"""explorer.inputs.sources: the one way from images to embeddings, its streaming, its failures and its cache."""
 from __future__ import annotations
 
 import os
@@ -8,9 +8,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from explorer.cache import LRU
-from explorer.images import Limits
-from explorer.sources import EmbeddingCache, display_names, embed_files, embed_folder, embed_index, join, unique_names
+from explorer.embed.cache import LRU
+from explorer.embed.images import Limits
+from explorer.inputs.sources import (
+    EmbeddingCache,
+    display_names,
+    embed_files,
+    embed_folder,
+    embed_index,
+    join,
+    unique_names,
+)
 from tests.helpers import encode_pil
 from tests.shapes import CLASSES, draw_shape, make_labelled_folder
 
@@ -33,7 +41,10 @@ def test_good_files_keep_their_order_and_bad_ones_become_reasons(shapes_model, t
     (tmp_path / "junk.jpg").write_bytes(b"not a jpeg")
     big = tmp_path / "big.png"
     Image.new("RGB", (300, 300), (1, 2, 3)).save(big)
-    files = [good[0], tmp_path / "empty.png", good[1], tmp_path / "missing.png", big, tmp_path / "junk.jpg", good[2]]
+    files = [
+        good[0], tmp_path / "empty.png", good[1], tmp_path / "missing.png", big, tmp_path / "junk.jpg",
+        good[2]
+    ]
     found = embed_files(shapes_model, files, labels=[0, 1, 2, 3, 4, 5, 6], limits=Limits(max_pixels=50_000))
     assert found.names == ["0.png", "1.png", "2.png"] and found.paths == good
     assert found.labels.tolist() == [0, 2, 6]  # labels follow the files that could be read
@@ -50,9 +61,11 @@ def test_files_stream_in_batches(shapes_model, tmp_path, monkeypatch):
     files = shapes_files(tmp_path, n=9, size=24)
     batches = []
     real = shapes_model.encode_pixels
-    monkeypatch.setattr(shapes_model, "encode_pixels", lambda pixels: batches.append(len(pixels)) or real(pixels))
+    monkeypatch.setattr(shapes_model, "encode_pixels",
+                        lambda pixels: batches.append(len(pixels)) or real(pixels))
     seen = []
-    found = embed_files(shapes_model, files, batch_size=4, progress=lambda done, total: seen.append((done, total)))
+    found = embed_files(shapes_model, files, batch_size=4, progress=lambda done, total: seen.append(
+        (done, total)))
     assert batches == [4, 4, 1] and len(found) == 9
     assert seen == [(4, 9), (8, 9), (9, 9)]
 
@@ -61,7 +74,8 @@ def test_same_names_in_different_folders_stay_apart(shapes_model, tmp_path):
     a = shapes_files(tmp_path / "a", n=2)
     b = shapes_files(tmp_path / "b", n=2, seed=1)
     found = embed_files(shapes_model, [a[0], b[0], a[1], b[1]])
-    assert found.names == ["a/0.png", "b/0.png", "a/1.png", "b/1.png"]  # the end of the path that tells them apart
+    assert found.names == ["a/0.png", "b/0.png", "a/1.png",
+                           "b/1.png"]  # the end of the path that tells them apart
     uploads = [str(p) for p in (a[0], b[0], a[1], b[1])]
     assert display_names(uploads, folders=False) == ["0.png", "0.png (2)", "1.png", "1.png (2)"]
     assert unique_names(["x", "x", "x (2)", "x"]) == ["x", "x (3)", "x (2)", "x (4)"]
@@ -119,8 +133,8 @@ def test_lru_keeps_the_most_recently_used():
 
 
 def test_labelled_folder_and_index_sources(shapes_model, tmp_path):
-    from explorer.index import open_index
-    from explorer.index_build import build_index
+    from explorer.index.build import build_index
+    from explorer.index.image_index import open_index
 
     make_labelled_folder(tmp_path / "data", CLASSES[:3], 2, size=32)
     folder = embed_folder(shapes_model, tmp_path / "data")
@@ -137,15 +151,16 @@ def test_labelled_folder_and_index_sources(shapes_model, tmp_path):
     sample = embed_index(shapes_model, index, sample=3)
     assert len(sample) == 3 and sample.names == embed_index(shapes_model, index, sample=3).names  # seeded
     picks = {seed: embed_index(shapes_model, index, sample=3, seed=seed).names for seed in range(4)}
-    assert all(embed_index(shapes_model, index, sample=3, seed=s).names == names for s, names in picks.items())
+    assert all(
+        embed_index(shapes_model, index, sample=3, seed=s).names == names for s, names in picks.items())
     assert len({tuple(names) for names in picks.values()}) > 1  # ...by the seed given
     both = join([folder, sample])
     assert len(both) == 9 and len(set(both.names)) == 9
 
 
 def test_index_reuse_encodes_a_file_edited_behind_the_same_size(shapes_model, tmp_path):
-    from explorer.index import open_index
-    from explorer.index_build import build_index
+    from explorer.index.build import build_index
+    from explorer.index.image_index import open_index
 
     data = tmp_path / "data"
     data.mkdir()
@@ -168,8 +183,8 @@ def test_index_reuse_encodes_a_file_edited_behind_the_same_size(shapes_model, tm
 
 
 def test_index_of_a_parent_folder_serves_its_sub_folder(shapes_model, tmp_path):
-    from explorer.index import open_index
-    from explorer.index_build import build_index
+    from explorer.index.build import build_index
+    from explorer.index.image_index import open_index
 
     data = tmp_path / "data"
     make_labelled_folder(data, CLASSES[:2], 2, size=32)
@@ -189,8 +204,8 @@ def test_index_of_a_parent_folder_serves_its_sub_folder(shapes_model, tmp_path):
 
 
 def test_an_index_of_two_class_folders_is_labelled_when_left_to_decide(shapes_model, tmp_path):
-    from explorer.index import open_index
-    from explorer.index_build import build_index
+    from explorer.index.build import build_index
+    from explorer.index.image_index import open_index
 
     data = tmp_path / "data"
     make_labelled_folder(data, CLASSES[:2], 2, size=32)
@@ -220,8 +235,8 @@ def test_an_image_given_twice_in_one_call_is_encoded_once(shapes_model, tmp_path
 
 
 def test_the_index_note_counts_only_what_came_from_the_index(shapes_model, tmp_path):
-    from explorer.index import open_index
-    from explorer.index_build import build_index
+    from explorer.index.build import build_index
+    from explorer.index.image_index import open_index
 
     data = tmp_path / "data"
     shapes_files(data, n=3)

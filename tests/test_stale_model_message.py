@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import pytest
 
-from explorer.context import AppContext
-from explorer.model import ModelSlot
-from explorer.settings import load_settings
-from explorer.ui import classify_tab, model_panel
-from explorer.ui.common import TEMPLATE_CHOICES
+from explorer.app.context import AppContext
+from explorer.app.ui import classify_tab, model_panel
+from explorer.app.ui.common import TEMPLATE_CHOICES
+from explorer.embed.model import ModelSlot
+from explorer.inputs.settings import load_settings
 from tests.shapes import draw_shape
 
 
 @pytest.fixture
 def ctx(tmp_path):
-    settings = load_settings(env={"EXPLORER_ALLOWED_ROOTS": str(tmp_path), "EXPLORER_INDEX_DIR": str(tmp_path / "i")})
+    settings = load_settings(
+        env={"EXPLORER_ALLOWED_ROOTS": str(tmp_path), "EXPLORER_INDEX_DIR": str(tmp_path / "i")})
     return AppContext.create(settings, ModelSlot(), upload_dir=tmp_path / "uploads")
 
 
@@ -27,8 +28,8 @@ def test_a_successful_load_replaces_the_classify_panes_no_model_message(ctx, sha
     model_panel.load_model(ctx, f"local-dir:{missing}")
 
     def run():
-        return classify_tab.classify(ctx, [str(image)], "a red circle\na blue square", next(iter(TEMPLATE_CHOICES)),
-                                     "", 2).summary
+        return classify_tab.classify(ctx, [str(image)], "a red circle\na blue square",
+                                     next(iter(TEMPLATE_CHOICES)), "", 2).summary
 
     failed = run()
     assert model_panel.NO_MODEL in failed and "no-such-model" in failed
@@ -53,7 +54,7 @@ def test_the_marker_is_how_the_no_model_message_begins(ctx):
 
 
 def test_the_app_wires_the_refresh_to_every_message_pane_after_the_load(ctx):
-    from explorer.ui import build_app
+    from explorer.app.ui import build_app
 
     app = build_app(ctx)
     ids = {block._id: getattr(block, "elem_id", None) for block in app.blocks.values()}

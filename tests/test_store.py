@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from explorer.index_build import build_index
-from explorer.store import Store
+from explorer.index.build import build_index
+from explorer.index.store import Store
 from tests.shapes import CLASSES, make_labelled_folder
 
 

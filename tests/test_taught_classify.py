@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from explorer import classifier_file
-from explorer.ui import classify_tab, teach_tab
+from explorer.app.ui import classify_tab, teach_tab
+from explorer.science import classifier_file
 from tests.test_teach_tab import ALL, SINGLE, local_context, opaque  # noqa: F401  (opaque is a fixture)
 
 
@@ -49,7 +49,7 @@ def _kind(path: str) -> str:
 
 
 def _embed(ctx, images):
-    from explorer.sources import embed_files
+    from explorer.inputs.sources import embed_files
     return embed_files(ctx.model(), images, cache=ctx.embeddings).embeddings
 
 
@@ -59,7 +59,8 @@ def test_the_unzipped_pair_works_and_another_models_classifier_is_refused(downlo
         z.extractall(tmp_path)
     pair = sorted(str(p) for p in tmp_path.iterdir())
     images = _new_images(opaque)
-    assert classify_tab.classify(ctx, images, "", "Single: a photo of a {}.", "", 2, classifier_files=pair).report
+    assert classify_tab.classify(ctx, images, "", "Single: a photo of a {}.", "", 2,
+                                 classifier_files=pair).report
     meta_path = next(p for p in pair if p.endswith(".json"))
     text = Path(meta_path).read_text().replace(ctx.model().identity.as_dict()["name"], "ViT-B-32")
     Path(meta_path).write_text(text)
@@ -74,7 +75,8 @@ def _zip(path: Path, members: dict[str, bytes]) -> str:
     return str(path)
 
 
-def test_hostile_classifier_uploads_get_a_message_and_nothing_is_written(downloaded, opaque, tmp_path, monkeypatch):  # noqa: F811
+def test_hostile_classifier_uploads_get_a_message_and_nothing_is_written(downloaded, opaque, tmp_path,
+                                                                         monkeypatch):  # noqa: F811
     ctx, _, archive = downloaded
     images = _new_images(opaque)[:1]
     monkeypatch.setattr(classifier_file, "MAX_BYTES", 1 << 20)
@@ -91,7 +93,8 @@ def test_hostile_classifier_uploads_get_a_message_and_nothing_is_written(downloa
     (tmp_path / "garbage.zip").write_bytes(io.BytesIO(b"PK\x03\x04 garbage").getvalue())
     before = sorted(p.name for p in tmp_path.rglob("*"))
     for name, path in cases.items():
-        view = classify_tab.classify(ctx, images, "", "Single: a photo of a {}.", "", 2, classifier_files=[path])
+        view = classify_tab.classify(ctx, images, "", "Single: a photo of a {}.", "", 2,
+                                     classifier_files=[path])
         assert view.report is None and "explorer-error" in view.summary, name
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
     assert not (tmp_path.parent / "c.json").exists()

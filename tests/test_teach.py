@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from explorer import classifier_file, fewshot, teach
-from explorer.sources import Embedded
+from explorer.inputs.sources import Embedded
+from explorer.science import classifier_file, fewshot, teach
 
 
 def clusters(per_class: list[int], dim: int = 16, seed: int = 0, noise: float = 0.35):

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from explorer.context import AppContext
-from explorer.model import ModelSlot
-from explorer.settings import load_settings
-from explorer.ui import search_tab, teach_tab
+from explorer.app.context import AppContext
+from explorer.app.ui import search_tab, teach_tab
+from explorer.embed.model import ModelSlot
+from explorer.inputs.settings import load_settings
 from tests.shapes import CLASSES, make_labelled_folder
 
 SINGLE = "Single: a photo of a {}."
@@ -78,7 +78,7 @@ def test_the_method_view_shows_confusion_and_fixed_thumbnails_true_to_predicted(
     fixed, _ = result.changes(view.chosen)
     first = fixed[0]
     names, zs = result.class_names, result.predictions["zero-shot"]
-    assert mv.fixed[0][1] == f"{names[result.truth[first]]} → {names[zs[first]]}"   # true → zero-shot's answer
+    assert mv.fixed[0][1] == f"{names[result.truth[first]]} → {names[zs[first]]}"  # true → zero-shot's answer
     assert len(mv.fixed) == len(fixed) and zs[first] != result.truth[first]
     assert mv.fixed[0][0].size[0] <= 256
     assert teach_tab.method_view(ctx, None, "gda").confusion is None
@@ -136,15 +136,17 @@ def test_a_classifier_from_another_model_is_refused(taught):
 
 def test_errors_are_shown_not_raised(opaque, shapes_model, tmp_path):
     ctx = local_context(tmp_path, shapes_model)
-    assert "at least one method" in teach_tab.run_teach(ctx, str(opaque / "examples"), None, SINGLE, [], "All").summary
-    assert "explorer-error" in teach_tab.run_teach(ctx, str(opaque / "new" / "a_red_circle"), None, SINGLE, ALL,
-                                                   "All").summary
+    assert "at least one method" in teach_tab.run_teach(ctx, str(opaque / "examples"), None, SINGLE, [],
+                                                        "All").summary
+    assert "explorer-error" in teach_tab.run_teach(ctx, str(opaque / "new" / "a_red_circle"), None, SINGLE,
+                                                   ALL, "All").summary
 
 
 def test_hosted_each_session_keeps_its_own_classifier_and_download(opaque, shapes_model, tmp_path):
     ctx = hosted_context(tmp_path, shapes_model)
     a, b = ctx.scoped("session-a"), ctx.scoped("session-b")
-    assert "upload" in teach_tab.run_teach(a, str(opaque / "examples"), None, SINGLE, ALL, "All").summary  # no paths
+    assert "upload" in teach_tab.run_teach(a, str(opaque / "examples"), None, SINGLE, ALL,
+                                           "All").summary  # no paths
     view = teach_tab.run_teach(a, "", [str(opaque / "examples.zip")], SINGLE, ["gda"], "All")
     assert view.state is not None, view.summary
     assert str(a.workspace.folder) not in view.summary + view.table

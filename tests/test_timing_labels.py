@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from explorer import faiss_ops
-from explorer import index_build
-from explorer.index_build import build_index
-from explorer.ui.search_html import build_report
+from explorer.app.ui.search_html import build_report
+from explorer.index import build as index_build
+from explorer.index import faiss_ops
+from explorer.index.build import build_index
 from tests.shapes import CLASSES, make_labelled_folder
 
 DELAY = 0.4
@@ -69,8 +69,11 @@ def test_labels_name_what_they_time(shapes_model, photos, tmp_path):
 def test_index_cli_reports_the_separate_timings(shapes_model_dir, photos, tmp_path, capsys):
     from explorer.cli import main
 
-    args = ["index", str(photos), "--index", str(tmp_path / "idx"), "--model", f"local-dir:{shapes_model_dir}",
-            "--device", "cpu", "--workers", "0"]
+    args = [
+        "index",
+        str(photos), "--index",
+        str(tmp_path / "idx"), "--model", f"local-dir:{shapes_model_dir}", "--device", "cpu", "--workers", "0"
+    ]
     assert main(args + ["--json"]) == 0
     timings = json.loads(capsys.readouterr().out)["timings"]
     assert set(timings) == {"total", "read_and_encode", "faiss", "faiss_rebuilt", "waited"}

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from explorer.prompts import fill
-from explorer.tokens import cut_texts, cut_warnings, kept_and_lost, longest
+from explorer.embed.tokens import cut_texts, cut_warnings, kept_and_lost, longest
+from explorer.science.prompts import fill
 from tests.shapes import CLASSES, make_labelled_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,22 +55,25 @@ def test_a_cut_prompt_is_named_with_its_count_and_what_is_lost(shapes_model):
 
 def test_short_prompts_give_no_warning(shapes_model):
     assert cut_warnings(shapes_model, ["a photo of a red circle.", "a {} on a dark background."]) == []
-    assert longest(shapes_model, [["a red circle", "a photo of a red circle."], []]) == [9, 0]  # 6 words, ".", start, end
+    assert longest(shapes_model,
+                   [["a red circle", "a photo of a red circle."], []]) == [9, 0]  # 6 words, ".", start, end
 
 
 def test_prompt_lab_reports_each_slot_and_warns_only_for_the_long_template(shapes_model, tmp_path):
-    from explorer.lab import run_lab
-    from explorer.sources import embed_folder
+    from explorer.inputs.sources import embed_folder
+    from explorer.science.prompt_lab import run_lab
 
     make_labelled_folder(tmp_path, CLASSES[:3], 2, size=32, seed=1)
     images = embed_folder(shapes_model, tmp_path, labelled=True)
     report = run_lab(shapes_model, images, ["a photo of a {}.", LONG])
     names = images.class_names
     assert report.context_length == 77
-    assert report.slot_tokens[0] == max(shapes_model.token_counts([fill("a photo of a {}.", n) for n in names]))
+    assert report.slot_tokens[0] == max(
+        shapes_model.token_counts([fill("a photo of a {}.", n) for n in names]))
     assert report.slot_tokens[1] > 77
     assert len(report.warnings) == len(names)  # one per filled prompt of the long template
-    assert all("a photo of the very" in w and "tokens, over the model's context of 77" in w for w in report.warnings)
+    assert all("a photo of the very" in w and "tokens, over the model's context of 77" in w
+               for w in report.warnings)
     assert report.as_dict()["warnings"] == report.warnings
     short = run_lab(shapes_model, images, ["a photo of a {}."])
     assert short.warnings == [] and short.as_dict()["warnings"] == []
@@ -84,12 +87,16 @@ def test_classify_command_warns_in_json_and_on_stderr(shapes_model_dir, tmp_path
     Image.new("RGB", (32, 32), (200, 30, 30)).save(image)
     templates = tmp_path / "t.txt"
     templates.write_text("a photo of a {}.\n" + LONG + "\n")
-    command = [sys.executable, "-m", "explorer", "classify", str(image), "--labels", "red circle, blue square",
-               "--templates", str(templates), "--model", f"local-dir:{shapes_model_dir}", "--device", "cpu", "--json"]
+    command = [
+        sys.executable, "-m", "explorer", "classify",
+        str(image), "--labels", "red circle, blue square", "--templates",
+        str(templates), "--model", f"local-dir:{shapes_model_dir}", "--device", "cpu", "--json"
+    ]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
-    assert len(doc["warnings"]) == 2 and all("tokens, over the model's context of 77" in w for w in doc["warnings"])
+    assert len(doc["warnings"]) == 2 and all("tokens, over the model's context of 77" in w
+                                             for w in doc["warnings"])
     assert "a photo of the very" in done.stderr and "warning:" in done.stderr
     templates.write_text("a photo of a {}.\n")
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240)

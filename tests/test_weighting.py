@@ -7,11 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-
-from explorer.descriptions import (DESCRIPTIONS_SLOT, description_embeddings, for_labels,
-                                   load_descriptions, parse_descriptions, prompt_set)
-from explorer.prompts import PromptError
-from explorer.weighting import BIAS_TEST_ONLY, mad_select, zpe_scores, zpe_weights
+from explorer.science.descriptions import (
+    DESCRIPTIONS_SLOT,
+    description_embeddings,
+    for_labels,
+    load_descriptions,
+    parse_descriptions,
+    prompt_set,
+)
+from explorer.science.prompts import PromptError
+from explorer.science.zpe import BIAS_TEST_ONLY, mad_select, zpe_scores, zpe_weights
 from tests.helpers import encode_pil
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,7 +77,7 @@ def test_zpe_without_pretraining_sample_uses_test_images(synthetic):
 
 
 def test_zpe_chunking_does_not_change_scores(synthetic, monkeypatch):
-    import explorer.weighting as weighting
+    from explorer.science import zpe as weighting
 
     images, prompts, pretrain = synthetic
     whole = zpe_scores(images, prompts, 10.0, pretrain)
@@ -135,9 +140,9 @@ def test_parse_descriptions_tidies_and_reports_errors(tmp_path):
     parsed = parse_descriptions('{" red  circle ": ["  a red circle. ", ""], "blue square": ["x"]}')
     assert parsed == {"red circle": ["a red circle."], "blue square": ["x"]}
     for text, message in [("[1, 2]", "expected a JSON object"), ("{not json", "not valid JSON"),
-                          ('{"cat": []}', "'cat' has no sentences"), ('{"cat": "a cat"}', "list of sentences"),
-                          ('{"cat": [1]}', "list of sentences"), ("{}", "no classes"),
-                          ('{"Cat": ["a"], "cat": ["b"]}', "appears twice")]:
+                          ('{"cat": []}', "'cat' has no sentences"),
+                          ('{"cat": "a cat"}', "list of sentences"), ('{"cat": [1]}', "list of sentences"),
+                          ("{}", "no classes"), ('{"Cat": ["a"], "cat": ["b"]}', "appears twice")]:
         with pytest.raises(PromptError, match=message):
             parse_descriptions(text)
     path = tmp_path / "d.json"

@@ -24,15 +24,16 @@ import gradio as gr
 import pytest
 from gradio.helpers import special_args
 
-from explorer import zerogpu
-from explorer.context import AppContext
-from explorer.model import ModelSlot
-from explorer.settings import load_settings
-from explorer.ui import GPU_EVENTS, build_app, model_panel, search_tab
+from explorer.app.context import AppContext
+from explorer.app.ui import GPU_EVENTS, build_app, model_panel, search_tab
+from explorer.embed import zerogpu
+from explorer.embed.model import ModelSlot
+from explorer.inputs.settings import load_settings
 from tests.shapes import CLASSES, caption, draw_shape, make_labelled_folder
 
 SINGLE = "Single: a photo of a {}."
-NOT_ON_GPU = {"load_model", "more_like_this", "duplicates", "cancel_build", "fewshot_download"}  # hosted: no open_index
+NOT_ON_GPU = {"load_model", "more_like_this", "duplicates", "cancel_build",
+              "fewshot_download"}  # hosted: no open_index
 
 
 class StandInSpaces(types.ModuleType):
@@ -85,7 +86,8 @@ def stand_in(monkeypatch):
 
 def hosted(tmp_path, model, **env) -> AppContext:
     settings = load_settings(env={"EXPLORER_HOSTED": "1", "EXPLORER_INDEX_DIR": str(tmp_path / "idx"), **env})
-    ctx = AppContext.create(settings, ModelSlot(), upload_dir=tmp_path / "uploads", hosted_dir=tmp_path / "sessions")
+    ctx = AppContext.create(settings, ModelSlot(), upload_dir=tmp_path / "uploads",
+                            hosted_dir=tmp_path / "sessions")
     ctx.slot.model = model
     return ctx
 
@@ -99,15 +101,18 @@ def originals(spaces) -> set:
     return {task.__wrapped__ for task, _ in spaces.decorated}
 
 
-def test_on_zerogpu_the_handlers_that_run_the_model_are_decorated_and_no_others(stand_in, shapes_model, tmp_path,
-                                                                                  monkeypatch):
+def test_on_zerogpu_the_handlers_that_run_the_model_are_decorated_and_no_others(
+        stand_in, shapes_model, tmp_path, monkeypatch):
     ctx = hosted(tmp_path, shapes_model)
     monkeypatch.delenv(zerogpu.ENV)
     app = build_app(ctx)  # without ZeroGPU: the events that share a function with a GPU event, and the
     plain = by_name(app)  # run steps of one-click examples (after gradio's load_example), which run the model
     assert set(GPU_EVENTS) <= set(plain), "an event of GPU_EVENTS no longer exists"
-    expected = {name for name, block_fn in plain.items()  # the handlers, whatever wraps each event's (gate, in use)
-                if any(inspect.unwrap(block_fn.fn) is inspect.unwrap(plain[g].fn) for g in GPU_EVENTS)}
+    expected = {
+        name
+        for name, block_fn in plain.items()  # the handlers, whatever wraps each event's (gate, in use)
+        if any(inspect.unwrap(block_fn.fn) is inspect.unwrap(plain[g].fn) for g in GPU_EVENTS)
+    }
     examples = {name for name, block_fn in plain.items() if block_fn.trigger_after is not None
                 and app.fns[block_fn.trigger_after].fn.__qualname__.startswith("Examples.")}
     monkeypatch.setenv(zerogpu.ENV, "true")
@@ -131,7 +136,8 @@ def test_gradio_still_sees_request_and_progress(stand_in, shapes_model, tmp_path
         assert inspect.signature(fn) == inspect.signature(original)
         request = gr.Request(session_hash="s1")
         filled, progress_at, _, _ = special_args(fn, [None] * len(events[name].inputs), request=request)
-        expected, progress_expected, _, _ = special_args(original, [None] * len(events[name].inputs), request=request)
+        expected, progress_expected, _, _ = special_args(original, [None] * len(events[name].inputs),
+                                                         request=request)
         assert progress_at == progress_expected
         assert [type(v) for v in filled] == [type(v) for v in expected]
         assert any(isinstance(v, gr.Request) for v in filled), name
@@ -151,7 +157,8 @@ def test_a_decorated_handler_still_works_and_its_session_is_made_here(stand_in, 
 
 def test_build_and_search_run_in_a_forked_daemonic_worker(monkeypatch, shapes_model, tmp_path):
     """As on ZeroGPU: the call runs in a daemonic process forked from this one. The index build's
-    DataLoader decode processes start there and CPU work does not hang (zerogpu.prepare_worker), what it writes
+    DataLoader decode processes start there and CPU work does not hang (zerogpu.prepare_worker), what it
+    writes
     to disk is seen by the next call, and only the worker's copy of the session TTL is lifted."""
     spaces = StandInSpaces(fork=True)
     monkeypatch.setitem(sys.modules, "spaces", spaces)
@@ -164,7 +171,8 @@ def test_build_and_search_run_in_a_forked_daemonic_worker(monkeypatch, shapes_mo
         for path in sorted((tmp_path / "photos").rglob("*.png")):
             z.write(path, path.relative_to(tmp_path).as_posix())
     request = gr.Request(session_hash="visitor")
-    report, state, *_ = events["build_index"].fn(search_tab.UPLOAD, "", [str(archive)], None, None, None, request)
+    report, state, *_ = events["build_index"].fn(search_tab.UPLOAD, "", [str(archive)], None, None, None,
+                                                 request)
     assert "12</b> image(s) searchable" in report, report
     found = events["search"].fn(state, caption(*CLASSES[1]), None, 0.5, 3, 0.0, request)[3]
     assert spaces.calls == ["on_build", "on_search"]
@@ -172,7 +180,8 @@ def test_build_and_search_run_in_a_forked_daemonic_worker(monkeypatch, shapes_mo
     assert ctx.workspaces.ttl_seconds != float("inf") and ctx.workspaces.sessions() == 1
 
 
-def test_on_zerogpu_the_model_stays_and_the_status_says_where_it_runs(stand_in, shapes_model, tmp_path, monkeypatch):
+def test_on_zerogpu_the_model_stays_and_the_status_says_where_it_runs(stand_in, shapes_model, tmp_path,
+                                                                      monkeypatch):
     ctx = hosted(tmp_path, shapes_model)
     load = by_name(build_app(ctx))["load_model"].fn
     answer = load(model_panel.offered(ctx).popitem()[0], "")
@@ -188,7 +197,8 @@ def test_startup_on_zerogpu_imports_spaces_and_puts_the_model_on_cuda(stand_in):
     settings = load_settings(env={"EXPLORER_MODELS": "ViT-B-32@openai"})
     ready = zerogpu.startup(settings)
     assert ready.device == "cuda" and ready.models == () and stand_in.auto_wrap is False
-    assert zerogpu.startup(load_settings(env={"EXPLORER_DEVICE": "cpu"})).device == "cpu"  # the operator's word
+    assert zerogpu.startup(
+        load_settings(env={"EXPLORER_DEVICE": "cpu"})).device == "cpu"  # the operator's word
 
 
 @pytest.mark.parametrize("how", ["no variable", "variable false", "no spaces package"])
@@ -206,8 +216,10 @@ def test_without_zerogpu_nothing_is_decorated_or_changed(how, monkeypatch, shape
     assert not zerogpu.active()
     ctx = hosted(tmp_path, shapes_model)
     app = build_app(ctx)
-    made_here = [f.api_name for f in app.fns.values() if f.fn is not None and "build_app" not in f.fn.__qualname__
-                 and f.fn.__module__ == "explorer.ui"]
+    made_here = [
+        f.api_name for f in app.fns.values()
+        if f.fn is not None and "build_app" not in f.fn.__qualname__ and f.fn.__module__ == "explorer.app.ui"
+    ]
     assert spaces.decorated == [] and made_here == []
     settings = load_settings(env={})
     assert zerogpu.startup(settings) is settings

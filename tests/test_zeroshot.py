@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from explorer.sources import EmbeddingCache
-from explorer.zeroshot import build_classifier, classify_files, ensemble, predict
+from explorer.inputs.sources import EmbeddingCache
+from explorer.science.zeroshot import build_classifier, classify_files, ensemble, predict
 from tests import shapes
 
 

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from explorer.weighting import MAD_THRESHOLD, mad_rule, mad_select, softmax_weights, zpe_scores, zpe_weights
+from explorer.science.zpe import MAD_THRESHOLD, mad_rule, mad_select, softmax_weights, zpe_scores, zpe_weights
 from tests.shapes import CLASSES, class_name, make_labelled_folder
 
 
@@ -88,8 +88,11 @@ def test_eval_command_reaches_mad_selection(shapes_model_dir, tmp_path, capsys):
     make_labelled_folder(tmp_path / "data", CLASSES[:4], 2, size=32, seed=1)
     names = tmp_path / "names.json"
     names.write_text(json.dumps({f"a_{c}_{s}": class_name(c, s) for c, s in CLASSES[:4]}))
-    base = ["eval", str(tmp_path / "data"), "--model", f"local-dir:{shapes_model_dir}", "--classnames", str(names),
-            "--templates", "openai", "--weighting", "zpe", "--json"]
+    base = [
+        "eval",
+        str(tmp_path / "data"), "--model", f"local-dir:{shapes_model_dir}", "--classnames",
+        str(names), "--templates", "openai", "--weighting", "zpe", "--json"
+    ]
     assert main(base + ["--zpe-select", "mad", "--zpe-mad-threshold", "1.5"]) == 0
     doc = json.loads(capsys.readouterr().out)
     selected = np.array(doc["zpe"]["selected"])

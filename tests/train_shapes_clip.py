@@ -9,7 +9,8 @@ BPE tokenizer), saved in open_clip's `local-dir:` layout:
 
 and loaded with `open_clip.create_model_and_transforms("local-dir:/abs/path/tests/assets/shapes_clip")`.
 
-Run from the repository folder. How the committed weights were made (two stages; ~6 + ~3 min on 2 idle CPU cores, longer if shared):
+Run from the repository folder. How the committed weights were made (two stages; ~6 + ~3 min on 2 idle CPU
+cores, longer if shared):
 
     # 1. plain CLIP training (ClipLoss only): 1000 steps, batch 128, lr 1e-3, cosine, warmup 60
     .venv/bin/python -m tests.train_shapes_clip --out /tmp/shapes_plain
@@ -341,7 +342,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--wd", type=float, default=0.1)
     ap.add_argument("--warmup", type=int, default=60)
-    ap.add_argument("--pool", type=int, default=0, help="pre-rendered training images (default: steps*batch/2)")
+    ap.add_argument("--pool", type=int, default=0,
+                    help="pre-rendered training images (default: steps*batch/2)")
     ap.add_argument("--pair-frac", type=float, default=0.25)
     ap.add_argument("--seed", type=int, default=TRAIN_SEED)
     ap.add_argument("--threads", type=int, default=2)

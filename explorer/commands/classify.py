@@ -5,21 +5,24 @@ import argparse
 import json
 import sys
 
-from .. import classifier_file
-from ..prompts import PromptError, build_prompts, load_template_set, parse_labels
-from ..settings import load_settings
-from ..sources import unique_names
-from ..zeroshot import classify_files
-from .common import ProgressBar, IMAGE_LIMIT_FLAGS, add_model_arguments, model_from, prompt_warnings
+from explorer.inputs.settings import load_settings
+from explorer.inputs.sources import unique_names
+from explorer.science import classifier_file
+from explorer.science.prompts import PromptError, build_prompts, load_template_set, parse_labels
+from explorer.science.zeroshot import classify_files
+
+from .common import IMAGE_LIMIT_FLAGS, ProgressBar, add_model_arguments, model_from, prompt_warnings
 
 
 def register(commands) -> None:
     parser = commands.add_parser("classify", help="zero-shot classify images against labels")
     parser.add_argument("images", nargs="+", metavar="IMAGE")
     parser.add_argument("--labels", help="comma-separated, or one per line")
-    parser.add_argument("--classifier", metavar="FILE", help="classify by a taught classifier (`fewshot --save`, or "
-                        "the Teach tab's download unzipped); its classes replace --labels")
-    parser.add_argument("--templates", default="single", help="single | openai | simple | FILE (.txt or .json)")
+    parser.add_argument(
+        "--classifier", metavar="FILE", help="classify by a taught classifier (`fewshot --save`, or "
+        "the Teach tab's download unzipped); its classes replace --labels")
+    parser.add_argument("--templates", default="single",
+                        help="single | openai | simple | FILE (.txt or .json)")
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     add_model_arguments(parser, extra=IMAGE_LIMIT_FLAGS)
@@ -29,7 +32,8 @@ def register(commands) -> None:
 def _labels(args) -> list[str]:
     if args.classifier:
         if args.labels:
-            raise PromptError("--labels and --classifier: a taught classifier brings its own classes; drop --labels")
+            raise PromptError(
+                "--labels and --classifier: a taught classifier brings its own classes; drop --labels")
         return []
     if not args.labels:
         raise PromptError("give the labels (--labels 'cat,dog') or a taught classifier (--classifier FILE)")
@@ -74,5 +78,7 @@ def _rule_note(model, taught) -> str:
     if taught is None:
         return model.scoring.explain()
     about = taught[1]
-    return (f"probabilities from the taught {about['method']} classifier in {about['file']} ({about['classes']} "
-            "classes): a softmax of its logits; cos is each image's cosine to the class's zero-shot text embedding")
+    return (
+        f"probabilities from the taught {about['method']} classifier in {about['file']} ({about['classes']} "
+        "classes): a softmax of its logits; cos is each image's cosine to the class's zero-shot text embedding"
+    )

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..model import ClipModel, load_model
-from ..settings import Settings, add_settings_arguments
+from explorer.embed.model import ClipModel, load_model
+from explorer.inputs.settings import Settings, add_settings_arguments
 
 MODEL_FLAGS = ("model", "pretrained", "device", "precision")
 IMAGE_LIMIT_FLAGS = ("max_upload_mb", "max_pixels", "max_decode_mb")
@@ -22,7 +22,7 @@ def model_from(settings: Settings) -> ClipModel:
 def prompt_warnings(model: ClipModel, texts) -> list[str]:
     """One warning per text longer than the model's context (tokens.cut_warnings), each also printed
     on stderr (the first few, then a count); the list goes into a command's JSON as `warnings`."""
-    from ..tokens import cut_warnings, shown
+    from explorer.embed.tokens import cut_warnings, shown
 
     warnings = cut_warnings(model, texts)
     for line in shown(warnings):

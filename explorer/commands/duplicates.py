@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from ..index import open_index
+from explorer.index.image_index import open_index
 
 
 def register(commands) -> None:

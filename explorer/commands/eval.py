@@ -10,35 +10,42 @@ import argparse
 import json
 import sys
 
-from ..descriptions import USES, load_descriptions
-from ..evaluate import WEIGHTINGS
-from ..index import IndexRegistry, open_index
-from ..calibration import calibrate
-from ..lab import ZPE_SELECT, run_lab
-from ..prompts import load_template_set, parse_labels
-from ..settings import load_settings
-from ..weighting import MAD_THRESHOLD
-from ..sources import embed_folder, load_classnames
-from ..tokens import shown
-from .common import ProgressBar, IMAGE_LIMIT_FLAGS, add_model_arguments, model_from
+from explorer.embed.tokens import shown
+from explorer.index.image_index import open_index
+from explorer.index.registry import IndexRegistry
+from explorer.inputs.settings import load_settings
+from explorer.inputs.sources import embed_folder, load_classnames
+from explorer.science.calibration import calibrate
+from explorer.science.descriptions import USES, load_descriptions
+from explorer.science.evaluate import WEIGHTINGS
+from explorer.science.prompt_lab import ZPE_SELECT, run_lab
+from explorer.science.prompts import load_template_set, parse_labels
+from explorer.science.zpe import MAD_THRESHOLD
+
+from .common import IMAGE_LIMIT_FLAGS, ProgressBar, add_model_arguments, model_from
 
 
 def register(commands) -> None:
-    parser = commands.add_parser("eval", help="score prompts on a folder: labelled (one sub-folder per class) "
-                                              "or plain images with --labels")
+    parser = commands.add_parser(
+        "eval", help="score prompts on a folder: labelled (one sub-folder per class) "
+        "or plain images with --labels")
     parser.add_argument("folder", metavar="DIR", help="one sub-folder of images per class, or plain images")
-    parser.add_argument("--labels", help="class names for a folder of plain images (comma-separated or one per line)")
-    parser.add_argument("--templates", default="simple", help="single | openai | simple | FILE (.txt or .json)")
+    parser.add_argument("--labels",
+                        help="class names for a folder of plain images (comma-separated or one per line)")
+    parser.add_argument("--templates", default="simple",
+                        help="single | openai | simple | FILE (.txt or .json)")
     parser.add_argument("--descriptions", metavar="FILE", help="JSON {class: [sentence, ...]} (CuPL style)")
-    parser.add_argument("--prompts", "--use", dest="prompts", choices=USES, default=None,
-                        help="what builds each class's prompts (default: both with --descriptions, else templates); "
-                             "both: template slots + one descriptions slot weighing 1/2; pooled: CuPL+e, one "
-                             "list of every prompt and sentence per class, each weighing the same")
+    parser.add_argument(
+        "--prompts", "--use", dest="prompts", choices=USES, default=None,
+        help="what builds each class's prompts (default: both with --descriptions, else templates); "
+        "both: template slots + one descriptions slot weighing 1/2; pooled: CuPL+e, one "
+        "list of every prompt and sentence per class, each weighing the same")
     parser.add_argument("--zpe-select", choices=ZPE_SELECT, default="all",
                         help="ZPE weights over all prompts, or only those MAD selection keeps (the paper's "
                              "prompt selection: score more than --zpe-mad-threshold MADs above the median)")
-    parser.add_argument("--zpe-mad-threshold", type=float, default=MAD_THRESHOLD, metavar="X",
-                        help=f"with --zpe-select mad (default {MAD_THRESHOLD}; the paper's fine-grained tables use 2.0)")
+    parser.add_argument(
+        "--zpe-mad-threshold", type=float, default=MAD_THRESHOLD, metavar="X",
+        help=f"with --zpe-select mad (default {MAD_THRESHOLD}; the paper's fine-grained tables use 2.0)")
     parser.add_argument("--weighting", choices=WEIGHTINGS, default="mean",
                         help="equal average of the prompts, ZPE weights from the images, or one --template")
     parser.add_argument("--template", type=int, default=None, metavar="N",
@@ -47,9 +54,10 @@ def register(commands) -> None:
                         help="also score the built-in template sets (equal and ZPE) on the same images")
     parser.add_argument("--classnames", metavar="FILE", help="JSON {folder: class name}")
     parser.add_argument("--index", metavar="INDEX", help="an index of this folder: re-use its embeddings")
-    parser.add_argument("--zpe-reference", metavar="INDEX",
-                        help="an index of other, generic images whose embeddings stand in for ZPE's sample of "
-                             "pre-training images (default: the evaluated images themselves)")
+    parser.add_argument(
+        "--zpe-reference", metavar="INDEX",
+        help="an index of other, generic images whose embeddings stand in for ZPE's sample of "
+        "pre-training images (default: the evaluated images themselves)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     add_model_arguments(parser, extra=IMAGE_LIMIT_FLAGS + ("index_dir",))
     parser.set_defaults(handler=run)
@@ -64,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     labels = parse_labels(args.labels).labels if args.labels else None
     model = model_from(settings)
     # An explicit --index, else the app's own index of this folder and model if one exists.
-    index = open_index(args.index) if args.index else IndexRegistry(settings.index_dir).find_for(args.folder, model)
+    index = open_index(args.index) if args.index else IndexRegistry(settings.index_dir).find_for(
+        args.folder, model)
     reference = None
     if args.zpe_mad_threshold < 0:
         raise ValueError("--zpe-mad-threshold is a number of MADs: 0 or more")
@@ -77,9 +86,9 @@ def run(args: argparse.Namespace) -> int:
                           index=index, limits=settings.limits, progress=bar)
     bar.close()
     template = None if args.template is None else args.template - 1
-    report = run_lab(model, images, templates, descriptions, use, args.weighting, labels=labels, template=template,
-                     compare_builtins=args.compare, reference=reference, zpe_select=args.zpe_select,
-                     mad_threshold=args.zpe_mad_threshold)
+    report = run_lab(model, images, templates, descriptions, use, args.weighting, labels=labels,
+                     template=template, compare_builtins=args.compare, reference=reference,
+                     zpe_select=args.zpe_select, mad_threshold=args.zpe_mad_threshold)
     notes = images.notes + report.notes
     for line in shown(report.warnings):
         print(f"warning: {line}", file=sys.stderr)
@@ -110,12 +119,15 @@ def _print_report(model, report, use: str) -> None:
         return
     print(f"top-1 {result.top1:.2%}   top-{result.top_k} {result.top5:.2%}")
     cal = calibrate(result.cosines, result.true_idx, result.scoring)  # the "calibration" object of --json
-    print(f"calibration ({cal.kind} probabilities): ECE {cal.model.ece:.2%} as shipped; fitted temperature "
-          f"{cal.fitted_temperature:.2f} gives {cal.fitted.ece:.2%} (fitted on these same images: optimistic)")
+    print(
+        f"calibration ({cal.kind} probabilities): ECE {cal.model.ece:.2%} as shipped; fitted temperature "
+        f"{cal.fitted_temperature:.2f} gives {cal.fitted.ece:.2%} (fitted on these same images: optimistic)")
     print("\nper class:")
     for name in result.class_names:
         acc = result.per_class[name]
-        print(f"  {'   n/a' if acc is None else f'{acc:7.2%}'}  ({result.class_counts[name]:>4} images)  {name}")
+        print(
+            f"  {'   n/a' if acc is None else f'{acc:7.2%}'}  ({result.class_counts[name]:>4} images)  {name}"
+        )
     print("\nper template (accuracy alone; contribution = ensemble with it minus without it, paired 95% "
           "interval, McNemar p; "
           "weight used; ZPE weight; longest prompt in tokens):")
@@ -123,8 +135,9 @@ def _print_report(model, report, use: str) -> None:
         row, e = result.per_template[s], report.evidence[s]
         verdict = "the only prompt" if e is None else {"better": "helps", "worse": "hurts"}.get(
             e.verdict, "no clear difference")
-        print(f"  {row.accuracy:7.2%}  {e.describe() if e else ''} {verdict}  w {row.weight:.3f}  zpe {row.zpe_weight:.3f}  "
-              f"{report.slot_tokens[s]}/{report.context_length} tok  {row.template}")
+        print(
+            f"  {row.accuracy:7.2%}  {e.describe() if e else ''} {verdict}  w {row.weight:.3f}  zpe {row.zpe_weight:.3f}  "
+            f"{report.slot_tokens[s]}/{report.context_length} tok  {row.template}")
     if report.weighting == "zpe":
         print(f"\nZPE bias correction: {report.zpe.bias_source}")
     print(f"ZPE prompts: {report.zpe.selection}")

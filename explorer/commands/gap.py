@@ -12,14 +12,15 @@ import json
 import sys
 import time
 
-from ..captions import check_csv
-from ..gap import DEFAULT_MAX_POINTS, DEFAULT_PROJECTION, PROJECTION_METHODS, PROJECTION_NAMES
-from ..gap_run import caption_texts, captions_for, label_texts, run_gap
-from ..index import open_index
-from ..prompts import build_prompts, load_template_set, parse_labels
-from ..settings import load_settings
-from ..sources import embed_folder, embed_index
-from .common import ProgressBar, IMAGE_LIMIT_FLAGS, add_model_arguments, model_from, prompt_warnings
+from explorer.index.image_index import open_index
+from explorer.inputs.captions import check_csv
+from explorer.inputs.settings import load_settings
+from explorer.inputs.sources import embed_folder, embed_index
+from explorer.science.gap import DEFAULT_MAX_POINTS, DEFAULT_PROJECTION, PROJECTION_METHODS, PROJECTION_NAMES
+from explorer.science.gap_run import caption_texts, captions_for, label_texts, run_gap
+from explorer.science.prompts import build_prompts, load_template_set, parse_labels
+
+from .common import IMAGE_LIMIT_FLAGS, ProgressBar, add_model_arguments, model_from, prompt_warnings
 
 DEFAULT_SHIFTS = "0,0.25,0.5,0.75,1"
 
@@ -28,17 +29,22 @@ def register(commands) -> None:
     parser = commands.add_parser("gap", help="measure the modality gap between image and text embeddings")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--images", metavar="DIR", help="a folder of images (searched recursively)")
-    source.add_argument("--index", metavar="PATH", help="an index made by `clip-explorer index` (no re-encoding)")
+    source.add_argument("--index", metavar="PATH",
+                        help="an index made by `clip-explorer index` (no re-encoding)")
     texts = parser.add_mutually_exclusive_group()
-    texts.add_argument("--labels", help="labels, comma-separated or one per line (default: the sub-folder names)")
+    texts.add_argument("--labels",
+                       help="labels, comma-separated or one per line (default: the sub-folder names)")
     texts.add_argument("--captions", metavar="FILE", help="a CSV with columns path,caption, or 'sidecar' "
                                                           "for a .txt file beside each image")
     parser.add_argument("--templates", default="single", help="with labels: single | openai | simple | FILE")
-    parser.add_argument("--shift", default=DEFAULT_SHIFTS, help=f"gap shifts λ to evaluate (default {DEFAULT_SHIFTS})")
-    parser.add_argument("--projection", choices=(*PROJECTION_METHODS, "none"), default=DEFAULT_PROJECTION,
-                        help="the joint 2-D map: gap (axis 1 along the gap vector, axis 2 the main direction of "
-                             "the rest; default), pca, umap (needs umap-learn), or none")
-    parser.add_argument("--max-points", type=int, default=DEFAULT_MAX_POINTS, help="sample the 2-D map above this")
+    parser.add_argument("--shift", default=DEFAULT_SHIFTS,
+                        help=f"gap shifts λ to evaluate (default {DEFAULT_SHIFTS})")
+    parser.add_argument(
+        "--projection", choices=(*PROJECTION_METHODS, "none"), default=DEFAULT_PROJECTION,
+        help="the joint 2-D map: gap (axis 1 along the gap vector, axis 2 the main direction of "
+        "the rest; default), pca, umap (needs umap-learn), or none")
+    parser.add_argument("--max-points", type=int, default=DEFAULT_MAX_POINTS,
+                        help="sample the 2-D map above this")
     parser.add_argument("--json", action="store_true", help="print the measures as one JSON document")
     add_model_arguments(parser, extra=IMAGE_LIMIT_FLAGS)
     parser.set_defaults(handler=run)
@@ -79,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     warnings = prompt_warnings(model, build_prompts(texts.texts, templates) if templates else texts.texts)
     encoded = time.perf_counter()
     run = run_gap(images, texts, shifts)
-    projection = None if args.projection == "none" else run.projection(args.projection, max_points=args.max_points)
+    projection = None if args.projection == "none" else run.projection(args.projection,
+                                                                       max_points=args.max_points)
     done = time.perf_counter()
     report = {"model": model.identifier, "images": args.images or args.index,
               "templates": len(templates) if templates else None, **run.as_dict(),
@@ -109,7 +116,8 @@ def _print_projection(p: dict) -> None:
     line = f"projection {PROJECTION_NAMES[p['method']]}: centroids {p['centroid_offset'][0]:+.4f} apart on axis 1"
     line += f", {p['centroid_offset'][1]:+.4f} on axis 2"
     if p["explained_variance"]:
-        line += "; axes explain " + ", ".join(f"{v:.1%}" for v in p["explained_variance"]) + " of the variance"
+        line += "; axes explain " + ", ".join(f"{v:.1%}"
+                                              for v in p["explained_variance"]) + " of the variance"
     print(line)
     if p["sampled"]:
         print(f"  showing a sample of {p['sample_size']:,} of {p['total_points']:,} points (--max-points)")
@@ -128,9 +136,12 @@ def _print_summary(report: dict) -> None:
         print(f"{key.replace('_', ' '):<22}{fmt(m[key])}")
     print(f"shift λ -> gap length, {report['shift_readout']}:")
     for p in report["shift"]:
-        readout = "" if p["recall_at_1"] is None else f"  {p['recall_at_1']:.2%} (mean rank {p['mean_rank']:.2f})"
+        readout = "" if p[
+            "recall_at_1"] is None else f"  {p['recall_at_1']:.2%} (mean rank {p['mean_rank']:.2f})"
         print(f"  {p['lam']:+.2f} -> {p['gap_length']:.4f}{readout}")
     if report["projection"] is not None:
         _print_projection(report["projection"])
-    for line in report["notes"] + report["problems"] + [f"{f['path']}: {f['error']}" for f in report["failures"]]:
+    for line in report["notes"] + report["problems"] + [
+            f"{f['path']}: {f['error']}" for f in report["failures"]
+    ]:
         print(f"note: {line}", file=sys.stderr)

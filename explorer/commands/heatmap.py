@@ -6,26 +6,30 @@ import json
 import sys
 from pathlib import Path
 
-from ..heatmaps import METHOD_ALIASES, METHODS, overlay, patch_map
-from ..images import ImageError, fit_of, load_image
-from ..settings import load_settings
+from explorer.embed.images import ImageError, fit_of, load_image
+from explorer.inputs.settings import load_settings
+from explorer.science.heatmaps import METHOD_ALIASES, METHODS, overlay, patch_map
+
 from .common import IMAGE_LIMIT_FLAGS, add_model_arguments, model_from, prompt_warnings
 
 
 def register(commands) -> None:
-    parser = commands.add_parser("heatmap", help="patch-level map of where a text matches an image (ViT models)")
+    parser = commands.add_parser("heatmap",
+                                 help="patch-level map of where a text matches an image (ViT models)")
     parser.add_argument("image", metavar="IMAGE")
     parser.add_argument("--text", required=True, help="the text to locate, e.g. 'a red circle'")
     parser.add_argument("--out", help="write the overlay here (PNG, JPEG, ...)")
     parser.add_argument("--opacity", type=float, default=0.5, help="opacity of the map over the image, 0..1")
     parser.add_argument("--scale", choices=("relative", "minmax"), default="relative",
                         help="colour the map relative to its mean (default) or from its min to its max")
-    parser.add_argument("--method", choices=METHODS + tuple(METHOD_ALIASES), default="tokens",
-                        help="tokens: the last block's patch tokens (default); maskclip: MaskCLIP (Zhou et al. "
-                             "2022) as its authors compute it, the last block's value path plus its residual and "
-                             "MLP; value-only: the value path without residual and MLP ('value' is an old name "
-                             "for it)")
-    parser.add_argument("--json", action="store_true", help="print the grid of raw patch-text cosines as JSON")
+    parser.add_argument(
+        "--method", choices=METHODS + tuple(METHOD_ALIASES), default="tokens",
+        help="tokens: the last block's patch tokens (default); maskclip: MaskCLIP (Zhou et al. "
+        "2022) as its authors compute it, the last block's value path plus its residual and "
+        "MLP; value-only: the value path without residual and MLP ('value' is an old name "
+        "for it)")
+    parser.add_argument("--json", action="store_true",
+                        help="print the grid of raw patch-text cosines as JSON")
     add_model_arguments(parser, extra=IMAGE_LIMIT_FLAGS)
     parser.set_defaults(handler=run)
 
@@ -47,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     warnings = prompt_warnings(model, [args.text.strip()])
-    pmap = patch_map(model, image, args.text.strip(), args.method)  # PatchMapUnsupported is a ValueError: exit 2
+    pmap = patch_map(model, image, args.text.strip(),
+                     args.method)  # PatchMapUnsupported is a ValueError: exit 2
     if args.out:
         overlay(image, pmap, args.opacity, args.scale).save(args.out)
     if args.json:
@@ -56,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
         print()
     else:
         gh, gw = pmap.grid.shape
-        print(f"{args.image}: {gh}x{gw} {pmap.method} patch map for {pmap.text!r}: patch cosines {pmap.grid.min():+.3f} .. "
-              f"{pmap.grid.max():+.3f} (mean {pmap.grid.mean():+.3f}); whole-image cosine {pmap.image_cosine:+.3f}")
+        print(
+            f"{args.image}: {gh}x{gw} {pmap.method} patch map for {pmap.text!r}: patch cosines {pmap.grid.min():+.3f} .. "
+            f"{pmap.grid.max():+.3f} (mean {pmap.grid.mean():+.3f}); whole-image cosine {pmap.image_cosine:+.3f}"
+        )
         print(f"wrote {args.out}")
     return 0

@@ -12,10 +12,11 @@ import sys
 import threading
 from contextlib import contextmanager
 
-from ..gpu_decode import DECODE_CHOICES
-from ..index_build import ENGINES, build_index
-from ..settings import load_settings
-from .common import ProgressBar, IMAGE_LIMIT_FLAGS, add_model_arguments, model_from
+from explorer.embed.gpu_decode import DECODE_CHOICES
+from explorer.index.build import ENGINES, build_index
+from explorer.inputs.settings import load_settings
+
+from .common import IMAGE_LIMIT_FLAGS, ProgressBar, add_model_arguments, model_from
 
 
 def register(commands) -> None:
@@ -23,25 +24,31 @@ def register(commands) -> None:
     parser.add_argument("folder", metavar="DIR")
     parser.add_argument("--index", required=True, metavar="PATH", help="index folder (created if missing)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=workers_count, default=None, metavar="N|auto",
-                        help="decoding processes (0: decode inline; default auto: 1 per 16 CPUs when the model runs "
-                             "on the CPU, else every CPU but one)")
-    parser.add_argument("--index-type", default=None, metavar="FACTORY",
-                        help="FAISS index_factory string, e.g. Flat, IVF1024,Flat, HNSW32,Flat (default: by size)")
-    parser.add_argument("--decode", choices=DECODE_CHOICES, default="auto",
-                        help="where JPEGs are decoded: cpu (PIL, in the worker processes), gpu (a batch at a time on "
-                             "the model's device, the workers only read files), auto (gpu when the model is on CUDA)")
-    parser.add_argument("--engine", choices=ENGINES, default="local",
-                        help="local: this machine (decoding processes + the model); ray: a Ray Data pipeline, on a "
-                             "local Ray instance or the cluster at --ray-address (needs requirements-ray.txt)")
+    parser.add_argument(
+        "--workers", type=workers_count, default=None, metavar="N|auto",
+        help="decoding processes (0: decode inline; default auto: 1 per 16 CPUs when the model runs "
+        "on the CPU, else every CPU but one)")
+    parser.add_argument(
+        "--index-type", default=None, metavar="FACTORY",
+        help="FAISS index_factory string, e.g. Flat, IVF1024,Flat, HNSW32,Flat (default: by size)")
+    parser.add_argument(
+        "--decode", choices=DECODE_CHOICES, default="auto",
+        help="where JPEGs are decoded: cpu (PIL, in the worker processes), gpu (a batch at a time on "
+        "the model's device, the workers only read files), auto (gpu when the model is on CUDA)")
+    parser.add_argument(
+        "--engine", choices=ENGINES, default="local",
+        help="local: this machine (decoding processes + the model); ray: a Ray Data pipeline, on a "
+        "local Ray instance or the cluster at --ray-address (needs requirements-ray.txt)")
     parser.add_argument("--ray-address", metavar="ADDR", default=None,
                         help="with --engine ray: the cluster to join (e.g. ray://head:10001 or auto); "
                              "default: start a local Ray instance for this run")
-    parser.add_argument("--ray-actors", type=int, default=None, metavar="N",
-                        help="with --engine ray: model actors (default: one per GPU, or one per node without GPUs)")
-    parser.add_argument("--ray-actor-cpus", type=int, default=None, metavar="N",
-                        help="with --engine ray: CPUs (torch threads) per model actor (default: 1 with a GPU, "
-                             "else a node's CPUs less one)")
+    parser.add_argument(
+        "--ray-actors", type=int, default=None, metavar="N",
+        help="with --engine ray: model actors (default: one per GPU, or one per node without GPUs)")
+    parser.add_argument(
+        "--ray-actor-cpus", type=int, default=None, metavar="N",
+        help="with --engine ray: CPUs (torch threads) per model actor (default: 1 with a GPU, "
+        "else a node's CPUs less one)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     add_model_arguments(parser, extra=IMAGE_LIMIT_FLAGS)
     parser.set_defaults(handler=run)
@@ -92,7 +99,7 @@ def ray_options(args: argparse.Namespace):
         return None
     if any(n is not None and n < 1 for n in (args.ray_actors, args.ray_actor_cpus)):
         raise ValueError("--ray-actors and --ray-actor-cpus must be at least 1")
-    from ..index_ray import RayOptions
+    from explorer.index.build_ray import RayOptions
     return RayOptions(address=args.ray_address, actors=args.ray_actors, actor_cpus=args.ray_actor_cpus)
 
 
@@ -103,21 +110,23 @@ def run(args: argparse.Namespace) -> int:
     bar = ProgressBar(quiet=args.json)
     try:
         with first_ctrl_c_stops() as stop:
-            report = build_index(model, args.folder, args.index, batch_size=args.batch_size, workers=args.workers,
-                                 index_type=args.index_type, progress=bar, limits=settings.limits,
-                                 should_stop=stop.is_set, decode=args.decode, engine=args.engine,
-                                 ray=ray)
+            report = build_index(model, args.folder, args.index, batch_size=args.batch_size,
+                                 workers=args.workers, index_type=args.index_type, progress=bar,
+                                 limits=settings.limits, should_stop=stop.is_set, decode=args.decode,
+                                 engine=args.engine, ray=ray)
     finally:
         bar.close()
     counts = {"added": report.added, "updated": report.updated, "removed": report.removed,
               "unchanged": report.unchanged, "failed": len(report.failed)}
     if args.json:
-        json.dump({"index": args.index, "model": model.identifier, **counts, "total": report.total,
-                   "index_type": report.index_type, "params": report.params,
-                   "seconds": round(report.seconds, 3), "waited": round(report.waited, 3),
-                   "timings": report.timings(), "notes": report.notes, "cancelled": report.cancelled,
-                   "todo": report.todo, "done": report.done,
-                   "failures": [{"path": f.path, "error": f.reason} for f in report.failed]}, sys.stdout, indent=2)
+        json.dump(
+            {
+                "index": args.index, "model": model.identifier, **counts, "total": report.total,
+                "index_type": report.index_type, "params": report.params, "seconds": round(
+                    report.seconds, 3), "waited": round(report.waited, 3), "timings": report.timings(),
+                "notes": report.notes, "cancelled": report.cancelled, "todo": report.todo,
+                "done": report.done, "failures": [{"path": f.path, "error": f.reason} for f in report.failed]
+            }, sys.stdout, indent=2)
         print()
     else:
         for failure in report.failed:

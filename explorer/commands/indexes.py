@@ -5,8 +5,8 @@ import argparse
 import json
 import sys
 
-from ..index import damaged_indexes, list_indexes
-from ..settings import add_settings_arguments, load_settings
+from explorer.index.registry import damaged_indexes, list_indexes
+from explorer.inputs.settings import add_settings_arguments, load_settings
 
 
 def register(commands) -> None:
@@ -21,16 +21,20 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     found, damaged = list_indexes(settings.index_dir), damaged_indexes(settings.index_dir)
     if args.json:
-        json.dump({"index_dir": str(settings.index_dir), "indexes": [
-            {"index": str(i.folder), "root": str(i.root), "images": i.count, "model": i.model} for i in found],
-            "damaged": [{"index": str(folder), "problem": problem} for folder, problem in damaged]},
-            sys.stdout, indent=2)
+        json.dump(
+            {
+                "index_dir": str(settings.index_dir), "indexes": [
+                    {"index": str(i.folder), "root": str(i.root), "images": i.count, "model": i.model}
+                    for i in found
+                ], "damaged": [{"index": str(folder), "problem": problem} for folder, problem in damaged]
+            }, sys.stdout, indent=2)
         print()
     else:
         for info in found:
             print(f"{info.folder}\n  {info.label()}")
         for folder, problem in damaged:
             print(f"{folder}\n  DAMAGED: {problem}")
-        print(f"{len(found)} index(es) in {settings.index_dir}" + (f", {len(damaged)} damaged" if damaged else ""),
-              file=sys.stderr)
+        print(
+            f"{len(found)} index(es) in {settings.index_dir}" +
+            (f", {len(damaged)} damaged" if damaged else ""), file=sys.stderr)
     return 1 if damaged else 0

@@ -5,9 +5,10 @@ import argparse
 import json
 import sys
 
-from ..index import open_index
-from ..model import load_model
-from ..settings import load_settings
+from explorer.embed.model import load_model
+from explorer.index.image_index import open_index
+from explorer.inputs.settings import load_settings
+
 from .common import IMAGE_LIMIT_FLAGS, add_model_arguments, model_from, prompt_warnings
 
 
@@ -39,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give at least one --text or --image query")
     weights = args.weight or [1.0] * len(queries)
     if len(weights) != len(queries):
-        raise ValueError(f"got {len(weights)} --weight values for {len(queries)} queries; give one per query or none")
+        raise ValueError(
+            f"got {len(weights)} --weight values for {len(queries)} queries; give one per query or none")
     settings = load_settings(args)
     index = open_index(args.index)
     if args.model:
@@ -54,10 +56,14 @@ def run(args: argparse.Namespace) -> int:
                                 [w for _, w in texts + images], settings.limits)
     hits = index.search(vector, args.k)[0]
     if args.json:
-        json.dump({"index": args.index, "model": model.identifier, "root": str(index.root),
-                   "queries": [{"kind": kind, "value": value, "weight": w} for (kind, value), w in zip(queries, weights)],
-                   "results": [{"rank": h.rank, "path": h.path, "absolute": str(h.absolute), "score": h.score}
-                               for h in hits], "warnings": warnings}, sys.stdout, indent=2)
+        json.dump(
+            {
+                "index": args.index, "model": model.identifier, "root": str(
+                    index.root), "queries": [{"kind": kind, "value": value, "weight": w}
+                                             for (kind, value), w in zip(queries, weights)],
+                "results": [{"rank": h.rank, "path": h.path, "absolute": str(h.absolute), "score": h.score}
+                            for h in hits], "warnings": warnings
+            }, sys.stdout, indent=2)
         print()
     else:
         for h in hits:

@@ -11,20 +11,23 @@ import argparse
 import json
 import sys
 
-from ..heatmaps import image_text_matrix
-from ..index import open_index
-from ..prompts import parse_texts
-from ..settings import load_settings
-from ..sources import embed_files, embed_index, join, unique_names
-from .common import ProgressBar, IMAGE_LIMIT_FLAGS, add_model_arguments, model_from, prompt_warnings
+from explorer.index.image_index import open_index
+from explorer.inputs.settings import load_settings
+from explorer.inputs.sources import embed_files, embed_index, join, unique_names
+from explorer.science.heatmaps import image_text_matrix
+from explorer.science.prompts import parse_texts
+
+from .common import IMAGE_LIMIT_FLAGS, ProgressBar, add_model_arguments, model_from, prompt_warnings
 
 
 def register(commands) -> None:
     parser = commands.add_parser("similarity", help="image x text matrix of cosines and probabilities")
     parser.add_argument("images", nargs="*", metavar="IMAGE")
     parser.add_argument("--text", action="append", required=True, metavar="TEXT", help="a text (repeatable)")
-    parser.add_argument("--index", metavar="PATH", help="also sample images from this index (stored embeddings)")
-    parser.add_argument("--sample", type=int, default=12, metavar="N", help="how many images to sample from --index")
+    parser.add_argument("--index", metavar="PATH",
+                        help="also sample images from this index (stored embeddings)")
+    parser.add_argument("--sample", type=int, default=12, metavar="N",
+                        help="how many images to sample from --index")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     add_model_arguments(parser, extra=IMAGE_LIMIT_FLAGS)
     parser.set_defaults(handler=run)

@@ -40,8 +40,8 @@ class RunningApp:
                    EXPLORER_INDEX_DIR=str(workdir / "indexes"))
         env.update(env_extra)
         with open(self.log, "w") as out:
-            self.proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=out,
-                                         stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env,
+                                         stdout=out, stderr=subprocess.STDOUT)
         deadline = time.time() + 120
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -77,8 +77,9 @@ def hosted_app(shapes_model_dir, tmp_path_factory):
     the shapes model and one that cannot load."""
     workdir = tmp_path_factory.mktemp("hosted")
     (workdir / "tmp").mkdir()
-    app = RunningApp(f"local-dir:{shapes_model_dir}", workdir, EXPLORER_HOSTED="1", TMPDIR=str(workdir / "tmp"),
-                     EXPLORER_MODELS=f"local-dir:{workdir / 'no-such-model'}", EXPLORER_SESSION_QUOTA_MB="64")
+    app = RunningApp(f"local-dir:{shapes_model_dir}", workdir, EXPLORER_HOSTED="1",
+                     TMPDIR=str(workdir / "tmp"), EXPLORER_MODELS=f"local-dir:{workdir / 'no-such-model'}",
+                     EXPLORER_SESSION_QUOTA_MB="64")
     app.workdir = workdir
     yield app
     app.stop()

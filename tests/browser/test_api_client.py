@@ -19,11 +19,14 @@ from tests.shapes import CLASSES, caption, draw_shape, make_labelled_folder
 
 SINGLE = "Single: a photo of a {}."
 UPLOAD = "Upload images, a folder or a zip"
-# api_name -> its inputs, in order (what docs/api.md documents; gr.State, gr.Request and gr.Progress are not inputs).
+# api_name -> its inputs, in order (what docs/api.md documents; gr.State, gr.Request and gr.Progress are not
+# inputs).
 ENDPOINTS = {
     "/classify": ["paths", "label_text", "choice", "custom_text", "k", "classifier_files"],
-    "/evaluate_prompts": ["table", "folder", "uploads", "labels", "desc_text", "desc_file", "use", "weighting",
-                          "single_row", "compare_on", "min_cos", "min_prob", "zpe_select", "mad_threshold"],
+    "/evaluate_prompts": [
+        "table", "folder", "uploads", "labels", "desc_text", "desc_file", "use", "weighting", "single_row",
+        "compare_on", "min_cos", "min_prob", "zpe_select", "mad_threshold"
+    ],
     "/build_index": ["choice", "typed", "files", "folder_files"],
     "/cancel_build": [],
     "/search": ["text", "image", "weight", "k", "limit"],
@@ -32,7 +35,10 @@ ENDPOINTS = {
     "/open_index": ["typed"],
     "/similarity": ["paths", "text", "index_folder", "n", "view_label", "current_image"],
     "/patch_map": ["name", "text", "method_name", "alpha", "scale_label"],
-    "/gap": ["source", "files", "folder", "index_choice", "text_source", "labels", "templates", "csv_file", "method"],
+    "/gap": [
+        "source", "files", "folder", "index_choice", "text_source", "labels", "templates", "csv_file",
+        "method"
+    ],
     "/fewshot": ["folder", "uploads", "templates", "methods", "shots"],
     "/fewshot_apply": ["method", "files", "index", "auto", "threshold"],
     "/fewshot_download": ["method"],
@@ -61,29 +67,35 @@ def client(app_url: str, data: dict) -> Client:
 
 def test_every_documented_endpoint_exists_with_its_inputs(app_url, data):
     named = client(app_url, data).view_api(return_format="dict", print_info=False)["named_endpoints"]
-    found = {name: [p["parameter_name"] for p in named[name]["parameters"]] for name in ENDPOINTS if name in named}
+    found = {
+        name: [p["parameter_name"] for p in named[name]["parameters"]]
+        for name in ENDPOINTS if name in named
+    }
     assert found == ENDPOINTS
 
 
 def test_classify(app_url, data):
     labels = ", ".join(caption(*c) for c in CLASSES[:8])
-    summary, gallery, bars, heatmap = client(app_url, data).predict(
-        paths=[handle_file(str(data["picture"]))], label_text=labels, choice=SINGLE, k=3, classifier_files=None,
-        api_name="/classify")
+    summary, gallery, bars, heatmap = client(app_url,
+                                             data).predict(paths=[handle_file(str(data["picture"]))],
+                                                           label_text=labels, choice=SINGLE, k=3,
+                                                           classifier_files=None, api_name="/classify")
     assert re.search(r'class="zs-top">a red circle<', summary), summary
     assert bars["type"] == "plotly"
 
 
 def test_build_index_then_search_duplicates_and_more_like_this(app_url, data):
     api = client(app_url, data)
-    report, summary, gallery, table = api.predict(choice=UPLOAD, typed="", files=[handle_file(str(data["zip"]))],
-                                                  folder_files=None, api_name="/build_index")
+    report, summary, gallery, table = api.predict(choice=UPLOAD, typed="",
+                                                  files=[handle_file(str(data["zip"]))], folder_files=None,
+                                                  api_name="/build_index")
     assert "<b>24</b> image(s) searchable" in report, report
     summary, gallery, table = api.predict(text="a red square", image=None, k=3, api_name="/search")
     first = re.search(r'class="sr-name">([^<]+)<', table).group(1)
     assert first.startswith("shapes/a_red_square/"), table
     assert len(gallery["value"]) == 3
-    summary, gallery, table = api.predict(text="", image=handle_file(str(data["picture"])), k=3, api_name="/search")
+    summary, gallery, table = api.predict(text="", image=handle_file(str(data["picture"])), k=3,
+                                          api_name="/search")
     assert re.search(r'class="sr-name">shapes/a_red_circle/', table), table
     groups = api.predict(threshold=0.9, api_name="/duplicates")
     assert "group(s) of near-duplicates" in groups
@@ -95,9 +107,10 @@ def test_build_index_then_search_duplicates_and_more_like_this(app_url, data):
 def test_similarity_then_patch_map(app_url, data):
     api = client(app_url, data)
     texts = "\n".join(caption(*c) for c in CLASSES[:4])
-    status, image_choice, figure, note, view = api.predict(
-        paths=[handle_file(str(data["picture"]))], text=texts, index_folder="(none)", n=50, view_label="Cosine",
-        current_image=None, api_name="/similarity")
+    status, image_choice, figure, note, view = api.predict(paths=[handle_file(str(data["picture"]))],
+                                                           text=texts, index_folder="(none)", n=50,
+                                                           view_label="Cosine", current_image=None,
+                                                           api_name="/similarity")
     assert "1 image(s) × 4 text(s)" in status and figure["type"] == "plotly"
     assert image_choice["value"] == "red_circle.png"
     info, shown = api.predict(name="red_circle.png", text="a red circle", method_name="tokens", alpha=0.5,
@@ -111,20 +124,21 @@ def test_gap(app_url, data):
         text_source="Labels + templates", labels="", templates=SINGLE, csv_file=None, method="PCA (instant)",
         api_name="/gap")
     measures, readout = out[0], out[6]
-    matched, unmatched = map(float, re.search(r"Matched pairs average ([\d.]+).*?unmatched pairs \(([\d.]+)\)",
-                                              measures).groups())
+    matched, unmatched = map(
+        float,
+        re.search(r"Matched pairs average ([\d.]+).*?unmatched pairs \(([\d.]+)\)", measures).groups())
     assert matched > unmatched
     assert float(re.search(r"gap-shift-length'>([\d.]+)<", readout).group(1)) > 0
 
 
 def test_fewshot_then_apply_and_download(app_url, data):
     api = client(app_url, data)
-    out = api.predict(folder="", uploads=[handle_file(str(data["zip"]))], templates=SINGLE, methods=["prototype"],
-                      shots="All", api_name="/fewshot")
+    out = api.predict(folder="", uploads=[handle_file(str(data["zip"]))], templates=SINGLE,
+                      methods=["prototype"], shots="All", api_name="/fewshot")
     summary, table, method = out[0], out[1], out[3]
     assert "<b>4</b> classes" in summary and "prototype" in table and method["value"] == "prototype"
-    out = api.predict(method="prototype", files=[handle_file(str(data["picture"]))], index="(none)", auto=True,
-                      threshold=0.5, api_name="/fewshot_apply")
+    out = api.predict(method="prototype", files=[handle_file(str(data["picture"]))], index="(none)",
+                      auto=True, threshold=0.5, api_name="/fewshot_apply")
     assert "a red circle 1" in out[0], out[0]
     download, note = api.predict(method="prototype", api_name="/fewshot_download")
     assert zipfile.is_zipfile(download["value"])

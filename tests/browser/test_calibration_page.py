@@ -68,8 +68,9 @@ def test_calibration_view_follows_the_temperature(page, tmp_path):
     page.wait_for_function(f"{ECE}.innerText !== {before!r}", timeout=30_000)
     after = page.locator("#pl-cal-ece").inner_text()
     assert after != before and "T = 3.00" in page.locator("#pl-cal-numbers").inner_text()
-    page.wait_for_function("(document.querySelector('#pl-cal-plot .js-plotly-plot')?.layout?.annotations || [])"
-                           ".some(a => a.text.includes('T = 3.00'))", timeout=30_000)  # the diagram redrawn
+    page.wait_for_function(
+        "(document.querySelector('#pl-cal-plot .js-plotly-plot')?.layout?.annotations || [])"
+        ".some(a => a.text.includes('T = 3.00'))", timeout=30_000)  # the diagram redrawn
 
     page.click("#pl-cal-fit")  # the slider moves to the fitted temperature (clipped to the slider's range)
     page.wait_for_function("!document.querySelector('#pl-cal-numbers').innerText.includes('at T = 3.00')",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from explorer import examples
+from explorer.app import examples
 from tests.browser.conftest import screenshot
 
 LABELS = [p.label for p in examples.PHOTOS]
@@ -53,7 +53,9 @@ def test_heatmaps_example_draws_photos_by_captions(page):
     click_example(page, "Heatmaps", "hm-examples", "All 8 photos × 8 captions")
     page.wait_for_selector("#hm-plot .js-plotly-plot", timeout=60_000)
     figure = page.evaluate("""() => { const d = document.querySelector('#hm-plot .js-plotly-plot');
-                                      return d && d.data && d.data.length ? {x: d.data[0].x, y: d.data[0].y} : null; }""")
+                                      return d && d.data && d.data.length ? {x: d.data[0].x, y: d.data[0].y} :
+                                      null; }"""
+                           )
     assert list(figure["y"]) == [p.file for p in examples.PHOTOS]
     assert list(figure["x"]) == [p.caption for p in examples.PHOTOS]
     page.click("#hm-map-run")   # the example also filled the patch map's image and text
@@ -90,7 +92,8 @@ def test_hosted_demo_accepts_the_clicked_examples(browser, hosted_app):
         click_example(page, None, "zs-examples", "All 8 photos · 8 labels")
         page.wait_for_selector("#zs-results table", timeout=60_000)
         assert list(top_labels(page)) == [p.file for p in examples.PHOTOS]
-        click_example(page, "Modality gap", "gap-examples", "8 photos + their labels")   # unpacked into the session
+        click_example(page, "Modality gap", "gap-examples",
+                      "8 photos + their labels")  # unpacked into the session
         page.wait_for_selector("#gap-measures table", timeout=90_000)
     finally:
         context.close()

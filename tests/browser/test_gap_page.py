@@ -41,7 +41,9 @@ def test_measures_figures_and_shift_slider(page, tmp_path):
 
     gap = _measure(page, "gap length")
     assert 0 < gap <= 2
-    matched, unmatched = _measure(page, "mean cosine, matched pairs"), _measure(page, "mean cosine, unmatched pairs")
+    matched, unmatched = _measure(page,
+                                  "mean cosine, matched pairs"), _measure(page,
+                                                                          "mean cosine, unmatched pairs")
     assert matched > unmatched
     text = page.locator("#gap-measures").inner_text()
     assert "12 images" in text and "12 matched pairs" in text
@@ -61,8 +63,10 @@ def test_measures_figures_and_shift_slider(page, tmp_path):
     assert point["previews"] == 12
     page.mouse.move(point["x"] - 3, point["y"] - 3)
     page.mouse.move(point["x"], point["y"])
-    page.wait_for_function("""() => { const img = document.querySelector('#explorer-hover-preview');
-        return img && img.style.display === 'block' && img.src.startsWith('data:image/jpeg'); }""", timeout=10_000)
+    page.wait_for_function(
+        """() => { const img = document.querySelector('#explorer-hover-preview');
+        return img && img.style.display === 'block' && img.src.startsWith('data:image/jpeg'); }""",
+        timeout=10_000)
     screenshot(page, "gap-hover")
     page.mouse.move(5, 5)
 
@@ -71,7 +75,8 @@ def test_measures_figures_and_shift_slider(page, tmp_path):
     slider = page.locator("#gap-shift input[type=range]")
     slider.fill("0.8")
     slider.dispatch_event("change")
-    page.wait_for_function("document.querySelector('#gap-readout').innerText.includes('λ = 0.80')", timeout=30_000)
+    page.wait_for_function("document.querySelector('#gap-readout').innerText.includes('λ = 0.80')",
+                           timeout=30_000)
     after = _readout_length(page)
     assert after < before
     assert re.search(r"zero-shot accuracy \d", page.locator("#gap-readout").inner_text())
@@ -86,17 +91,19 @@ def test_measures_figures_and_shift_slider(page, tmp_path):
         page.wait_for_selector("#gap-projection-note .explorer-error", timeout=60_000)
         assert "umap-learn" in page.locator("#gap-projection-note").inner_text()
     else:
-        page.wait_for_function("document.querySelector('#gap-projection').innerText.includes('Joint UMAP map')",
-                               timeout=240_000)
+        page.wait_for_function(
+            "document.querySelector('#gap-projection').innerText.includes('Joint UMAP map')", timeout=240_000)
         screenshot(page, "gap-umap")
 
 
-# The joint map as plotly holds it: each trace's name and points (typed arrays decoded), the title, the x range.
+# The joint map as plotly holds it: each trace's name and points (typed arrays decoded), the title, the x
+# range.
 READ_MAP = """() => {
   const plot = document.querySelector('#gap-projection .js-plotly-plot');
   if (!plot || !plot._fullData) return null;
   const traces = {};
-  for (const t of plot._fullData) traces[(t.name || '').split(' (')[0]] = {x: Array.from(t.x || []), y: Array.from(t.y || [])};
+  for (const t of plot._fullData) traces[(t.name || '').split(' (')[0]] = {x: Array.from(t.x || []), y:
+  Array.from(t.y || [])};
   return {traces, title: plot._fullLayout.title.text, xrange: Array.from(plot._fullLayout.xaxis.range),
           xtitle: plot._fullLayout.xaxis.title.text};
 }"""

@@ -46,7 +46,8 @@ def test_box_select_lists_the_selected_images_and_texts(page, tmp_path):
     count.wait_for(timeout=30_000)
     assert count.inner_text() == "12 images and 4 texts selected"
     tiles = page.locator("#gap-selection .gap-selection-images figure")
-    assert sorted(tiles.locator("figcaption").all_inner_texts()) == sorted(p["name"] for p in points["images"])
+    assert sorted(tiles.locator("figcaption").all_inner_texts()) == sorted(p["name"]
+                                                                           for p in points["images"])
     assert tiles.locator('img[src^="data:image/jpeg"]').count() == 12      # each with its thumbnail
     listed = page.locator("#gap-selection .gap-selection-texts li").all_inner_texts()
     assert sorted(listed) == sorted(p["name"] for p in points["texts"]) and "a red circle" in listed

@@ -92,6 +92,6 @@ def test_patch_map_needs_an_image_and_says_so(page):
     page.get_by_role("tab", name="Heatmaps").click()
     page.fill("#hm-texts textarea", "a red circle")
     page.click("#hm-map-run")
-    page.wait_for_function("(document.querySelector('#hm-map-info')?.innerText || '').includes('Pick an image')",
-                           timeout=30_000)
+    page.wait_for_function(
+        "(document.querySelector('#hm-map-info')?.innerText || '').includes('Pick an image')", timeout=30_000)
     assert not page.locator("#hm-overlay img").count()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from explorer.workspace import folder_bytes
+from explorer.app.workspace import folder_bytes
 from tests.shapes import CLASSES, draw_shape
 
 SINGLE = "Single: a photo of a {}."
@@ -84,10 +84,12 @@ def test_the_model_panel_loads_only_the_operators_models(hosted_app):
         event, out = api.call("load_model", typed)
         assert event == "error" or "not offered here" in out[0], (typed, out)
     event, out = api.call("load_model", f"local-dir:{hosted_app.workdir / 'no-such-model'}")
-    assert event == "error" or "not offered here" in out[0]  # offered by its folder name, never its server path
+    assert event == "error" or "not offered here" in out[
+        0]  # offered by its folder name, never its server path
     event, out = api.call("load_model", "local-dir:no-such-model")
     assert event == "complete" and "could not load" in out[0] and "Still using" in out[0]
-    assert "folder not found" not in out[0] and "open_clip_config" not in out[0]  # nothing about the server's files
+    assert "folder not found" not in out[0] and "open_clip_config" not in out[
+        0]  # nothing about the server's files
     assert classify_works(hosted_app)
 
 
@@ -103,9 +105,11 @@ def test_server_paths_sent_as_uploads_are_refused(hosted_app):
     for path in ("/etc/passwd", a_file, str(Path(__file__).resolve())):
         event, out = b.call("classify", [file_data(path)], LABELS, SINGLE, "", 2, None)
         assert event == "error" and "a-secret" not in json.dumps(out), (path, out)
-        event, out = b.call("similarity", [file_data(path)], "a red circle", None, 4, "Cosine similarity", None)
+        event, out = b.call("similarity", [file_data(path)], "a red circle", None, 4, "Cosine similarity",
+                            None)
         assert event == "error", (path, out)
-        assert hosted_app.url and httpx.get(hosted_app.url + f"gradio_api/file={path}").status_code in (403, 404)
+        assert hosted_app.url and httpx.get(hosted_app.url + f"gradio_api/file={path}").status_code in (403,
+                                                                                                        404)
     # A's index, or a server folder, named in B's call to the gap tab: refused.
     a_index = str(next(sessions_dir(hosted_app).rglob("index.db")).parent)
     for source, folder, index in (("Indexed folder (Search tab)", "", a_index),
@@ -142,14 +146,16 @@ def test_hostile_archives_are_refused_and_write_nothing_beyond_the_limits(hosted
     assert not any(p.is_symlink() for p in sessions_dir(hosted_app).rglob("*"))
 
     bomb = work / "bomb.zip"
-    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z, z.open("huge.png", "w", force_zip64=True) as entry:
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z, z.open("huge.png", "w",
+                                                                       force_zip64=True) as entry:
         for _ in range(200):  # 200 MiB of zeros, about 200 KB compressed
             entry.write(bytes(1 << 20))
     before = folder_bytes(sessions_dir(hosted_app))
     started = time.monotonic()
     event, out = build_from_zip(api, bomb)
     assert "Refused" in out[0] and "zip bomb" in out[0], out
-    assert folder_bytes(sessions_dir(hosted_app)) - before < 25 * 2**20  # at most one image's limit was written
+    assert folder_bytes(
+        sessions_dir(hosted_app)) - before < 25 * 2**20  # at most one image's limit was written
     assert time.monotonic() - started < 30
 
     many = work / "many.zip"

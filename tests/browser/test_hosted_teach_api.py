@@ -22,15 +22,16 @@ def _examples(workdir, name: str) -> object:
 
 def test_two_strangers_each_teach_their_own_classifier(hosted_app):
     a, b = Api(hosted_app.url), Api(hosted_app.url)
-    event, out = a.call("fewshot", a.upload(_examples(hosted_app.workdir, "a-teach.zip")), SINGLE, ["gda"], "All")
+    event, out = a.call("fewshot", a.upload(_examples(hosted_app.workdir, "a-teach.zip")), SINGLE, ["gda"],
+                        "All")
     assert event == "complete", out
     summary, table = out[0], out[1]
     assert "explorer-error" not in summary and "gda" in table.lower() and "zero-shot" in table.lower()
     # B never ran Teach: B's calls for "gda" are refused (by gradio, since B's method list is empty, or by
     # the handler), and nothing of A's comes back.
     for api_name, data in (("fewshot_download", ["gda"]),
-                           ("fewshot_apply", ["gda", b.upload(_examples(hosted_app.workdir, "b.zip")), None, True,
-                                              0.5])):
+                           ("fewshot_apply",
+                            ["gda", b.upload(_examples(hosted_app.workdir, "b.zip")), None, True, 0.5])):
         event, out = b.call(api_name, *data)
         assert event == "error" or "Teach" in json.dumps(out), (api_name, out)
         assert "a-teach" not in json.dumps(out)
@@ -45,7 +46,8 @@ def test_two_strangers_each_teach_their_own_classifier(hosted_app):
     in_workspace = list(sessions_dir(hosted_app).glob("ws-*/**/classifier-gda.zip"))  # not gradio's copy
     assert len(in_workspace) == 1 and "classifiers" in in_workspace[0].parts
     # A can sort new images with it; B still cannot.
-    event, out = a.call("fewshot_apply", "gda", a.upload(_examples(hosted_app.workdir, "a-new.zip")), None, True, 0.5)
+    event, out = a.call("fewshot_apply", "gda", a.upload(_examples(hosted_app.workdir, "a-new.zip")), None,
+                        True, 0.5)
     assert event == "complete" and "explorer-error" not in out[0], out
     event, out = b.call("fewshot_download", "gda")
     assert event == "error" or "Teach" in json.dumps(out)

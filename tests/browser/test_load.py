@@ -13,10 +13,13 @@ USERS, SECONDS = 20, int(os.environ.get("EXPLORER_LOAD_SECONDS", "60"))
 
 
 def test_twenty_visitors_for_a_minute_without_an_error(hosted_app, tmp_path):
-    run = subprocess.run([sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", str(USERS),
-                          "-r", str(USERS), "-t", f"{SECONDS}s", "--host", hosted_app.url.rstrip("/"), "--json",
-                          "--only-summary", "--stop-timeout", "30"],
-                         capture_output=True, text=True, timeout=SECONDS + 240, cwd=tmp_path)
+    run = subprocess.run([
+        sys.executable, "-m", "locust", "-f",
+        str(LOCUSTFILE), "--headless", "-u",
+        str(USERS), "-r",
+        str(USERS), "-t", f"{SECONDS}s", "--host",
+        hosted_app.url.rstrip("/"), "--json", "--only-summary", "--stop-timeout", "30"
+    ], capture_output=True, text=True, timeout=SECONDS + 240, cwd=tmp_path)
     stats = json.loads(run.stdout)
     by_name = {entry["name"]: entry for entry in stats}
     failures = {name: e["num_failures"] for name, e in by_name.items() if e["num_failures"]}
@@ -24,4 +27,5 @@ def test_twenty_visitors_for_a_minute_without_an_error(hosted_app, tmp_path):
            for name, e in by_name.items()})
     assert failures == {}, run.stderr[-3000:]
     assert by_name["build_index (result)"]["num_requests"] == USERS  # every visitor indexed its photos
-    assert by_name["classify (result)"]["num_requests"] >= USERS and by_name["search (result)"]["num_requests"] >= USERS
+    assert by_name["classify (result)"]["num_requests"] >= USERS and by_name["search (result)"][
+        "num_requests"] >= USERS

@@ -24,7 +24,8 @@ def test_app_starts_with_a_broken_model_and_loads_a_good_one(browser, shapes_mod
         app.stop()
 
 
-def test_loading_a_model_replaces_the_classify_panes_could_not_load_message(browser, shapes_model_dir, tmp_path):
+def test_loading_a_model_replaces_the_classify_panes_could_not_load_message(browser, shapes_model_dir,
+                                                                            tmp_path):
     """The classify pane said no model could be loaded; after a successful load it must not still say so."""
     from tests import shapes
 
@@ -39,8 +40,8 @@ def test_loading_a_model_replaces_the_classify_panes_could_not_load_message(brow
         page.set_input_files("#zs-images input[type=file]", [str(image)])
         page.fill("#zs-labels textarea", "a red circle\na blue square")
         page.click("#zs-run")
-        page.wait_for_function("document.querySelector('#zs-results').innerText.includes('No model is loaded')",
-                               timeout=60_000)
+        page.wait_for_function(
+            "document.querySelector('#zs-results').innerText.includes('No model is loaded')", timeout=60_000)
         assert "no-such-model" in page.locator("#zs-results").inner_text()
         page.fill("#model-name input, #model-name textarea", f"local-dir:{shapes_model_dir}")
         page.click("#model-load")

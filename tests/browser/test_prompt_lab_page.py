@@ -67,7 +67,8 @@ def test_template_without_placeholder_is_refused(page):
     _open_tab(page)
     page.fill("#pl-new-template textarea", "a photo of something")
     page.click("#pl-add")
-    page.wait_for_function("document.querySelector('#pl-set-status').innerText.includes('{}')", timeout=30_000)
+    page.wait_for_function("document.querySelector('#pl-set-status').innerText.includes('{}')",
+                           timeout=30_000)
     assert "needs {}" in page.locator("#pl-set-status").inner_text()
     assert "a photo of something" not in page.locator("#pl-templates").inner_text()
 
@@ -135,5 +136,6 @@ def test_folder_outside_allowed_roots_is_refused(page):
     _open_tab(page)
     page.fill("#pl-folder textarea", "/etc")
     page.click("#pl-run")
-    page.wait_for_function("document.querySelector('#pl-summary').innerText.includes('outside')", timeout=30_000)
+    page.wait_for_function("document.querySelector('#pl-summary').innerText.includes('outside')",
+                           timeout=30_000)
     assert "EXPLORER_ALLOWED_ROOTS" in page.locator("#pl-summary").inner_text()

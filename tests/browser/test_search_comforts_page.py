@@ -9,11 +9,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 from playwright.sync_api import expect
 
-from explorer.index_build import build_index
+from explorer.index.build import build_index
 from tests import shapes
 from tests.browser.conftest import screenshot
 
-PICKED = [("red", "circle"), ("blue", "square"), ("green", "triangle"), ("yellow", "cross"), ("purple", "square")]
+PICKED = [("red", "circle"), ("blue", "square"), ("green", "triangle"), ("yellow", "cross"),
+          ("purple", "square")]
 BIG_COUNT, BIG_SIDE = 256, 1536  # large PNGs: slow enough to decode that a build can be cancelled part-way
 
 
@@ -132,7 +133,8 @@ def test_cancel_a_build_part_way_then_build_again_to_resume(page, tmp_path):
 
     # ...and building again encodes only the rest.
     page.click("#search-build")
-    expect(page.locator("#search-report")).to_contain_text(f"{BIG_COUNT} image(s) searchable", timeout=180_000)
+    expect(page.locator("#search-report")).to_contain_text(f"{BIG_COUNT} image(s) searchable",
+                                                           timeout=180_000)
     report = page.locator("#search-report").inner_text()
     assert f"{BIG_COUNT - done} added, 0 updated, 0 removed, {done} unchanged" in report, report
     assert "cancelled" not in report

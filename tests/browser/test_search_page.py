@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-
 import zipfile
 
 import numpy as np
@@ -27,8 +26,8 @@ def _make_folder(folder):
 
 def _rows(page):
     rows = page.locator("#search-results tbody tr")
-    return [(rows.nth(i).locator("td.sr-name").inner_text(), float(rows.nth(i).locator("td.sr-score").inner_text()))
-            for i in range(rows.count())]
+    return [(rows.nth(i).locator("td.sr-name").inner_text(),
+             float(rows.nth(i).locator("td.sr-score").inner_text())) for i in range(rows.count())]
 
 
 def _results_text_contains(page, text: str, timeout: int = 60_000) -> None:
@@ -44,7 +43,8 @@ def test_index_search_filter_and_click_to_search_by_image(page, tmp_path):
     # A folder outside the allowed roots is refused, with the reason on the page.
     folder_box.fill("/etc")
     page.click("#search-build")
-    page.wait_for_function("document.querySelector('#search-report').innerText.includes('Refused')", timeout=30_000)
+    page.wait_for_function("document.querySelector('#search-report').innerText.includes('Refused')",
+                           timeout=30_000)
     assert "outside the folders this app may read" in page.locator("#search-report").inner_text()
 
     # Build: the report counts what was added and names the bad file with its reason.
@@ -77,8 +77,8 @@ def test_index_search_filter_and_click_to_search_by_image(page, tmp_path):
     number.fill(f"{cut:.2f}")
     number.press("Enter")
     expected = [r for r in rows if r[1] >= cut]
-    page.wait_for_function(f"document.querySelectorAll('#search-results tbody tr').length === {len(expected)}",
-                           timeout=30_000)
+    page.wait_for_function(
+        f"document.querySelectorAll('#search-results tbody tr').length === {len(expected)}", timeout=30_000)
     assert _rows(page) == expected
     assert gallery.locator("img").count() == len(expected)
     _results_text_contains(page, f"{len(expected)} of 24 result(s)")  # k = 24 of 30 images
@@ -124,7 +124,8 @@ def test_hosted_mode_takes_a_zip_and_no_server_path(browser, shapes_model_dir, t
         page.click("#search-run")
         page.wait_for_selector("#search-results table", timeout=60_000)
         assert _rows(page)[0][0].startswith("photos/blue_square_")
-        # Text and a dropped image together, weighted: all weight on the image finds the image's own colour/shape.
+        # Text and a dropped image together, weighted: all weight on the image finds the image's own
+        # colour/shape.
         query = tmp_path / "query.png"
         shapes.draw_shape("green", "triangle", size=64, rng=np.random.default_rng(5)).save(query)
         page.set_input_files("#search-image input[type=file]", [str(query)])
@@ -133,7 +134,8 @@ def test_hosted_mode_takes_a_zip_and_no_server_path(browser, shapes_model_dir, t
         weight.fill("1")
         weight.press("Enter")
         page.click("#search-run")
-        expect(page.locator("#search-summary")).to_contain_text("image query.png (weight 1.00)", timeout=60_000)
+        expect(page.locator("#search-summary")).to_contain_text("image query.png (weight 1.00)",
+                                                                timeout=60_000)
         assert _rows(page)[0][0].startswith("photos/green_triangle_")
         screenshot(page, "search-hosted")
         context.close()

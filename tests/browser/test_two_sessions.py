@@ -3,7 +3,6 @@ every tab and to B in none, and B's page never shows A's file names."""
 from __future__ import annotations
 
 import re
-
 import zipfile
 
 from playwright.sync_api import expect
@@ -59,7 +58,8 @@ def test_a_visitors_uploads_and_indexes_never_reach_another(browser, hosted_app,
         a.wait_for_selector("#search-results table", timeout=60_000)
         assert SECRET in a.locator("#search-results").inner_text()
         a_choices = _indexed_choices_in_gap_tab(a)
-        assert len(a_choices) == 1 and a_choices[0].startswith("your upload of") and "6 images" in a_choices[0]
+        assert len(a_choices) == 1 and a_choices[0].startswith(
+            "your upload of") and "6 images" in a_choices[0]
 
         # B: no index to search, none offered in the gap tab or the heatmaps tab.
         b.get_by_role("tab", name="Search").click()

@@ -41,7 +41,9 @@ LABELS = "red circle, blue square, green triangle"
 PACE = 0.3  # seconds between an ordinary visitor's calls (see Api.pace)
 # Small quotas; a short grace before gradio's cached uploads may be trimmed when the shared quota is
 # short (30 s by default), so the lock-out test need not wait long.
-SMALL = {"EXPLORER_SESSION_QUOTA_MB": "50", "EXPLORER_HOSTED_QUOTA_MB": "120", "EXPLORER_CACHE_GRACE_SECONDS": "2"}
+SMALL = {
+    "EXPLORER_SESSION_QUOTA_MB": "50", "EXPLORER_HOSTED_QUOTA_MB": "120", "EXPLORER_CACHE_GRACE_SECONDS": "2"
+}
 CACHE_GRACE_SECONDS = 2
 
 
@@ -71,10 +73,14 @@ class Server:
                    EXPLORER_INDEX_DIR=str(self.workdir / "indexes"), PYTHONUNBUFFERED="1", **SMALL)
         env.update(env_extra)
         self.env = env
-        self.command = [sys.executable, str(APP_ROOT / "app.py"), "--hosted", "--model", MODEL, "--device", "cpu",
-                        "--port", str(self.port)]
+        self.command = [
+            sys.executable,
+            str(APP_ROOT / "app.py"), "--hosted", "--model", MODEL, "--device", "cpu", "--port",
+            str(self.port)
+        ]
         self._out = open(self.log, "w")
-        self.proc = subprocess.Popen(self.command, cwd=APP_ROOT, env=env, stdout=self._out, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.command, cwd=APP_ROOT, env=env, stdout=self._out,
+                                     stderr=subprocess.STDOUT)
         self.pid = self.proc.pid
         deadline = time.time() + 180
         while time.time() < deadline:
@@ -196,7 +202,9 @@ def private_kb(pid: int) -> int:
         text = Path(f"/proc/{pid}/smaps_rollup").read_text()
     except OSError:
         return 0
-    return sum(int(line.split()[1]) for line in text.splitlines() if line.startswith(("Private_Clean:", "Private_Dirty:")))
+    return sum(
+        int(line.split()[1]) for line in text.splitlines()
+        if line.startswith(("Private_Clean:", "Private_Dirty:")))
 
 
 class PeakWatch:
@@ -215,7 +223,7 @@ class PeakWatch:
         self.private: dict[int, int] = {}
         self._stop = threading.Event()
 
-    def __enter__(self) -> "PeakWatch":
+    def __enter__(self) -> PeakWatch:
         for p in tree_pids(self.pid):
             reset_peak(p)
             self.base[p] = _status(p).get("VmRSS", 0)
@@ -365,7 +373,8 @@ class Api:
             joined[event_id] = started
             order.append(event_id)
         if joined:
-            with self.http.stream("GET", self.url + f"gradio_api/queue/data?session_hash={self.session}") as stream:
+            with self.http.stream("GET",
+                                  self.url + f"gradio_api/queue/data?session_hash={self.session}") as stream:
                 for line in stream.iter_lines():
                     if not line.startswith("data:"):
                         continue
@@ -492,7 +501,8 @@ def rle8_bmp_bomb(side: int = 9459) -> bytes:
     """An RLE8 BMP of side x side pixels whose every row is one pixel then end-of-line: 4 bytes a row
     (~38 KB at 9459), and Pillow's pure-Python RLE decoder pads each row a byte at a time."""
     rows = b"\x01\x01\x00\x00" * side + b"\x00\x01"   # (1 pixel of index 1, EOL) x side, end of bitmap
-    palette = b"".join(bytes((b, g, r, 0)) for r, g, b in [(240, 240, 240), (200, 30, 30)] + [(0, 0, 0)] * 254)
+    palette = b"".join(
+        bytes((b, g, r, 0)) for r, g, b in [(240, 240, 240), (200, 30, 30)] + [(0, 0, 0)] * 254)
     offset = 14 + 40 + len(palette)
     info = struct.pack("<IiiHHIIiiII", 40, side, side, 1, 8, 1, len(rows), 2835, 2835, 256, 0)
     header = b"BM" + struct.pack("<IHHI", offset + len(rows), 0, 0, offset)
@@ -559,7 +569,8 @@ def json_bomb_zip(identity: dict | None = None, empty_lists: int = 20_000_000) -
 
 def deep_json_zip(depth: int = 200_000) -> bytes:
     """A classifier zip whose .json is nested `depth` deep (a parser's recursion, not bytes)."""
-    body = b'{"format": "' + CLASSIFIER_FORMAT.encode() + b'", "class_names": ' + b"[" * depth + b"]" * depth + b"}"
+    body = b'{"format": "' + CLASSIFIER_FORMAT.encode(
+    ) + b'", "class_names": ' + b"[" * depth + b"]" * depth + b"}"
     return zipped({"deep.json": body, "deep.safetensors": b"\x08\x00\x00\x00\x00\x00\x00\x00{}      "})
 
 

@@ -5,8 +5,21 @@ from __future__ import annotations
 import threading
 import time
 
-from tests.hostile.attack import (CACHE_GRACE_SECONDS, UPLOAD, Answer, Api, MiB, build_index, classify, file_data,
-                                  folder_bytes, noise_pngs_zip, shape_png, top_labels, zipped)
+from tests.hostile.attack import (
+    CACHE_GRACE_SECONDS,
+    UPLOAD,
+    Answer,
+    Api,
+    MiB,
+    build_index,
+    classify,
+    file_data,
+    folder_bytes,
+    noise_pngs_zip,
+    shape_png,
+    top_labels,
+    zipped,
+)
 
 SESSION_QUOTA = 50 * MiB
 # Two jobs of one session at once (the hosted default is one), so that two unpacks can race the quota.
@@ -19,7 +32,8 @@ def test_a_raw_60_mb_upload_is_refused(server):
     got = api.upload_raw(("big.zip", blob))
     print(f"\n60 MB upload: HTTP {got.status_code} {got.text[:200]}")
     assert got.status_code >= 400, f"a 60 MB upload was taken with a 50 MB session quota: {got.text[:300]}"
-    left = [(p, p.stat().st_size) for p in server.workdir.rglob("*") if p.is_file() and p.stat().st_size > 50 * MiB]
+    left = [(p, p.stat().st_size) for p in server.workdir.rglob("*")
+            if p.is_file() and p.stat().st_size > 50 * MiB]
     assert left == [], f"the refused upload was kept: {left}"
 
 
@@ -32,12 +46,13 @@ def test_four_concurrent_unpacks_hold_the_session_quota(server):
     two = [api.upload((f"part{i}.zip", noise_pngs_zip(28, seed=i))) for i in range(2)]
     zips = two + two
     jobs = [("build_index", [UPLOAD, "", zips[0], None]),
-            ("gap", ["Upload images or a zip", zips[1], "", None, "Labels + templates", "red, blue",
-                     "Single: a photo of a {}.", None, "PCA (instant)"]),
-            ("fewshot", [zips[2], "Single: a photo of a {}.", ["prototype"], "All"]),
-            ("evaluate_prompts", [{"headers": ["template"], "data": [["a photo of a {}."]], "metadata": None},
-                                  zips[3], "red, blue", "", None, "Templates", "Equal average", 1, False, 0.2, 0.5,
-                                  "All prompts", 0.5])]
+            ("gap", [
+                "Upload images or a zip", zips[1], "", None, "Labels + templates", "red, blue",
+                "Single: a photo of a {}.", None, "PCA (instant)"
+            ]), ("fewshot", [zips[2], "Single: a photo of a {}.", ["prototype"], "All"]),
+            ("evaluate_prompts", [{"headers": ["template"], "data": [["a photo of a {}."]],
+                                   "metadata": None}, zips[3], "red, blue", "", None, "Templates",
+                                  "Equal average", 1, False, 0.2, 0.5, "All prompts", 0.5])]
     biggest, done = [0], threading.Event()
 
     def watch():
@@ -55,10 +70,12 @@ def test_four_concurrent_unpacks_hold_the_session_quota(server):
         watcher.join()
     for folder in server.session_folders():
         biggest[0] = max(biggest[0], folder_bytes(folder))
-    print(f"\n4 x 28 MB unpacks from one session at once: its folder peaked at {biggest[0] / MiB:.1f} MiB; "
-          + "; ".join(f"{name} {a.event}: {(a.error_message or a.first)[:90]}" for (name, _), a in zip(jobs, answers)))
+    print(f"\n4 x 28 MB unpacks from one session at once: its folder peaked at {biggest[0] / MiB:.1f} MiB; " +
+          "; ".join(f"{name} {a.event}: {(a.error_message or a.first)[:90]}"
+                    for (name, _), a in zip(jobs, answers)))
     assert len(answers) == 4 and all(a.event != "none" for a in answers)
-    assert biggest[0] <= SESSION_QUOTA, f"the session's folder reached {biggest[0] / MiB:.1f} MiB (quota 50 MiB)"
+    assert biggest[
+        0] <= SESSION_QUOTA, f"the session's folder reached {biggest[0] / MiB:.1f} MiB (quota 50 MiB)"
 
 
 def test_a_shared_quota_filled_by_one_visitor_does_not_lock_out_the_next(server, picture):
@@ -82,8 +99,11 @@ def test_a_shared_quota_filled_by_one_visitor_does_not_lock_out_the_next(server,
           f"{folder_bytes(server.gradio_tmp) / MiB:.0f} MiB; " + "; ".join(a.first[:100] for a in filled))
     time.sleep(CACHE_GRACE_SECONDS + 0.5)  # the attacker's raw uploads are past their grace: trimmable
     newcomer = Api(server.url)
-    photos = newcomer.upload(("p.zip", zipped({"red.png": picture, **{f"more-{i}.png": shape_png("blue", "square", 96, i)
-                                                                     for i in range(6)}})))
+    photos = newcomer.upload(
+        ("p.zip",
+         zipped(
+             {"red.png": picture, **{f"more-{i}.png": shape_png("blue", "square", 96, i)
+                                     for i in range(6)}})))
     built = build_index(newcomer, photos)
     print(f"newcomer's build: {built.first[:200]}")
     assert built.event == "complete" and "<b>7</b> image(s) searchable" in built.first, built.text[:500]

@@ -11,8 +11,16 @@ import re
 
 import pytest
 
-from tests.hostile.attack import (Api, PeakWatch, build_index, classified_names, classify, search, top_labels,
-                                  zipped)
+from tests.hostile.attack import (
+    Api,
+    PeakWatch,
+    build_index,
+    classified_names,
+    classify,
+    search,
+    top_labels,
+    zipped,
+)
 
 MAX_GROWTH_MB = 400
 MAX_SECONDS = 10
@@ -68,7 +76,8 @@ def test_a_bomb_beside_a_photo_in_classify(server, warm, bombs, picture, kind):
     if kind != "slow":  # the slow one is within the pixel limit: refused for its cost, or classified in time
         assert bomb_name not in winners, answer.first
     if bomb_name not in winners:
-        assert names_its_limit(refusal(answer.first, bomb_name)), f"unclear refusal: {refusal(answer.first, bomb_name)}"
+        assert names_its_limit(refusal(answer.first,
+                                       bomb_name)), f"unclear refusal: {refusal(answer.first, bomb_name)}"
     assert server.alive()
 
 
@@ -80,7 +89,8 @@ def test_all_bombs_together_in_classify(server, warm, bombs, picture):
     assert answer.event == "complete" and answer.seconds < MAX_SECONDS and growth < MAX_GROWTH_MB
     assert top_labels(answer.first) == ["red circle"], answer.first
     for name, _ in bombs.all():
-        assert names_its_limit(refusal(answer.first, name)), f"{name}: unclear refusal: {refusal(answer.first, name)}"
+        assert names_its_limit(refusal(answer.first,
+                                       name)), f"{name}: unclear refusal: {refusal(answer.first, name)}"
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -95,7 +105,8 @@ def test_a_zipped_bomb_in_the_index_build(server, warm, bombs, picture, kind):
     assert "photo.png" in search(api, "a red circle").text
     if kind != "slow":
         assert "<b>1</b> image(s) searchable" in answer.first, answer.first
-        assert names_its_limit(refusal(answer.first, bomb_name)), f"unclear refusal: {refusal(answer.first, bomb_name)}"
+        assert names_its_limit(refusal(answer.first,
+                                       bomb_name)), f"unclear refusal: {refusal(answer.first, bomb_name)}"
 
 
 def test_a_zip_of_many_bombs_in_the_index_build(server, warm, bombs, picture):
@@ -106,7 +117,8 @@ def test_a_zip_of_many_bombs_in_the_index_build(server, warm, bombs, picture):
     files = api.upload(("bombs.zip", zipped(entries)))
     answer, growth = _attack(server, lambda: build_index(api, files))
     _report("index, 8 bombs zipped", answer, growth)
-    assert answer.event == "complete" and answer.seconds < MAX_SECONDS and growth < MAX_GROWTH_MB, answer.text[:500]
+    assert answer.event == "complete" and answer.seconds < MAX_SECONDS and growth < MAX_GROWTH_MB, answer.text[:
+                                                                                                               500]
     assert "<b>1</b> image(s) searchable" in answer.first, answer.first
 
 
@@ -123,7 +135,8 @@ def test_a_bomb_as_the_search_query_image(server, warm, bombs, kind):
     assert answer.event != "error" or answer.error_message, "an error without a message"
     said = answer.error_message or answer.first
     assert names_its_limit(said), f"unclear refusal of the query image: {said[:300]}"
-    big = [(p, p.stat().st_size) for p in server.workdir.rglob("*") if p.is_file() and p.stat().st_size > 20 * 2**20]
+    big = [(p, p.stat().st_size) for p in server.workdir.rglob("*")
+           if p.is_file() and p.stat().st_size > 20 * 2**20]
     assert big == [], f"large files left behind: {big}"
     assert server.alive()
 

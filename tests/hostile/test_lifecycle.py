@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from tests.hostile.attack import (LABELS, Api, Server, classify, client, shape_png, top_labels, zipped)
+from tests.hostile.attack import LABELS, Api, Server, classify, client, shape_png, top_labels, zipped
 from tests.hostile.conftest import start_server
 
 SEVEN = "7 templates (OpenAI subset)"
@@ -115,12 +115,14 @@ def test_one_visitor_queueing_8_jobs_does_not_hold_another(server, picture):
     waited = sorted(times)[1]
     done = [a for a in attack_answers if a.event == "complete" and top_labels(a.first)]
     others = [a for a in attack_answers if a not in done]
-    print(f"\n8 queued jobs (x3): the other visitor's call took {waited:.2f} s (median of {times}; alone {alone:.2f} s); "
-          f"the attacker's jobs: {len(done)} done, {len(others)} not"
-          + (f", e.g. {others[0].event}: {(others[0].error_message or others[0].first)[:150]}" if others else "")
-          + "; "
-          f"slowest {max(a.seconds for a in attack_answers):.2f} s")
-    assert all(a.event == "complete" or a.error_message for a in attack_answers), "a job refused without a message"
+    print(
+        f"\n8 queued jobs (x3): the other visitor's call took {waited:.2f} s (median of {times}; alone {alone:.2f} s); "
+        f"the attacker's jobs: {len(done)} done, {len(others)} not" +
+        (f", e.g. {others[0].event}: {(others[0].error_message or others[0].first)[:150]}" if others else ""
+         ) + "; "
+        f"slowest {max(a.seconds for a in attack_answers):.2f} s")
+    assert all(a.event == "complete" or a.error_message
+               for a in attack_answers), "a job refused without a message"
     # As in the neighbour test (test_texts): "alone" has a 0.2 s floor, since a 0.07 s call is mostly HTTP
     # and queue overhead that a noisy 2-CPU machine varies by more than its length.
     assert waited < 3 * max(alone, 0.2), f"{waited:.2f} s, alone {alone:.2f} s"

@@ -29,10 +29,13 @@ def percentile(histogram: dict, q: float) -> float:
 
 
 def run_locust(locustfile: Path, users: int, host: str, cwd: Path) -> dict:
-    run = subprocess.run([sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "-u", str(users),
-                          "-r", str(users), "-t", f"{SECONDS}s", "--host", host.rstrip("/"), "--json",
-                          "--only-summary", "--stop-timeout", "20"],
-                         capture_output=True, text=True, timeout=SECONDS + 180, cwd=cwd)
+    run = subprocess.run([
+        sys.executable, "-m", "locust", "-f",
+        str(locustfile), "--headless", "-u",
+        str(users), "-r",
+        str(users), "-t", f"{SECONDS}s", "--host",
+        host.rstrip("/"), "--json", "--only-summary", "--stop-timeout", "20"
+    ], capture_output=True, text=True, timeout=SECONDS + 180, cwd=cwd)
     try:
         stats = json.loads(run.stdout)
     except json.JSONDecodeError:
@@ -53,10 +56,11 @@ def run_locust(locustfile: Path, users: int, host: str, cwd: Path) -> dict:
 def test_visitors_p95_with_an_attacker_within_3x_of_without(server, tmp_path):
     quiet = run_locust(LOAD / "locustfile.py", VISITORS, server.url, tmp_path)
     attacked = run_locust(LOAD / "hostile_locustfile.py", VISITORS + 1, server.url, tmp_path)
-    print(f"\n{VISITORS} visitors, {SECONDS} s per run: p95 {quiet['p95']:.0f} ms (p50 {quiet['p50']:.0f} ms, "
-          f"{quiet['calls']} calls) without the attacker; p95 {attacked['p95']:.0f} ms (p50 {attacked['p50']:.0f} ms, "
-          f"{attacked['calls']} calls) with it: {attacked['p95'] / max(quiet['p95'], 1):.2f}x; "
-          f"the attacker's requests: {attacked['attacks']}")
+    print(
+        f"\n{VISITORS} visitors, {SECONDS} s per run: p95 {quiet['p95']:.0f} ms (p50 {quiet['p50']:.0f} ms, "
+        f"{quiet['calls']} calls) without the attacker; p95 {attacked['p95']:.0f} ms (p50 {attacked['p50']:.0f} ms, "
+        f"{attacked['calls']} calls) with it: {attacked['p95'] / max(quiet['p95'], 1):.2f}x; "
+        f"the attacker's requests: {attacked['attacks']}")
     assert quiet["failures"] == {}, quiet["stderr"]
     assert attacked["failures"] == {}, attacked["stderr"]
     assert quiet["calls"] >= VISITORS and attacked["calls"] >= VISITORS

@@ -17,8 +17,21 @@ import numpy as np
 import pytest
 
 from tests.browser.test_api_client import ENDPOINTS
-from tests.hostile.attack import (APP_ROOT, MODEL_DIR, SINGLE, Api, PeakWatch, classifier_zip, classify,
-                                  client, deep_json_zip, json_bomb_zip, shape_png, top_labels, zipped)
+from tests.hostile.attack import (
+    APP_ROOT,
+    MODEL_DIR,
+    SINGLE,
+    Api,
+    PeakWatch,
+    classifier_zip,
+    classify,
+    client,
+    deep_json_zip,
+    json_bomb_zip,
+    shape_png,
+    top_labels,
+    zipped,
+)
 
 MAX_GROWTH_MB = 400
 MAX_SECONDS = 10
@@ -34,15 +47,16 @@ def shown(server, tmp_path_factory) -> dict[str, str]:
     """What a stranger can read without sending anything: /config, the page, the API listing."""
     pages = {"/config": httpx.get(server.url + "config").text, "/": httpx.get(server.url).text,
              "/gradio_api/info": httpx.get(server.url + "gradio_api/info").text}
-    listing = client(server.url, tmp_path_factory.mktemp("view")).view_api(return_format="dict", print_info=False)
+    listing = client(server.url, tmp_path_factory.mktemp("view")).view_api(return_format="dict",
+                                                                           print_info=False)
     pages["view_api"] = json.dumps(listing)
     return pages
 
 
 @pytest.mark.parametrize("kind", ["repository", "model folder", "temporary folders"])
 def test_config_page_and_api_listing_show_no_server_path(server, shown, kind):
-    found = [(where, path, _around(text, path)) for where, text in shown.items() for path in server_paths(server)[kind]
-             if path in text or json.dumps(path)[1:-1] in text]
+    found = [(where, path, _around(text, path)) for where, text in shown.items()
+             for path in server_paths(server)[kind] if path in text or json.dumps(path)[1:-1] in text]
     assert found == [], f"server paths ({kind}) shown to visitors: {found[:4]}"
 
 
@@ -79,9 +93,11 @@ def taught(server) -> dict:
     api = Api(server.url)
     info = client(server.url, server.workdir / "dl").view_api(return_format="dict", print_info=False)
     params = [p["parameter_name"] for p in info["named_endpoints"]["/fewshot"]["parameters"]]
-    examples = zipped({f"{color} {shape}/{k}.png": shape_png(color, shape, seed=10 * i + k)
-                       for i, (color, shape) in enumerate([("red", "circle"), ("blue", "square"), ("green", "triangle")])
-                       for k in range(4)})
+    examples = zipped({
+        f"{color} {shape}/{k}.png": shape_png(color, shape, seed=10 * i + k)
+        for i, (color, shape) in enumerate([("red", "circle"), ("blue", "square"), ("green", "triangle")])
+        for k in range(4)
+    })
     values = {"uploads": api.upload(("teach.zip", examples)), "templates": SINGLE, "methods": ["prototype"],
               "shots": "All", "folder": ""}
     answer = api.call("fewshot", *[values.get(p) for p in params])
@@ -128,7 +144,10 @@ def test_the_taught_classifier_itself_works(server, taught, picture):
 def test_a_damaged_classifier_gets_a_clear_message(server, taught, picture, damage):
     meta, arrays = dict(taught["meta"]), dict(taught["arrays"])
     if damage == "wrong dimensions":
-        arrays = {k: np.concatenate([v, v[..., :5]], axis=-1) if v.ndim == 2 else v for k, v in arrays.items()}
+        arrays = {
+            k: np.concatenate([v, v[..., :5]], axis=-1) if v.ndim == 2 else v
+            for k, v in arrays.items()
+        }
     elif damage == "missing text array":
         arrays.pop("text")
     elif damage == "missing prototypes":

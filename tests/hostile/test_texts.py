@@ -14,8 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile.attack import (LABELS, SINGLE, UPLOAD, Api, classify, client, quick_classify_seconds,
-                                  shape_png, top_labels, zipped)
+from tests.hostile.attack import (
+    LABELS,
+    SINGLE,
+    UPLOAD,
+    Api,
+    classify,
+    client,
+    quick_classify_seconds,
+    shape_png,
+    top_labels,
+    zipped,
+)
 
 SECRET = "xyzzy-" + uuid.uuid4().hex  # a sentence only the server's file holds
 PASSWD = "root:x:0:0"                 # what /etc/passwd starts with
@@ -53,7 +63,8 @@ def secret_files(server):
     folder = server.workdir / "operator-files"
     folder.mkdir(exist_ok=True)
     secret = folder / "descriptions.json"
-    secret.write_text(json.dumps({"a": [SECRET], "red circle": [SECRET + " red"], "blue square": [SECRET + " blue"]}))
+    secret.write_text(
+        json.dumps({"a": [SECRET], "red circle": [SECRET + " red"], "blue square": [SECRET + " blue"]}))
     (folder / "photos").mkdir(exist_ok=True)
     (folder / "photos" / "secret-photo.png").write_bytes(shape_png("red", "circle"))
     return {"exists": str(secret), "missing": str(folder / "no-such-file.json"), "passwd": "/etc/passwd",
@@ -94,9 +105,13 @@ def prepared(server, tmp_path_factory):
     """Session A (raw HTTP) with photos uploaded, a labelled zip, an index built and a map made, so that
     every endpoint gets as far as reading its text."""
     api = Api(server.url)
-    photos = api.upload(("red.png", shape_png("red", "circle", seed=1)), ("blue.png", shape_png("blue", "square", seed=2)))
-    labelled = zipped({f"{cls}/{i}.png": shape_png(*_shape(cls), seed=i) for cls in ("red circle", "blue square")
-                       for i in range(3)})
+    photos = api.upload(("red.png", shape_png("red", "circle", seed=1)),
+                        ("blue.png", shape_png("blue", "square", seed=2)))
+    labelled = zipped({
+        f"{cls}/{i}.png": shape_png(*_shape(cls), seed=i)
+        for cls in ("red circle", "blue square")
+        for i in range(3)
+    })
     labelled_zip = api.upload(("labelled.zip", labelled))
     built = api.call("build_index", UPLOAD, "", api.upload(("photos.zip", labelled)), None)
     assert built.event == "complete", built.text[:500]
@@ -142,7 +157,8 @@ def test_server_paths_typed_in_every_text_box_read_nothing(server, api_info, pre
             if there != gone:
                 differing.append((endpoint, param, kind, there[:400], gone[:400]))
     assert leaked == [], f"a server file's contents reached a visitor: {leaked}"
-    assert differing == [], "the answer tells whether a server path exists:\n" + "\n".join(map(str, differing))
+    assert differing == [], "the answer tells whether a server path exists:\n" + "\n".join(map(
+        str, differing))
 
 
 def test_descriptions_box_from_a_second_session_through_gradio_client(server, secret_files, tmp_path_factory):
@@ -158,8 +174,9 @@ def test_descriptions_box_from_a_second_session_through_gradio_client(server, se
     for kind in ("exists", "missing", "passwd"):
         typed = secret_files[kind]
         try:
-            got = b.predict(table=PROMPT_TABLE, uploads=[handle_file(str(labelled))], labels="red circle, blue square",
-                            desc_text=typed, use="Descriptions", api_name="/evaluate_prompts")
+            got = b.predict(table=PROMPT_TABLE, uploads=[handle_file(str(labelled))],
+                            labels="red circle, blue square", desc_text=typed, use="Descriptions",
+                            api_name="/evaluate_prompts")
             text = json.dumps(got)
         except Exception as exc:  # an error event: gradio_client raises it
             text = f"error: {exc}"
@@ -205,7 +222,8 @@ def test_huge_label_boxes_are_answered_quickly_and_do_not_hold_others(server, pi
         "red circle, " + "x" * (2 << 20)
     attacker = Api(server.url)
     uploaded = attacker.upload(("a.png", picture))
-    answer, seconds, times = _with_neighbour(server, picture, lambda: classify(attacker, uploaded, labels=text))
+    answer, seconds, times = _with_neighbour(server, picture,
+                                             lambda: classify(attacker, uploaded, labels=text))
     worst = max(times) if times else float("inf")
     print(f"\n{what}: answered in {seconds:.1f} s ({answer.event}); neighbour alone {alone:.2f} s, "
           f"during {len(times)} call(s), worst {worst:.2f} s")
@@ -215,5 +233,6 @@ def test_huge_label_boxes_are_answered_quickly_and_do_not_hold_others(server, pi
     if answer.event == "refused":  # refused as it joined the queue: the message names the limit
         assert "limit" in answer.text and "EXPLORER_" in answer.text, answer.text[:500]
     if answer.event == "complete":
-        assert top_labels(answer.first) or "explorer-error" in answer.first or "limit" in answer.first, answer.first[:500]
+        assert top_labels(
+            answer.first) or "explorer-error" in answer.first or "limit" in answer.first, answer.first[:500]
     assert times and worst < 5 * max(alone, 0.2), f"the neighbour waited {worst:.2f} s (alone {alone:.2f} s)"

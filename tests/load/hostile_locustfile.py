@@ -100,12 +100,15 @@ class Attacker(HttpUser):
         values = iter([self.photo, "red, green, blue", "7 templates (OpenAI subset)", "", 3, None])
         data = [None if s else next(values, None) for s in is_state]
         for _ in range(8):
-            with self.client.post("/gradio_api/queue/join", name="attack: queue 8",
-                                  json={"data": data, "fn_index": index, "session_hash": self.session,
-                                        "event_data": None, "trigger_id": None}, catch_response=True) as joined:
+            with self.client.post(
+                    "/gradio_api/queue/join", name="attack: queue 8", json={
+                        "data": data, "fn_index": index, "session_hash": self.session, "event_data": None,
+                        "trigger_id": None
+                    }, catch_response=True) as joined:
                 joined.success()
-        with self.client.get(f"/gradio_api/queue/data?session_hash={self.session}", name="attack: queue 8 (results)",
-                             stream=True, catch_response=True, timeout=120) as stream:
+        with self.client.get(f"/gradio_api/queue/data?session_hash={self.session}",
+                             name="attack: queue 8 (results)", stream=True, catch_response=True,
+                             timeout=120) as stream:
             stream.success()
             for line in stream.iter_lines(decode_unicode=True):
                 if line and line.startswith("data:") and json.loads(line[5:]).get("msg") == "close_stream":

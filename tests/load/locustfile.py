@@ -39,7 +39,8 @@ class Visitor(HttpUser):
             for i, colour in enumerate(list(COLOURS) * 2):
                 z.writestr(f"{colour}_{i}.png", picture(colour, i))
         zipped = self.upload("photos.zip", archive.getvalue())
-        self.call("build_index", ["Upload images, a folder or a zip", "", zipped, None], expect="image(s) searchable")
+        self.call("build_index", ["Upload images, a folder or a zip", "", zipped, None],
+                  expect="image(s) searchable")
 
     def upload(self, name: str, data: bytes) -> list[dict]:
         got = self.client.post("/gradio_api/upload", files=[("files", (name, data))], name="upload")

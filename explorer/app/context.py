@@ -1,0 +1,212 @@
+"""The application context: what every tab of the app shares, made once by `build_app`.
+
+Settings, the model slot (one resident model), the workspaces (locally one upload area and index
+folder; hosted, one private pair per visitor's session, see workspace.py), one image-embedding
+cache (keyed by file contents, so it tells no one anything they did not upload themselves) and one
+thumbnail cache. Each request works on `ctx.scoped(session)`: the same context with that session's
+upload area and indexes. No gradio here: tab handlers receive the context and hand its parts to
+core functions, so a unit test can build one without a browser.
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from explorer.embed.images import Thumbnails
+from explorer.embed.model import ClipModel, ModelSlot
+from explorer.index.image_index import ImageIndex
+from explorer.index.registry import IndexInfo, IndexRegistry, prune_orphans
+from explorer.index.store import DB_NAME
+from explorer.inputs.archives import ArchiveLimits, expected_bytes
+from explorer.inputs.remote import is_uri
+from explorer.inputs.roots import DEFAULT_UPLOAD_DIR, PathRefused, UploadArea, allowed_folder, inside_roots
+from explorer.inputs.settings import Settings
+from explorer.inputs.sources import (
+    Embedded,
+    EmbeddingCache,
+    Progress,
+    embed_folder,
+    embed_index,
+    single_top_folder,
+)
+
+from .workspace import Workspace, Workspaces
+
+
+class NoModel(ValueError):
+    """Asked for the model while none is loaded; the message says what failed and what to do."""
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    slot: ModelSlot
+    indexes: IndexRegistry
+    uploads: UploadArea
+    embeddings: EmbeddingCache = field(default_factory=EmbeddingCache)
+    thumbnails: Thumbnails | None = None
+    workspaces: Workspaces | None = None
+    workspace: Workspace | None = None   # set on a scoped context
+
+    @classmethod
+    def create(cls, settings: Settings, slot: ModelSlot | None = None, upload_dir: Path = DEFAULT_UPLOAD_DIR,
+               hosted_dir: Path | None = None, *, own_hosted_dir: bool | None = None,
+               counted: tuple[Path, ...] = ()) -> AppContext:
+        """`hosted_dir`, `own_hosted_dir`, `counted`: Workspaces' base, own_base and counted."""
+        shared = Workspace("local", UploadArea(upload_dir), IndexRegistry(settings.index_dir))
+        workspaces = Workspaces(shared, hosted=settings.hosted, base=hosted_dir,
+                                ttl_seconds=settings.session_ttl_minutes * 60,
+                                session_quota=int(settings.session_quota_mb * 2**20),
+                                total_quota=int(settings.hosted_quota_mb * 2**20),
+                                upload_total=settings.max_upload_total_bytes, counted=counted,
+                                own_base=own_hosted_dir)
+        return cls(settings, slot or ModelSlot(), shared.indexes, shared.uploads,
+                   thumbnails=Thumbnails(settings.limits),
+                   workspaces=workspaces, workspace=None if settings.hosted else shared)
+
+    def scoped(self, session: str | None) -> AppContext:
+        """This context as seen by one session: its upload area and its indexes (hosted), or the
+        shared ones (local). PathRefused in hosted mode when there is no session."""
+        ws = self.workspaces.get(session)
+        return replace(self, uploads=ws.uploads, indexes=ws.indexes, workspace=ws)
+
+    def _own(self) -> Workspace:
+        if self.workspace is None:  # hosted, and not scoped to a session: nothing is the caller's
+            raise PathRefused("this request has no session; reload the page")
+        return self.workspace
+
+    def downloads(self, kind: str, name: str | None = None) -> Path:
+        """A folder for files offered for download (Workspace.downloads): hosted, in the session's
+        workspace (counted in its quota, deleted with it). PathRefused when hosted and not scoped."""
+        return self._own().downloads(kind, name)
+
+    def model(self) -> ClipModel:
+        """The resident model, or NoModel with the reason the last load failed."""
+        if self.slot.model is None:
+            raise NoModel(f"No model is loaded. {self.slot.error or ''} Load one in the Model panel above.")
+        return self.slot.model
+
+    def servable(self, path: Path) -> bool:
+        """True when the app may show files from `path`: the session's uploads, or (locally) a
+        folder inside the allowed roots; never an object-store folder (remote.py)."""
+        if self.workspace is None or is_uri(str(path)):
+            return False
+        if self.uploads.contains(path):
+            return True
+        return not self.settings.hosted and inside_roots(path, tuple(self.settings.allowed_roots))
+
+    def unpack(self, uploads: list[str]) -> tuple[Path, list[str]]:
+        """Uploaded files and zips unpacked into the session's upload area -> (folder, notes), within
+        its disk quota: the room is reserved before unpacking (uploads running at once cannot pass
+        the quota together) and the settings max_upload_files and max_upload_total_mb hold for all
+        `uploads` together. Indexes of uploads that have since expired are deleted on the way."""
+        ws, s = self._own(), self.settings
+        limits = ArchiveLimits(max_bytes=s.max_upload_total_bytes, max_files=s.max_upload_files,
+                               max_entry_bytes=s.max_upload_bytes)
+        wanted = expected_bytes([Path(u) for u in uploads if u], limits)
+        with self.workspaces.reserve(ws, wanted) as room:
+            try:
+                root, notes = self.uploads.unpack(uploads, s.max_upload_files, room, limits)
+            except PathRefused as exc:
+                if room >= min(wanted, s.max_upload_total_bytes):
+                    raise
+                raise PathRefused(f"{exc}: the room left for your uploads is {room / 2**20:,.1f} MiB "
+                                  "(this session's share of the demo's disk)") from None
+        ws.gone = None
+        prune_orphans(self.indexes.index_dir, self.uploads.base)
+        return root, notes
+
+    @contextmanager
+    def upload_named(self, root: Path):
+        """Errors raised inside call the unpacked upload `root` "your upload", not by its server path."""
+        try:
+            yield
+        except ValueError as exc:
+            if str(root) not in str(exc):
+                raise
+            raise ValueError(str(exc).replace(str(root), "your upload")) from None
+
+    def visible_indexes(self, model=None) -> list[IndexInfo]:
+        """The indexes this session may use: its own (hosted), or (locally) those of folders inside
+        the allowed roots or the upload area; with `model`, only those it made."""
+        self._own()
+        return [info for info in self.indexes.listed(model) if self.servable(info.root)]
+
+    def index_label(self, info: IndexInfo) -> str:
+        """How a listing names an index: an upload by when it was made (its folder says nothing
+        to a person and, hosted, is not theirs to know), a typed folder by its path."""
+        if self.uploads.contains(info.root):
+            try:
+                when = time.strftime("%d %b %H:%M", time.localtime(info.root.stat().st_mtime))
+            except OSError:
+                when = "earlier"
+            return f"your upload of {when} · {info.count:,} images · {info.model}"
+        return info.label()
+
+    def open_index(self, folder: str) -> ImageIndex:
+        """An index this session may use, by its folder (a value that came from the page);
+        PathRefused for any other folder, said the same way whether or not it exists."""
+        self._own()
+        wanted, refused = Path(folder or
+                               ""), PathRefused(self.workspace.gone or
+                                                "that index is not one of yours; build it in the Search tab")
+        if not folder or not self.indexes.is_listed(wanted) or not (wanted / DB_NAME).is_file():
+            raise refused
+        index = self.indexes.get(wanted)  # cached: a search does not list or re-open anything
+        if not self.servable(index.root):
+            raise refused
+        return index
+
+    def open_external(self, typed: str) -> ImageIndex:
+        """An index folder a person typed (made by `clip-explorer index DIR --index PATH`), opened
+        and listed with this session's indexes from now on. Local mode only; the folder and the
+        images it indexes must lie inside the allowed roots, and the loaded model must have made it.
+        ValueError (PathRefused, IndexMismatchError naming both models, IndexFormatError) says why not."""
+        model = self.model()
+        folder = self.folder(typed)  # refused when hosted, outside the roots, or not a folder
+        if not (folder / DB_NAME).is_file():
+            raise PathRefused(f"{typed.strip()}: not an index folder (it has no {DB_NAME}); "
+                              "make one with `clip-explorer index DIR --index PATH`")
+        index = self.indexes.get(folder)
+        index.check_model(model)
+        if is_uri(str(index.root)):
+            raise PathRefused(
+                f"{typed.strip()}: it indexes {index.root}, an object-store folder; the app shows "
+                "local folders only: search it with `clip-explorer search --index PATH`")
+        if not self.servable(index.root):
+            raise PathRefused(
+                f"{typed.strip()}: the images it indexes ({index.root}) lie outside the folders "
+                "this app may read")
+        self.indexes.add_external(folder)
+        return index
+
+    def folder(self, typed: str) -> Path:
+        """A folder a person typed, if allowed (PathRefused says why not)."""
+        return allowed_folder(typed, self.settings.allowed_roots, self.settings.hosted)
+
+    def embed_choice(self, *, uploads: list[str] | None = None, folder: str | None = None,
+                     index_folder: str | None = None, labelled: bool | None = None,
+                     progress: Progress | None = None) -> Embedded:
+        """The images a person chose, embedded: uploads (unpacked; a zip's single top folder is
+        stepped into), a typed folder (inside the allowed roots; the app's index of it is re-used),
+        or an index (its stored embeddings). ValueError (PathRefused, IndexMismatchError) says why not."""
+        model = self.model()
+        common = dict(cache=self.embeddings, limits=self.settings.limits, progress=progress)
+        uploads = [u for u in (uploads or []) if u]
+        if uploads:
+            root, notes = self.unpack(uploads)
+            with self.upload_named(root):
+                found = embed_folder(model, single_top_folder(root), labelled=labelled,
+                                     source=f"{len(uploads)} uploaded file(s)", **common)
+            found.notes[:0] = notes
+            return found
+        if index_folder:
+            return embed_index(model, self.open_index(index_folder), labelled=labelled)
+        if folder is not None and folder.strip():
+            root = self.folder(folder)
+            return embed_folder(model, root, labelled=labelled, index=self.indexes.find_for(root, model),
+                                **common)
+        raise ValueError("Choose the images first: " + ("upload images or a zip" if self.settings.hosted
+                                                          else "type a folder, or upload images or a zip"))

@@ -1,0 +1,325 @@
+"""Plotly figure builders: arrays in, go.Figure out. Layout only; every number comes from the core."""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+MAX_BAR_PANELS = 12
+
+
+def probability_bars(names: list[str], ranked: list[list[tuple[str, float, float]]],
+                     rule: str | None = None) -> go.Figure:
+    """One horizontal bar panel per image: top-k probabilities, each bar annotated with its cosine.
+    The first MAX_BAR_PANELS images get a panel; above that the title says how many of how many."""
+    total = len(names)
+    names, ranked = names[:MAX_BAR_PANELS], ranked[:MAX_BAR_PANELS]
+    columns = 1 if len(names) == 1 else 2
+    rows = max(1, (len(names) + columns - 1) // columns)
+    fig = make_subplots(rows=rows, cols=columns, subplot_titles=[_short(n) for n in names],
+                        horizontal_spacing=0.25, vertical_spacing=min(0.12, 0.5 / rows))
+    for i, entries in enumerate(ranked):
+        labels = [label for label, _, _ in entries][::-1]
+        probs = [p for _, p, _ in entries][::-1]
+        cosines = [c for _, _, c in entries][::-1]
+        fig.add_trace(
+            go.Bar(x=probs, y=labels, orientation="h", marker_color="#4f6bed",
+                   text=[f"{p:.1%} · cos {c:.3f}"
+                         for p, c in zip(probs, cosines)], textposition="auto", customdata=cosines,
+                   hovertemplate="%{y}<br>probability %{x:.2%}<br>cosine %{customdata:.4f}<extra></extra>",
+                   showlegend=False), row=i // columns + 1, col=i % columns + 1)
+    fig.update_xaxes(range=[0, 1], tickformat=".0%")
+    fig.update_layout(height=max(260, 60 + rows * (40 + 28 * max(len(r) for r in ranked))),
+                      margin=dict(l=10, r=10, t=40,
+                                  b=10), title_text="Top labels per image (probability · raw cosine)")
+    if rule:  # which probabilities these are (explorer/probability.py)
+        rule_text = PROBABILITY_RULES.get(rule, rule).format("label")
+        fig.update_layout(title_text=f"{fig.layout.title.text}<br><sub>probability: {rule_text}</sub>",
+                          margin_t=64)
+    if total > len(names):  # a cap is never silent
+        note = cap_note(len(names), total, "images", "every image is in the table and the heatmap")
+        fig.update_layout(title_text=f"{fig.layout.title.text}<br><sub>{note}</sub>",
+                          title_yref="container", title_y=1, title_yanchor="top", title_pad_t=50,
+                          margin_t=(fig.layout.margin.t or 40) + 86, height=fig.layout.height + 86)
+    return fig
+
+
+def cap_note(shown: int, total: int, what: str, how: str = "") -> str:
+    """'showing 12 of 20 images (the first 12; ...)': what a capped view says about itself."""
+    return f"showing {shown:,} of {total:,} {what} (the first {shown:,}{'; ' + how if how else ''})"
+
+
+def _short(name: str, limit: int = 28) -> str:
+    return name if len(name) <= limit else "…" + name[-(limit - 1):]
+
+
+def axis_labels(names: list[str], limit: int = 28) -> list[str]:
+    """Names shortened for an axis without ever making two equal: plotly draws equal category
+    labels as one row (the last one's values). Names that would collide once shortened keep their
+    full text; names equal to begin with are numbered (0.png, 0.png (2))."""
+    short = [_short(n, limit) for n in names]
+    counts = Counter(short)
+    labels = [n if counts[s] > 1 else s for n, s in zip(names, short)]
+    given, seen, out = set(labels), set(), []
+    last: dict[str, int] = {}  # per label, the last number tried: the search resumes there (linear overall)
+    for label in labels:
+        candidate, n = label, last.get(label, 1)
+        while candidate in seen or (candidate != label and candidate in given):
+            n += 1
+            candidate = f"{label} ({n})"
+        last[label] = n
+        seen.add(candidate)
+        out.append(candidate)
+    return out
+
+
+MAX_CELL_TEXT = 20  # a heatmap up to this many rows and columns shows its numbers in the cells
+
+
+def cell_text(view: str, rows: int, columns: int) -> str | None:
+    """Plotly texttemplate for a heatmap's cells where they fit: cosines to 2 decimals,
+    probabilities as whole percents; None (hover only) for bigger matrices."""
+    if rows > MAX_CELL_TEXT or columns > MAX_CELL_TEXT:
+        return None
+    return "%{z:.2f}" if view == "cosine" else "%{z:.0%}"
+
+
+# ---- similarity heatmaps and the modality gap (explorer/heatmaps.py, explorer/gap.py) ----------
+# How the probabilities were made (explorer/probability.py), for titles; {} is "text" or "label".
+PROBABILITY_RULES = {"softmax": "softmax over the {}s, per image", "sigmoid": "sigmoid per image and {}, "
+                     "the model's own bias: each judged on its own"}
+
+
+def similarity_heatmap(names: list[str], texts: list[str], cosines: np.ndarray, probabilities: np.ndarray,
+                       view: str = "cosine", column: str = "text", title: str | None = None,
+                       rule: str = "softmax") -> go.Figure:
+    """Images x texts (or labels: `column` names them), as raw cosines or probabilities by the
+    model's `rule` ("softmax" over the texts per image, or "sigmoid" per pair); hover shows both.
+
+    Each view has its own stated colour scale: cosines span this matrix's own min..max (image-text
+    cosines only, never mixed with image-image ones); probabilities span 0..1.
+    """
+    if view == "cosine":
+        z, custom = cosines, probabilities
+        lo, hi = float(np.min(cosines)), float(np.max(cosines))
+        colorbar = dict(title="image–text<br>cosine")
+        default_title = f"Image × text cosine (colour spans this view's range {lo:.3f} to {hi:.3f})"
+        zrange = dict(zmin=lo, zmax=hi)
+        hover = "image %{y}<br>" + column + " %{x}<br>cosine %{z:.4f}<br>probability %{customdata:.2%}<extra></extra>"
+    else:
+        z, custom = probabilities, cosines
+        colorbar = dict(title="probability", tickformat=".0%")
+        default_title = ("Image × text probability (" + PROBABILITY_RULES.get(rule, rule).format(column)
+                         + "; colour spans 0 to 100%)")
+        zrange = dict(zmin=0, zmax=1)
+        hover = "image %{y}<br>" + column + " %{x}<br>probability %{z:.2%}<br>cosine %{customdata:.4f}<extra></extra>"
+    fig = go.Figure(
+        go.Heatmap(z=z, x=axis_labels(texts, 40), y=axis_labels(names), customdata=custom,
+                   colorscale="Viridis", colorbar=colorbar, hovertemplate=hover,
+                   texttemplate=cell_text(view, len(names), len(texts)), **zrange))
+    fig.update_xaxes(type="category")  # never a number or date axis that would merge '1' and '01'
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_layout(height=max(300, 140 + 28 * len(names)), margin=dict(l=10, r=10, t=50, b=10),
+                      title_text=title or default_title)
+    return fig
+
+
+_GAP_COLOURS = {
+    "image-image": "#4f6bed", "text-text": "#f08a24", "matched": "#2ca02c", "unmatched": "#9a9a9a"
+}
+
+
+def gap_histograms(histograms: dict) -> go.Figure:
+    """Overlaid histograms of cosines (image-image, text-text, matched, unmatched pairs), each as the
+    share of its own pairs, over shared bin edges; the legend gives how many pairs each counts."""
+    fig = go.Figure()
+    for name, hist in histograms.items():
+        edges, counts = np.asarray(hist.edges), np.asarray(hist.counts)
+        fig.add_trace(
+            go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts / max(hist.n, 1), width=np.diff(edges),
+                   name=f"{name} ({hist.n:,} pairs)", marker_color=_GAP_COLOURS.get(name), opacity=0.6,
+                   hovertemplate="cosine %{x:.3f}<br>share %{y:.2%}<extra>" + name + "</extra>"))
+    fig.update_layout(barmode="overlay", xaxis_title="cosine", yaxis_title="share of pairs",
+                      yaxis_tickformat=".0%", margin=dict(l=10, r=10, t=50,
+                                                          b=10), legend=dict(orientation="h", y=-0.2),
+                      title_text="Cosine similarity within and across modalities")
+    return fig
+
+
+def gap_projection(projection, image_names: list[str], texts: list[str], pair_lines=None,
+                   thumbnails: list | None = None) -> go.Figure:
+    """Images and texts in one 2-D map, coloured by modality, centroids marked, matched pairs joined.
+
+    `image_names` / `texts` are indexed like the full arrays; `projection.image_indices` picks the
+    drawn ones. `pair_lines` is `projection.pair_lines(matches)`. `thumbnails` (data: URIs, indexed like
+    image_names) ride along as the image points' customdata for the page's hover preview. Each point's
+    id is "i<index>" or "t<index>" into the full arrays: assets/gap_select.js sends the ids of a box or
+    lasso selection back to the tab.
+    """
+    fig = go.Figure()
+    if pair_lines is not None and len(pair_lines[0]):
+        a, b = pair_lines
+        xs = np.column_stack([a[:, 0], b[:, 0], np.full(len(a), np.nan)]).ravel()
+        ys = np.column_stack([a[:, 1], b[:, 1], np.full(len(a), np.nan)]).ravel()
+        fig.add_trace(
+            go.Scattergl(x=xs, y=ys, mode="lines", line=dict(color="rgba(120,120,120,0.25)", width=1),
+                         name="matched pairs", hoverinfo="skip"))
+    for label, xy, idx, names, colour in (("images", projection.xy_image, projection.image_indices,
+                                           image_names, _GAP_COLOURS["image-image"]),
+                                          ("texts", projection.xy_text, projection.text_indices, texts,
+                                           _GAP_COLOURS["text-text"])):
+        ids = [f"{label[0]}{int(i)}" for i in idx]
+        previews = None
+        if label == "images" and thumbnails:
+            previews = [(thumbnails[i] if i < len(thumbnails) else None) or "" for i in idx]
+        fig.add_trace(
+            go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", name=f"{label} ({len(idx):,})",
+                         marker=dict(color=colour, size=6, opacity=0.7), customdata=previews, ids=ids,
+                         text=[names[i] for i in idx], hovertemplate="%{text}<extra>" + label + "</extra>"))
+    for label, centre, colour in (("image centroid", projection.centroid_image, _GAP_COLOURS["image-image"]),
+                                  ("text centroid", projection.centroid_text, _GAP_COLOURS["text-text"])):
+        fig.add_trace(
+            go.Scatter(x=[centre[0]], y=[centre[1]], mode="markers", name=label,
+                       marker=dict(symbol="x", size=16, color=colour, line=dict(width=2, color="black"))))
+    _projection_layout(fig, projection)
+    fig.update_layout(modebar_add=["select2d",
+                                   "lasso2d"])  # box and lasso select list the points under the map
+    return fig
+
+
+_AXIS_NAMES = {"gap": ("along the gap (image − text centroid)", "main direction of the rest"),
+               "pca": ("PC 1", "PC 2"), "umap": ("UMAP 1", "UMAP 2")}
+
+
+def _projection_layout(fig: go.Figure, projection) -> None:
+    """Title (what the map is, its sample, its shift) and axis titles (with each axis' share of variance)."""
+    name = {"gap": "gap-aligned", "pca": "PCA"}.get(projection.method, projection.method.upper())
+    title = f"Joint {name} map of image and text embeddings"
+    explained = projection.explained_variance or [None, None]
+    lines = []
+    if projection.method == "gap":
+        lines.append(f"centroids {projection.centroid_offset[0]:.3f} apart along the gap axis")
+    elif projection.explained_variance:
+        title += " (axes explain " + ", ".join(f"{v:.0%}"
+                                               for v in projection.explained_variance) + " of variance)"
+    if projection.lam:
+        lines.append(f"shifted by λ = {projection.lam:.2f}" + (" on the axes of the unshifted embeddings"
+                                                             if projection.fixed_axes else ""))
+    if projection.sampled:
+        lines.append(f"showing a sample of {projection.sample_size:,} of {projection.total_points:,} points")
+    title += "".join(f"<br><sub>{line}</sub>" for line in lines)
+    fig.update_layout(title_text=title, margin=dict(l=10, r=10, t=50 + 20 * len(lines), b=10),
+                      legend=dict(orientation="h", y=-0.15))
+    for axis, label, share in zip((fig.update_xaxes, fig.update_yaxes), _AXIS_NAMES[projection.method],
+                                  explained):
+        axis(title_text=label + ("" if share is None else f" · {share:.0%} of variance"))
+    frame = getattr(projection, "frame", None)
+    if frame is not None:  # fixed across the shift slider, so the points are seen to move
+        fig.update_xaxes(range=list(frame[0]), autorange=False)
+        fig.update_yaxes(range=list(frame[1]), autorange=False)
+    fig.update_yaxes(scaleanchor="x")
+
+
+def shift_curve(points: list, current: float | None = None, metric: str = "accuracy") -> go.Figure:
+    """What shifting along the gap does: recall@1 (zero-shot accuracy with class texts, or
+    matched-text retrieval) and the remaining gap length, against the shift lam."""
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    lams = [p.lam for p in points]
+    if any(p.recall_at_1 is not None for p in points):
+        fig.add_trace(go.Scatter(x=lams, y=[p.recall_at_1 for p in points], mode="lines+markers", name=metric,
+                                 hovertemplate="λ %{x:.2f}<br>" + metric + " %{y:.2%}<extra></extra>"),
+                      secondary_y=False)
+    fig.add_trace(
+        go.Scatter(x=lams, y=[p.gap_length for p in points], mode="lines", name="gap length",
+                   line=dict(dash="dash"), hovertemplate="λ %{x:.2f}<br>gap %{y:.3f}<extra></extra>"),
+        secondary_y=True)
+    if current is not None:
+        fig.add_vline(x=current, line_color="black", line_width=1)
+    fig.update_xaxes(title_text="shift λ (0 = as trained, 1 = centroids meet before renormalising)")
+    fig.update_yaxes(title_text=metric, tickformat=".0%", range=[0, 1.02], secondary_y=False)
+    fig.update_yaxes(title_text="gap length", rangemode="tozero", secondary_y=True)
+    fig.update_layout(margin=dict(l=10, r=10, t=40, b=10),
+                      title_text="Shifting along the gap (Liang et al. 2022)")
+    return fig
+
+
+# ---- prompt lab (explorer/evaluate.py) -----------------------------------------------------------
+def confusion_heatmap(class_names: list[str], confusion: np.ndarray) -> go.Figure:
+    """True class (rows) x predicted class (columns). Colour is the share of each true class's images
+    (so classes of different sizes compare); the cell text and hover give the raw counts."""
+    counts = np.asarray(confusion)
+    totals = counts.sum(axis=1, keepdims=True)
+    share = np.divide(counts, totals, out=np.zeros(counts.shape, dtype=float), where=totals > 0)
+    names = [_short(n, 24) for n in class_names]
+    text = [[str(int(v)) if v else "" for v in row] for row in counts]
+    fig = go.Figure(
+        go.Heatmap(
+            z=share, x=names, y=names, text=text, texttemplate="%{text}" if len(names) <= 30 else None,
+            customdata=counts, colorscale="Blues", zmin=0, zmax=1,
+            colorbar=dict(title="share of<br>true class", tickformat=".0%"), hovertemplate=
+            "true %{y}<br>predicted %{x}<br>%{customdata} image(s), %{z:.0%} of the class<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", title_text="true class")
+    fig.update_xaxes(title_text="predicted class", tickangle=-45)
+    side = max(360, 160 + 22 * len(names))
+    fig.update_layout(height=side, margin=dict(l=10, r=10, t=40, b=10),
+                      title_text="Confusion matrix (rows: true class; colour: share of the row)")
+    return fig
+
+
+# ---- calibration (explorer/calibration.py) -------------------------------------------------------
+def reliability_diagram(panels: list[tuple[str, object]], confidence_label: str = "confidence") -> go.Figure:
+    """Reliability diagrams side by side, one per (title, calibration.Reliability): per equal-width
+    confidence bin, a bar of the share of correct top labels, its image count written on it, a
+    marker at the bin's mean confidence, and the diagonal a calibrated model would follow."""
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[t for t, _ in panels],
+                        horizontal_spacing=0.08)
+    for i, (_, rel) in enumerate(panels, start=1):
+        edges = np.asarray(rel.edges)
+        centres, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
+        filled = np.asarray(rel.counts) > 0
+        fig.add_trace(
+            go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(color="#9a9a9a", dash="dash"),
+                       name="calibrated (accuracy = confidence)", showlegend=i == 1, hoverinfo="skip"), row=1,
+            col=i)
+        fig.add_trace(
+            go.Bar(
+                x=centres[filled], y=np.asarray(rel.accuracy)[filled], width=width[filled] * 0.95,
+                marker_color="#4f6bed", name="accuracy in the bin", showlegend=i == 1,
+                text=[f"n={int(c)}" for c in np.asarray(rel.counts)[filled]], textposition="outside",
+                customdata=np.stack([np.asarray(rel.counts)[filled],
+                                     np.asarray(rel.confidence)[filled]], axis=-1),
+                hovertemplate="confidence bin around %{x:.0%}<br>accuracy %{y:.1%}<br>mean confidence "
+                "%{customdata[1]:.1%}<br>%{customdata[0]} image(s)<extra></extra>"), row=1, col=i)
+        fig.add_trace(go.Scatter(x=np.asarray(rel.confidence)[filled], y=np.asarray(rel.confidence)[filled],
+                                 mode="markers", marker=dict(color="#f08a24", size=7, symbol="diamond"),
+                                 name="mean confidence in the bin", showlegend=i == 1, hoverinfo="skip"),
+                      row=1, col=i)
+    fig.update_xaxes(range=[0, 1], tickformat=".0%", title_text=confidence_label)
+    fig.update_yaxes(range=[0, 1.12], tickformat=".0%", title_text="accuracy", col=1)
+    fig.update_yaxes(range=[0, 1.12], tickformat=".0%")
+    fig.update_layout(height=380, margin=dict(l=10, r=10, t=50, b=10), bargap=0,
+                      legend=dict(orientation="h", y=-0.22), title_text="Reliability diagram")
+    return fig
+
+
+# ---- teach by example (explorer/teach.py) --------------------------------------------------------
+def fewshot_shots_curve(shots: list[int], mean: dict, std: dict, seeds: int) -> go.Figure:
+    """Top-1 on the held-out images against shots per class, one line per method, error bars one
+    standard deviation over the seeds (teach.ShotsCurve's fields)."""
+    fig = go.Figure()
+    for method, values in mean.items():
+        dash = "dash" if method == "zero-shot" else None
+        fig.add_trace(
+            go.Scatter(
+                x=list(shots), y=list(values), mode="lines+markers", name=method, line=dict(dash=dash),
+                error_y=dict(type="data", array=list(std[method]), visible=True, thickness=1.2,
+                             width=4), customdata=list(std[method]), hovertemplate=method +
+                "<br>%{x} shot(s) per class<br>top-1 %{y:.1%} ± %{customdata:.1%}<extra></extra>"))
+    fig.update_xaxes(type="log", tickvals=list(shots), ticktext=[str(s) for s in shots],
+                     title_text="shots per class (log scale)")
+    fig.update_yaxes(range=[0, 1.05], tickformat=".0%", title_text="top-1 on the held-out images")
+    fig.update_layout(height=360, margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.25),
+                      title_text=f"Shots curve (mean ± std over {seeds} seed(s) of the shots)")
+    return fig

@@ -1,0 +1,114 @@
+"""What the tabs share: message boxes, accepted file types, template choices, progress reporting,
+one-click examples.
+
+Tabs import these from here, never from each other.
+"""
+from __future__ import annotations
+
+import functools
+import html
+import inspect
+
+import gradio as gr
+
+from explorer.app.progress import RateText
+from explorer.embed.images import IMAGE_EXTENSIONS
+
+IMAGE_TYPES = sorted(IMAGE_EXTENSIONS)
+ZIP_TYPES = IMAGE_TYPES + [".zip"]
+# The built-in template sets a page offers, by the name prompts.load_template_set knows them by.
+TEMPLATE_CHOICES = {
+    "Single: a photo of a {}.": "single",
+    "7 templates (OpenAI subset)": "simple",
+    "80 templates (OpenAI ImageNet)": "openai",
+}
+CUSTOM = "Custom (edit below)"
+
+
+def request_session(args, kwargs) -> str | None:
+    """The session hash of the gr.Request among a handler's arguments (None without one)."""
+    return next((getattr(v, "session_hash", None)
+                 for v in (*args, *kwargs.values()) if isinstance(v, gr.Request)), None)
+
+
+def around(fn, context):
+    """`fn` run inside `context(args, kwargs)` (a context manager made per call), of the same kind as
+    `fn` (plain, generator, coroutine, async generator), its signature kept for gradio to read
+    (functools.wraps: gradio still hands it gr.Request and gr.Progress). The event wrappers of
+    ui/__init__.py (sessions in use) and gate_events.py (the input gate) are made with it."""
+    if inspect.isasyncgenfunction(fn):
+        async def handler(*args, **kwargs):
+            with context(args, kwargs):
+                async for item in fn(*args, **kwargs):
+                    yield item
+    elif inspect.iscoroutinefunction(fn):
+        async def handler(*args, **kwargs):
+            with context(args, kwargs):
+                return await fn(*args, **kwargs)
+    elif inspect.isgeneratorfunction(fn):
+        def handler(*args, **kwargs):
+            with context(args, kwargs):
+                yield from fn(*args, **kwargs)
+    else:
+        def handler(*args, **kwargs):
+            with context(args, kwargs):
+                return fn(*args, **kwargs)
+    return functools.wraps(fn)(handler)
+
+
+def session_of(ctx, request):
+    """The context as the session making `request` sees it (hosted: its own workspace)."""
+    return ctx.scoped(getattr(request, "session_hash", None))
+
+
+def message(text: str, kind: str = "note") -> str:
+    """A short HTML box: kind is note, error or muted (styled in assets/style.css)."""
+    return f'<div class="explorer-{kind}">{html.escape(text)}</div>'
+
+
+def failures_html(failures, limit: int = 20) -> str:
+    """'Skipped NAME: reason' lines for unreadable files, at most `limit`, then how many more."""
+    lines = [f'<p class="explorer-error">Skipped {html.escape(f.path)}: {html.escape(f.reason)}</p>'
+             for f in failures[:limit]]
+    if len(failures) > limit:
+        lines.append(f'<p class="explorer-error">… and {len(failures) - limit} more unreadable file(s).</p>')
+    return "".join(lines)
+
+
+def notes_html(notes, prefix: str = "Note: ") -> str:
+    return "".join(f'<p class="explorer-muted">{html.escape(prefix + n)}.</p>' for n in notes)
+
+
+def progress_reporter(progress, unit: str = "images"):
+    """A core-style progress(done, total) callback that drives a gr.Progress (or nothing, in tests)
+    with count, rate and time left."""
+    if progress is None:
+        return None
+    rate = RateText(unit)
+    return lambda done, total: progress(done / total if total else 1.0, desc=rate(done, total))
+
+
+def offer_examples(rows: list[dict], names: list[str], inputs: list, fn, outputs: list, elem_id: str):
+    """One-click examples under the inputs: clicking one fills `inputs` and runs `fn` on them (nothing
+    is computed at start-up). `rows`: one {component: value} per example; `names`: their buttons (gradio
+    cuts them near 60 characters). A component no row names keeps its value; one that some rows name is
+    cleared by the others.
+
+    gradio copies the files into its cache when the page is built, and clicks send those copies, which
+    it accepts as uploads (hosted mode too). They are kept for the life of the app: hosted mode's
+    delete_cache would otherwise delete them one session TTL after start-up, and the examples with them."""
+    if any(c not in inputs for row in rows for c in row):
+        raise ValueError("an example names a component that is not one of the inputs")
+    examples = gr.Examples([[row.get(c) for c in inputs] for row in rows], inputs, outputs, fn=fn,
+                           cache_examples=False, run_on_click=True, example_labels=names, elem_id=elem_id,
+                           label="Examples: photos shipped with the app (click one to run it)",
+                           api_visibility="private")
+    for component in (c for c in inputs if isinstance(c, gr.File)):
+        for row in rows:
+            for path in _listed(row.get(component)):
+                component.keep_in_cache.add(component.move_resource_to_block_cache(path))
+    return examples
+
+
+def _listed(value) -> list:
+    return [] if value is None else value if isinstance(value, list) else [value]

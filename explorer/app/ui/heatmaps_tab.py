@@ -1,0 +1,308 @@
+"""Heatmaps tab: an image x text similarity matrix (cosine or per-image probability), and where in
+one image one text matches (a patch map overlaid on the image).
+
+Handlers: `compute_matrix`, `matrix_figure`, `compute_patch_map` and `blend` (plain inputs in, a
+view out); `build` lays out and wires. The numbers come from explorer/heatmaps.py (the functions
+behind `clip-explorer similarity` and `clip-explorer heatmap`). The matrix and the patch map are kept
+in gr.State, so switching the view, moving the opacity slider or changing the colour scale never
+encodes anything again.
+
+The images on the page are plain dicts in a gr.State: {"name": unique name, "path": file} plus
+{"root": indexed folder} for images sampled from a search index (the map refuses a file outside it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import gradio as gr
+from PIL import Image
+
+from explorer.app import examples, plots
+from explorer.app.context import AppContext
+from explorer.embed.images import ImageError, fit_of, load_image
+from explorer.inputs import gate
+from explorer.inputs.roots import inside_roots
+from explorer.inputs.sources import display_names, embed_files, embed_index, join
+from explorer.science.heatmaps import (
+    METHODS,
+    PatchMapUnsupported,
+    check_patch_support,
+    image_text_matrix,
+    overlay,
+    patch_map,
+)
+from explorer.science.prompts import parse_texts
+
+from . import heatmaps_html as show
+from .common import IMAGE_TYPES, failures_html, message, offer_examples, progress_reporter, session_of
+
+VIEWS = {"Cosine": "cosine", "Probability (softmax per image)": "probability",
+         "Probability (sigmoid per image and text)": "probability"}
+PROBABILITY_VIEWS = {
+    "softmax": "Probability (softmax per image)", "sigmoid": "Probability (sigmoid per image and text)"
+}
+NO_INDEX = "(none)"
+MAX_TEXTS = 64
+MAX_IMAGES = 64
+DISPLAY_SIDE = 640  # the overlay is drawn on a copy at most this many pixels on its longer side
+
+
+def upload_items(paths) -> list[dict]:
+    """The first MAX_IMAGES uploaded files as items, named by file name (repeats numbered, so matrix
+    rows never merge: 0.png, 0.png (2)); `upload_cap_note` says when some were left out."""
+    paths = list(paths or [])[:MAX_IMAGES]
+    return [{"name": name, "path": str(p)} for name, p in zip(display_names(paths, folders=False), paths)]
+
+
+def upload_cap_note(paths) -> str:
+    """HTML saying how many uploads the matrix shows, when there are more than MAX_IMAGES; else ''."""
+    total = len(list(paths or []))
+    if total <= MAX_IMAGES:
+        return ""
+    return message(plots.cap_note(MAX_IMAGES, total, "uploaded images", f"at most {MAX_IMAGES} rows per run"),
+                   "note")
+
+
+def index_choices(ctx: AppContext) -> list[tuple[str, str]]:
+    """(label, index folder) of every non-empty index the app may show, for the index dropdown."""
+    return [(NO_INDEX, NO_INDEX)] + [(ctx.index_label(info), str(info.folder))
+                                     for info in ctx.visible_indexes() if info.count]
+
+
+@dataclass
+class MatrixView:
+    summary: str
+    state: dict | None = None       # {"matrix": SimilarityMatrix}
+    items: list | None = None       # the images now on the page (None: unchanged)
+    figure: Any = None
+    note: str = ""
+
+
+def compute_matrix(ctx: AppContext, paths, text: str, index_folder: str | None, sample: int, view: str,
+                   progress=None) -> MatrixView:
+    try:
+        model = ctx.model()
+        texts = parse_texts(text, MAX_TEXTS, gate.TextLimits.of(ctx.settings))
+        if not texts.labels:
+            raise ValueError("Type at least one text (one per line).")
+        items = upload_items(paths)
+        parts = [embed_files(model, [i["path"] for i in items], names=[i["name"] for i in items],
+                             cache=ctx.embeddings, limits=ctx.settings.limits,
+                             progress=progress_reporter(progress, "images encoded"))]
+        if index_folder and index_folder != NO_INDEX:
+            parts.append(_index_sample(ctx, model, index_folder, int(sample)))
+        images = join(parts)
+        if not len(images):
+            if images.failures:
+                return MatrixView(failures_html(images.failures))
+            raise ValueError("Drop one or more images, or pick a search index to sample from.")
+        matrix = image_text_matrix(model, images, texts.labels)
+    except ValueError as exc:  # NoModel, an index that cannot be used, ...
+        return MatrixView(message(str(exc), "error"))
+    # Index images remember their folder, so the patch map can refuse a file that has left it.
+    roots = [None] * len(parts[0]) + [str(p.root) for p in parts[1:] for _ in p.names]
+    items = [{"name": n, "path": str(p), **({"root": r} if r else {})}
+             for n, p, r in zip(images.names, images.paths, roots)]
+    state = {"matrix": matrix}
+    figure, note = matrix_figure(state, view)
+    summary = upload_cap_note(paths) + show.matrix_summary(matrix, images.failures, texts.notes,
+                                                           len(images) - len(parts[0]))
+    return MatrixView(summary, state, items, figure, note)
+
+
+def _index_sample(ctx: AppContext, model, folder: str, n: int):
+    try:
+        return embed_index(model, ctx.open_index(folder), sample=n)
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"The index cannot be used: {exc}") from None
+
+
+def matrix_figure(state: dict | None, view_label: str):
+    """(figure, colour-scale note) for the matrix in `state` shown as `view_label`."""
+    if not state:
+        return None, ""
+    m, kind = state["matrix"], VIEWS[view_label]
+    return (plots.similarity_heatmap(m.names, m.texts, m.cosines, m.probabilities, kind, rule=m.rule.kind),
+            show.scale_note(kind, m))
+
+
+def view_update(rule: str, current: str):
+    """The "Show" choices for a model whose probabilities follow `rule` ("softmax" or "sigmoid"),
+    keeping the current view (cosine or probability)."""
+    choices = ["Cosine", PROBABILITY_VIEWS[rule]]
+    return gr.update(choices=choices, value=choices[1] if VIEWS.get(current) == "probability" else choices[0])
+
+
+def _rule_of(ctx: AppContext) -> str:
+    try:
+        return ctx.model().scoring.kind
+    except ValueError:  # no model yet: the label follows the model at the first run
+        return "softmax"
+
+
+def display_copy(image: Image.Image) -> Image.Image:
+    """A copy small enough to blend quickly on every slider move (the overlay is resampled to it)."""
+    copy = image.copy()
+    copy.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE))
+    if min(copy.size) < 384:  # tiny images are enlarged so the patch grid is visible
+        factor = 384 / min(copy.size)
+        copy = copy.resize((round(copy.width * factor), round(copy.height * factor)), Image.NEAREST)
+    return copy
+
+
+def compute_patch_map(ctx: AppContext, items, name: str, text: str, method: str, scale_label: str):
+    """(info HTML, map state or None): where `text` matches in the image called `name`."""
+    try:
+        model = ctx.model()
+        check_patch_support(model, method)
+    except PatchMapUnsupported as exc:
+        return message(f"No patch map for this model: {exc}.", "error"), None
+    except ValueError as exc:
+        return message(str(exc), "error"), None
+    item = next((it for it in items or [] if it["name"] == name), None)
+    if item is None:
+        return message("Pick an image (drop images above first).", "error"), None
+    text = (text or "").strip()
+    if not text:
+        return message("Pick or type a text.", "error"), None
+    try:
+        if "root" in item and not inside_roots(Path(item["path"]), (Path(item["root"]),)):
+            raise ImageError(item["name"], "is outside its indexed folder")
+        # Bounded by what the model keeps, so a 1 x 2,000,000 strip costs what a photo does.
+        image = load_image(item["path"], ctx.settings.limits, name=item["name"], fit=fit_of(model.preprocess))
+    except ImageError as exc:
+        return message(f"{name} cannot be used: {exc.reason}", "error"), None
+    pmap = patch_map(model, image, text, method)
+    return show.map_summary(pmap,
+                            show.SCALE_CHOICES[scale_label]), {"pmap": pmap, "image": display_copy(image)}
+
+
+def blend(state: dict | None, opacity: float, scale_label: str):
+    return None if not state else overlay(state["image"], state["pmap"], float(opacity),
+                                          show.SCALE_CHOICES[scale_label])
+
+
+def build(ctx: AppContext) -> None:
+    items_state, matrix_state, map_state = gr.State([]), gr.State(None), gr.State(None)
+    gr.Markdown("### Image × text\nHow similar each image is to each text, as raw cosines or as the "
+                "probabilities a zero-shot classifier over these texts would give.")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2):
+            files = gr.File(label="Images: drag and drop one or many", file_count="multiple",
+                            file_types=IMAGE_TYPES, elem_id="hm-images", height=150)
+            texts = gr.Textbox(label="Texts, one per line", lines=4, elem_id="hm-texts",
+                               placeholder="a red circle\na blue square\na photo of a dog")
+            with gr.Accordion("…and/or a sample from a search index", open=False,
+                              elem_id="hm-index-box") as index_box:
+                with gr.Row():
+                    index_choice = gr.Dropdown([NO_INDEX], value=NO_INDEX,
+                                               label="Index (built in the Search tab)", scale=4,
+                                               elem_id="hm-index")
+                    refresh = gr.Button("↻ Refresh", scale=1, min_width=80, elem_id="hm-index-refresh")
+                sample_n = gr.Slider(1, MAX_IMAGES, value=12, step=1, label="Images to sample",
+                                     elem_id="hm-sample-n")
+            run = gr.Button("Compute similarities", variant="primary", elem_id="hm-run")
+            examples_box = gr.Column(elem_id="hm-examples-box")
+        with gr.Column(scale=3):
+            view = gr.Radio(["Cosine", PROBABILITY_VIEWS[_rule_of(ctx)]], value="Cosine", label="Show",
+                            elem_id="hm-view")
+            status = gr.HTML(elem_id="hm-status")
+            plot = gr.Plot(label="Image × text", elem_id="hm-plot")
+            note = gr.HTML(elem_id="hm-scale-note")
+    gr.Markdown("### Where in the image\nFor one image and one text, how strongly each region of the image "
+                "matches the text (patch tokens taken into the joint space by the model's own final norm and "
+                "projection; open_clip ViT models only).")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2):
+            map_image = gr.Dropdown([], label="Image", elem_id="hm-map-image", info="from the images above")
+            map_text = gr.Dropdown([], label="Text", allow_custom_value=True, elem_id="hm-map-text",
+                                   info="one of the texts above, or type any other")
+            method = gr.Radio(list(METHODS), value="tokens", label="Method", elem_id="hm-method",
+                              info=show.METHOD_HELP["tokens"])
+            scale = gr.Radio(list(show.SCALE_CHOICES), value=next(iter(show.SCALE_CHOICES)),
+                             label="Colour scale", elem_id="hm-scale")
+            opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Opacity of the map", elem_id="hm-opacity")
+            map_run = gr.Button("Show where it matches", variant="primary", elem_id="hm-map-run")
+        with gr.Column(scale=3):
+            map_info = gr.HTML(elem_id="hm-map-info")
+            shown = gr.Image(label="Patch map over the image", type="pil", interactive=False, height=420,
+                             visible=False, elem_id="hm-overlay", buttons=["download", "fullscreen"])
+
+    ui = SimpleNamespace(**locals())  # every component above, by name, for the wiring
+    _wire_matrix(ctx, ui)
+    _wire_map(ui)
+
+
+def _image_choices(items, current):
+    names = [item["name"] for item in items]
+    return gr.update(choices=names, value=current if current in names else (names[0] if names else None))
+
+
+def _wire_matrix(ctx: AppContext, ui) -> None:
+    def on_files(paths, current):
+        items = upload_items(paths)
+        return items, _image_choices(items, current)
+
+    def on_texts(text, current):
+        try:
+            parsed = parse_texts(text, MAX_TEXTS, gate.TextLimits.of(ctx.settings)).labels
+        except ValueError:  # a box over the limit: the run says why
+            parsed = []
+        return gr.update(choices=parsed, value=current if current else (parsed[0] if parsed else None))
+
+    def on_refresh(current, request: gr.Request):
+        choices = index_choices(session_of(ctx, request))
+        return gr.update(choices=choices, value=current if current in [v for _, v in choices] else NO_INDEX)
+
+    def on_run(paths, text, index_folder, n, view_label, current_image, request: gr.Request,
+               progress=gr.Progress()):
+        result = compute_matrix(session_of(ctx, request), paths, text, index_folder, n, view_label, progress)
+        if result.state is None:
+            return result.summary, None, gr.update(), gr.update(), None, "", gr.update()
+        return (result.summary, result.state, result.items, _image_choices(result.items, current_image),
+                result.figure, result.note, view_update(result.state["matrix"].rule.kind, view_label))
+
+    ui.files.change(on_files, [ui.files, ui.map_image], [ui.items_state, ui.map_image],
+                    show_progress="hidden")
+    ui.texts.change(on_texts, [ui.texts, ui.map_text], ui.map_text, show_progress="hidden")
+    ui.refresh.click(on_refresh, ui.index_choice, ui.index_choice)
+    ui.index_box.expand(on_refresh, ui.index_choice, ui.index_choice, show_progress="hidden")
+    inputs = [ui.files, ui.texts, ui.index_choice, ui.sample_n, ui.view, ui.map_image]
+    outputs = [ui.status, ui.matrix_state, ui.items_state, ui.map_image, ui.plot, ui.note, ui.view]
+    ui.run.click(on_run, inputs, outputs, concurrency_limit=2, api_name="similarity")
+    with ui.examples_box:
+        offer_examples(
+            [{ui.files: examples.paths(examples.A_FEW), ui.texts: examples.caption_text(examples.A_FEW)},
+             {ui.files: examples.paths(), ui.texts: examples.caption_text()}],
+            ["Cat, coffee, rocket × their captions", "All 8 photos × 8 captions"], inputs, on_run, outputs,
+            "hm-examples")
+    ui.view.change(matrix_figure, [ui.matrix_state, ui.view], [ui.plot, ui.note], show_progress="hidden")
+
+
+def _wire_map(ui) -> None:
+
+    def on_map(items, name, text, method_name, alpha, scale_label, request: gr.Request,
+               progress=gr.Progress()):
+        progress(0, desc="Computing the patch map")
+        info, state = compute_patch_map(session_of(ui.ctx, request), items, name, text, method_name,
+                                        scale_label)
+        picture = blend(state, alpha, scale_label)
+        return info, gr.update(value=picture, visible=picture is not None), state
+
+    def on_scale(state, alpha, scale_label):
+        if not state:
+            return gr.update(), gr.update()
+        return show.map_summary(state["pmap"],
+                                show.SCALE_CHOICES[scale_label]), blend(state, alpha, scale_label)
+
+    ui.method.change(lambda m: gr.update(info=show.METHOD_HELP[m]), ui.method, ui.method,
+                     show_progress="hidden")
+    ui.map_run.click(on_map, [ui.items_state, ui.map_image, ui.map_text, ui.method, ui.opacity, ui.scale],
+                     [ui.map_info, ui.shown, ui.map_state], concurrency_limit=2, api_name="patch_map")
+    ui.opacity.change(lambda s, a, sc: gr.update() if not s else blend(s, a, sc),
+                      [ui.map_state, ui.opacity, ui.scale], ui.shown, show_progress="hidden")
+    ui.scale.change(on_scale, [ui.map_state, ui.opacity, ui.scale], [ui.map_info, ui.shown],
+                    show_progress="hidden")

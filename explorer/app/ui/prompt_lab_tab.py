@@ -1,0 +1,337 @@
+"""Prompt lab tab: edit a prompt set, add class descriptions, pick an ensembling, and see what each
+prompt does on a labelled folder (accuracy) or on plain images (ZPE weights, "none of these").
+
+Handlers: the row edits (`rows_of`, `moved`, `save_files`) and `evaluate_prompts` (plain inputs in,
+a LabView out), which embeds the images through the app context and scores them with lab.run_lab,
+the function behind `clip-explorer eval`. `build` lays out and wires.
+"""
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from explorer.app import examples, plots
+from explorer.app.context import AppContext
+from explorer.embed.probability import default_none_rule
+from explorer.inputs import gate
+from explorer.science.descriptions import ASSETS as DESCRIPTION_EXAMPLES
+from explorer.science.descriptions import parse_descriptions, read_descriptions_file
+from explorer.science.prompt_lab import LabReport, run_lab
+from explorer.science.prompts import (
+    builtin_template_set,
+    check_templates,
+    parse_labels,
+    read_template_file,
+    write_template_files,
+)
+from explorer.science.zpe import MAD_THRESHOLD
+
+from . import prompt_lab_html as show
+from .common import TEMPLATE_CHOICES, ZIP_TYPES, message, offer_examples, progress_reporter, session_of
+
+EXAMPLES = {p.name: p for p in sorted(DESCRIPTION_EXAMPLES.glob("*.json"))}
+WEIGHTINGS = {
+    "Equal average": "mean", "ZPE (weights from the images)": "zpe", "One chosen template": "single"
+}
+USES = {"Templates": "templates", "Descriptions": "descriptions", "Both": "both", "Pooled (CuPL+e)": "pooled"}
+ZPE_SELECTS = {"All prompts": "all", "MAD selection (the paper's)": "mad"}
+SAVED_SETS = Path(tempfile.gettempdir()) / "clip-explorer-prompt-sets"
+
+
+# ---- the editable template list ------------------------------------------------------------------
+def rows_of(table) -> list[str]:
+    """The template column of the Dataframe value (pandas, list of lists or None), blanks dropped."""
+    if table is None:
+        return []
+    values = table.iloc[:, 0].tolist() if hasattr(table, "iloc") else [row[0] if row else "" for row in table]
+    return [" ".join(str(v).split()) for v in values if v is not None and str(v).strip()]
+
+
+def frame(rows: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({"template": list(rows)})
+
+
+def moved(rows: list[str], number, delta: int) -> list[str]:
+    """Row `number` (from 1) moved by delta (-1 up, +1 down); unchanged at the ends."""
+    i = int(number or 0) - 1
+    j = i + delta
+    if not (0 <= i < len(rows) and 0 <= j < len(rows)):
+        return rows
+    rows = list(rows)
+    rows[i], rows[j] = rows[j], rows[i]
+    return rows
+
+
+def save_files(rows: list[str], ctx: AppContext | None = None) -> tuple[str, str]:
+    """The set as prompt-set.txt and prompt-set.json (one folder per distinct set; with `ctx`, among
+    its session's downloads: hosted, in the visitor's workspace) -> both paths."""
+    name = hashlib.sha1("\n".join(rows).encode()).hexdigest()[:16]
+    folder = ctx.downloads("prompt-sets", name) if ctx is not None else SAVED_SETS / name
+    folder.mkdir(parents=True, exist_ok=True)
+    txt, js = write_template_files(rows, folder)
+    return str(txt), str(js)
+
+
+# ---- a run ------------------------------------------------------------------------------------------
+@dataclass
+class LabView:
+    summary: str
+    per_template: str = ""
+    comparison: str = ""
+    per_class: str = ""
+    confusion: Any = None         # plotly figure; None hides it
+    none_of_these: str = ""
+    flags: dict | None = None     # what the "none of these" sliders re-filter without a new run
+    report: LabReport | None = None
+
+
+def evaluate_prompts(ctx: AppContext, table, folder_text: str, files, label_text: str, desc_text: str,
+                     desc_path: str | None, use_name: str, weighting_name: str, row, compare_builtins: bool,
+                     min_cosine: float | None, min_probability: float | None, progress=None,
+                     zpe_select_name: str = "All prompts", mad_threshold: float | None = None) -> LabView:
+    """One run; a None threshold takes the model's default "none of these" rule (default_none_rule).
+    `zpe_select_name` (a ZPE_SELECTS key) and `mad_threshold`: ZPE's MAD prompt selection."""
+    use = USES[use_name]
+    try:
+        model = ctx.model()
+        limits = gate.TextLimits.of(ctx.settings)  # this request's text limits (hosted: stricter)
+        templates = check_templates(rows_of(table), limits=limits) if use != "descriptions" else None
+        # An uploaded file, or typed JSON: the typed text is never taken as a path.
+        descriptions = read_descriptions_file(desc_path, limits) if desc_path else (
+            parse_descriptions(desc_text, "typed descriptions", limits) if
+            (desc_text or "").strip() else None)
+        images = ctx.embed_choice(uploads=files, folder=folder_text,
+                                  progress=progress_reporter(progress, "images embedded"))
+        if progress is not None:
+            progress(1, desc="Scoring the prompts")
+        report = run_lab(model, images, templates, descriptions, use, WEIGHTINGS[weighting_name],
+                         labels=parse_labels(label_text,
+                                             limits).labels, template=int(row or 1) - 1, limits=limits,
+                         compare_builtins=compare_builtins, zpe_select=ZPE_SELECTS[zpe_select_name],
+                         mad_threshold=MAD_THRESHOLD if mad_threshold is None else float(mad_threshold))
+    except ValueError as exc:  # NoModel, PromptError, PathRefused, IndexMismatchError ...
+        return LabView(message(str(exc), "error"))
+    result, rule = report.result, default_none_rule(model.scoring, len(report.class_names))
+    flags = dict(names=report.images.names, predicted=report.predicted, true=report.true,
+                 max_cosine=report.max_cosine, max_probability=report.max_probability,
+                 rule=rule.as_dict(), probability=model.scoring.kind,  # the model's own scale and defaults
+                 calibration=None if result is None else dict(cosines=result.cosines, true=result.true_idx,
+                                                              scoring=result.scoring))
+    min_cosine = rule.min_cosine if min_cosine is None else min_cosine
+    min_probability = rule.min_probability if min_probability is None else min_probability
+    return LabView(
+        show.summary(report), "<h4>Per prompt</h4>" + show.per_template(report),
+        "<h4>Prompt sets compared</h4>" +
+        show.comparison(report.comparison, report.compare_evidence) if report.comparison else "",
+        "<h4>Per class</h4>" + show.per_class(result) if result is not None else "",
+        plots.confusion_heatmap(result.class_names, result.confusion) if result is not None else None,
+        none_view(flags, min_cosine, min_probability), flags, report)
+
+
+def none_view(flags: dict | None, min_cosine: float, min_probability: float) -> str:
+    return "<h4>None of these</h4>" + show.none_table(flags, min_cosine, min_probability) if flags else ""
+
+
+# ---- the page ---------------------------------------------------------------------------------------
+def build(ctx: AppContext) -> None:
+    gr.Markdown(
+        "Edit the prompts that turn class names into text, then see on your own images which "
+        "prompts help, which hurt, and how the ensembling choice changes accuracy.", elem_id="pl-intro")
+    first_set = next(iter(TEMPLATE_CHOICES))
+    default = builtin_template_set(TEMPLATE_CHOICES[first_set])
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1):
+            gr.Markdown("### Prompt set")
+            with gr.Row():
+                builtin = gr.Dropdown(list(TEMPLATE_CHOICES), value=first_set, scale=3, label="Built-in set",
+                                      elem_id="pl-builtin")
+                load_builtin = gr.Button("Load built-in set", scale=1, elem_id="pl-load-builtin")
+            table = gr.Dataframe(
+                frame(default), headers=["template"], datatype="str", column_count=1, interactive=True,
+                wrap=True, show_row_numbers=True, max_height=280, elem_id="pl-templates",
+                label="Templates: {} is replaced by the class name (click a cell to edit it)")
+            with gr.Row():
+                new = gr.Textbox(label="New template", placeholder="a drawing of a {}.", scale=3,
+                                 elem_id="pl-new-template")
+                add = gr.Button("Add row", scale=1, elem_id="pl-add")
+            with gr.Row():
+                row_no = gr.Number(label="Row", value=1, precision=0, minimum=1, scale=1, min_width=70,
+                                   elem_id="pl-row")
+                up = gr.Button("Move up", scale=1, min_width=90, elem_id="pl-up")
+                down = gr.Button("Move down", scale=1, min_width=90, elem_id="pl-down")
+                remove = gr.Button("Remove", scale=1, min_width=90, variant="stop", elem_id="pl-remove")
+            with gr.Row():
+                load_file = gr.UploadButton("Load .txt / .json", file_types=[".txt", ".json"], size="md",
+                                            elem_id="pl-load-file")
+                # Hosted, the files are the visitor's (made at page load in their workspace, see
+                # _wire_editing), so /config names no server file.
+                txt_path, json_path = (None, None) if ctx.settings.hosted else save_files(default)
+                save_txt = gr.DownloadButton("Save as .txt", value=txt_path, size="md", elem_id="pl-save-txt")
+                save_json = gr.DownloadButton("Save as .json", value=json_path, size="md",
+                                              elem_id="pl-save-json")
+            set_status = gr.HTML(message(f"{len(default)} template(s)."), elem_id="pl-set-status")
+            with gr.Accordion("Class descriptions (CuPL style)", open=False):
+                example = gr.Dropdown(["(none)"] + list(EXAMPLES), value="(none)",
+                                      label="Example descriptions", elem_id="pl-desc-example")
+                desc_file = gr.File(label="Descriptions JSON file", file_types=[".json"], height=130,
+                                    elem_id="pl-desc-file")
+                desc_text = gr.Textbox(
+                    label='…or type JSON only: {"class": ["sentence", …]} (files go in the '
+                    'upload above)', lines=5, max_lines=12, elem_id="pl-desc-text")
+            use = gr.Radio(
+                list(USES), value="Templates", label="Build each class's prompts from", elem_id="pl-use",
+                info="Both: the templates plus one descriptions prompt weighing as much as all templates "
+                "together. Pooled (CuPL+e): one list of every template prompt and every sentence, "
+                "each weighing the same.")
+        with gr.Column(scale=1):
+            gr.Markdown("### Images")
+            if ctx.settings.hosted:
+                folder = gr.State("")
+            else:
+                folder = gr.Textbox(
+                    label="Folder on this machine", elem_id="pl-folder", placeholder="/path/to/folder",
+                    info="One sub-folder per class (labelled), or just images (unlabelled). "
+                    "Or upload below instead.")
+            uploads = gr.File(label="Upload a zip of class folders (labelled), or images (unlabelled)",
+                              file_count="multiple", file_types=ZIP_TYPES, height=130, elem_id="pl-upload")
+            labels = gr.Textbox(label="Class names (for unlabelled images; a labelled folder's sub-folders "
+                                      "name its classes)", lines=3, elem_id="pl-labels",
+                                placeholder="one per line, or comma-separated")
+            examples_box = gr.Column(elem_id="pl-examples-box")
+            weighting = gr.Radio(list(WEIGHTINGS), value="Equal average", label="Ensembling",
+                                 elem_id="pl-weighting")
+            with gr.Row():
+                zpe_select = gr.Dropdown(list(ZPE_SELECTS), value="All prompts", label="ZPE weights over",
+                                         scale=2, elem_id="pl-zpe-select")
+                mad_threshold = gr.Number(
+                    MAD_THRESHOLD, label="MAD threshold", minimum=0, step=0.1, scale=1,
+                    elem_id="pl-mad-threshold",
+                    info="keep prompts scoring more than this many MADs above the median")
+            single_row = gr.Number(label="Row used by “One chosen template” (descriptions are the last row)",
+                                   value=1, precision=0, minimum=1, elem_id="pl-single-row")
+            compare_on = gr.Checkbox(True, label="Compare with the built-in sets (equal average and ZPE)",
+                                     elem_id="pl-compare-on")
+            with gr.Row():
+                min_cos = gr.Slider(-1, 1, value=0.2, step=0.01, label="“None of these” below max cosine",
+                                    elem_id="pl-min-cos")
+                min_prob = gr.Slider(0, 1, value=0.5, step=0.01, label="…or below max probability",
+                                     elem_id="pl-min-prob")
+            none_auto = gr.Checkbox(
+                True, label="“None of these” thresholds: the model's defaults, set at each run "
+                "(softmax or sigmoid scale)", elem_id="pl-none-auto")
+            run = gr.Button("Evaluate prompts", variant="primary", elem_id="pl-run")
+
+    summary = gr.HTML(elem_id="pl-summary")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3):
+            templates_html = gr.HTML(elem_id="pl-per-template")
+        with gr.Column(scale=2):
+            compare_html = gr.HTML(elem_id="pl-compare")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2):
+            class_html = gr.HTML(elem_id="pl-per-class")
+        with gr.Column(scale=3):
+            confusion = gr.Plot(label="Confusion matrix", visible=False, elem_id="pl-confusion")
+    none_html = gr.HTML(elem_id="pl-none")
+    flags = gr.State(None)
+    ui = SimpleNamespace(**locals())  # every component above, by name, for the wiring
+    _wire_editing(ui)
+    _wire_run(ui)
+    _wire_none_defaults(ui)
+    return ui  # the calibration view (ui/calibration_view.py) is wired onto it by ui/__init__.py
+
+
+def _wire_none_defaults(ui) -> None:
+    """After each run, with the box ticked, the sliders move to the model's own default thresholds
+    (the run's `flags` carry them) and the table is drawn with them."""
+    def on_flags(flags, auto):
+        if not flags or not auto:
+            return gr.update(), gr.update(), gr.update()
+        rule = flags["rule"]
+        return rule["min_cosine"], rule["min_probability"], none_view(flags, rule["min_cosine"],
+                                                                      rule["min_probability"])
+
+    ui.flags.change(on_flags, [ui.flags, ui.none_auto], [ui.min_cos, ui.min_prob, ui.none_html],
+                    show_progress="hidden")
+
+
+def _wire_run(ui) -> None:
+    def on_run(table, folder, uploads, labels, desc_text, desc_file, use, weighting, single_row, compare_on,
+               min_cos, min_prob, zpe_select, mad_threshold, request: gr.Request, progress=gr.Progress()):
+        view = evaluate_prompts(session_of(ui.ctx, request), table, folder, uploads, labels, desc_text,
+                                desc_file, use, weighting, single_row, compare_on, min_cos, min_prob,
+                                progress=progress, zpe_select_name=zpe_select, mad_threshold=mad_threshold)
+        return (view.summary, view.per_template, view.comparison, view.per_class,
+                gr.update(value=view.confusion, visible=view.confusion
+                          is not None), view.none_of_these, view.flags)
+
+    inputs = [ui.table, ui.folder, ui.uploads, ui.labels, ui.desc_text, ui.desc_file, ui.use, ui.weighting,
+              ui.single_row, ui.compare_on, ui.min_cos, ui.min_prob, ui.zpe_select, ui.mad_threshold]
+    outputs = [
+        ui.summary, ui.templates_html, ui.compare_html, ui.class_html, ui.confusion, ui.none_html, ui.flags
+    ]
+    ui.run.click(on_run, inputs, outputs, concurrency_limit=2, api_name="evaluate_prompts")
+    seven = [[t]
+             for t in builtin_template_set("simple")]  # which of OpenAI's 7 templates do the photos favour?
+    with ui.examples_box:
+        offer_examples([{ui.table: seven, ui.uploads: examples.paths(), ui.labels: examples.label_text(),
+                         ui.weighting: "ZPE (weights from the images)"}],
+                       ["8 photos · 8 labels · ZPE over 7 templates"], inputs, on_run, outputs,
+                       "pl-examples")
+    for slider in (ui.min_cos, ui.min_prob):
+        # change, not release: a value typed in the number box applies on Enter, as the search threshold does
+        slider.change(none_view, [ui.flags, ui.min_cos, ui.min_prob], ui.none_html, show_progress="hidden")
+
+
+def _wire_editing(ui) -> None:
+    """Events that edit the template table; each re-checks the set and refreshes the downloads."""
+    def on_table(current, request: gr.Request = None):
+        rows = rows_of(current)
+        try:
+            check_templates(rows, limits=gate.TextLimits.of(ui.ctx.settings))
+        except ValueError as exc:
+            return gr.update(), gr.update(), message(str(exc), "error")
+        txt, js = save_files(rows, session_of(ui.ctx, request))
+        return txt, js, message(f"{len(rows)} template(s).")
+
+    def edit(change):
+        def handler(current, *args):
+            try:
+                return frame(change(rows_of(current), *args)), ""
+            except (ValueError, OSError) as exc:
+                return gr.update(), message(str(exc), "error")
+        return handler
+
+    def add_row(current, text):
+        text = " ".join((text or "").split())
+        try:
+            check_templates([text])
+        except ValueError as exc:
+            return gr.update(), message(str(exc), "error"), gr.update()
+        return frame(rows_of(current) + [text]), "", ""
+
+    table, row_no, status = ui.table, ui.row_no, ui.set_status
+    table.change(on_table, table, [ui.save_txt, ui.save_json, status])
+    if ui.ctx.settings.hosted:
+        gr.context.Context.root_block.load(on_table, table, [ui.save_txt, ui.save_json, status])
+    ui.load_builtin.click(edit(lambda rows, choice: builtin_template_set(TEMPLATE_CHOICES[choice])),
+                          [table, ui.builtin], [table, status])
+    ui.add.click(add_row, [table, ui.new], [table, status, ui.new])
+    ui.new.submit(add_row, [table, ui.new], [table, status, ui.new])
+    ui.up.click(edit(lambda rows, n: moved(rows, n, -1)), [table, row_no], [table, status]).success(
+        lambda n: max(1, int(n or 1) - 1), row_no, row_no)
+    ui.down.click(edit(lambda rows, n: moved(rows, n, +1)), [table, row_no], [table, status]).success(
+        lambda n: int(n or 1) + 1, row_no, row_no)
+    ui.remove.click(edit(lambda rows, n: [r for i, r in enumerate(rows, 1) if i != int(n or 0)]),
+                    [table, row_no], [table, status])
+    ui.load_file.upload(edit(lambda rows, f: read_template_file(f, gate.TextLimits.of(ui.ctx.settings))),
+                        [table, ui.load_file], [table, status])
+    ui.example.change(lambda name: EXAMPLES[name].read_text(encoding="utf-8") if name in EXAMPLES else "",
+                      ui.example, ui.desc_text)

@@ -1,0 +1,75 @@
+"""HTML of the Teach by example tab: the run's summary, the accuracy table against zero-shot (with
+the chosen hyper-parameters and how they were chosen), and the sorting summary. Text only; every
+number comes from explorer/teach.py."""
+from __future__ import annotations
+
+import html
+
+from .common import notes_html
+
+
+def _params(chosen: list[dict]) -> str:
+    first = chosen[0] if chosen else {}
+    if not first:
+        return "–"
+    text = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in first.items())
+    if len(chosen) > 1 and any(c != first for c in chosen[1:]):
+        text += f" (seed 0; {len(chosen)} seeds chose their own)"
+    return text
+
+
+def summary(result, source: str, model_name: str) -> str:
+    report = result.report
+    shots = "every training image" if report.shots is None else \
+        f"{report.shots} per class, {report.seeds} seed(s)"
+    return (f'<p id="teach-summary-line"><b>{len(result.class_names)}</b> classes from {html.escape(source)} '
+            f"({html.escape(model_name)}): <b>{report.train_images}</b> training images used ({shots}), "
+            f"<b>{report.test_images}</b> held-out test images.</p>")
+
+
+def accuracy_table(result) -> str:
+    """One row per method: top-1 (± spread over seeds), top-k, the gain over zero-shot, what was
+    chosen and how, fitting and scoring time."""
+    scores = result.report.methods
+    base = scores["zero-shot"].top1
+    seeds = result.report.seeds
+    best = result.best()
+    rows = []
+    for name, s in scores.items():
+        spread = f" ± {s.top1_spread:.1%}" if seeds > 1 and name != "zero-shot" else ""
+        gain = "–" if name == "zero-shot" else f"{(s.top1 - base) * 100:+.1f} pts"
+        mark = ' class="teach-best"' if name == best and name != "zero-shot" else ""
+        rows.append(
+            f'<tr{mark} data-method="{html.escape(name)}"><td>{html.escape(name)}</td>'
+            f'<td class="teach-top1">{s.top1:.1%}{spread}</td><td>{s.top5:.1%}</td><td>{gain}</td>'
+            f"<td>{html.escape(_params(s.params))}</td><td class=\"explorer-muted\">{html.escape(s.how)}</td>"
+            f"<td>{s.fit_seconds * 1000:.0f} ms / {s.score_seconds * 1000:.0f} ms</td></tr>")
+    top_k = next(iter(scores.values())).top_k
+    return ('<table class="explorer-table" id="teach-accuracy"><thead><tr><th>method</th><th>top-1</th>'
+            f"<th>top-{top_k}</th><th>vs zero-shot</th><th>chosen</th><th>how chosen</th><th>fit / score</th>"
+            f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+            + notes_html(result.notes))
+
+
+def changes_heading(method: str, fixed: int, broken: int, shown: int) -> str:
+    if method == "zero-shot":
+        return '<p class="explorer-muted">Pick an adapted method to see what it changes against zero-shot.</p>'
+    cap = f" (at most {shown} shown each)" if max(fixed, broken) > shown else ""
+    return (
+        f'<p id="teach-changes-line">Against zero-shot, <b>{html.escape(method)}</b> fixes <b>{fixed}</b> '
+        f"held-out image(s) and breaks <b>{broken}</b>{cap}. Its classifier is the one Apply and Download use "
+        "(the shots drawn with seed 0).</p>")
+
+
+def sort_summary(sorted_, method: str, source: str, shown: int, extra_classes: list[str]) -> str:
+    counts = ", ".join(f"{html.escape(c)} {len(items)}" for c, items in sorted_.classes.items())
+    parts = [
+        f'<p id="teach-sort-line">Sorted {html.escape(source)} with <b>{html.escape(method)}</b>: {counts}; '
+        f"<b>none of these</b> {len(sorted_.none)}.</p>",
+        f'<p class="explorer-muted">“None of these”: {html.escape(sorted_.why)}. Each gallery shows at most '
+        f"{shown} images, best first.</p>"
+    ]
+    if extra_classes:
+        parts.append(f'<p class="explorer-note">Classes without a gallery (counts above): '
+                     f"{html.escape(', '.join(extra_classes))}.</p>")
+    return "".join(parts)

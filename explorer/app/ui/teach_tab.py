@@ -1,0 +1,315 @@
+"""Teach by example tab: a few labelled images per class adapt the zero-shot classifier (prototypes,
+Tip-Adapter, GDA; explorer/fewshot.py), scored against zero-shot on a held-out part; then the
+adapted classifier sorts new images or an indexed folder, and can be downloaded.
+
+Handlers: `run_teach` (a TeachView), `method_view` (confusion and fixed / broken thumbnails of one
+method, from the run's state: nothing is fitted again), `apply_classifier` (an ApplyView),
+`download_classifier` (a zip path) and `index_choices`. The run's result lives in a gr.State, so
+each session keeps its own classifiers; images are embedded through the app context's cache
+(explorer/teach.py and fewshot_run.py do the rest), so nothing is encoded twice.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import gradio as gr
+from PIL import Image
+
+from explorer.app import plots
+from explorer.app.context import AppContext
+from explorer.inputs import gate
+from explorer.science import teach
+from explorer.science.fewshot import METHODS
+from explorer.science.prompts import builtin_template_set
+
+from . import teach_html as show
+from .common import TEMPLATE_CHOICES, ZIP_TYPES, failures_html, message, progress_reporter, session_of
+
+METHOD_CHOICES = [m for m in METHODS if m != "zero-shot"]
+SHOT_CHOICES = ["All", "1", "2", "4", "8", "16"]
+NO_INDEX = "(none)"
+MAX_SHOWN = 48                 # thumbnails per gallery
+MAX_CLASS_GALLERIES = 12       # per-class galleries of the sorting; more classes are counted, not shown
+PLACEHOLDER_SIDE = 64
+# Thumbnails in rows of 4 (room for a caption; a click shows it whole), even when a gallery holds fewer
+# (fit_columns would stretch them); a set height (gradio gives height="auto" a 450 px minimum), the rest
+# scrolls.
+GALLERY = dict(columns=4, height=260, allow_preview=True, object_fit="contain", fit_columns=False,
+               visible=False, buttons=[])
+
+
+@dataclass
+class TeachView:
+    summary: str
+    table: str = ""
+    curve: Any = None                                # plotly figure; None hides it
+    state: dict | None = None  # {"result": teach.TeachResult, "model", "model_name", ...}
+    methods: list[str] = field(default_factory=list)
+    chosen: str | None = None
+
+
+@dataclass
+class MethodView:
+    confusion: Any = None
+    heading: str = ""
+    fixed: list = field(default_factory=list)        # (PIL thumbnail, "true → zero-shot's answer")
+    broken: list = field(default_factory=list)       # (PIL thumbnail, "true → this method's answer")
+
+
+@dataclass
+class ApplyView:
+    summary: str
+    groups: list = field(default_factory=list)       # [(class label, [(thumbnail, caption)])]
+    none: list = field(default_factory=list)
+
+
+def _shots(choice) -> int | None:
+    return None if choice in (None, "", "All") else int(choice)
+
+
+def run_teach(ctx: AppContext, folder_text: str, uploads, template_name: str, method_names, shots_choice,
+              progress=None) -> TeachView:
+    """Embed the labelled examples (typed folder or uploaded zip), hold out 30% of each class, and
+    score zero-shot and the chosen methods; the view's state keeps the fitted classifiers."""
+    try:
+        model = ctx.model()
+        methods = [m for m in (method_names or []) if m in METHOD_CHOICES]
+        if not methods:
+            return TeachView(message("Pick at least one method to compare with zero-shot.", "error"))
+        templates = builtin_template_set(TEMPLATE_CHOICES[template_name])
+        images = ctx.embed_choice(uploads=uploads, folder=folder_text, labelled=True,
+                                  progress=progress_reporter(progress, "images embedded"))
+        if progress is not None:
+            progress(1, desc="Fitting and scoring the methods")
+        text = teach.zero_shot_text(model, images.class_names, templates, gate.TextLimits.of(ctx.settings))
+        result = teach.teach(images, text, model.logit_scale, methods, _shots(shots_choice))
+    except ValueError as exc:  # NoModel, PathRefused, PromptError, too few images ...
+        return TeachView(message(str(exc), "error"))
+    state = {
+        "result": result, "model": model.identity.as_dict(), "model_name": model.identifier,
+        "prompts": {"use": "templates", "templates": TEMPLATE_CHOICES[template_name], "weighting": "mean"}
+    }
+    curve = result.curve
+    figure = plots.fewshot_shots_curve(curve.shots, curve.mean, curve.std,
+                                       curve.seeds) if curve.shots else None
+    return TeachView(show.summary(result, images.source, model.identifier) + failures_html(images.failures),
+                     show.accuracy_table(result), figure, state, list(result.report.methods), result.best())
+
+
+def _thumb(ctx: AppContext, path) -> Image.Image:
+    thumb = ctx.thumbnails.image(path) if ctx.thumbnails is not None else None
+    return thumb or Image.new("RGB", (PLACEHOLDER_SIDE,) * 2, (200, 200, 200))
+
+
+def method_view(ctx: AppContext, state: dict | None, method: str | None) -> MethodView:
+    """The confusion matrix of `method` on the held-out images and the ones it fixes and breaks
+    against zero-shot, as thumbnails captioned "true → predicted"."""
+    if not state or method not in state["result"].predictions:
+        return MethodView()
+    result = state["result"]
+    names, truth = result.class_names, result.truth
+    fixed, broken = result.changes(method)
+    zero_shot, own = result.predictions["zero-shot"], result.predictions[method]
+
+    def items(indices, predicted):
+        return [(_thumb(ctx, result.test_paths[i]), f"{names[truth[i]]} → {names[predicted[i]]}")
+                for i in list(indices)[:MAX_SHOWN]]
+
+    return MethodView(plots.confusion_heatmap(names, result.confusions[method]),
+                      show.changes_heading(method, len(fixed), len(broken), MAX_SHOWN),
+                      items(fixed, zero_shot) if method != "zero-shot" else [],
+                      items(broken, own) if method != "zero-shot" else [])
+
+
+def index_choices(ctx: AppContext) -> list[tuple[str, str]]:
+    """(label, folder) of the indexes this session may sort: made by the loaded model, not empty."""
+    try:
+        model = ctx.model()
+    except ValueError:
+        return [(NO_INDEX, NO_INDEX)]
+    return [(NO_INDEX, NO_INDEX)] + [(ctx.index_label(info), str(info.folder))
+                                     for info in ctx.visible_indexes(model) if info.count]
+
+
+def _classifier(ctx: AppContext, state: dict | None, method: str | None):
+    """The fitted classifier of `method` from this session's run, for the loaded model."""
+    if not state:
+        raise ValueError("Run “Teach” first: there is no adapted classifier yet.")
+    model = ctx.model()
+    if model.identity.as_dict() != state["model"]:
+        raise ValueError(
+            f"The classifier was taught with {state['model_name']}, but {model.identifier} is loaded "
+            "now; its weights only mean something with the model that made them. Run again.")
+    classifiers = state["result"].classifiers
+    if method not in classifiers:
+        raise ValueError(
+            f"{method or 'No method'} was not part of the run; pick one of {', '.join(classifiers)}.")
+    return classifiers[method]
+
+
+def apply_classifier(ctx: AppContext, state: dict | None, method: str, files, index_folder: str | None,
+                     threshold: float | None = None, progress=None) -> ApplyView:
+    """Sort new images (uploads) or an index's stored embeddings with the run's `method`: per-class
+    galleries, best first, and "none of these" (below `threshold`; None: teach.none_threshold)."""
+    index_folder = None if index_folder in (None, "", NO_INDEX) else index_folder
+    files = [f for f in (files or []) if f]
+    try:
+        classifier = _classifier(ctx, state, method)
+        if not files and not index_folder:
+            raise ValueError("Upload images (or a zip) to sort, or pick an index.")
+        images = ctx.embed_choice(uploads=files or None, index_folder=None if files else index_folder,
+                                  labelled=False, progress=progress_reporter(progress, "images embedded"))
+    except ValueError as exc:
+        return ApplyView(message(str(exc), "error"))
+    result = teach.sort_embeddings(classifier, images.embeddings, images.names, threshold)
+    path_of = dict(zip(images.names, images.paths))
+    groups = [(f"{name} ({len(items)})", [(_thumb(ctx, path_of[n]), f"{p:.0%} · {n}")
+                                          for n, p in items[:MAX_SHOWN]])
+              for name, items in result.classes.items()]
+    none = [(_thumb(ctx, path_of[n]), f"{p:.0%} {c} · {n}") for n, p, c in result.none[:MAX_SHOWN]]
+    extra = list(result.classes)[MAX_CLASS_GALLERIES:]
+    return ApplyView(show.sort_summary(result, method, images.source, MAX_SHOWN, extra)
+                     + failures_html(images.failures), groups[:MAX_CLASS_GALLERIES], none)
+
+
+def download_classifier(ctx: AppContext, state: dict | None, method: str) -> str:
+    """The run's `method` classifier as a zip (its .json + .safetensors pair), written in the
+    session's own workspace when hosted (deleted with it). ValueError says why not."""
+    classifier = _classifier(ctx, state, method)
+    folder = ctx.downloads("classifiers")  # hosted: in the session's workspace, counted in its quota
+    return str(teach.export_zip(classifier, folder, state["model"], state["prompts"]))
+
+
+# ---- the page ---------------------------------------------------------------------------------------
+def build(ctx: AppContext) -> None:
+    gr.Markdown("Teach the model your classes with a few labelled images each: training-free adaptation "
+                "(class prototypes, Tip-Adapter, GDA) scored against zero-shot on a held-out part of your "
+                "images; then sort new images with it, or download it.", elem_id="teach-intro")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2):
+            gr.Markdown("### 1. Examples")
+            if ctx.settings.hosted:
+                folder = gr.State("")
+            else:
+                folder = gr.Textbox(label="Labelled folder on this machine", elem_id="teach-folder",
+                                    placeholder="/path/to/folder",
+                                    info="One sub-folder per class. Or upload below.")
+            uploads = gr.File(label="Upload a zip of class folders", file_count="multiple",
+                              file_types=ZIP_TYPES, height=110, elem_id="teach-upload")
+            templates = gr.Dropdown(list(TEMPLATE_CHOICES), value=next(iter(TEMPLATE_CHOICES)),
+                                    label="Zero-shot prompt templates", elem_id="teach-templates")
+            methods = gr.CheckboxGroup(METHOD_CHOICES, value=list(METHOD_CHOICES),
+                                       label="Methods (against zero-shot)", elem_id="teach-methods")
+            shots = gr.Dropdown(SHOT_CHOICES, value="All", label="Shots per class",
+                                info="All: every training image; K: K per class, over 3 seeds",
+                                elem_id="teach-shots")
+            run = gr.Button("Teach", variant="primary", elem_id="teach-run")
+        with gr.Column(scale=3):
+            summary = gr.HTML(elem_id="teach-summary")
+            table = gr.HTML(elem_id="teach-table")
+            curve = gr.Plot(label="Shots curve", visible=False, elem_id="teach-curve")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2):
+            method = gr.Dropdown([], label="Method to inspect, apply and download", interactive=True,
+                                 elem_id="teach-method")
+            confusion = gr.Plot(label="Confusion matrix (held-out images)", visible=False,
+                                elem_id="teach-confusion")
+        with gr.Column(scale=3):
+            changes = gr.HTML(elem_id="teach-changes")
+            fixed = gr.Gallery(
+                label="Fixed: zero-shot was wrong, this method is right (true → zero-shot's answer)",
+                elem_id="teach-fixed", **GALLERY)
+            broken = gr.Gallery(label="Broken: zero-shot was right, this method is wrong (true → its answer)",
+                                elem_id="teach-broken", **GALLERY)
+    gr.Markdown("### 2. Apply it: sort new images or an indexed folder")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2):
+            apply_files = gr.File(label="Images or a zip to sort", file_count="multiple",
+                                  file_types=ZIP_TYPES, height=110, elem_id="teach-apply-upload")
+            with gr.Row():
+                index = gr.Dropdown([NO_INDEX], value=NO_INDEX,
+                                    label="…or an index (built in the Search tab)", scale=3,
+                                    elem_id="teach-index")
+                refresh = gr.Button("↻ Refresh", scale=1, min_width=80, elem_id="teach-index-refresh")
+            auto = gr.Checkbox(True, label="“None of these”: the default threshold (half-way from chance to "
+                                           "certain)",
+                               elem_id="teach-none-auto")
+            threshold = gr.Slider(0, 1, value=0.5, step=0.01, label="…or below this best probability",
+                                  elem_id="teach-none-threshold")
+            apply = gr.Button("Sort", variant="primary", elem_id="teach-apply")
+            download = gr.Button("Download the classifier (.zip: .json + .safetensors)",
+                                 elem_id="teach-download")
+            download_file = gr.File(label="Classifier", visible=False, elem_id="teach-download-file")
+        with gr.Column(scale=3):
+            sort_html = gr.HTML(elem_id="teach-sort")
+            galleries = [
+                gr.Gallery(elem_id=f"teach-class-{i}", **GALLERY) for i in range(MAX_CLASS_GALLERIES)
+            ]
+            none_gallery = gr.Gallery(label="None of these", elem_id="teach-none", **GALLERY)
+    state = gr.State(None)
+    ui = SimpleNamespace(**locals())  # every component above, by name, for the wiring
+    _wire_run(ui)
+    _wire_apply(ui)
+
+
+def _method_outputs(view: MethodView):
+    return (gr.update(value=view.confusion, visible=view.confusion is not None), view.heading,
+            gr.update(value=view.fixed, visible=bool(view.fixed)),
+            gr.update(value=view.broken, visible=bool(view.broken)))
+
+
+def _wire_run(ui) -> None:
+    ctx = ui.ctx
+
+    def on_run(folder, uploads, templates, methods, shots, request: gr.Request, progress=gr.Progress()):
+        mine = session_of(ctx, request)
+        view = run_teach(mine, folder, uploads, templates, methods, shots, progress=progress)
+        if view.state is None:
+            return view.summary, "", gr.update(
+                visible=False), gr.update(), None, *_method_outputs(MethodView())
+        return (view.summary, view.table, gr.update(value=view.curve, visible=view.curve is not None),
+                gr.update(choices=view.methods, value=view.chosen), view.state,
+                *_method_outputs(method_view(mine, view.state, view.chosen)))
+
+    def on_method(state, method, request: gr.Request):
+        return _method_outputs(method_view(session_of(ctx, request), state, method))
+
+    method_outputs = [ui.confusion, ui.changes, ui.fixed, ui.broken]
+    ui.run.click(on_run, [ui.folder, ui.uploads, ui.templates, ui.methods, ui.shots],
+                 [ui.summary, ui.table, ui.curve, ui.method, ui.state, *method_outputs],
+                 concurrency_limit=2, api_name="fewshot")
+    ui.method.input(on_method, [ui.state, ui.method], method_outputs, show_progress="hidden")
+
+
+def _wire_apply(ui) -> None:
+    ctx = ui.ctx
+
+    def on_apply(state, method, files, index, auto, threshold, request: gr.Request, progress=gr.Progress()):
+        view = apply_classifier(session_of(ctx, request), state, method, files, index,
+                                None if auto else threshold, progress=progress)
+        shown = [gr.update(value=items, label=label, visible=True) for label, items in view.groups]
+        hidden = [gr.update(value=None, visible=False)] * (MAX_CLASS_GALLERIES - len(shown))
+        return (view.summary, *shown, *hidden,
+                gr.update(value=view.none, visible=bool(view.none),
+                          label=f"None of these ({len(view.none)})"))
+
+    def on_refresh(current, request: gr.Request):
+        choices = index_choices(session_of(ctx, request))
+        return gr.update(choices=choices, value=current if current in [v for _, v in choices] else NO_INDEX)
+
+    def on_download(state, method, request: gr.Request):
+        try:
+            path = download_classifier(session_of(ctx, request), state, method)
+        except ValueError as exc:
+            return gr.update(value=None, visible=False), message(str(exc), "error")
+        return gr.update(value=path, visible=True), gr.update()
+
+    ui.apply.click(on_apply, [ui.state, ui.method, ui.apply_files, ui.index, ui.auto, ui.threshold],
+                   [ui.sort_html, *ui.galleries, ui.none_gallery], concurrency_limit=2,
+                   api_name="fewshot_apply")
+    ui.refresh.click(on_refresh, ui.index, ui.index)
+    ui.state.change(on_refresh, ui.index, ui.index, show_progress="hidden")  # after each run
+    ui.download.click(on_download, [ui.state, ui.method], [ui.download_file, ui.sort_html],
+                      api_name="fewshot_download")

@@ -1,0 +1,152 @@
+"""Zero-shot classification: classifier weights from prompts, predictions from embeddings."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from explorer.embed import probability
+from explorer.embed.images import DEFAULT_LIMITS, ImageFailure, Limits
+from explorer.embed.model import normalize
+from explorer.embed.probability import Scoring, as_scoring, label_probabilities
+from explorer.inputs import gate
+from explorer.inputs.gate import DEFAULT_TEXT_LIMITS, TextLimits
+from explorer.inputs.sources import EmbeddingCache, Progress, embed_files
+
+from .prompts import build_prompts
+
+softmax = probability.softmax  # the one softmax (explorer/probability.py), still importable from here
+
+
+def ensemble(prompt_embeddings: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """[C, T, D] normalised prompt embeddings -> [C, D] class embeddings.
+
+    open_clip's `build_zero_shot_classifier`: normalise each prompt, average per class, renormalise.
+    `weights` ([T], summing to anything positive) turns the average into a weighted one.
+    """
+    x = normalize(prompt_embeddings)
+    if weights is None:
+        mean = x.mean(axis=1)
+    else:
+        w = np.asarray(weights, dtype=np.float32)
+        mean = np.einsum("ctd,t->cd", x, w / w.sum())
+    return normalize(mean)
+
+
+def check_prompts(labels: list[str], templates: list[str], limits: TextLimits = DEFAULT_TEXT_LIMITS) -> None:
+    """gate.Refused when labels x templates is more than one request may encode (max_prompts)."""
+    gate.prompts(
+        len(labels) * len(templates), f"Prompts ({len(labels):,} labels x {len(templates):,} templates)",
+        limits)
+
+
+def prompt_embeddings(model, labels: list[str], templates: list[str],
+                      limits: TextLimits = DEFAULT_TEXT_LIMITS) -> np.ndarray:
+    """Encode every label x template prompt (through the model's text cache) -> [C, T, D];
+    gate.Refused, before anything is encoded, past `limits.max_prompts`."""
+    check_prompts(labels, templates, limits)
+    flat = model.encode_texts(build_prompts(labels, templates))
+    return flat.reshape(len(labels), len(templates), -1)
+
+
+def build_classifier(model, labels: list[str], templates: list[str],
+                     limits: TextLimits = DEFAULT_TEXT_LIMITS) -> np.ndarray:
+    """Class embeddings [C, D] for `labels`, ensembled over `templates` (at most max_prompts prompts)."""
+    return ensemble(prompt_embeddings(model, labels, templates, limits))
+
+
+@dataclass
+class Predictions:
+    labels: list[str]
+    cosines: np.ndarray        # [N, C] image-class cosine similarities
+    probabilities: np.ndarray  # [N, C] by the model's rule: softmax over the classes, or a sigmoid per class
+    scoring: Scoring | None = None  # that rule (None: a softmax at an unknown scale, from older callers)
+    logits: np.ndarray | None = None  # [N, C] a taught classifier's logits (its probabilities are their softmax)
+
+    def ranked(self, row: int, top_k: int | None = None) -> list[tuple[str, float, float]]:
+        """(label, probability, cosine) for one image, best first."""
+        order = np.argsort(-self.probabilities[row], kind="stable")[:top_k]
+        return [(self.labels[j], float(self.probabilities[row, j]), float(self.cosines[row, j]))
+                for j in order]
+
+    def top1(self) -> list[str]:
+        return [self.labels[j] for j in self.probabilities.argmax(axis=1)]
+
+    def logit(self, row: int, label: str) -> float | None:
+        return None if self.logits is None else float(self.logits[row, self.labels.index(label)])
+
+
+def predict(image_embeddings: np.ndarray, class_embeddings: np.ndarray, labels: list[str],
+            logit_scale: float | Scoring) -> Predictions:
+    """Cosines and probabilities by the model's own rule (`model.scoring`): a softmax over the labels
+    at the learned temperature, or per label sigmoid(scale * cosine + bias) for sigmoid-trained models.
+    A bare number is read as a softmax model's logit scale (as callers passed it before)."""
+    cosines = image_embeddings @ class_embeddings.T
+    scoring = as_scoring(logit_scale)
+    return Predictions(list(labels), cosines, label_probabilities(scoring, cosines), scoring)
+
+
+def taught_predictions(image_embeddings: np.ndarray, classifier) -> Predictions:
+    """Predictions of a taught classifier (fewshot.FewShotClassifier, e.g. from `fewshot --save`):
+    the probabilities are the softmax of its logits (zero-shot plus what the shots taught), so they
+    cannot be recomputed from the cosines, which are to each class's zero-shot text embedding (how
+    well the class's prompts fit the image)."""
+    logits = classifier.logits(image_embeddings).astype(np.float64)
+    cosines = image_embeddings @ np.asarray(classifier.text, dtype=np.float32).T
+    return Predictions(list(classifier.class_names), cosines, softmax(logits),
+                       Scoring(probability.SOFTMAX, float(classifier.logit_scale)), logits)
+
+
+@dataclass
+class ClassifyReport:
+    """The outcome of classifying a batch of files: the good ones ranked, the bad ones explained."""
+    names: list[str]                  # unique display names, in input order (unreadable ones left out)
+    paths: list[str]
+    predictions: Predictions | None
+    failures: list[ImageFailure]
+    templates: list[str]
+    scoring: Scoring | None = None    # how the probabilities were made (the model's rule)
+    taught: dict | None = None        # the taught classifier that made them (classifier_file.summary)
+
+    def as_dict(self, top_k: int | None = None) -> dict:
+        """What both faces show: per image, its top-k (label, probability, cosine), and the failures;
+        "probability" says which rule made the probabilities ("softmax" or "sigmoid"), with the
+        model's logit_scale and logit_bias, so a reader can recompute them from the cosines."""
+        results = [{"name": name, "path": path, "labels": [
+            self._entry(row, label, prob, cos) for label, prob, cos in self.predictions.ranked(row, top_k)]}
+            for row, (name, path) in enumerate(zip(self.names, self.paths))] if self.predictions else []
+        rule = self.scoring.as_dict() if self.scoring is not None else {}
+        if self.taught is not None:  # a softmax of the classifier's logits, not of scale * cosine
+            rule = {"probability": "softmax of the taught classifier's logits", "classifier": self.taught}
+        return {**rule, "templates": len(self.templates), "results": results,
+                "errors": [{"path": f.path, "error": f.reason} for f in self.failures]}
+
+    def _entry(self, row: int, label: str, prob: float, cos: float) -> dict:
+        entry = {"label": label, "probability": prob, "cosine": cos}
+        if self.predictions.logits is not None:
+            entry["logit"] = self.predictions.logit(row, label)
+        return entry
+
+
+def classify_files(model, files: list, labels: list[str], templates: list[str], *,
+                   cache: EmbeddingCache | None = None, limits: Limits = DEFAULT_LIMITS,
+                   progress: Progress | None = None, names: list[str] | None = None,
+                   taught=None, text_limits: TextLimits = DEFAULT_TEXT_LIMITS) -> ClassifyReport:
+    """Embed the files (through `cache`: a file seen before is not encoded again) and classify them
+    against `labels`. `progress(done, total)` after each batch; one bad file never stops the others.
+    `taught` = (classifier, its classifier_file.summary) classifies by a taught classifier instead:
+    its classes replace `labels` and `templates` is unused. Too many prompts (`text_limits`):
+    gate.Refused before any image is read."""
+    if taught is None:
+        check_prompts(labels, templates, text_limits)
+    found = embed_files(model, files, names=names, cache=cache, limits=limits, progress=progress)
+    predictions, scoring, about = None, model.scoring, None
+    if taught is not None:
+        classifier, about = taught
+        labels, templates = list(classifier.class_names), []
+        scoring = Scoring(probability.SOFTMAX, float(classifier.logit_scale))
+    if len(found):
+        predictions = (taught_predictions(found.embeddings, taught[0]) if taught is not None else predict(
+            found.embeddings, build_classifier(model, labels, templates, text_limits), labels, model.scoring))
+    return ClassifyReport(found.names, [str(p) for p in found.paths], predictions, found.failures, templates,
+                          scoring, about)
