@@ -92,7 +92,8 @@ def main() -> None:
             print(
                 f"{name}: {len(paths)} images; ms/image full {ms['full']:.1f}, gap3 {ms['gap3']:.1f}, "
                 f"draft {ms['draft']:.1f} ({g['speedup_vs_full']}x full, {g['speedup_vs_gap3']}x gap3); "
-                f"cosine to full decode: min {g['cosine_to_full_min']:.5f}, mean {g['cosine_to_full_mean']:.5f}"
+                f"cosine to full decode: min {g['cosine_to_full_min']:.5f}, "
+                f"mean {g['cosine_to_full_mean']:.5f}"
             )
     doc["cosine_to_full_min"] = min(g["cosine_to_full_min"] for g in doc["groups"].values())
     if args.json:

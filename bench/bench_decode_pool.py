@@ -1,4 +1,4 @@
-"""Hosted decoding through the decode pool (explorer/decode_pool.py: worker processes with time and
+"""Hosted decoding through the decode pool (explorer/embed/decode_pool.py: worker processes with time and
 memory budgets) against decoding in the app's own process, in one process, interleaved. Two threads
 decode at once, as two visitors' requests would; the images are read as bytes and decoded for a
 ViT-B-32-sized input (Fit 224, the model's own preprocessing geometry), so the pool's cost is the

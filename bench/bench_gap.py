@@ -31,9 +31,9 @@ def synthetic(n: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return img, txt
 
 
-def timed(fn):
+def timed(fn, *args, **kwargs):
     start = time.perf_counter()
-    result = fn()
+    result = fn(*args, **kwargs)
     return result, time.perf_counter() - start
 
 
@@ -50,14 +50,15 @@ def main() -> None:
     for n in (int(s) for s in sizes.split(",")):
         img, txt = synthetic(n, args.dim)
         matches = np.arange(n)
-        measures, t_measures = timed(lambda: gap_measures(img, txt, matches))
-        projection, t_pca = timed(lambda: project_2d(img, txt, "pca", matches=matches))
-        shift, t_shift = timed(lambda: evaluate_shift(img, txt, [0.5], matches))
+        measures, t_measures = timed(gap_measures, img, txt, matches)
+        projection, t_pca = timed(project_2d, img, txt, "pca", matches=matches)
+        shift, t_shift = timed(evaluate_shift, img, txt, [0.5], matches)
         print(f"N={n:,} images + {n:,} texts, {args.dim}-d:")
         print(f"  measures   {t_measures:6.2f} s  (gap {measures.gap_length:.3f}; pairwise stats on "
               f"{measures.pair_sample['images']:,}+{measures.pair_sample['texts']:,} sampled points)")
         print(
-            f"  PCA map    {t_pca:6.2f} s  ({projection.sample_size:,} of {projection.total_points:,} points drawn"
+            f"  PCA map    {t_pca:6.2f} s  ({projection.sample_size:,} of {projection.total_points:,} "
+            "points drawn"
             f"{', sampled' if projection.sampled else ''})")
         print(
             f"  shift λ=.5 {t_shift:6.2f} s  (R@1 {shift[0].recall_at_1:.3f} on {shift[0].queries:,} queries "

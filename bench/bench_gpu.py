@@ -1,4 +1,4 @@
-"""Indexing on a GPU: with JPEGs decoded on the device (explorer/gpu_decode.py), how close does indexing
+"""Indexing on a GPU: with JPEGs decoded on the device (explorer/embed/gpu_decode.py), how close does indexing
 come to what the model alone can encode?
 
     .venv/bin/python bench/bench_gpu.py            # 8,192 photo-like 1024x768 JPEGs, ViT-B-32, batch 256,
@@ -153,9 +153,8 @@ def main() -> None:
         blobs += blobs[:min(len(blobs), 4 * batch_size - len(blobs))]
     torch.manual_seed(0)
     model = load_model("ViT-B-32", None, device=args.device, precision=args.precision)
-    print(
-        f"ViT-B-32 (random weights) on {describe_device(model.device)}, {model.precision}, batch {batch_size}",
-        flush=True)
+    print(f"ViT-B-32 (random weights) on {describe_device(model.device)}, {model.precision}, "
+          f"batch {batch_size}", flush=True)
     result = _measure(model, folder, blobs, images, batch_size, args)
     print(json.dumps(result))
 

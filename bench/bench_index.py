@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 from explorer.embed.images import load_image
 from explorer.embed.model import load_model
 from explorer.index.build import auto_workers, build_index
-from explorer.inputs.folders import scan_folder
+from explorer.inputs.folders import walk_folder
 
 SHAPES_MODEL = REPO / "tests" / "assets" / "shapes_clip"
 
@@ -91,9 +91,8 @@ def pipeline_part(args, paths: list[Path], work: Path) -> dict:
     report = build_index(model, args.photos, work / "photos_idx", batch_size=args.batch_size,
                          workers=args.workers)
     index_rate = report.added / report.seconds
-    print(
-        f"indexing (decode in workers): {index_rate:6.2f} img/s  ({report.added} images in {report.seconds:.1f}s)"
-    )
+    print(f"indexing (decode in workers): {index_rate:6.2f} img/s  "
+          f"({report.added} images in {report.seconds:.1f}s)")
     after = model_only_rate(model, paths, args.batch_size, batches)
     print(f"model only, measured again:    {after:6.2f} img/s")
     runs, model_rate = [round(model_rate, 3), round(after, 3)], (model_rate + after) / 2
@@ -122,13 +121,12 @@ def reindex_part(n_rescan: int, workers: int, index_rate: float, work: Path) -> 
     vit_estimate = n_rescan / index_rate
     print(
         f"full index with the tiny shapes model: {full.seconds:.2f}s; unchanged re-run: {again.seconds:.3f}s")
-    print(
-        f"RATIO re-run / full run (tiny model, measured) = {again.seconds / full.seconds:.3f}  (target < 0.05)"
-    )
+    print(f"RATIO re-run / full run (tiny model, measured) = {again.seconds / full.seconds:.3f}  "
+          "(target < 0.05)")
     print(f"RATIO re-run / full run at the indexing rate of part 1 (estimated {vit_estimate:.0f}s at "
           f"{index_rate:.1f} img/s) = {again.seconds / vit_estimate:.5f}")
     start = time.perf_counter()
-    scan_folder(folder)
+    walk_folder(folder)
     scan_s = time.perf_counter() - start
     print(f"(of which scanning the folder alone: {scan_s:.3f}s)")
     return {
@@ -160,9 +158,8 @@ def main() -> None:
     n_images = args.images or (128 if args.quick else 500)
     n_rescan = args.rescan_files or (2_000 if args.quick else 10_000)
     args.batch_size = min(args.batch_size, n_images)
-    print(
-        f"torch threads {torch.get_num_threads()}, batch {args.batch_size}, workers {'auto' if args.workers is None else args.workers}"
-    )
+    workers = "auto" if args.workers is None else args.workers
+    print(f"torch threads {torch.get_num_threads()}, batch {args.batch_size}, workers {workers}")
 
     start = time.perf_counter()
     paths = make_photos(args.photos, n_images)

@@ -59,7 +59,7 @@ def run(model, folder: Path, index: Path, args, engine: str) -> dict:
     print(f"{engine:>5}: {report.seconds:6.1f} s wall ({args.images / report.seconds:6.2f} img/s), "
           f"first batch after {first:5.1f} s, steady {steady:6.2f} img/s")
     return {"wall_s": round(report.seconds, 3), "img_s": round(steady, 3), "startup_s": round(first, 3),
-            "wall_img_s": round(args.images / report.seconds, 3)}
+            "wall_img_s": round(args.images / report.seconds, 3), "placement": report.placement}
 
 
 def main() -> None:
@@ -91,8 +91,7 @@ def main() -> None:
         on_ray = run(model, folder / "photos", folder / "ray", args, "ray")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    from explorer.index.build_ray import last_placement
-    actors, cpus = last_placement()
+    actors, cpus = on_ray["placement"]["actors"], on_ray["placement"]["actor_cpus"]
     ratio = on_ray["img_s"] / local["img_s"]
     print(f"RATIO ray / local (steady) = {ratio:.2f} with {actors} actor(s) of {cpus} CPU(s); "
           f"per actor {on_ray['img_s'] / actors:.2f} img/s")

@@ -11,7 +11,7 @@ their centre ~0.86, 100 points per centre unless --clusters says otherwise), as 
 photo collections are; uniformly random vectors on the sphere have no neighbours worth finding and
 make every approximate index look bad. Queries are held-out points from the same distribution. The
 approximate index is the one build_index picks for this size and memory
-(explorer.faiss_ops.auto_factory; --memory-mb forces the memory budget, as EXPLORER_FAISS_MEMORY_MB
+(explorer.index.faiss_ops.auto_factory; --memory-mb forces the memory budget, as EXPLORER_FAISS_MEMORY_MB
 does), trained, filled and tuned by the same code, or the --factory given.
 
 Single queries are timed one at a time on one thread, as the app sends them (faiss_ops.search), and
@@ -150,8 +150,8 @@ def main(argv=None) -> dict:
     vectors, centres = clustered(args.n, args.dim, args.clusters, rng)
     queries, _ = clustered(args.queries, args.dim, args.clusters, rng, centres)
     ids = np.arange(args.n, dtype=np.int64)
-    say(f"data: {args.n:,} x {args.dim} float32 ({vectors.nbytes / 2**30:.2f} GiB), {args.clusters:,} clusters, "
-        f"made in {time.perf_counter() - start:.1f}s")
+    say(f"data: {args.n:,} x {args.dim} float32 ({vectors.nbytes / 2**30:.2f} GiB), "
+        f"{args.clusters:,} clusters, made in {time.perf_counter() - start:.1f}s")
     _, truth = faiss.knn(queries, vectors, K, metric=faiss.METRIC_INNER_PRODUCT)
     result = {
         "n": args.n, "dim": args.dim, "threads": faiss.omp_get_max_threads(),
@@ -173,9 +173,8 @@ def main(argv=None) -> dict:
 
 
 def report(r: dict) -> None:
-    print(
-        f"\n{'index':<40}{'build s':>9}{'1 query ms':>12}{'64-batch ms/q':>15}{'bytes/vec':>11}{'recall@10':>11}"
-    )
+    print(f"\n{'index':<40}{'build s':>9}{'1 query ms':>12}{'64-batch ms/q':>15}{'bytes/vec':>11}"
+          f"{'recall@10':>11}")
     print(f"{'exact (Flat)':<40}{r['exact_build_s']:9.1f}{r['exact_single_query_ms']:12.2f}"
           f"{r['exact_batch_query_ms']:15.3f}{r['exact_bytes_per_vector']:11.0f}{1.0:11.3f}")
     label = f"{r['index_type']} {r['params']}"

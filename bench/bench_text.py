@@ -78,12 +78,10 @@ def main() -> None:
     print(f"model {args.model}{weights}, {len(texts)} prompts for {args.class_name!r}, "
           f"tokens per prompt {doc['tokens_min']}..{doc['tokens_max']} of {doc['context']}, "
           f"torch threads {doc['threads']}")
-    print(
-        f"stock encode_text (77 tokens): {best['stock'] * 1000:8.1f} ms  ({len(texts) / best['stock']:.0f} texts/s)"
-    )
-    print(
-        f"length-cut path:               {best['cut'] * 1000:8.1f} ms  ({len(texts) / best['cut']:.0f} texts/s)"
-    )
+    print(f"stock encode_text (77 tokens): {best['stock'] * 1000:8.1f} ms  "
+          f"({len(texts) / best['stock']:.0f} texts/s)")
+    print(f"length-cut path:               {best['cut'] * 1000:8.1f} ms  "
+          f"({len(texts) / best['cut']:.0f} texts/s)")
     print(f"cache hit (all 80 seen):       {best['cached'] * 1000:8.3f} ms")
     print(f"speed-up of the cut path over stock: {doc['speedup']:.2f}x; "
           f"largest 1 - cosine against stock: {cosine_error:.1e} (must be < 1e-5)")

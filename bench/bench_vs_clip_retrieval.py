@@ -172,9 +172,8 @@ def agreement(ours_out: Path, theirs_out: Path) -> dict:
 
 
 def versions(executable: Path) -> dict:
-    code = ("import importlib.metadata as m, json\nout = {}\nfor n in %r:\n"
-            "    try: out[n] = m.version(n)\n    except Exception: out[n] = None\nprint(json.dumps(out))"
-            % (VERSIONS,))
+    code = (f"import importlib.metadata as m, json\nout = {{}}\nfor n in {VERSIONS!r}:\n"
+            "    try: out[n] = m.version(n)\n    except Exception: out[n] = None\nprint(json.dumps(out))")
     try:
         done = subprocess.run([str(executable), "-c", code], capture_output=True, text=True, timeout=60)
         return json.loads(done.stdout)

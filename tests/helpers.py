@@ -7,7 +7,7 @@ import torch
 
 def encode_pil(model, images) -> np.ndarray:
     """Embeddings of in-memory PIL images: the model's own preprocessing, then one forward pass.
-    (The app never holds PIL images: it embeds files through explorer.sources.)"""
+    (The app never holds PIL images: it embeds files through explorer.inputs.sources.)"""
     return model.encode_pixels(torch.stack([model.preprocess(image) for image in images]))
 
 

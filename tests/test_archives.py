@@ -213,9 +213,8 @@ def test_memory_stays_low_while_a_large_entry_is_unpacked(bomb, tmp_path):
         seconds, (_, peak) = time.perf_counter() - started, tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    print(
-        f"\n60 MiB entry unpacked in {seconds:.2f}s (under tracemalloc), peak Python memory {peak / MiB:.1f} MiB"
-    )
+    print(f"\n60 MiB entry unpacked in {seconds:.2f}s (under tracemalloc), "
+          f"peak Python memory {peak / MiB:.1f} MiB")
     assert (dest / "photo.png").stat().st_size == 60 * MiB
     assert peak < 8 * MiB
 

@@ -111,8 +111,8 @@ def hosted_bombs(tmp_path_factory) -> dict[str, Path]:
 
 PEAK_SCRIPT = """
 import json, sys, time
-from explorer import images
-from explorer.images import Fit, ImageError, Limits
+from explorer.embed import images
+from explorer.embed.images import Fit, ImageError, Limits
 limits = Limits(*json.loads(sys.argv[1]))
 def status(key):
     for line in open("/proc/self/status"):
@@ -160,8 +160,8 @@ def test_every_bomb_is_refused_from_its_header_with_the_hosted_limits(hosted_bom
     assert "interlaced PNG" in reasons["interlaced.png"]
     assert "RLE8 BMP (36,000,000 pixels) is decoded by PIL in pure Python" in reasons["rle8.bmp"]
     for name in ("palette.png", "animated.gif", "frames.tif"):
-        assert "more than the limit of 160 MiB (set with --max-decode-mb or EXPLORER_MAX_DECODE_MB)" in reasons[
-            name]
+        limit = "more than the limit of 160 MiB (set with --max-decode-mb or EXPLORER_MAX_DECODE_MB)"
+        assert limit in reasons[name]
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The example photos shipped with the app (assets/examples, explorer/examples.py): real, small, credited
+"""The example photos shipped with the app (assets/examples, explorer/app/examples.py): real, small, credited
 files; labels and captions that fit them; every tab's handler takes them (hosted too); and gradio keeps
 its copies of them for the life of the app."""
 from __future__ import annotations

@@ -90,9 +90,8 @@ def test_cli_exits_2_in_seconds_with_the_advice(tmp_path, offline):
                            str(image), "--labels", "a,b"], cwd=ROOT, env=_env(tmp_path, offline),
                           capture_output=True, text=True, timeout=120)
     took = time.monotonic() - start
-    print(
-        f"\nclassify exited {done.returncode} after {took:.1f} s (HF_HUB_OFFLINE={'1' if offline else 'unset'})"
-    )
+    offline_text = "1" if offline else "unset"
+    print(f"\nclassify exited {done.returncode} after {took:.1f} s (HF_HUB_OFFLINE={offline_text})")
     assert done.returncode == 2 and took < CLI_BAR_S, done.stderr
     assert all(a in done.stderr for a in ADVICE) and str(tmp_path / "hf-home" / "hub") in done.stderr
     assert ("HF_HUB_OFFLINE is set" in done.stderr) == offline
@@ -193,7 +192,7 @@ def test_a_hub_warning_prints_once_after_a_load(shapes_model_dir, tmp_path):
     """The Hub client's own handler and the root handler (app.py's basicConfig; in the CLI, open_clip's
     first logging.info call makes one) both printed each of its lines."""
     script = ("import logging; logging.basicConfig(format='%(levelname)s %(name)s: %(message)s')\n"
-              "from explorer.model import load_model\n"
+              "from explorer.embed.model import load_model\n"
               f"load_model('local-dir:{shapes_model_dir}', device='cpu')\n"
               "logging.getLogger('huggingface_hub.utils._http').warning('Retrying in 1s [Retry 1/5].')\n")
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=_env(tmp_path, offline=True),

@@ -11,7 +11,7 @@ import pytest
 from explorer.embed import images
 from explorer.embed.images import ImageError, ImageFailure, read_file
 from explorer.index.build import build_index
-from explorer.inputs.folders import class_folders, scan_folder, walk_folder
+from explorer.inputs.folders import class_folders, walk_folder
 from explorer.inputs.sources import embed_folder, single_top_folder
 from tests import shapes
 
@@ -73,7 +73,6 @@ def test_walk_reports_every_skipped_entry_with_its_reason(messy):
     assert [p.relative_to(messy).as_posix() for p in scan.files] == ["a.png", "sub/b.png", "sub/same.png"]
     assert skipped(scan, messy) == REASONS
     assert all(Path(f.path).is_absolute() for f in scan.skipped)
-    assert scan_folder(messy) == scan.files  # the old list, for callers that only want files
 
 
 def test_walk_reports_sockets_and_unreadable_folders(tmp_path, monkeypatch):

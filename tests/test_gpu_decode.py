@@ -1,4 +1,4 @@
-"""Decoding JPEGs on the model's device (explorer/gpu_decode.py), tested where it also runs: on the CPU
+"""Decoding JPEGs on the model's device (explorer/embed/gpu_decode.py), tested where it also runs: on the CPU
 (torchvision's decode_jpeg decodes there too). The device path must embed as the PIL path does
 (images.prepare), refuse or hand over to PIL every file it should not decode itself, before decoding
 it, and give an index the same contents and failures as decoding in the workers."""
@@ -166,7 +166,8 @@ def test_hostile_and_other_files_fail_or_go_to_pil_as_the_cpu_path_says(random_v
     assert reasons["truncated.jpg"].startswith("truncated or corrupt image")
     assert reasons["huge.jpg"].startswith("image too large") and reasons["wide.jpg"].startswith(
         "image too large")
-    assert reasons["empty.jpg"] == "empty file" and reasons["text.jpg"] == "not an image or unsupported format"
+    assert reasons["empty.jpg"] == "empty file"
+    assert reasons["text.jpg"] == "not an image or unsupported format"
     decoded = [n for n in names if n not in reasons]
     assert decoded == ["good.jpg", "picture.png", "cmyk.jpg", "bad_exif.jpg", "webp.jpg"]
     assert device_calls == [[good]]  # nothing else reached the decoder, the huge headers least of all

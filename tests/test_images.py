@@ -1,4 +1,4 @@
-"""Tests for explorer.images: safe decoding, limits, batch loading and folder scanning."""
+"""Tests for explorer.embed.images: safe decoding, limits, batch loading and folder scanning."""
 from __future__ import annotations
 
 import gc
@@ -15,7 +15,7 @@ from PIL import Image, ImageFile
 
 from explorer.embed import images
 from explorer.embed.images import DEFAULT_MAX_PIXELS, ImageError, Limits, Thumbnails, load_image, prepare
-from explorer.inputs.folders import scan_folder
+from explorer.inputs.folders import walk_folder
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 
@@ -319,7 +319,7 @@ def test_thumbnails_are_cached_until_the_file_changes(tmp_path, monkeypatch):
     assert thumbs.image(tmp_path / "gone.png") is None
 
 
-# --- scan_folder --------------------------------------------------------------------------------
+# --- walk_folder: the files it finds -----------------------------------------------------------------
 
 def touch(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -331,21 +331,21 @@ def rel(paths, root):
     return [p.relative_to(root).as_posix() for p in paths]
 
 
-def test_scan_folder_order_nesting_extensions_hidden(tmp_path):
+def test_walk_folder_order_nesting_extensions_hidden(tmp_path):
     root = tmp_path / "root"
     for name in ["b.jpg", "a.PNG", "sub/z.webp", "sub/deeper/c.TIFF", "sub/a.Jpeg", "a_dir/x.gif",
                  "notes.txt", "sub/readme.md", "noext", ".hidden.jpg", ".cache/in_hidden.png",
                  "sub/.git/obj.png", "photo.jpg.txt"]:
         touch(root / name)
     (root / "dir.png").mkdir()  # a directory with an image extension is not a file
-    first = scan_folder(root)
+    first = walk_folder(root).files
     assert rel(first, root) == ["a.PNG", "a_dir/x.gif", "b.jpg", "sub/a.Jpeg", "sub/deeper/c.TIFF",
                                 "sub/z.webp"]
     assert all(p.is_absolute() for p in first)
-    assert scan_folder(str(root)) == first
+    assert walk_folder(str(root)).files == first
 
 
-def test_scan_folder_symlinks(tmp_path):
+def test_walk_folder_symlinks(tmp_path):
     root, outside = tmp_path / "root", tmp_path / "outside"
     touch(root / "real/a.jpg")
     touch(outside / "secret.jpg")
@@ -356,30 +356,30 @@ def test_scan_folder_symlinks(tmp_path):
     (root / "real/loop").symlink_to(root, target_is_directory=True)  # link to an ancestor
     (root / "real/self").symlink_to(root / "real", target_is_directory=True)
     (root / "broken.jpg").symlink_to(root / "nowhere.jpg")
-    found = scan_folder(root)
+    found = walk_folder(root).files
     assert rel(found, root) == ["link_to_file.jpg", "real/a.jpg"]
-    assert rel(scan_folder(root, follow_links=False), root) == ["real/a.jpg"]
+    assert rel(walk_folder(root, follow_links=False).files, root) == ["real/a.jpg"]
 
 
-def test_scan_folder_follows_links_to_dirs_inside_root(tmp_path):
+def test_walk_folder_follows_links_to_dirs_inside_root(tmp_path):
     root = tmp_path / "root"
     touch(root / "store/deep/x.png")
     (root / "shortcut").symlink_to(root / "store/deep", target_is_directory=True)
     # each real directory is scanned once: "shortcut" comes first in name order and wins
-    assert rel(scan_folder(root), root) == ["shortcut/x.png"]
+    assert rel(walk_folder(root).files, root) == ["shortcut/x.png"]
 
 
-def test_scan_folder_root_is_a_link(tmp_path):
+def test_walk_folder_root_is_a_link(tmp_path):
     touch(tmp_path / "real/a.png")
     (tmp_path / "alias").symlink_to(tmp_path / "real", target_is_directory=True)
-    assert scan_folder(tmp_path / "alias") == [tmp_path / "alias/a.png"]
+    assert walk_folder(tmp_path / "alias").files == [tmp_path / "alias/a.png"]
 
 
-def test_scan_folder_bad_root(tmp_path):
+def test_walk_folder_bad_root(tmp_path):
     with pytest.raises(ImageError, match="folder not found"):
-        scan_folder(tmp_path / "missing")
+        walk_folder(tmp_path / "missing")
     with pytest.raises(ImageError, match="not a folder"):
-        scan_folder(touch(tmp_path / "file.png"))
+        walk_folder(touch(tmp_path / "file.png"))
 
 
 def test_module_does_not_import_gradio():

@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-HERE = Path(__file__).resolve().parent
-
 from explorer.index import build as index_module
 from explorer.index import faiss_ops
 from explorer.index.build import build_index
 from explorer.index.image_index import IndexMismatchError, open_index
 from explorer.index.store import IndexFormatError
 from tests.shapes import CLASSES, draw_shape, make_labelled_folder
+
+HERE = Path(__file__).resolve().parent
 
 ROOT = HERE.parent
 

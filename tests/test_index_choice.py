@@ -1,4 +1,4 @@
-"""The automatic FAISS index choice (explorer/faiss_ops.py): by collection size and memory budget,
+"""The automatic FAISS index choice (explorer/index/faiss_ops.py): by collection size and memory budget,
 and every branch it can take still finds the right neighbours, through the store -> FAISS path too."""
 from __future__ import annotations
 

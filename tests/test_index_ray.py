@@ -71,6 +71,8 @@ def test_ray_engine_builds_the_same_index_as_the_local_engine(shapes_folder, loc
     folder, good, bad = shapes_folder
     report = index_on_ray(folder, tmp_path / "ray")
     assert (report["added"], report["total"]) == (len(good), len(good))
+    placed = [note for note in report["notes"] if note.startswith("on Ray: ")]  # where the model ran
+    assert len(placed) == 1 and "model actor(s) with" in placed[0] and placed[0].endswith("on cpu")
     local_failures = {f.path: f.reason for f in open_index(local_index).failures()}
     assert {f["path"]: f["error"]
             for f in report["failures"]} == local_failures and set(local_failures) == bad
@@ -81,8 +83,8 @@ def test_ray_engine_builds_the_same_index_as_the_local_engine(shapes_folder, loc
 
 KILLED_RUN = textwrap.dedent("""
     import os, signal, sys
-    from explorer.index_build import build_index
-    from explorer.model import load_model
+    from explorer.index.build import build_index
+    from explorer.embed.model import load_model
 
     def die_after_some(done, total):
         if done >= int(sys.argv[3]):

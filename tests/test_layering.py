@@ -47,7 +47,8 @@ def layer_of(module: str) -> str | None:
 
 
 def explorer_imports(path: Path) -> set[str]:
-    """Every explorer module `path` imports, absolute or relative, as dotted names ('explorer.embed.model')."""
+    """Every explorer module `path` imports, absolute or relative, as dotted names
+    ('explorer.embed.model')."""
     own = ["explorer", *path.relative_to(PACKAGE).with_suffix("").parts]
     package = own[:-1] if path.name != "__init__.py" else own[:-1]
     found = set()

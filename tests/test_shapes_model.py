@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-HERE = Path(__file__).resolve().parent
-
 from tests.shapes import CLASSES, COLORS, SHAPES, caption, draw_pair, draw_shape
+
+HERE = Path(__file__).resolve().parent
 
 MODEL_DIR = HERE / "assets" / "shapes_clip"
 

@@ -2,6 +2,8 @@
 generation counter moves once per change (the FAISS file's staleness check relies on it)."""
 from __future__ import annotations
 
+import sqlite3
+
 import numpy as np
 import pytest
 
@@ -20,7 +22,7 @@ def test_a_batch_is_written_in_one_transaction(tmp_path):
     store.write_batch([("a.png", 1, 10, vec(0)), ("b.png", 2, 20, vec(1))], [("c.png", 3, 30, "broken")])
     assert store.generation == 1 and store.count() == 2 and store.failures() == [("c.png", "broken")]
     # A batch that fails part-way leaves nothing of itself behind.
-    with pytest.raises(Exception):
+    with pytest.raises(sqlite3.IntegrityError):
         store.write_batch([("d.png", 4, 40, vec(2)), ("e.png", None, 50, vec(3))])  # NOT NULL size
     assert store.generation == 1 and set(store.states()) == {"a.png", "b.png", "c.png"}
 

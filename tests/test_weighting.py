@@ -9,7 +9,6 @@ import pytest
 
 from explorer.science.descriptions import (
     DESCRIPTIONS_SLOT,
-    description_embeddings,
     for_labels,
     load_descriptions,
     parse_descriptions,
@@ -29,7 +28,7 @@ def _unit(x):
 def _paper_zpe(images, prompts, scale, pretrain=None):
     """A literal transcription of ZPE (Allingham et al. 2023): loops, float64, no shortcuts."""
     images, prompts = images.astype(np.float64), prompts.astype(np.float64)
-    n, (c_count, t_count, _) = len(images), prompts.shape
+    c_count, t_count, _ = prompts.shape
     logit = lambda x, t, c: scale * float(np.dot(x, prompts[c, t]))  # noqa: E731
     scores = np.zeros(t_count)
     for t in range(t_count):
@@ -170,7 +169,7 @@ def test_for_labels_matches_names_and_names_the_missing():
 
 def test_description_slot_is_mean_of_sentence_embeddings(random_vit):
     descriptions = {"cat": ["a small furry animal.", "it purrs on the sofa."], "dog": ["it barks."]}
-    got = description_embeddings(random_vit, ["cat", "dog"], descriptions)
+    got = prompt_set(random_vit, ["cat", "dog"], None, descriptions, "descriptions").embeddings
     flat = random_vit.encode_texts(["a small furry animal.", "it purrs on the sofa.", "it barks."])
     np.testing.assert_allclose(got[0, 0], _unit(flat[:2].mean(axis=0)), atol=1e-6)
     np.testing.assert_allclose(got[1, 0], flat[2], atol=1e-6)

@@ -1,4 +1,4 @@
-"""ZeroGPU wiring (explorer/zerogpu.py, ui.on_gpu), checked with a STAND-IN for Hugging Face's `spaces`
+"""ZeroGPU wiring (explorer/embed/zerogpu.py, ui.on_gpu), checked with a STAND-IN for Hugging Face's `spaces`
 package, not the real one: these machines have no ZeroGPU. The stand-in's GPU(fn, duration=...) records
 what it decorates and each call; in `fork` mode it runs each call the way spaces 0.51 does on ZeroGPU
 (spaces/zero/wrappers.py): in a daemonic process forked from this one, arguments and result pickled.

@@ -35,14 +35,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import open_clip
 import torch
 import torch.nn.functional as F
 
-HERE = Path(__file__).resolve().parent
-
-import open_clip
-
 from tests.shapes import CLASSES, class_name, draw_pair, draw_shape
+
+HERE = Path(__file__).resolve().parent
 
 DEFAULT_OUT = HERE / "assets" / "shapes_clip"
 

@@ -80,5 +80,6 @@ def _rule_note(model, taught) -> str:
     about = taught[1]
     return (
         f"probabilities from the taught {about['method']} classifier in {about['file']} ({about['classes']} "
-        "classes): a softmax of its logits; cos is each image's cosine to the class's zero-shot text embedding"
+        "classes): a softmax of its logits; cos is each image's cosine to the class's zero-shot text "
+        "embedding"
     )

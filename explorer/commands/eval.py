@@ -136,7 +136,8 @@ def _print_report(model, report, use: str) -> None:
         verdict = "the only prompt" if e is None else {"better": "helps", "worse": "hurts"}.get(
             e.verdict, "no clear difference")
         print(
-            f"  {row.accuracy:7.2%}  {e.describe() if e else ''} {verdict}  w {row.weight:.3f}  zpe {row.zpe_weight:.3f}  "
+            f"  {row.accuracy:7.2%}  {e.describe() if e else ''} {verdict}  w {row.weight:.3f}  "
+            f"zpe {row.zpe_weight:.3f}  "
             f"{report.slot_tokens[s]}/{report.context_length} tok  {row.template}")
     if report.weighting == "zpe":
         print(f"\nZPE bias correction: {report.zpe.bias_source}")

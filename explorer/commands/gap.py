@@ -113,7 +113,8 @@ def _projection_report(projection) -> dict:
 
 
 def _print_projection(p: dict) -> None:
-    line = f"projection {PROJECTION_NAMES[p['method']]}: centroids {p['centroid_offset'][0]:+.4f} apart on axis 1"
+    line = (f"projection {PROJECTION_NAMES[p['method']]}: centroids {p['centroid_offset'][0]:+.4f} "
+            "apart on axis 1")
     line += f", {p['centroid_offset'][1]:+.4f} on axis 2"
     if p["explained_variance"]:
         line += "; axes explain " + ", ".join(f"{v:.1%}"

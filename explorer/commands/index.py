@@ -77,7 +77,7 @@ def first_ctrl_c_stops():
 
 
 def workers_count(text: str) -> int | None:
-    """--workers: a count, or "auto" (None: index_build.auto_workers)."""
+    """--workers: a count, or "auto" (None: build.auto_workers)."""
     if text.strip().lower() == "auto":
         return None
     try:

@@ -13,7 +13,8 @@ from typing import Any
 
 
 def nbytes(value: Any) -> int:
-    """An entry's size: numpy's nbytes for arrays, a tuple's items counted for token ids, else sys.getsizeof."""
+    """An entry's size: numpy's nbytes for arrays, a tuple's items counted for token ids, else
+    sys.getsizeof."""
     size = getattr(value, "nbytes", None)
     if isinstance(size, int):
         return size

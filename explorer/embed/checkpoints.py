@@ -151,7 +151,8 @@ def advice(name: str, pretrained: str | None, why: str, offline: bool) -> Advice
              Fix(f"a checkpoint file for {arch}", arch, "/path/to/checkpoint.pt"),
              Fix("a Hub repository (fetched once, then cached)", f"hf-hub:{repo}"))
     if offline:
-        note = f"HF_HUB_OFFLINE is set: unset it to download once online. Weights are cached under {cache_dir()}."
+        note = ("HF_HUB_OFFLINE is set: unset it to download once online. "
+                f"Weights are cached under {cache_dir()}.")
     else:
         note = (f"Weights are cached under {cache_dir()} (set by HF_HOME); once cached, HF_HUB_OFFLINE=1 "
                 "loads them without the network.")
@@ -170,7 +171,8 @@ def hub_offline(active: bool = True):
     from huggingface_hub import constants
 
     with _offline_lock:
-        before, constants.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE, True  # is_offline_mode() reads it per call
+        # is_offline_mode() reads it per call
+        before, constants.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE, True
         try:
             yield
         finally:

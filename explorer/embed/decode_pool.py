@@ -1,6 +1,6 @@
 """Decoding that cannot hold others: a bounded pool of decode worker processes.
 
-Each worker is `python -m explorer.decode_pool` (a plain subprocess, not multiprocessing: spawn and
+Each worker is `python -m explorer.embed.decode_pool` (a plain subprocess, not multiprocessing: spawn and
 forkserver re-import the app's main module, which imports torch and gradio). It imports images.py
 only, caps its own address space (RLIMIT_AS: its baseline plus the decode budget), sets PIL's own
 bomb guard (Image.MAX_IMAGE_PIXELS) to the job's pixel limit inside itself only, and decodes one
@@ -322,4 +322,4 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--worker":
         _worker(int(sys.argv[2]))
     else:
-        sys.exit("usage: python -m explorer.decode_pool --worker BUDGET_BYTES (started by the app)")
+        sys.exit("usage: python -m explorer.embed.decode_pool --worker BUDGET_BYTES (started by the app)")

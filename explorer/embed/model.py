@@ -100,8 +100,8 @@ def check_identifier(name: str, pretrained: str | None) -> None:
         tags = open_clip.list_pretrained_tags_by_model(name)
         if pretrained not in tags:
             raise ModelLoadError(
-                f"{describe(name, pretrained)}: {pretrained!r} is neither a checkpoint file nor a pretrained tag "
-                f"of {name} (known tags: {', '.join(tags) or 'none'})")
+                f"{describe(name, pretrained)}: {pretrained!r} is neither a checkpoint file nor a pretrained "
+                f"tag of {name} (known tags: {', '.join(tags) or 'none'})")
 
 
 def _explain_load_failure(exc: BaseException) -> str:

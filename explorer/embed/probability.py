@@ -51,13 +51,13 @@ class Scoring:
         """One sentence for people: what the probabilities are and why."""
         if self.kind == SIGMOID:
             return (
-                f"Probabilities are per label: sigmoid({self.scale:.1f} × cosine {self.bias:+.2f}), the rule this "
-                "sigmoid-trained model (SigLIP-style, it has a learned bias) was trained with. Each label is "
-                "judged on its own, so several can be likely at once, or none.")
+                f"Probabilities are per label: sigmoid({self.scale:.1f} × cosine {self.bias:+.2f}), the rule "
+                "this sigmoid-trained model (SigLIP-style, it has a learned bias) was trained with. Each label "
+                "is judged on its own, so several can be likely at once, or none.")
         return (
-            f"Probabilities are a softmax over your labels at the model's learned scale ×{self.scale:.1f}, the "
-            "rule this contrastive model was trained with: the labels compete and always sum to 100%, even "
-            "when none fits.")
+            f"Probabilities are a softmax over your labels at the model's learned scale ×{self.scale:.1f}, "
+            "the rule this contrastive model was trained with: the labels compete and always sum to 100%, "
+            "even when none fits.")
 
     def as_dict(self) -> dict:
         return {"probability": self.kind, "logit_scale": self.scale, "logit_bias": self.bias}
@@ -83,7 +83,8 @@ def as_scoring(rule) -> Scoring:
 
 
 # ---- "none of these": the default thresholds, on the model's own scale ---------------------------
-SOFTMAX_MIN_COSINE = 0.2  # contrastive models: no cosine means "fits" by itself; the app's long-standing default
+# contrastive models: no cosine means "fits" by itself; the app's long-standing default
+SOFTMAX_MIN_COSINE = 0.2
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Decoding (images.prepare: the same step every other image source uses) runs in DataLoader worker
 processes while the model encodes; each batch of embeddings is committed to index.db in one
 transaction, so a crash or `kill -9` loses at most the batch in flight and a re-run embeds only
-what is missing. The FAISS file is then refreshed from the store (index.refresh). See index.py for
+what is missing. The FAISS file is then refreshed from the store (faiss_file.refresh). See faiss_file.py for
 the index folder's layout. With `decode="gpu"` (the default on CUDA) the workers only read the files
 and JPEGs are decoded and preprocessed a batch at a time on the model's device (gpu_decode.py).
 
@@ -64,11 +64,12 @@ class IndexReport:
     notes: list[str] = field(default_factory=list)
     waited: float = 0.0   # seconds spent waiting for another build of the same index
     encode_seconds: float = 0.0  # reading, decoding and encoding the new and changed files (and storing them)
-    faiss_seconds: float = 0.0  # bringing the FAISS index up to date: rebuilt from the stored embeddings, or loaded
+    faiss_seconds: float = 0.0  # bringing the FAISS index up to date: rebuilt from the embeddings, or loaded
     faiss_rebuilt: bool = True    # False when the FAISS index was current and only loaded from disk
     todo: int = 0                 # files this run had to read (new, changed, failed before)
     done: int = 0                 # of those, how many it read before it ended (all, unless cancelled)
     cancelled: bool = False       # stopped by should_stop() before the last batch; build again to resume
+    placement: dict = field(default_factory=dict)  # engine "ray": model actors, CPUs and GPUs each, device
 
     def cancel_text(self) -> str:
         """What a cancelled run did, in one sentence (the CLI and the Search tab both show it)."""
@@ -110,7 +111,7 @@ def build_index(model, root: str | os.PathLike, index_path: str | os.PathLike, *
     done kept and indexed (report.cancelled; the next run resumes).
     `decode`: "cpu" decodes in the workers (PIL); "gpu" has them only read files and decodes JPEGs a
     batch at a time on the model's device (gpu_decode); "auto" is "gpu" on CUDA when torchvision can.
-    `engine` "ray" runs the embedding as a Ray Data pipeline (index_ray.py, options in `ray`), where
+    `engine` "ray" runs the embedding as a Ray Data pipeline (build_ray.py, options in `ray`), where
     `workers` and `decode` do not apply; `root` may then be a URI (remote.py).
     Raises IndexMismatchError when the index was made by another model or for another folder, and
     IndexDamagedError when its index.db is damaged (it is left as it is).
@@ -134,7 +135,8 @@ def build_index(model, root: str | os.PathLike, index_path: str | os.PathLike, *
         store.set_meta("index_type", requested)
         store.remove(plan.gone)
         encoding = time.perf_counter()
-        embed = _embedder(engine, workers, decode, ray)
+        placement: dict = {}
+        embed = _embedder(engine, workers, decode, ray, placement)
         embedded, done = embed(store, model, root, plan.todo, batch_size=batch_size, progress=progress,
                                limits=limits, should_stop=should_stop)
         indexing, how = time.perf_counter(), {}
@@ -143,13 +145,21 @@ def build_index(model, root: str | os.PathLike, index_path: str | os.PathLike, *
                        faiss_rebuilt=how["rebuilt"])
         failures = skipped + [ImageFailure(path, reason) for path, reason in store.failures()]
         added = sum(1 for rel in embedded if rel not in plan.had_embedding)
-        notes = [f"waited {waited:.1f} s for another build of this index to finish"] if waited else []
         return IndexReport(added=added, updated=len(embedded) - added, removed=len(plan.gone),
                            unchanged=plan.unchanged, failed=failures, total=faiss_index.ntotal,
                            seconds=time.perf_counter() - started, index_type=manifest["index_type"],
-                           params=manifest["params"], notes=notes + ([repaired] if repaired else []),
+                           params=manifest["params"], notes=_notes(waited, placement, repaired),
                            waited=waited or 0.0, todo=len(plan.todo), done=done,
-                           cancelled=done < len(plan.todo), **timings)
+                           cancelled=done < len(plan.todo), placement=placement, **timings)
+
+
+def _notes(waited: float | None, placement: dict, repaired: str | None) -> list[str]:
+    """The report's sentences: a wait for another build, where Ray ran the model, a repaired FAISS file."""
+    notes = [f"waited {waited:.1f} s for another build of this index to finish"] if waited else []
+    if placement:
+        notes.append(f"on Ray: {placement['actors']} model actor(s) with {placement['actor_cpus']} "
+                     f"CPU(s) and {placement['actor_gpus']} GPU(s) each, on {placement['device']}")
+    return notes + ([repaired] if repaired else [])
 
 
 def _checked(model, batch_size: int, workers: int | None, decode: str, engine: str) -> tuple[int, str]:
@@ -174,12 +184,12 @@ def auto_workers(device: torch.device, decode: str, cpus: int | None = None) -> 
     return max(1, min(4, cpus - 1) if decode == "gpu" else cpus - 1)
 
 
-def _embedder(engine: str, workers: int, decode: str, ray) -> Callable:
+def _embedder(engine: str, workers: int, decode: str, ray, placement: dict) -> Callable:
     """The embedding step of `engine`: embed(store, model, root, todo, *, batch_size, progress, limits,
-    should_stop) -> (paths embedded, files read); see _embed."""
+    should_stop) -> (paths embedded, files read); see _embed. Ray fills `placement`."""
     if engine == "ray":
         from .build_ray import RayOptions, embed_on_ray
-        return partial(embed_on_ray, options=ray or RayOptions())
+        return partial(embed_on_ray, options=ray or RayOptions(), placement=placement)
     return partial(_embed, workers=workers, decode=decode)
 
 

@@ -1,7 +1,7 @@
 """Indexing on a Ray cluster (`clip-explorer index DIR --index PATH --engine ray [--ray-address ADDR]`).
 
 The driver does what the local engine does before and after the embedding work, with the same code
-(index_build.build_index: the folder lock, the store, the plan of new and changed files, the FAISS
+(build.build_index: the folder lock, the store, the plan of new and changed files, the FAISS
 refresh); only the embedding of the planned files runs here, as a Ray Data pipeline:
 
     plan (driver) -> read + decode + preprocess (CPU tasks, images.prepare: the local engine's
@@ -175,14 +175,6 @@ class Encoder:
         return {"i": batch["i"], "embedding": embeddings, "error": batch["error"]}
 
 
-_last_placement: list[tuple[int, int]] = [(0, 0)]
-
-
-def last_placement() -> tuple[int, int]:
-    """(model actors, CPUs each) of the last run in this process (for benchmarks)."""
-    return _last_placement[0]
-
-
 def _placement(ray, options: RayOptions) -> tuple[int, int, int, str]:
     """-> (actors, CPUs per actor, GPUs per actor, device) for this cluster."""
     resources = ray.cluster_resources()
@@ -196,13 +188,16 @@ def _placement(ray, options: RayOptions) -> tuple[int, int, int, str]:
         raise RayRunError(
             f"{actors} model actor(s) of {cpus} CPU(s) would take all {total_cpus} CPUs of the Ray "
             "cluster and leave none for decoding: lower --ray-actors or --ray-actor-cpus")
-    _last_placement[0] = (actors, cpus)
     return actors, cpus, 1 if gpus else 0, "cuda" if gpus else "cpu"
 
 
-def pipeline(ray, model, root: Path | str, todo, batch_size: int, limits: Limits, options: RayOptions):
-    """The Ray Dataset that reads, decodes and encodes `todo` (rows of (rel, size, mtime))."""
+def pipeline(ray, model, root: Path | str, todo, batch_size: int, limits: Limits, options: RayOptions,
+             placement: dict | None = None):
+    """The Ray Dataset that reads, decodes and encodes `todo` (rows of (rel, size, mtime)). A
+    `placement` dict given gets the model actors, CPUs and GPUs each, and the device they run on."""
     actors, cpus, gpus, device = _placement(ray, options)
+    if placement is not None:
+        placement.update(actors=actors, actor_cpus=cpus, actor_gpus=gpus, device=device)
     sample_shape = tuple(model.preprocess(_blank(model.image_size)).shape)
     items = [{"i": i, "rel": rel} for i, (rel, *_) in enumerate(todo)]
     blocks = max(1, math.ceil(len(items) / batch_size))
@@ -221,9 +216,11 @@ def _blank(size: int):
 
 
 def embed_on_ray(store, model, root: Path | str, todo, batch_size: int, progress, limits: Limits,
-                 should_stop: Callable[[], bool] | None, options: RayOptions) -> tuple[list[str], int]:
-    """index_build._embed's contract, on Ray: embed `todo`, committing each batch as it comes back,
-    until done or `should_stop()` after a commit -> (paths embedded, files of `todo` read)."""
+                 should_stop: Callable[[], bool] | None, options: RayOptions,
+                 placement: dict | None = None) -> tuple[list[str], int]:
+    """build._embed's contract, on Ray: embed `todo`, committing each batch as it comes back,
+    until done or `should_stop()` after a commit -> (paths embedded, files of `todo` read).
+    `placement` (a dict) gets where the model ran: see pipeline."""
     stop = should_stop or (lambda: False)
     if progress:
         progress(0, len(todo))
@@ -233,7 +230,7 @@ def embed_on_ray(store, model, root: Path | str, todo, batch_size: int, progress
     started_here = connect(options.address)
     embedded, done = [], 0
     try:
-        batches = pipeline(ray, model, root, todo, batch_size, limits, options).iter_batches(
+        batches = pipeline(ray, model, root, todo, batch_size, limits, options, placement).iter_batches(
             batch_size=None, batch_format="numpy")
         for batch in _failing_clearly(ray, batches):
             rows, failed = [], []

@@ -1,5 +1,5 @@
 """The FAISS layer of image indexes: choose an index type, build and tune it, save and load it
-atomically, and move it to the GPU when there is one. Searching lives with the opened index (index.py).
+atomically, and move it to the GPU when there is one. Searching lives with the opened index (image_index.py).
 
 All vectors are L2-normalised float32, so inner product is cosine similarity. Every index is an
 `IndexIDMap2` around the chosen index, so FAISS returns the store's ids (see store.py).
@@ -47,8 +47,9 @@ def auto_factory(count: int, dim: int = 512, memory_budget: int | None = None) -
     if count <= EXACT_LIMIT:
         return "Flat"
     budget = memory_budget_bytes() if memory_budget is None else memory_budget
-    fitting = [codec for codec, size in CODECS if count * (size(dim) + ID_BYTES) <= budget]
-    return f"IVF{ivf_lists(count)},{(fitting or [CODECS[-1][0]])[0]}"
+    ivf = f"IVF{ivf_lists(count)}"
+    fitting = [codec for codec, _ in CODECS if estimated_bytes(f"{ivf},{codec}", count, dim) <= budget]
+    return f"{ivf},{(fitting or [CODECS[-1][0]])[0]}"
 
 
 def ivf_lists(count: int) -> int:

@@ -138,10 +138,6 @@ class ImageIndex:
             parts.append(found.embeddings)
         return combine_vectors(np.concatenate(parts), weights)
 
-    def duplicates(self, threshold: float = 0.95, k: int = 16, batch: int = 4096) -> list[list[str]]:
-        """Groups of near-duplicate images (paths only): see duplicate_groups."""
-        return [group.paths for group in self.duplicate_groups(threshold, k, batch)]
-
     def duplicate_groups(self, threshold: float = 0.95, k: int = 16,
                          batch: int = 4096) -> list[DuplicateGroup]:
         """Groups of near-duplicate images: images joined when their cosine is at least `threshold`
@@ -167,7 +163,8 @@ class ImageIndex:
             return self.store.embedding_of(Path(rel_path).as_posix())
 
     def file_states(self) -> dict:
-        """Every stored file: relative path -> store.FileState (id, size, mtime_ns, error); no embeddings read."""
+        """Every stored file: relative path -> store.FileState (id, size, mtime_ns, error); no embeddings
+        read."""
         with self._lock:
             return self.store.states()
 

@@ -3,7 +3,7 @@
 Nothing outside the folder's real path is read or even looked at: links leading out, broken links,
 link loops, FIFOs, sockets and devices are listed with their reason instead. Every place that reads
 a user-named folder (the tabs, the commands, the indexer) goes through `walk_folder`; the folder
-itself is checked against the allowed roots first (paths.allowed_folder), so nothing under it can
+itself is checked against the allowed roots first (roots.allowed_folder), so nothing under it can
 leave them either.
 """
 from __future__ import annotations
@@ -72,28 +72,35 @@ def walk_folder(root: str | os.PathLike, *, follow_links: bool = True,
         for entry in entries:
             if entry.name.startswith(".") or (entry.is_symlink() and not follow_links):
                 continue
-            path = top / rel_dir / entry.name
-            real, mode, reason = _follow(entry, real_dir, real_root)
-            if reason is None and not (stat.S_ISDIR(mode) or os.path.splitext(entry.name)[1].lower()
-                                       in IMAGE_EXTENSIONS):
-                continue  # nothing this walk would use
-            if reason is None and stat.S_ISDIR(mode):
-                if entry.is_symlink() and real_dir.is_relative_to(real):
-                    reason = "link loop"
-                elif real not in visited:  # else already scanned by another name
-                    visited.add(real)
-                    subdirs.append((rel_dir / entry.name, real))
-            elif reason is None and stat.S_ISREG(mode):
-                found.append(((rel_dir / entry.name).as_posix(), path))
-            elif reason is None:
-                kind = next((name for test, name in _SPECIAL if test(mode)), "unknown kind")
-                reason = f"not a regular file ({kind})"
-            if reason is not None:
-                scan.skipped.append(ImageFailure(str(path), reason))
+            _sort_entry(entry, top, rel_dir, real_dir, real_root, visited, subdirs, found, scan.skipped)
         stack.extend(reversed(subdirs))  # depth-first in name order, so the first path to a dir wins
     scan.files = [path for _, path in sorted(found)]
     scan.skipped.sort(key=lambda f: f.path)
     return scan
+
+
+def _sort_entry(entry: os.DirEntry, top: Path, rel_dir: Path, real_dir: Path, real_root: Path, visited: set,
+                subdirs: list, found: list, skipped: list) -> None:
+    """One folder entry of walk_folder into `subdirs` (to scan), `found` (an image file) or `skipped`
+    (with its reason); an entry no walk would use (not a folder, not an image's name) goes nowhere."""
+    path = top / rel_dir / entry.name
+    real, mode, reason = _follow(entry, real_dir, real_root)
+    if reason is None and not (stat.S_ISDIR(mode) or os.path.splitext(entry.name)[1].lower()
+                               in IMAGE_EXTENSIONS):
+        return  # nothing this walk would use
+    if reason is None and stat.S_ISDIR(mode):
+        if entry.is_symlink() and real_dir.is_relative_to(real):
+            reason = "link loop"
+        elif real not in visited:  # else already scanned by another name
+            visited.add(real)
+            subdirs.append((rel_dir / entry.name, real))
+    elif reason is None and stat.S_ISREG(mode):
+        found.append(((rel_dir / entry.name).as_posix(), path))
+    elif reason is None:
+        kind = next((name for test, name in _SPECIAL if test(mode)), "unknown kind")
+        reason = f"not a regular file ({kind})"
+    if reason is not None:
+        skipped.append(ImageFailure(str(path), reason))
 
 
 def _follow(entry: os.DirEntry, real_dir: Path, real_root: Path) -> tuple[Path, int, str | None]:
@@ -116,11 +123,6 @@ def _follow(entry: os.DirEntry, real_dir: Path, real_root: Path) -> tuple[Path, 
         return path, 0, "link loop"
     except OSError as exc:
         return path, 0, "link loop" if exc.errno == errno.ELOOP else f"cannot read ({exc.strerror or exc})"
-
-
-def scan_folder(root: str | os.PathLike, *, follow_links: bool = True) -> list[Path]:
-    """The image files walk_folder finds under `root` (what it skipped is dropped)."""
-    return walk_folder(root, follow_links=follow_links).files
 
 
 def class_folders(root: Path) -> list[str]:

@@ -38,7 +38,7 @@ class Settings:
     session_ttl_minutes: float = 120.0   # hosted: a session's files are deleted after this long unused
     session_quota_mb: float = 1024.0     # hosted: disk one session's uploads and indexes may fill
     hosted_quota_mb: float = 8192.0      # hosted: disk all sessions together may fill
-    # The input gate (explorer/gate.py): what one request may send. Hosted defaults: HOSTED_DEFAULTS.
+    # The input gate (explorer/inputs/gate.py): what one request may send. Hosted defaults: HOSTED_DEFAULTS.
     max_texts: int = 20_000          # labels, templates, captions or classes in one box or file
     max_text_chars: int = 4_000      # characters in one label, template, caption or sentence
     max_text_kb: float = 8192.0      # one text box, text file or JSON document, in KiB
@@ -154,7 +154,8 @@ def _flag(text: str) -> bool:
 
 
 def flag_and_variable(name: str) -> tuple[str, str]:
-    """The flag and the environment variable that set a setting: ('--allowed-roots', 'EXPLORER_ALLOWED_ROOTS')."""
+    """The flag and the environment variable that set a setting:
+    ('--allowed-roots', 'EXPLORER_ALLOWED_ROOTS')."""
     if name not in _ENV_FIELDS:
         raise KeyError(f"no setting named {name!r}")
     return "--" + name.replace("_", "-"), f"EXPLORER_{name.upper()}"

@@ -295,7 +295,7 @@ def _read_classes(root: Path, classnames: dict[str, str] | None
 
 
 def _index_reuse(index, model, root: Path):
-    """path -> stored embedding or None, from an index (explorer.index.ImageIndex) of `root` or a
+    """path -> stored embedding or None, from an index (explorer.index.image_index.ImageIndex) of `root` or a
     parent made by `model`; a file whose size or mtime changed since it was indexed gives None."""
     if index is None:
         return None

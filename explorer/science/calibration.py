@@ -82,11 +82,6 @@ def reliability(confidence: np.ndarray, correct: np.ndarray, n_bins: int = N_BIN
     return Reliability(edges, counts, mean_conf, accuracy, ece, len(confidence))
 
 
-def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bins: int = N_BINS) -> float:
-    """ECE = sum_b |B_b| / n * |acc(B_b) - conf(B_b)| over equal-width bins (Guo et al. 2017)."""
-    return reliability(confidence, correct, n_bins).ece
-
-
 def top_confidence(cosines: np.ndarray, true_idx: np.ndarray, scoring: Scoring,
                    temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Per image, (the top label's probability with the logits divided by `temperature`, whether the
@@ -173,7 +168,8 @@ class CalibrationReport:
             "ece_at_fitted_temperature": self.fitted.ece, "fitted_at_search_bound": self.fitted_at_bound,
             "search_range": list(T_RANGE), "nll_at_fitted_temperature": self.nll_fitted,
             "fitted_on": "the same images it is scored on (optimistic: check it on other labelled images)",
-            "method": "Guo et al. 2017, On Calibration of Modern Neural Networks (gpleiss/temperature_scaling)"
+            "method": ("Guo et al. 2017, On Calibration of Modern Neural Networks "
+                       "(gpleiss/temperature_scaling)")
         }
 
 

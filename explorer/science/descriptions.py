@@ -125,13 +125,6 @@ def for_labels(descriptions: dict[str, list[str]], labels: list[str]) -> tuple[l
     return [by_key[_key(label)] for label in labels], notes
 
 
-def description_embeddings(model, labels: list[str], descriptions: dict[str, list[str]]) -> np.ndarray:
-    """[C, 1, D]: per class, the normalised mean of its sentences' embeddings (CuPL's classifier).
-    All sentences go through the model's text cache in one call."""
-    per_label, _ = for_labels(descriptions, labels)
-    return pooled_embeddings(model, per_label)
-
-
 def pooled_embeddings(model, texts_per_class: list[list[str]]) -> np.ndarray:
     """[C, 1, D]: per class, the normalised mean of the (normalised) embeddings of its texts, each
     text counting once: CuPL's way of turning a list of texts into a class embedding."""

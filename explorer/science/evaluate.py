@@ -106,7 +106,8 @@ class PairedDifference:
 
     def describe(self) -> str:
         """'+0.9 [-0.9, +2.6] p=1': the difference in percentage points, its interval, McNemar's p."""
-        return f"{100 * self.difference:+.1f} [{100 * self.low:+.1f}, {100 * self.high:+.1f}] p={self.p_value:.2g}"
+        interval = f"[{100 * self.low:+.1f}, {100 * self.high:+.1f}]"
+        return f"{100 * self.difference:+.1f} {interval} p={self.p_value:.2g}"
 
 
 def mcnemar_p(a_only: int, b_only: int) -> float:
@@ -229,11 +230,6 @@ def leave_one_out_correct(image_emb: np.ndarray, true_idx: np.ndarray, prompt_em
     return out
 
 
-def per_template_accuracy(image_emb: np.ndarray, true_idx: np.ndarray, prompt_emb: np.ndarray) -> np.ndarray:
-    """[S] top-1 accuracy of each prompt slot used alone."""
-    return per_template_correct(image_emb, true_idx, prompt_emb).mean(axis=0)
-
-
 def evaluate(image_emb: np.ndarray, true_idx: np.ndarray, prompt_emb: np.ndarray, class_names: list[str],
              templates: list[str], logit_scale: float | Scoring, weighting: str = "mean", *,
              mean_weights: np.ndarray | None = None, template: int | None = None,
@@ -248,7 +244,7 @@ def evaluate(image_emb: np.ndarray, true_idx: np.ndarray, prompt_emb: np.ndarray
     weighting: "mean" (`mean_weights`, default equal), "zpe" (ZPE weights from these images, with
     `reference_emb` standing in for pre-training images when given), or "single" (slot `template`).
     ZPE weights are always computed and reported per template, whichever weighting is used;
-    `mad_threshold` turns on ZPE's MAD prompt selection (weighting.mad_select; None keeps all).
+    `mad_threshold` turns on ZPE's MAD prompt selection (zpe.mad_select; None keeps all).
     """
     image_emb, true_idx, prompt_emb = _check_inputs(image_emb, true_idx, prompt_emb, class_names, templates)
     scoring = as_scoring(logit_scale)
@@ -300,7 +296,8 @@ def slot_weights(weighting: str, slots: int, mean_weights, template, zpe: ZPERes
 
 def evaluate_prompt_set(labelled, prompts: PromptSet, logit_scale: float | Scoring, weighting: str = "mean",
                         **kwargs) -> EvalResult:
-    """`evaluate` with labelled embeddings (sources.Embedded) and a PromptSet (its slots and equal weights)."""
+    """`evaluate` with labelled embeddings (sources.Embedded) and a PromptSet (its slots and equal
+    weights)."""
     return evaluate(labelled.embeddings, labelled.labels, prompts.embeddings, labelled.class_names,
                     prompts.slots, logit_scale, weighting, mean_weights=prompts.mean_weights, **kwargs)
 

@@ -15,7 +15,7 @@ from explorer.inputs.sources import EmbeddingCache, Progress, embed_files
 
 from .prompts import build_prompts
 
-softmax = probability.softmax  # the one softmax (explorer/probability.py), still importable from here
+softmax = probability.softmax  # the one softmax (explorer/embed/probability.py), still importable from here
 
 
 def ensemble(prompt_embeddings: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
@@ -61,7 +61,7 @@ class Predictions:
     cosines: np.ndarray        # [N, C] image-class cosine similarities
     probabilities: np.ndarray  # [N, C] by the model's rule: softmax over the classes, or a sigmoid per class
     scoring: Scoring | None = None  # that rule (None: a softmax at an unknown scale, from older callers)
-    logits: np.ndarray | None = None  # [N, C] a taught classifier's logits (its probabilities are their softmax)
+    logits: np.ndarray | None = None  # [N, C] a taught classifier's logits (probabilities: their softmax)
 
     def ranked(self, row: int, top_k: int | None = None) -> list[tuple[str, float, float]]:
         """(label, probability, cosine) for one image, best first."""

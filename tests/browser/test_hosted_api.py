@@ -56,7 +56,8 @@ def file_data(path: str, name: str | None = None) -> dict:
 
 
 def sessions_dir(app) -> Path:
-    """This run's folder of session workspaces (workspace.new_base: <tmp>/clip-explorer-sessions/<pid>-...)."""
+    """This run's folder of session workspaces (workspace.new_base:
+    <tmp>/clip-explorer-sessions/<pid>-...)."""
     return next((app.workdir / "tmp" / "clip-explorer-sessions").glob("*-*"))
 
 
@@ -123,11 +124,11 @@ def test_server_paths_sent_as_uploads_are_refused(hosted_app):
     assert "a-secret" not in json.dumps(out) and "Build an index first" in json.dumps(out)
 
 
-def _zip_with(path: Path, entries: dict[str, bytes], links: dict[str, str] = {}) -> Path:
+def _zip_with(path: Path, entries: dict[str, bytes], links: dict[str, str] | None = None) -> Path:
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
         for name, data in entries.items():
             z.writestr(name, data)
-        for name, target in links.items():
+        for name, target in (links or {}).items():
             info = zipfile.ZipInfo(name)
             info.external_attr = (stat.S_IFLNK | 0o777) << 16
             z.writestr(info, target)

@@ -576,7 +576,7 @@ def deep_json_zip(depth: int = 200_000) -> bytes:
 
 def folder_bytes(folder: Path) -> int:
     """Bytes of the regular files under `folder` (links not followed; files vanishing meanwhile skipped).
-    The attacker's own count, not explorer.workspace's: a quota must not be checked with the counter it
+    The attacker's own count, not explorer.app.workspace's: a quota must not be checked with the counter it
     is enforced with (a slip there would hide itself)."""
     total = 0
     for dirpath, _, files in os.walk(folder):

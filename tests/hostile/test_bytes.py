@@ -89,7 +89,7 @@ def test_a_shared_quota_filled_by_one_visitor_does_not_lock_out_the_next(server,
                 break
         attacker = Api(server.url)
         sent = attacker.upload_raw((f"fill{i}.zip", noise_pngs_zip(size, seed=100 + i)))
-        if sent.status_code != 200:  # gradio's upload route refused it: the attacker can fill no more that way
+        if sent.status_code != 200:  # gradio's upload route refused it: the attacker fills no more that way
             filled.append(Answer("refused", sent.text, 0.0, sent.text))
             continue
         files = [file_data(path, f"fill{i}.zip") for path in sent.json()]

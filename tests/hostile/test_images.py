@@ -117,8 +117,8 @@ def test_a_zip_of_many_bombs_in_the_index_build(server, warm, bombs, picture):
     files = api.upload(("bombs.zip", zipped(entries)))
     answer, growth = _attack(server, lambda: build_index(api, files))
     _report("index, 8 bombs zipped", answer, growth)
-    assert answer.event == "complete" and answer.seconds < MAX_SECONDS and growth < MAX_GROWTH_MB, answer.text[:
-                                                                                                               500]
+    assert answer.event == "complete" and answer.seconds < MAX_SECONDS and growth < MAX_GROWTH_MB, \
+        answer.text[:500]
     assert "<b>1</b> image(s) searchable" in answer.first, answer.first
 
 

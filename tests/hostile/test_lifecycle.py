@@ -116,7 +116,8 @@ def test_one_visitor_queueing_8_jobs_does_not_hold_another(server, picture):
     done = [a for a in attack_answers if a.event == "complete" and top_labels(a.first)]
     others = [a for a in attack_answers if a not in done]
     print(
-        f"\n8 queued jobs (x3): the other visitor's call took {waited:.2f} s (median of {times}; alone {alone:.2f} s); "
+        f"\n8 queued jobs (x3): the other visitor's call took {waited:.2f} s (median of {times}; "
+        f"alone {alone:.2f} s); "
         f"the attacker's jobs: {len(done)} done, {len(others)} not" +
         (f", e.g. {others[0].event}: {(others[0].error_message or others[0].first)[:150]}" if others else ""
          ) + "; "

@@ -58,7 +58,8 @@ def test_visitors_p95_with_an_attacker_within_3x_of_without(server, tmp_path):
     attacked = run_locust(LOAD / "hostile_locustfile.py", VISITORS + 1, server.url, tmp_path)
     print(
         f"\n{VISITORS} visitors, {SECONDS} s per run: p95 {quiet['p95']:.0f} ms (p50 {quiet['p50']:.0f} ms, "
-        f"{quiet['calls']} calls) without the attacker; p95 {attacked['p95']:.0f} ms (p50 {attacked['p50']:.0f} ms, "
+        f"{quiet['calls']} calls) without the attacker; "
+        f"p95 {attacked['p95']:.0f} ms (p50 {attacked['p50']:.0f} ms, "
         f"{attacked['calls']} calls) with it: {attacked['p95'] / max(quiet['p95'], 1):.2f}x; "
         f"the attacker's requests: {attacked['attacks']}")
     assert quiet["failures"] == {}, quiet["stderr"]

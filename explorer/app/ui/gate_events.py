@@ -1,4 +1,4 @@
-"""Every event of the built app passes the input gate (explorer/gate.py) before its handler runs, and
+"""Every event of the built app passes the input gate (explorer/inputs/gate.py) before its handler runs, and
 the API lists only the named endpoints.
 
 `install` (called once by build_app, after the tabs and after ui.on_gpu) wraps the function of every
