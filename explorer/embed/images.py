@@ -423,10 +423,15 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:,.1f}".removesuffix(".0")
 
 
+def setting_names(setting: str) -> tuple[str, str]:
+    """('--max-pixels', 'EXPLORER_MAX_PIXELS'): the flag and the environment variable of a setting. The
+    one naming rule: inputs/settings.py names its flags and variables with it (flag_and_variable)."""
+    return "--" + setting.replace("_", "-"), f"EXPLORER_{setting.upper()}"
+
+
 def set_with(setting: str) -> str:
-    """'set with --max-pixels or EXPLORER_MAX_PIXELS': how a person changes the setting a refusal
-    names (the rule of settings.flag_and_variable, which this layer may not import)."""
-    return f"set with --{setting.replace('_', '-')} or EXPLORER_{setting.upper()}"
+    """'set with --max-pixels or EXPLORER_MAX_PIXELS': how a person changes the setting a refusal names."""
+    return "set with {} or {}".format(*setting_names(setting))
 
 
 # --- what a decode costs, from the header --------------------------------------------------------

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from explorer.embed.images import Limits
+from explorer.embed.images import Limits, setting_names
 
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
@@ -158,7 +158,7 @@ def flag_and_variable(name: str) -> tuple[str, str]:
     ('--allowed-roots', 'EXPLORER_ALLOWED_ROOTS')."""
     if name not in _ENV_FIELDS:
         raise KeyError(f"no setting named {name!r}")
-    return "--" + name.replace("_", "-"), f"EXPLORER_{name.upper()}"
+    return setting_names(name)
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
@@ -179,7 +179,7 @@ def load_settings(args: argparse.Namespace | None = None, env: dict[str, str] | 
     for name, (parse, _) in _ENV_FIELDS.items():
         raw = getattr(args, name, None) if args is not None else None
         if raw is None:
-            raw = env.get(f"EXPLORER_{name.upper()}")
+            raw = env.get(flag_and_variable(name)[1])
         if raw is None:
             continue
         try:
