@@ -1,15 +1,20 @@
-"""explorer/teach.py: the Teach by example core (no gradio), on synthetic embeddings."""
+"""explorer/science/fewshot_experiment.py: the one few-shot experiment of the Teach tab and `clip-explorer
+fewshot` (no gradio), on synthetic embeddings; and each method fitted once per draw of shots."""
 from __future__ import annotations
 
+import io
 import json
 import zipfile
+from collections import Counter
+from contextlib import redirect_stdout
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from explorer.inputs.sources import Embedded
-from explorer.science import classifier_file, fewshot, teach
+from explorer.science import classifier_file, fewshot, fewshot_experiment
+from tests.test_teach_tab import opaque  # noqa: F401  (a fixture)
 
 
 def clusters(per_class: list[int], dim: int = 16, seed: int = 0, noise: float = 0.35):
@@ -25,7 +30,7 @@ def clusters(per_class: list[int], dim: int = 16, seed: int = 0, noise: float = 
 
 
 def test_confusion_counts_true_rows_and_predicted_columns():
-    m = teach.confusion([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 0, 2], 3)
+    m = fewshot_experiment.confusion([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 0, 2], 3)
     assert m.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
     assert m.sum() == 6
 
@@ -34,14 +39,15 @@ def test_fixes_and_breaks_against_zero_shot():
     truth = np.array([0, 1, 2, 0, 1])
     zs = np.array([0, 0, 2, 1, 1])       # right on 0, 2, 4
     method = np.array([1, 1, 2, 0, 1])   # right on 1, 2, 3, 4
-    fixed, broken = teach.fixes_and_breaks(truth, zs, method)
+    fixed, broken = fewshot_experiment.fixes_and_breaks(truth, zs, method)
     assert fixed.tolist() == [1, 3] and broken.tolist() == [0]
 
 
 def test_shots_curve_means_spread_and_skips_counts_above_the_smallest_class():
     f, y, text = clusters([6, 5, 9])
     test = clusters([4, 4, 4], seed=1)[:2]
-    curve = teach.shots_curve((f, y), test, ["a", "b", "c"], text, 50.0, ("zero-shot", "prototype"), seeds=3)
+    curve = fewshot_experiment.shots_curve((f, y), test, ["a", "b", "c"], text, 50.0,
+                                           ("zero-shot", "prototype"), seeds=3)
     assert curve.shots == [1, 2, 4] and curve.skipped == [8, 16]
     assert any("smallest class (b) has only 5" in n for n in curve.notes)
     assert len(curve.mean["prototype"]) == 3 and len(curve.std["prototype"]) == 3
@@ -54,7 +60,8 @@ def test_teach_holds_out_a_part_fits_classifiers_and_beats_zero_shot():
     f, y, text = clusters([10, 10, 10])
     names = [f"{'abc'[c]}/{i}.png" for i, c in enumerate(y)]
     images = Embedded(names, [Path(n) for n in names], f, class_names=["a", "b", "c"], labels=y)
-    result = teach.teach(images, text, 50.0, ("prototype", "gda"), shots=None, seeds=2, curve_shots=(1, 2))
+    result = fewshot_experiment.run_split(fewshot_experiment.train_test_split(images), text, 50.0,
+                                          ("prototype", "gda"), shots=None, seeds=2, curve_shots=(1, 2))
     assert list(result.report.methods) == ["zero-shot", "prototype", "gda"]
     assert result.report.test_images == 9 and len(result.test_names) == 9
     assert any("held out for testing" in n for n in result.notes)
@@ -65,14 +72,15 @@ def test_teach_holds_out_a_part_fits_classifiers_and_beats_zero_shot():
     assert result.confusions["prototype"].trace() == (result.predictions["prototype"] == result.truth).sum()
     assert result.curve.shots == [1, 2]
     with pytest.raises(ValueError, match="labelled"):
-        teach.teach(Embedded(names, [], f), text, 50.0, ("gda",), None)
+        fewshot_experiment.run_split(fewshot_experiment.train_test_split(Embedded(names, [], f)), text, 50.0,
+                                     ("gda",), None)
 
 
 def test_sort_puts_unsure_images_in_none_of_these_with_the_softmax_default():
     f, y, text = clusters([5, 5])
     clf = fewshot.fit("prototype", f, y, ["a", "b"], text, 50.0, {"weight": 1.0})
     between = clf.arrays["prototypes"].sum(axis=0)    # as near one class as the other
-    sorted_ = teach.sort_embeddings(clf, np.vstack([f[[0, 1, 6]], between]), ["x", "y", "z", "mid"])
+    sorted_ = fewshot.sort_embeddings(clf, np.vstack([f[[0, 1, 6]], between]), ["x", "y", "z", "mid"])
     assert sorted_.threshold == pytest.approx(0.75)   # (1 + 1/2) / 2 for two classes
     assert "softmax" in sorted_.why
     assert [n for n, _ in sorted_.classes["a"]] in (["x", "y"], ["y", "x"])
@@ -80,14 +88,14 @@ def test_sort_puts_unsure_images_in_none_of_these_with_the_softmax_default():
     assert [n for n, _, _ in sorted_.none] == ["mid"]
     probs = [p for n, p in sorted_.classes["a"]]
     assert probs == sorted(probs, reverse=True)
-    everyone = teach.sort_embeddings(clf, f[[0, 6]], ["x", "z"], none_threshold_value=1.01)
+    everyone = fewshot.sort_embeddings(clf, f[[0, 6]], ["x", "z"], none_threshold_value=1.01)
     assert len(everyone.none) == 2 and "chosen" in everyone.why
 
 
 def test_export_zip_holds_the_classifier_pair_that_reloads(tmp_path):
     f, y, text = clusters([4, 4])
     clf = fewshot.fit("gda", f, y, ["a", "b"], text, 50.0)
-    path = teach.export_zip(clf, tmp_path / "out", {"name": "m"}, {"use": "templates"})
+    path = classifier_file.export_zip(clf, tmp_path / "out", {"name": "m"}, {"use": "templates"})
     with zipfile.ZipFile(path) as z:
         assert sorted(z.namelist()) == ["classifier-gda.json", "classifier-gda.safetensors"]
         z.extractall(tmp_path / "back")
@@ -95,3 +103,82 @@ def test_export_zip_holds_the_classifier_pair_that_reloads(tmp_path):
     back, _ = classifier_file.load(tmp_path / "back" / "classifier-gda.json", {"name": "m"})
     np.testing.assert_allclose(back.logits(f), clf.logits(f), rtol=1e-5)
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["classifier-gda.zip"]   # nothing left beside it
+
+
+# ---- each method fitted once per (shot count, seed); one provenance for both faces ------------------
+def count_fits(monkeypatch) -> Counter:
+    """Counter of (method, shots drawn) over every fewshot.fit call from now on (cross-validation's
+    folds learn through fewshot._learn and are not fits of a method on a draw)."""
+    calls: Counter = Counter()
+    real = fewshot.fit
+
+    def counting(method, embeddings, labels, *args, **kwargs):
+        calls[(method, len(labels))] += 1
+        return real(method, embeddings, labels, *args, **kwargs)
+
+    monkeypatch.setattr(fewshot, "fit", counting)
+    return calls
+
+
+def test_each_method_is_fitted_once_per_draw_and_the_kept_classifier_is_the_runs(monkeypatch):
+    f, y, text = clusters([10, 10, 10])
+    names = [f"{'abc'[c]}/{i}.png" for i, c in enumerate(y)]
+    images = Embedded(names, [Path(n) for n in names], f, class_names=["a", "b", "c"], labels=y)
+    split = fewshot_experiment.train_test_split(images)
+    calls = count_fits(monkeypatch)
+    result = fewshot_experiment.run_split(split, text, 50.0, ("prototype", "gda"), shots=2, seeds=3,
+                                          curve_shots=(1, 2, 4))
+    # 1, 2 and 4 shots x 3 seeds; the main run's 2 shots are the curve's, not fitted again, and the
+    # classifiers kept are those of seed 0's draw (no fit after the run).
+    assert calls == {(m, k * 3): 3 for m in ("zero-shot", "prototype", "gda") for k in (1, 2, 4)}
+    assert result.curve.mean["gda"][1] == result.report.methods["gda"].top1
+    for m, clf in result.classifiers.items():
+        np.testing.assert_array_equal(clf.predict(split.test[0]), result.predictions[m])
+        assert clf.params == result.report.methods[m].params[0]
+
+
+def _cli(*args: str) -> dict:
+    from explorer.cli import main as cli
+    out = io.StringIO()
+    with redirect_stdout(out):
+        code = cli(["fewshot", *args, "--device", "cpu", "--json"])
+    assert code == 0
+    return json.loads(out.getvalue())
+
+
+def test_the_tab_and_the_command_fit_once_and_keep_one_provenance(opaque,  # noqa: F811
+                                                                  shapes_model, shapes_model_dir, monkeypatch,
+                                                                  tmp_path):
+    """The same labelled folder through the Teach tab and `clip-explorer fewshot`: each method fitted
+    once per draw in both; the same numbers, and one provenance record (the same keys, here the same
+    values) in `--json`, in the `--save`d classifier and in the tab's download."""
+    from explorer.app.ui import teach_tab
+    from tests.test_teach_tab import SINGLE, local_context
+
+    ctx = local_context(tmp_path / "ctx", shapes_model)
+    ctx.embed_choice(folder=str(opaque / "examples"), labelled=True)   # embedded before counting
+    calls = count_fits(monkeypatch)
+    view = teach_tab.run_teach(ctx, str(opaque / "examples"), None, SINGLE, ["prototype", "gda"], "2")
+    assert view.state is not None, view.summary
+    # 7 training images per class: curve 1, 2, 4 shots x 3 seeds; the 2 shots asked are the curve's.
+    assert calls == {(m, k * 4): 3 for m in ("zero-shot", "prototype", "gda") for k in (1, 2, 4)}
+    path = teach_tab.download_classifier(ctx, view.state, "gda")
+    with zipfile.ZipFile(path) as z:
+        tab_meta = json.loads(z.read("classifier-gda.json"))
+
+    calls.clear()
+    doc = _cli(str(opaque / "examples"), "--shots", "2", "--seeds", "3", "--templates", "single",
+               "--method", "all", "--save", str(tmp_path / "clf"), "--model", f"local-dir:{shapes_model_dir}")
+    assert calls == {(m, 8): 3 for m in fewshot.METHODS}          # --save fits nothing again
+    saved = json.loads((tmp_path / "clf.json").read_text())
+    assert set(doc["provenance"]) == set(tab_meta["provenance"]) == set(saved["provenance"])
+    assert saved["provenance"] == doc["provenance"]
+    tab, cli = tab_meta["provenance"], doc["provenance"]
+    assert cli["prompts"] == tab["prompts"] == {"use": "templates", "templates": "single",
+                                                "descriptions": None, "weighting": "mean"}
+    assert cli["held_out"] == tab["held_out"] == {"fraction": fewshot_experiment.HELD_OUT, "seed": 0}
+    assert cli["model"] == tab["model"] and cli["shots"] == tab["shots"] == 2 and cli["seeds"] == 3
+    assert cli["chosen"]["gda"] == tab["chosen"]["gda"]
+    assert cli["how_chosen"]["gda"] == tab["how_chosen"]["gda"]
+    assert doc["methods"]["gda"]["top1"] == pytest.approx(view.state.result.report.methods["gda"].top1)
+    assert saved["params"] == tab_meta["params"] == cli["chosen"]["gda"][0]

@@ -10,8 +10,7 @@ from sklearn.linear_model import LogisticRegression
 
 from explorer.inputs.sources import embed_folder
 from explorer.science import fewshot
-from explorer.science.fewshot_experiment import run_fewshot, sample_shots
-from explorer.science.teach import zero_shot_text
+from explorer.science.fewshot_experiment import PromptChoice, class_text, run_fewshot, sample_shots
 from tests.shapes import CLASSES, make_labelled_folder
 
 TEMPLATES = ["a photo of a {}."]
@@ -35,7 +34,7 @@ def splits(shapes_model, tmp_path_factory):
 
 def _run(shapes_model, split, shots=4):
     train, test, names = split
-    text = zero_shot_text(shapes_model, names, TEMPLATES)
+    text = class_text(shapes_model, names, PromptChoice(TEMPLATES)).embeddings
     return run_fewshot(train, test, names, text, shapes_model.logit_scale, shots=shots, seeds=SEEDS)
 
 

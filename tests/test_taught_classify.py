@@ -32,7 +32,7 @@ def test_the_downloaded_classifier_classifies_in_the_classify_tab_as_taught(down
                                  classifier_files=[str(archive)])
     report = view.report
     assert report is not None and report.predictions is not None, view.summary
-    classifier = state["result"].classifiers["tip-adapter"]
+    classifier = state.result.classifiers["tip-adapter"]
     expected = [classifier.class_names[j] for j in classifier.predict(_embed(ctx, images))]
     assert report.predictions.top1() == expected
     assert report.predictions.labels == ["kind 1", "kind 2", "kind 3", "kind 4"]
@@ -65,7 +65,8 @@ def test_the_unzipped_pair_works_and_another_models_classifier_is_refused(downlo
     text = Path(meta_path).read_text().replace(ctx.model().identity.as_dict()["name"], "ViT-B-32")
     Path(meta_path).write_text(text)
     refused = classify_tab.classify(ctx, images, "", "Single: a photo of a {}.", "", 2, classifier_files=pair)
-    assert refused.report is None and "was made with ViT-B-32" in refused.summary and "explorer-error" in refused.summary
+    assert (refused.report is None and "was made with ViT-B-32" in refused.summary
+            and "explorer-error" in refused.summary)
 
 
 def _zip(path: Path, members: dict[str, bytes]) -> str:
@@ -75,8 +76,8 @@ def _zip(path: Path, members: dict[str, bytes]) -> str:
     return str(path)
 
 
-def test_hostile_classifier_uploads_get_a_message_and_nothing_is_written(downloaded, opaque, tmp_path,
-                                                                         monkeypatch):  # noqa: F811
+def test_hostile_classifier_uploads_get_a_message_and_nothing_is_written(downloaded, opaque,  # noqa: F811
+                                                                         tmp_path, monkeypatch):
     ctx, _, archive = downloaded
     images = _new_images(opaque)[:1]
     monkeypatch.setattr(classifier_file, "MAX_BYTES", 1 << 20)

@@ -3,6 +3,7 @@ and in hosted mode with two sessions."""
 from __future__ import annotations
 
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,7 @@ def taught(opaque, shapes_model, tmp_path_factory):
 def test_a_run_shows_methods_beating_zero_shot_the_curve_and_what_was_chosen(taught):
     ctx, view = taught
     assert view.state is not None, view.summary
-    scores = view.state["result"].report.methods
+    scores = view.state.result.report.methods
     assert list(scores) == ["zero-shot", "prototype", "tip-adapter", "gda"]
     assert scores["gda"].top1 > scores["zero-shot"].top1 + 0.3
     assert 'id="teach-accuracy"' in view.table and "cross-validation" in view.table and "pts" in view.table
@@ -74,7 +75,7 @@ def test_the_method_view_shows_confusion_and_fixed_thumbnails_true_to_predicted(
     ctx, view = taught
     mv = teach_tab.method_view(ctx, view.state, view.chosen)
     assert mv.confusion is not None and "fixes" in mv.heading
-    result = view.state["result"]
+    result = view.state.result
     fixed, _ = result.changes(view.chosen)
     first = fixed[0]
     names, zs = result.class_names, result.predictions["zero-shot"]
@@ -89,7 +90,7 @@ def test_nothing_is_encoded_twice_and_shots_k_uses_seeds(taught, opaque, shapes_
     before = shapes_model.image_encodes
     again = teach_tab.run_teach(ctx, str(opaque / "examples"), None, SINGLE, ["prototype"], "2")
     assert shapes_model.image_encodes == before
-    report = again.state["result"].report
+    report = again.state.result.report
     assert report.shots == 2 and report.seeds == 3 and list(report.methods) == ["zero-shot", "prototype"]
     assert "2 per class, 3 seed(s)" in again.summary
 
@@ -130,7 +131,9 @@ def test_download_is_the_classifier_pair_zipped(taught):
 
 def test_a_classifier_from_another_model_is_refused(taught):
     ctx, view = taught
-    other = dict(view.state, model={"name": "ViT-B-32", "pretrained": "openai"}, model_name="ViT-B-32")
+    other = replace(view.state, provenance=replace(view.state.provenance, model={"name": "ViT-B-32",
+                                                                                  "pretrained": "openai"},
+                                                   model_name="ViT-B-32"))
     assert "ViT-B-32" in teach_tab.apply_classifier(ctx, other, "gda", ["x.png"], None).summary
 
 

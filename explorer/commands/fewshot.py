@@ -1,8 +1,11 @@
 """clip-explorer fewshot TRAIN_DIR [--test TEST_DIR]: how much a few labelled images per class beat
-zero-shot, with training-free adaptation (prototypes, Tip-Adapter, GDA; see explorer/fewshot.py).
+zero-shot, with training-free adaptation (prototypes, Tip-Adapter, GDA; see explorer/science/fewshot.py).
 
-Both folders hold one sub-folder per class (the layout `eval` reads). Without --test, a seeded 30%
-of each training class is held out for testing, and the output says so.
+Both folders hold one sub-folder per class (the layout `eval` reads). Without --test, a seeded part
+of each training class (fewshot_experiment.HELD_OUT) is held out for testing, and the output says so.
+The run is explorer/science/fewshot_experiment.py's, the Teach tab's too: each method is fitted once
+per draw of shots, --save writes the classifier of the draw with seed 0, and --json's "provenance" is
+the record the saved classifier's .json carries.
 """
 from __future__ import annotations
 
@@ -10,17 +13,14 @@ import argparse
 import json
 import sys
 
-import numpy as np
-
+from explorer.inputs.gate import TextLimits
 from explorer.inputs.settings import load_settings
 from explorer.inputs.sources import embed_folder
 from explorer.science import classifier_file, fewshot
-from explorer.science.descriptions import USES, load_descriptions, prompt_set
-from explorer.science.evaluate import WEIGHTINGS, slot_weights
-from explorer.science.fewshot_experiment import run_fewshot, sample_shots, split_held_out
+from explorer.science.descriptions import USES, load_descriptions
+from explorer.science.fewshot_experiment import HELD_OUT, WEIGHTINGS, PromptChoice
+from explorer.science.fewshot_experiment import run as run_experiment
 from explorer.science.prompts import load_template_set
-from explorer.science.zeroshot import ensemble
-from explorer.science.zpe import zpe_weights
 
 from .common import IMAGE_LIMIT_FLAGS, ProgressBar, add_model_arguments, model_from
 
@@ -30,7 +30,7 @@ def register(commands) -> None:
                                                  "(prototypes, Tip-Adapter, GDA) and score it")
     parser.add_argument("train", metavar="TRAIN_DIR", help="one sub-folder of labelled images per class")
     parser.add_argument("--test", metavar="TEST_DIR", help="the same classes, for scoring (default: hold out "
-                                                           "30%% of each training class)")
+                                                           f"{HELD_OUT * 100:.0f}%% of each training class)")
     parser.add_argument("--method", choices=("all",) + fewshot.METHODS, default="all")
     parser.add_argument("--shots", type=int, metavar="K", help="K training images per class (default: all)")
     parser.add_argument("--seeds", type=int, default=3, metavar="N",
@@ -39,7 +39,7 @@ def register(commands) -> None:
                         help="single | openai | simple | FILE (.txt or .json)")
     parser.add_argument("--descriptions", metavar="FILE", help="JSON {class: [sentence, ...]} (CuPL style)")
     parser.add_argument("--prompts", choices=USES, default=None, help="what builds each class's prompts")
-    parser.add_argument("--weighting", choices=WEIGHTINGS[:2], default="mean",
+    parser.add_argument("--weighting", choices=WEIGHTINGS, default="mean",
                         help="equal prompts, or ZPE weights from the training images")
     parser.add_argument(
         "--save", metavar="CLASSIFIER", help="write the fitted classifier (one method: --method, "
@@ -56,76 +56,55 @@ def _embed(model, folder, settings, quiet: bool):
     return images
 
 
-def _test_split(train, test, notes: list[str]):
-    """((f, y) train, (f, y) test) with the test classes mapped onto the training classes by name."""
-    if test is None:
-        tr, te = split_held_out(train.labels)
-        notes.append(
-            f"no --test folder: {len(te)} of {len(train)} training images (30% of each class, seed 0) "
-            "were held out for testing and never used for fitting")
-        return (train.embeddings[tr], train.labels[tr]), (train.embeddings[te], train.labels[te])
-    position = {name.casefold(): i for i, name in enumerate(train.class_names)}
-    unknown = [n for n in test.class_names if n.casefold() not in position]
-    if unknown:
-        raise ValueError(f"test classes not among the training classes: {', '.join(unknown)}")
-    mapping = np.array([position[n.casefold()] for n in test.class_names], dtype=np.int64)
-    return (train.embeddings, train.labels), (test.embeddings, mapping[test.labels])
+def _prompts(args) -> PromptChoice:
+    """The prompt set the flags name, read before the model loads (a bad file fails fast)."""
+    use = args.prompts or ("both" if args.descriptions else "templates")
+    templates = load_template_set(args.templates) if use != "descriptions" else None
+    descriptions = load_descriptions(args.descriptions) if args.descriptions else None
+    return PromptChoice(templates, args.templates, descriptions, args.descriptions, use, args.weighting)
 
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     if args.shots is not None and args.shots < 1:
         raise ValueError("--shots must be at least 1")
-    use = args.prompts or ("both" if args.descriptions else "templates")
-    templates = load_template_set(args.templates) if use != "descriptions" else None
-    descriptions = load_descriptions(args.descriptions) if args.descriptions else None
+    choice = _prompts(args)
     model = model_from(settings)
     train = _embed(model, args.train, settings, args.json)
     test = _embed(model, args.test, settings, args.json) if args.test else None
-    notes = train.notes + (test.notes if test else [])
-    (f_train, y_train), (f_test, y_test) = _test_split(train, test, notes)
-    prompts = prompt_set(model, train.class_names, templates, descriptions, use)
-    zpe = zpe_weights(f_train, prompts.embeddings, model.logit_scale)
-    text = ensemble(prompts.embeddings,
-                    slot_weights(args.weighting, len(prompts.slots), prompts.mean_weights, None, zpe))
-    methods = fewshot.METHODS if args.method == "all" else ("zero-shot", args.method) if args.method != "zero-shot" \
-        else ("zero-shot",)
-    report = run_fewshot((f_train, y_train), (f_test, y_test), train.class_names, text, model.logit_scale,
-                         methods=methods, shots=args.shots, seeds=args.seeds)
-    report.notes[:0] = notes + prompts.notes
-    saved = _save(args, model,
-                  (f_train, y_train), train.class_names, text, use, report) if args.save else None
+    methods = fewshot.METHODS if args.method == "all" else (args.method,)
+    result = run_experiment(model, train, choice, methods, args.shots, test=test, seeds=args.seeds,
+                            curve_shots=(), limits=TextLimits.of(settings))
+    saved = _save(args, result) if args.save else None
     failures = [{"path": f.path, "error": f.reason} for f in train.failures + (test.failures if test else [])]
     if args.json:
         doc = {
             "model": model.identifier, "train": str(train.root), "test": str(test.root) if test else None,
-            "prompts": use, "weighting": args.weighting, **report.as_dict(), "saved": saved,
+            "prompts": choice.use, "weighting": choice.weighting, **result.report.as_dict(),
+            "notes": result.notes, "provenance": result.provenance.as_dict(), "saved": saved,
             "failures": failures
         }
         json.dump(doc, sys.stdout, indent=2)
         print()
     else:
-        _print_report(model, report, saved)
+        _print_report(model, result.report, saved)
         for line in [f"note: {n}"
-                     for n in report.notes] + [f"{f['path']}: error: {f['error']}" for f in failures]:
+                     for n in result.notes] + [f"{f['path']}: error: {f['error']}" for f in failures]:
             print(line, file=sys.stderr)
     return 1 if failures else 0
 
 
-def _save(args, model, train, class_names, text, use, report) -> list[str]:
-    method = args.method if args.method not in ("all",) else "gda"
-    idx = sample_shots(train[1], args.shots, 0)
-    params = report.methods[method].params[0]
-    clf = fewshot.fit(method, train[0][idx], train[1][idx], class_names, text, model.logit_scale, params)
-    prompts = {
-        "use": use, "templates": args.templates, "descriptions": args.descriptions,
-        "weighting": args.weighting
-    }
-    return [str(p) for p in classifier_file.save(clf, args.save, model.identity.as_dict(), prompts)]
+def _save(args, result) -> list[str]:
+    """The classifier the run kept for --method (GDA with all): fitted on the shots of seed 0, not again."""
+    method = args.method if args.method != "all" else "gda"
+    provenance = result.provenance
+    return [str(p) for p in classifier_file.save(result.classifiers[method], args.save, provenance.model,
+                                                 provenance.prompts, provenance.as_dict())]
 
 
 def _print_report(model, report, saved) -> None:
-    shots = "all training images" if report.shots is None else f"{report.shots} per class, {report.seeds} seed(s)"
+    shots = ("all training images" if report.shots is None
+             else f"{report.shots} per class, {report.seeds} seed(s)")
     print(f"{model.identifier}: {len(report.class_names)} classes, shots: {shots}; "
           f"{report.train_images} training and {report.test_images} test images")
     for name, score in report.methods.items():

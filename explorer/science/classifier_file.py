@@ -1,12 +1,16 @@
 """A fitted few-shot classifier on disk: NAME.safetensors (its arrays) beside NAME.json (what it is:
 method, class names, hyper-parameters, the model that made the embeddings and the prompt set of
-its zero-shot part). Either path may be given to `load`; a classifier is only used with the model
-it was made with, since its weights live in that model's embedding space.
+its zero-shot part, and, from files written since, the run's provenance: the record
+fewshot_experiment.Provenance that `clip-explorer fewshot --json` prints, with the same keys).
+Either path may be given to `load`; a classifier is only used with the model it was made with,
+since its weights live in that model's embedding space. `export_zip` packs the pair into one zip,
+the Teach tab's download. Files without a provenance (older ones) load as before.
 """
 from __future__ import annotations
 
 import json
 import math
+import tempfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -39,8 +43,10 @@ def _pair(path) -> tuple[Path, Path]:
     return stem.with_suffix(".json"), stem.with_suffix(".safetensors")
 
 
-def save(classifier: FewShotClassifier, path, model_identity: dict, prompts: dict) -> tuple[Path, Path]:
-    """Write the pair; returns (json path, safetensors path)."""
+def save(classifier: FewShotClassifier, path, model_identity: dict, prompts: dict,
+         provenance: dict | None = None) -> tuple[Path, Path]:
+    """Write the pair; returns (json path, safetensors path). `provenance` (a plain dict, e.g.
+    fewshot_experiment.Provenance.as_dict()) is kept under the key "provenance" when given."""
     from safetensors.numpy import save_file
 
     meta_path, array_path = _pair(path)
@@ -49,8 +55,26 @@ def save(classifier: FewShotClassifier, path, model_identity: dict, prompts: dic
     meta = {"format": FORMAT, "method": classifier.method, "class_names": classifier.class_names,
             "logit_scale": classifier.logit_scale, "params": classifier.params, "model": model_identity,
             "prompts": prompts, "arrays": array_path.name}
+    if provenance is not None:
+        meta["provenance"] = provenance
     meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return meta_path, array_path
+
+
+def export_zip(classifier: FewShotClassifier, folder, model_identity: dict, prompts: dict,
+               stem: str = "classifier", provenance: dict | None = None) -> Path:
+    """The classifier pair (NAME.json + NAME.safetensors, `save`) zipped into `folder` as
+    NAME.zip, NAME = STEM-METHOD; nothing else is left in `folder`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{stem}-{classifier.method}"
+    with tempfile.TemporaryDirectory(dir=folder) as scratch:
+        pair = save(classifier, Path(scratch) / name, model_identity, prompts, provenance)
+        target = folder / f"{name}.zip"
+        with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as z:
+            for path in pair:
+                z.write(path, path.name)
+    return target
 
 
 def load(path, model_identity: dict | None = None, model_name: str = "the loaded model",
@@ -101,7 +125,8 @@ MEMBERS_NEEDED = "a classifier is a .zip from Teach by example, or its .json and
 def summary(meta: dict, source: str) -> dict:
     """What a report says about the classifier that made its numbers."""
     return {"file": source, "method": meta.get("method"), "classes": len(meta.get("class_names", [])),
-            "params": meta.get("params"), "prompts": meta.get("prompts"), "model": meta.get("model")}
+            "params": meta.get("params"), "prompts": meta.get("prompts"), "model": meta.get("model"),
+            "provenance": meta.get("provenance")}
 
 
 def _meta_bytes(limits: TextLimits) -> int:
@@ -178,8 +203,9 @@ def _meta(text: bytes, meta_path: Path, model_identity: dict | None, model_name:
             f"{meta_path.name}: not a CLIP Explorer classifier (expected format {FORMAT})")
     if model_identity is not None and meta.get("model") != model_identity:
         made = meta.get("model", {})
+        made = _describe(made if isinstance(made, dict) else {})
         raise ClassifierFileError(
-            f"{meta_path.name} was made with {_describe(made if isinstance(made, dict) else {})}, but {model_name} "
+            f"{meta_path.name} was made with {made}, but {model_name} "
             "is loaded; its weights only mean something in the embedding space of the model that made it")
     _check_fields(meta, meta_path.name, limits)
     return meta

@@ -23,7 +23,8 @@ Hyper-parameters are never chosen on test images: they are chosen by stratified 
 cross-validation over the shots (`choose`), on the papers' grids. The authors used a separate
 validation split; with a handful of shots there is none, so the folds stand in for it.
 Adapted classifiers score with a softmax over the classes whatever the model's training rule: the
-adapters' logits have no per-label meaning a sigmoid could read.
+adapters' logits have no per-label meaning a sigmoid could read. `sort_embeddings` applies a fitted
+classifier to new images, with a "none of these" bin for those no class fits (`none_threshold`).
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from explorer.embed.model import normalize
+from explorer.embed.probability import SOFTMAX, Scoring, default_none_threshold, softmax
 
 PAPER_SCALE = 100.0
 METHODS = ("zero-shot", "prototype", "tip-adapter", "gda")
@@ -151,14 +153,21 @@ def fit(method: str, embeddings, labels, class_names: list[str], text: np.ndarra
     defaults = {"prototype": PROTOTYPE_DEFAULT, "tip-adapter": TIP_DEFAULT,
                 "gda": GDA_DEFAULT}.get(method, {})
     params = dict(defaults, **(params or {}))
-    arrays = {}
+    return FewShotClassifier(method, list(class_names), text, float(logit_scale), params,
+                             _learn(method, embeddings, labels, classes))
+
+
+def _learn(method: str, embeddings: np.ndarray, labels: np.ndarray, classes: int) -> dict:
+    """What `method` learns from checked shots (the FewShotClassifier's arrays); the hyper-parameters
+    only weigh these, so cross-validation learns them once per fold and tries the whole grid."""
     if method == "prototype":
-        arrays["prototypes"] = prototypes(embeddings, labels, classes)
-    elif method == "tip-adapter":
-        arrays.update(keys=embeddings, key_labels=labels)
-    elif method == "gda":
-        arrays["W"], arrays["b"] = gda_fit(embeddings, labels, classes)
-    return FewShotClassifier(method, list(class_names), text, float(logit_scale), params, arrays)
+        return {"prototypes": prototypes(embeddings, labels, classes)}
+    if method == "tip-adapter":
+        return {"keys": embeddings, "key_labels": labels}
+    if method == "gda":
+        weights, bias = gda_fit(embeddings, labels, classes)
+        return {"W": weights, "b": bias}
+    return {}
 
 
 # ---- choosing hyper-parameters without the test images -----------------------------------------
@@ -191,19 +200,18 @@ def _grid(method: str, train_size: int, val_size: int) -> list[dict]:
 
 
 def _fold_correct(method, grid, train, val, class_names, text, scale) -> np.ndarray:
-    """Correct predictions on one held-out fold for every grid point: one fit per fold, then the
-    grid only rescales terms already computed."""
+    """Correct predictions on one held-out fold for every grid point: what the method learns from the
+    fold's training part is computed once (`_learn`), then the grid only rescales terms already computed."""
     (f_tr, y_tr), (f_va, y_va) = train, val
     zero_shot = scale * (f_va @ text.T)
-    fitted = fit(method, f_tr, y_tr, class_names, text, scale)
+    learned = _learn(method, *_check(f_tr, y_tr, len(class_names)), len(class_names))
     correct = np.zeros(len(grid))
     cache = {}
     for g, params in enumerate(grid):
         if method == "prototype":
-            extra = scale * params["weight"] * (f_va @ fitted.arrays["prototypes"].T - f_va @ text.T)
+            extra = scale * params["weight"] * (f_va @ learned["prototypes"].T - f_va @ text.T)
         elif method == "gda":
-            extra = (scale / PAPER_SCALE) * params["alpha"] * (f_va @ fitted.arrays["W"].T +
-                                                               fitted.arrays["b"])
+            extra = (scale / PAPER_SCALE) * params["alpha"] * (f_va @ learned["W"].T + learned["b"])
         else:
             beta = params["beta"]
             if beta not in cache:
@@ -240,3 +248,46 @@ def choose(method: str, embeddings, labels, class_names: list[str], text: np.nda
     best = int(np.argmax(correct))
     return Choice(dict(grid[best]), f"{k}-fold cross-validation over the shots ({len(grid)} grid points)",
                   float(correct[best] / len(labels)))
+
+
+# ---- sorting new images with a fitted classifier -----------------------------------------------------
+@dataclass
+class Sorted:
+    classes: dict[str, list[tuple[str, float]]]   # class -> [(image name, probability)], best first
+    none: list[tuple[str, float, str]]            # [(image name, best probability, best class)], best first
+    threshold: float
+    why: str
+
+
+def none_threshold(classes: int, logit_scale: float) -> tuple[float, str]:
+    """The default "none of these" threshold of an adapted classifier and why: its probabilities are
+    a softmax over the classes, so the app's softmax default applies (probability.default_none_rule):
+    half-way from chance (1/C) to certainty, (1 + 1/C) / 2."""
+    value = default_none_threshold(Scoring(SOFTMAX, float(logit_scale)), classes)
+    return value, (
+        f"best probability below {value:.0%}: half-way from chance ({1 / max(classes, 1):.0%} for "
+        f"{classes} classes) to certainty, since the adapted classifier's probabilities are a softmax "
+        "over the classes and always sum to 100%, even when no class fits")
+
+
+def sort_embeddings(classifier: FewShotClassifier, embeddings, names: list[str],
+                    none_threshold_value: float | None = None) -> Sorted:
+    """Each image into its most probable class (softmax of the classifier's logits), best first,
+    except those whose best probability is below the threshold: they go to "none of these".
+    None takes the default (none_threshold)."""
+    classes = classifier.class_names
+    default, why = none_threshold(len(classes), classifier.logit_scale)
+    threshold = default if none_threshold_value is None else float(none_threshold_value)
+    if none_threshold_value is not None:
+        why = f"best probability below {threshold:.0%} (chosen; the default is {default:.0%})"
+    embeddings = np.asarray(embeddings, dtype=np.float32)
+    probs = (softmax(classifier.logits(embeddings).astype(np.float64)) if len(embeddings)
+             else np.zeros((0, len(classes))))
+    best, top = probs.argmax(axis=1), probs.max(axis=1)
+    out = Sorted({c: [] for c in classes}, [], threshold, why)
+    for i in np.argsort(-top, kind="stable"):
+        if top[i] < threshold:
+            out.none.append((names[i], float(top[i]), classes[best[i]]))
+        else:
+            out.classes[classes[best[i]]].append((names[i], float(top[i])))
+    return out

@@ -1,6 +1,6 @@
 """HTML of the Teach by example tab: the run's summary, the accuracy table against zero-shot (with
 the chosen hyper-parameters and how they were chosen), and the sorting summary. Text only; every
-number comes from explorer/teach.py."""
+number comes from explorer/science/fewshot_experiment.py (an ExperimentResult)."""
 from __future__ import annotations
 
 import html
@@ -53,12 +53,13 @@ def accuracy_table(result) -> str:
 
 def changes_heading(method: str, fixed: int, broken: int, shown: int) -> str:
     if method == "zero-shot":
-        return '<p class="explorer-muted">Pick an adapted method to see what it changes against zero-shot.</p>'
+        return ('<p class="explorer-muted">Pick an adapted method to see what it changes against '
+                "zero-shot.</p>")
     cap = f" (at most {shown} shown each)" if max(fixed, broken) > shown else ""
     return (
         f'<p id="teach-changes-line">Against zero-shot, <b>{html.escape(method)}</b> fixes <b>{fixed}</b> '
-        f"held-out image(s) and breaks <b>{broken}</b>{cap}. Its classifier is the one Apply and Download use "
-        "(the shots drawn with seed 0).</p>")
+        f"held-out image(s) and breaks <b>{broken}</b>{cap}. Its classifier is the one Apply and Download "
+        "use (the shots drawn with seed 0).</p>")
 
 
 def sort_summary(sorted_, method: str, source: str, shown: int, extra_classes: list[str]) -> str:

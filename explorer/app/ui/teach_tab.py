@@ -1,17 +1,17 @@
 """Teach by example tab: a few labelled images per class adapt the zero-shot classifier (prototypes,
-Tip-Adapter, GDA; explorer/fewshot.py), scored against zero-shot on a held-out part; then the
+Tip-Adapter, GDA; explorer/science/fewshot.py), scored against zero-shot on a held-out part; then the
 adapted classifier sorts new images or an indexed folder, and can be downloaded.
 
 Handlers: `run_teach` (a TeachView), `method_view` (confusion and fixed / broken thumbnails of one
 method, from the run's state: nothing is fitted again), `apply_classifier` (an ApplyView),
-`download_classifier` (a zip path) and `index_choices`. The run's result lives in a gr.State, so
-each session keeps its own classifiers; images are embedded through the app context's cache
-(explorer/teach.py and fewshot_run.py do the rest), so nothing is encoded twice.
+`download_classifier` (a zip path) and `index_choices`. The run (a TeachRun: the experiment's result,
+with its classifiers and provenance) lives in a gr.State, so each session keeps its own classifiers;
+images are embedded through the app context's cache, so nothing is encoded twice. The experiment is
+explorer/science/fewshot_experiment.py's `run`, the one `clip-explorer fewshot` runs.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
@@ -20,8 +20,9 @@ from PIL import Image
 from explorer.app import plots
 from explorer.app.context import AppContext
 from explorer.inputs import gate
-from explorer.science import teach
-from explorer.science.fewshot import METHODS
+from explorer.science import classifier_file, fewshot_experiment
+from explorer.science.fewshot import METHODS, sort_embeddings
+from explorer.science.fewshot_experiment import ExperimentResult, PromptChoice
 from explorer.science.prompts import builtin_template_set
 
 from . import teach_html as show
@@ -41,11 +42,19 @@ GALLERY = dict(columns=4, height=260, allow_preview=True, object_fit="contain", 
 
 
 @dataclass
+class TeachRun:
+    """One session's run, kept in the page's gr.State: the result (scores, curve, the classifiers of
+    the seed-0 shots and their test predictions) and what made it (model, prompts, shots, choices)."""
+    result: ExperimentResult
+    provenance: fewshot_experiment.Provenance
+
+
+@dataclass
 class TeachView:
     summary: str
     table: str = ""
     curve: Any = None                                # plotly figure; None hides it
-    state: dict | None = None  # {"result": teach.TeachResult, "model", "model_name", ...}
+    state: TeachRun | None = None
     methods: list[str] = field(default_factory=list)
     chosen: str | None = None
 
@@ -71,31 +80,30 @@ def _shots(choice) -> int | None:
 
 def run_teach(ctx: AppContext, folder_text: str, uploads, template_name: str, method_names, shots_choice,
               progress=None) -> TeachView:
-    """Embed the labelled examples (typed folder or uploaded zip), hold out 30% of each class, and
-    score zero-shot and the chosen methods; the view's state keeps the fitted classifiers."""
+    """Embed the labelled examples (typed folder or uploaded zip), hold out part of each class
+    (fewshot_experiment.HELD_OUT), and score zero-shot and the chosen methods; the view's state keeps
+    the fitted classifiers and the run's provenance."""
     try:
         model = ctx.model()
         methods = [m for m in (method_names or []) if m in METHOD_CHOICES]
         if not methods:
             return TeachView(message("Pick at least one method to compare with zero-shot.", "error"))
-        templates = builtin_template_set(TEMPLATE_CHOICES[template_name])
+        source = TEMPLATE_CHOICES[template_name]
+        choice = PromptChoice(builtin_template_set(source), source)
         images = ctx.embed_choice(uploads=uploads, folder=folder_text, labelled=True,
                                   progress=progress_reporter(progress, "images embedded"))
         if progress is not None:
             progress(1, desc="Fitting and scoring the methods")
-        text = teach.zero_shot_text(model, images.class_names, templates, gate.TextLimits.of(ctx.settings))
-        result = teach.teach(images, text, model.logit_scale, methods, _shots(shots_choice))
+        result = fewshot_experiment.run(model, images, choice, methods, _shots(shots_choice),
+                                        limits=gate.TextLimits.of(ctx.settings))
     except ValueError as exc:  # NoModel, PathRefused, PromptError, too few images ...
         return TeachView(message(str(exc), "error"))
-    state = {
-        "result": result, "model": model.identity.as_dict(), "model_name": model.identifier,
-        "prompts": {"use": "templates", "templates": TEMPLATE_CHOICES[template_name], "weighting": "mean"}
-    }
     curve = result.curve
     figure = plots.fewshot_shots_curve(curve.shots, curve.mean, curve.std,
                                        curve.seeds) if curve.shots else None
     return TeachView(show.summary(result, images.source, model.identifier) + failures_html(images.failures),
-                     show.accuracy_table(result), figure, state, list(result.report.methods), result.best())
+                     show.accuracy_table(result), figure, TeachRun(result, result.provenance),
+                     list(result.report.methods), result.best())
 
 
 def _thumb(ctx: AppContext, path) -> Image.Image:
@@ -103,12 +111,12 @@ def _thumb(ctx: AppContext, path) -> Image.Image:
     return thumb or Image.new("RGB", (PLACEHOLDER_SIDE,) * 2, (200, 200, 200))
 
 
-def method_view(ctx: AppContext, state: dict | None, method: str | None) -> MethodView:
+def method_view(ctx: AppContext, state: TeachRun | None, method: str | None) -> MethodView:
     """The confusion matrix of `method` on the held-out images and the ones it fixes and breaks
     against zero-shot, as thumbnails captioned "true → predicted"."""
-    if not state or method not in state["result"].predictions:
+    if state is None or method not in state.result.predictions:
         return MethodView()
-    result = state["result"]
+    result = state.result
     names, truth = result.class_names, result.truth
     fixed, broken = result.changes(method)
     zero_shot, own = result.predictions["zero-shot"], result.predictions[method]
@@ -133,26 +141,26 @@ def index_choices(ctx: AppContext) -> list[tuple[str, str]]:
                                      for info in ctx.visible_indexes(model) if info.count]
 
 
-def _classifier(ctx: AppContext, state: dict | None, method: str | None):
+def _classifier(ctx: AppContext, state: TeachRun | None, method: str | None):
     """The fitted classifier of `method` from this session's run, for the loaded model."""
-    if not state:
+    if state is None:
         raise ValueError("Run “Teach” first: there is no adapted classifier yet.")
     model = ctx.model()
-    if model.identity.as_dict() != state["model"]:
+    if model.identity.as_dict() != state.provenance.model:
         raise ValueError(
-            f"The classifier was taught with {state['model_name']}, but {model.identifier} is loaded "
+            f"The classifier was taught with {state.provenance.model_name}, but {model.identifier} is loaded "
             "now; its weights only mean something with the model that made them. Run again.")
-    classifiers = state["result"].classifiers
+    classifiers = state.result.classifiers
     if method not in classifiers:
         raise ValueError(
             f"{method or 'No method'} was not part of the run; pick one of {', '.join(classifiers)}.")
     return classifiers[method]
 
 
-def apply_classifier(ctx: AppContext, state: dict | None, method: str, files, index_folder: str | None,
+def apply_classifier(ctx: AppContext, state: TeachRun | None, method: str, files, index_folder: str | None,
                      threshold: float | None = None, progress=None) -> ApplyView:
     """Sort new images (uploads) or an index's stored embeddings with the run's `method`: per-class
-    galleries, best first, and "none of these" (below `threshold`; None: teach.none_threshold)."""
+    galleries, best first, and "none of these" (below `threshold`; None: fewshot.none_threshold)."""
     index_folder = None if index_folder in (None, "", NO_INDEX) else index_folder
     files = [f for f in (files or []) if f]
     try:
@@ -163,7 +171,7 @@ def apply_classifier(ctx: AppContext, state: dict | None, method: str, files, in
                                   labelled=False, progress=progress_reporter(progress, "images embedded"))
     except ValueError as exc:
         return ApplyView(message(str(exc), "error"))
-    result = teach.sort_embeddings(classifier, images.embeddings, images.names, threshold)
+    result = sort_embeddings(classifier, images.embeddings, images.names, threshold)
     path_of = dict(zip(images.names, images.paths))
     groups = [(f"{name} ({len(items)})", [(_thumb(ctx, path_of[n]), f"{p:.0%} · {n}")
                                           for n, p in items[:MAX_SHOWN]])
@@ -174,12 +182,15 @@ def apply_classifier(ctx: AppContext, state: dict | None, method: str, files, in
                      + failures_html(images.failures), groups[:MAX_CLASS_GALLERIES], none)
 
 
-def download_classifier(ctx: AppContext, state: dict | None, method: str) -> str:
-    """The run's `method` classifier as a zip (its .json + .safetensors pair), written in the
-    session's own workspace when hosted (deleted with it). ValueError says why not."""
+def download_classifier(ctx: AppContext, state: TeachRun | None, method: str) -> str:
+    """The run's `method` classifier as a zip (its .json + .safetensors pair; the .json carries the
+    run's provenance, the record `clip-explorer fewshot --json` prints), written in the session's own
+    workspace when hosted (deleted with it). ValueError says why not."""
     classifier = _classifier(ctx, state, method)
     folder = ctx.downloads("classifiers")  # hosted: in the session's workspace, counted in its quota
-    return str(teach.export_zip(classifier, folder, state["model"], state["prompts"]))
+    record = state.provenance
+    return str(classifier_file.export_zip(classifier, folder, record.model, record.prompts,
+                                          provenance=record.as_dict()))
 
 
 # ---- the page ---------------------------------------------------------------------------------------
@@ -203,7 +214,8 @@ def build(ctx: AppContext) -> None:
             methods = gr.CheckboxGroup(METHOD_CHOICES, value=list(METHOD_CHOICES),
                                        label="Methods (against zero-shot)", elem_id="teach-methods")
             shots = gr.Dropdown(SHOT_CHOICES, value="All", label="Shots per class",
-                                info="All: every training image; K: K per class, over 3 seeds",
+                                info="All: every training image; K: K per class, over "
+                                     f"{fewshot_experiment.CURVE_SEEDS} seeds",
                                 elem_id="teach-shots")
             run = gr.Button("Teach", variant="primary", elem_id="teach-run")
         with gr.Column(scale=3):
@@ -248,10 +260,43 @@ def build(ctx: AppContext) -> None:
                 gr.Gallery(elem_id=f"teach-class-{i}", **GALLERY) for i in range(MAX_CLASS_GALLERIES)
             ]
             none_gallery = gr.Gallery(label="None of these", elem_id="teach-none", **GALLERY)
-    state = gr.State(None)
-    ui = SimpleNamespace(**locals())  # every component above, by name, for the wiring
-    _wire_run(ui)
-    _wire_apply(ui)
+    page = TeachPage(ctx, folder, uploads, templates, methods, shots, run, summary, table, curve, method,
+                     confusion, changes, fixed, broken, apply_files, index, refresh, auto, threshold, apply,
+                     download, download_file, sort_html, galleries, none_gallery, gr.State(None))
+    _wire_run(page)
+    _wire_apply(page)
+
+
+@dataclass
+class TeachPage:
+    """The page's components by name, for the wiring."""
+    ctx: AppContext
+    folder: Any                  # gr.Textbox (local) or gr.State("") (hosted: no paths)
+    uploads: gr.File
+    templates: gr.Dropdown
+    methods: gr.CheckboxGroup
+    shots: gr.Dropdown
+    run: gr.Button
+    summary: gr.HTML
+    table: gr.HTML
+    curve: gr.Plot
+    method: gr.Dropdown
+    confusion: gr.Plot
+    changes: gr.HTML
+    fixed: gr.Gallery
+    broken: gr.Gallery
+    apply_files: gr.File
+    index: gr.Dropdown
+    refresh: gr.Button
+    auto: gr.Checkbox
+    threshold: gr.Slider
+    apply: gr.Button
+    download: gr.Button
+    download_file: gr.File
+    sort_html: gr.HTML
+    galleries: list             # [gr.Gallery] x MAX_CLASS_GALLERIES
+    none_gallery: gr.Gallery
+    state: gr.State             # a TeachRun, or None before the first run
 
 
 def _method_outputs(view: MethodView):
@@ -260,7 +305,7 @@ def _method_outputs(view: MethodView):
             gr.update(value=view.broken, visible=bool(view.broken)))
 
 
-def _wire_run(ui) -> None:
+def _wire_run(ui: TeachPage) -> None:
     ctx = ui.ctx
 
     def on_run(folder, uploads, templates, methods, shots, request: gr.Request, progress=gr.Progress()):
@@ -283,7 +328,7 @@ def _wire_run(ui) -> None:
     ui.method.input(on_method, [ui.state, ui.method], method_outputs, show_progress="hidden")
 
 
-def _wire_apply(ui) -> None:
+def _wire_apply(ui: TeachPage) -> None:
     ctx = ui.ctx
 
     def on_apply(state, method, files, index, auto, threshold, request: gr.Request, progress=gr.Progress()):
