@@ -9,11 +9,11 @@ import torch
 from torch import nn, optim
 
 from explorer.app.ui import calibration_view
-from explorer.embed.probability import Scoring
+from explorer.app.ui.prompt_lab_html import CalibrationData, LabFlags
+from explorer.embed.probability import Scoring, default_none_rule
 from explorer.science.calibration import (
     N_BINS,
     calibrate,
-    expected_calibration_error,
     fit_temperature,
     nll,
     reliability,
@@ -71,7 +71,7 @@ def test_ece_matches_the_authors_code():
         cos, true, rule = overconfident(seed)
         logits = torch.tensor(rule.logits(cos), dtype=torch.float64)
         conf, correct = top_confidence(cos, true, rule)
-        ours = expected_calibration_error(conf, correct)
+        ours = reliability(conf, correct).ece
         assert ours == pytest.approx(guo_ece(logits, torch.tensor(true)), abs=1e-6)  # theirs sums in float32
         assert ours > 0.05  # over-confident: a real gap, not a vacuous zero
 
@@ -129,19 +129,31 @@ def test_sigmoid_models_calibrate_the_top_label_probability():
     assert doc["probability"] == "sigmoid" and "same images" in doc["fitted_on"]
 
 
+def lab_flags(cos, true, rule, labelled=True) -> LabFlags:
+    """The Prompt lab's state after a run on these cosines (what the calibration view is handed)."""
+    names = [f"class {c}" for c in range(cos.shape[1])]
+    return LabFlags(names=[f"img_{i}.png" for i in range(len(cos))],
+                    predicted=[names[c] for c in cos.argmax(axis=1)],
+                    true=[names[c] for c in true] if labelled else None, max_cosine=cos.max(axis=1),
+                    max_probability=rule.probabilities(cos).max(axis=1),
+                    rule=default_none_rule(rule, cos.shape[1]), probability=rule.kind,
+                    calibration=CalibrationData(cos, true, rule) if labelled else None)
+
+
 def test_calibration_view_handler_draws_both_diagrams_and_states_the_limits():
     cos, true, rule = overconfident(4)
-    flags = {"calibration": {"cosines": cos, "true": true, "scoring": rule}}
+    flags = lab_flags(cos, true, rule)
     text_1, figure_1 = calibration_view.calibration_view(flags, 1.0)
     text_2, figure_2 = calibration_view.calibration_view(flags, 2.5)
-    assert "T = 1" in figure_1.layout.annotations[0].text and "T = 2.50" in figure_2.layout.annotations[1].text
+    assert "T = 1" in figure_1.layout.annotations[0].text
+    assert "T = 2.50" in figure_2.layout.annotations[1].text
     assert text_1 != text_2 and "overlap" in text_1 and "optimistic" in text_1
     bars = [t for t in figure_1.data if t.type == "bar"]
     assert len(bars) == 2 and all(t.text[0].startswith("n=") for t in bars)
     assert sum(int(s[2:]) for s in bars[0].text) == len(true)
     assert calibration_view.fitted_temperature(flags, 1.0) == pytest.approx(calibrate(cos, true, rule)
                                                                              .fitted_temperature, abs=0.005)
-    unlabelled, none = calibration_view.calibration_view({"calibration": None}, 1.0)
+    unlabelled, none = calibration_view.calibration_view(lab_flags(cos, true, rule, labelled=False), 1.0)
     assert none is None and "labelled" in unlabelled
 
 
@@ -151,6 +163,5 @@ def test_a_fit_that_runs_into_the_search_range_says_so():
     report = calibrate(cos, perfect, rule)
     assert report.fitted_at_bound and report.fitted_temperature == pytest.approx(0.05, rel=1e-3)
     assert not calibrate(cos, true, rule).fitted_at_bound
-    text, _ = calibration_view.calibration_view(
-        {"calibration": {"cosines": cos, "true": perfect, "scoring": rule}}, 1)
+    text, _ = calibration_view.calibration_view(lab_flags(cos, perfect, rule), 1)
     assert "a bound, not a minimum" in text

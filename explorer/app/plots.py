@@ -107,14 +107,16 @@ def similarity_heatmap(names: list[str], texts: list[str], cosines: np.ndarray, 
         colorbar = dict(title="image–text<br>cosine")
         default_title = f"Image × text cosine (colour spans this view's range {lo:.3f} to {hi:.3f})"
         zrange = dict(zmin=lo, zmax=hi)
-        hover = "image %{y}<br>" + column + " %{x}<br>cosine %{z:.4f}<br>probability %{customdata:.2%}<extra></extra>"
+        hover = ("image %{y}<br>" + column
+                 + " %{x}<br>cosine %{z:.4f}<br>probability %{customdata:.2%}<extra></extra>")
     else:
         z, custom = probabilities, cosines
         colorbar = dict(title="probability", tickformat=".0%")
         default_title = ("Image × text probability (" + PROBABILITY_RULES.get(rule, rule).format(column)
                          + "; colour spans 0 to 100%)")
         zrange = dict(zmin=0, zmax=1)
-        hover = "image %{y}<br>" + column + " %{x}<br>probability %{z:.2%}<br>cosine %{customdata:.4f}<extra></extra>"
+        hover = ("image %{y}<br>" + column
+                 + " %{x}<br>probability %{z:.2%}<br>cosine %{customdata:.4f}<extra></extra>")
     fig = go.Figure(
         go.Heatmap(z=z, x=axis_labels(texts, 40), y=axis_labels(names), customdata=custom,
                    colorscale="Viridis", colorbar=colorbar, hovertemplate=hover,

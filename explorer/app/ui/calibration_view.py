@@ -4,7 +4,10 @@ temperature, with the temperature fitted on the same images.
 
 `calibration_view` is the handler (the run's flags state and a temperature in, HTML and a figure
 out); `build` lays out the accordion and wires it onto the Prompt lab's components. The numbers come
-from explorer/calibration.py, computed from the cosines of the lab's last run: nothing is encoded.
+from explorer/science/calibration.py, computed from the cosines of the lab's last run: nothing is
+encoded. The flags are the Prompt lab's prompt_lab_html.LabFlags (this view reads its `calibration`:
+a CalibrationData, None for unlabelled images); tabs do not import each other, so it is not named
+here.
 """
 from __future__ import annotations
 
@@ -24,16 +27,16 @@ LIMITS = ("Limits: temperature scaling only rescales confidence. It never change
           "confidence than clean ones, and one global T cannot give both).")
 
 
-def calibration_view(flags: dict | None, temperature: float):
-    """(HTML, figure or None) for the last run at `temperature`."""
-    data = (flags or {}).get("calibration")
+def calibration_view(flags, temperature: float):
+    """(HTML, figure or None) for the last run (its LabFlags, or None before a run) at `temperature`."""
     if not flags:
         return "", None
+    data = flags.calibration
     if not data:
         return message(
             "Calibration needs labelled images (one sub-folder per class): without labels there is "
             "nothing to check the probabilities against."), None
-    report = calibrate(data["cosines"], data["true"], data["scoring"], float(temperature))
+    report = calibrate(data.cosines, data.true_idx, data.scoring, float(temperature))
     kind = report.kind
     figure = plots.reliability_diagram(
         [(f"as shipped (T = 1): ECE {report.model.ece:.1%}", report.model),
@@ -52,25 +55,28 @@ def _text(report) -> str:
             "label is right), so this is a bound, not a minimum")
     return (
         f'<div id="pl-cal-numbers"><p><b>ECE</b> as shipped (T = 1): <b id="pl-cal-ece-model">'
-        f'{report.model.ece:.2%}</b> · at T = {report.temperature:.2f}: <b id="pl-cal-ece">{report.scaled.ece:.2%}'
-        f'</b> · at the fitted T = <b id="pl-cal-fitted">{fitted:.2f}</b>{outside}: {report.fitted.ece:.2%}. '
+        f'{report.model.ece:.2%}</b> · at T = {report.temperature:.2f}: <b id="pl-cal-ece">'
+        f'{report.scaled.ece:.2%}</b> · at the fitted T = <b id="pl-cal-fitted">{fitted:.2f}</b>{outside}: '
+        f'{report.fitted.ece:.2%}. '
         f"Negative log-likelihood {report.nll_model:.3f} → {report.nll_scaled:.3f} (fitted: "
         f"{report.nll_fitted:.3f}); top-1 accuracy {report.accuracy:.1%} at every T.</p>"
-        f'<p class="explorer-muted">Confidence is {html.escape(report.confidence_is)}. {report.model.n} images in '
-        f"{N_BINS} equal-width bins; ECE = Σ (images in bin / all) × |accuracy − mean confidence| (Guo et al. "
-        "2017, On Calibration of Modern Neural Networks). The temperature divides the logits (scale × cosine"
+        f'<p class="explorer-muted">Confidence is {html.escape(report.confidence_is)}. {report.model.n} '
+        f"images in {N_BINS} equal-width bins; ECE = Σ (images in bin / all) × |accuracy − mean confidence| "
+        "(Guo et al. 2017, On Calibration of Modern Neural Networks). The temperature divides the logits "
+        "(scale × cosine"
         + (" + bias" if report.kind == "sigmoid" else "") + ") before the "
-        f"{report.kind}. The fitted T minimises the negative log-likelihood on these same images, so its ECE is "
-        "optimistic: check a temperature on other labelled images before trusting it.</p>"
+        f"{report.kind}. The fitted T minimises the negative log-likelihood on these same images, so its "
+        "ECE is optimistic: check a temperature on other labelled images before trusting it.</p>"
         f'<p class="explorer-note" id="pl-cal-limits">{html.escape(LIMITS)}</p></div>')
 
 
-def fitted_temperature(flags: dict | None, current: float):
-    """The slider value for "use the fitted temperature" (unchanged without labelled images)."""
-    data = (flags or {}).get("calibration")
+def fitted_temperature(flags, current: float):
+    """The slider value for "use the fitted temperature" (unchanged without labelled images); `flags`:
+    the last run's LabFlags, or None."""
+    data = flags.calibration if flags else None
     if not data:
         return current
-    fitted = calibrate(data["cosines"], data["true"], data["scoring"]).fitted_temperature
+    fitted = calibrate(data.cosines, data.true_idx, data.scoring).fitted_temperature
     return round(min(max(fitted, T_SLIDER[0]), T_SLIDER[1]), 2)
 
 

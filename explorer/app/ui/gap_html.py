@@ -1,4 +1,4 @@
-"""HTML pieces of the Modality gap tab. Formatting only: the numbers come from explorer.gap."""
+"""HTML pieces of the Modality gap tab. Formatting only: the numbers come from explorer.science.gap."""
 from __future__ import annotations
 
 import html
@@ -22,7 +22,8 @@ def _headline(m) -> str:
     if m.mean_cos_matched < min(m.mean_cos_image_image, m.mean_cos_text_text or 1.0):
         return (f"Matched pairs average {m.mean_cos_matched:.2f} while {within}: an image is closer to other "
                 "images than to its own text. That is the modality gap: each modality sits in its own cone.")
-    unmatched = "" if m.mean_cos_unmatched is None else f", far above unmatched pairs ({m.mean_cos_unmatched:.2f})"
+    unmatched = "" if m.mean_cos_unmatched is None else (
+        f", far above unmatched pairs ({m.mean_cos_unmatched:.2f})")
     return (
         f"Matched pairs average {m.mean_cos_matched:.2f}{unmatched}, and {within}; yet the mean image and "
         f"the mean text are still {m.gap_length:.2f} apart: that offset is the gap.")
@@ -43,8 +44,8 @@ def measures(run, shifted=None) -> str:
          "each image with its own " + ("label's class text" if run.texts.kind == "labels" else "caption")),
         ("mean cosine, unmatched pairs", _num(m.mean_cos_unmatched), "each image with every other text"),
         ("alignment", _num(m.alignment, "{:.3f}"),
-         "Wang & Isola: mean squared distance of matched pairs (lower = better aligned; 2 − 2 × matched cosine)"
-         ),
+         "Wang & Isola: mean squared distance of matched pairs (lower = better aligned; "
+         "2 − 2 × matched cosine)"),
         ("uniformity, images", _num(m.uniformity_image, "{:.3f}"),
          "Wang & Isola: log mean exp(−2‖u−v‖²); more negative = images spread more evenly over the sphere"),
         ("uniformity, texts", _num(m.uniformity_text, "{:.3f}"), "the same for the texts"),
@@ -64,8 +65,8 @@ def measures(run, shifted=None) -> str:
         f"</tr></thead><tbody>{body}</tbody></table>")
     sample = m.pair_sample
     about = (
-        f"{m.n_images:,} images from {run.images.source}, {m.n_texts:,} {text_kind}, {m.n_matched:,} matched pairs. "
-        "Means are exact over all pairs")
+        f"{m.n_images:,} images from {run.images.source}, {m.n_texts:,} {text_kind}, {m.n_matched:,} "
+        "matched pairs. Means are exact over all pairs")
     if sample and (sample.get("images", m.n_images) < m.n_images or
                    sample.get("texts", m.n_texts) < m.n_texts):
         about += (f"; histograms and uniformity use a sample of {sample['images']:,} images and "

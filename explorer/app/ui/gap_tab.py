@@ -7,12 +7,11 @@ gap_run.py and gap.py, the same functions `clip-explorer gap` calls; HTML is gap
 its embeddings and never re-encode: the slider moves the map, the histograms and the measures
 (GapRun.at, GapRun.projection), not only the readout. A box or lasso selection on the map comes back
 through a hidden textbox (assets/gap_select.js writes the points' ids there); `selection_view` lists
-those images and texts.
+those images and texts. The page's components are named in GapHandles, for the wiring.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
@@ -119,7 +118,8 @@ def projection_view(run: GapRun, method_label: str, lam: float = 0.0, thumbnails
         note += (" x runs along the gap vector, so the centroids sit the measured gap length apart on it; "
                  "y is the main direction of what remains.")
     if method == "umap":
-        note += " The shift slider does not redraw UMAP (seconds per map): it shows the embeddings as trained."
+        note += (" The shift slider does not redraw UMAP (seconds per map): it shows the embeddings as "
+                 "trained.")
     else:
         note += (
             " The shift slider moves the points: the axes stay those of the embeddings as trained, so the "
@@ -173,7 +173,39 @@ def shift_view(run: GapRun, lam: float, method_label: str, thumbnails: list | No
             show.measures(run, shifted), plots.gap_histograms(shifted.measures.histograms), figure, note)
 
 
-def build(ctx: AppContext) -> None:
+@dataclass
+class GapHandles:
+    """The tab's components, by name, for the wiring."""
+    # the inputs
+    source: gr.Radio
+    files: gr.File
+    folder: gr.Textbox
+    index_row: gr.Row
+    index_choice: gr.Dropdown
+    refresh: gr.Button
+    text_source: gr.Radio
+    labels: gr.Textbox
+    templates: gr.Radio
+    csv_file: gr.File
+    run: gr.Button
+    examples_box: gr.Column
+    # the measures and the shift
+    table: gr.HTML
+    lam: gr.Slider
+    readout: gr.HTML
+    curve: gr.Plot
+    # the joint map and its selection
+    method: gr.Radio
+    projection: gr.Plot
+    projection_note: gr.HTML
+    selection: gr.HTML
+    selection_ids: gr.Textbox
+    histograms: gr.Plot
+    state: gr.State    # the last GapRun (None before a run, or after a failed one)
+    thumbs: gr.State   # its hover previews (data: URIs or None, list[str | None]), made once per run
+
+
+def build(ctx: AppContext) -> GapHandles:
     gr.Markdown("CLIP-style models keep image and text embeddings in two separate cones: the *modality gap* "
                 "(Liang et al. 2022). Measure it on your images and texts, see it in 2-D, and slide the two "
                 "modalities towards each other to see what that does to matching.", elem_id="gap-intro")
@@ -229,13 +261,19 @@ def build(ctx: AppContext) -> None:
             histograms = gr.Plot(label="Cosine histograms", elem_id="gap-hist")
     state, thumbs = gr.State(None), gr.State(None)   # the GapRun; its hover previews, made once
 
-    ui = SimpleNamespace(**locals())  # every component above, by name, for the wiring
-    _wire(ui)
+    ui = GapHandles(
+        source=source, files=files, folder=folder, index_row=index_row, index_choice=index_choice,
+        refresh=refresh, text_source=text_source, labels=labels, templates=templates, csv_file=csv_file,
+        run=run, examples_box=examples_box, table=table, lam=lam, readout=readout, curve=curve,
+        method=method, projection=projection, projection_note=projection_note, selection=selection,
+        selection_ids=selection_ids, histograms=histograms, state=state, thumbs=thumbs)
+    _wire(ctx, ui)
+    _wire_map(ctx, ui)
+    return ui
 
 
-def _wire(ui) -> None:
-    ctx = ui.ctx
-
+def _wire(ctx: AppContext, ui: GapHandles) -> None:
+    """The image and text sources, the run and its one-click examples."""
     def choices_update(request: gr.Request):
         choices = index_choices(session_of(ctx, request))
         return gr.update(choices=choices, value=choices[0][1] if choices else None)
@@ -276,20 +314,25 @@ def _wire(ui) -> None:
                        ["8 photos + their labels", "8 photos + their captions (CSV)"], inputs, on_run,
                        outputs, "gap-examples")
 
-    def on_select(run, ids, thumbnails, request: gr.Request):  # ids from gap_select.js, or from anyone
+
+def _wire_map(ctx: AppContext, ui: GapHandles) -> None:
+    """What follows a run without re-encoding: a selection on the map, the shift slider, the method."""
+    # ids from gap_select.js, or from anyone
+    def on_select(run: GapRun | None, ids, thumbnails: list | None, request: gr.Request):
         return selection_view(session_of(ctx, request), run, ids, thumbnails)
 
     ui.selection_ids.change(on_select, [ui.state, ui.selection_ids, ui.thumbs], ui.selection,
                             show_progress="hidden", trigger_mode="always_last", api_visibility="private")
 
-    def on_shift(run, lam, method, thumbnails):  # the readout, curve, measures, histograms and map all follow
+    # the readout, curve, measures, histograms and map all follow
+    def on_shift(run: GapRun | None, lam, method, thumbnails: list | None):
         return (gr.update(),) * 6 if run is None else shift_view(run, lam, method, thumbnails)
 
     ui.lam.change(on_shift, [ui.state, ui.lam, ui.method, ui.thumbs],
                   [ui.readout, ui.curve, ui.table, ui.histograms, ui.projection, ui.projection_note],
                   trigger_mode="always_last", show_progress="hidden")
 
-    def on_method(run, method, lam, thumbnails):
+    def on_method(run: GapRun | None, method, lam, thumbnails: list | None):
         return (gr.update(), gr.update()) if run is None else projection_view(run, method, lam, thumbnails)
 
     ui.method.change(on_method, [ui.state, ui.method, ui.lam, ui.thumbs], [ui.projection, ui.projection_note])

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
+from typing import Any
 
+from explorer.embed.probability import NoneRule, Scoring
 from explorer.embed.tokens import elide, shown
 from explorer.science.evaluate import none_of_these, template_verdicts
 
@@ -14,6 +17,33 @@ _HURTS = "background:rgba(214,39,40,0.12)"
 _VERDICTS = {"helps": ("▲&nbsp;helps", _HELPS), "hurts": ("▼&nbsp;hurts", _HURTS), "": ("", "")}
 WEIGHTING_NAMES = {"mean": "equal average", "zpe": "ZPE", "single": "one template"}
 MAX_IMAGE_ROWS = 200
+
+
+@dataclass
+class CalibrationData:
+    """What the calibration view refits at each temperature: the run's image x class cosines [N, C],
+    the true class index of each image [N] (numpy arrays, carried here, never computed on) and the
+    model's scoring rule."""
+    cosines: Any
+    true_idx: Any
+    scoring: Scoring
+
+
+@dataclass
+class LabFlags:
+    """What the page keeps of a run (the Prompt lab's gr.State) so that the "none of these" sliders and
+    the calibration view redraw without a new run: per image its name, best class, true class (None
+    when unlabelled), max cosine and max probability [N] (numpy arrays); the model's default "none of
+    these" rule and which probabilities it gives (softmax or sigmoid); the calibration data (None when
+    unlabelled)."""
+    names: list[str]
+    predicted: list[str]
+    true: list[str] | None
+    max_cosine: Any
+    max_probability: Any
+    rule: NoneRule
+    probability: str
+    calibration: CalibrationData | None = None
 
 
 def _pct(x) -> str:
@@ -92,8 +122,8 @@ def per_template(report) -> str:
             f'<p class="explorer-muted">Sorted by each prompt\'s own top-1 accuracy. Average over prompts '
             f'{average:.1%}; the ensemble reaches {ensemble_top1:.1%}. “contribution”: the ensemble\'s '
             f'accuracy with this prompt minus without it, on the same {len(report.images)} images, in '
-            f'points, with a paired bootstrap 95% interval and McNemar\'s exact p; “helps”/“hurts” only when p &lt; 0.05 '
-            f'and the interval excludes 0. Tokens: the longest prompt of the row, start and end '
+            f'points, with a paired bootstrap 95% interval and McNemar\'s exact p; “helps”/“hurts” only when '
+            f'p &lt; 0.05 and the interval excludes 0. Tokens: the longest prompt of the row, start and end '
             f'included, against the {report.context_length} the model reads.</p>')
         return caption + _table(head, rows)
     order = sorted(range(len(report.slots)), key=lambda i: -float(zpe.scores[i]))
@@ -117,7 +147,8 @@ def _tokens_cell(report, i: int) -> str:
         return "<td></td>"
     count, limit = report.slot_tokens[i], report.context_length
     if count > limit:
-        return f'<td class="pl-tokens" style="{_OVER}" title="cut: the end is never read">⚠ {count} / {limit}</td>'
+        return (f'<td class="pl-tokens" style="{_OVER}" title="cut: the end is never read">'
+                f'⚠ {count} / {limit}</td>')
     return f'<td class="pl-tokens">{count} / {limit}</td>'
 
 
@@ -134,7 +165,8 @@ def _kept_column(report):
     """With MAD selection: a cell per row saying whether ZPE kept it (called with None: is there one?)."""
     if report.zpe.mad_threshold is None:
         return lambda i: "" if i is not None else False
-    return lambda i: True if i is None else f'<td class="pl-zpe-kept">{"✓" if report.zpe.selected[i] else "—"}</td>'
+    return lambda i: True if i is None else (
+        f'<td class="pl-zpe-kept">{"✓" if report.zpe.selected[i] else "—"}</td>')
 
 
 def budget_and_selection(report) -> str:
@@ -205,23 +237,23 @@ def comparison(rows, evidence=None) -> str:
     return _table(head, out, height=360) + note
 
 
-def none_table(state: dict | None, min_cosine: float, min_probability: float) -> str:
+def none_table(state: LabFlags | None, min_cosine: float, min_probability: float) -> str:
     """Images whose best class fits badly (below either threshold), flagged ones first."""
     if not state:
         return ""
-    flags = none_of_these(state["max_cosine"], state["max_probability"], min_cosine=min_cosine,
+    flags = none_of_these(state.max_cosine, state.max_probability, min_cosine=min_cosine,
                           min_probability=min_probability)
-    labelled = state["true"] is not None
+    labelled = state.true is not None
     order = sorted(range(len(flags)), key=lambda i: not flags[i])[:MAX_IMAGE_ROWS]
     rows = []
     for i in order:
-        truth = f"<td>{html.escape(state['true'][i])}</td>" if labelled else ""
+        truth = f"<td>{html.escape(state.true[i])}</td>" if labelled else ""
         style = 'style="background:rgba(240,138,36,0.15)"' if flags[i] else ""
-        rows.append(f'<tr {style}><td>{html.escape(state["names"][i])}</td>{truth}'
-                    f'<td>{html.escape(state["predicted"][i])}</td><td>{state["max_cosine"][i]:.3f}</td>'
-                    f'<td>{state["max_probability"][i]:.1%}</td>'
+        rows.append(f'<tr {style}><td>{html.escape(state.names[i])}</td>{truth}'
+                    f'<td>{html.escape(state.predicted[i])}</td><td>{state.max_cosine[i]:.3f}</td>'
+                    f'<td>{state.max_probability[i]:.1%}</td>'
                     f'<td>{"⚠ none of these" if flags[i] else ""}</td></tr>')
-    kind = state.get("probability", "softmax")
+    kind = state.probability
     head = ["image"] + (["true class"] if labelled else
                         []) + ["best class", "max cosine", f"max probability ({kind})", "flag"]
     count = (
@@ -229,18 +261,18 @@ def none_table(state: dict | None, min_cosine: float, min_probability: float) ->
         f"(max cosine &lt; {min_cosine:.2f} or max probability &lt; {min_probability:.0%}).</p>")
     more = len(flags) - len(order)
     tail = f'<p class="explorer-muted">…{more} more image(s) not shown.</p>' if more > 0 else ""
-    return count + none_rule_note(state.get("rule"), min_cosine, min_probability) + _table(
+    return count + none_rule_note(state.rule, min_cosine, min_probability) + _table(
         head, rows, height=360) + tail
 
 
-def none_rule_note(rule: dict | None, min_cosine: float, min_probability: float) -> str:
+def none_rule_note(rule: NoneRule | None, min_cosine: float, min_probability: float) -> str:
     """Which rule is in force: the model's default (on its own softmax or sigmoid scale), or yours."""
     if not rule:
         return ""
-    default = (round(min_cosine, 2) == round(rule["min_cosine"], 2)
-               and round(min_probability, 2) == round(rule["min_probability"], 2))
-    said = html.escape(rule["rule"])
+    default = (round(min_cosine, 2) == round(rule.min_cosine, 2)
+               and round(min_probability, 2) == round(rule.min_probability, 2))
+    said = html.escape(rule.text)
     text = (f"Rule in force: the model's default, {said}." if default else
             f"Rule in force: your thresholds. The model's default would be: {said} "
-            f"(cosine {rule['min_cosine']:.2f}, probability {rule['min_probability']:.0%}).")
+            f"(cosine {rule.min_cosine:.2f}, probability {rule.min_probability:.0%}).")
     return f'<p class="explorer-muted" id="pl-none-rule">{text}</p>'

@@ -3,7 +3,8 @@ prompt does on a labelled folder (accuracy) or on plain images (ZPE weights, "no
 
 Handlers: the row edits (`rows_of`, `moved`, `save_files`) and `evaluate_prompts` (plain inputs in,
 a LabView out), which embeds the images through the app context and scores them with lab.run_lab,
-the function behind `clip-explorer eval`. `build` lays out and wires.
+the function behind `clip-explorer eval`. `build` lays out and wires; the page keeps each run's
+flags (prompt_lab_html.LabFlags) in a gr.State, and its components in PromptLabHandles.
 """
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import hashlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
@@ -19,7 +19,7 @@ import pandas as pd
 
 from explorer.app import examples, plots
 from explorer.app.context import AppContext
-from explorer.embed.probability import default_none_rule
+from explorer.embed.probability import NoneRule, default_none_rule
 from explorer.inputs import gate
 from explorer.science.descriptions import ASSETS as DESCRIPTION_EXAMPLES
 from explorer.science.descriptions import parse_descriptions, read_descriptions_file
@@ -35,6 +35,7 @@ from explorer.science.zpe import MAD_THRESHOLD
 
 from . import prompt_lab_html as show
 from .common import TEMPLATE_CHOICES, ZIP_TYPES, message, offer_examples, progress_reporter, session_of
+from .prompt_lab_html import CalibrationData, LabFlags
 
 EXAMPLES = {p.name: p for p in sorted(DESCRIPTION_EXAMPLES.glob("*.json"))}
 WEIGHTINGS = {
@@ -88,7 +89,7 @@ class LabView:
     per_class: str = ""
     confusion: Any = None         # plotly figure; None hides it
     none_of_these: str = ""
-    flags: dict | None = None     # what the "none of these" sliders re-filter without a new run
+    flags: LabFlags | None = None  # what the "none of these" sliders and calibration redraw from
     report: LabReport | None = None
 
 
@@ -119,11 +120,7 @@ def evaluate_prompts(ctx: AppContext, table, folder_text: str, files, label_text
     except ValueError as exc:  # NoModel, PromptError, PathRefused, IndexMismatchError ...
         return LabView(message(str(exc), "error"))
     result, rule = report.result, default_none_rule(model.scoring, len(report.class_names))
-    flags = dict(names=report.images.names, predicted=report.predicted, true=report.true,
-                 max_cosine=report.max_cosine, max_probability=report.max_probability,
-                 rule=rule.as_dict(), probability=model.scoring.kind,  # the model's own scale and defaults
-                 calibration=None if result is None else dict(cosines=result.cosines, true=result.true_idx,
-                                                              scoring=result.scoring))
+    flags = flags_of(report, rule, model.scoring.kind)
     min_cosine = rule.min_cosine if min_cosine is None else min_cosine
     min_probability = rule.min_probability if min_probability is None else min_probability
     return LabView(
@@ -135,12 +132,69 @@ def evaluate_prompts(ctx: AppContext, table, folder_text: str, files, label_text
         none_view(flags, min_cosine, min_probability), flags, report)
 
 
-def none_view(flags: dict | None, min_cosine: float, min_probability: float) -> str:
+def flags_of(report: LabReport, rule: NoneRule, probability: str) -> LabFlags:
+    """What the page keeps of a run: per image its names, classes and best scores; the model's default
+    "none of these" `rule` and `probability` kind (its own scale); the calibration data when labelled."""
+    result = report.result
+    labelled = result is not None and result.cosines is not None and result.scoring is not None
+    calibration = CalibrationData(result.cosines, result.true_idx, result.scoring) if labelled else None
+    return LabFlags(names=report.images.names, predicted=report.predicted, true=report.true,
+                    max_cosine=report.max_cosine, max_probability=report.max_probability, rule=rule,
+                    probability=probability, calibration=calibration)
+
+
+def none_view(flags: LabFlags | None, min_cosine: float, min_probability: float) -> str:
     return "<h4>None of these</h4>" + show.none_table(flags, min_cosine, min_probability) if flags else ""
 
 
 # ---- the page ---------------------------------------------------------------------------------------
-def build(ctx: AppContext) -> None:
+@dataclass
+class PromptLabHandles:
+    """The page's components, by name, for the wiring (and for the calibration view, which reads
+    `flags` and is drawn under the results)."""
+    # the prompt set and its editing
+    builtin: gr.Dropdown
+    load_builtin: gr.Button
+    table: gr.Dataframe
+    new: gr.Textbox
+    add: gr.Button
+    row_no: gr.Number
+    up: gr.Button
+    down: gr.Button
+    remove: gr.Button
+    load_file: gr.UploadButton
+    save_txt: gr.DownloadButton
+    save_json: gr.DownloadButton
+    set_status: gr.HTML
+    example: gr.Dropdown
+    desc_file: gr.File
+    desc_text: gr.Textbox
+    use: gr.Radio
+    # the images and the run's settings
+    folder: gr.Textbox | gr.State   # hosted: no folder on the server may be typed ("")
+    uploads: gr.File
+    labels: gr.Textbox
+    examples_box: gr.Column
+    weighting: gr.Radio
+    zpe_select: gr.Dropdown
+    mad_threshold: gr.Number
+    single_row: gr.Number
+    compare_on: gr.Checkbox
+    min_cos: gr.Slider
+    min_prob: gr.Slider
+    none_auto: gr.Checkbox
+    run: gr.Button
+    # the results
+    summary: gr.HTML
+    templates_html: gr.HTML
+    compare_html: gr.HTML
+    class_html: gr.HTML
+    confusion: gr.Plot
+    none_html: gr.HTML
+    flags: gr.State                  # the last run's LabFlags (None before a run, or after a failed one)
+
+
+def build(ctx: AppContext) -> PromptLabHandles:
     gr.Markdown(
         "Edit the prompts that turn class names into text, then see on your own images which "
         "prompts help, which hurt, and how the ensembling choice changes accuracy.", elem_id="pl-intro")
@@ -241,31 +295,38 @@ def build(ctx: AppContext) -> None:
             confusion = gr.Plot(label="Confusion matrix", visible=False, elem_id="pl-confusion")
     none_html = gr.HTML(elem_id="pl-none")
     flags = gr.State(None)
-    ui = SimpleNamespace(**locals())  # every component above, by name, for the wiring
-    _wire_editing(ui)
-    _wire_run(ui)
+    ui = PromptLabHandles(
+        builtin=builtin, load_builtin=load_builtin, table=table, new=new, add=add, row_no=row_no, up=up,
+        down=down, remove=remove, load_file=load_file, save_txt=save_txt, save_json=save_json,
+        set_status=set_status, example=example, desc_file=desc_file, desc_text=desc_text, use=use,
+        folder=folder, uploads=uploads, labels=labels, examples_box=examples_box, weighting=weighting,
+        zpe_select=zpe_select, mad_threshold=mad_threshold, single_row=single_row, compare_on=compare_on,
+        min_cos=min_cos, min_prob=min_prob, none_auto=none_auto, run=run, summary=summary,
+        templates_html=templates_html, compare_html=compare_html, class_html=class_html,
+        confusion=confusion, none_html=none_html, flags=flags)
+    _wire_editing(ctx, ui)
+    _wire_run(ctx, ui)
     _wire_none_defaults(ui)
     return ui  # the calibration view (ui/calibration_view.py) is wired onto it by ui/__init__.py
 
 
-def _wire_none_defaults(ui) -> None:
+def _wire_none_defaults(ui: PromptLabHandles) -> None:
     """After each run, with the box ticked, the sliders move to the model's own default thresholds
     (the run's `flags` carry them) and the table is drawn with them."""
-    def on_flags(flags, auto):
+    def on_flags(flags: LabFlags | None, auto):
         if not flags or not auto:
             return gr.update(), gr.update(), gr.update()
-        rule = flags["rule"]
-        return rule["min_cosine"], rule["min_probability"], none_view(flags, rule["min_cosine"],
-                                                                      rule["min_probability"])
+        rule = flags.rule
+        return rule.min_cosine, rule.min_probability, none_view(flags, rule.min_cosine, rule.min_probability)
 
     ui.flags.change(on_flags, [ui.flags, ui.none_auto], [ui.min_cos, ui.min_prob, ui.none_html],
                     show_progress="hidden")
 
 
-def _wire_run(ui) -> None:
+def _wire_run(ctx: AppContext, ui: PromptLabHandles) -> None:
     def on_run(table, folder, uploads, labels, desc_text, desc_file, use, weighting, single_row, compare_on,
                min_cos, min_prob, zpe_select, mad_threshold, request: gr.Request, progress=gr.Progress()):
-        view = evaluate_prompts(session_of(ui.ctx, request), table, folder, uploads, labels, desc_text,
+        view = evaluate_prompts(session_of(ctx, request), table, folder, uploads, labels, desc_text,
                                 desc_file, use, weighting, single_row, compare_on, min_cos, min_prob,
                                 progress=progress, zpe_select_name=zpe_select, mad_threshold=mad_threshold)
         return (view.summary, view.per_template, view.comparison, view.per_class,
@@ -290,15 +351,15 @@ def _wire_run(ui) -> None:
         slider.change(none_view, [ui.flags, ui.min_cos, ui.min_prob], ui.none_html, show_progress="hidden")
 
 
-def _wire_editing(ui) -> None:
+def _wire_editing(ctx: AppContext, ui: PromptLabHandles) -> None:
     """Events that edit the template table; each re-checks the set and refreshes the downloads."""
     def on_table(current, request: gr.Request = None):
         rows = rows_of(current)
         try:
-            check_templates(rows, limits=gate.TextLimits.of(ui.ctx.settings))
+            check_templates(rows, limits=gate.TextLimits.of(ctx.settings))
         except ValueError as exc:
             return gr.update(), gr.update(), message(str(exc), "error")
-        txt, js = save_files(rows, session_of(ui.ctx, request))
+        txt, js = save_files(rows, session_of(ctx, request))
         return txt, js, message(f"{len(rows)} template(s).")
 
     def edit(change):
@@ -319,7 +380,7 @@ def _wire_editing(ui) -> None:
 
     table, row_no, status = ui.table, ui.row_no, ui.set_status
     table.change(on_table, table, [ui.save_txt, ui.save_json, status])
-    if ui.ctx.settings.hosted:
+    if ctx.settings.hosted:
         gr.context.Context.root_block.load(on_table, table, [ui.save_txt, ui.save_json, status])
     ui.load_builtin.click(edit(lambda rows, choice: builtin_template_set(TEMPLATE_CHOICES[choice])),
                           [table, ui.builtin], [table, status])
@@ -331,7 +392,7 @@ def _wire_editing(ui) -> None:
         lambda n: int(n or 1) + 1, row_no, row_no)
     ui.remove.click(edit(lambda rows, n: [r for i, r in enumerate(rows, 1) if i != int(n or 0)]),
                     [table, row_no], [table, status])
-    ui.load_file.upload(edit(lambda rows, f: read_template_file(f, gate.TextLimits.of(ui.ctx.settings))),
+    ui.load_file.upload(edit(lambda rows, f: read_template_file(f, gate.TextLimits.of(ctx.settings))),
                         [table, ui.load_file], [table, status])
     ui.example.change(lambda name: EXAMPLES[name].read_text(encoding="utf-8") if name in EXAMPLES else "",
                       ui.example, ui.desc_text)
