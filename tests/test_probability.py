@@ -186,9 +186,9 @@ def test_prompt_lab_uses_the_sigmoid_defaults_and_says_so(sigmoid_model, images,
     view = prompt_lab_tab.evaluate_prompts(ctx, prompt_lab_tab.frame(["a photo of a {}."]), str(images), None,
                                            "", "", None, "Templates", "Equal average", 1, False, None, None)
     assert view.report is not None, view.summary
-    rule = view.flags["rule"]
-    assert rule["min_probability"] == 0.5
-    assert rule["min_cosine"] == pytest.approx(-SIGMOID_BIAS / sigmoid_model.logit_scale, abs=0.005)
+    rule = view.flags.rule
+    assert rule.min_probability == 0.5
+    assert rule.min_cosine == pytest.approx(-SIGMOID_BIAS / sigmoid_model.logit_scale, abs=0.005)
     assert "model's default" in view.none_of_these and "sigmoid" in view.none_of_these
     np.testing.assert_allclose(
         view.report.max_probability,
