@@ -157,12 +157,37 @@ def test_heatmap_matrix_and_similarity_command_agree(ctx, labelled, shapes_model
     for text in texts:
         args += ["--text", text]
     code, doc = run_cli(capsys, *args, model_dir=shapes_model_dir)
-    matrix = view.state["matrix"]
+    matrix = view.state
     assert code == 0 and matrix.texts == doc["texts"] == texts
     np.testing.assert_allclose(np.array(doc["cosine"]), matrix.cosines, atol=1e-5)
     np.testing.assert_allclose(np.array(doc["probability"]), matrix.probabilities, atol=1e-5)
-    assert [item["name"]
+    assert [item.name
             for item in view.items] == matrix.names == ["0.png"] + [f"0.png ({i})" for i in range(2, 7)]
+
+
+def test_a_matrix_with_an_index_sample_agrees_in_the_tab_and_the_command(ctx, labelled, shapes_model,
+                                                                         shapes_model_dir, tmp_path, capsys):
+    """One core (heatmaps.run_similarity): the same files, index sample, texts and notes give the same
+    rows, numbers and notes on the page and in `clip-explorer similarity --json`."""
+    target = ctx.indexes.path_for(labelled, shapes_model)
+    build_index(shapes_model, labelled, target, workers=0)
+    [(_, index_folder)] = heatmaps_tab.index_choices(ctx)[1:]
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    files = [str(p) for p in sorted(labelled.rglob("1.png"))[:2]] + [str(broken)]
+    texts = ["a red circle", "a blue square", "a red circle"]  # the repeat is dropped, and said
+    view = heatmaps_tab.compute_matrix(ctx, files, "\n".join(texts), index_folder, 4, "Cosine")
+    code, doc = run_cli(capsys, "similarity", *files, *[a for t in texts for a in ("--text", t)], "--index",
+                        str(target), "--sample", "4", model_dir=shapes_model_dir)
+    matrix = view.state
+    assert code == 1 and [e["path"] for e in doc["errors"]] == [str(broken)] and "Skipped" in view.summary
+    assert matrix.texts == doc["texts"] == texts[:2] and len(matrix.names) == len(doc["images"]) == 6
+    assert doc["notes"] == ["dropped the repeated text “a red circle”"] and doc["notes"][0] in view.summary
+    assert matrix.names[2:] == doc["images"][2:] and all("/" in name for name in matrix.names[2:])
+    assert [item.root is not None for item in view.items] == [False] * 2 + [True] * 4
+    np.testing.assert_allclose(np.array(doc["cosine"]), matrix.cosines, atol=1e-5)
+    np.testing.assert_allclose(np.array(doc["probability"]), matrix.probabilities, atol=1e-5)
+    assert doc["scoring"] == matrix.rule.as_dict()
 
 
 def test_prompt_lab_and_gap_on_an_indexed_folder_encode_nothing(ctx, labelled, shapes_model):
@@ -202,22 +227,21 @@ def test_search_handlers_build_search_filter_and_click(ctx, labelled, shapes_mod
     html, state = search_tab.build_search_index(ctx, search_tab.FOLDER, str(labelled), None, None)
     assert "18</b> image(s) searchable" in html
     view = search_tab.search(ctx, state, "a red circle", None, 0.5, 5, -1.0)
-    assert len(view.gallery) == 5 and view.state["hits"][0]["path"].startswith("a_red_circle/")
-    index = ctx.indexes.get(state["index"])
+    assert len(view.gallery) == 5 and view.state.hits[0].path.startswith("a_red_circle/")
+    index = ctx.indexes.get(state.index)
     calls = []
     monkeypatch.setattr(index, "search", lambda *a: calls.append(a) or pytest.fail("searched again"))
-    top = view.state["hits"][0]["score"]
+    top = view.state.hits[0].score
     filtered = search_tab.results_view(ctx, view.state, top)  # the threshold only filters
     assert len(filtered.gallery) == 1 and not calls
     monkeypatch.undo()
     before = shapes_model.image_encodes
     like = search_tab.search_like(ctx, view.state, 0, 3, -1.0)  # a click searches by the stored embedding
-    assert like.state["hits"][0]["path"] == view.state["hits"][0][
-        "path"] and shapes_model.image_encodes == before
+    assert like.state.hits[0].path == view.state.hits[0].path and shapes_model.image_encodes == before
     with pytest.raises(ValueError, match="Type a text or drop an image"):
         search_tab.search(ctx, state, " ", None, 0.5, 5, 0.0)
     with pytest.raises(ValueError, match="Build an index first"):
-        search_tab.search(ctx, {}, "x", None, 0.5, 5, 0.0)
+        search_tab.search(ctx, search_tab.SearchState(), "x", None, 0.5, 5, 0.0)
 
 
 def test_handlers_explain_problems_instead_of_failing(ctx, tmp_path):
@@ -237,8 +261,8 @@ def test_patch_map_handler_and_blend(ctx, tmp_path):
                                                  "relative to the map's mean")
     assert state is not None and "hm-map-numbers" in info
     picture = heatmaps_tab.blend(state, 0.5, "min to max")
-    assert picture.size == state["image"].size
-    outside = [{"name": "x", "path": str(path), "root": str(tmp_path / "elsewhere")}]
+    assert picture.size == state.image.size
+    outside = [heatmaps_tab.ImageItem("x", str(path), str(tmp_path / "elsewhere"))]
     info, state = heatmaps_tab.compute_patch_map(ctx, outside, "x", "a red circle", "tokens",
                                                  "relative to the map's mean")
     assert state is None and "outside its indexed folder" in info

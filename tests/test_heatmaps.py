@@ -40,6 +40,29 @@ def test_similarity_matrix_is_cosines_and_per_image_softmax():
         similarity_matrix(img, txt[:, :4], 1.0)
 
 
+def test_run_similarity_names_its_rows_and_says_what_it_could_not_read(shapes_model, tmp_path):
+    from explorer.science.heatmaps import NoImagesRead, run_similarity
+    from explorer.science.prompts import ParsedLabels
+    from tests.shapes import draw_shape
+
+    red, bad = tmp_path / "red.png", tmp_path / "bad.png"
+    draw_shape("red", "circle", size=64, rng=1).save(red)
+    bad.write_bytes(b"not an image")
+    texts = ParsedLabels(["a red circle", "a blue square"], ["dropped something"])
+    run = run_similarity(shapes_model, [red, red, bad], texts)
+    assert run.matrix.names == [str(red), f"{red} (2)"] and run.matrix.texts == texts.labels
+    assert [str(p) for p in run.paths] == [str(red)] * 2 and run.roots == [None, None] and run.sampled == 0
+    assert [f.path for f in run.failures] == [str(bad)] and run.notes == ["dropped something"]
+    np.testing.assert_allclose(run.matrix.cosines[0], run.matrix.cosines[1], atol=1e-6)
+    named = run_similarity(shapes_model, [red], texts, names=["mine"])
+    assert named.matrix.names == ["mine"]
+    with pytest.raises(NoImagesRead, match="none of the images could be read") as caught:
+        run_similarity(shapes_model, [bad], texts)
+    assert [f.path for f in caught.value.failures] == [str(bad)]
+    with pytest.raises(ValueError, match="at least one text"):
+        run_similarity(shapes_model, [red], ParsedLabels([]))
+
+
 def test_similarity_heatmap_states_its_own_scale():
     from explorer.app import plots
 

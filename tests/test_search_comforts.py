@@ -103,7 +103,7 @@ def test_the_search_tab_reports_a_cancelled_build_and_releases_its_locks(ctx, ph
     html, state = search_tab.build_search_index(ctx, search_tab.FOLDER, str(photos), None, None,
                                                 should_stop=lambda: True)
     assert "cancelled after 0 of 20" in html and "build again to resume" in html
-    lock = ctx.indexes.build_lock(state["index"])
+    lock = ctx.indexes.build_lock(state.index)
     assert lock.acquire(blocking=False)
     lock.release()
     html, state = search_tab.build_search_index(ctx, search_tab.FOLDER, str(photos), None, None)
@@ -152,11 +152,11 @@ def test_a_result_opens_full_size_with_its_path_and_score(ctx, tmp_path):
     view = search_tab.search(ctx, state, "a red circle", None, 0.5, 5, -1.0)
     opened = search_tab.open_result(ctx, view.state, 0, -1.0)
     assert opened.image.size == (300, 300)  # full size, not the 256-pixel thumbnail
-    assert opened.path == str(folder / "red.png") and opened.opened == {"path": "red.png"}
-    assert f'{view.state["hits"][0]["score"]:.3f}' in opened.score and "a red circle" in opened.score
+    assert opened.path == str(folder / "red.png") and opened.opened == search_tab.OpenedResult("red.png")
+    assert f'{view.state.hits[0].score:.3f}' in opened.score and "a red circle" in opened.score
     assert search_tab.open_result(ctx, view.state, 7, -1.0) is None
-    like = search_tab.more_like(ctx, view.state, opened.opened["path"], 5, -1.0)
-    assert like.state["hits"][0]["path"] == "red.png" and "Images like red.png" in like.summary
+    like = search_tab.more_like(ctx, view.state, opened.opened.path, 5, -1.0)
+    assert like.state.hits[0].path == "red.png" and "Images like red.png" in like.summary
     with pytest.raises(ValueError, match="Open a result first"):
         search_tab.more_like(ctx, view.state, "", 5, -1.0)
 
@@ -192,7 +192,7 @@ def test_hosted_a_result_shows_its_path_within_the_upload(shapes_model, tmp_path
     _, state = search_tab.build_search_index(a, search_tab.UPLOAD, "", [str(archive)], None)
     view = search_tab.search(a, state, "a red circle", None, 0.5, 3, -1.0)
     opened = search_tab.open_result(a, view.state, 0, -1.0)
-    assert opened.path == view.state["hits"][0]["path"] and opened.path.startswith("holiday/")
+    assert opened.path == view.state.hits[0].path and opened.path.startswith("holiday/")
     with pytest.raises(PathRefused, match="hosted demo"):
         search_tab.open_index_folder(a, str(tmp_path))
 
@@ -206,7 +206,7 @@ def test_duplicates_view_lists_groups_with_cosines_and_thumbnails(ctx, tmp_path)
     draw_shape("blue", "square", size=64, rng=5).save(folder / "b.png")
     _, state = search_tab.build_search_index(ctx, search_tab.FOLDER, str(folder), None, None)
     html = search_tab.duplicates_view(ctx, state, 0.999)
-    groups = ctx.open_index(state["index"]).duplicate_groups(0.999)
+    groups = ctx.open_index(state.index).duplicate_groups(0.999)
     assert [g.paths for g in groups] == [["a.png", "a_copy.png"]]
     assert "Group 1" in html and f"{groups[0].min_score:.3f}" in html and f"{groups[0].max_score:.3f}" in html
     assert html.count("data:image/jpeg;base64,") == 2 and str(folder) not in html
@@ -214,7 +214,7 @@ def test_duplicates_view_lists_groups_with_cosines_and_thumbnails(ctx, tmp_path)
     with pytest.raises(ValueError, match="between -1 and 1"):
         search_tab.duplicates_view(ctx, state, 2.0)
     with pytest.raises(ValueError, match="Build an index first"):
-        search_tab.duplicates_view(ctx, {}, 0.9)
+        search_tab.duplicates_view(ctx, search_tab.SearchState(), 0.9)
 
 
 # ---- opening an index made by the command line ------------------------------------------------------------
@@ -224,9 +224,9 @@ def test_an_index_made_by_the_command_opens_searches_and_is_listed(ctx, shapes_m
     assert gap_tab.index_choices(ctx) == []
     html, state = search_tab.open_index_folder(ctx, str(made))
     assert "20</b> image(s) searchable" in html and str(made) in html
-    assert state == {"index": str(made.resolve()), "root": str(photos.resolve())}
+    assert state == search_tab.SearchState(index=str(made.resolve()), root=str(photos.resolve()))
     view = search_tab.search(ctx, state, "a red circle", None, 0.5, 3, -1.0)
-    assert view.state["hits"][0]["path"].startswith("a_red_circle/")
+    assert view.state.hits[0].path.startswith("a_red_circle/")
     assert [folder for _, folder in gap_tab.index_choices(ctx)] == [str(made.resolve())]
     assert search_tab.open_result(ctx, view.state, 0, -1.0).path.startswith(str(photos.resolve()))
 
@@ -243,7 +243,8 @@ def test_opening_an_index_folder_refuses_what_it_should(ctx, shapes_model, sigmo
     assert sigmoid_model.identifier in str(caught.value) and shapes_model.identifier in str(caught.value)
     # A folder that was never opened is not one of the session's indexes, whatever the page sends.
     with pytest.raises(ValueError, match="not one of yours"):
-        search_tab.search(ctx, {"index": str(other), "root": str(photos)}, "a red circle", None, 0.5, 3, -1.0)
+        search_tab.search(ctx, search_tab.SearchState(index=str(other), root=str(photos)), "a red circle",
+                          None, 0.5, 3, -1.0)
 
 
 def test_an_index_of_an_object_store_folder_is_refused_by_the_page_with_what_to_do(ctx, shapes_model, photos,

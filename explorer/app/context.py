@@ -4,18 +4,22 @@ Settings, the model slot (one resident model), the workspaces (locally one uploa
 folder; hosted, one private pair per visitor's session, see workspace.py), one image-embedding
 cache (keyed by file contents, so it tells no one anything they did not upload themselves) and one
 thumbnail cache. Each request works on `ctx.scoped(session)`: the same context with that session's
-upload area and indexes. No gradio here: tab handlers receive the context and hand its parts to
-core functions, so a unit test can build one without a browser.
+upload area and indexes. What a person chose to look at (uploads, a typed folder, an index) is
+resolved here, once for every tab: `embed_choice` embeds it, `index_choice` indexes it. No gradio
+here: tab handlers receive the context and hand its parts to core functions, so a unit test can
+build one without a browser.
 """
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from explorer.embed.images import Thumbnails
 from explorer.embed.model import ClipModel, ModelSlot
+from explorer.index.build import IndexReport, build_index
 from explorer.index.image_index import ImageIndex
 from explorer.index.registry import IndexInfo, IndexRegistry, prune_orphans
 from explorer.index.store import DB_NAME
@@ -37,6 +41,16 @@ from .workspace import Workspace, Workspaces
 
 class NoModel(ValueError):
     """Asked for the model while none is loaded; the message says what failed and what to do."""
+
+
+@dataclass
+class Indexed:
+    """What `AppContext.index_choice` did: the run's report and the index it built, reopened."""
+    report: IndexReport
+    index: ImageIndex
+    shown: str          # how to name what was indexed: its folder, or "your upload (N file(s))"
+    uploaded: bool      # uploads (named so, never by their folder on the server) or a typed folder
+    notes: list[str] = field(default_factory=list)  # what unpacking the uploads said
 
 
 @dataclass
@@ -185,6 +199,35 @@ class AppContext:
     def folder(self, typed: str) -> Path:
         """A folder a person typed, if allowed (PathRefused says why not)."""
         return allowed_folder(typed, self.settings.allowed_roots, self.settings.hosted)
+
+    def index_choice(self, *, folder: str | None = None, uploads: list[str] | None = None,
+                     progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
+                     workers: int | None = None) -> Indexed:
+        """Build, or bring up to date, the index of the images a person chose: a typed `folder` (inside
+        the allowed roots), or else `uploads` (unpacked into the session's upload area). Hosted, only
+        uploads count: a typed folder is not even looked at. The same folder and model always update
+        the same index, one build of it at a time, and the registry reopens it. When `should_stop()`
+        turns true the build stops after its batch in flight, keeping what it did. `workers`: as for
+        build.build_index (None: by the machine). ValueError (PathRefused, IndexMismatchError...) says
+        why not."""
+        model = self.model()
+        uploaded = self.settings.hosted or folder is None
+        notes: list[str] = []
+        if uploaded:
+            uploads = [u for u in uploads or [] if u]
+            if not uploads:
+                raise ValueError("Upload images, a folder or a zip first.")
+            root, notes = self.unpack(uploads)
+            shown = f"your upload ({len(uploads)} file(s))"
+        else:
+            root = self.folder(folder)
+            shown = str(root)
+        target = self.indexes.path_for(root, model)
+        with self.indexes.build_lock(target), self.upload_named(root) if uploaded else nullcontext():
+            report = build_index(model, root, target, workers=workers, limits=self.settings.limits,
+                                 progress=progress, should_stop=should_stop)
+            index = self.indexes.reopen(target)
+        return Indexed(report, index, shown, uploaded, notes)
 
     def embed_choice(self, *, uploads: list[str] | None = None, folder: str | None = None,
                      index_folder: str | None = None, labelled: bool | None = None,

@@ -61,9 +61,8 @@ def run(args: argparse.Namespace) -> int:
         print()
     else:
         gh, gw = pmap.grid.shape
-        print(
-            f"{args.image}: {gh}x{gw} {pmap.method} patch map for {pmap.text!r}: patch cosines {pmap.grid.min():+.3f} .. "
-            f"{pmap.grid.max():+.3f} (mean {pmap.grid.mean():+.3f}); whole-image cosine {pmap.image_cosine:+.3f}"
-        )
+        print(f"{args.image}: {gh}x{gw} {pmap.method} patch map for {pmap.text!r}: patch cosines "
+              f"{pmap.grid.min():+.3f} .. {pmap.grid.max():+.3f} (mean {pmap.grid.mean():+.3f}); "
+              f"whole-image cosine {pmap.image_cosine:+.3f}")
         print(f"wrote {args.out}")
     return 0

@@ -3,7 +3,8 @@
 Cosines, and the probabilities by the model's own rule (explorer/probability.py): per image a softmax
 over the texts at the learned temperature, or per pair a sigmoid with the learned bias for sigmoid-trained
 models; the JSON names the rule under "scoring" ("probability" is the matrix). Images may also be
-sampled from an index (--index PATH --sample N), whose stored embeddings are used as they are.
+sampled from an index (--index PATH --sample N), whose stored embeddings are used as they are. The
+matrix is heatmaps.run_similarity's, the function behind the tab.
 """
 from __future__ import annotations
 
@@ -13,8 +14,7 @@ import sys
 
 from explorer.index.image_index import open_index
 from explorer.inputs.settings import load_settings
-from explorer.inputs.sources import embed_files, embed_index, join, unique_names
-from explorer.science.heatmaps import image_text_matrix
+from explorer.science.heatmaps import run_similarity
 from explorer.science.prompts import parse_texts
 
 from .common import IMAGE_LIMIT_FLAGS, ProgressBar, add_model_arguments, model_from, prompt_warnings
@@ -41,18 +41,18 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("every --text is empty")
     settings = load_settings(args)
     model = model_from(settings)
+    index = open_index(args.index) if args.index else None
     bar = ProgressBar(quiet=args.json)
-    parts = [embed_files(model, args.images, names=unique_names(list(args.images)), limits=settings.limits,
-                         progress=bar)]
-    bar.close()
-    if args.index:
-        parts.append(embed_index(model, open_index(args.index), sample=args.sample))
-    images = join(parts)
-    matrix = image_text_matrix(model, images, texts.labels)
+    try:  # rows named by the paths as given (repeats numbered)
+        result = run_similarity(model, args.images, texts, index=index, sample=args.sample,
+                             limits=settings.limits, progress=bar)
+    finally:
+        bar.close()
+    matrix = result.matrix
     warnings = prompt_warnings(model, texts.labels)
-    errors = [{"path": f.path, "error": f.reason} for f in parts[0].failures]
+    errors = [{"path": f.path, "error": f.reason} for f in result.failures]
     if args.json:
-        json.dump({"model": model.identifier, **matrix.as_dict(), "notes": texts.notes, "warnings": warnings,
+        json.dump({"model": model.identifier, **matrix.as_dict(), "notes": result.notes, "warnings": warnings,
                    "errors": errors},
                   sys.stdout, indent=2)
         print()

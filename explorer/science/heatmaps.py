@@ -1,5 +1,9 @@
 """Similarity matrices (images x texts) and patch-level maps (where in an image a text matches).
 
+`run_similarity` makes the image x text matrix of the Heatmaps tab and of `clip-explorer similarity`
+alike: given files embedded (through the embedding cache), an index's stored embeddings sampled, the
+texts encoded, and the matrix with the probabilities by the model's own rule.
+
 Patch map methods (open_clip VisionTransformer towers only). The image runs through the tower
 exactly as `encode_image` runs it (conv1 -> class + positional embeddings -> ln_pre -> transformer),
 and patch tokens are taken into the joint space through the tower's own final LayerNorm (`ln_post`)
@@ -31,13 +35,18 @@ joint space (ResNets, timm towers, attentional poolers) raise PatchMapUnsupporte
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from explorer.embed.images import DEFAULT_LIMITS, Limits
 from explorer.embed.probability import Scoring, as_scoring, label_probabilities
+from explorer.inputs.sources import embed_files, embed_index, join, unique_names
+
+from .prompts import ParsedLabels
 
 # A perceptual dark-to-bright colour map (anchors of matplotlib's "inferno"), so the core needs no plotting
 # library.
@@ -94,6 +103,57 @@ def image_text_matrix(model, images, texts: list[str]) -> SimilarityMatrix:
     if len(images) == 0:
         raise ValueError("none of the images could be read")
     return similarity_matrix(images.embeddings, model.encode_texts(texts), model.scoring, images.names, texts)
+
+
+class NoImagesRead(ValueError):
+    """No row for a matrix: no image was given, or none could be read (`failures` says why each not)."""
+
+    def __init__(self, failures=()):
+        super().__init__("none of the images could be read")
+        self.failures = list(failures)
+
+
+@dataclass
+class SimilarityRun:
+    """One image x text matrix as the Heatmaps tab and `clip-explorer similarity` make it: the matrix
+    (cosines, probabilities by the model's rule, row names, texts), then where each row came from."""
+    matrix: SimilarityMatrix
+    paths: list[Path]                # each row's file (for index rows: where it was indexed)
+    roots: list[Path | None]         # each row's indexed folder; None for a file given as it is
+    failures: list = field(default_factory=list)        # ImageFailure of the given files not read
+    index_failures: list = field(default_factory=list)  # those the sampled index could not read
+    notes: list[str] = field(default_factory=list)      # what reading the texts dropped or cut
+    sampled: int = 0                 # rows sampled from the index (the last ones)
+
+    @property
+    def all_failures(self) -> list:
+        return [*self.failures, *self.index_failures]
+
+
+def run_similarity(model, files: list, texts: ParsedLabels, *, names: list[str] | None = None,
+                   index=None, sample: int = 12, cache=None, limits: Limits = DEFAULT_LIMITS,
+                   progress=None) -> SimilarityRun:
+    """The matrix of image `files` (and a seeded sample of `sample` images of the open `index`, by
+    their stored embeddings: nothing is decoded or encoded again) against `texts` (prompts.parse_texts:
+    its notes are kept). Rows are named by `names` (None: the files as given), then by the index's
+    relative paths, repeats numbered. Unreadable files become failures; NoImagesRead when no row is
+    left. `cache`, `limits`, `progress` as for sources.embed_files; ValueError from an index another
+    model made (IndexMismatchError)."""
+    if not texts.labels:
+        raise ValueError("give at least one text")
+    files = [str(f) for f in files]
+    parts = [embed_files(model, files, names=list(names) if names is not None else unique_names(files),
+                         cache=cache, limits=limits, progress=progress)]
+    if index is not None:
+        parts.append(embed_index(model, index, sample=int(sample)))
+    images = join(parts)
+    if not len(images):
+        raise NoImagesRead(images.failures)
+    given = len(parts[0])
+    roots = [None] * given + [p.root for p in parts[1:] for _ in p.names]
+    return SimilarityRun(image_text_matrix(model, images, texts.labels), list(images.paths), roots,
+                         list(parts[0].failures), [f for p in parts[1:] for f in p.failures],
+                         list(texts.notes), len(images) - given)
 
 
 # ---- patch maps -------------------------------------------------------------------------------

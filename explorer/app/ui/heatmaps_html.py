@@ -1,18 +1,20 @@
 """HTML pieces of the Heatmaps tab: summaries, the colour-scale notes and the patch-map legend.
-Formatting only: cosines, probabilities and patch maps come from explorer/heatmaps.py."""
+Formatting only: cosines, probabilities and patch maps come from science/heatmaps.py."""
 from __future__ import annotations
 
 import html
 
-from explorer.science.heatmaps import PatchMap, SimilarityMatrix
+from explorer.science.heatmaps import PatchMap, SimilarityMatrix, SimilarityRun
 
 from .common import failures_html
 
-# Anchors of the inferno map the core colours patch maps with (explorer/heatmaps.py), for the legend.
+# Anchors of the inferno map the core colours patch maps with (science/heatmaps.py), for the legend.
 _INFERNO_CSS = "#000004, #1f0c48, #550f6d, #88226a, #ba3655, #e35933, #f98c0a, #f9c932, #fcffa4"
 
 
-def matrix_summary(matrix: SimilarityMatrix, failures, notes, from_index: int) -> str:
+def matrix_summary(run: SimilarityRun) -> str:
+    """How many images and texts the matrix has, what reading the texts did, and the files skipped."""
+    matrix, notes, from_index = run.matrix, run.notes, run.sampled
     parts = [
         f'<p class="explorer-muted">{len(matrix.names)} image(s) × {len(matrix.texts)} text(s)' +
         (f", {from_index} of them sampled from a search index (stored embeddings)" if from_index else "") +
@@ -20,7 +22,7 @@ def matrix_summary(matrix: SimilarityMatrix, failures, notes, from_index: int) -
     ]
     if notes:
         parts.append(f'<p class="explorer-note">Texts: {html.escape("; ".join(notes))}.</p>')
-    return "".join(parts) + failures_html(failures)
+    return "".join(parts) + failures_html(run.all_failures)
 
 
 def scale_note(view: str, matrix: SimilarityMatrix) -> str:

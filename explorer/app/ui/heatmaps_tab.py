@@ -2,19 +2,19 @@
 one image one text matches (a patch map overlaid on the image).
 
 Handlers: `compute_matrix`, `matrix_figure`, `compute_patch_map` and `blend` (plain inputs in, a
-view out); `build` lays out and wires. The numbers come from explorer/heatmaps.py (the functions
-behind `clip-explorer similarity` and `clip-explorer heatmap`). The matrix and the patch map are kept
-in gr.State, so switching the view, moving the opacity slider or changing the colour scale never
-encodes anything again.
+view out); `build` lays out the page and `_wire_matrix` / `_wire_map` wire its `HeatmapsUI`. The
+numbers come from science/heatmaps.py: `run_similarity` makes the matrix of `clip-explorer
+similarity` too, and `patch_map` the map of `clip-explorer heatmap`. The matrix (a SimilarityMatrix)
+and the patch map (a MapState) are kept in gr.State, so switching the view, moving the opacity slider
+or changing the colour scale never encodes anything again.
 
-The images on the page are plain dicts in a gr.State: {"name": unique name, "path": file} plus
-{"root": indexed folder} for images sampled from a search index (the map refuses a file outside it).
+The images on the page are ImageItems in a gr.State: a unique name, the file, and for images sampled
+from a search index the indexed folder (the map refuses a file outside it).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
@@ -25,14 +25,17 @@ from explorer.app.context import AppContext
 from explorer.embed.images import ImageError, fit_of, load_image
 from explorer.inputs import gate
 from explorer.inputs.roots import inside_roots
-from explorer.inputs.sources import display_names, embed_files, embed_index, join
+from explorer.inputs.sources import display_names
 from explorer.science.heatmaps import (
     METHODS,
+    NoImagesRead,
+    PatchMap,
     PatchMapUnsupported,
+    SimilarityMatrix,
     check_patch_support,
-    image_text_matrix,
     overlay,
     patch_map,
+    run_similarity,
 )
 from explorer.science.prompts import parse_texts
 
@@ -50,11 +53,26 @@ MAX_IMAGES = 64
 DISPLAY_SIDE = 640  # the overlay is drawn on a copy at most this many pixels on its longer side
 
 
-def upload_items(paths) -> list[dict]:
+@dataclass
+class ImageItem:
+    """An image on the page (a row of the matrix, a choice for the map)."""
+    name: str               # unique on the page: the matrix row's name
+    path: str               # the file
+    root: str | None = None  # for an image sampled from a search index: its indexed folder
+
+
+@dataclass
+class MapState:
+    """The last patch map and the copy of its image it is drawn over (at most DISPLAY_SIDE a side)."""
+    pmap: PatchMap
+    image: Image.Image
+
+
+def upload_items(paths) -> list[ImageItem]:
     """The first MAX_IMAGES uploaded files as items, named by file name (repeats numbered, so matrix
     rows never merge: 0.png, 0.png (2)); `upload_cap_note` says when some were left out."""
     paths = list(paths or [])[:MAX_IMAGES]
-    return [{"name": name, "path": str(p)} for name, p in zip(display_names(paths, folders=False), paths)]
+    return [ImageItem(name, str(p)) for name, p in zip(display_names(paths, folders=False), paths)]
 
 
 def upload_cap_note(paths) -> str:
@@ -75,58 +93,59 @@ def index_choices(ctx: AppContext) -> list[tuple[str, str]]:
 @dataclass
 class MatrixView:
     summary: str
-    state: dict | None = None       # {"matrix": SimilarityMatrix}
-    items: list | None = None       # the images now on the page (None: unchanged)
+    state: SimilarityMatrix | None = None   # the matrix, kept for the view switch (None: none made)
+    items: list[ImageItem] | None = None    # the images now on the page (None: unchanged)
     figure: Any = None
     note: str = ""
 
 
 def compute_matrix(ctx: AppContext, paths, text: str, index_folder: str | None, sample: int, view: str,
                    progress=None) -> MatrixView:
+    """The image x text matrix of the uploaded `paths` (the first MAX_IMAGES) and a sample of `sample`
+    images of the index `index_folder` (NO_INDEX: none) against the texts in `text`, one per line, as
+    heatmaps.run_similarity makes it, drawn as `view`. A problem comes back as the summary."""
     try:
         model = ctx.model()
         texts = parse_texts(text, MAX_TEXTS, gate.TextLimits.of(ctx.settings))
         if not texts.labels:
             raise ValueError("Type at least one text (one per line).")
         items = upload_items(paths)
-        parts = [embed_files(model, [i["path"] for i in items], names=[i["name"] for i in items],
-                             cache=ctx.embeddings, limits=ctx.settings.limits,
-                             progress=progress_reporter(progress, "images encoded"))]
-        if index_folder and index_folder != NO_INDEX:
-            parts.append(_index_sample(ctx, model, index_folder, int(sample)))
-        images = join(parts)
-        if not len(images):
-            if images.failures:
-                return MatrixView(failures_html(images.failures))
-            raise ValueError("Drop one or more images, or pick a search index to sample from.")
-        matrix = image_text_matrix(model, images, texts.labels)
-    except ValueError as exc:  # NoModel, an index that cannot be used, ...
+        index = _index_sample(ctx, model, index_folder) if index_folder and index_folder != NO_INDEX else None
+        run = run_similarity(model, [i.path for i in items], texts, names=[i.name for i in items],
+                             index=index, sample=int(sample), cache=ctx.embeddings,
+                             limits=ctx.settings.limits,
+                             progress=progress_reporter(progress, "images encoded"))
+    except NoImagesRead as exc:
+        return MatrixView(failures_html(exc.failures) if exc.failures else
+                          message("Drop one or more images, or pick a search index to sample from.", "error"))
+    except (ValueError, OSError) as exc:  # NoModel, an index that cannot be used, ...
         return MatrixView(message(str(exc), "error"))
     # Index images remember their folder, so the patch map can refuse a file that has left it.
-    roots = [None] * len(parts[0]) + [str(p.root) for p in parts[1:] for _ in p.names]
-    items = [{"name": n, "path": str(p), **({"root": r} if r else {})}
-             for n, p, r in zip(images.names, images.paths, roots)]
-    state = {"matrix": matrix}
-    figure, note = matrix_figure(state, view)
-    summary = upload_cap_note(paths) + show.matrix_summary(matrix, images.failures, texts.notes,
-                                                           len(images) - len(parts[0]))
-    return MatrixView(summary, state, items, figure, note)
+    items = [ImageItem(n, str(p), str(r) if r else None)
+             for n, p, r in zip(run.matrix.names, run.paths, run.roots)]
+    figure, note = matrix_figure(run.matrix, view)
+    summary = upload_cap_note(paths) + show.matrix_summary(run)
+    return MatrixView(summary, run.matrix, items, figure, note)
 
 
-def _index_sample(ctx: AppContext, model, folder: str, n: int):
+def _index_sample(ctx: AppContext, model, folder: str):
+    """The session's index `folder`, if `model` made it (ValueError: the index cannot be used, why)."""
     try:
-        return embed_index(model, ctx.open_index(folder), sample=n)
+        index = ctx.open_index(folder)
+        index.check_model(model)
+        return index
     except (ValueError, OSError) as exc:
         raise ValueError(f"The index cannot be used: {exc}") from None
 
 
-def matrix_figure(state: dict | None, view_label: str):
-    """(figure, colour-scale note) for the matrix in `state` shown as `view_label`."""
-    if not state:
+def matrix_figure(matrix: SimilarityMatrix | None, view_label: str):
+    """(figure, colour-scale note) for `matrix` (a matrix state) shown as `view_label`."""
+    if matrix is None:
         return None, ""
-    m, kind = state["matrix"], VIEWS[view_label]
-    return (plots.similarity_heatmap(m.names, m.texts, m.cosines, m.probabilities, kind, rule=m.rule.kind),
-            show.scale_note(kind, m))
+    kind = VIEWS[view_label]
+    return (plots.similarity_heatmap(matrix.names, matrix.texts, matrix.cosines, matrix.probabilities, kind,
+                                     rule=matrix.rule.kind),
+            show.scale_note(kind, matrix))
 
 
 def view_update(rule: str, current: str):
@@ -153,7 +172,8 @@ def display_copy(image: Image.Image) -> Image.Image:
     return copy
 
 
-def compute_patch_map(ctx: AppContext, items, name: str, text: str, method: str, scale_label: str):
+def compute_patch_map(ctx: AppContext, items: list[ImageItem] | None, name: str, text: str, method: str,
+                      scale_label: str) -> tuple[str, MapState | None]:
     """(info HTML, map state or None): where `text` matches in the image called `name`."""
     try:
         model = ctx.model()
@@ -162,27 +182,56 @@ def compute_patch_map(ctx: AppContext, items, name: str, text: str, method: str,
         return message(f"No patch map for this model: {exc}.", "error"), None
     except ValueError as exc:
         return message(str(exc), "error"), None
-    item = next((it for it in items or [] if it["name"] == name), None)
+    item = next((it for it in items or [] if it.name == name), None)
     if item is None:
         return message("Pick an image (drop images above first).", "error"), None
     text = (text or "").strip()
     if not text:
         return message("Pick or type a text.", "error"), None
     try:
-        if "root" in item and not inside_roots(Path(item["path"]), (Path(item["root"]),)):
-            raise ImageError(item["name"], "is outside its indexed folder")
+        if item.root is not None and not inside_roots(Path(item.path), (Path(item.root),)):
+            raise ImageError(item.name, "is outside its indexed folder")
         # Bounded by what the model keeps, so a 1 x 2,000,000 strip costs what a photo does.
-        image = load_image(item["path"], ctx.settings.limits, name=item["name"], fit=fit_of(model.preprocess))
+        image = load_image(item.path, ctx.settings.limits, name=item.name, fit=fit_of(model.preprocess))
     except ImageError as exc:
         return message(f"{name} cannot be used: {exc.reason}", "error"), None
     pmap = patch_map(model, image, text, method)
-    return show.map_summary(pmap,
-                            show.SCALE_CHOICES[scale_label]), {"pmap": pmap, "image": display_copy(image)}
+    return show.map_summary(pmap, show.SCALE_CHOICES[scale_label]), MapState(pmap, display_copy(image))
 
 
-def blend(state: dict | None, opacity: float, scale_label: str):
-    return None if not state else overlay(state["image"], state["pmap"], float(opacity),
-                                          show.SCALE_CHOICES[scale_label])
+def blend(state: MapState | None, opacity: float, scale_label: str):
+    """The map in `state` drawn over its image at `opacity` (None without a map)."""
+    return None if state is None else overlay(state.image, state.pmap, float(opacity),
+                                              show.SCALE_CHOICES[scale_label])
+
+
+@dataclass
+class HeatmapsUI:
+    """The tab's components, by name, for the wiring."""
+    ctx: AppContext
+    files: gr.File
+    texts: gr.Textbox
+    index_box: gr.Accordion
+    index_choice: gr.Dropdown
+    refresh: gr.Button
+    sample_n: gr.Slider
+    run: gr.Button
+    examples_box: gr.Column
+    view: gr.Radio
+    status: gr.HTML
+    plot: gr.Plot
+    note: gr.HTML
+    map_image: gr.Dropdown
+    map_text: gr.Dropdown
+    method: gr.Radio
+    scale: gr.Radio
+    opacity: gr.Slider
+    map_run: gr.Button
+    map_info: gr.HTML
+    shown: gr.Image
+    items_state: gr.State    # list[ImageItem]: the images now on the page
+    matrix_state: gr.State   # SimilarityMatrix | None: the last matrix
+    map_state: gr.State      # MapState | None: the last patch map
 
 
 def build(ctx: AppContext) -> None:
@@ -231,17 +280,23 @@ def build(ctx: AppContext) -> None:
             shown = gr.Image(label="Patch map over the image", type="pil", interactive=False, height=420,
                              visible=False, elem_id="hm-overlay", buttons=["download", "fullscreen"])
 
-    ui = SimpleNamespace(**locals())  # every component above, by name, for the wiring
-    _wire_matrix(ctx, ui)
+    ui = HeatmapsUI(ctx, files=files, texts=texts, index_box=index_box, index_choice=index_choice,
+                    refresh=refresh, sample_n=sample_n, run=run, examples_box=examples_box, view=view,
+                    status=status, plot=plot, note=note, map_image=map_image, map_text=map_text,
+                    method=method, scale=scale, opacity=opacity, map_run=map_run, map_info=map_info,
+                    shown=shown, items_state=items_state, matrix_state=matrix_state, map_state=map_state)
+    _wire_matrix(ui)
     _wire_map(ui)
 
 
-def _image_choices(items, current):
-    names = [item["name"] for item in items]
+def _image_choices(items: list[ImageItem], current):
+    names = [item.name for item in items]
     return gr.update(choices=names, value=current if current in names else (names[0] if names else None))
 
 
-def _wire_matrix(ctx: AppContext, ui) -> None:
+def _wire_matrix(ui: HeatmapsUI) -> None:
+    ctx = ui.ctx
+
     def on_files(paths, current):
         items = upload_items(paths)
         return items, _image_choices(items, current)
@@ -263,7 +318,7 @@ def _wire_matrix(ctx: AppContext, ui) -> None:
         if result.state is None:
             return result.summary, None, gr.update(), gr.update(), None, "", gr.update()
         return (result.summary, result.state, result.items, _image_choices(result.items, current_image),
-                result.figure, result.note, view_update(result.state["matrix"].rule.kind, view_label))
+                result.figure, result.note, view_update(result.state.rule.kind, view_label))
 
     ui.files.change(on_files, [ui.files, ui.map_image], [ui.items_state, ui.map_image],
                     show_progress="hidden")
@@ -282,7 +337,7 @@ def _wire_matrix(ctx: AppContext, ui) -> None:
     ui.view.change(matrix_figure, [ui.matrix_state, ui.view], [ui.plot, ui.note], show_progress="hidden")
 
 
-def _wire_map(ui) -> None:
+def _wire_map(ui: HeatmapsUI) -> None:
 
     def on_map(items, name, text, method_name, alpha, scale_label, request: gr.Request,
                progress=gr.Progress()):
@@ -292,17 +347,16 @@ def _wire_map(ui) -> None:
         picture = blend(state, alpha, scale_label)
         return info, gr.update(value=picture, visible=picture is not None), state
 
-    def on_scale(state, alpha, scale_label):
-        if not state:
+    def on_scale(state, alpha, scale_label):  # state: MapState | None
+        if state is None:
             return gr.update(), gr.update()
-        return show.map_summary(state["pmap"],
-                                show.SCALE_CHOICES[scale_label]), blend(state, alpha, scale_label)
+        return show.map_summary(state.pmap, show.SCALE_CHOICES[scale_label]), blend(state, alpha, scale_label)
 
     ui.method.change(lambda m: gr.update(info=show.METHOD_HELP[m]), ui.method, ui.method,
                      show_progress="hidden")
     ui.map_run.click(on_map, [ui.items_state, ui.map_image, ui.map_text, ui.method, ui.opacity, ui.scale],
                      [ui.map_info, ui.shown, ui.map_state], concurrency_limit=2, api_name="patch_map")
-    ui.opacity.change(lambda s, a, sc: gr.update() if not s else blend(s, a, sc),
+    ui.opacity.change(lambda s, a, sc: gr.update() if s is None else blend(s, a, sc),
                       [ui.map_state, ui.opacity, ui.scale], ui.shown, show_progress="hidden")
     ui.scale.change(on_scale, [ui.map_state, ui.opacity, ui.scale], [ui.map_info, ui.shown],
                     show_progress="hidden")

@@ -49,24 +49,25 @@ def summary(query: str, shown: int, total: int, threshold: float, indexed: int |
     return text + '</p><p class="explorer-note">No result reaches the threshold; lower it to see more.</p>'
 
 
-def results(shown: list[dict]) -> str:
-    """A table of the hits shown: rank, file (relative to the indexed folder), score."""
+def results(shown: list[tuple]) -> str:
+    """A table of the hits shown, each (hit, whether its thumbnail could be read): rank, file (relative
+    to the indexed folder), score. A hit has `rank`, `path` and `score` (search_tab.Hit)."""
     if not shown:
         return ""
     rows = "".join(
-        f'<tr><td class="sr-rank">{hit["rank"]}</td>'
-        f'<td class="sr-name">{html.escape(hit["path"])}</td>'
-        f'<td class="sr-score">{hit["score"]:.3f}</td>'
-        + ("" if hit.get("ok", True) else
+        f'<tr><td class="sr-rank">{hit.rank}</td>'
+        f'<td class="sr-name">{html.escape(hit.path)}</td>'
+        f'<td class="sr-score">{hit.score:.3f}</td>'
+        + ("" if ok else
            '<td class="explorer-error">gone or no longer decodes; build the index again</td>')
         + "</tr>"
-        for hit in shown)
+        for hit, ok in shown)
     return ('<table class="explorer-table search-hits"><thead><tr><th>#</th><th>file</th>'
             f"<th>score (cosine)</th></tr></thead><tbody>{rows}</tbody></table>")
 
 
-def caption(hit: dict) -> str:
-    return f'{hit["score"]:.3f} · {PurePosixPath(hit["path"]).name}'
+def caption(hit) -> str:
+    return f"{hit.score:.3f} · {PurePosixPath(hit.path).name}"
 
 
 def opened(folder: str, root: str, count: int, model: str) -> str:
@@ -76,10 +77,10 @@ def opened(folder: str, root: str, count: int, model: str) -> str:
             f"{html.escape(model)}.</p>")
 
 
-def score_line(hit: dict, query: str) -> str:
+def score_line(hit, query: str) -> str:
     """Under a result opened full size: its rank and score for the query."""
     return (
-        f'<p class="search-full-score">Result #{hit["rank"]} · score <b>{hit["score"]:.3f}</b> (cosine) · '
+        f'<p class="search-full-score">Result #{hit.rank} · score <b>{hit.score:.3f}</b> (cosine) · '
         f"{html.escape(query)}</p>")
 
 
@@ -115,8 +116,9 @@ def _group(number: int, group: dict) -> str:
     more = len(group["paths"]) - MAX_MEMBERS_SHOWN
     extra = f'<p class="explorer-muted">… and {more} more image(s).</p>' if more > 0 else ""
     return (
-        f'<div class="dup-group" style="margin:10px 0;padding:8px;border:1px solid var(--border-color-primary);'
-        f'border-radius:8px"><p class="dup-head" style="margin:0 0 6px"><b>Group {number}</b> · '
+        '<div class="dup-group" style="margin:10px 0;padding:8px;'
+        'border:1px solid var(--border-color-primary);border-radius:8px">'
+        f'<p class="dup-head" style="margin:0 0 6px"><b>Group {number}</b> · '
         f'{len(group["paths"])} images · cosine min <span class="dup-min">{group["min"]:.3f}</span>, max '
         f'<span class="dup-max">{group["max"]:.3f}</span> over {html.escape(group["over"])}</p>'
         f'<div style="display:flex;flex-wrap:wrap;gap:8px">{figures}</div>{extra}</div>')

@@ -3,10 +3,12 @@ then find images by text, by image, or both, open a result full size, and list n
 
 Handlers: `build_search_index`, `open_index_folder`, `search`, `search_like`, `more_like`,
 `results_view`, `open_result` and `duplicates_view` (plain inputs in, views or HTML out); `build`
-lays out and wires. Indexing and search are index_build.py and index.py, HTML is search_html.py.
-The last results are kept in a gr.State (index folder, query, hits as relative path + score), so
-moving the threshold never searches again. A click on a result opens it full size with its path
-and score; "More like this" searches with its stored embedding (no re-encoding).
+lays out the page and `_wire_*` wire its `SearchUI`. What to index is resolved and built by
+AppContext.index_choice (index/build.py underneath), searching is index/image_index.py, HTML is
+search_html.py. The last results are kept in a gr.State (a SearchState: index folder, query, hits
+as relative path + score), so moving the threshold never searches again. A click on a result opens
+it full size with its path and score; "More like this" searches with its stored embedding (no
+re-encoding).
 
 Every image shown is read through images.py (the same size and pixel limits apply) from inside the
 indexed folder and handed to gradio as a PIL image or a data: URI: gradio copies it into its own
@@ -22,10 +24,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 import gradio as gr
 from PIL import Image
@@ -33,7 +33,6 @@ from PIL import Image
 from explorer.app import examples
 from explorer.app.context import AppContext
 from explorer.embed.images import Fit, ImageError, load_image
-from explorer.index.build import build_index
 from explorer.index.image_index import ImageIndex
 from explorer.inputs import gate
 from explorer.inputs.roots import PathRefused, inside_roots
@@ -42,11 +41,41 @@ from . import search_html as render
 from .common import IMAGE_TYPES, ZIP_TYPES, message, offer_examples, progress_reporter, session_of
 
 FOLDER, UPLOAD = "A folder on this computer", "Upload images, a folder or a zip"
-BUILD_WORKERS = None  # index_build.auto_workers: by the machine's CPUs and where the model runs
 PLACEHOLDER_SIDE = 64
 FULL_SIDE = 2048        # a result opened full size is sent at most this many pixels on a side
 DUP_THUMB_SIDE = 192    # near-duplicate thumbnails (drawn at 128 CSS pixels)
 PREVIEW_SIDE = 160      # the query image's preview
+
+
+# ---- what a session keeps (gr.State: copied per session, plain data) ------------------------------------
+@dataclass
+class Hit:
+    """One result of the last search."""
+    rank: int       # 1-based
+    path: str       # relative to the indexed folder, posix separators
+    score: float    # cosine with the query
+
+
+@dataclass
+class SearchState:
+    """The session's index and its last results."""
+    index: str = ""                 # the index folder searched ("": none built or opened yet)
+    root: str = ""                  # the folder it indexes
+    query: str = ""                 # what the hits answer, as the summary says it
+    indexed: int | None = None      # images in the index when it was searched
+    hits: list[Hit] | None = None   # None: no search yet
+
+
+@dataclass
+class OpenedResult:
+    """The result opened full size: what "More like this" searches by."""
+    path: str = ""  # relative to the indexed folder ("": none opened)
+
+
+@dataclass
+class BuildAsked:
+    """A click on "Build / update index": a Cancel pressed after it stops that build (BuildStops)."""
+    at: float  # time.monotonic() of the click
 
 
 @dataclass
@@ -54,7 +83,7 @@ class SearchView:
     summary: str = ""
     gallery: list = field(default_factory=list)   # (PIL thumbnail, caption)
     table: str = ""
-    state: dict = field(default_factory=dict)     # {"index", "root", "query", "hits": [{rank, path, score}]}
+    state: SearchState = field(default_factory=SearchState)
 
 
 @dataclass
@@ -62,7 +91,7 @@ class ResultView:
     image: Image.Image     # the result, decoded through images.py, at most FULL_SIDE on a side
     path: str              # absolute locally; relative to the upload when hosted or uploaded
     score: str             # HTML: rank and score for the query
-    opened: dict           # {"path": relative path}: what "More like this" searches by
+    opened: OpenedResult   # what "More like this" searches by
 
 
 class Problem(ValueError):
@@ -86,59 +115,47 @@ class BuildStops:
         return lambda: self._cancelled.get(session, float("-inf")) > asked
 
 
-def build_search_index(ctx: AppContext, choice: str, typed: str, files, folder_files,
-                       progress=None, should_stop: Callable[[], bool] | None = None) -> tuple[str, dict]:
-    """Build or update the index of the chosen images -> (report HTML, new state). The same folder
-    and model always update the same index; ValueError (PathRefused...) says why not. When
+# ---- handlers -------------------------------------------------------------------------------------------
+def build_search_index(ctx: AppContext, choice: str, typed: str, files, folder_files, progress=None,
+                       should_stop: Callable[[], bool] | None = None) -> tuple[str, SearchState]:
+    """Build or update the index of the chosen images (`choice`: the `typed` FOLDER, or the uploaded
+    `files` and `folder_files`) -> (report HTML, new state), through AppContext.index_choice. The same
+    folder and model always update the same index; ValueError (PathRefused...) says why not. When
     `should_stop()` turns true the build stops after its batch in flight, keeping what it did."""
-    model = ctx.model()
-    uploaded = ctx.settings.hosted or choice == UPLOAD
-    notes: list[str] = []
-    if uploaded:
-        uploads = [f for f in list(files or []) + list(folder_files or []) if f]
-        if not uploads:
-            raise Problem("Upload images, a folder or a zip first.")
-        root, notes = ctx.unpack(uploads)
-        shown = f"your upload ({len(uploads)} file(s))"
-    else:
-        root = ctx.folder(typed)
-        shown = str(root)
-    target = ctx.indexes.path_for(root, model)
-    with ctx.indexes.build_lock(target), ctx.upload_named(root) if uploaded else nullcontext():
-        result = build_index(model, root, target, workers=BUILD_WORKERS, limits=ctx.settings.limits,
+    built = ctx.index_choice(folder=typed if choice == FOLDER else None,
+                             uploads=[*(files or []), *(folder_files or [])],
                              progress=progress_reporter(progress, "images embedded"), should_stop=should_stop)
-        index = ctx.indexes.reopen(target)
-    return render.build_report(shown, result, notes, uploaded=uploaded), {"index": str(index.folder),
-                                                                          "root": str(index.root)}
+    html = render.build_report(built.shown, built.report, built.notes, uploaded=built.uploaded)
+    return html, SearchState(index=str(built.index.folder), root=str(built.index.root))
 
 
-def open_index_folder(ctx: AppContext, typed: str) -> tuple[str, dict]:
+def open_index_folder(ctx: AppContext, typed: str) -> tuple[str, SearchState]:
     """Open an index made by `clip-explorer index DIR --index PATH` and make it the one searched ->
     (report HTML, new state). Local mode only: the folder, and the images it indexes, must lie
     inside the allowed roots, and the loaded model must have made it (ValueError says why not)."""
     index = ctx.open_external(typed)
     html = render.opened(str(index.folder), str(index.root), index.count, ctx.model().identifier)
-    return html, {"index": str(index.folder), "root": str(index.root)}
+    return html, SearchState(index=str(index.folder), root=str(index.root))
 
 
-def _open(ctx: AppContext, state: dict) -> ImageIndex:
-    if not state.get("index"):
+def _open(ctx: AppContext, state: SearchState | None) -> ImageIndex:
+    if state is None or not state.index:
         raise Problem("Build an index first (step 1).")
     try:
-        return ctx.open_index(state["index"])
+        return ctx.open_index(state.index)
     except (ValueError, OSError) as exc:
         raise Problem(f"The index cannot be opened: {exc}. Build it again.") from None
 
 
 def _ranked(ctx: AppContext, index: ImageIndex, vector, query: str, k: int, limit: float) -> SearchView:
     hits = [h for h in index.search(vector, int(k))[0] if inside_roots(h.absolute, (index.root,))]
-    state = {"index": str(index.folder), "root": str(index.root), "query": query, "indexed": index.count,
-             "hits": [{"rank": h.rank, "path": h.path, "score": h.score} for h in hits]}
+    state = SearchState(str(index.folder), str(index.root), query, index.count,
+                        [Hit(h.rank, h.path, h.score) for h in hits])
     return results_view(ctx, state, limit)
 
 
-def search(ctx: AppContext, state: dict, query_text: str, image_path: str | None, image_weight: float,
-           k: int, limit: float) -> SearchView:
+def search(ctx: AppContext, state: SearchState | None, query_text: str, image_path: str | None,
+           image_weight: float, k: int, limit: float) -> SearchView:
     """Search the session's index by a text, an image, or both (weighted by `image_weight`)."""
     model = ctx.model()
     index = _open(ctx, state)
@@ -174,19 +191,20 @@ def query_preview(ctx: AppContext, path: str | None) -> Image.Image | None:
         return None
 
 
-def _shown_hit(state: dict, position: int, limit: float) -> dict | None:
-    shown = [h for h in state.get("hits", []) if h["score"] >= limit]
+def _shown_hit(state: SearchState, position: int, limit: float) -> Hit | None:
+    shown = [h for h in state.hits or [] if h.score >= limit]
     return shown[position] if isinstance(position, int) and 0 <= position < len(shown) else None
 
 
-def search_like(ctx: AppContext, state: dict, position: int, k: int, limit: float) -> SearchView | None:
+def search_like(ctx: AppContext, state: SearchState | None, position: int, k: int,
+                limit: float) -> SearchView | None:
     """Search by the stored embedding of the result shown at `position`; None when there is none."""
     _open(ctx, state)
     hit = _shown_hit(state, position, limit)
-    return None if hit is None else more_like(ctx, state, hit["path"], k, limit)
+    return None if hit is None else more_like(ctx, state, hit.path, k, limit)
 
 
-def more_like(ctx: AppContext, state: dict, rel: str, k: int, limit: float) -> SearchView:
+def more_like(ctx: AppContext, state: SearchState | None, rel: str, k: int, limit: float) -> SearchView:
     """Search by the stored embedding of the indexed file `rel` (relative to the indexed folder)."""
     index = _open(ctx, state)
     if not rel:
@@ -197,27 +215,26 @@ def more_like(ctx: AppContext, state: dict, rel: str, k: int, limit: float) -> S
     return _ranked(ctx, index, vector, f"Images like {rel}", k, limit)
 
 
-def open_result(ctx: AppContext, state: dict, position: int, limit: float) -> ResultView | None:
+def open_result(ctx: AppContext, state: SearchState | None, position: int, limit: float) -> ResultView | None:
     """The result shown at `position`, full size (at most FULL_SIDE a side), with its path and score;
     None when there is none. Only a file inside the indexed folder is read, through images.py."""
     index = _open(ctx, state)
     hit = _shown_hit(state, position, limit)
     if hit is None:
         return None
-    path = index.root / hit["path"]
+    path = index.root / hit.path
     if not inside_roots(path, (index.root,)):
-        raise Problem(f"{hit['path']} now lies outside the indexed folder; build the index again.")
+        raise Problem(f"{hit.path} now lies outside the indexed folder; build the index again.")
     try:
-        image = load_image(path, ctx.settings.limits, name=hit["path"], fit=Fit((FULL_SIDE, FULL_SIDE),
-                                                                                "cap"))
+        image = load_image(path, ctx.settings.limits, name=hit.path, fit=Fit((FULL_SIDE, FULL_SIDE), "cap"))
     except ImageError as exc:
-        raise Problem(f"{hit['path']} cannot be shown: {exc.reason}. Build the index again.") from None
+        raise Problem(f"{hit.path} cannot be shown: {exc.reason}. Build the index again.") from None
     relative = ctx.settings.hosted or ctx.uploads.contains(index.root)
-    return ResultView(image, hit["path"] if relative else str(path),
-                      render.score_line(hit, state.get("query", "")), {"path": hit["path"]})
+    return ResultView(image, hit.path if relative else str(path), render.score_line(hit, state.query),
+                      OpenedResult(hit.path))
 
 
-def duplicates_view(ctx: AppContext, state: dict, threshold: float) -> str:
+def duplicates_view(ctx: AppContext, state: SearchState | None, threshold: float) -> str:
     """The near-duplicate groups of the session's current index at cosine >= `threshold` (see
     ImageIndex.duplicate_groups), with their min/max cosines and thumbnails, as HTML."""
     index = _open(ctx, state)
@@ -235,28 +252,69 @@ def _thumb_uri(ctx: AppContext, root: Path, rel: str) -> str | None:
     return ctx.thumbnails.data_uri(path, DUP_THUMB_SIDE) if inside_roots(path, (root,)) else None
 
 
-def results_view(ctx: AppContext, state: dict, limit: float) -> SearchView:
+def results_view(ctx: AppContext, state: SearchState | None, limit: float) -> SearchView:
     """The hits in `state` scoring >= `limit`, with thumbnails; no search is run."""
-    hits = state.get("hits")
-    if hits is None:
+    state = state if state is not None else SearchState()
+    if state.hits is None:
         return SearchView(state=state)
-    root = Path(state["root"])
+    root = Path(state.root)
     shown, items = [], []
-    for hit in hits:
-        if hit["score"] < limit:
+    for hit in state.hits:
+        if hit.score < limit:
             continue
-        path = root / hit["path"]
+        path = root / hit.path
         thumb = ctx.thumbnails.image(path) if inside_roots(path, (root,)) else None
-        shown.append(dict(hit, ok=thumb is not None))
+        shown.append((hit, thumb is not None))
         items.append((thumb or Image.new("RGB", (PLACEHOLDER_SIDE, ) * 2,
                                          (200, 200, 200)), render.caption(hit)))
-    return SearchView(render.summary(state["query"], len(shown), len(hits), limit, state.get("indexed")),
+    return SearchView(render.summary(state.query, len(shown), len(state.hits), limit, state.indexed),
                       items, render.results(shown), state)
+
+
+# ---- the page -------------------------------------------------------------------------------------------
+@dataclass
+class SearchUI:
+    """The tab's components, by name, for the wiring."""
+    ctx: AppContext
+    stops: BuildStops           # Cancel, per browser session
+    source: gr.Radio
+    folder: gr.Textbox
+    upload_group: gr.Group
+    upload_files: gr.File
+    upload_dir: gr.File
+    examples_box: gr.Column
+    index_button: gr.Button
+    cancel_button: gr.Button
+    report: gr.HTML
+    index_folder: gr.Textbox | None  # the "open an index" box: local mode only
+    open_button: gr.Button | None
+    text: gr.Textbox
+    image: gr.File
+    preview: gr.Image
+    weight: gr.Slider
+    top_k: gr.Slider
+    search_button: gr.Button
+    threshold: gr.Slider
+    summary: gr.HTML
+    viewer: gr.Column
+    full: gr.Image
+    path_box: gr.Textbox
+    score: gr.HTML
+    like_button: gr.Button
+    close_button: gr.Button
+    gallery: gr.Gallery
+    table: gr.HTML
+    dup_threshold: gr.Slider
+    dup_button: gr.Button
+    dups: gr.HTML
+    state: gr.State    # SearchState
+    opened: gr.State   # OpenedResult
+    asked: gr.State    # BuildAsked | None: the build asked for and not yet done
 
 
 def build(ctx: AppContext) -> None:
     hosted = ctx.settings.hosted
-    state, opened, asked = gr.State({}), gr.State({}), gr.State(None)
+    state, opened, asked = gr.State(SearchState()), gr.State(OpenedResult()), gr.State(None)
     index_folder = open_button = None
     with gr.Row():
         with gr.Column(scale=2):
@@ -326,9 +384,18 @@ def build(ctx: AppContext) -> None:
             dup_button = gr.Button("Find near-duplicates", elem_id="search-dups-run", scale=1)
         dups = gr.HTML(elem_id="search-dups")
 
-    ui = SimpleNamespace(**locals())  # every component above, by name, for the wiring
-    ui.stops = BuildStops()
-    _wire(ui)
+    ui = SearchUI(
+        ctx, BuildStops(), source=source, folder=folder, upload_group=upload_group, upload_files=upload_files,
+        upload_dir=upload_dir, examples_box=examples_box, index_button=index_button,
+        cancel_button=cancel_button, report=report, index_folder=index_folder, open_button=open_button,
+        text=text, image=image, preview=preview, weight=weight, top_k=top_k, search_button=search_button,
+        threshold=threshold, summary=summary, viewer=viewer, full=full, path_box=path_box, score=score,
+        like_button=like_button, close_button=close_button, gallery=gallery, table=table,
+        dup_threshold=dup_threshold, dup_button=dup_button, dups=dups, state=state, opened=opened,
+        asked=asked)
+    _wire_build(ui)
+    _wire_results(ui)
+    _wire_extras(ui)
 
 
 def _shown(view: SearchView):
@@ -355,22 +422,16 @@ def _session(request) -> str:
     return getattr(request, "session_hash", None) or ""
 
 
-def _wire(ui) -> None:
-    _wire_build(ui)
-    _wire_results(ui)
-    _wire_extras(ui)
-
-
-def _wire_build(ui) -> None:
+def _wire_build(ui: SearchUI) -> None:
     ctx = ui.ctx
 
     def on_arm():  # at the click, before any wait in the queue: a Cancel from now on stops this build
-        return time.monotonic(), gr.update(visible=True, value="Cancel", interactive=True)
+        return BuildAsked(time.monotonic()), gr.update(visible=True, value="Cancel", interactive=True)
 
     def on_build(choice, typed, files, folder_files, current, asked, request: gr.Request,
                  progress=gr.Progress()):
         mine = session_of(ctx, request)
-        stop = ui.stops.checker(_session(request), time.monotonic() if asked is None else asked)
+        stop = ui.stops.checker(_session(request), time.monotonic() if asked is None else asked.at)
         try:
             html, new_state = build_search_index(mine, choice, typed, files, folder_files, progress, stop)
         except ValueError as exc:
@@ -394,7 +455,7 @@ def _wire_build(ui) -> None:
                            api_name="cancel_build")
 
     def on_example(choice, files, request: gr.Request, progress=gr.Progress()):  # 8 photos: no Cancel needed
-        return on_build(choice, "", files, None, {}, None, request, progress)[:-1]
+        return on_build(choice, "", files, None, SearchState(), None, request, progress)[:-1]
 
     with ui.examples_box:  # through the upload path, so a hosted visitor's quotas and workspace apply
         offer_examples([{ui.source: UPLOAD, ui.upload_files: examples.paths()}],
@@ -402,7 +463,7 @@ def _wire_build(ui) -> None:
                        [ui.report, ui.state, ui.summary, ui.gallery, ui.table], "search-examples")
 
 
-def _wire_results(ui) -> None:
+def _wire_results(ui: SearchUI) -> None:
     ctx = ui.ctx
 
     def on_select(current, limit, evt: gr.SelectData, request: gr.Request):
@@ -414,9 +475,9 @@ def _wire_results(ui) -> None:
             return (gr.update(),) * 6
         return gr.update(visible=True), view.image, view.path, view.score, view.opened, gr.update()
 
-    def on_like(current, picked, k, limit, request: gr.Request):
-        return _guarded(lambda cur: more_like(session_of(ctx, request), cur,
-                                              (picked or {}).get("path", ""), k, limit))(current)
+    def on_like(current, picked, k, limit, request: gr.Request):  # picked: OpenedResult | None
+        rel = picked.path if picked is not None else ""
+        return _guarded(lambda cur: more_like(session_of(ctx, request), cur, rel, k, limit))(current)
 
     def on_search(current, text, image, weight, k, limit, request: gr.Request):
         return _guarded(lambda cur: search(session_of(ctx, request), cur, text, image, weight, k, limit))(
@@ -443,7 +504,7 @@ def _wire_results(ui) -> None:
     ui.threshold.change(on_threshold, [ui.state, ui.threshold], results[:3], show_progress="hidden")
 
 
-def _wire_extras(ui) -> None:
+def _wire_extras(ui: SearchUI) -> None:
     """Opening an index folder (local mode) and the near-duplicates view."""
     ctx = ui.ctx
 
