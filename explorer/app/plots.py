@@ -306,10 +306,10 @@ def reliability_diagram(panels: list[tuple[str, object]], confidence_label: str 
     return fig
 
 
-# ---- teach by example (explorer/teach.py) --------------------------------------------------------
+# ---- teach by example (explorer/science/fewshot_experiment.py) ---------------------------------
 def fewshot_shots_curve(shots: list[int], mean: dict, std: dict, seeds: int) -> go.Figure:
     """Top-1 on the held-out images against shots per class, one line per method, error bars one
-    standard deviation over the seeds (teach.ShotsCurve's fields)."""
+    standard deviation over the seeds (fewshot_experiment.ShotsCurve's fields)."""
     fig = go.Figure()
     for method, values in mean.items():
         dash = "dash" if method == "zero-shot" else None
