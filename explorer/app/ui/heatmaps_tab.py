@@ -2,8 +2,8 @@
 one image one text matches (a patch map overlaid on the image).
 
 Handlers: `compute_matrix`, `matrix_figure`, `compute_patch_map` and `blend` (plain inputs in, a
-view out); `build` lays out the page and `_wire_matrix` / `_wire_map` wire its `HeatmapsUI`. The
-numbers come from science/heatmaps.py: `run_similarity` makes the matrix of `clip-explorer
+view out); `build` lays out the page, and `_wire_matrix` and `_wire_map` wire its HeatmapsHandles.
+The numbers come from science/heatmaps.py: `run_similarity` makes the matrix of `clip-explorer
 similarity` too, and `patch_map` the map of `clip-explorer heatmap`. The matrix (a SimilarityMatrix)
 and the patch map (a MapState) are kept in gr.State, so switching the view, moving the opacity slider
 or changing the colour scale never encodes anything again.
@@ -206,7 +206,7 @@ def blend(state: MapState | None, opacity: float, scale_label: str):
 
 
 @dataclass
-class HeatmapsUI:
+class HeatmapsHandles:
     """The tab's components, by name, for the wiring."""
     ctx: AppContext
     files: gr.File
@@ -280,11 +280,12 @@ def build(ctx: AppContext) -> None:
             shown = gr.Image(label="Patch map over the image", type="pil", interactive=False, height=420,
                              visible=False, elem_id="hm-overlay", buttons=["download", "fullscreen"])
 
-    ui = HeatmapsUI(ctx, files=files, texts=texts, index_box=index_box, index_choice=index_choice,
-                    refresh=refresh, sample_n=sample_n, run=run, examples_box=examples_box, view=view,
-                    status=status, plot=plot, note=note, map_image=map_image, map_text=map_text,
-                    method=method, scale=scale, opacity=opacity, map_run=map_run, map_info=map_info,
-                    shown=shown, items_state=items_state, matrix_state=matrix_state, map_state=map_state)
+    ui = HeatmapsHandles(
+        ctx, files=files, texts=texts, index_box=index_box, index_choice=index_choice, refresh=refresh,
+        sample_n=sample_n, run=run, examples_box=examples_box, view=view, status=status, plot=plot, note=note,
+        map_image=map_image, map_text=map_text, method=method, scale=scale, opacity=opacity, map_run=map_run,
+        map_info=map_info, shown=shown, items_state=items_state, matrix_state=matrix_state,
+        map_state=map_state)
     _wire_matrix(ui)
     _wire_map(ui)
 
@@ -294,7 +295,7 @@ def _image_choices(items: list[ImageItem], current):
     return gr.update(choices=names, value=current if current in names else (names[0] if names else None))
 
 
-def _wire_matrix(ui: HeatmapsUI) -> None:
+def _wire_matrix(ui: HeatmapsHandles) -> None:
     ctx = ui.ctx
 
     def on_files(paths, current):
@@ -337,7 +338,7 @@ def _wire_matrix(ui: HeatmapsUI) -> None:
     ui.view.change(matrix_figure, [ui.matrix_state, ui.view], [ui.plot, ui.note], show_progress="hidden")
 
 
-def _wire_map(ui: HeatmapsUI) -> None:
+def _wire_map(ui: HeatmapsHandles) -> None:
 
     def on_map(items, name, text, method_name, alpha, scale_label, request: gr.Request,
                progress=gr.Progress()):

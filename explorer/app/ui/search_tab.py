@@ -3,7 +3,7 @@ then find images by text, by image, or both, open a result full size, and list n
 
 Handlers: `build_search_index`, `open_index_folder`, `search`, `search_like`, `more_like`,
 `results_view`, `open_result` and `duplicates_view` (plain inputs in, views or HTML out); `build`
-lays out the page and `_wire_*` wire its `SearchUI`. What to index is resolved and built by
+lays out the page and `_wire_*` wire its `SearchHandles`. What to index is resolved and built by
 AppContext.index_choice (index/build.py underneath), searching is index/image_index.py, HTML is
 search_html.py. The last results are kept in a gr.State (a SearchState: index folder, query, hits
 as relative path + score), so moving the threshold never searches again. A click on a result opens
@@ -273,7 +273,7 @@ def results_view(ctx: AppContext, state: SearchState | None, limit: float) -> Se
 
 # ---- the page -------------------------------------------------------------------------------------------
 @dataclass
-class SearchUI:
+class SearchHandles:
     """The tab's components, by name, for the wiring."""
     ctx: AppContext
     stops: BuildStops           # Cancel, per browser session
@@ -384,7 +384,7 @@ def build(ctx: AppContext) -> None:
             dup_button = gr.Button("Find near-duplicates", elem_id="search-dups-run", scale=1)
         dups = gr.HTML(elem_id="search-dups")
 
-    ui = SearchUI(
+    ui = SearchHandles(
         ctx, BuildStops(), source=source, folder=folder, upload_group=upload_group, upload_files=upload_files,
         upload_dir=upload_dir, examples_box=examples_box, index_button=index_button,
         cancel_button=cancel_button, report=report, index_folder=index_folder, open_button=open_button,
@@ -422,7 +422,7 @@ def _session(request) -> str:
     return getattr(request, "session_hash", None) or ""
 
 
-def _wire_build(ui: SearchUI) -> None:
+def _wire_build(ui: SearchHandles) -> None:
     ctx = ui.ctx
 
     def on_arm():  # at the click, before any wait in the queue: a Cancel from now on stops this build
@@ -463,7 +463,7 @@ def _wire_build(ui: SearchUI) -> None:
                        [ui.report, ui.state, ui.summary, ui.gallery, ui.table], "search-examples")
 
 
-def _wire_results(ui: SearchUI) -> None:
+def _wire_results(ui: SearchHandles) -> None:
     ctx = ui.ctx
 
     def on_select(current, limit, evt: gr.SelectData, request: gr.Request):
@@ -504,7 +504,7 @@ def _wire_results(ui: SearchUI) -> None:
     ui.threshold.change(on_threshold, [ui.state, ui.threshold], results[:3], show_progress="hidden")
 
 
-def _wire_extras(ui: SearchUI) -> None:
+def _wire_extras(ui: SearchHandles) -> None:
     """Opening an index folder (local mode) and the near-duplicates view."""
     ctx = ui.ctx
 
