@@ -64,7 +64,8 @@ def main() -> None:
     print(f"GDA fit, {args.classes} classes x {args.shots} shots x {args.dim}-d: {fit_s:.3f} s; "
           f"choosing alpha by 5-fold CV: {choose_s:.2f} s (alpha {choice.params['alpha']})")
     print(
-        f"scoring {args.stored:,} stored embeddings: GDA {gda_score_s:.3f} s, zero-shot {zero_score_s:.3f} s, "
+        f"scoring {args.stored:,} stored embeddings: GDA {gda_score_s:.3f} s, "
+        f"zero-shot {zero_score_s:.3f} s, "
         f"ratio {doc['score_ratio_gda_to_zero_shot']:.2f}x")
     if args.json:
         print(json.dumps(doc))

@@ -88,8 +88,7 @@ def test_every_tab_runs_on_its_examples(shapes_model, tmp_path, hosted):
     assert view.report.names == ["cat-chelsea.jpg", "coffee-cup.jpg", "rocket.jpg"]
     assert view.report.predictions.labels == [p.label for p in examples.PHOTOS] and not view.report.failures
     matrix = heatmaps_tab.compute_matrix(ctx, examples.paths(), examples.caption_text(), None, 12, "Cosine")
-    assert matrix.state["matrix"].names == names and matrix.state["matrix"].texts == examples.caption_text(
-    ).split("\n")
+    assert matrix.state.names == names and matrix.state.texts == examples.caption_text().split("\n")
     lab = prompt_lab_tab.evaluate_prompts(ctx, [["a photo of a {}."], ["itap of a {}."]], "",
                                           examples.paths(), examples.label_text(), "", None, "Templates",
                                           "ZPE (weights from the images)", 1, False, None, None)

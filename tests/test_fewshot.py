@@ -27,7 +27,8 @@ def test_prototypes_are_normalised_class_means():
 
 
 def test_gda_weights_equal_the_papers_estimator():
-    """mrflogs/ICLR24 main_few_shots.py, transcribed in numpy (torch's X.T.cov() is np.cov(X, rowvar=False))."""
+    """mrflogs/ICLR24 main_few_shots.py, transcribed in numpy (torch's X.T.cov() is
+    np.cov(X, rowvar=False))."""
     f, y, _ = _clusters(classes=5, shots=8, dim=12)
     f64 = f.astype(np.float64)
     mus = np.concatenate([f64[y == i].mean(axis=0, keepdims=True) for i in range(5)])

@@ -47,7 +47,7 @@ def secret_zip(tmp_path_factory):
     return archive
 
 
-def a_builds_an_index(ctx, secret_zip) -> dict:
+def a_builds_an_index(ctx, secret_zip) -> search_tab.SearchState:
     a = ctx.scoped("session-a")
     html, state = search_tab.build_search_index(a, search_tab.UPLOAD, "", [str(secret_zip)], None)
     assert "6</b> image(s) searchable" in html
@@ -57,14 +57,14 @@ def a_builds_an_index(ctx, secret_zip) -> dict:
 def test_a_session_sees_only_its_own_uploads_and_indexes(ctx, secret_zip):
     state = a_builds_an_index(ctx, secret_zip)
     a, b = ctx.scoped("session-a"), ctx.scoped("session-b")
-    assert len(gap_tab.index_choices(a)) == 1 and heatmaps_tab.index_choices(a)[1][1] == state["index"]
+    assert len(gap_tab.index_choices(a)) == 1 and heatmaps_tab.index_choices(a)[1][1] == state.index
     assert gap_tab.index_choices(b) == []
     assert heatmaps_tab.index_choices(b) == [(heatmaps_tab.NO_INDEX, heatmaps_tab.NO_INDEX)]
     assert b.visible_indexes() == []
     # A's workspace is a folder of its own, B's holds nothing of A's.
     assert a.workspace.folder != b.workspace.folder
-    assert Path(state["root"]).is_relative_to(a.workspace.folder)
-    assert not b.servable(Path(state["root"])) and a.servable(Path(state["root"]))
+    assert Path(state.root).is_relative_to(a.workspace.folder)
+    assert not b.servable(Path(state.root)) and a.servable(Path(state.root))
 
 
 def test_a_sessions_index_cannot_be_used_by_another_even_by_its_folder(ctx, secret_zip):
@@ -72,13 +72,13 @@ def test_a_sessions_index_cannot_be_used_by_another_even_by_its_folder(ctx, secr
     b = ctx.scoped("session-b")
     with pytest.raises(ValueError, match="not one of yours"):
         search_tab.search(b, state, "a red circle", None, 0.5, 5, -1.0)
-    view = gap_tab.compute_gap(b, gap_tab.INDEXED, None, "", state["index"], gap_tab.LABELS, "circle, square",
+    view = gap_tab.compute_gap(b, gap_tab.INDEXED, None, "", state.index, gap_tab.LABELS, "circle, square",
                                SINGLE, None, PCA)
     assert "not one of yours" in view.measures and view.run is None
-    matrix = heatmaps_tab.compute_matrix(b, [], "a red circle", state["index"], 4, "Cosine similarity")
+    matrix = heatmaps_tab.compute_matrix(b, [], "a red circle", state.index, 4, "Cosine similarity")
     assert "not one of yours" in matrix.summary and matrix.state is None
     # ...and A's own search still works.
-    hits = search_tab.search(ctx.scoped("session-a"), state, "a red circle", None, 0.5, 3, -1.0).state["hits"]
+    hits = search_tab.search(ctx.scoped("session-a"), state, "a red circle", None, 0.5, 3, -1.0).state.hits
     assert len(hits) == 3
 
 
@@ -101,7 +101,7 @@ def test_no_server_folder_can_be_used_when_hosted(ctx, tmp_path):
 def test_a_session_that_ends_leaves_nothing_behind(ctx, secret_zip):
     state = a_builds_an_index(ctx, secret_zip)
     folder = ctx.scoped("session-a").workspace.folder
-    assert Path(state["index"]).is_dir() and folder.is_dir()
+    assert Path(state.index).is_dir() and folder.is_dir()
     ctx.workspaces.end("session-a")
     assert not folder.exists() and ctx.workspaces.sessions() == 0
     # The same session id later gets a fresh, empty workspace.

@@ -10,13 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-HERE = Path(__file__).resolve().parent
-
 from explorer.embed.images import ImageError
 from explorer.index.build import build_index
 from explorer.index.image_index import combine_vectors, open_index
 from tests.shapes import CLASSES, draw_shape, make_labelled_folder
 
+HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 N_PER_CLASS = 4
 
@@ -107,13 +106,13 @@ def test_weighted_query_steers_between_concepts(indexed, shapes_model):
 
 def test_duplicates_groups_exact_copies(indexed):
     _, index = indexed
-    groups = index.duplicates(threshold=0.9999)
+    groups = [g.paths for g in index.duplicate_groups(threshold=0.9999)]
     copies = ["a_green_triangle/2.png", "copies/copy1.png", "copies/copy2.png"]
     assert copies in groups
     assert all(len(g) >= 2 and g == sorted(g) for g in groups)
-    loose = index.duplicates(threshold=0.5)
+    loose = [g.paths for g in index.duplicate_groups(threshold=0.5)]
     assert sum(map(len, loose)) > sum(map(len, groups))  # a lower threshold joins more images
-    assert index.duplicates(threshold=1.01) == []
+    assert [g.paths for g in index.duplicate_groups(threshold=1.01)] == []
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -152,8 +151,8 @@ def test_cli_search_errors(indexed, tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really")
     result = run_cli("search", "--index", str(base / "idx"), "--image", str(tmp_path / "broken.jpg"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip() == "error: broken.jpg: truncated or corrupt image (image file is truncated)" or \
-        result.stderr.startswith("error: broken.jpg: ")
+    truncated = "error: broken.jpg: truncated or corrupt image (image file is truncated)"
+    assert result.stderr.strip() == truncated or result.stderr.startswith("error: broken.jpg: ")
 
 
 def test_cli_index_and_duplicates(tmp_path, shapes_model_dir):
@@ -231,7 +230,7 @@ def test_duplicates_join_images_whose_cosine_equals_the_threshold(tmp_path):
     store.close()
     index = open_index(tmp_path / "idx")
     try:
-        assert index.duplicates(threshold=0.5) == [["0.png", "1.png"]]
-        assert index.duplicates(threshold=0.5001) == []
+        assert [g.paths for g in index.duplicate_groups(threshold=0.5)] == [["0.png", "1.png"]]
+        assert [g.paths for g in index.duplicate_groups(threshold=0.5001)] == []
     finally:
         index.close()

@@ -176,7 +176,7 @@ def test_build_and_search_run_in_a_forked_daemonic_worker(monkeypatch, shapes_mo
     assert "12</b> image(s) searchable" in report, report
     found = events["search"].fn(state, caption(*CLASSES[1]), None, 0.5, 3, 0.0, request)[3]
     assert spaces.calls == ["on_build", "on_search"]
-    assert found["hits"][0]["path"].startswith("photos/a_red_square/"), found["hits"]
+    assert found.hits[0].path.startswith("photos/a_red_square/"), found.hits
     assert ctx.workspaces.ttl_seconds != float("inf") and ctx.workspaces.sessions() == 1
 
 

@@ -52,8 +52,8 @@ class Scoring:
         if self.kind == SIGMOID:
             return (
                 f"Probabilities are per label: sigmoid({self.scale:.1f} × cosine {self.bias:+.2f}), the rule "
-                "this sigmoid-trained model (SigLIP-style, it has a learned bias) was trained with. Each label "
-                "is judged on its own, so several can be likely at once, or none.")
+                "this sigmoid-trained model (SigLIP-style, it has a learned bias) was trained with. Each "
+                "label is judged on its own, so several can be likely at once, or none.")
         return (
             f"Probabilities are a softmax over your labels at the model's learned scale ×{self.scale:.1f}, "
             "the rule this contrastive model was trained with: the labels compete and always sum to 100%, "

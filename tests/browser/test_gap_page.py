@@ -107,7 +107,8 @@ READ_MAP = """() => {
   return {traces, title: plot._fullLayout.title.text, xrange: Array.from(plot._fullLayout.xaxis.range),
           xtitle: plot._fullLayout.xaxis.title.text};
 }"""
-READ_HIST = """() => Array.from(document.querySelector('#gap-hist .js-plotly-plot')._fullData, t => Array.from(t.y))"""
+READ_HIST = """() => Array.from(document.querySelector('#gap-hist .js-plotly-plot')._fullData,
+                                t => Array.from(t.y))"""
 
 
 def test_gap_aligned_map_moves_with_the_slider(page, tmp_path):

@@ -1,4 +1,5 @@
-"""Drive the Search tab in headless Chromium: index a folder, search by text, filter, click to search by image."""
+"""Drive the Search tab in headless Chromium: index a folder, search by text, filter, click to search by
+image."""
 from __future__ import annotations
 
 import re
