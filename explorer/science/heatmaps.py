@@ -9,16 +9,16 @@ exactly as `encode_image` runs it (conv1 -> class + positional embeddings -> ln_
 and patch tokens are taken into the joint space through the tower's own final LayerNorm (`ln_post`)
 and projection (`proj`), L2-normalised and dotted with the normalised text embedding:
 - "tokens" (default): the output tokens of the last block, as they are.
-- "maskclip": MaskCLIP's patch features (Zhou, Loy, Dai, "Extract Free Dense Labels from CLIP",
-  ECCV 2022), as the authors' code computes them (github.com/chongzhou96/MaskCLIP, read in its
-  fork volgachen/MaskCLIP: mmseg/models/backbones/vit.py, TransformerEncoderLayer.forward with its qkv path,
-  and
-  VisionTransformer.forward's final norm; mmseg/models/decode_heads/maskclip_head.py for the
-  projection). With x the last block's input: the query and key are dropped, so each token's
-  attention output is its own value, a = out_proj(v(ln_1(x))); the block's residual is kept,
-  y = x + a; the block's MLP is kept with its residual, y = y + mlp(ln_2(y)); then the tower's final
-  norm and projection, ln_post(y) @ proj. (open_clip's LayerScale, identity in OpenAI-style towers,
-  is applied where the block applies it.)
+- "maskclip": MaskCLIP's patch features (Zhou, Loy, Dai, "Extract Free Dense Labels from CLIP", ECCV 2022),
+  as the authors' code computes them (github.com/chongzhou96/MaskCLIP at 245d31f:
+  mmseg/models/backbones/vit.py, TransformerEncoderLayer.forward with its qkv path, and
+  VisionTransformer.forward's final norm; mmseg/models/decode_heads/maskclip_head.py for the projection. The
+  fork volgachen/MaskCLIP at cd51dc5 has the same code under mseg/, its VisionTransformer renamed
+  MCVisionTransformer). With x the last block's input: the query and key are dropped, so each token's
+  attention output is its own value, a = out_proj(v(ln_1(x))); the block's residual is kept, y = x + a; the
+  block's MLP is kept with its residual, y = y + mlp(ln_2(y)); then the tower's final norm and projection,
+  ln_post(y) @ proj. (open_clip's LayerScale, identity in OpenAI-style towers, is applied where the block
+  applies it.)
 - "value-only": the last block's value path alone, out_proj(v(ln_1(x))) (LayerScale applied), with
   NEITHER the residual NOR the MLP, then ln_post and proj. This is not MaskCLIP (which keeps both)
   and not ClearCLIP (Lan et al., ECCV 2024, which drops both but keeps a query-query attention); it
@@ -268,7 +268,7 @@ def _value_path(block, x: torch.Tensor) -> torch.Tensor:
 
 
 def _maskclip_path(block, x: torch.Tensor) -> torch.Tensor:
-    """MaskCLIP's last block (chongzhou96/MaskCLIP, mmseg/models/backbones/vit.py): the value path
+    """MaskCLIP's last block (chongzhou96/MaskCLIP 245d31f, mmseg/models/backbones/vit.py): the value path
     plus the block's input as residual, then the block's own MLP with its residual."""
     y = x + _value_path(block, x)
     return y + block.ls_2(block.mlp(block.ln_2(y)))
