@@ -73,3 +73,19 @@ def test_quick_bench_prints_its_figures_as_json_last(script, tmp_path):
     for key in keys:
         assert is_number(doc.get(key)), f"{script}: {key} = {doc.get(key)!r}"
     EXTRA_CHECKS.get(script, lambda _doc: None)(doc)
+
+
+@pytest.mark.timeout(300)
+def test_fewshot_table_quick_prints_the_markdown_table_and_its_numbers(tmp_path):
+    """bench_fewshot.py --table: every method at every shot count, with real and made-up names, from
+    the bench itself (the README quotes the full run's markdown)."""
+    doc = run_bench("bench_fewshot.py", ["--table", "--quick"], tmp_path)
+    assert doc["shots"] == [1, 2] and doc["seeds"] == 2 and doc["classes"] == 4
+    assert [(r["names"], r["shots"]) for r in doc["rows"]] == [("real", 1), ("real", 2), ("made-up", 1),
+                                                               ("made-up", 2)]
+    for row in doc["rows"]:
+        assert set(row["methods"]) == {"zero-shot", "prototype", "tip-adapter", "gda"}
+        for cell in row["methods"].values():
+            assert is_number(cell["mean"]) and is_number(cell["std"]) and len(cell["per_seed"]) == 2
+    assert doc["markdown"].startswith("| class names | shots | zero-shot | prototype | tip-adapter | gda |")
+    assert all(r["methods"]["prototype"]["not_chosen_seeds"] == 2 for r in doc["rows"] if r["shots"] == 1)

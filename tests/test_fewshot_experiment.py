@@ -56,6 +56,18 @@ def test_shots_curve_means_spread_and_skips_counts_above_the_smallest_class():
     assert curve.mean["zero-shot"][0] < 0.2
 
 
+def test_a_shot_count_equal_to_the_smallest_class_is_run_not_skipped():
+    f, y, text = clusters([6, 5, 9])
+    test = clusters([4, 4, 4], seed=1)[:2]
+    experiment = fewshot_experiment.FewShotExperiment((f, y), test, ["a", "b", "c"], text, 50.0)
+    curve = experiment.curve(("zero-shot", "gda"), shots=(2, 5, 6), seeds=2)
+    assert curve.shots == [2, 5] and curve.skipped == [6]
+    assert len(curve.mean["gda"]) == 2 and curve.mean["gda"][1] > curve.mean["zero-shot"][1] + 0.5
+    report = experiment.report(("zero-shot", "gda"), shots=5, seeds=2)
+    assert report.train_images == 15 and not report.notes          # 5 of each class, none short
+    assert report.methods["gda"].informative == [True, True]
+
+
 def test_teach_holds_out_a_part_fits_classifiers_and_beats_zero_shot():
     f, y, text = clusters([10, 10, 10])
     names = [f"{'abc'[c]}/{i}.png" for i, c in enumerate(y)]
@@ -107,8 +119,8 @@ def test_export_zip_holds_the_classifier_pair_that_reloads(tmp_path):
 
 # ---- each method fitted once per (shot count, seed); one provenance for both faces ------------------
 def count_fits(monkeypatch) -> Counter:
-    """Counter of (method, shots drawn) over every fewshot.fit call from now on (cross-validation's
-    folds learn through fewshot._learn and are not fits of a method on a draw)."""
+    """Counter of (method, shots drawn) over every fewshot.fit call from now on (leave-one-out scores
+    the grid in closed form, fewshot.loo_correct: no fit of a method on a draw)."""
     calls: Counter = Counter()
     real = fewshot.fit
 
@@ -182,3 +194,50 @@ def test_the_tab_and_the_command_fit_once_and_keep_one_provenance(opaque,  # noq
     assert cli["how_chosen"]["gda"] == tab["how_chosen"]["gda"]
     assert doc["methods"]["gda"]["top1"] == pytest.approx(view.state.result.report.methods["gda"].top1)
     assert saved["params"] == tab_meta["params"] == cli["chosen"]["gda"][0]
+
+
+@pytest.fixture(scope="module")
+def named(tmp_path_factory):
+    """Four shape classes with their real names, each a different colour and shape: the shapes model
+    names them all, so on 2 shots a class every value of every search scores 100%: nothing to choose."""
+    from tests.shapes import CLASSES, make_labelled_folder
+
+    base = tmp_path_factory.mktemp("named")
+    make_labelled_folder(base / "examples", [CLASSES[i] for i in (0, 5, 10, 15)], 6, size=48, seed=3)
+    return base / "examples"
+
+
+def test_a_search_where_every_value_ties_is_reported_not_chosen_in_json_tab_and_classifier(
+        named, shapes_model, shapes_model_dir, tmp_path):
+    """Every face says the search chose nothing and uses the authors' default: `fewshot --json` (the
+    method's entry and the provenance), the saved classifier, the Teach tab's table and its download."""
+    from explorer.app.ui import teach_tab
+    from tests.test_teach_tab import SINGLE, local_context
+
+    doc = _cli(str(named), "--shots", "2", "--seeds", "3", "--templates", "single", "--method", "gda",
+               "--save", str(tmp_path / "clf"), "--model", f"local-dir:{shapes_model_dir}")
+    gda = doc["methods"]["gda"]
+    assert gda["informative"] == [False] * 3 and gda["chosen"] == [fewshot.GDA_DEFAULT] * 3
+    assert gda["how_chosen"].startswith("not chosen: all values tie, using the default alpha 0.1")
+    assert gda["search"]["informative"] is False and len(set(gda["search"]["correct"])) == 1
+    assert gda["search"]["grid"] == {"alpha": list(fewshot.GDA_ALPHAS)}
+    assert any("leave-one-out" in d for d in gda["departures"])
+    record = doc["provenance"]
+    assert record["informative"]["gda"] == [False] * 3 and record["how_chosen"]["gda"] == gda["how_chosen"]
+    assert record["searches"]["gda"] == gda["search"] and record["departures"]["gda"] == gda["departures"]
+    saved = json.loads((tmp_path / "clf.json").read_text())
+    assert saved["params"] == fewshot.GDA_DEFAULT and saved["informative"] is False
+    assert saved["how_chosen"] == gda["how_chosen"] and saved["provenance"] == record
+    classifier_file.load(tmp_path / "clf.json", shapes_model.identity.as_dict())       # still loads
+
+    ctx = local_context(tmp_path / "ctx", shapes_model)
+    view = teach_tab.run_teach(ctx, str(named), None, SINGLE, ["tip-adapter", "gda"], "2")
+    assert view.state is not None, view.summary
+    assert 'data-method="gda" data-informative="false"' in view.table
+    assert "not chosen: all values tie, using the default alpha 0.1" in view.table
+    assert "(default, not chosen)" in view.table and 'id="teach-departures"' in view.table
+    with zipfile.ZipFile(teach_tab.download_classifier(ctx, view.state, "tip-adapter")) as z:
+        meta = json.loads(z.read("classifier-tip-adapter.json"))
+    assert meta["params"] == fewshot.TIP_DEFAULT and meta["informative"] is False
+    assert meta["how_chosen"].startswith("not chosen: all values tie, using the default alpha 1.17, beta 1")
+    assert any("augmented views" in d for d in meta["departures"])

@@ -5,7 +5,10 @@ Both folders hold one sub-folder per class (the layout `eval` reads). Without --
 of each training class (fewshot_experiment.HELD_OUT) is held out for testing, and the output says so.
 The run is explorer/science/fewshot_experiment.py's, the Teach tab's too: each method is fitted once
 per draw of shots, --save writes the classifier of the draw with seed 0, and --json's "provenance" is
-the record the saved classifier's .json carries.
+the record the saved classifier's .json carries. Hyper-parameters are chosen by leave-one-out over the
+shots; each method's entry says how ("how_chosen"), holds its whole search ("search": the grid, the
+shots each value predicted right, "informative": false when every value tied and the default was
+used) and names its departures from the paper ("departures").
 """
 from __future__ import annotations
 
@@ -109,8 +112,12 @@ def _print_report(model, report, saved) -> None:
           f"{report.train_images} training and {report.test_images} test images")
     for name, score in report.methods.items():
         spread = f" ± {score.top1_spread:.2%}" if report.seeds > 1 else ""
+        tied = f"; {score.tied_seeds()} of {report.seeds} seeds chose nothing" if score.tied_seeds() else ""
         print(f"  {name:<12} top-1 {score.top1:7.2%}{spread}  top-{score.top_k} {score.top5:7.2%}  "
-              f"chosen {score.params[0] or '-'} ({score.how}); fit {score.fit_seconds * 1000:.0f} ms, "
+              f"chosen {score.params[0] or '-'} ({score.how}{tied}); fit {score.fit_seconds * 1000:.0f} ms, "
               f"scoring {score.score_seconds * 1000:.0f} ms")
+    for name, score in report.methods.items():
+        if score.departures:
+            print(f"  {name} differs from its paper: " + "; ".join(score.departures))
     if saved:
         print(f"saved the classifier to {saved[0]} and {saved[1]}")

@@ -1,7 +1,9 @@
 """A fitted few-shot classifier on disk: NAME.safetensors (its arrays) beside NAME.json (what it is:
 method, class names, hyper-parameters, the model that made the embeddings and the prompt set of
 its zero-shot part, and, from files written since, the run's provenance: the record
-fewshot_experiment.Provenance that `clip-explorer fewshot --json` prints, with the same keys).
+fewshot_experiment.Provenance that `clip-explorer fewshot --json` prints, with the same keys, and
+beside the params how they were chosen ("how_chosen", "informative": false when every value of the
+search tied and the default was used) and the method's departures from its paper).
 Either path may be given to `load`; a classifier is only used with the model it was made with,
 since its weights live in that model's embedding space. `export_zip` packs the pair into one zip,
 the Teach tab's download. Files without a provenance (older ones) load as before.
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import tempfile
 import zipfile
 import zlib
@@ -56,9 +59,32 @@ def save(classifier: FewShotClassifier, path, model_identity: dict, prompts: dic
             "logit_scale": classifier.logit_scale, "params": classifier.params, "model": model_identity,
             "prompts": prompts, "arrays": array_path.name}
     if provenance is not None:
+        meta.update(_selection(provenance, classifier.method))
         meta["provenance"] = provenance
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    meta_path.write_text(_dumps(meta), encoding="utf-8")
     return meta_path, array_path
+
+
+def _selection(provenance: dict, method: str) -> dict:
+    """How the params were chosen, from the run's provenance (seed SHOTS_SEED's draw, the one saved)."""
+    out = {}
+    if method in provenance.get("how_chosen", {}):
+        out["how_chosen"] = provenance["how_chosen"][method]
+    informative = provenance.get("informative", {}).get(method)
+    if informative:
+        out["informative"] = bool(informative[0])
+    if method in provenance.get("departures", {}):
+        out["departures"] = provenance["departures"][method]
+    return out
+
+
+_NUMBERS = re.compile(r"\[[-+.\deE,\s]*\]")
+
+
+def _dumps(meta: dict) -> str:
+    """Indented JSON with each list of numbers on one line (a search's scores stay a few kB)."""
+    text = json.dumps(meta, indent=2)
+    return _NUMBERS.sub(lambda m: "[" + " ".join(m.group(0)[1:-1].split()) + "]", text) + "\n"
 
 
 def export_zip(classifier: FewShotClassifier, folder, model_identity: dict, prompts: dict,
@@ -125,8 +151,8 @@ MEMBERS_NEEDED = "a classifier is a .zip from Teach by example, or its .json and
 def summary(meta: dict, source: str) -> dict:
     """What a report says about the classifier that made its numbers."""
     return {"file": source, "method": meta.get("method"), "classes": len(meta.get("class_names", [])),
-            "params": meta.get("params"), "prompts": meta.get("prompts"), "model": meta.get("model"),
-            "provenance": meta.get("provenance")}
+            "params": meta.get("params"), "how_chosen": meta.get("how_chosen"),
+            "prompts": meta.get("prompts"), "model": meta.get("model"), "provenance": meta.get("provenance")}
 
 
 def _meta_bytes(limits: TextLimits) -> int:

@@ -12,7 +12,9 @@ From labelled images already embedded (sources.Embedded; nothing here decodes or
 - `run_split` / `run`: the whole run (report, shots curve, confusion matrices, the images each
   method fixes or breaks, the fitted classifiers), and `Provenance`, the one record of what made
   it, printed by `fewshot --json` and written into the classifier file the tab downloads.
-Hyper-parameters are chosen on the shots alone (fewshot.choose), never on the test images.
+Hyper-parameters are chosen on the shots alone (fewshot.choose: leave-one-out over the shots), never on
+the test images; each method's search (its grid, every value's score, whether it chose anything) and
+its departures from the paper (fewshot.departures) travel with its score and in the provenance.
 """
 from __future__ import annotations
 
@@ -184,16 +186,24 @@ class MethodScore:
     top_k: int
     top1_spread: float
     per_class: dict[str, float | None]
-    params: list[dict]            # chosen hyper-parameters, one per seed
-    how: str
+    params: list[dict]            # hyper-parameters used, one per seed
+    how: str                      # how they were chosen (seed SHOTS_SEED's draw)
     fit_seconds: float            # choosing and fitting, per seed
     score_seconds: float          # scoring the test images, per seed
     predictions: np.ndarray       # [N] test predictions of the seed-0 classifier
+    informative: list[bool] = field(default_factory=list)  # per seed: did the search choose (no all-tie)
+    search: dict = field(default_factory=dict)  # seed SHOTS_SEED's search (fewshot.Choice.as_dict())
+    departures: list[str] = field(default_factory=list)    # from the paper (fewshot.departures)
 
     def as_dict(self) -> dict:
         return {"top1": self.top1, "top5": self.top5, "top_k": self.top_k, "top1_spread": self.top1_spread,
                 "per_class": self.per_class, "chosen": self.params, "how_chosen": self.how,
+                "informative": self.informative, "search": self.search, "departures": self.departures,
                 "fit_seconds": round(self.fit_seconds, 4), "score_seconds": round(self.score_seconds, 4)}
+
+    def tied_seeds(self) -> int:
+        """Seeds whose search chose nothing (every value tied, or a single shot): the default was used."""
+        return sum(not i for i in self.informative) if self.method != "zero-shot" else 0
 
 
 @dataclass
@@ -276,12 +286,15 @@ class FewShotExperiment:
     def score(self, method: str, shots: int | None, seeds: int) -> MethodScore:
         runs = [self.draw(method, shots, seed) for seed in range(_seeds(shots, seeds))]
         top1 = [r.top1 for r in runs]
-        kept = runs[SHOTS_SEED].predictions
+        kept, choice = runs[SHOTS_SEED].predictions, runs[SHOTS_SEED].choice
         return MethodScore(method, float(np.mean(top1)), float(np.mean([r.top_k for r in runs])), self.top_k,
                            float(np.std(top1)), _per_class(kept, self.y_test, self.class_names),
-                           [r.choice.params for r in runs], runs[SHOTS_SEED].choice.how,
+                           [r.choice.params for r in runs], choice.how,
                            float(np.mean([r.fit_seconds for r in runs])),
-                           float(np.mean([r.score_seconds for r in runs])), kept)
+                           float(np.mean([r.score_seconds for r in runs])), kept,
+                           [r.choice.informative for r in runs],
+                           choice.as_dict() if method != "zero-shot" else {},
+                           fewshot.departures(method, choice))
 
     def report(self, methods=fewshot.METHODS, shots: int | None = None, seeds: int = 1) -> FewShotReport:
         """Every method in `methods`, fitted on `shots` training images per class (repeated over
@@ -358,8 +371,11 @@ class Provenance:
     held_out: dict | None         # {"fraction", "seed"}; None when separate test images were given
     train_images: int             # shots per draw, all classes
     test_images: int
-    chosen: dict[str, list[dict]]  # method -> chosen hyper-parameters, one per seed
+    chosen: dict[str, list[dict]]  # method -> hyper-parameters used, one per seed
     how_chosen: dict[str, str]    # method -> how (seed SHOTS_SEED's draw)
+    informative: dict[str, list[bool]] = field(default_factory=dict)  # method -> per seed: chosen, not tied
+    searches: dict[str, dict] = field(default_factory=dict)   # method -> seed SHOTS_SEED's search
+    departures: dict[str, list[str]] = field(default_factory=dict)    # method -> departures from its paper
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -417,7 +433,10 @@ def provenance_of(model, choice: PromptChoice, result: ExperimentResult) -> Prov
     return Provenance(model.identity.as_dict(), model.identifier, choice.as_dict(), report.shots,
                       report.seeds, SHOTS_SEED, held_out, report.train_images, report.test_images,
                       {m: s.params for m, s in report.methods.items()},
-                      {m: s.how for m, s in report.methods.items()})
+                      {m: s.how for m, s in report.methods.items()},
+                      {m: s.informative for m, s in report.methods.items() if m != "zero-shot"},
+                      {m: s.search for m, s in report.methods.items() if s.search},
+                      {m: s.departures for m, s in report.methods.items() if s.departures})
 
 
 def run(model, images, choice: PromptChoice, methods, shots: int | None, *, test=None,

@@ -37,6 +37,8 @@ def test_teach_beats_zero_shot_shows_the_curve_sorts_and_downloads(page, tmp_pat
     assert max(_top1(page, m) for m in ("prototype", "tip-adapter", "gda")) > zero_shot + 30
     table = page.locator("#teach-table").inner_text()
     assert "cross-validation" in table and "held out for testing" in table
+    assert "leave-one-out" in table and "Where each method departs from its paper" in table
+    assert page.locator("#teach-accuracy tr[data-informative]").count() == 3   # each adapted method says
     page.wait_for_selector("#teach-curve .js-plotly-plot", timeout=30_000)
     assert page.locator("#teach-curve .js-plotly-plot .scatterlayer .trace").count() == 4
     page.wait_for_selector("#teach-confusion .js-plotly-plot", timeout=30_000)
