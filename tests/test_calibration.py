@@ -165,3 +165,60 @@ def test_a_fit_that_runs_into_the_search_range_says_so():
     assert not calibrate(cos, true, rule).fitted_at_bound
     text, _ = calibration_view.calibration_view(lab_flags(cos, perfect, rule), 1)
     assert "a bound, not a minimum" in text
+
+
+def guo_bin(confidence: float, n_bins: int, dtype=torch.float64) -> int | None:
+    """The bin _ECELoss.forward puts one confidence in, transcribed: `confidences.gt(bin_lower.item()) *
+    confidences.le(bin_upper.item())` over torch.linspace's edges (None: in no bin)."""
+    bin_boundaries = torch.linspace(0, 1, n_bins + 1)
+    confidences = torch.tensor([confidence], dtype=dtype)
+    found = [k for k, (bin_lower, bin_upper) in enumerate(zip(bin_boundaries[:-1], bin_boundaries[1:]))
+             if bool((confidences.gt(bin_lower.item()) * confidences.le(bin_upper.item()))[0])]
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
+def _edge_confidences(n_bins: int) -> list[float]:
+    """Confidences on and beside every edge: k / n in float64 and float32, the float32 edge itself and
+    its neighbours, and the values ties give (1/m: m labels tied; 2/3 ...)."""
+    theirs = torch.linspace(0, 1, n_bins + 1).numpy().astype(np.float64)
+    values = {m / k for k in range(1, 31) for m in range(1, k + 1)}
+    for k in range(n_bins + 1):
+        values |= {k / n_bins, float(np.float32(k / n_bins)), theirs[k],
+                   float(np.nextafter(theirs[k], 2.0)), float(np.nextafter(theirs[k], -1.0))}
+    return sorted(v for v in values if 0.0 < v <= 1.0)
+
+
+@pytest.mark.parametrize("n_bins", [N_BINS, 10, 20, 7])
+def test_a_confidence_on_a_bin_edge_lands_where_the_authors_put_it(n_bins):
+    """A confidence exactly on an edge goes to the bin _ECELoss puts it in: their edges are float32
+    (0.6 is 0.59999996 at 15 bins, so 0.6 is in (0.6, 0.667], not (0.533, 0.6]); float32 and float64
+    confidences alike."""
+    for value in _edge_confidences(n_bins):
+        for dtype in (torch.float64, torch.float32):
+            conf = float(np.float32(value)) if dtype == torch.float32 else value
+            if conf <= 0.0:
+                continue  # 0 is the named departure (see below)
+            ours = reliability(np.array([conf]), np.array([True]), n_bins).counts
+            assert ours.sum() == 1
+            assert int(np.argmax(ours)) == guo_bin(conf, n_bins, dtype), (n_bins, repr(conf))
+    if n_bins == N_BINS:  # the cases that slipped before: k/15 in float64 against float32 edges
+        assert guo_bin(0.6, 15) == 9 and guo_bin(2 / 3, 15) == 10 and guo_bin(1 / 3, 15) == 4
+        assert int(np.argmax(reliability(np.array([0.6]), np.array([True])).counts)) == 9
+    # the one named departure: exactly 0 (a sigmoid's underflow) is in no bin of theirs, in the first here
+    assert guo_bin(0.0, n_bins) is None
+    assert reliability(np.array([0.0]), np.array([False]), n_bins).counts[0] == 1
+
+
+def test_ece_on_tied_confidences_matches_the_authors_code():
+    """Logits that tie (confidence 1/m exactly, and 2/3) put many images on edges at once; the ECE
+    still equals _ECELoss's."""
+    logits = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, -50.0], [np.log(2.0), 0.0, -50.0], [0.0] * 3,
+                       [3.0, 0.0, 0.0], [np.log(4.0), 0.0, 0.0], [np.log(1.5), 0.0, -np.inf]])
+    labels = np.array([0, 1, 0, 2, 0, 1, 1])
+    for n_bins in (15, 10, 6, 3):
+        cos = np.where(np.isfinite(logits), logits, -1e3) / 10.0
+        conf, correct = top_confidence(cos, labels, Scoring("softmax", 10.0))
+        theirs = guo_ece(torch.tensor(np.where(np.isfinite(logits), logits, -1e3)), torch.tensor(labels),
+                         n_bins)
+        assert reliability(conf, correct, n_bins).ece == pytest.approx(theirs, abs=1e-6)

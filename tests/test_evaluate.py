@@ -358,6 +358,7 @@ def test_eval_command_uses_a_reference_index_for_zpe(shapes_model, shapes_model_
 
 
 def test_unlabelled_lab_run_uses_the_weighting_asked_for(shapes_model, tmp_path):
+    from explorer.science.evaluate import class_embeddings
     from explorer.science.prompt_lab import run_lab
     from explorer.science.zeroshot import ensemble
 
@@ -375,6 +376,13 @@ def test_unlabelled_lab_run_uses_the_weighting_asked_for(shapes_model, tmp_path)
     assert runs["single"].weights.tolist() == [0, 1, 0, 0]
     prompts = prompt_set(shapes_model, labels, templates)
     for run in runs.values():  # the open-set scores come from the classifier of those weights
-        cosines = images.embeddings @ ensemble(prompts.embeddings, run.weights).T
+        cosines = images.embeddings @ class_embeddings(prompts.embeddings, run.weights, run.weighting).T
         np.testing.assert_allclose(run.max_cosine, cosines.max(axis=1), atol=1e-5)
         assert run.predicted == [labels[k] for k in cosines.argmax(axis=1)]
+    # ZPE scores as its authors do: the per-prompt cosines averaged with the weights (no renormalising)
+    per_prompt = np.einsum("nd,ctd->nct", images.embeddings, prompts.embeddings)
+    zpe_cosines = np.einsum("nct,t->nc", per_prompt, runs["zpe"].weights)
+    np.testing.assert_allclose(runs["zpe"].max_cosine, zpe_cosines.max(axis=1), atol=1e-5)
+    plain = images.embeddings @ ensemble(prompts.embeddings, runs["mean"].weights).T  # open_clip's way
+    np.testing.assert_allclose(runs["mean"].max_cosine, plain.max(axis=1), atol=1e-5)
+    assert runs["zpe"].as_dict()["cosine"].startswith("the ZPE-weighted mean")

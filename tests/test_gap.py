@@ -411,3 +411,81 @@ def test_file_name_labels_prefer_the_longest_matching_label():
     labels = ["red", "red circle", "circle"]
     paths = ["x/red_circle_3.png", "x/red_7.png", "x/circle.png", "x/red_square_1.png", "x/Red-Circle.png"]
     assert labels_of_images(paths, labels) == [1, 0, 2, 0, 1]
+
+
+class _UmapStandIn:
+    """umap.UMAP as far as _umap_2d uses it, recording every map it is asked to make."""
+    made: list = []
+
+    def __init__(self, **settings):
+        self.settings = settings
+
+    def fit_transform(self, x):
+        _UmapStandIn.made.append(dict(self.settings))
+        shift = 0.01 * self.settings["random_state"] + 0.001 * self.settings["n_neighbors"]
+        return np.asarray(x, dtype=np.float64)[:, :2] + shift
+
+
+@pytest.fixture
+def umap_stand_in(monkeypatch):
+    import sys
+    import types
+
+    from explorer.science import gap
+
+    _UmapStandIn.made = []
+    monkeypatch.setitem(sys.modules, "umap", types.SimpleNamespace(UMAP=_UmapStandIn))
+    monkeypatch.setattr(gap, "_UMAP_CACHE", type(gap._UMAP_CACHE)(16))
+    return _UmapStandIn.made
+
+
+def test_umap_cache_is_keyed_by_every_setting(umap_stand_in):
+    """Same data, another seed or another neighbour count: a map of its own; the same settings: the
+    cached one. A neighbour count that UMAP would cut to the same value is the same map."""
+    from explorer.science.gap import _umap_2d
+
+    img, txt, _ = two_cones()
+    first = project_2d(img, txt, "umap")
+    assert np.array_equal(project_2d(img, txt, "umap").xy_image, first.xy_image) and len(umap_stand_in) == 1
+    by_seed = project_2d(img, txt, "umap", seed=1)
+    by_neighbours = project_2d(img, txt, "umap", n_neighbors=5)
+    assert len(umap_stand_in) == 3
+    assert not np.array_equal(by_seed.xy_image, first.xy_image)
+    assert not np.array_equal(by_neighbours.xy_image, first.xy_image)
+    assert [m["random_state"] for m in umap_stand_in] == [0, 1, 0]
+    assert [m["n_neighbors"] for m in umap_stand_in] == [15, 15, 5]
+    total = len(img) + len(txt)
+    project_2d(img, txt, "umap", n_neighbors=total + 5)
+    project_2d(img, txt, "umap", n_neighbors=total + 50)   # both cut to total - 1: one map
+    assert len(umap_stand_in) == 4 and umap_stand_in[-1]["n_neighbors"] == total - 1
+    x = np.ascontiguousarray(np.concatenate([img, txt]))
+    _umap_2d(x, 0, 15)
+    _umap_2d(x, 0, 15)
+    _umap_2d(x.view(np.int32), 0, 15)   # the same bytes and shape read as another dtype: other data
+    assert len(umap_stand_in) == 6
+
+
+def test_gap_run_keeps_a_map_per_projection_setting(umap_stand_in):
+    """GapRun.projection's kept maps are keyed by method, max_points, seed and (UMAP) n_neighbors, and
+    each equals project_2d called with those settings; shifted maps sample what their base sampled."""
+    from explorer.inputs.sources import Embedded
+    from explorer.science.gap_run import GapTexts, run_gap
+
+    img, txt, matches = two_cones(n=40, m=30)
+    names = [f"{i}.png" for i in range(len(img))]
+    run = run_gap(Embedded(names, names, img), GapTexts("labels", [f"t{i}" for i in range(len(txt))], txt,
+                                                        matches))
+    maps = {seed: run.projection("pca", max_points=20, seed=seed) for seed in (0, 1)}
+    assert not np.array_equal(maps[0].image_indices, maps[1].image_indices)
+    for seed, proj in maps.items():
+        direct = project_2d(img, txt, "pca", matches=matches, max_points=20, seed=seed)
+        assert np.array_equal(proj.image_indices, direct.image_indices)
+        np.testing.assert_allclose(proj.xy_image, direct.xy_image, atol=1e-6)
+        moved = run.projection("pca", 0.5, max_points=20, seed=seed)
+        assert np.array_equal(moved.image_indices, proj.image_indices)
+    assert run.projection("pca", max_points=20, seed=1) is maps[1]
+    assert run.projection("pca", max_points=30, seed=1) is not maps[1]
+    umaps = [run.projection("umap"), run.projection("umap", n_neighbors=5), run.projection("umap", seed=2)]
+    assert len(umap_stand_in) == 3 and run.projection("umap", n_neighbors=5) is umaps[1]
+    assert not np.array_equal(umaps[0].xy_image, umaps[1].xy_image)
+    assert not np.array_equal(umaps[0].xy_image, umaps[2].xy_image)

@@ -23,6 +23,14 @@ def test_ensemble_equals_hand_computation():
         u = [p / np.linalg.norm(p) for p in prompts[c]]
         mix = 0.25 * u[0] + 0.75 * u[3]
         np.testing.assert_allclose(weighted[c], mix / np.linalg.norm(mix), atol=1e-6)
+    # not renormalised (ZPE's authors' combination): scoring with it averages the per-prompt cosines
+    kept = ensemble(prompts, weights, renormalise=False)
+    image = rng.normal(size=8).astype(np.float32)
+    for c in range(3):
+        u = [p / np.linalg.norm(p) for p in prompts[c]]
+        np.testing.assert_allclose(kept[c], 0.25 * u[0] + 0.75 * u[3], atol=1e-6)
+        assert float(image @ kept[c]) == pytest.approx(0.25 * image @ u[0] + 0.75 * image @ u[3], abs=1e-5)
+    assert kept.dtype == np.float32 and (np.linalg.norm(kept, axis=1) < 1).all()
 
 
 def test_predict_uses_logit_scale_softmax_and_ranks():

@@ -104,3 +104,38 @@ def test_eval_command_reaches_mad_selection(shapes_model_dir, tmp_path, capsys):
     assert main(base) == 0
     plain = json.loads(capsys.readouterr().out)
     assert all(plain["zpe"]["selected"]) and plain["zpe"]["select"] == "all"
+
+
+def _is_top_of_the_order(scores, kept) -> bool:
+    """True when no prompt outside `kept` scores higher than one inside it (ties may go either way)."""
+    kept = np.asarray(kept, dtype=bool)
+    return not kept.any() or kept.all() or scores[~kept].max() <= scores[kept].min()
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.5, 2.0, 5.0])
+def test_mad_keeps_the_best_scoring_prompts(threshold):
+    """The kept set is always the top of the score order: never a prompt without every higher-scoring
+    one (scores of every sign, ties, MAD 0, nothing passing), and the weights follow the scores."""
+    rng = np.random.default_rng(int(threshold * 10) + 1)
+    for trial in range(300):
+        scores = rng.normal(size=rng.integers(1, 40)) * rng.uniform(0.01, 10) + rng.uniform(-50, 50)
+        if trial % 5 == 0:
+            scores = np.round(scores, 0)                    # many ties
+        if trial % 11 == 0:
+            scores[: max(1, len(scores) * 2 // 3)] = scores[0]   # MAD 0
+        for kept in (mad_rule(scores, threshold), mad_select(scores, threshold)):
+            assert _is_top_of_the_order(scores, kept), (scores, kept)
+        keep = mad_select(scores, threshold)
+        assert keep[int(np.argmax(scores))]                  # the best prompt is always kept
+        weights = softmax_weights(scores, keep)
+        order = np.argsort(-scores[keep], kind="stable")
+        assert np.all(np.diff(weights[keep][order]) <= 1e-7)  # a higher score never weighs less
+
+
+def test_mad_selection_through_zpe_keeps_the_best_scoring_prompts():
+    rng = np.random.default_rng(12)
+    for _ in range(20):
+        images, prompts = _unit(rng.normal(size=(30, 12))), _unit(rng.normal(size=(4, 15, 12)))
+        result = zpe_weights(images, prompts, 25.0, mad_threshold=0.5)
+        assert _is_top_of_the_order(result.scores, result.selected)
+        assert result.selected[int(np.argmax(result.scores))]

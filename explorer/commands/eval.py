@@ -17,7 +17,7 @@ from explorer.inputs.settings import load_settings
 from explorer.inputs.sources import embed_folder, load_classnames
 from explorer.science.calibration import calibrate
 from explorer.science.descriptions import USES, load_descriptions
-from explorer.science.evaluate import WEIGHTINGS
+from explorer.science.evaluate import WEIGHTINGS, cosine_meaning
 from explorer.science.prompt_lab import ZPE_SELECT, run_lab
 from explorer.science.prompts import load_template_set, parse_labels
 from explorer.science.zpe import MAD_THRESHOLD
@@ -47,7 +47,8 @@ def register(commands) -> None:
         "--zpe-mad-threshold", type=float, default=MAD_THRESHOLD, metavar="X",
         help=f"with --zpe-select mad (default {MAD_THRESHOLD}; the paper's fine-grained tables use 2.0)")
     parser.add_argument("--weighting", choices=WEIGHTINGS, default="mean",
-                        help="equal average of the prompts, ZPE weights from the images, or one --template")
+                        help="equal average of the prompts (open_clip's), ZPE weights from the images (the "
+                        "prompts' logits averaged with them, as ZPE's authors do), or one --template")
     parser.add_argument("--template", type=int, default=None, metavar="N",
                         help="with --weighting single: the prompt used (from 1; descriptions are the last)")
     parser.add_argument("--compare", action="store_true",
@@ -112,6 +113,8 @@ def _print_report(model, report, use: str) -> None:
     print(f"prompts: {use}, weighting: {report.weighting}")
     if result is None:
         print("no labels (no class sub-folders): ZPE weights per prompt, best class per image")
+        if report.weighting == "zpe":
+            print(f"  (cos: {cosine_meaning(report.weighting)})")
         for slot, weight, score in zip(report.slots, report.zpe.weights, report.zpe.scores):
             print(f"  zpe {weight:.3f}  score {score:6.2f}  {slot}")
         for name, predicted, cos in zip(images.names, report.predicted, report.max_cosine):

@@ -7,6 +7,7 @@ cached per model, so adding one label encodes only that label's prompts.
 from __future__ import annotations
 
 import gc
+import hashlib
 import itertools
 import logging
 import os
@@ -28,6 +29,7 @@ HF_HUB = "hf-hub:"
 TEXT_CACHE_SIZE = 50_000
 TEXT_CACHE_BYTES = 128 << 20   # text embeddings kept per model (50,000 x 768-d float32 would be 154 MB)
 TOKEN_CACHE_BYTES = 32 << 20   # token ids kept per model
+WEIGHT_SAMPLES = 4096          # values per weight tensor in weights_digest
 _instances = itertools.count(1)
 log = logging.getLogger(__name__)
 
@@ -134,8 +136,10 @@ class ModelIdentity:
 class ClipModel:
     """One loaded open_clip model with its preprocessing, tokenizer and text-embedding cache.
 
-    `instance` is unique per load in this process: caches of image embeddings key on it, so two
-    models (or the same name reloaded with other weights) never share an entry."""
+    `instance` is unique per load in this process: caches of image embeddings key on it, and each
+    instance keeps its own text and token caches, so two models (two with the same name or the same
+    embedding size, or the same name reloaded with other weights) never share an entry. `identity`
+    (name, tag, size, preprocessing) cannot tell such models apart; `weights_digest` can."""
 
     def __init__(self, name: str, pretrained: str | None, model: torch.nn.Module, preprocess: Callable,
                  tokenizer: Callable, device: torch.device, precision: str):
@@ -154,6 +158,7 @@ class ClipModel:
         self.logit_bias = None if bias is None else float(bias.detach().float().reshape(-1)[0])
         self.uses_text_cut = _supports_text_cut(model)
         self.instance = next(_instances)
+        self._weights_digest: str | None = None
         self._lock = threading.RLock()         # held only by forward passes (and `inference`)
         self._token_lock = threading.Lock()    # the tokenizer's own: tokenising never holds the model
         self._text_cache = LRU(TEXT_CACHE_SIZE, TEXT_CACHE_BYTES)
@@ -180,6 +185,18 @@ class ClipModel:
         preprocess = (list(cfg.get("mean", ())), list(cfg.get("std", ())),
                       cfg.get("interpolation"), cfg.get("resize_mode"))
         return ModelIdentity(self.name, self.pretrained, self.embed_dim, self.image_size, tuple(preprocess))
+
+    @property
+    def weights_digest(self) -> str:
+        """A fingerprint of the loaded weights (SHA-256, hex): every tensor of the state dict by name and
+        shape, with up to WEIGHT_SAMPLES evenly spaced values of each, as float32. The same weights give
+        the same digest whatever the device or autocast precision; other weights (a fine-tune, another
+        random init, a checkpoint replaced under the same name) give another, unless they differ only
+        between the sampled values. Computed once per load, when first asked (no full pass over the
+        weights: about 0.4 s for ViT-B-32 on a CPU)."""
+        if self._weights_digest is None:
+            self._weights_digest = _weights_digest(self.model)
+        return self._weights_digest
 
     @contextmanager
     def inference(self):
@@ -278,6 +295,20 @@ class ClipModel:
                 result[idx] = F.normalize(features.float(), dim=-1).cpu().numpy()
                 self.text_encodes += len(idx)
         return result
+
+
+def _weights_digest(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    with torch.inference_mode():
+        for name, tensor in sorted(model.state_dict().items()):
+            flat = tensor.detach().reshape(-1)
+            digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
+            if flat.numel() == 0:
+                continue
+            count = min(flat.numel(), WEIGHT_SAMPLES)  # integer positions: the same on every device
+            at = torch.arange(count, dtype=torch.long) * (flat.numel() - 1) // max(count - 1, 1)
+            digest.update(flat[at.to(flat.device)].float().cpu().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _embed_dim(model: torch.nn.Module) -> int:

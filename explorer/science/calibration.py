@@ -12,7 +12,11 @@ authors' code is github.com/gpleiss/temperature_scaling (temperature_scaling.py,
   sigmoid((scale * cosine + bias) / T) against whether that top label is the true class. (Other
   labels' probabilities are not checked by this diagram.)
 - Reliability bins: `n_bins` equal-width confidence intervals (lo, hi] over [0, 1], 15 by default
-  as in the authors' code (a confidence of exactly 0, possible only for a sigmoid, joins the first bin).
+  as in the authors' code, with their edges exactly (`bin_edges`: torch.linspace's float32 values,
+  which sit up to one float32 step off k / n_bins, e.g. 0.59999996 for 9/15), so a confidence on an
+  edge lands in the bin theirs does (0.6 in (0.59999996, 0.6666666], 2/3 in (0.6, 0.6666666]).
+  Departure: a confidence of exactly 0 (possible only for a sigmoid) joins the first bin here; in
+  theirs it is in no bin but still counts in the denominator.
 - ECE = sum_b |B_b| / n * |acc(B_b) - conf(B_b)|: per bin, the gap between the share of correct top
   labels and the mean confidence, weighted by the share of images in the bin.
 - Temperature scaling: logits / T for one scalar T > 0 (T = 1 is the model as shipped; T > 1 softens,
@@ -45,7 +49,7 @@ _SEARCH_STEPS = 80
 class Reliability:
     """A reliability diagram: per equal-width confidence bin, how many images, their mean confidence
     and the share whose top label is right; and the expected calibration error they add up to."""
-    edges: np.ndarray       # [B + 1] bin edges over [0, 1]
+    edges: np.ndarray       # [B + 1] bin edges over [0, 1], the authors' float32 ones (bin_edges)
     counts: np.ndarray      # [B] images per bin
     confidence: np.ndarray  # [B] mean confidence per bin (NaN where the bin is empty)
     accuracy: np.ndarray    # [B] share of correct top labels per bin (NaN where empty)
@@ -61,16 +65,29 @@ class Reliability:
                                             clean(self.confidence), clean(self.accuracy))]}
 
 
+def bin_edges(n_bins: int = N_BINS) -> np.ndarray:
+    """The authors' bin edges exactly ([n_bins + 1], float64 holding float32 values): _ECELoss's
+    `torch.linspace(0, 1, n_bins + 1)` as PyTorch's CPU kernel makes it, step = float32(1 / n_bins),
+    the lower half step * i and the upper half 1 - step * (n_bins - i), each rounded once to float32
+    (checked equal to torch for n_bins 1..999)."""
+    if n_bins < 1:
+        raise ValueError("calibration needs at least one bin")
+    step = np.float64(np.float32(1.0) / np.float32(n_bins))
+    i = np.arange(n_bins + 1)
+    edges = np.where(i < (n_bins + 1) // 2, step * i, 1.0 - step * (n_bins - i))
+    return edges.astype(np.float32).astype(np.float64)
+
+
 def reliability(confidence: np.ndarray, correct: np.ndarray, n_bins: int = N_BINS) -> Reliability:
-    """Bin `confidence` [N] (in [0, 1]) into `n_bins` equal-width bins (lo, hi] and compare each bin's
-    mean confidence with the share of `correct` [N] (bool) in it."""
+    """Bin `confidence` [N] (in [0, 1]) into `n_bins` equal-width bins (lo, hi] (the authors' edges,
+    `bin_edges`) and compare each bin's mean confidence with the share of `correct` [N] (bool) in it."""
     confidence = np.asarray(confidence, dtype=np.float64)
     correct = np.asarray(correct, dtype=bool)
     if confidence.shape != correct.shape or confidence.ndim != 1:
         raise ValueError("confidence and correctness must be one value per image")
     if len(confidence) == 0:
         raise ValueError("no images to calibrate on")
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    edges = bin_edges(n_bins)
     # (lo, hi] as in _ECELoss: the first upper edge >= the confidence; 0 joins the first bin.
     which = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
     counts = np.bincount(which, minlength=n_bins)

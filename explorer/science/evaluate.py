@@ -3,6 +3,15 @@ confusion matrix, and the open-set "none of these" scores.
 
 Images are embedded once (sources.embed_folder); every prompt set and weighting is then scored on
 the same embeddings (`evaluate`, `compare`), so changing prompts never touches an image again.
+
+How the weighted prompts become one classifier (`class_embeddings`) follows each weighting's source:
+equal and single weighting use open_clip's average of the unit prompt embeddings, renormalised per
+class; ZPE scores as its authors do (Allingham et al. 2023, the uncertainty-baselines notebook's
+`agg_logits`): the per-prompt logits averaged with the weights, i.e. the weighted mean of the unit
+prompt embeddings not renormalised. Under ZPE the "cosines" (max_cosine, calibration) are therefore
+weighted mean cosines over the prompts; `cosine_meaning` says so in words for the pages and the JSON.
+(The notebook also averages logits for equal weighting, where open_clip renormalises; that convention
+is kept here, as open_clip's.)
 """
 from __future__ import annotations
 
@@ -47,10 +56,10 @@ class EvalResult:
     confusion: np.ndarray            # [C, C] counts, rows = true class, columns = predicted
     predictions: np.ndarray          # [N] predicted class index
     true_idx: np.ndarray             # [N]
-    max_cosine: np.ndarray           # [N] open-set score: best class cosine
+    max_cosine: np.ndarray           # [N] open-set score: best class cosine (cosine_meaning(weighting))
     max_probability: np.ndarray      # [N] open-set score: best class probability, by the model's rule
     zpe: ZPEResult | None
-    cosines: np.ndarray | None = None  # [N, C] image-class cosines (calibration re-scores these)
+    cosines: np.ndarray | None = None  # [N, C] image-class cosines (cosine_meaning); calibration re-scores
     scoring: Scoring | None = None     # the rule behind max_probability (softmax or per-label sigmoid)
     alone_correct: np.ndarray | None = None  # [N, S] bool: image right with that prompt slot alone
     without_correct: np.ndarray | None = None  # [N, S] bool: image right with the ensemble minus that slot
@@ -64,6 +73,7 @@ class EvalResult:
         """JSON-friendly; the confusion matrix carries its class order."""
         return {
             "weighting": self.weighting,
+            "cosine": cosine_meaning(self.weighting),
             "top1": self.top1,
             "top5": self.top5,
             "top_k": self.top_k,
@@ -162,7 +172,8 @@ def paired_difference(a_correct: np.ndarray, b_correct: np.ndarray, *, alpha: fl
 
 def template_evidence(result: EvalResult) -> list[PairedDifference | None]:
     """Per prompt slot, what it contributes: the ensemble's accuracy minus the accuracy of the same
-    ensemble without that slot (its weight dropped, the rest renormalised), paired over the images.
+    ensemble without that slot (its weight dropped, the rest combined as `class_embeddings` combines
+    them), paired over the images.
     A slot with weight 0 contributes nothing by construction; the only weighted slot has nothing to be
     compared with (None)."""
     if result.without_correct is None:
@@ -211,10 +222,11 @@ def per_template_correct(image_emb: np.ndarray, true_idx: np.ndarray, prompt_emb
 
 
 def leave_one_out_correct(image_emb: np.ndarray, true_idx: np.ndarray, prompt_emb: np.ndarray,
-                          weights: np.ndarray) -> np.ndarray:
+                          weights: np.ndarray, *, renormalise: bool = True) -> np.ndarray:
     """[N, S] bool: whether each image is classified right by the weighted ensemble with slot s left
-    out (zeroshot.ensemble of the other slots). Leaving out the only weighted slot leaves no
-    classifier: every image counts as wrong then."""
+    out (zeroshot.ensemble of the other slots; `renormalise=False`: ZPE's weighted logit average of
+    the other slots, see class_embeddings). Leaving out the only weighted slot leaves no classifier:
+    every image counts as wrong then."""
     weights = np.asarray(weights, dtype=np.float64)
     x = prompt_emb / np.maximum(np.linalg.norm(prompt_emb, axis=-1, keepdims=True), 1e-12)
     total = np.einsum("ctd,t->cd", x, weights)
@@ -223,7 +235,8 @@ def leave_one_out_correct(image_emb: np.ndarray, true_idx: np.ndarray, prompt_em
         if weights.sum() - weights[s] <= 0:
             continue
         rest = total - weights[s] * x[:, s]
-        rest /= np.maximum(np.linalg.norm(rest, axis=-1, keepdims=True), 1e-12)
+        if renormalise:
+            rest /= np.maximum(np.linalg.norm(rest, axis=-1, keepdims=True), 1e-12)
         for start in range(0, len(image_emb), _CHUNK):
             chunk = image_emb[start:start + _CHUNK] @ rest.T.astype(np.float32)
             out[start:start + _CHUNK, s] = chunk.argmax(axis=1) == true_idx[start:start + _CHUNK]
@@ -252,7 +265,7 @@ def evaluate(image_emb: np.ndarray, true_idx: np.ndarray, prompt_emb: np.ndarray
     # sigmoid model's logit_bias (the same constant added to every logit) cancels out of them.
     zpe = zpe_weights(image_emb, prompt_emb, scoring.scale, reference_emb, reference_name, mad_threshold)
     weights = slot_weights(weighting, len(templates), mean_weights, template, zpe)
-    class_emb = ensemble(prompt_emb, weights)
+    class_emb = class_embeddings(prompt_emb, weights, weighting)
     cosines = image_emb @ class_emb.T
     probabilities = label_probabilities(scoring, cosines)
     predictions = cosines.argmax(axis=1)
@@ -273,7 +286,8 @@ def evaluate(image_emb: np.ndarray, true_idx: np.ndarray, prompt_emb: np.ndarray
                                   for i, name in enumerate(class_names)},
                       per_template, weights, confusion, predictions, true_idx, cosines.max(axis=1),
                       probabilities.max(axis=1), zpe, cosines, scoring, alone_correct,
-                      leave_one_out_correct(image_emb, true_idx, prompt_emb, weights))
+                      leave_one_out_correct(image_emb, true_idx, prompt_emb, weights,
+                                            renormalise=weighting != "zpe"))
 
 
 def slot_weights(weighting: str, slots: int, mean_weights, template, zpe: ZPEResult) -> np.ndarray:
@@ -292,6 +306,31 @@ def slot_weights(weighting: str, slots: int, mean_weights, template, zpe: ZPERes
         weights[template] = 1.0
         return weights
     raise ValueError(f"unknown weighting {weighting!r}: use one of {', '.join(WEIGHTINGS)}")
+
+
+def class_embeddings(prompt_emb: np.ndarray, weights: np.ndarray, weighting: str) -> np.ndarray:
+    """[C, D] class embeddings from [C, S, D] prompt slots and their weights [S], combined as the
+    weighting's authors combine them. "mean" and "single": open_clip's renormalised (weighted) average.
+    "zpe": the ZPE-weighted mean of the unit prompt embeddings, not renormalised, so that an image's
+    logit scale * <x, class_c> is sum_s w_s * scale * <x, z_cs>, the authors' weighted logit average
+    (their notebook's agg_logits; see zpe.py for where this differs from it)."""
+    return ensemble(prompt_emb, weights, renormalise=weighting != "zpe")
+
+
+COSINE = "the cosine between the image and the class embedding (its prompts averaged, then renormalised)"
+ZPE_COSINE = ("the ZPE-weighted mean of the image's cosines with the class's prompts (the authors' "
+              "weighted logit average divided by the logit scale; not renormalised, so it runs lower than "
+              "the cosine to a unit class embedding)")
+
+
+def cosine_meaning(weighting: str) -> str:
+    """What an image-class "cosine" (max cosine, calibration input) is under `weighting`, in words."""
+    return ZPE_COSINE if weighting == "zpe" else COSINE
+
+
+def cosine_name(weighting: str) -> str:
+    """The short name of that number for a column head: "weighted mean cosine" under ZPE, else "cosine"."""
+    return "weighted mean cosine" if weighting == "zpe" else "cosine"
 
 
 def evaluate_prompt_set(labelled, prompts: PromptSet, logit_scale: float | Scoring, weighting: str = "mean",

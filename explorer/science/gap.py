@@ -420,7 +420,12 @@ _UMAP_CACHE = LRU(4)  # UMAP takes seconds; a page that re-draws the same map mu
 
 
 def _umap_2d(x: np.ndarray, seed: int, n_neighbors: int) -> np.ndarray:
-    key = (hashlib.sha1(np.ascontiguousarray(x).tobytes()).hexdigest(), x.shape, seed, n_neighbors)
+    """UMAP of the rows of x, cached under everything the map depends on: the data (its bytes, shape
+    and dtype) and every setting passed to umap.UMAP (the neighbours actually used among them)."""
+    settings = dict(n_components=2, n_neighbors=min(int(n_neighbors), len(x) - 1), metric="cosine",
+                    random_state=int(seed))
+    x = np.ascontiguousarray(x)
+    key = (hashlib.sha1(x.tobytes()).hexdigest(), x.shape, x.dtype.str, tuple(sorted(settings.items())))
     cached = _UMAP_CACHE.get(key)
     if cached is not None:
         return cached
@@ -429,9 +434,7 @@ def _umap_2d(x: np.ndarray, seed: int, n_neighbors: int) -> np.ndarray:
     except ImportError:
         raise ProjectionError("UMAP needs the optional package umap-learn (pip install umap-learn); "
                               "the gap-aligned map and PCA work without it") from None
-    reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(x) - 1), metric="cosine",
-                        random_state=seed)
-    xy = reducer.fit_transform(x).astype(np.float32)
+    xy = umap.UMAP(**settings).fit_transform(x).astype(np.float32)
     _UMAP_CACHE.put(key, xy)
     return xy
 

@@ -115,7 +115,7 @@ class GapRun:
     texts: GapTexts
     measures: GapMeasures
     curve: list[ShiftPoint]
-    _maps: dict = field(default_factory=dict, repr=False, compare=False)  # (method, max_points) -> λ=0 map
+    _maps: dict = field(default_factory=dict, repr=False, compare=False)  # map settings -> the λ=0 map
 
     @property
     def metric(self) -> str:
@@ -139,31 +139,35 @@ class GapRun:
         return Shifted(lam, point, gap_measures(*self.shifted(lam), self.texts.matches))
 
     def projection(self, method: str = DEFAULT_PROJECTION, lam: float = 0.0,
-                   max_points: int = DEFAULT_MAX_POINTS) -> Projection:
+                   max_points: int = DEFAULT_MAX_POINTS, *, seed: int = 0,
+                   n_neighbors: int = 15) -> Projection:
         """The joint 2-D map at shift `lam`. The linear maps (gap, pca) keep the axes fitted on the
         unshifted embeddings, so the points move within one frame as λ changes; UMAP is the map of the
-        unshifted embeddings whatever λ (it takes seconds: never recomputed per step; `.lam` says 0)."""
-        key = (method, int(max_points))
+        unshifted embeddings whatever λ (it takes seconds: never recomputed per step; `.lam` says 0).
+        `seed` (the sample above `max_points`, UMAP's random state) and `n_neighbors` (UMAP's) are
+        project_2d's; the unshifted map is kept per every setting that changes it."""
+        key = (method, int(max_points), int(seed), int(n_neighbors) if method == "umap" else None)
         base = self._maps.get(key)
         if base is None:
             base = project_2d(self.images.embeddings, self.texts.embeddings, method,
-                              matches=self.texts.matches, max_points=max_points)
+                              matches=self.texts.matches, max_points=max_points, seed=seed,
+                              n_neighbors=n_neighbors)
             self._maps[key] = base
         if base.fit is None:
             return base
         if base.frame is None:  # one frame for the slider's whole range: the points are seen to move
-            base.frame = base.extent(*[self._shifted_map(base, v, max_points) for v in FRAME_STEPS])
+            base.frame = base.extent(*[self._shifted_map(base, v, max_points, seed) for v in FRAME_STEPS])
         if float(lam) == 0:
             return base
-        moved = self._shifted_map(base, lam, max_points)
+        moved = self._shifted_map(base, lam, max_points, seed)
         own = moved.extent(pad=0.0)  # the frame grows only if a point would leave it
         moved.frame = tuple((min(a[0], b[0]), max(a[1], b[1])) for a, b in zip(base.frame, own))
         return moved
 
-    def _shifted_map(self, base: Projection, lam: float, max_points: int) -> Projection:
+    def _shifted_map(self, base: Projection, lam: float, max_points: int, seed: int) -> Projection:
         img, txt = self.shifted(lam)
         return project_2d(img, txt, base.method, matches=self.texts.matches, max_points=max_points,
-                          fit=base.fit, lam=float(lam))
+                          seed=seed, fit=base.fit, lam=float(lam))
 
     def as_dict(self) -> dict:
         return {

@@ -24,7 +24,9 @@ from .evaluate import (
     Comparison,
     EvalResult,
     PairedDifference,
+    class_embeddings,
     compare,
+    cosine_meaning,
     evaluate_prompt_set,
     open_set_scores,
     paired_difference,
@@ -32,7 +34,7 @@ from .evaluate import (
     template_evidence,
 )
 from .prompts import PromptError, builtin_template_set
-from .zeroshot import ensemble, predict
+from .zeroshot import predict
 from .zpe import MAD_THRESHOLD, ZPEResult, zpe_weights
 
 BUILTIN_SETS = {"single template": "single", "7 templates": "simple", "80 templates": "openai"}
@@ -67,8 +69,8 @@ class LabReport:
     def as_dict(self) -> dict:
         doc = {**(self.scoring.as_dict() if self.scoring is not None else {}),
                "images": len(self.images), "classes": self.class_names, "labelled": self.result is not None,
-               "weighting": self.weighting, "slots": self.slots, "weights": self.weights.tolist(),
-               "zpe": self.zpe.as_dict()}
+               "weighting": self.weighting, "cosine": cosine_meaning(self.weighting), "slots": self.slots,
+               "weights": self.weights.tolist(), "zpe": self.zpe.as_dict()}
         if self.result is not None:
             doc.update(self.result.as_dict())
             doc["compare"] = [{
@@ -166,7 +168,7 @@ def _score(model, images: Embedded, templates: list[str] | None, descriptions: d
     # ZPE on the scale alone: its logits are centred per prompt, so a sigmoid model's bias cancels.
     zpe = zpe_weights(images.embeddings, prompts.embeddings, model.logit_scale, **ref)
     weights = slot_weights(weighting, len(prompts.slots), prompts.mean_weights, template, zpe)
-    class_emb = ensemble(prompts.embeddings, weights)
+    class_emb = class_embeddings(prompts.embeddings, weights, weighting)
     max_cos, max_prob = open_set_scores(images.embeddings, class_emb, model.scoring)
     predicted = predict(images.embeddings, class_emb, class_names, model.scoring).top1()
     return LabReport(images, class_names, prompts.slots, weighting, weights, zpe, predicted, None,

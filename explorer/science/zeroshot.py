@@ -18,11 +18,16 @@ from .prompts import build_prompts
 softmax = probability.softmax  # the one softmax (explorer/embed/probability.py), still importable from here
 
 
-def ensemble(prompt_embeddings: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+def ensemble(prompt_embeddings: np.ndarray, weights: np.ndarray | None = None, *,
+             renormalise: bool = True) -> np.ndarray:
     """[C, T, D] normalised prompt embeddings -> [C, D] class embeddings.
 
     open_clip's `build_zero_shot_classifier`: normalise each prompt, average per class, renormalise.
-    `weights` ([T], summing to anything positive) turns the average into a weighted one.
+    `weights` ([T], summing to anything positive) turns the average into a weighted one (divided by
+    their sum). `renormalise=False` keeps the weighted mean of the unit prompt embeddings as it is, so
+    that an image's score <x, class_c> is the weighted mean over the prompts of its cosines
+    sum_t w_t <x, z_ct>: the per-prompt logits averaged, as ZPE's authors combine prompts
+    (`evaluate.class_embeddings` picks the combination of each weighting).
     """
     x = normalize(prompt_embeddings)
     if weights is None:
@@ -30,7 +35,7 @@ def ensemble(prompt_embeddings: np.ndarray, weights: np.ndarray | None = None) -
     else:
         w = np.asarray(weights, dtype=np.float32)
         mean = np.einsum("ctd,t->cd", x, w / w.sum())
-    return normalize(mean)
+    return normalize(mean) if renormalise else np.ascontiguousarray(mean, dtype=np.float32)
 
 
 def check_prompts(labels: list[str], templates: list[str], limits: TextLimits = DEFAULT_TEXT_LIMITS) -> None:
@@ -58,7 +63,9 @@ def build_classifier(model, labels: list[str], templates: list[str],
 @dataclass
 class Predictions:
     labels: list[str]
-    cosines: np.ndarray        # [N, C] image-class cosine similarities
+    # [N, C] image-class cosines; with ZPE's class embeddings (not renormalised, see ensemble) each is
+    # the ZPE-weighted mean over the class's prompts of the image-prompt cosines
+    cosines: np.ndarray
     probabilities: np.ndarray  # [N, C] by the model's rule: softmax over the classes, or a sigmoid per class
     scoring: Scoring | None = None  # that rule (None: a softmax at an unknown scale, from older callers)
     logits: np.ndarray | None = None  # [N, C] a taught classifier's logits (probabilities: their softmax)

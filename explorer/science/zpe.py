@@ -22,9 +22,26 @@ such a sample, so when no `reference` embeddings are given the test images thems
 for it, which makes the correction the plain test-set mean (the paper's "test-only" ablation).
 `ZPEResult.bias_source` says in words which correction was used, so a page can show it.
 
-The weights are used by `zeroshot.ensemble` (weighted mean of the normalised prompt embeddings,
-renormalised per class: open_clip's convention, shared with equal weighting). The reference code
-averages the per-prompt logits with the weights instead; the two differ only by a per-class scale.
+Combining the prompts: as the authors do (the notebook's `agg_logits`), the class logit of an image
+is the weighted average of its per-prompt logits, l_c(x) = sum_p w_p * l_pc(x), which is the logit
+of the weighted mean of the unit prompt embeddings, NOT renormalised (`evaluate.class_embeddings`;
+`zeroshot.ensemble(..., renormalise=False)`). `evaluate.class_embeddings` makes the combination for
+every weighting, and every ZPE score goes through it: `evaluate` (eval --weighting zpe, the Prompt
+lab's labelled and unlabelled runs, the comparison rows). The "cosine" of a ZPE class is then the
+weighted mean of the image's cosines with the class's prompts (evaluate.cosine_meaning says so on the
+page and in the JSON), and the probabilities are the model's rule applied to the averaged logits.
+Two departures from the notebook, neither of which moves a prediction: `agg_logits` multiplies by
+weights that sum to 1 and then takes the mean over the prompts, so its logits are 1/T of the
+weighted average (the notebook reports accuracy only); here the weights sum to 1 and the logits stay
+at the model's own scale, so probabilities and calibration are the model's. And with MAD selection
+(below) the kept weights are renormalised to sum to 1.
+The variant used here before (renormalising the weighted mean per class, open_clip's convention,
+which equal weighting keeps) differs from the authors' by a per-class scale and so does move
+predictions: measured on the project's shapes model (24 classes, 4 seeds x 600 images, OpenAI's 80
+templates) 8 of 2,400 predictions differ at 32 px (0.33%; 11, 0.46%, with MAD selection), 2 of
+2,400 at 64 px (0.08%), none with the 7 templates; accuracy 96.42% (authors') vs 96.58% at 32 px,
+McNemar p = 0.29 (2 images right only the authors' way, 6 only the other), so no reliable gain.
+It is not offered as an option; `zeroshot.ensemble(prompt_emb, zpe_result.weights)` still computes it.
 
 Prompt selection (the paper's "ZPE (prompt selection)" rows, its headline numbers): before the
 weighting, keep only the prompts whose score is an upward outlier by the median absolute deviation,
@@ -34,7 +51,8 @@ weighting, keep only the prompts whose score is an upward outlier by the median 
 a transcription of the notebook's `mad_method` (scipy's `median_abs_deviation` at its default
 scale 1, a strict `>`, upward only). The kept prompts are weighted by the softmax of their scores
 (the notebook takes the softmax over all prompts and keeps the selected ones' weights; the
-renormalisation differs only by a constant factor, which no prediction sees). The notebook's
+renormalisation to sum 1 scales every logit by one constant, which no prediction sees, and keeps
+the logits at the model's scale). The notebook's
 tables use threshold 0.5 for ImageNet and its variants and 2.0 for the fine-grained datasets;
 0.5 is the default here. When MAD is 0, prompts above the median divide to +inf and are kept,
 as numpy does in the notebook. When no prompt passes, the notebook has no classifier and scores

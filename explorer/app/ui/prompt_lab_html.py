@@ -35,7 +35,8 @@ class LabFlags:
     the calibration view redraw without a new run: per image its name, best class, true class (None
     when unlabelled), max cosine and max probability [N] (numpy arrays); the model's default "none of
     these" rule and which probabilities it gives (softmax or sigmoid); the calibration data (None when
-    unlabelled)."""
+    unlabelled); what the cosine is called under the run's weighting (evaluate.cosine_name: a ZPE run's
+    is a weighted mean cosine over the prompts)."""
     names: list[str]
     predicted: list[str]
     true: list[str] | None
@@ -44,6 +45,7 @@ class LabFlags:
     rule: NoneRule
     probability: str
     calibration: CalibrationData | None = None
+    cosine: str = "cosine"
 
 
 def _pct(x) -> str:
@@ -253,12 +255,12 @@ def none_table(state: LabFlags | None, min_cosine: float, min_probability: float
                     f'<td>{html.escape(state.predicted[i])}</td><td>{state.max_cosine[i]:.3f}</td>'
                     f'<td>{state.max_probability[i]:.1%}</td>'
                     f'<td>{"⚠ none of these" if flags[i] else ""}</td></tr>')
-    kind = state.probability
+    kind, cosine = state.probability, f"max {html.escape(state.cosine)}"
     head = ["image"] + (["true class"] if labelled else
-                        []) + ["best class", "max cosine", f"max probability ({kind})", "flag"]
+                        []) + ["best class", cosine, f"max probability ({kind})", "flag"]
     count = (
         f'<p id="pl-none-count"><b>{int(flags.sum())}</b> of {len(flags)} image(s) flagged “none of these” '
-        f"(max cosine &lt; {min_cosine:.2f} or max probability &lt; {min_probability:.0%}).</p>")
+        f"({cosine} &lt; {min_cosine:.2f} or max probability &lt; {min_probability:.0%}).</p>")
     more = len(flags) - len(order)
     tail = f'<p class="explorer-muted">…{more} more image(s) not shown.</p>' if more > 0 else ""
     return count + none_rule_note(state.rule, min_cosine, min_probability) + _table(

@@ -23,6 +23,7 @@ from explorer.embed.probability import NoneRule, default_none_rule
 from explorer.inputs import gate
 from explorer.science.descriptions import ASSETS as DESCRIPTION_EXAMPLES
 from explorer.science.descriptions import parse_descriptions, read_descriptions_file
+from explorer.science.evaluate import cosine_name
 from explorer.science.prompt_lab import LabReport, run_lab
 from explorer.science.prompts import (
     builtin_template_set,
@@ -140,7 +141,7 @@ def flags_of(report: LabReport, rule: NoneRule, probability: str) -> LabFlags:
     calibration = CalibrationData(result.cosines, result.true_idx, result.scoring) if labelled else None
     return LabFlags(names=report.images.names, predicted=report.predicted, true=report.true,
                     max_cosine=report.max_cosine, max_probability=report.max_probability, rule=rule,
-                    probability=probability, calibration=calibration)
+                    probability=probability, calibration=calibration, cosine=cosine_name(report.weighting))
 
 
 def none_view(flags: LabFlags | None, min_cosine: float, min_probability: float) -> str:
