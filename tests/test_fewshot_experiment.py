@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from explorer.inputs.gate import TextLimits
 from explorer.inputs.sources import Embedded
 from explorer.science import classifier_file, fewshot, fewshot_experiment
 from tests.test_teach_tab import opaque  # noqa: F401  (a fixture)
@@ -236,8 +237,11 @@ def test_a_search_where_every_value_ties_is_reported_not_chosen_in_json_tab_and_
     assert 'data-method="gda" data-informative="false"' in view.table
     assert "not chosen: all values tie, using the default alpha 0.1" in view.table
     assert "(default, not chosen)" in view.table and 'id="teach-departures"' in view.table
-    with zipfile.ZipFile(teach_tab.download_classifier(ctx, view.state, "tip-adapter")) as z:
+    download = teach_tab.download_classifier(ctx, view.state, "tip-adapter")
+    with zipfile.ZipFile(download) as z:
         meta = json.loads(z.read("classifier-tip-adapter.json"))
+    hosted = TextLimits(max_bytes=64 << 10, max_json_depth=8)   # the searches fit a hosted upload's limits
+    classifier_file.load_upload([download], shapes_model.identity.as_dict(), "shapes", hosted)
     assert meta["params"] == fewshot.TIP_DEFAULT and meta["informative"] is False
     assert meta["how_chosen"].startswith("not chosen: all values tie, using the default alpha 1.17, beta 1")
     assert any("augmented views" in d for d in meta["departures"])

@@ -1,7 +1,9 @@
 """Training-free few-shot adaptation: a few labelled images per class correct the zero-shot classifier.
 
 All three methods start from the zero-shot classifier of the current prompt set (class embeddings
-T [C, D]) and add what the labelled "shots" (normalised image embeddings F [N, D], labels y) say.
+T [C, D], used as given: unit vectors for open_clip's renormalised average, the weighted mean of unit
+prompt embeddings where a weighting averages logits, as ZPE's authors do) and add what the labelled
+"shots" (normalised image embeddings F [N, D], labels y) say.
 The papers tuned their hyper-parameters with CLIP's logit scale 100; here every method's logits are
 the paper's logits times s/100 for a model whose learned scale is s, so the chosen hyper-parameters
 keep their meaning (the arg-max is unchanged) and probabilities come out at the model's own scale.
@@ -153,7 +155,7 @@ def fit(method: str, embeddings, labels, class_names: list[str], text: np.ndarra
         raise ValueError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
     classes = len(class_names)
     embeddings, labels = _check(embeddings, labels, classes)
-    text = normalize(text)
+    text = np.ascontiguousarray(text, dtype=np.float32)
     defaults = {"prototype": PROTOTYPE_DEFAULT, "tip-adapter": TIP_DEFAULT,
                 "gda": GDA_DEFAULT}.get(method, {})
     params = dict(defaults, **(params or {}))
@@ -390,7 +392,7 @@ def choose(method: str, embeddings, labels, class_names: list[str], text: np.nda
         stride = TIP_BETAS.index(axes["beta"][1]) if len(axes["beta"]) > 1 else len(TIP_BETAS)
         notes.append(f"beta grid thinned to {len(axes['beta'])} of {len(TIP_BETAS)} values (one in {stride}) "
                      f"to stay within {SEARCH_BUDGET:.0e} exp() evaluations")
-    correct = loo_correct(method, embeddings, labels, classes, normalize(text), logit_scale, axes, left)
+    correct = loo_correct(method, embeddings, labels, classes, text, logit_scale, axes, left)
     return _decide(axes, correct, len(left), len(labels), default, notes)
 
 
