@@ -141,3 +141,23 @@ def test_two_shots_made_up_names_gda_by_leave_one_out_against_a_direct_transcrip
     assert abs(gda.top1 - float(np.mean(direct))) <= 0.03
     assert all(p["alpha"] != fewshot.GDA_ALPHAS[0] for p in gda.params)
     assert all(gda.informative) and "leave-one-out" in gda.how
+
+
+def test_zpe_class_text_gives_the_few_shot_methods_the_authors_weighted_logit_average(shapes_model, splits):
+    """With ZPE weighting, zero-shot inside the few-shot experiment scores each image by the ZPE-weighted
+    average of its per-prompt logits (the authors' agg_logits), not by a renormalised class embedding."""
+    from explorer.science.prompts import build_prompts
+    from explorer.science.zpe import zpe_weights
+
+    (f, _), (ft, _), names = splits["named"]
+    templates = ["a photo of a {}.", "a {}.", "{}", "a drawing of a {}."]
+    text = class_text(shapes_model, names, PromptChoice(templates, weighting="zpe"), f).embeddings
+    prompts = shapes_model.encode_texts(build_prompts(names, templates))
+    prompts = prompts.reshape(len(names), len(templates), -1)
+    prompts /= np.linalg.norm(prompts, axis=-1, keepdims=True)
+    weights = zpe_weights(f, prompts, shapes_model.logit_scale).weights
+    per_prompt = shapes_model.logit_scale * np.einsum("nd,ctd->nct", ft, prompts)
+    authors = np.einsum("nct,t->nc", per_prompt, weights / weights.sum())
+    clf = fewshot.fit("zero-shot", f[:8], np.arange(8), names, text, shapes_model.logit_scale)
+    np.testing.assert_allclose(clf.logits(ft), authors, rtol=1e-4, atol=1e-3)
+    assert np.linalg.norm(text, axis=1).max() < 1 - 1e-4             # not renormalised

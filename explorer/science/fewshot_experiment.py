@@ -29,8 +29,7 @@ from explorer.inputs.gate import DEFAULT_TEXT_LIMITS, TextLimits
 
 from . import fewshot
 from .descriptions import prompt_set
-from .evaluate import slot_weights
-from .zeroshot import ensemble
+from .evaluate import class_embeddings, slot_weights
 from .zpe import zpe_weights
 
 HELD_OUT = 0.3           # of each class, for testing, when no test images are given
@@ -144,8 +143,10 @@ class ClassText:
 def class_text(model, class_names: list[str], choice: PromptChoice, images: np.ndarray | None = None,
                limits: TextLimits = DEFAULT_TEXT_LIMITS) -> ClassText:
     """[C, D] zero-shot class embeddings of `choice`: each prompt slot's embeddings averaged with equal
-    weights (open_clip's ensembling; "both": half templates, half descriptions) or with ZPE weights
-    computed from `images` (the training embeddings, never the test ones). gate.Refused past
+    weights (open_clip's ensembling, renormalised; "both": half templates, half descriptions) or with
+    ZPE weights computed from `images` (the training embeddings, never the test ones), combined as
+    ZPE's authors average logits: the weighted mean, not renormalised (evaluate.class_embeddings; the
+    few-shot methods use the class embeddings as given). gate.Refused past
     `limits` (max_texts classes, max_prompts prompts) before anything is encoded."""
     if choice.weighting not in WEIGHTINGS:
         raise ValueError(f"unknown weighting {choice.weighting!r}: use one of {', '.join(WEIGHTINGS)}")
@@ -157,7 +158,8 @@ def class_text(model, class_names: list[str], choice: PromptChoice, images: np.n
             raise ValueError("ZPE weighting needs the training images' embeddings")
         zpe = zpe_weights(images, prompts.embeddings, model.logit_scale)
     weights = slot_weights(choice.weighting, len(prompts.slots), prompts.mean_weights, None, zpe)
-    return ClassText(ensemble(prompts.embeddings, weights), choice, list(prompts.notes))
+    return ClassText(class_embeddings(prompts.embeddings, weights, choice.weighting), choice,
+                     list(prompts.notes))
 
 
 # ---- each method fitted once per draw of shots ----------------------------------------------------
