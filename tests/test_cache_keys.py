@@ -117,3 +117,36 @@ def test_token_cache_is_per_model(twins):
     assert all(text in a._token_cache for text in TEXTS)
     assert not any(text in b._token_cache for text in TEXTS)
     assert b.token_counts(TEXTS) == a.token_counts(TEXTS)  # the same tokenizer counts the same
+
+
+def test_an_index_refuses_other_weights_under_the_same_name(twins, tmp_path):
+    """The index is a cache of embeddings too: it records the weights fingerprint, and a model with the
+    same name, tag and size but other weights may neither search it, reuse its embeddings, nor add to it;
+    the app keeps a separate index for it (registry path by identity and fingerprint)."""
+    from explorer.index.build import build_index
+    from explorer.index.image_index import IndexMismatchError, open_index
+    from explorer.index.registry import default_index_path, list_indexes
+    from explorer.inputs.sources import embed_folder
+
+    folder = tmp_path / "model"
+    shutil.copytree(twins[0], folder)
+    first = load_model(f"local-dir:{folder}", device="cpu")
+    photos = tmp_path / "photos"
+    _files(photos)
+    build_index(first, photos, tmp_path / "idx", workers=0, batch_size=2)
+    shutil.copy(_weights_file(twins[1]), _weights_file(folder))  # the same path, other weights
+    second = load_model(f"local-dir:{folder}", device="cpu")
+    assert second.identity == first.identity and second.weights_digest != first.weights_digest
+    index = open_index(tmp_path / "idx")
+    index.check_model(first)
+    with pytest.raises(IndexMismatchError, match="other weights"):
+        index.check_model(second)
+    with pytest.raises(IndexMismatchError, match="other weights"):
+        build_index(second, photos, tmp_path / "idx", workers=0, batch_size=2)
+    with pytest.raises(IndexMismatchError, match="other weights"):  # never the index's embeddings
+        embed_folder(second, photos, index=index)
+    assert embed_folder(first, photos, index=index).reused == 3
+    assert [info.folder for info in list_indexes(tmp_path, second)] == []
+    assert [info.folder for info in list_indexes(tmp_path, first)] == [tmp_path / "idx"]
+    assert default_index_path(tmp_path, photos, first) != default_index_path(tmp_path, photos, second)
+    index.close()

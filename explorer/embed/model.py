@@ -29,6 +29,7 @@ HF_HUB = "hf-hub:"
 TEXT_CACHE_SIZE = 50_000
 TEXT_CACHE_BYTES = 128 << 20   # text embeddings kept per model (50,000 x 768-d float32 would be 154 MB)
 TOKEN_CACHE_BYTES = 32 << 20   # token ids kept per model
+RANDOM_INIT_SEED = 0              # the seed of a model loaded without weights (see load_model)
 WEIGHT_SAMPLES = 4096          # values per weight tensor in weights_digest
 _instances = itertools.count(1)
 log = logging.getLogger(__name__)
@@ -505,8 +506,14 @@ def load_model(name: str, pretrained: str | None = None, device: str = "auto",
     except checkpoints.Unavailable as exc:
         raise ModelLoadError(str(exc), exc.advice) from None
     checkpoints.hub_logs_once()
+    # No weights at all (a built-in name without a tag: benchmarks and tests): the random init is seeded,
+    # so every load is the same model and its embeddings can be stored and resumed across runs.
+    random_init = pretrained is None and not name.startswith((LOCAL_DIR, HF_HUB))
     try:
-        with checkpoints.hub_offline(route == "cached"):
+        seeded = torch.random.fork_rng(devices=[], enabled=random_init)
+        with checkpoints.hub_offline(route == "cached"), seeded:
+            if random_init:
+                torch.manual_seed(RANDOM_INIT_SEED)
             model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained,
                                                                          device=torch_device)
             tokenizer = open_clip.get_tokenizer(name)

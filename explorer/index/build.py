@@ -38,7 +38,7 @@ from explorer.inputs.sources import Progress
 
 from . import faiss_ops
 from .faiss_file import refresh
-from .image_index import IndexMismatchError, jsonable, mismatch_message
+from .image_index import WEIGHTS_META, IndexMismatchError, check_weights, jsonable, mismatch_message
 from .store import Store, folder_lock
 
 if TYPE_CHECKING:
@@ -194,7 +194,8 @@ def _embedder(engine: str, workers: int, decode: str, ray, placement: dict) -> C
 
 
 def _claim(store: Store, folder: Path, model, root: Path | str) -> None:
-    """Record model and folder in a new index; refuse an index made for others."""
+    """Record model (its identity and weights fingerprint) and folder in a new index; refuse an index
+    made for others. An index from before fingerprints were recorded takes this model's."""
     identity = jsonable(model.identity.as_dict())
     with store.transaction():
         stored = store.get_meta("identity")
@@ -202,6 +203,10 @@ def _claim(store: Store, folder: Path, model, root: Path | str) -> None:
             store.set_meta("identity", identity)
         elif stored != identity:
             raise IndexMismatchError(mismatch_message(folder, stored, model))
+        stored_weights = store.get_meta(WEIGHTS_META)
+        check_weights(folder, stored_weights, model)
+        if stored_weights is None:
+            store.set_meta(WEIGHTS_META, model.weights_digest)
         stored_root = store.get_meta("root")
         if stored_root is None:
             store.set_meta("root", str(root))

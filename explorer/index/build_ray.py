@@ -117,16 +117,19 @@ def _auth_hint(exc: BaseException) -> str:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What a model actor needs to load the driver's model, and the identity it must then have."""
+    """What a model actor needs to load the driver's model, and the identity and weights fingerprint
+    it must then have."""
     name: str
     pretrained: str | None
     precision: str
     identity: dict
+    weights: str
 
     @classmethod
     def of(cls, model) -> ModelSpec:
         from .image_index import jsonable
-        return cls(model.name, model.pretrained, model.precision, jsonable(model.identity.as_dict()))
+        return cls(model.name, model.pretrained, model.precision, jsonable(model.identity.as_dict()),
+                   model.weights_digest)
 
 
 def decode_batch(batch: dict, *, root: str, preprocess, limits: Limits, pixel_shape: tuple) -> dict:
@@ -160,7 +163,7 @@ class Encoder:
         torch.set_num_threads(max(1, threads))
         self.model = load_model(spec.name, spec.pretrained, device=device, precision=spec.precision)
         found = jsonable(self.model.identity.as_dict())
-        if found != spec.identity:
+        if found != spec.identity or self.model.weights_digest != spec.weights:
             raise RuntimeError(f"a Ray worker loaded {self.model.identifier} as {found}, but the index needs "
                                f"{spec.identity}: every node must have the same weights")
 

@@ -25,6 +25,9 @@ from .store import IndexFormatError, Store, folder_lock
 log = logging.getLogger(__name__)
 
 
+WEIGHTS_META = "weights_digest"  # meta key: the fingerprint of the weights that made the embeddings
+
+
 class IndexMismatchError(ValueError):
     """An index is used with a model (or folder) other than the one that made it."""
 
@@ -58,6 +61,18 @@ def mismatch_message(folder: Path, stored: dict, model) -> str:
             "Use the same model, or build a new index with this one")
 
 
+def check_weights(folder: Path, stored_digest: str | None, model) -> None:
+    """IndexMismatchError when the index records a weights fingerprint (embed/model.weights_digest) other
+    than `model`'s: the same name, tag and size with other weights (a checkpoint replaced under the same
+    path, a fine-tune saved over the original) must not share embeddings. An index from before the
+    fingerprint was recorded has none and is not checked."""
+    if stored_digest and stored_digest != model.weights_digest:
+        raise IndexMismatchError(
+            f"index {folder} was made by other weights than the loaded {model.identifier} (same name and "
+            f"size; weights fingerprint {stored_digest[:12]}, the loaded model's "
+            f"{model.weights_digest[:12]}). Load the weights that made it, or build a new index with these")
+
+
 def combine_vectors(vectors: np.ndarray, weights: Sequence[float] | None = None) -> np.ndarray:
     """One query [D]: the normalised weighted sum of the normalised `vectors` [Q, D] (default
     weight 1.0 each; a negative weight steers away, as in "beach" minus "people")."""
@@ -82,6 +97,7 @@ class ImageIndex:
         self.manifest = manifest
         self.repaired = repaired
         self.identity: dict = store.get_meta("identity")
+        self.weights_digest: str | None = store.get_meta(WEIGHTS_META)
         self.root = root_of(store.get_meta("root"))
         self.dim = int(self.identity["embed_dim"])
         self.index_type: str = manifest["index_type"]
@@ -97,6 +113,7 @@ class ImageIndex:
         """Raise IndexMismatchError, naming both models, unless `model` made this index."""
         if jsonable(model.identity.as_dict()) != self.identity:
             raise IndexMismatchError(mismatch_message(self.folder, self.identity, model))
+        check_weights(self.folder, self.weights_digest, model)
 
     def search(self, query_vectors: np.ndarray, k: int = 10) -> list[list[SearchHit]]:
         """Top-k images per query row ([Q, D] or [D], normalised) by cosine, best first."""

@@ -13,15 +13,16 @@ from pathlib import Path
 from explorer.embed.model import describe
 from explorer.inputs import remote
 
-from .image_index import ImageIndex, jsonable, open_index, root_of
+from .image_index import WEIGHTS_META, ImageIndex, jsonable, open_index, root_of
 from .store import DB_NAME, IndexDamagedError, IndexFormatError, Store
 
 
 def default_index_path(index_dir: str | os.PathLike, root: str | os.PathLike, model) -> Path:
     """Where the app keeps the index of `root` made with `model`: one folder per (folder, model) pair,
-    named by a SHA-1 of both, so the same folder and model always find the same index."""
-    key = json.dumps({"root": str(Path(root).resolve()), "model": model.identity.as_dict()}, sort_keys=True,
-                     default=str)
+    named by a SHA-1 of both (the model's identity and its weights fingerprint), so the same folder and
+    model always find the same index, and other weights under the same name get their own."""
+    model_key = {**model.identity.as_dict(), "weights": model.weights_digest}
+    key = json.dumps({"root": str(Path(root).resolve()), "model": model_key}, sort_keys=True, default=str)
     return Path(index_dir) / hashlib.sha1(key.encode()).hexdigest()[:20]
 
 
@@ -57,9 +58,12 @@ def index_info(folder: str | os.PathLike, model=None) -> IndexInfo | None:
         return None
     try:
         root, identity, count = store.get_meta("root"), store.get_meta("identity"), store.count()
+        weights = store.get_meta(WEIGHTS_META)
     finally:
         store.close()
-    if not root or not identity or (model is not None and identity != jsonable(model.identity.as_dict())):
+    other = model is not None and (identity != jsonable(model.identity.as_dict())
+                                   or (weights and weights != model.weights_digest))
+    if not root or not identity or other:
         return None
     return IndexInfo(Path(folder), root_of(root), count, describe(identity["name"],
                                                                   identity.get("pretrained")), identity)
