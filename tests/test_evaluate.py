@@ -155,8 +155,8 @@ def test_class_folders_names_and_errors(shapes_model, tmp_path):
         read(tmp_path, {"a_green_cross": "green cross"})
     with pytest.raises(ValueError, match="both give the class name 'x'"):
         read(tmp_path, {"a_red_circle": "x", "a_blue_square": "X"})
-    with pytest.raises(ValueError, match="one sub-folder per class"):
-        read(tmp_path / "a_red_circle")
+    with pytest.raises(ValueError, match="no class sub-folders; labelled images need one sub-folder"):
+        read(tmp_path / "a_red_circle")  # (issue 25: was "needs one sub-folder per class ...; found 0")
     assert not read(tmp_path / "a_red_circle", labelled=None).labelled
     with pytest.raises(ValueError, match="folder not found"):
         read(tmp_path / "nope")

@@ -14,7 +14,15 @@ import pytest
 from PIL import Image, ImageFile
 
 from explorer.embed import images
-from explorer.embed.images import DEFAULT_MAX_PIXELS, ImageError, Limits, Thumbnails, load_image, prepare
+from explorer.embed.images import (
+    DEFAULT_LIMITS,
+    DEFAULT_MAX_PIXELS,
+    ImageError,
+    Limits,
+    Thumbnails,
+    load_image,
+    prepare,
+)
 from explorer.inputs.folders import walk_folder
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
@@ -243,7 +251,22 @@ def test_pil_decompression_bomb_error_caught(tmp_path, no_pixel_decoding):
     path = png_header_only(tmp_path / "bomb.png", 30_000, 30_000)  # beyond PIL's own hard limit
     with pytest.raises(ImageError) as info:
         load_image(path, Limits(max_pixels=10**12))
-    assert info.value.reason.startswith("image too large") and "900000000" in info.value.reason
+    # the setting is above Pillow's guard, which this process keeps: the guard is the limit in force
+    assert info.value.reason == (
+        f"image too large: 900,000,000 pixels exceeds the limit of {Image.MAX_IMAGE_PIXELS:,} pixels "
+        "(Pillow's decompression-bomb guard, which --max-pixels cannot raise in this process)")
+
+
+def test_a_bomb_past_pillows_hard_limit_quotes_the_limit_in_force(tmp_path, no_pixel_decoding):
+    """Pillow refuses above twice its guard (178,956,970 pixels) inside Image.open, with its own words;
+    the reason quotes the limit in force (the README's and --max-pixels' 89,478,485) and the setting."""
+    path = png_header_only(tmp_path / "bomb.png", 20_000, 10_000)  # 200M pixels: Pillow's error, not warning
+    for limits, limit in ((DEFAULT_LIMITS, DEFAULT_MAX_PIXELS), (Limits(max_pixels=50_000_000), 50_000_000)):
+        with pytest.raises(ImageError) as info:
+            load_image(path, limits)
+        assert info.value.reason == (f"image too large: 200,000,000 pixels exceeds the limit of {limit:,} "
+                                     "pixels (set with --max-pixels or EXPLORER_MAX_PIXELS)")
+        assert "178" not in info.value.reason
 
 
 def test_byte_limit_checked_before_reading(tmp_path, monkeypatch):

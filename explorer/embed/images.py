@@ -27,6 +27,7 @@ import base64
 import io
 import math
 import os
+import re
 import stat
 import threading
 import warnings
@@ -318,8 +319,8 @@ def _decode(fp, label: str, limits: Limits, fit: Fit | None) -> Image.Image:
             return _open(fp, label, limits, fit, caught)
         except Exception as exc:  # PIL raises OSError, ValueError, SyntaxError, struct.error, ...
             reason = exc.reason if isinstance(exc, ImageError) else _reason(exc)
-            if isinstance(exc, Image.DecompressionBombError) and Image.MAX_IMAGE_PIXELS == limits.max_pixels:
-                reason += f" ({set_with('max_pixels')})"  # a decode worker sets PIL's guard to the limit
+            if isinstance(exc, Image.DecompressionBombError):  # raised inside Image.open, before our check
+                reason = too_many_pixels(_bomb_pixels(exc), limits)
             said = [str(w.message).splitlines()[0] for w in caught if str(w.message).strip()]
             if said and not reason.startswith("image too large"):
                 reason = f"{reason}; PIL warned: {said[0]}"
@@ -343,9 +344,7 @@ def _open(fp, label: str, limits: Limits, fit: Fit | None, caught: list) -> Imag
         width, height = im.size
         _check_pixels(width, height, label, limits)
         if any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught):
-            raise ImageError(
-                label, f"image too large: {width}x{height} = {width * height:,} pixels is more than"
-                f" PIL's limit of {Image.MAX_IMAGE_PIXELS:,} (a possible decompression bomb)")
+            raise ImageError(label, too_many_pixels(f"{width}x{height} = {width * height:,} pixels", limits))
         if fit is not None:
             _draft(im, fit, label)
         _check_cost(im, (width, height), fp, limits, fit, label)
@@ -369,9 +368,26 @@ def _open(fp, label: str, limits: Limits, fit: Fit | None, caught: list) -> Imag
 
 def _check_pixels(width: int, height: int, label: str, limits: Limits) -> None:
     if width * height > limits.max_pixels:
-        raise ImageError(
-            label, f"image too large: {width}x{height} = {width * height:,} pixels"
-            f" exceeds the limit of {limits.max_pixels:,} pixels ({set_with('max_pixels')})")
+        raise ImageError(label, too_many_pixels(f"{width}x{height} = {width * height:,} pixels", limits))
+
+
+def too_many_pixels(pixels: str, limits: Limits) -> str:
+    """'image too large: `pixels` exceeds the limit of N pixels (set with ...)', N the limit in force:
+    the max_pixels setting, or Pillow's own decompression-bomb guard (Image.MAX_IMAGE_PIXELS) where that
+    is lower, as in this process when the setting is raised above Pillow's default (a decode worker
+    sets Pillow's guard to the setting)."""
+    guard = Image.MAX_IMAGE_PIXELS
+    if not guard or limits.max_pixels <= guard:
+        return (f"image too large: {pixels} exceeds the limit of {limits.max_pixels:,} pixels "
+                f"({set_with('max_pixels')})")
+    return (f"image too large: {pixels} exceeds the limit of {guard:,} pixels (Pillow's decompression-bomb "
+            f"guard, which {setting_names('max_pixels')[0]} cannot raise in this process)")
+
+
+def _bomb_pixels(exc: Exception) -> str:
+    """'900,000,000 pixels': the size Pillow's DecompressionBombError names ('the image' if it names none)."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    return f"{int(found.group(1)):,} pixels" if found else "the image"
 
 
 def webp_size(head: bytes) -> tuple[int, int] | None:

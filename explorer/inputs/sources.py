@@ -22,10 +22,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-import torch
 
 from explorer.embed.cache import LRU
-from explorer.embed.images import DEFAULT_LIMITS, ImageError, ImageFailure, Limits, prepare, read_file
+from explorer.embed.images import (
+    DEFAULT_LIMITS,
+    IMAGE_EXTENSIONS,
+    ImageError,
+    ImageFailure,
+    Limits,
+    prepare,
+    read_file,
+)
 
 from .folders import class_entries, class_folders, walk_folder
 
@@ -65,6 +72,7 @@ class Embedded:
     cached: int = 0                  # served from the embedding cache (or repeated in this call)
     reused: int = 0                  # taken from an index's stored embeddings
     notes: list[str] = field(default_factory=list)
+    sub_folders: list[str] | None = None   # unlabelled folders and indexes: the sub-folders seen (0 or 1)
 
     @property
     def labelled(self) -> bool:
@@ -138,6 +146,8 @@ def embed_files(model, files: list, *, names: list[str] | None = None, root: Pat
     the files that could be read. `reuse(path)`: a stored embedding to take instead of encoding
     (an index of the folder), or None. `progress(done, total)` after each batch.
     """
+    import torch  # here, not at the top: commands that need no model import this module without torch
+
     files = [Path(f) for f in files]
     names = list(names) if names is not None else display_names(files, root)
     if cache is None:  # still never encode one image twice within this call
@@ -226,8 +236,10 @@ def embed_folder(model, folder, *, labelled: bool | None = None, classnames: dic
                  progress: Progress | None = None, source: str | None = None) -> Embedded:
     """Every image under `folder`, embedded; names are paths relative to it.
 
-    `labelled`: True reads one sub-folder per class (ValueError with fewer than two); None decides
-    by the folder (two or more sub-folders: labelled); False never labels. `classnames` maps class
+    `labelled`: True reads one sub-folder per class (ValueError with fewer than two: no images at all,
+    no class sub-folder, one); None decides by the folder (two or more sub-folders: labelled); False
+    never labels. A class folder that gives no image (none, or none readable) is no class: left out and
+    said in a note (ValueError when fewer than two classes are left). `classnames` maps class
     folders to names (default: the folder name with underscores as spaces). `index`: an open
     ImageIndex of this folder or a parent, made by `model`; files it holds unchanged are taken from
     it instead of being encoded.
@@ -244,34 +256,36 @@ def embed_folder(model, folder, *, labelled: bool | None = None, classnames: dic
         found = embed_files(model, scan.files, root=root, cache=cache, limits=limits, progress=progress,
                             reuse=reuse, source=source or str(root))
         found.failures[:0] = scan.skipped_under(root)
+        found.sub_folders = class_folders(root)
     else:
-        folders, names, notes, skipped = _read_classes(root, classnames)
+        where = source or str(root)
+        folders, names, notes, skipped = _read_classes(root, classnames, where)
         # each class is walked inside itself, and must itself lie inside the folder the user chose
         scans = [walk_folder(root / f, within=root) for f in folders]
         per_class = [scan.files for scan in scans]
         files = [p for found in per_class for p in found]
         labels = [k for k, found in enumerate(per_class) for _ in found]
         found = embed_files(model, files, root=root, labels=labels, cache=cache, limits=limits,
-                            progress=progress, reuse=reuse, source=source or str(root))
+                            progress=progress, reuse=reuse, source=where)
         found = replace(
             found, class_names=names, class_folders=folders, notes=notes,
             failures=skipped + [f for scan in scans for f in scan.skipped_under(root)] + found.failures)
-        empty = [f for f, listed in zip(folders, per_class) if not listed]
-        if empty:
-            found.notes.append(f"class folders with no images: {', '.join(empty)}")
+        found = _without_empty_classes(found, [len(listed) for listed in per_class])
     if found.reused and index is not None:
         found.notes.append(f"{found.reused} embedding(s) re-used from the index")
     return found
 
 
-def _read_classes(root: Path, classnames: dict[str, str] | None
+def _read_classes(root: Path, classnames: dict[str, str] | None, where: str
                   ) -> tuple[list[str], list[str], list[str], list[ImageFailure]]:
     """(class folders, class names, notes, links that are no class) of a labelled folder; ValueError
-    when it is not one."""
+    when it is not one (no_images_message for a folder without images, else class_folders_message)."""
     folders, skipped = class_entries(root)
     if len(folders) < 2:
-        raise ValueError(
-            f"{root}: needs one sub-folder per class (the ImageFolder layout); found {len(folders)}")
+        scan = walk_folder(root)
+        if not scan.files:
+            raise ValueError(no_images_message(where, scan.skipped_under(root)))
+        raise ValueError(class_folders_message(where, folders))
     classnames = classnames or {}
     unknown = sorted(set(classnames) - set(folders))
     if unknown:
@@ -292,6 +306,75 @@ def _read_classes(root: Path, classnames: dict[str, str] | None
         notes.append(
             f"{len(loose)} file(s) directly in {root.name or root} belong to no class and were ignored")
     return folders, names, notes, skipped
+
+
+# ---- what a source lacks, in the same words for every tab and command ---------------------------
+LAYOUT = "one sub-folder of images per class, at least two (the ImageFolder layout)"
+FOR_UNLABELLED = "or give at least two class names to classify them as unlabelled images"
+
+
+def class_folders_message(where: str, folders: list[str], alternative: str = "") -> str:
+    """Why `where` (a folder, or the uploads) is no labelled source: it has no class sub-folders, or
+    only one (named); `alternative`: what else the caller could do (FOR_UNLABELLED), said after."""
+    if folders:
+        said = f"{where}: found one class sub-folder ({folders[0]!r}); labelled images need {LAYOUT}"
+    else:
+        said = f"{where}: no class sub-folders; labelled images need {LAYOUT}"
+    return f"{said}, {alternative}" if alternative else said
+
+
+def no_images_message(where: str, failures: list[ImageFailure]) -> str:
+    """Why `where` gave no image at all: it holds no image files, or none of them could be read
+    (`failures`, the first named)."""
+    if not failures:
+        kinds = ", ".join(sorted(IMAGE_EXTENSIONS))
+        return (f"{where}: no images found (no {kinds} files in it or its sub-folders): choose a folder "
+                "or upload that holds images")
+    first = failures[0]
+    more = f", and {len(failures) - 1} more" if len(failures) > 1 else ""
+    return (f"{where}: none of its {len(failures)} image file(s) could be read ({first.path}: "
+            f"{first.reason}{more}): choose images this app can open")
+
+
+def require_images(images: Embedded) -> None:
+    """ValueError (no_images_message) when `images` holds no image."""
+    if len(images) == 0:
+        raise ValueError(no_images_message(images.source or str(images.root or "the images"),
+                                           images.failures))
+
+
+def require_classes(images: Embedded, alternative: str = "") -> None:
+    """ValueError when `images` hold no image (require_images), or are not labelled: no class
+    sub-folders, or only one (class_folders_message, with `alternative`)."""
+    require_images(images)
+    if not images.labelled:
+        raise ValueError(class_folders_message(images.source or str(images.root or "the images"),
+                                               images.sub_folders or [], alternative))
+
+
+def _without_empty_classes(found: Embedded, listed: list[int]) -> Embedded:
+    """A labelled read without its classes that gave no image (`listed`: image files per class), each
+    said in a note; ValueError when fewer than two classes are left."""
+    counts = np.bincount(found.labels, minlength=len(found.class_names))
+    gone = [k for k, count in enumerate(counts) if count == 0]
+    if not gone:
+        return found
+    why = [f"class folder {found.class_folders[k]!r} left out: " +
+           (f"none of its {listed[k]} image file(s) could be read" if listed[k] else "it holds no images")
+           for k in gone]
+    kept = [k for k in range(len(counts)) if counts[k]]
+    where = found.source or str(found.root)
+    if not kept:
+        raise ValueError(no_images_message(where, found.failures))
+    if len(kept) < 2:
+        raise ValueError(f"{where}: only the class folder {found.class_folders[kept[0]]!r} has images that "
+                         f"could be read ({'; '.join(why)}); labelled images need two classes or more: "
+                         "add images this app can open")
+    number = np.full(len(counts), -1, dtype=np.int64)
+    number[kept] = np.arange(len(kept))
+    return replace(found, class_names=[found.class_names[k] for k in kept],
+                   class_folders=[found.class_folders[k] for k in kept], labels=number[found.labels],
+                   notes=found.notes + why)
 
 
 def _index_reuse(index, model, root: Path):
@@ -336,15 +419,18 @@ def embed_index(model, index, *, sample: int | None = None, seed: int = 0,
     found = Embedded(list(names), [index.root / n for n in names], vectors, index.failures(), index.root,
                      f"the index of {index.root}", reused=len(names))
     folders = sorted({n.split("/")[0] for n in names if "/" in n})
+    found.sub_folders = folders
     if labelled or (labelled is None and len(folders) >= 2):
         if len(folders) < 2:
-            raise ValueError(f"the index of {index.root} has no class sub-folders")
+            raise ValueError(class_folders_message(found.source, folders))
         keep = [i for i, n in enumerate(names) if "/" in n]
         number = {folder: k for k, folder in enumerate(folders)}  # not folders.index: linear in the classes
         found = replace(found, names=[names[i] for i in keep], paths=[found.paths[i] for i in keep],
-                        embeddings=vectors[keep], class_folders=folders,
+                        embeddings=vectors[keep], class_folders=folders, sub_folders=None,
                         class_names=[class_name(f) for f in folders],
                         labels=np.array([number[names[i].split("/")[0]] for i in keep], dtype=np.int64))
+        unread = sorted({f.path.split("/")[0] for f in found.failures if "/" in f.path} - set(folders))
+        found.notes += [f"class folder {f!r} left out: none of its image files could be read" for f in unread]
         if len(keep) < len(names):
             found.notes.append(
                 f"{len(names) - len(keep)} indexed file(s) directly in {index.root.name} belong to no "

@@ -26,6 +26,7 @@ import numpy as np
 
 from explorer.inputs import gate
 from explorer.inputs.gate import DEFAULT_TEXT_LIMITS, TextLimits
+from explorer.inputs.sources import require_classes
 
 from . import fewshot
 from .descriptions import prompt_set
@@ -90,8 +91,7 @@ def train_test_split(images, test=None, *, held_out: float = HELD_OUT) -> Split:
     """`images` (a labelled sources.Embedded) for training and `test` for testing, its classes
     mapped onto the training classes by name (case-insensitive); without `test`, `held_out` of
     each class (seed HELD_OUT_SEED) is held out for testing and the notes say so."""
-    if not images.labelled:
-        raise ValueError("few-shot adaptation needs labelled images: one sub-folder per class")
+    require_classes(images)  # no images, no class sub-folders or one: each says so
     names = list(images.class_names)
     notes = list(images.notes)
     if test is None:
@@ -102,8 +102,7 @@ def train_test_split(images, test=None, *, held_out: float = HELD_OUT) -> Split:
         return Split(names, (images.embeddings[tr], images.labels[tr]),
                      (images.embeddings[te], images.labels[te]), [images.names[i] for i in te],
                      [images.paths[i] for i in te], held_out, notes)
-    if not test.labelled:
-        raise ValueError("the test images must be labelled too: one sub-folder per class")
+    require_classes(test)  # the test images must be labelled too
     position = {name.casefold(): i for i, name in enumerate(names)}
     unknown = [n for n in test.class_names if n.casefold() not in position]
     if unknown:

@@ -16,7 +16,7 @@ import numpy as np
 from explorer.inputs import gate
 from explorer.inputs.captions import Captions, labels_of_images, match_csv_captions, sidecar_captions
 from explorer.inputs.gate import DEFAULT_TEXT_LIMITS, TextLimits
-from explorer.inputs.sources import Embedded
+from explorer.inputs.sources import Embedded, require_classes, require_images
 
 from .gap import (
     DEFAULT_MAX_POINTS,
@@ -35,6 +35,7 @@ from .zeroshot import build_classifier
 
 SHIFT_STEPS = tuple(float(v) for v in np.round(np.linspace(0.0, 1.0, 11), 2))
 FRAME_STEPS = (0.25, 0.5, 0.75, 1.0)  # the shifts whose maps set the frame the slider's maps share
+FOR_LABELS = "or give at least two labels"  # what else an unlabelled source can do here
 
 
 @dataclass
@@ -52,15 +53,17 @@ def label_texts(model, images: Embedded, labels: list[str] | None, templates: li
     """Class embeddings of `labels` (templates averaged), each image matched to its label. With no
     labels, a labelled source's class names are used (and said so); otherwise PromptError."""
     problems, notes = [], []
+    require_images(images)
     if labels:
         matches = np.asarray(labels_of_images(images.paths, labels), dtype=np.int64).reshape(-1)
     elif images.labelled:
         labels, matches = list(images.class_names), images.labels
         notes.append(f"labels taken from the {len(labels)} sub-folder names")
     else:
-        raise PromptError("give at least two labels, or images in class sub-folders (one folder per label)")
+        require_classes(images, FOR_LABELS)
     if len(labels) < 2:
-        raise PromptError("give at least two distinct labels, e.g. 'cat, dog'")
+        raise PromptError(f"one label given ({labels[0]!r}): give at least two distinct labels, "
+                          "e.g. 'cat, dog'")
     unlabelled = int((matches < 0).sum())
     if unlabelled:
         problems.append(
@@ -82,6 +85,7 @@ def caption_texts(model, images: Embedded, captions: Captions,
                   limits: TextLimits = DEFAULT_TEXT_LIMITS) -> GapTexts:
     """Text i is the caption of the i-th image that has one; images without one match nothing.
     ValueError when no image has a caption; gate.Refused when there are more than max_prompts."""
+    require_images(images)
     found = [captions.caption_of(p) for p in images.paths]
     have = [i for i, c in enumerate(found) if c is not None]
     if not have:
@@ -180,8 +184,7 @@ class GapRun:
 
 def run_gap(images: Embedded, texts: GapTexts, shifts=SHIFT_STEPS) -> GapRun:
     """Measures and the shift curve for embedded images and their texts."""
-    if len(images) == 0:
-        raise ValueError("none of the images could be read")
+    require_images(images)
     measures = gap_measures(images.embeddings, texts.embeddings, texts.matches)
     curve = evaluate_shift(images.embeddings, texts.embeddings, list(shifts), texts.matches)
     return GapRun(images, texts, measures, curve)

@@ -16,7 +16,7 @@ from explorer.embed.probability import Scoring, default_none_rule
 from explorer.embed.tokens import CutText, cut_texts, longest
 from explorer.inputs import gate
 from explorer.inputs.gate import DEFAULT_TEXT_LIMITS, TextLimits
-from explorer.inputs.sources import Embedded
+from explorer.inputs.sources import FOR_UNLABELLED, Embedded, require_classes, require_images
 
 from .calibration import calibrate
 from .descriptions import DESCRIPTIONS_SLOT, PromptSet, prompt_count, prompt_set, slot_texts
@@ -135,19 +135,19 @@ def _score(model, images: Embedded, templates: list[str] | None, descriptions: d
     `reference`: (embeddings, description) of generic images standing in for ZPE's pre-training sample.
     `mad_threshold`: ZPE's MAD prompt selection (None: all prompts). `limits`: the request's gate
     limits (classes up to max_texts; prompts up to max_prompts, the comparison rows within what is left)."""
-    if len(images) == 0:
-        raise ValueError("no readable images" +
-                         (" in the class folders" if images.labelled else " were given"))
+    require_images(images)
     notes = []
     if images.labelled:
         class_names = images.class_names
         if labels:
             notes.append("the class names come from the folder's sub-folders; the labels given are not used")
     else:
-        class_names = list(labels or [])
+        if not labels:
+            require_classes(images, FOR_UNLABELLED)
+        class_names = list(labels)
         if len(class_names) < 2:
-            raise PromptError("these images have no labels (no class sub-folders): give at least two class "
-                              "names so the prompts have something to tell apart")
+            raise PromptError(f"one class name given ({class_names[0]!r}): give at least two, so the prompts "
+                              "have something to tell apart")
     gate.check_count("Classes", len(class_names), limits.max_items, "max_texts")
     prompts = prompt_set(model, class_names, templates, descriptions, use, limits)
     notes += prompts.notes

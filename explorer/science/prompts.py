@@ -73,6 +73,23 @@ def check_templates(templates: list[str], where: str = "row",
     return templates
 
 
+def check_new_template(text: str, number: int, limits: TextLimits = DEFAULT_TEXT_LIMITS) -> str:
+    """A template about to be added as row `number` (from 1), spaces tidied; PromptError naming that
+    row when it is empty or has no {}; gate.Refused past max_text_chars."""
+    text = " ".join((text or "").split())
+    if not text:
+        raise PromptError(f"row {number} (the new one) is empty: type a template such as "
+                          "'a drawing of a {}.'")
+    gate.check_count("Templates", number, limits.max_items, "max_texts", "entries")
+    if len(text) > limits.max_item_chars:
+        raise gate.Refused(gate.limit_text(f"Templates: row {number} (the new one)", len(text),
+                                           limits.max_item_chars, "max_text_chars", "characters"))
+    if "{}" not in text:
+        raise PromptError(f"row {number} (the new one), {text!r}, has no {{}} where the label goes: write "
+                          "it like 'a drawing of a {}.'")
+    return text
+
+
 def parse_templates(text: str, limits: TextLimits = DEFAULT_TEXT_LIMITS) -> list[str]:
     """One template per line; blank lines and lines starting with '#' are skipped. Each must contain {}.
     Within `limits` (gate.Refused past max_text_kb, max_texts or max_text_chars)."""

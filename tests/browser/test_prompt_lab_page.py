@@ -69,7 +69,9 @@ def test_template_without_placeholder_is_refused(page):
     page.click("#pl-add")
     page.wait_for_function("document.querySelector('#pl-set-status').innerText.includes('{}')",
                            timeout=30_000)
-    assert "needs {}" in page.locator("#pl-set-status").inner_text()
+    # the row being added is named (issue 25: the message blamed row 1, the set's first row)
+    status = page.locator("#pl-set-status").inner_text()
+    assert "row 2 (the new one), 'a photo of something', has no {}" in status
     assert "a photo of something" not in page.locator("#pl-templates").inner_text()
 
 

@@ -27,6 +27,7 @@ from explorer.science.evaluate import cosine_name
 from explorer.science.prompt_lab import LabReport, run_lab
 from explorer.science.prompts import (
     builtin_template_set,
+    check_new_template,
     check_templates,
     parse_labels,
     read_template_file,
@@ -69,6 +70,11 @@ def moved(rows: list[str], number, delta: int) -> list[str]:
     rows = list(rows)
     rows[i], rows[j] = rows[j], rows[i]
     return rows
+
+
+def added(rows: list[str], text: str, limits: gate.TextLimits = gate.DEFAULT_TEXT_LIMITS) -> list[str]:
+    """The rows with `text` added at the end; PromptError naming the new row's number when it cannot be."""
+    return list(rows) + [check_new_template(text, len(rows) + 1, limits)]
 
 
 def save_files(rows: list[str], ctx: AppContext | None = None) -> tuple[str, str]:
@@ -372,12 +378,10 @@ def _wire_editing(ctx: AppContext, ui: PromptLabHandles) -> None:
         return handler
 
     def add_row(current, text):
-        text = " ".join((text or "").split())
         try:
-            check_templates([text])
+            return frame(added(rows_of(current), text, gate.TextLimits.of(ctx.settings))), "", ""
         except ValueError as exc:
             return gr.update(), message(str(exc), "error"), gr.update()
-        return frame(rows_of(current) + [text]), "", ""
 
     table, row_no, status = ui.table, ui.row_no, ui.set_status
     table.change(on_table, table, [ui.save_txt, ui.save_json, status])
