@@ -12,7 +12,7 @@ import pkgutil
 import sys
 
 from explorer.embed.images import ImageError
-from explorer.embed.model import ModelLoadError
+from explorer.embed.names import ModelLoadError
 from explorer.index.build_ray import RayRunError
 
 from . import commands as command_package

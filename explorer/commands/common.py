@@ -1,11 +1,18 @@
-"""What every command shares: building settings and the model, and a progress bar on stderr."""
+"""What every command shares: building settings and the model, and a progress bar on stderr.
+
+Commands import the model (torch, open_clip) and the heavy core inside `run()`, so `clip-explorer --help`
+and the commands that need no model start without them (tests/test_cli_start.py).
+"""
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from explorer.embed.model import ClipModel, load_model
 from explorer.inputs.settings import Settings, add_settings_arguments
+
+if TYPE_CHECKING:
+    from explorer.embed.model import ClipModel
 
 MODEL_FLAGS = ("model", "pretrained", "device", "precision")
 IMAGE_LIMIT_FLAGS = ("max_upload_mb", "max_pixels", "max_decode_mb")
@@ -16,6 +23,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, extra: tuple[str, ...] 
 
 
 def model_from(settings: Settings) -> ClipModel:
+    from explorer.embed.model import load_model  # torch and open_clip: only once a model is needed
+
     return load_model(settings.model, settings.pretrained, settings.device, settings.precision)
 
 

@@ -5,8 +5,6 @@ import argparse
 import json
 import sys
 
-from explorer.index.image_index import open_index
-
 
 def register(commands) -> None:
     parser = commands.add_parser("duplicates", help="list groups of near-duplicate images in an index")
@@ -17,6 +15,8 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from explorer.index.image_index import open_index  # FAISS: only when the command runs
+
     if not -1.0 <= args.threshold <= 1.0:
         raise ValueError("--threshold is a cosine: between -1 and 1")
     index = open_index(args.index)

@@ -11,8 +11,6 @@ import json
 import sys
 
 from explorer.embed.tokens import shown
-from explorer.index.image_index import open_index
-from explorer.index.registry import IndexRegistry
 from explorer.inputs.settings import load_settings
 from explorer.inputs.sources import embed_folder, load_classnames
 from explorer.science.calibration import calibrate
@@ -65,6 +63,9 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from explorer.index.image_index import open_index  # FAISS: only when the command runs
+    from explorer.index.registry import IndexRegistry
+
     settings = load_settings(args)
     use = args.prompts or ("both" if args.descriptions else "templates")
     templates = load_template_set(args.templates) if use != "descriptions" else None

@@ -12,7 +12,6 @@ import json
 import sys
 import time
 
-from explorer.index.image_index import open_index
 from explorer.inputs.captions import check_csv
 from explorer.inputs.settings import load_settings
 from explorer.inputs.sources import embed_folder, embed_index
@@ -61,6 +60,8 @@ def _shifts(text: str) -> list[float]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from explorer.index.image_index import open_index  # FAISS: only when the command runs
+
     settings = load_settings(args)
     shifts = _shifts(args.shift)
     if args.max_points < 3:

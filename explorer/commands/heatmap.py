@@ -8,7 +8,7 @@ from pathlib import Path
 
 from explorer.embed.images import ImageError, fit_of, load_image
 from explorer.inputs.settings import load_settings
-from explorer.science.heatmaps import METHOD_ALIASES, METHODS, overlay, patch_map
+from explorer.science.names import METHOD_ALIASES, METHODS
 
 from .common import IMAGE_LIMIT_FLAGS, add_model_arguments, model_from, prompt_warnings
 
@@ -43,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--opacity must be between 0 and 1, got {args.opacity}")
     if args.out and not Path(args.out).parent.is_dir():
         raise ValueError(f"--out: folder {Path(args.out).parent} does not exist")
+    from explorer.science.heatmaps import overlay, patch_map  # torch: only once a model is needed
+
     settings = load_settings(args)
     model = model_from(settings)
     try:

@@ -12,8 +12,8 @@ import sys
 import threading
 from contextlib import contextmanager
 
-from explorer.embed.gpu_decode import DECODE_CHOICES
-from explorer.index.build import ENGINES, build_index
+from explorer.embed.names import DECODE_CHOICES
+from explorer.index.names import ENGINES
 from explorer.inputs.settings import load_settings
 
 from .common import IMAGE_LIMIT_FLAGS, ProgressBar, add_model_arguments, model_from
@@ -104,6 +104,8 @@ def ray_options(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from explorer.index.build import build_index  # torch: only once a model is needed
+
     settings = load_settings(args)
     ray = ray_options(args)  # before the model loads: a wrong flag costs nothing
     model = model_from(settings)

@@ -5,7 +5,6 @@ import argparse
 import json
 import sys
 
-from explorer.index.registry import damaged_indexes, list_indexes
 from explorer.inputs.settings import add_settings_arguments, load_settings
 
 
@@ -18,6 +17,8 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from explorer.index.registry import damaged_indexes, list_indexes  # FAISS (never torch)
+
     settings = load_settings(args)
     found, damaged = list_indexes(settings.index_dir), damaged_indexes(settings.index_dir)
     if args.json:

@@ -5,8 +5,6 @@ import argparse
 import json
 import sys
 
-from explorer.embed.model import load_model
-from explorer.index.image_index import open_index
 from explorer.inputs.settings import load_settings
 
 from .common import IMAGE_LIMIT_FLAGS, add_model_arguments, model_from, prompt_warnings
@@ -42,6 +40,9 @@ def run(args: argparse.Namespace) -> int:
     if len(weights) != len(queries):
         raise ValueError(
             f"got {len(weights)} --weight values for {len(queries)} queries; give one per query or none")
+    from explorer.embed.model import load_model  # torch and open_clip: only once a model is needed
+    from explorer.index.image_index import open_index
+
     settings = load_settings(args)
     index = open_index(args.index)
     if args.model:

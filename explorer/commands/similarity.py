@@ -12,9 +12,7 @@ import argparse
 import json
 import sys
 
-from explorer.index.image_index import open_index
 from explorer.inputs.settings import load_settings
-from explorer.science.heatmaps import run_similarity
 from explorer.science.prompts import parse_texts
 
 from .common import IMAGE_LIMIT_FLAGS, ProgressBar, add_model_arguments, model_from, prompt_warnings
@@ -39,6 +37,9 @@ def run(args: argparse.Namespace) -> int:
     texts = parse_texts("\n".join(args.text))
     if not texts.labels:
         raise ValueError("every --text is empty")
+    from explorer.index.image_index import open_index  # torch and FAISS: only once a model is needed
+    from explorer.science.heatmaps import run_similarity
+
     settings = load_settings(args)
     model = model_from(settings)
     index = open_index(args.index) if args.index else None

@@ -33,12 +33,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .images import DEFAULT_LIMITS, Fit, ImageError, Limits, check_size, crop_box, fit_of, prepare
+from .names import DECODE_CHOICES
 
 # torchvision 0.29 marks its image decoders deprecated (in favour of TorchCodec) with a warning on
 # every call; the decoder itself is what this module is about, so that one warning is not shown.
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torchvision\.io\.image")
 
-DECODE_CHOICES = ("auto", "cpu", "gpu")
 DECODE_BYTES = 1 << 30   # decoded pixels (uint8) per decoder call: a batch of large JPEGs is split
 RESIZE_BYTES = 1 << 30   # float pixels resized at once: a group of large images is split
 _SOF = {0xC0, 0xC1, 0xC2}   # Huffman-coded baseline, extended, progressive frames

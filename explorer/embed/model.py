@@ -23,9 +23,9 @@ import torch.nn.functional as F
 
 from . import checkpoints
 from .cache import LRU
+from .names import HF_HUB, LOCAL_DIR, ModelLoadError, describe  # noqa: F401 (torch-free, also read from here)
+from .vectors import normalize  # noqa: F401 (torch-free, also read from here)
 
-LOCAL_DIR = "local-dir:"
-HF_HUB = "hf-hub:"
 TEXT_CACHE_SIZE = 50_000
 TEXT_CACHE_BYTES = 128 << 20   # text embeddings kept per model (50,000 x 768-d float32 would be 154 MB)
 TOKEN_CACHE_BYTES = 32 << 20   # token ids kept per model
@@ -33,15 +33,6 @@ RANDOM_INIT_SEED = 0              # the seed of a model loaded without weights (
 WEIGHT_SAMPLES = 4096          # values per weight tensor in weights_digest
 _instances = itertools.count(1)
 log = logging.getLogger(__name__)
-
-
-class ModelLoadError(RuntimeError):
-    """A model could not be loaded; the message names the model and says why. `advice` (checkpoints.Advice)
-    is set when its weights cannot be had: the reason in one line and what to type instead."""
-
-    def __init__(self, message: str, advice: checkpoints.Advice | None = None):
-        super().__init__(message)
-        self.advice = advice
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -69,13 +60,6 @@ def pick_precision(device: torch.device, requested: str = "auto") -> str:
     if requested == "fp16" and device.type == "cpu":
         raise ModelLoadError("fp16 is not supported on the CPU: use fp32 or bf16")
     return requested
-
-
-def describe(name: str, pretrained: str | None) -> str:
-    """The identifier a person would type: 'ViT-B-32 (laion2b_s34b_b79k)', 'local-dir:/x', 'hf-hub:o/r'."""
-    if name.startswith((LOCAL_DIR, HF_HUB)) or not pretrained:
-        return name
-    return f"{name} ({pretrained})"
 
 
 def check_identifier(name: str, pretrained: str | None) -> None:
@@ -601,11 +585,3 @@ class ModelSlot:
         if self.error:
             return f"No model loaded: {self.error}."
         return loaded or "No model loaded."
-
-
-def normalize(x, axis: int = -1) -> np.ndarray:
-    """`x` scaled to unit length along `axis`, as contiguous float32 (zero vectors stay zero). Every
-    numeric module compares embeddings, class vectors, queries and shifted points by cosine, so they
-    are all kept at unit length with this one function."""
-    x = np.asarray(x, dtype=np.float32)
-    return np.ascontiguousarray(x / np.maximum(np.linalg.norm(x, axis=axis, keepdims=True), 1e-12))

@@ -29,8 +29,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TypeVar
 
-import torch
-
 ENV = "SPACES_ZERO_GPU"  # set to "true" by Spaces on ZeroGPU hardware (read as spaces' Config does)
 WHERE = "ZeroGPU (CUDA, allocated per request)"
 FIXED_MODEL = ("On ZeroGPU this demo keeps the model it started with: a GPU is lent per request to a worker "
@@ -93,6 +91,8 @@ def prepare_worker() -> None:
     build's DataLoader decode workers; multiprocessing refuses children to a daemonic process, which
     ZeroGPU's worker is; DataLoader workers exit with their parent). Elsewhere: nothing."""
     if in_worker():
+        import torch  # here, not at the top: the CLI imports this module without needing torch
+
         torch.set_num_threads(1)
         multiprocessing.current_process().daemon = False
 

@@ -39,13 +39,11 @@ from explorer.inputs.sources import Progress
 from . import faiss_ops
 from .faiss_file import refresh
 from .image_index import WEIGHTS_META, IndexMismatchError, check_weights, jsonable, mismatch_message
+from .names import ENGINES
 from .store import Store, folder_lock
 
 if TYPE_CHECKING:
     from .build_ray import RayOptions
-
-ENGINES = ("local", "ray")
-
 
 @dataclass
 class IndexReport:

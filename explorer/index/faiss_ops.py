@@ -14,7 +14,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from explorer.embed.model import normalize
+from explorer.embed.vectors import normalize
 
 # Up to this many vectors an exact (flat) search answers a single query in about 4 ms on one core
 # of the 2-core development CPU (it reads every vector: ~0.14 us each at 512-d; bench/bench_search.py

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from explorer.embed.images import DEFAULT_LIMITS, ImageError, ImageFailure, Limits
-from explorer.embed.model import describe, normalize
+from explorer.embed.names import describe
+from explorer.embed.vectors import normalize
 from explorer.inputs import remote
 from explorer.inputs.sources import embed_files
 

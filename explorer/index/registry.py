@@ -10,7 +10,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from explorer.embed.model import describe
+from explorer.embed.names import describe
 from explorer.inputs import remote
 
 from .image_index import WEIGHTS_META, ImageIndex, jsonable, open_index, root_of

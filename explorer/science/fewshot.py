@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from explorer.embed.model import normalize
 from explorer.embed.probability import SOFTMAX, Scoring, default_none_threshold, softmax
+from explorer.embed.vectors import normalize
 
 PAPER_SCALE = 100.0
 METHODS = ("zero-shot", "prototype", "tip-adapter", "gda")

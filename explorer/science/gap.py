@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from explorer.embed.cache import LRU
-from explorer.embed.model import normalize
+from explorer.embed.vectors import normalize
 
 DEFAULT_PAIR_POINTS = 2000
 DEFAULT_MAX_POINTS = 10_000

@@ -46,6 +46,7 @@ from explorer.embed.images import DEFAULT_LIMITS, Limits
 from explorer.embed.probability import Scoring, as_scoring, label_probabilities
 from explorer.inputs.sources import embed_files, embed_index, join, unique_names
 
+from .names import METHOD_ALIASES, METHODS
 from .prompts import ParsedLabels
 
 # A perceptual dark-to-bright colour map (anchors of matplotlib's "inferno"), so the core needs no plotting
@@ -199,10 +200,6 @@ def _bilinear(grid: np.ndarray, gy: np.ndarray, gx: np.ndarray) -> np.ndarray:
     top = grid[y0][:, x0] * (1 - wx) + grid[y0][:, x1] * wx
     bottom = grid[y1][:, x0] * (1 - wx) + grid[y1][:, x1] * wx
     return top * (1 - wy) + bottom * wy
-
-
-METHODS = ("tokens", "maskclip", "value-only")
-METHOD_ALIASES = {"value": "value-only"}  # the old name of "value-only", still accepted
 
 
 def method_name(method: str) -> str:

@@ -7,8 +7,8 @@ import numpy as np
 
 from explorer.embed import probability
 from explorer.embed.images import DEFAULT_LIMITS, ImageFailure, Limits
-from explorer.embed.model import normalize
 from explorer.embed.probability import Scoring, as_scoring, label_probabilities
+from explorer.embed.vectors import normalize
 from explorer.inputs import gate
 from explorer.inputs.gate import DEFAULT_TEXT_LIMITS, TextLimits
 from explorer.inputs.sources import EmbeddingCache, Progress, embed_files
