@@ -63,7 +63,9 @@ def make_images(folder: Path, count: int) -> list[Path]:
 
 
 def env_for(tree: Path, work: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EXPLORER_")}
+    # as a user runs it: bytecode cached (a first, untimed round writes it), no EXPLORER_* settings
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("EXPLORER_") and k != "PYTHONDONTWRITEBYTECODE"}
     env.update(PYTHONPATH=str(tree), HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False",
                EXPLORER_INDEX_DIR=str(work / "indexes"))
     return env
@@ -113,6 +115,10 @@ def measure(trees: dict[str, Path], rounds: int, quick: bool, say) -> dict:
         if not quick:
             plain["torch_open_clip"] = [sys.executable, "-c", "import torch, open_clip"]
         record: dict[str, dict] = {}
+        for args in cases(work, image, quick).values() if not quick else ():  # untimed: writes bytecode
+            for name, tree in trees.items():
+                run_once([sys.executable, "-c", RUNNER, *(a.format(index=indexes[name]) for a in args)],
+                         tree, work)
         for _ in range(rounds):
             for case, args in cases(work, image, quick).items():
                 for name, tree in trees.items():

@@ -33,6 +33,7 @@ BENCHES = {
     "bench_decode_pool.py": (["--quick"], ["pool_ratio", "pool_per_s", "in_process_per_s"]),
     "bench_ray.py": (["--images", "16", "--batch-size", "8", "--model", SHAPES, "--photos", "{tmp}/photos"],
                      ["local_img_s", "ray_img_s", "ray_over_local", "ray_per_actor_img_s", "ray_startup_s"]),
+    "bench_cli_start.py": (["--quick"], ["help_s", "indexes_s", "python_s"]),
 }
 
 
@@ -62,7 +63,11 @@ def check_gap(doc: dict) -> None:
     assert all(is_number(doc["runs"][0][key]) for key in ("measures_s", "pca_s", "shift_s", "gap_length"))
 
 
-EXTRA_CHECKS = {"bench_text.py": check_text, "bench_gap.py": check_gap}
+def check_cli_start(doc: dict) -> None:
+    assert doc["help_imports_torch"] is False and doc["indexes_imports_open_clip"] is False
+
+
+EXTRA_CHECKS = {"bench_text.py": check_text, "bench_gap.py": check_gap, "bench_cli_start.py": check_cli_start}
 
 
 @pytest.mark.timeout(300)
