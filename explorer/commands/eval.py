@@ -113,7 +113,7 @@ def _print_report(model, report, use: str) -> None:
     print(f"{model.identifier} on {images.source}: {len(images)} images, {len(report.class_names)} classes")
     print(f"prompts: {use}, weighting: {report.weighting}")
     if result is None:
-        print("no labels (no class sub-folders): ZPE weights per prompt, best class per image")
+        print("unlabelled images, class names from --labels: ZPE weights per prompt, best class per image")
         if report.weighting == "zpe":
             print(f"  (cos: {cosine_meaning(report.weighting)})")
         for slot, weight, score in zip(report.slots, report.zpe.weights, report.zpe.scores):

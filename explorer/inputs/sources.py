@@ -258,15 +258,15 @@ def embed_folder(model, folder, *, labelled: bool | None = None, classnames: dic
         found.failures[:0] = scan.skipped_under(root)
         found.sub_folders = class_folders(root)
     else:
-        where = source or str(root)
-        folders, names, notes, skipped = _read_classes(root, classnames, where)
+        # the folder by its path (the app calls an upload's folder "your upload": context.upload_named)
+        folders, names, notes, skipped = _read_classes(root, classnames, str(root))
         # each class is walked inside itself, and must itself lie inside the folder the user chose
         scans = [walk_folder(root / f, within=root) for f in folders]
         per_class = [scan.files for scan in scans]
         files = [p for found in per_class for p in found]
         labels = [k for k, found in enumerate(per_class) for _ in found]
         found = embed_files(model, files, root=root, labels=labels, cache=cache, limits=limits,
-                            progress=progress, reuse=reuse, source=where)
+                            progress=progress, reuse=reuse, source=source or str(root))
         found = replace(
             found, class_names=names, class_folders=folders, notes=notes,
             failures=skipped + [f for scan in scans for f in scan.skipped_under(root)] + found.failures)
@@ -363,7 +363,7 @@ def _without_empty_classes(found: Embedded, listed: list[int]) -> Embedded:
            (f"none of its {listed[k]} image file(s) could be read" if listed[k] else "it holds no images")
            for k in gone]
     kept = [k for k in range(len(counts)) if counts[k]]
-    where = found.source or str(found.root)
+    where = str(found.root)
     if not kept:
         raise ValueError(no_images_message(where, found.failures))
     if len(kept) < 2:

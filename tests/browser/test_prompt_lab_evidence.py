@@ -11,7 +11,7 @@ LONG = "a photo of the " + "very " * 70 + "small {}."
 EVIDENCE = re.compile(r"([+-]\d+\.\d) \[([+-]\d+\.\d), ([+-]\d+\.\d)\] p=([\d.e+-]+)")
 
 
-def _run_with(page, tmp_path, template: str | None, mad: bool = False):
+def _run_with(page, tmp_path, template: str | None, mad: bool = False, zpe: bool = False):
     _open_tab(page)
     if template:
         page.fill("#pl-new-template textarea", template)
@@ -21,6 +21,8 @@ def _run_with(page, tmp_path, template: str | None, mad: bool = False):
     if mad:
         page.click("#pl-zpe-select input")
         page.get_by_role("option", name="MAD selection (the paper's)").click()
+    if zpe:
+        page.get_by_label("ZPE (weights from the images)").check()
     page.set_input_files("#pl-upload input[type=file]", [str(_labelled_zip(tmp_path))])
     page.wait_for_selector("#pl-upload :text('shapes.zip')", timeout=30_000)
     page.click("#pl-run")
@@ -39,6 +41,8 @@ def test_long_template_is_warned_and_verdicts_need_evidence(page, tmp_path):
     _run_with(page, tmp_path, LONG, mad=True)
     warning = page.locator("#pl-token-warnings")
     assert warning.is_visible()
+    assert "a photo of the very very" not in warning.inner_text()  # one line: the list is one click away
+    page.locator("#pl-token-warnings summary").click()
     text = warning.inner_text()
     assert "longer than the model's context of 77 tokens" in text
     assert "a photo of the very very" in text and re.search(r"is \d+ tokens", text)
@@ -58,7 +62,7 @@ def test_long_template_is_warned_and_verdicts_need_evidence(page, tmp_path):
     # the class name is cut off, so this prompt cannot add to the ensemble: never "helps"
     assert "helps" not in long_row["verdict"] and float(EVIDENCE.search(long_row["vs"]).group(1)) <= 0
 
-    assert "MAD selection" in page.locator("#pl-zpe-selection").inner_text()
+    assert "MAD selection" in page.locator("#pl-zpe-selection").inner_text()  # shown: MAD was chosen
     assert page.locator("#pl-per-template td.pl-zpe-kept").count() == 2
     compared = page.locator("#pl-compare").inner_text()
     assert "− this run" in compared and EVIDENCE.search(compared)
@@ -68,7 +72,7 @@ def test_long_template_is_warned_and_verdicts_need_evidence(page, tmp_path):
 
 
 def test_short_templates_give_no_token_warning(page, tmp_path):
-    _run_with(page, tmp_path, None)
+    _run_with(page, tmp_path, None, zpe=True)
     assert page.locator("#pl-token-warnings").count() == 0
-    assert "all prompts" in page.locator("#pl-zpe-selection").inner_text()
+    assert "all prompts" in page.locator("#pl-zpe-selection").inner_text()  # ZPE's note, ZPE in force
     assert re.fullmatch(r"\d+ / 77", _rows(page)["a photo of a {}."]["tokens"])

@@ -45,7 +45,8 @@ def test_edit_prompts_upload_labelled_zip_and_read_accuracy(page, tmp_path):
     assert top1 >= 80.0, page.locator("#pl-summary").inner_text()
     summary = page.locator("#pl-summary").inner_text()
     assert "24 labelled image(s), 6 classes, 2 prompt(s)" in summary
-    assert "ZPE bias correction" in summary and "test images only" in summary
+    # ZPE's notes only under ZPE weighting (issue 25); this run is the default "Equal average"
+    assert "ZPE bias correction" not in summary and page.locator("#pl-bias-source").count() == 0
 
     rows = page.locator("#pl-per-template tbody tr")
     assert rows.count() == 2

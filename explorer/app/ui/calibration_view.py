@@ -94,7 +94,8 @@ def build(ctx, ui) -> None:
                                     "as shipped)", elem_id="pl-cal-t", scale=4)
             use_fitted = gr.Button("Use the fitted temperature", elem_id="pl-cal-fit", scale=1)
         text = gr.HTML(elem_id="pl-cal-text")
-        plot = gr.Plot(label="Reliability diagram", elem_id="pl-cal-plot")
+        # the figure has its own title: no label badge above it
+        plot = gr.Plot(label="Reliability diagram", show_label=False, elem_id="pl-cal-plot")
     ui.flags.change(calibration_view, [ui.flags, temperature], [text, plot], show_progress="hidden")
     temperature.change(calibration_view, [ui.flags, temperature], [text, plot], show_progress="hidden")
     use_fitted.click(fitted_temperature, [ui.flags, temperature], temperature)

@@ -11,7 +11,23 @@ from explorer.science.evaluate import none_of_these, template_verdicts
 
 from .common import failures_html, notes_html
 
-_SCROLL = '<div class="pl-scroll" style="max-height:{h}px;overflow:auto">{body}</div>'
+# A table of more rows than its box holds scrolls inside it: its header stays in view, a line above
+# says so, and a shadow at the box's bottom edge shows while more rows lie below (the "scroll shadow":
+# covers that scroll with the content hide it at the end). One wider than its column scrolls sideways.
+_SHADOW = ("background:linear-gradient(var(--block-background-fill,#fff) 30%,transparent) center top,"
+           "linear-gradient(transparent,var(--block-background-fill,#fff) 70%) center bottom,"
+           "radial-gradient(farthest-side at 50% 100%,rgba(0,0,0,.25),transparent) center bottom;"
+           "background-repeat:no-repeat;background-size:100% 30px,100% 30px,100% 12px;"
+           "background-attachment:local,local,scroll")
+_SCROLL = ('<div class="pl-scroll" style="max-height:{h}px;overflow:auto;border:1px solid '
+           'var(--border-color-primary);border-radius:6px;' + _SHADOW + '">{body}</div>')
+_HEAD = ("position:sticky;top:0;z-index:1;"
+         "background:var(--block-background-fill,var(--background-fill-primary))")
+_NOWRAP = "white-space:nowrap"
+# px: a row is at least 37 px high on the page (one line), so more than height // ROW_HEIGHT rows always
+# overflow a box of `height` (with its header); up to that many are drawn whole, with no box.
+ROW_HEIGHT = 38
+COLLAPSE_FROM = 3    # notes and skipped files: this many or more are folded under one summary line
 _HELPS = "background:rgba(44,160,44,0.12)"
 _HURTS = "background:rgba(214,39,40,0.12)"
 _VERDICTS = {"helps": ("▲&nbsp;helps", _HELPS), "hurts": ("▼&nbsp;hurts", _HURTS), "": ("", "")}
@@ -59,10 +75,39 @@ def _bar(x: float, colour: str = "#4f6bed") -> str:
         f'<div style="background:{colour};width:{width:.0f}%;height:8px;border-radius:4px"></div></div>')
 
 
-def _table(head: list[str], rows: list[str], height: int = 420) -> str:
+def _table(head: list[str], rows: list[str], height: int | None = 420, what: str = "rows") -> str:
+    """A table drawn whole (None, or no more rows than a box of `height` px holds), else in a box of
+    that height that scrolls, with a line above it saying so."""
     th = "".join(f"<th>{h}</th>" for h in head)
-    body = f'<table class="explorer-table"><thead><tr>{th}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
-    return _SCROLL.format(h=height, body=body)
+    body = (f'<table class="explorer-table"><thead style="{_HEAD}"><tr>{th}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table>')
+    if height is None or len(rows) <= height // ROW_HEIGHT:
+        return f'<div class="pl-table" style="overflow-x:auto">{body}</div>'
+    hint = (f'<p class="explorer-muted pl-scroll-hint">{len(rows)} {what}: scroll inside the table to see '
+            'them all.</p>')
+    return hint + _SCROLL.format(h=height, body=body)
+
+
+def collapsed(summary_html: str, detail_html: str, element_id: str = "", kind: str = "muted") -> str:
+    """`detail_html` folded under a one-line `summary_html`: one click shows it (a <details>)."""
+    ident = f' id="{element_id}"' if element_id else ""
+    return (f'<details{ident} class="pl-details" style="margin:0.35rem 0"><summary class="explorer-{kind}" '
+            f'style="cursor:pointer">{summary_html}</summary>{detail_html}</details>')
+
+
+def notes_and_failures(notes: list[str], failures) -> str:
+    """The run's notes and skipped files: a few shown as they are, more folded under a count."""
+    parts = []
+    if notes:
+        shown_notes = notes_html(notes)
+        parts.append(shown_notes if len(notes) < COLLAPSE_FROM else
+                     collapsed(f"{len(notes)} notes on this run (show them)", shown_notes, "pl-notes"))
+    if failures:
+        skipped = failures_html(failures)
+        parts.append(skipped if len(failures) < COLLAPSE_FROM else collapsed(
+            f"⚠ {len(failures)} file(s) skipped: they could not be read (show which and why)", skipped,
+            "pl-failures", "error"))
+    return "".join(parts)
 
 
 def summary(report) -> str:
@@ -85,15 +130,20 @@ def summary(report) -> str:
             f'<p>{n} unlabelled image(s), {c} class names, {len(report.slots)} prompt(s) ensembled by '
             f'<b>{how}</b>. No labels are known, so there is no accuracy: the table shows each '
             f'prompt\'s ZPE weight, and {flagged}. Images: {html.escape(images.source)}.</p>')
-    parts.append(f'<p class="explorer-note" id="pl-bias-source"><b>ZPE bias correction:</b> '
-                 f'{html.escape(report.zpe.bias_source)}.</p>')
+    if zpe_in_force(report):  # the ZPE notes only where ZPE is the option in force
+        parts.append(f'<p class="explorer-note" id="pl-bias-source"><b>ZPE bias correction:</b> '
+                     f'{html.escape(report.zpe.bias_source)}.</p>')
     if report.scoring is not None:  # which probabilities "max probability" and the calibration view show
         parts.append(
             f'<p class="explorer-muted" id="pl-probability">{html.escape(report.scoring.explain())}</p>')
     parts.append(budget_and_selection(report))
-    parts.append(notes_html(images.notes + report.notes))
-    parts.append(failures_html(images.failures))
+    parts.append(notes_and_failures(images.notes + report.notes, images.failures))
     return "".join(parts)
+
+
+def zpe_in_force(report) -> bool:
+    """Whether ZPE is what the run shows: its weighting, or unlabelled images (whose table is ZPE's)."""
+    return report.weighting == "zpe" or report.result is None
 
 
 def per_template(report) -> str:
@@ -112,10 +162,12 @@ def per_template(report) -> str:
             verdict, style = _VERDICTS[verdicts[i]]
             rows.append(
                 f'<tr style="{style}"><td>{i + 1}</td>{_template_cell(s.template)}'
-                f"<td>{_pct(s.accuracy)}</td>{_tokens_cell(report, i)}"
-                f'<td class="pl-vs-ensemble">{_evidence_cell(report.evidence[i])}</td>'
-                f'<td class="pl-verdict">{verdict or (_NO_CLEAR if report.evidence[i] else _ONLY)}</td>'
-                f"<td>{s.weight:.3f}</td><td>{s.zpe_weight:.3f}</td>{kept(i)}<td>{s.zpe_score:.2f}</td></tr>")
+                f"{_num(_pct(s.accuracy))}{_tokens_cell(report, i)}"
+                f'<td class="pl-vs-ensemble" style="{_NOWRAP}">{_evidence_cell(report.evidence[i])}</td>'
+                f'<td class="pl-verdict" style="{_NOWRAP}">'
+                f'{verdict or (_NO_CLEAR if report.evidence[i] else _ONLY)}</td>'
+                f"{_num(f'{s.weight:.3f}')}{_num(f'{s.zpe_weight:.3f}')}{kept(i)}{_num(f'{s.zpe_score:.2f}')}"
+                "</tr>")
         head = [
             "row", "template", "accuracy alone", "tokens", "contribution, points [95%]", "verdict",
             "weight used", "ZPE weight"
@@ -127,20 +179,30 @@ def per_template(report) -> str:
             f'points, with a paired bootstrap 95% interval and McNemar\'s exact p; “helps”/“hurts” only when '
             f'p &lt; 0.05 and the interval excludes 0. Tokens: the longest prompt of the row, start and end '
             f'included, against the {report.context_length} the model reads.</p>')
-        return caption + _table(head, rows)
+        return caption + _table(head, rows, what="prompts")
     order = sorted(range(len(report.slots)), key=lambda i: -float(zpe.scores[i]))
     rows = [f'<tr><td>{i + 1}</td>{_template_cell(report.slots[i])}{_tokens_cell(report, i)}'
-            f"<td>{float(report.weights[i]):.3f}</td><td>{float(zpe.weights[i]):.3f}</td>{kept(i)}"
-            f"<td>{float(zpe.scores[i]):.2f}</td></tr>" for i in order]
+            f"{_num(f'{float(report.weights[i]):.3f}')}{_num(f'{float(zpe.weights[i]):.3f}')}{kept(i)}"
+            f"{_num(f'{float(zpe.scores[i]):.2f}')}</tr>" for i in order]
     caption = ('<p class="explorer-muted">No labels: prompts sorted by ZPE score (higher = more confident '
                'on these images after de-biasing).</p>')
     head = ["row", "template", "tokens", "weight used", "ZPE weight"] + (["ZPE kept"] if kept(None) else [])
-    return caption + _table(head + ["ZPE score"], rows)
+    return caption + _table(head + ["ZPE score"], rows, what="prompts")
 
 
 _NO_CLEAR = '<span class="explorer-muted">no clear difference</span>'
 _ONLY = '<span class="explorer-muted">the only prompt: nothing to compare it with</span>'
 _OVER = "color:#d62728;font-weight:700"
+
+
+def _num(text: str) -> str:
+    """A number's cell: never broken over two lines."""
+    return f'<td style="{_NOWRAP}">{text}</td>'
+
+
+def _name_cell(name: str) -> str:
+    """A class name's cell: wide enough that a name of two short words is not broken over two lines."""
+    return f'<td style="min-width:8em">{html.escape(name)}</td>'
 
 
 def _tokens_cell(report, i: int) -> str:
@@ -149,14 +211,16 @@ def _tokens_cell(report, i: int) -> str:
         return "<td></td>"
     count, limit = report.slot_tokens[i], report.context_length
     if count > limit:
-        return (f'<td class="pl-tokens" style="{_OVER}" title="cut: the end is never read">'
+        return (f'<td class="pl-tokens" style="{_OVER};{_NOWRAP}" title="cut: the end is never read">'
                 f'⚠ {count} / {limit}</td>')
-    return f'<td class="pl-tokens">{count} / {limit}</td>'
+    return f'<td class="pl-tokens" style="{_NOWRAP}">{count} / {limit}</td>'
 
 
 def _template_cell(template: str) -> str:
-    """The template, its middle elided past 70 characters (the whole of it on hover)."""
-    return f'<td class="pl-template" title="{html.escape(template)}">{html.escape(elide(template, 70))}</td>'
+    """The template, its middle elided past 70 characters (the whole of it on hover); wide enough that
+    a short one stays on one line."""
+    return (f'<td class="pl-template" style="min-width:13em" title="{html.escape(template)}">'
+            f'{html.escape(elide(template, 70))}</td>')
 
 
 def _evidence_cell(e) -> str:
@@ -172,27 +236,31 @@ def _kept_column(report):
 
 
 def budget_and_selection(report) -> str:
-    """The prompts cut at the context length (each named, with its count) and which prompts ZPE uses."""
+    """Which prompts ZPE uses (when ZPE is in force, or MAD selection was chosen: the "ZPE kept" column),
+    and the prompts cut at the context length: one line, each prompt named with its count one click away."""
+    said = zpe_in_force(report) or report.zpe.mad_threshold is not None
     parts = [f'<p class="explorer-note" id="pl-zpe-selection"><b>ZPE prompts:</b> '
-             f'{html.escape(report.zpe.selection)}.</p>']
+             f'{html.escape(report.zpe.selection)}.</p>'] if said else []
     if report.warnings:
         items = "".join(f"<li>{html.escape(w)}</li>"
                         for w in shown([c.message(width=90) for c in report.cuts]))
-        parts.append(f'<div class="explorer-error" id="pl-token-warnings" style="{_WARN_BOX}"><b>⚠ '
-                     f'{len(report.warnings)} prompt(s) longer than the model\'s context of '
-                     f'{report.context_length} tokens</b>: the end of each is cut before the model reads it, '
-                     f'so its accuracy says nothing about the words lost.<ul>{items}</ul></div>')
+        parts.append(
+            f'<details class="explorer-error" id="pl-token-warnings" style="{_WARN_BOX}"><summary '
+            f'style="cursor:pointer"><b>⚠ {len(report.warnings)} prompt(s) longer than the model\'s '
+            f'context of {report.context_length} tokens</b>: the end of each is cut before the model reads '
+            f'it, so its accuracy says nothing about the words lost (show which).</summary><ul>{items}</ul>'
+            '</details>')
     return "".join(parts)
 
 
-_WARN_BOX = "border:1px solid #d62728;border-radius:6px;padding:0.5rem 0.75rem;margin:0.5rem 0"
+_WARN_BOX = "border:1px solid #d62728;border-radius:6px;padding:0.4rem 0.75rem;margin:0.5rem 0"
 
 
 def per_class(result) -> str:
-    rows = [f"<tr><td>{html.escape(name)}</td><td>{result.class_counts[name]}</td>"
-            f"<td>{_pct(result.per_class[name])}</td><td>{_bar(result.per_class[name] or 0)}</td></tr>"
+    rows = [f"<tr>{_name_cell(name)}<td>{result.class_counts[name]}</td>"
+            f"{_num(_pct(result.per_class[name]))}<td>{_bar(result.per_class[name] or 0)}</td></tr>"
             for name in result.class_names]
-    return _table(["class", "images", "accuracy", ""], rows, height=360)
+    return _table(["class", "images", "accuracy", ""], rows, height=360, what="classes")
 
 
 def comparison(rows, evidence=None) -> str:
@@ -212,7 +280,8 @@ def comparison(rows, evidence=None) -> str:
         if r is None:
             return "<td></td>"
         value = getattr(r, attr)
-        style = ' style="font-weight:700"' if attr == "top1" and value == best else ""
+        style = f' style="{_NOWRAP};font-weight:700"' if attr == "top1" and value == best else \
+            f' style="{_NOWRAP}"'
         return f"<td{style}>{_pct(value)}{vs(r) if attr == 'top1' else ''}</td>"
 
     def vs(r):
@@ -236,7 +305,7 @@ def comparison(rows, evidence=None) -> str:
     note = ('<p class="explorer-muted">All rows score the same image embeddings; only the prompts change. '
             'Under each top-1, “− this run”: that top-1 minus the run above, in points [paired bootstrap 95% '
             'interval] and McNemar\'s exact p; ▲/▼ only when p &lt; 0.05 and the interval excludes 0.</p>')
-    return _table(head, out, height=360) + note
+    return _table(head, out, height=None) + note  # a few rows: never cut at a height
 
 
 def none_table(state: LabFlags | None, min_cosine: float, min_probability: float) -> str:
@@ -249,11 +318,11 @@ def none_table(state: LabFlags | None, min_cosine: float, min_probability: float
     order = sorted(range(len(flags)), key=lambda i: not flags[i])[:MAX_IMAGE_ROWS]
     rows = []
     for i in order:
-        truth = f"<td>{html.escape(state.true[i])}</td>" if labelled else ""
+        truth = _name_cell(state.true[i]) if labelled else ""
         style = 'style="background:rgba(240,138,36,0.15)"' if flags[i] else ""
         rows.append(f'<tr {style}><td>{html.escape(state.names[i])}</td>{truth}'
-                    f'<td>{html.escape(state.predicted[i])}</td><td>{state.max_cosine[i]:.3f}</td>'
-                    f'<td>{state.max_probability[i]:.1%}</td>'
+                    f'{_name_cell(state.predicted[i])}{_num(f"{state.max_cosine[i]:.3f}")}'
+                    f'{_num(f"{state.max_probability[i]:.1%}")}'
                     f'<td>{"⚠ none of these" if flags[i] else ""}</td></tr>')
     kind, cosine = state.probability, f"max {html.escape(state.cosine)}"
     head = ["image"] + (["true class"] if labelled else
@@ -264,7 +333,7 @@ def none_table(state: LabFlags | None, min_cosine: float, min_probability: float
     more = len(flags) - len(order)
     tail = f'<p class="explorer-muted">…{more} more image(s) not shown.</p>' if more > 0 else ""
     return count + none_rule_note(state.rule, min_cosine, min_probability) + _table(
-        head, rows, height=360) + tail
+        head, rows, height=360, what="images") + tail
 
 
 def none_rule_note(rule: NoneRule | None, min_cosine: float, min_probability: float) -> str:

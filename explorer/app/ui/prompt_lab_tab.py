@@ -273,10 +273,10 @@ def build(ctx: AppContext) -> PromptLabHandles:
                                          scale=2, elem_id="pl-zpe-select")
                 mad_threshold = gr.Number(
                     MAD_THRESHOLD, label="MAD threshold", minimum=0, step=0.1, scale=1,
-                    elem_id="pl-mad-threshold",
+                    elem_id="pl-mad-threshold", visible=False,  # shown with MAD selection (_wire_options)
                     info="keep prompts scoring more than this many MADs above the median")
             single_row = gr.Number(label="Row used by “One chosen template” (descriptions are the last row)",
-                                   value=1, precision=0, minimum=1, elem_id="pl-single-row")
+                                   value=1, precision=0, minimum=1, elem_id="pl-single-row", visible=False)
             compare_on = gr.Checkbox(True, label="Compare with the built-in sets (equal average and ZPE)",
                                      elem_id="pl-compare-on")
             with gr.Row():
@@ -290,17 +290,19 @@ def build(ctx: AppContext) -> PromptLabHandles:
             run = gr.Button("Evaluate prompts", variant="primary", elem_id="pl-run")
 
     summary = gr.HTML(elem_id="pl-summary")
+    templates_html = gr.HTML(elem_id="pl-per-template")  # the widest table: the page's whole width
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
-            templates_html = gr.HTML(elem_id="pl-per-template")
-        with gr.Column(scale=2):
             compare_html = gr.HTML(elem_id="pl-compare")
-    with gr.Row(equal_height=False):
         with gr.Column(scale=2):
             class_html = gr.HTML(elem_id="pl-per-class")
-        with gr.Column(scale=3):
-            confusion = gr.Plot(label="Confusion matrix", visible=False, elem_id="pl-confusion")
-    none_html = gr.HTML(elem_id="pl-none")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1):
+            # the figure has its own title: a label badge would be drawn over it
+            confusion = gr.Plot(label="Confusion matrix", show_label=False, visible=False,
+                                elem_id="pl-confusion")
+        with gr.Column(scale=2):  # six columns, class names among them: the wider side
+            none_html = gr.HTML(elem_id="pl-none")
     flags = gr.State(None)
     ui = PromptLabHandles(
         builtin=builtin, load_builtin=load_builtin, table=table, new=new, add=add, row_no=row_no, up=up,
@@ -314,7 +316,19 @@ def build(ctx: AppContext) -> PromptLabHandles:
     _wire_editing(ctx, ui)
     _wire_run(ctx, ui)
     _wire_none_defaults(ui)
+    _wire_options(ui)
     return ui  # the calibration view (ui/calibration_view.py) is wired onto it by ui/__init__.py
+
+
+def _wire_options(ui: PromptLabHandles) -> None:
+    """Each option's own setting shows only while the option is chosen: the MAD threshold with MAD
+    selection, the row number with "One chosen template"."""
+    mad = next(name for name, key in ZPE_SELECTS.items() if key == "mad")
+    single = next(name for name, key in WEIGHTINGS.items() if key == "single")
+    ui.zpe_select.change(lambda choice: gr.update(visible=choice == mad), ui.zpe_select, ui.mad_threshold,
+                         show_progress="hidden")
+    ui.weighting.change(lambda choice: gr.update(visible=choice == single), ui.weighting, ui.single_row,
+                        show_progress="hidden")
 
 
 def _wire_none_defaults(ui: PromptLabHandles) -> None:
