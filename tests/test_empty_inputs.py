@@ -101,6 +101,20 @@ def test_a_class_folder_without_images_is_no_class_either(shapes_model, folders,
     assert "class folder 'a_blue_square' left out: it holds no images" in found.notes
 
 
+def test_an_index_says_which_class_folder_it_could_not_read(shapes_model, folders, tmp_path):
+    from explorer.index.build import build_index
+    from explorer.index.image_index import open_index
+    from explorer.inputs.sources import embed_index
+
+    build_index(shapes_model, folders / "three", tmp_path / "idx", workers=0)
+    found = embed_index(shapes_model, open_index(tmp_path / "idx"), labelled=None)
+    assert found.class_folders == ["a_green_triangle", "a_red_circle"] and len(found) == 6
+    assert "class folder 'a_blue_square' left out: none of its image files could be read" in found.notes
+    build_index(shapes_model, folders / "one", tmp_path / "one.idx", workers=0)
+    with pytest.raises(ValueError, match=r"found one class sub-folder \('a_red_circle'\)"):
+        embed_index(shapes_model, open_index(tmp_path / "one.idx"), labelled=True)
+
+
 def test_each_case_its_own_message_when_classes_are_needed(shapes_model, folders):
     said = {}
     for case in ("empty", "plain", "one", "unreadable"):
