@@ -101,3 +101,11 @@ def test_a_command_that_needs_the_model_imports_torch_and_open_clip_when_it_runs
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout)["results"][0]["path"] == "red-circle.png"
     assert {"torch", "open_clip"} <= names
+
+
+def test_the_decode_pool_workers_import_no_torch(tmp_path):
+    """Each hosted decode worker is `python -m explorer.embed.decode_pool`: it decodes with PIL only, so it
+    starts without torch (a worker killed for going over its time budget is replaced by a new one)."""
+    done, names = _imported(["-c", "import explorer.embed.decode_pool, explorer.embed.images"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "PIL" in names and not names & set(HEAVY), sorted(names & set(HEAVY))
