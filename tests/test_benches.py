@@ -83,7 +83,7 @@ def test_quick_bench_prints_its_figures_as_json_last(script, tmp_path):
 @pytest.mark.timeout(300)
 def test_fewshot_table_quick_prints_the_markdown_table_and_its_numbers(tmp_path):
     """bench_fewshot.py --table: every method at every shot count, with real and made-up names, from
-    the bench itself (the README quotes the full run's markdown)."""
+    the bench itself (docs/architecture.md quotes the full run's markdown)."""
     doc = run_bench("bench_fewshot.py", ["--table", "--quick"], tmp_path)
     assert doc["shots"] == [1, 2] and doc["seeds"] == 2 and doc["classes"] == 4
     assert [(r["names"], r["shots"]) for r in doc["rows"]] == [("real", 1), ("real", 2), ("made-up", 1),
