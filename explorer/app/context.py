@@ -43,6 +43,15 @@ class NoModel(ValueError):
     """Asked for the model while none is loaded; the message says what failed and what to do."""
 
 
+def no_model_message(error: str | None) -> str:
+    """What a tab says when no model is loaded: that, why the last load failed (as a sentence of its
+    own), and what to do."""
+    why = (error or "").strip()
+    if why:
+        why = why[0].upper() + why[1:] + ("" if why.endswith((".", "!", "?")) else ".") + " "
+    return f"No model is loaded. {why}Load one in the Model panel above."
+
+
 @dataclass
 class Indexed:
     """What `AppContext.index_choice` did: the run's report and the index it built, reopened."""
@@ -99,7 +108,7 @@ class AppContext:
     def model(self) -> ClipModel:
         """The resident model, or NoModel with the reason the last load failed."""
         if self.slot.model is None:
-            raise NoModel(f"No model is loaded. {self.slot.error or ''} Load one in the Model panel above.")
+            raise NoModel(no_model_message(self.slot.error))
         return self.slot.model
 
     def servable(self, path: Path) -> bool:

@@ -1,6 +1,7 @@
 """Plotly figure builders: arrays in, go.Figure out. Layout only; every number comes from the core."""
 from __future__ import annotations
 
+import textwrap
 from collections import Counter
 
 import numpy as np
@@ -8,18 +9,48 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 MAX_BAR_PANELS = 12
+# Plotly never wraps a title: at 1280 px a results column draws a plot about 650 px wide, room for ~60
+# characters of a title and ~90 of its smaller sub-lines. Longer lines are wrapped at words (`titled`).
+TITLE_CHARS, SUBTITLE_CHARS = 60, 88
+# The title starts TITLE_PAD_PX down: gradio floats the gr.Plot's label over the figure's top-left corner
+# (its bottom 35 px down; plotly draws a title's first line some 15 px above its pad).
+TITLE_LINE_PX, SUBTITLE_LINE_PX, TITLE_PAD_PX = 24, 17, 54
+SUBPLOT_TITLE_PX = 28  # room under the title for the first row's subplot titles
+BAR_GAP_PX = 64        # between two rows of bar panels: the upper row's tick labels, then the lower title
+
+
+def titled(fig: go.Figure, title: str, details=(), room_below: int = 0, narrow: bool = False) -> go.Figure:
+    """Give `fig` the title `title` with one smaller line per detail, each wrapped to fit the plot
+    (TITLE_CHARS, SUBTITLE_CHARS; `narrow`: a plot in a page's narrower left column, two thirds of
+    that), hung from the top of the figure, with a top margin (and a height) grown to hold every line
+    and `room_below` pixels under them (subplot titles)."""
+    share = 2 / 3 if narrow else 1
+    lines = textwrap.wrap(title, int(TITLE_CHARS * share)) or [""]
+    subs = [line for detail in details if detail
+            for line in textwrap.wrap(detail, int(SUBTITLE_CHARS * share))]
+    text = "<br>".join(lines + [f"<sub>{line}</sub>" for line in subs])
+    top = TITLE_PAD_PX - 12 + TITLE_LINE_PX * len(lines) + SUBTITLE_LINE_PX * len(subs) + room_below + 8
+    grown = top - (fig.layout.margin.t if fig.layout.margin.t is not None else 0)
+    fig.update_layout(title_text=text, title_x=0.02, title_xanchor="left", title_yref="container", title_y=1,
+                      title_yanchor="top", title_pad_t=TITLE_PAD_PX, margin_t=top)
+    if fig.layout.height is not None and grown > 0:
+        fig.update_layout(height=fig.layout.height + grown)
+    return fig
 
 
 def probability_bars(names: list[str], ranked: list[list[tuple[str, float, float]]],
                      rule: str | None = None) -> go.Figure:
     """One horizontal bar panel per image: top-k probabilities, each bar annotated with its cosine.
-    The first MAX_BAR_PANELS images get a panel; above that the title says how many of how many."""
+    The first MAX_BAR_PANELS images get a panel; above that the title says how many of how many.
+    Rows of panels are BAR_GAP_PX apart, so a panel's title never meets the axis above it."""
     total = len(names)
     names, ranked = names[:MAX_BAR_PANELS], ranked[:MAX_BAR_PANELS]
     columns = 1 if len(names) == 1 else 2
     rows = max(1, (len(names) + columns - 1) // columns)
+    panel = 40 + 28 * max(len(r) for r in ranked)
+    area = rows * panel + (rows - 1) * BAR_GAP_PX
     fig = make_subplots(rows=rows, cols=columns, subplot_titles=[_short(n) for n in names],
-                        horizontal_spacing=0.25, vertical_spacing=min(0.12, 0.5 / rows))
+                        horizontal_spacing=0.25, vertical_spacing=BAR_GAP_PX / area if rows > 1 else 0.0)
     for i, entries in enumerate(ranked):
         labels = [label for label, _, _ in entries][::-1]
         probs = [p for _, p, _ in entries][::-1]
@@ -31,19 +62,14 @@ def probability_bars(names: list[str], ranked: list[list[tuple[str, float, float
                    hovertemplate="%{y}<br>probability %{x:.2%}<br>cosine %{customdata:.4f}<extra></extra>",
                    showlegend=False), row=i // columns + 1, col=i % columns + 1)
     fig.update_xaxes(range=[0, 1], tickformat=".0%")
-    fig.update_layout(height=max(260, 60 + rows * (40 + 28 * max(len(r) for r in ranked))),
-                      margin=dict(l=10, r=10, t=40,
-                                  b=10), title_text="Top labels per image (probability · raw cosine)")
+    fig.update_layout(height=max(260, area + 40), margin=dict(l=10, r=10, t=0, b=30))
+    details = []
     if rule:  # which probabilities these are (explorer/probability.py)
-        rule_text = PROBABILITY_RULES.get(rule, rule).format("label")
-        fig.update_layout(title_text=f"{fig.layout.title.text}<br><sub>probability: {rule_text}</sub>",
-                          margin_t=64)
+        details.append("probability: " + PROBABILITY_RULES.get(rule, rule).format("label"))
     if total > len(names):  # a cap is never silent
-        note = cap_note(len(names), total, "images", "every image is in the table and the heatmap")
-        fig.update_layout(title_text=f"{fig.layout.title.text}<br><sub>{note}</sub>",
-                          title_yref="container", title_y=1, title_yanchor="top", title_pad_t=50,
-                          margin_t=(fig.layout.margin.t or 40) + 86, height=fig.layout.height + 86)
-    return fig
+        details.append(cap_note(len(names), total, "images", "every image is in the table and the heatmap"))
+    return titled(fig, "Top labels per image (probability · raw cosine)", details,
+                  room_below=SUBPLOT_TITLE_PX)
 
 
 def cap_note(shown: int, total: int, what: str, how: str = "") -> str:
@@ -94,9 +120,10 @@ PROBABILITY_RULES = {"softmax": "softmax over the {}s, per image", "sigmoid": "s
 
 def similarity_heatmap(names: list[str], texts: list[str], cosines: np.ndarray, probabilities: np.ndarray,
                        view: str = "cosine", column: str = "text", title: str | None = None,
-                       rule: str = "softmax") -> go.Figure:
+                       rule: str = "softmax", subtitle: str | None = None) -> go.Figure:
     """Images x texts (or labels: `column` names them), as raw cosines or probabilities by the
     model's `rule` ("softmax" over the texts per image, or "sigmoid" per pair); hover shows both.
+    `title` and `subtitle` replace the default title and its smaller line (how the colour is made).
 
     Each view has its own stated colour scale: cosines span this matrix's own min..max (image-text
     cosines only, never mixed with image-image ones); probabilities span 0..1.
@@ -105,15 +132,15 @@ def similarity_heatmap(names: list[str], texts: list[str], cosines: np.ndarray, 
         z, custom = cosines, probabilities
         lo, hi = float(np.min(cosines)), float(np.max(cosines))
         colorbar = dict(title="image–text<br>cosine")
-        default_title = f"Image × text cosine (colour spans this view's range {lo:.3f} to {hi:.3f})"
+        default_title = ("Image × text cosine", f"colour spans this view's range {lo:.3f} to {hi:.3f}")
         zrange = dict(zmin=lo, zmax=hi)
         hover = ("image %{y}<br>" + column
                  + " %{x}<br>cosine %{z:.4f}<br>probability %{customdata:.2%}<extra></extra>")
     else:
         z, custom = probabilities, cosines
         colorbar = dict(title="probability", tickformat=".0%")
-        default_title = ("Image × text probability (" + PROBABILITY_RULES.get(rule, rule).format(column)
-                         + "; colour spans 0 to 100%)")
+        default_title = ("Image × text probability",
+                         PROBABILITY_RULES.get(rule, rule).format(column) + "; colour spans 0 to 100%")
         zrange = dict(zmin=0, zmax=1)
         hover = ("image %{y}<br>" + column
                  + " %{x}<br>probability %{z:.2%}<br>cosine %{customdata:.4f}<extra></extra>")
@@ -123,9 +150,8 @@ def similarity_heatmap(names: list[str], texts: list[str], cosines: np.ndarray, 
                    texttemplate=cell_text(view, len(names), len(texts)), **zrange))
     fig.update_xaxes(type="category")  # never a number or date axis that would merge '1' and '01'
     fig.update_yaxes(autorange="reversed", type="category")
-    fig.update_layout(height=max(300, 140 + 28 * len(names)), margin=dict(l=10, r=10, t=50, b=10),
-                      title_text=title or default_title)
-    return fig
+    fig.update_layout(height=max(300, 140 + 28 * len(names)), margin=dict(l=10, r=10, t=50, b=10))
+    return titled(fig, title or default_title[0], [subtitle if title else default_title[1]])
 
 
 _GAP_COLOURS = {
@@ -144,10 +170,9 @@ def gap_histograms(histograms: dict) -> go.Figure:
                    name=f"{name} ({hist.n:,} pairs)", marker_color=_GAP_COLOURS.get(name), opacity=0.6,
                    hovertemplate="cosine %{x:.3f}<br>share %{y:.2%}<extra>" + name + "</extra>"))
     fig.update_layout(barmode="overlay", xaxis_title="cosine", yaxis_title="share of pairs",
-                      yaxis_tickformat=".0%", margin=dict(l=10, r=10, t=50,
-                                                          b=10), legend=dict(orientation="h", y=-0.2),
-                      title_text="Cosine similarity within and across modalities")
-    return fig
+                      yaxis_tickformat=".0%", margin=dict(l=10, r=10, t=50, b=10),
+                      legend=dict(orientation="h", y=-0.2))
+    return titled(fig, "Cosine similarity within and across modalities")
 
 
 def gap_projection(projection, image_names: list[str], texts: list[str], pair_lines=None,
@@ -211,9 +236,8 @@ def _projection_layout(fig: go.Figure, projection) -> None:
                                                              if projection.fixed_axes else ""))
     if projection.sampled:
         lines.append(f"showing a sample of {projection.sample_size:,} of {projection.total_points:,} points")
-    title += "".join(f"<br><sub>{line}</sub>" for line in lines)
-    fig.update_layout(title_text=title, margin=dict(l=10, r=10, t=50 + 20 * len(lines), b=10),
-                      legend=dict(orientation="h", y=-0.15))
+    fig.update_layout(margin=dict(l=10, r=10, b=10), legend=dict(orientation="h", y=-0.15))
+    titled(fig, title, lines)
     for axis, label, share in zip((fig.update_xaxes, fig.update_yaxes), _AXIS_NAMES[projection.method],
                                   explained):
         axis(title_text=label + ("" if share is None else f" · {share:.0%} of variance"))
@@ -242,9 +266,8 @@ def shift_curve(points: list, current: float | None = None, metric: str = "accur
     fig.update_xaxes(title_text="shift λ (0 = as trained, 1 = centroids meet before renormalising)")
     fig.update_yaxes(title_text=metric, tickformat=".0%", range=[0, 1.02], secondary_y=False)
     fig.update_yaxes(title_text="gap length", rangemode="tozero", secondary_y=True)
-    fig.update_layout(margin=dict(l=10, r=10, t=40, b=10),
-                      title_text="Shifting along the gap (Liang et al. 2022)")
-    return fig
+    fig.update_layout(margin=dict(l=10, r=10, t=40, b=10))
+    return titled(fig, "Shifting along the gap (Liang et al. 2022)")
 
 
 # ---- prompt lab (explorer/evaluate.py) -----------------------------------------------------------
@@ -265,9 +288,8 @@ def confusion_heatmap(class_names: list[str], confusion: np.ndarray) -> go.Figur
     fig.update_yaxes(autorange="reversed", title_text="true class")
     fig.update_xaxes(title_text="predicted class", tickangle=-45)
     side = max(360, 160 + 22 * len(names))
-    fig.update_layout(height=side, margin=dict(l=10, r=10, t=40, b=10),
-                      title_text="Confusion matrix (rows: true class; colour: share of the row)")
-    return fig
+    fig.update_layout(height=side, margin=dict(l=10, r=10, t=40, b=10))
+    return titled(fig, "Confusion matrix", ["rows: true class; colour: share of the row"], narrow=True)
 
 
 # ---- calibration (explorer/calibration.py) -------------------------------------------------------
@@ -302,8 +324,8 @@ def reliability_diagram(panels: list[tuple[str, object]], confidence_label: str 
     fig.update_yaxes(range=[0, 1.12], tickformat=".0%", title_text="accuracy", col=1)
     fig.update_yaxes(range=[0, 1.12], tickformat=".0%")
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=50, b=10), bargap=0,
-                      legend=dict(orientation="h", y=-0.22), title_text="Reliability diagram")
-    return fig
+                      legend=dict(orientation="h", y=-0.22))
+    return titled(fig, "Reliability diagram", room_below=SUBPLOT_TITLE_PX)
 
 
 # ---- teach by example (explorer/science/fewshot_experiment.py) ---------------------------------
@@ -322,6 +344,5 @@ def fewshot_shots_curve(shots: list[int], mean: dict, std: dict, seeds: int) -> 
     fig.update_xaxes(type="log", tickvals=list(shots), ticktext=[str(s) for s in shots],
                      title_text="shots per class (log scale)")
     fig.update_yaxes(range=[0, 1.05], tickformat=".0%", title_text="top-1 on the held-out images")
-    fig.update_layout(height=360, margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.25),
-                      title_text=f"Shots curve (mean ± std over {seeds} seed(s) of the shots)")
-    return fig
+    fig.update_layout(height=360, margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.25))
+    return titled(fig, "Shots curve", [f"mean ± std over {seeds} seed(s) of the shots"])

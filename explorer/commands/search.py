@@ -56,6 +56,11 @@ def run(args: argparse.Namespace) -> int:
     vector = index.query_vector(model, [t for t, _ in texts], [i for i, _ in images],
                                 [w for _, w in texts + images], settings.limits)
     hits = index.search(vector, args.k)[0]
+    if index.count == 0:  # said as the Search tab says it
+        from explorer.index.build import EMPTY_INDEX
+        warnings = [*warnings, EMPTY_INDEX]
+        if not args.json:
+            print(f"note: {EMPTY_INDEX}", file=sys.stderr)
     if args.json:
         json.dump(
             {

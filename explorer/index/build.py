@@ -31,7 +31,15 @@ from typing import TYPE_CHECKING
 import torch
 
 from explorer.embed import gpu_decode
-from explorer.embed.images import DEFAULT_LIMITS, ImageError, ImageFailure, Limits, prepare, read_file
+from explorer.embed.images import (
+    DEFAULT_LIMITS,
+    IMAGE_EXTENSIONS,
+    ImageError,
+    ImageFailure,
+    Limits,
+    prepare,
+    read_file,
+)
 from explorer.inputs import remote
 from explorer.inputs.folders import walk_folder
 from explorer.inputs.sources import Progress
@@ -146,7 +154,9 @@ def build_index(model, root: str | os.PathLike, index_path: str | os.PathLike, *
         return IndexReport(added=added, updated=len(embedded) - added, removed=len(plan.gone),
                            unchanged=plan.unchanged, failed=failures, total=faiss_index.ntotal,
                            seconds=time.perf_counter() - started, index_type=manifest["index_type"],
-                           params=manifest["params"], notes=_notes(waited, placement, repaired),
+                           params=manifest["params"],
+                           notes=_notes(waited, placement, repaired) + empty_notes(
+                               faiss_index.ntotal, len(listing), len(failures), done < len(plan.todo)),
                            waited=waited or 0.0, todo=len(plan.todo), done=done,
                            cancelled=done < len(plan.todo), placement=placement, **timings)
 
@@ -158,6 +168,25 @@ def _notes(waited: float | None, placement: dict, repaired: str | None) -> list[
         notes.append(f"on Ray: {placement['actors']} model actor(s) with {placement['actor_cpus']} "
                      f"CPU(s) and {placement['actor_gpus']} GPU(s) each, on {placement['device']}")
     return notes + ([repaired] if repaired else [])
+
+
+# A search of an index that holds no image (the Search tab and `clip-explorer search` both say it).
+EMPTY_INDEX = ("the index holds no images, so a search finds nothing: add images to its folder (or pick "
+               "another folder) and build the index again")
+
+
+def empty_notes(total: int, found: int, failed: int, cancelled: bool) -> list[str]:
+    """The note of a run that leaves the index empty (`total` 0, not `cancelled`): no image file among
+    the `found` files, or every one of them `failed`; what to do. The Search tab and `clip-explorer
+    index` both show it. [] when the index holds images."""
+    if total or cancelled:
+        return []
+    if found and failed:
+        return [f"none of the {failed:,} image file(s) found could be read, so nothing is searchable: fix "
+                "or replace them (each is listed with its reason) and build again"]
+    kinds = ", ".join(sorted(IMAGE_EXTENSIONS))
+    return [f"no image files in this folder or its sub-folders ({kinds}), so nothing is searchable: add "
+            "images to it (or pick another folder) and build again"]
 
 
 def _checked(model, batch_size: int, workers: int | None, decode: str, engine: str) -> tuple[int, str]:

@@ -63,3 +63,38 @@ def test_loading_a_model_replaces_the_classify_panes_could_not_load_message(brow
         context.close()
     finally:
         app.stop()
+
+
+def test_the_heatmaps_radio_follows_a_sigmoid_model_on_load_and_reload(browser, shapes_model_dir,
+                                                                        sigmoid_model_dir, tmp_path):
+    """The "Show" radio names the loaded model's rule: softmax for the shapes model; once its sigmoid
+    variant loads, sigmoid, at once (no run needed) and on a reloaded page too."""
+    softmax, sigmoid = "Probability (softmax per image)", "Probability (sigmoid per image and text)"
+    app = RunningApp(f"local-dir:{shapes_model_dir}", tmp_path)
+    try:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.goto(app.url)
+        page.wait_for_selector("#zs-run", timeout=60_000)
+        page.get_by_role("tab", name="Heatmaps").click()
+        radio = page.locator("#hm-view")
+        radio.wait_for(timeout=30_000)
+        assert softmax in radio.inner_text() and sigmoid not in radio.inner_text()
+        page.get_by_text("Load another model").click()  # closed while a model is loaded
+        page.fill("#model-name input, #model-name textarea", f"local-dir:{sigmoid_model_dir}")
+        page.click("#model-load")
+        page.wait_for_function("s => document.querySelector('#hm-view').innerText.includes(s)", arg=sigmoid,
+                               timeout=60_000)
+        assert softmax not in radio.inner_text()
+        assert "sigmoid_clip" in page.locator("#model-status").inner_text()
+        radio.scroll_into_view_if_needed()
+        screenshot(page, "heatmaps-radio-after-sigmoid-load")
+        page.reload()
+        page.wait_for_selector("#zs-run", timeout=60_000)
+        page.get_by_role("tab", name="Heatmaps").click()
+        page.wait_for_function("s => document.querySelector('#hm-view').innerText.includes(s)", arg=sigmoid,
+                               timeout=30_000)
+        assert softmax not in page.locator("#hm-view").inner_text()
+        context.close()
+    finally:
+        app.stop()

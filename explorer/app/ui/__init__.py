@@ -33,11 +33,15 @@ ASSETS = Path(__file__).resolve().parents[3] / "assets"
 CSS_PATH = ASSETS / "style.css"
 HOVER_JS = ASSETS / "hover_preview.js"
 SELECT_JS = ASSETS / "gap_select.js"
+CAPTION_JS = ASSETS / "caption_titles.js"
 TABS = (("Zero-shot classification", "classify", classify_tab), ("Prompt lab", "prompts", prompt_lab_tab),
         ("Search", "search", search_tab), ("Heatmaps", "heatmaps", heatmaps_tab),
         ("Modality gap", "gap", gap_tab), ("Teach by example", "teach", teach_tab))
 # Views that are not tabs, drawn under a tab and wired onto the components its build returns.
 PANELS = {prompt_lab_tab: calibration_view.build}
+# Components whose choices or labels name the loaded model's scoring rule (softmax or sigmoid), by
+# elem_id, with update(rule, current value): they follow every model load and page load.
+RULE_FOLLOWERS = {"hm-view": heatmaps_tab.view_update}
 # The events that run the model, by api_name, with the seconds of GPU one call may hold on ZeroGPU
 # (see on_gpu); another trigger of the same function (Enter in a text box) is wrapped with it. Short
 # asks wait less in ZeroGPU's queue, and a visitor's daily quota is minutes (2 without an account).
@@ -68,7 +72,8 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                     components = module.build(ctx)
                     if module in PANELS:
                         PANELS[module](ctx, components)
-        model_panel.clear_stale_messages(ctx, loaded, app)  # a successful load replaces "No model is loaded"
+        refreshed = model_panel.clear_stale_messages(ctx, loaded, app)  # replaces "No model is loaded"
+        model_panel.follow_rule(ctx, refreshed, app, RULE_FOLLOWERS)  # then the labels that name the rule
         on_gpu(ctx, app)
         if hosted:
             kept_in_use(ctx, app)  # a session whose request runs is neither expired nor evicted
@@ -224,4 +229,5 @@ def launch_options(settings: Settings) -> dict:
     return dict(
         server_name=settings.host, server_port=settings.port, max_file_size=max_file_size(settings),
         theme=gr.themes.Soft(primary_hue="indigo"), css_paths=[CSS_PATH],
-        head="".join(f"<script>{js.read_text(encoding='utf-8')}</script>" for js in (HOVER_JS, SELECT_JS)))
+        head="".join(f"<script>{js.read_text(encoding='utf-8')}</script>"
+                     for js in (HOVER_JS, SELECT_JS, CAPTION_JS)))

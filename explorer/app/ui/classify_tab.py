@@ -95,8 +95,8 @@ def classify(ctx: AppContext, paths, label_text: str, choice: str, custom_text: 
     if len(report.names) > 1:
         heat = plots.similarity_heatmap(report.names, report.predictions.labels, report.predictions.cosines,
                                         report.predictions.probabilities, "probability", column="label",
-                                        title=f"Probability per image and label ({_rule_words(report)})",
-                                        rule=report.scoring.kind)
+                                        title="Probability per image and label",
+                                        subtitle=_rule_words(report), rule=report.scoring.kind)
     return ClassifyView(_summary(report, ranked, parsed.notes),
                         [(path, f"{r[0][0]} ({r[0][1]:.0%})") for path, r in zip(report.paths, ranked)],
                         plots.probability_bars(report.names, ranked, rule=report.scoring.kind), heat, report)
@@ -165,8 +165,10 @@ def build(ctx: AppContext) -> None:
             examples_box = gr.Column(elem_id="zs-examples-box")
         with gr.Column(scale=3):
             summary = gr.HTML(elem_id="zs-results")
-            gallery = gr.Gallery(label="Images with their top label", columns=6, height=240,
-                                 visible=False, elem_id="zs-gallery", object_fit="contain")
+            # Cells of a fifth of the column even for one image (fit_columns would make it the column's
+            # width, and taller than the page); as tall as its rows, up to gradio's 55% of the window.
+            gallery = gr.Gallery(label="Images with their top label", columns=5, height="auto",
+                                 fit_columns=False, visible=False, elem_id="zs-gallery", object_fit="contain")
             bars = gr.Plot(label="Top labels", elem_id="zs-bars")
             heatmap = gr.Plot(label="All images x labels", visible=False, elem_id="zs-heatmap")
 

@@ -4,13 +4,17 @@ Locally any open_clip identifier may be typed. Hosted, visitors pick from the op
 (EXPLORER_MODELS) and nothing else is loaded, whatever a raw API call sends.
 
 When a tab could not run for want of a model it says so in its message pane ("No model is loaded.
-could not load ..."); once a model loads, that message is stale, so a successful load replaces it
+Could not load ..."); once a model loads, that message is stale, so a successful load replaces it
 in the panes listed in MESSAGE_PANES (stale_panes) with a note that a model is loaded now.
+
+Labels that depend on the loaded model's scoring rule (softmax over the labels, or a sigmoid per
+label) follow it: `follow_rule` updates them after every load and on every page load.
 """
 from __future__ import annotations
 
 import html
 import os
+from collections.abc import Callable
 
 import gradio as gr
 
@@ -139,16 +143,49 @@ def build(ctx: AppContext):
     return load.click(on_load, [name, pretrained], status, concurrency_limit=1, api_name="load_model")
 
 
-def clear_stale_messages(ctx: AppContext, loaded, app: gr.Blocks) -> None:
+def clear_stale_messages(ctx: AppContext, loaded, app: gr.Blocks):
     """After each load (the event `build` returned), replace stale no-model messages in the tabs'
-    message panes (see stale_panes). Call once the tabs are built, inside `app`."""
+    message panes (see stale_panes). Call once the tabs are built, inside `app`. Returns the event
+    that does it (to chain more to), or `loaded` when the app has no message pane."""
     by_id = {getattr(block, "elem_id", None): block for block in app.blocks.values()}
     panes = [by_id[pane] for pane in MESSAGE_PANES if pane in by_id]
     if not panes:
-        return
+        return loaded
 
     def refresh(*shown):
         updates = [gr.update() if note is None else note for note in stale_panes(ctx, list(shown))]
         return updates[0] if len(updates) == 1 else tuple(updates)
 
-    loaded.then(refresh, panes, panes, show_progress="hidden")
+    return loaded.then(refresh, panes, panes, show_progress="hidden")
+
+
+def scoring_rule(ctx: AppContext) -> str | None:
+    """The loaded model's scoring rule ("softmax" or "sigmoid"); None while no model is loaded."""
+    model = ctx.slot.model
+    return None if model is None else model.scoring.kind
+
+
+def rule_updates(ctx: AppContext, followers: list[Callable], values: list) -> list:
+    """For each follower (update(rule, current value) -> a gr.update) and its component's current
+    value, the update for the loaded model's rule; gr.update() (no change) for all when none is loaded."""
+    rule = scoring_rule(ctx)
+    return [gr.update() if rule is None else follow(rule, value) for follow, value in zip(followers, values)]
+
+
+def follow_rule(ctx: AppContext, loaded, app: gr.Blocks, followers: dict[str, Callable]) -> None:
+    """Keep the components named in `followers` (elem_id -> update(rule, current value)) true to the
+    loaded model's scoring rule: after each load (`loaded`: the event `build` returned, or one chained
+    to it) and on each page load (a page built under one model and reloaded under another). Call once
+    the tabs are built, inside `app`."""
+    by_id = {getattr(block, "elem_id", None): block for block in app.blocks.values()}
+    named = [(by_id[elem_id], follow) for elem_id, follow in followers.items() if elem_id in by_id]
+    if not named:
+        return
+    components, functions = [c for c, _ in named], [f for _, f in named]
+
+    def refresh(*values):
+        updates = rule_updates(ctx, functions, list(values))
+        return updates[0] if len(updates) == 1 else tuple(updates)
+
+    loaded.then(refresh, components, components, show_progress="hidden")
+    app.load(refresh, components, components, show_progress="hidden")

@@ -5,28 +5,41 @@ from __future__ import annotations
 import html
 from pathlib import PurePosixPath
 
+from explorer.index.build import EMPTY_INDEX
+from explorer.inputs.sources import display_names
+
 MAX_FAILURES_SHOWN = 50
 MAX_GROUPS_SHOWN = 40      # near-duplicate groups drawn; the rest are counted
 MAX_MEMBERS_SHOWN = 12     # thumbnails drawn per group
 
 
+def _sentence(text: str) -> str:
+    text = text.strip().rstrip(".")
+    return html.escape(text[:1].upper() + text[1:]) + "."
+
+
 def build_report(folder: str, report, notes: list[str], uploaded: bool = False) -> str:
-    """What one indexing run did, with every file that failed and why."""
+    """What one indexing run did, with every file that failed and why. A run that left the index
+    empty says so first, with what to do (the last of the report's notes: build.empty_notes)."""
     where = html.escape(folder) if uploaded else f"<code>{html.escape(folder)}</code>"
     counts = (f"{report.added} added, {report.updated} updated, {report.removed} removed, "
               f"{report.unchanged} unchanged, {len(report.failed)} failed")
+    cancelled = getattr(report, "cancelled", False)
+    run_notes = list(getattr(report, "notes", []))
+    empty = run_notes.pop() if report.total == 0 and not cancelled and run_notes else None
     parts = [
         f'<p class="search-counts"><b>{report.total}</b> image(s) searchable in '
         f"{where}: {counts}.</p>",
         f'<p class="explorer-muted" id="search-timing">Indexing took {html.escape(report.timing_text())}.</p>'
     ]
-    if getattr(report, "cancelled", False):
+    if empty:
+        parts.insert(1, f'<p class="explorer-note search-empty">{_sentence(empty)}</p>')
+    if cancelled:
         parts.insert(
             0,
             f'<p class="explorer-note search-cancelled">Indexing was {html.escape(report.cancel_text())}.</p>'
         )
-    parts += [f'<p class="explorer-muted">{html.escape(n.rstrip("."))}.</p>'
-              for n in [*notes, *getattr(report, "notes", [])]]
+    parts += [f'<p class="explorer-muted">{html.escape(n.rstrip("."))}.</p>' for n in [*notes, *run_notes]]
     for failure in report.failed[:MAX_FAILURES_SHOWN]:
         parts.append(f'<p class="explorer-error search-failure">Skipped <span class="search-failed-name">'
                      f"{html.escape(failure.path)}</span>: {html.escape(failure.reason)}</p>")
@@ -40,6 +53,9 @@ def summary(query: str, shown: int, total: int, threshold: float, indexed: int |
     top `total` of that many images (the Results cap, said whenever it cuts)."""
     text = (f'<p class="search-query">{html.escape(query)} — <b>{shown}</b> of {total} result(s) '
             f"with score ≥ {threshold:.2f}.")
+    if indexed == 0:
+        return text + f'</p><p class="explorer-note search-empty">{_sentence(EMPTY_INDEX)}</p>'
+
     if indexed is not None and indexed > total:
         text += (
             f' <span class="search-cap">The results are the top {total:,} of {indexed:,} indexed images; '
@@ -66,8 +82,17 @@ def results(shown: list[tuple]) -> str:
             f"<th>score (cosine)</th></tr></thead><tbody>{rows}</tbody></table>")
 
 
-def caption(hit) -> str:
-    return f"{hit.score:.3f} · {PurePosixPath(hit.path).name}"
+def captions(hits) -> dict[str, str]:
+    """Relative path -> gallery caption, "0.712 · red/0.jpg": the score and the file's name, with as
+    much of its folder as tells it from the other hits' files of the same name."""
+    paths = list(dict.fromkeys(hit.path for hit in hits))
+    names = display_names([PurePosixPath("/", path) for path in paths])
+    return {path: name for path, name in zip(paths, names)}
+
+
+def caption(hit, name: str | None = None) -> str:
+    """A result's caption: its score and `name` (default: its file name)."""
+    return f"{hit.score:.3f} · {name or PurePosixPath(hit.path).name}"
 
 
 def opened(folder: str, root: str, count: int, model: str) -> str:

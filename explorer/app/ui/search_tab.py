@@ -259,6 +259,7 @@ def results_view(ctx: AppContext, state: SearchState | None, limit: float) -> Se
         return SearchView(state=state)
     root = Path(state.root)
     shown, items = [], []
+    names = render.captions(state.hits)  # over every hit: a caption does not change with the threshold
     for hit in state.hits:
         if hit.score < limit:
             continue
@@ -266,7 +267,7 @@ def results_view(ctx: AppContext, state: SearchState | None, limit: float) -> Se
         thumb = ctx.thumbnails.image(path) if inside_roots(path, (root,)) else None
         shown.append((hit, thumb is not None))
         items.append((thumb or Image.new("RGB", (PLACEHOLDER_SIDE, ) * 2,
-                                         (200, 200, 200)), render.caption(hit)))
+                                         (200, 200, 200)), render.caption(hit, names[hit.path])))
     return SearchView(render.summary(state.query, len(shown), len(state.hits), limit, state.indexed),
                       items, render.results(shown), state)
 
@@ -372,9 +373,11 @@ def build(ctx: AppContext) -> None:
                 with gr.Row():
                     like_button = gr.Button("More like this", variant="primary", elem_id="search-like")
                     close_button = gr.Button("Close", elem_id="search-full-close")
+            # Cells of a sixth of the column however few the results (fit_columns would draw one result
+            # as wide as the column, taller than the page).
             gallery = gr.Gallery(label="Results (click one to see it full size)", show_label=False, columns=6,
                                  height="auto", allow_preview=False, object_fit="contain", visible=False,
-                                 elem_id="search-gallery", buttons=[])
+                                 fit_columns=False, elem_id="search-gallery", buttons=[])
             table = gr.HTML(elem_id="search-results")
     with gr.Accordion("Near-duplicates in this index", open=False, elem_id="search-dups-acc"):
         with gr.Row():
@@ -426,7 +429,8 @@ def _wire_build(ui: SearchHandles) -> None:
     ctx = ui.ctx
 
     def on_arm():  # at the click, before any wait in the queue: a Cancel from now on stops this build
-        return BuildAsked(time.monotonic()), gr.update(visible=True, value="Cancel", interactive=True)
+        # The last report (an error, say) is cleared: the build's progress bar is drawn where it was.
+        return BuildAsked(time.monotonic()), gr.update(visible=True, value="Cancel", interactive=True), ""
 
     def on_build(choice, typed, files, folder_files, current, asked, request: gr.Request,
                  progress=gr.Progress()):
@@ -445,7 +449,7 @@ def _wire_build(ui: SearchHandles) -> None:
         return gr.update(value="Cancelling after this batch…", interactive=False)
 
     quiet = dict(show_progress="hidden", api_visibility="private", concurrency_limit=None)
-    armed = ui.index_button.click(on_arm, None, [ui.asked, ui.cancel_button], **quiet)
+    armed = ui.index_button.click(on_arm, None, [ui.asked, ui.cancel_button, ui.report], **quiet)
     built = armed.then(on_build, [ui.source, ui.folder, ui.upload_files, ui.upload_dir, ui.state, ui.asked],
                        [ui.report, ui.state, ui.summary, ui.gallery, ui.table, ui.viewer],
                        concurrency_limit=1, api_name="build_index",
@@ -524,13 +528,14 @@ def _wire_extras(ui: SearchHandles) -> None:
         except ValueError as exc:
             return message(str(exc), "error")
 
-    if ui.open_button is not None:
-        ui.open_button.click(on_open, [ui.index_folder, ui.state],
-                             [ui.report, ui.state, ui.summary, ui.gallery, ui.table, ui.viewer],
-                             concurrency_limit=2, api_name="open_index", show_progress_on=[ui.report])
-        ui.index_folder.submit(on_open, [ui.index_folder, ui.state],
-                               [ui.report, ui.state, ui.summary, ui.gallery, ui.table, ui.viewer],
-                               concurrency_limit=2, show_progress_on=[ui.report])
+    if ui.open_button is not None:  # the last report is cleared first: the progress bar is drawn there
+        outputs = [ui.report, ui.state, ui.summary, ui.gallery, ui.table, ui.viewer]
+        quiet = dict(show_progress="hidden", api_visibility="private", concurrency_limit=None)
+        ui.open_button.click(lambda: "", None, ui.report, **quiet).then(
+            on_open, [ui.index_folder, ui.state], outputs, concurrency_limit=2, api_name="open_index",
+            show_progress_on=[ui.report])
+        ui.index_folder.submit(lambda: "", None, ui.report, **quiet).then(
+            on_open, [ui.index_folder, ui.state], outputs, concurrency_limit=2, show_progress_on=[ui.report])
     ui.dup_button.click(on_duplicates, [ui.state, ui.dup_threshold], ui.dups, concurrency_limit=2,
                         api_name="duplicates")
     ui.dup_threshold.release(on_duplicates, [ui.state, ui.dup_threshold], ui.dups, concurrency_limit=2)

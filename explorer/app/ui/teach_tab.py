@@ -34,10 +34,10 @@ NO_INDEX = "(none)"
 MAX_SHOWN = 48                 # thumbnails per gallery
 MAX_CLASS_GALLERIES = 12       # per-class galleries of the sorting; more classes are counted, not shown
 PLACEHOLDER_SIDE = 64
-# Thumbnails in rows of 4 (room for a caption; a click shows it whole), even when a gallery holds fewer
-# (fit_columns would stretch them); a set height (gradio gives height="auto" a 450 px minimum), the rest
-# scrolls.
-GALLERY = dict(columns=4, height=260, allow_preview=True, object_fit="contain", fit_columns=False,
+# Thumbnails in rows of 5 (each whole, its caption under it; a click shows it large), even when a gallery
+# holds fewer (fit_columns would stretch them); as tall as its rows, up to gradio's 55% of the window (the
+# rest scrolls; assets/style.css lifts gradio's 450 px minimum for height="auto").
+GALLERY = dict(columns=5, height="auto", allow_preview=True, object_fit="contain", fit_columns=False,
                visible=False, buttons=[])
 
 
