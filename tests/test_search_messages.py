@@ -15,8 +15,8 @@ from tests.helpers import local_context
 from tests.shapes import draw_shape
 
 ROOT = Path(__file__).resolve().parents[1]
-EMPTY_FOLDER_WORDS = "no image files in this folder or its sub-folders"
-UNREADABLE_WORDS = "none of the 2 image file(s) found could be read"
+EMPTY_FOLDER_WORDS = "no images found (no .bmp"
+UNREADABLE_WORDS = "none of its 2 image file(s) could be read"
 
 
 @pytest.fixture
@@ -30,8 +30,9 @@ def test_an_empty_folder_is_said_to_be_empty_and_searching_it_says_why_nothing_i
     (empty / "notes.txt").write_text("not an image")
     html, state = search_tab.build_search_index(ctx, search_tab.FOLDER, str(empty), None, None)
     assert "<b>0</b> image(s) searchable" in html
-    assert 'class="explorer-note search-empty">No image files in this folder or its sub-folders' in html
-    assert "add images to it" in html and "build again" in html
+    assert 'class="explorer-note search-empty">No images found (no .bmp, .gif' in html
+    assert "in this folder or its sub-folders), so nothing is searchable" in html
+    assert "add images to it, or choose another folder, and build again" in html
     view = search_tab.search(ctx, state, "a red circle", None, 0.5, 10, 0.0)
     assert "The index holds no images, so a search finds nothing" in view.summary
     assert "lower" not in view.summary and view.gallery == []

@@ -171,8 +171,8 @@ def _notes(waited: float | None, placement: dict, repaired: str | None) -> list[
 
 
 # A search of an index that holds no image (the Search tab and `clip-explorer search` both say it).
-EMPTY_INDEX = ("the index holds no images, so a search finds nothing: add images to its folder (or pick "
-               "another folder) and build the index again")
+EMPTY_INDEX = ("the index holds no images, so a search finds nothing: add images to its folder, or choose "
+               "another folder, and build the index again")
 
 
 def empty_notes(total: int, found: int, failed: int, cancelled: bool) -> list[str]:
@@ -182,11 +182,11 @@ def empty_notes(total: int, found: int, failed: int, cancelled: bool) -> list[st
     if total or cancelled:
         return []
     if found and failed:
-        return [f"none of the {failed:,} image file(s) found could be read, so nothing is searchable: fix "
-                "or replace them (each is listed with its reason) and build again"]
+        return [f"none of its {failed:,} image file(s) could be read, so nothing is searchable: fix or "
+                "replace them (each is listed with its reason), or choose another folder, and build again"]
     kinds = ", ".join(sorted(IMAGE_EXTENSIONS))
-    return [f"no image files in this folder or its sub-folders ({kinds}), so nothing is searchable: add "
-            "images to it (or pick another folder) and build again"]
+    return [f"no images found (no {kinds} files in this folder or its sub-folders), so nothing is "
+            "searchable: add images to it, or choose another folder, and build again"]
 
 
 def _checked(model, batch_size: int, workers: int | None, decode: str, engine: str) -> tuple[int, str]:

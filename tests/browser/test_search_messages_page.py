@@ -62,7 +62,7 @@ def test_an_empty_folder_and_its_empty_index_say_so(page, tmp_path):
     page.click("#search-build")
     page.wait_for_selector("#search-report .search-counts", timeout=60_000)
     report = page.locator("#search-report .search-empty").inner_text()
-    assert report.startswith("No image files in this folder or its sub-folders") and "build again" in report
+    assert report.startswith("No images found (no .bmp") and "build again" in report
     page.fill("#search-text textarea, #search-text input", "a red circle")
     page.click("#search-run")
     expect(page.locator("#search-summary .search-empty")).to_contain_text("The index holds no images",
