@@ -109,7 +109,8 @@ def test_search(wide, tmp_path):
     wide.click("#search-run")
     wide.wait_for_selector("#search-results table", timeout=60_000)
     wide.locator("#search-gallery img").first.click()     # the top result, full size with its path
-    expect(wide.locator("#search-gallery")).to_contain_text("red_circle", timeout=30_000)
+    expect(wide.locator("#search-full img")).to_be_visible(timeout=30_000)
+    expect(wide.locator("#search-full-score")).to_contain_text("score", timeout=30_000)
     save(wide, "search")
 
 
