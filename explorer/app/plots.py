@@ -237,7 +237,9 @@ def _projection_layout(fig: go.Figure, projection) -> None:
     if projection.sampled:
         lines.append(f"showing a sample of {projection.sample_size:,} of {projection.total_points:,} points")
     fig.update_layout(margin=dict(l=10, r=10, b=10), legend=dict(orientation="h", y=-0.15))
-    titled(fig, title, lines)
+    # Room for all three sub-lines whichever are shown: the plot keeps its size (and a fixed frame its
+    # ranges, through scaleanchor) as the shift slider adds or drops one.
+    titled(fig, title, lines, room_below=SUBTITLE_LINE_PX * max(0, 3 - len(lines)))
     for axis, label, share in zip((fig.update_xaxes, fig.update_yaxes), _AXIS_NAMES[projection.method],
                                   explained):
         axis(title_text=label + ("" if share is None else f" · {share:.0%} of variance"))
