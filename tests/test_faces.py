@@ -247,8 +247,8 @@ def test_search_handlers_build_search_filter_and_click(ctx, labelled, shapes_mod
 def test_handlers_explain_problems_instead_of_failing(ctx, tmp_path):
     ctx.slot.model = None
     ctx.slot.error = "could not load ViT-B-32"
-    assert "No model is loaded. Could not load ViT-B-32. Load one in the Model panel above." in classify_tab.classify(
-        ctx, ["x.png"], "a, b", SINGLE, "", 3).summary
+    summary = classify_tab.classify(ctx, ["x.png"], "a, b", SINGLE, "", 3).summary
+    assert "No model is loaded. Could not load ViT-B-32. Load one in the Model panel above." in summary
     assert "No model is loaded" in gap_tab.compute_gap(ctx, gap_tab.UPLOAD, [], "", None, gap_tab.LABELS, "",
                                                        SINGLE, None, PCA).measures
 
