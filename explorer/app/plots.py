@@ -285,8 +285,9 @@ def confusion_heatmap(class_names: list[str], confusion: np.ndarray) -> go.Figur
         go.Heatmap(
             z=share, x=names, y=names, text=text, texttemplate="%{text}" if len(names) <= 30 else None,
             customdata=counts, colorscale="Blues", zmin=0, zmax=1,
-            colorbar=dict(title="share of<br>true class", tickformat=".0%"), hovertemplate=
-            "true %{y}<br>predicted %{x}<br>%{customdata} image(s), %{z:.0%} of the class<extra></extra>"))
+            colorbar=dict(title=dict(text="share of<br>true class", side="right"), tickformat=".0%"),
+            hovertemplate="true %{y}<br>predicted %{x}<br>%{customdata} image(s), %{z:.0%} of the class"
+            "<extra></extra>"))
     fig.update_yaxes(autorange="reversed", title_text="true class")
     fig.update_xaxes(title_text="predicted class", tickangle=-45)
     side = max(360, 160 + 22 * len(names))
@@ -314,6 +315,7 @@ def reliability_diagram(panels: list[tuple[str, object]], confidence_label: str 
                 x=centres[filled], y=np.asarray(rel.accuracy)[filled], width=width[filled] * 0.95,
                 marker_color="#4f6bed", name="accuracy in the bin", showlegend=i == 1,
                 text=[f"n={int(c)}" for c in np.asarray(rel.counts)[filled]], textposition="outside",
+                textangle=-90, cliponaxis=False, constraintext="none",  # upright: never over a neighbour's
                 customdata=np.stack([np.asarray(rel.counts)[filled],
                                      np.asarray(rel.confidence)[filled]], axis=-1),
                 hovertemplate="confidence bin around %{x:.0%}<br>accuracy %{y:.1%}<br>mean confidence "
@@ -323,8 +325,9 @@ def reliability_diagram(panels: list[tuple[str, object]], confidence_label: str 
                                  name="mean confidence in the bin", showlegend=i == 1, hoverinfo="skip"),
                       row=1, col=i)
     fig.update_xaxes(range=[0, 1], tickformat=".0%", title_text=confidence_label)
-    fig.update_yaxes(range=[0, 1.12], tickformat=".0%", title_text="accuracy", col=1)
-    fig.update_yaxes(range=[0, 1.12], tickformat=".0%")
+    ticks = dict(range=[0, 1.25], tickformat=".0%", tickvals=[0, 0.2, 0.4, 0.6, 0.8, 1.0])  # room for counts
+    fig.update_yaxes(title_text="accuracy", col=1, **ticks)
+    fig.update_yaxes(**ticks)
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=50, b=10), bargap=0,
                       legend=dict(orientation="h", y=-0.22))
     return titled(fig, "Reliability diagram", room_below=SUBPLOT_TITLE_PX)
