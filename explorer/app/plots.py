@@ -8,6 +8,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from explorer.inputs.sources import unique_names
+
 MAX_BAR_PANELS = 12
 # Plotly never wraps a title: at 1280 px a results column draws a plot about 650 px wide, room for ~60
 # characters of a title and ~90 of its smaller sub-lines. Longer lines are wrapped at words (`titled`).
@@ -87,18 +89,7 @@ def axis_labels(names: list[str], limit: int = 28) -> list[str]:
     full text; names equal to begin with are numbered (0.png, 0.png (2))."""
     short = [_short(n, limit) for n in names]
     counts = Counter(short)
-    labels = [n if counts[s] > 1 else s for n, s in zip(names, short)]
-    given, seen, out = set(labels), set(), []
-    last: dict[str, int] = {}  # per label, the last number tried: the search resumes there (linear overall)
-    for label in labels:
-        candidate, n = label, last.get(label, 1)
-        while candidate in seen or (candidate != label and candidate in given):
-            n += 1
-            candidate = f"{label} ({n})"
-        last[label] = n
-        seen.add(candidate)
-        out.append(candidate)
-    return out
+    return unique_names([n if counts[s] > 1 else s for n, s in zip(names, short)])
 
 
 MAX_CELL_TEXT = 20  # a heatmap up to this many rows and columns shows its numbers in the cells

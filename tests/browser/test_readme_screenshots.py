@@ -7,7 +7,6 @@ Each test waits for the tab's results before its picture and checks that the pic
 what the results say is checked by the tab's own page test."""
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests import shapes
+from tests.browser.test_prompt_lab_page import _labelled_zip
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSETS = ROOT / "assets" / "screenshots"
@@ -77,12 +77,7 @@ def test_classify(wide, tmp_path):
 
 
 def test_prompt_lab(wide, tmp_path):
-    root = tmp_path / "shapes"
-    shapes.make_labelled_folder(root, shapes.CLASSES[:6], 4, size=64, seed=3)
-    archive = tmp_path / "shapes.zip"
-    with zipfile.ZipFile(archive, "w") as zf:
-        for path in sorted(root.rglob("*.png")):
-            zf.write(path, f"shapes/{path.parent.name.removeprefix('a_')}/{path.name}")
+    archive = _labelled_zip(tmp_path)  # 6 classes x 4 shapes, as the Prompt lab's own page test uses
     open_tab(wide, "Prompt lab", "#pl-run")
     wide.locator("#pl-new-template textarea").fill("a {} on a dark background.")
     wide.click("#pl-add")
