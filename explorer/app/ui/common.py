@@ -56,6 +56,28 @@ def around(fn, context):
     return functools.wraps(fn)(handler)
 
 
+# How an edit runs its tab's handler as the user types, picks or drags (issue 29): gradio's always_last
+# (an edit made while one runs waits, and of those waiting only the last runs: no stale result is left
+# on screen) and no progress overlay flashing over the page. The button stays for those who prefer it.
+LIVE = dict(trigger_mode="always_last", show_progress="hidden")
+
+
+def live(triggers, fn, inputs, outputs, **options) -> None:
+    """Run `fn` on every user edit of each of `triggers` (their `.input`: typing, picking, dragging;
+    not a value the app itself sets, so an example that fills a box does not run twice). The same
+    function as the tab's button, so a live edit passes the same gate and, hosted, counts against the
+    same per-session job limit (gate_events counts by function)."""
+    for trigger in triggers:
+        trigger.input(fn, inputs, outputs, **LIVE, **options)
+
+
+def unchanged(before, after) -> bool:
+    """True when an output would be re-sent with what the page already shows (`before`, kept in a
+    gr.State): the handler then returns gr.skip() for it, and the browser neither receives nor redraws
+    it."""
+    return before is not None and before == after
+
+
 def session_of(ctx, request):
     """The context as the session making `request` sees it (hosted: its own workspace)."""
     return ctx.scoped(getattr(request, "session_hash", None))
