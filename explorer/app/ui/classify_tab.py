@@ -24,10 +24,12 @@ from .common import (
     IMAGE_TYPES,
     TEMPLATE_CHOICES,
     failures_html,
+    live,
     message,
     offer_examples,
     progress_reporter,
     session_of,
+    unchanged,
 )
 
 
@@ -142,6 +144,29 @@ def _summary(report: ClassifyReport, ranked, notes) -> str:
     return "".join(parts)
 
 
+def _figures_update(view: ClassifyView, shown) -> tuple:
+    """(gallery, bars, heatmap, shown) updates: the gallery and the heatmap are re-sent only when what
+    they show changed (top-k changes only the bars; a label edit that leaves every top label and its
+    rounded probability as it was leaves the gallery alone), so the browser neither receives nor
+    redraws them. `shown`: the key of what is on screen, kept in the page's gr.State."""
+    now = _shown_key(view)
+    gallery = gr.skip() if unchanged(shown and shown[0], now and now[0]) else gr.update(
+        value=view.gallery, visible=view.gallery is not None)
+    heat = gr.skip() if unchanged(shown, now) else gr.update(value=view.heatmap,
+                                                             visible=view.heatmap is not None)
+    return gallery, view.bars, heat, now
+
+
+def _shown_key(view: ClassifyView) -> tuple | None:
+    """What the gallery and the heatmap show: (the gallery's images and captions, the classes, the
+    prompts and the rule); None when nothing was classified."""
+    report = view.report
+    if report is None or report.predictions is None or view.gallery is None:
+        return None
+    return (tuple(map(tuple, view.gallery)), tuple(report.predictions.labels), tuple(report.templates),
+            report.scoring.kind, str(report.taught))
+
+
 def build(ctx: AppContext) -> None:
     with gr.Row():
         with gr.Column(scale=2):
@@ -154,7 +179,7 @@ def build(ctx: AppContext) -> None:
             custom = gr.Textbox(label="Custom templates, one per line ({} is replaced by the label)",
                                 lines=5, visible=False, value="a photo of a {}.\na close-up photo of a {}.",
                                 elem_id="zs-custom")
-            top_k = gr.Slider(1, 20, value=5, step=1, label="Top-k labels per image")
+            top_k = gr.Slider(1, 20, value=5, step=1, label="Top-k labels per image", elem_id="zs-topk")
             with gr.Accordion("Use a taught classifier", open=False, elem_id="zs-taught"):
                 taught = gr.File(
                     label="The .zip from Teach by example's download, or the .json + .safetensors "
@@ -171,20 +196,21 @@ def build(ctx: AppContext) -> None:
                                  fit_columns=False, visible=False, elem_id="zs-gallery", object_fit="contain")
             bars = gr.Plot(label="Top labels", elem_id="zs-bars")
             heatmap = gr.Plot(label="All images x labels", visible=False, elem_id="zs-heatmap")
+    shown_state = gr.State(None)  # what the gallery and heatmap on screen were drawn from (_figures_update)
 
     template_choice.change(lambda c: gr.update(visible=c == CUSTOM), template_choice, custom)
 
-    def on_run(paths, label_text, choice, custom_text, k, classifier_files, request: gr.Request,
+    def on_run(paths, label_text, choice, custom_text, k, classifier_files, shown, request: gr.Request,
                progress=gr.Progress()):
         view = classify(session_of(ctx, request), paths, label_text, choice, custom_text, k, progress,
                         classifier_files)
-        return (view.summary, gr.update(value=view.gallery, visible=view.gallery is not None), view.bars,
-                gr.update(value=view.heatmap, visible=view.heatmap is not None))
+        return (view.summary, *_figures_update(view, shown))
 
-    inputs = [files, labels, template_choice, custom, top_k, taught]
-    outputs = [summary, gallery, bars, heatmap]
-    run.click(on_run, inputs, outputs, concurrency_limit=2, api_name="classify")
-    labels.submit(on_run, inputs, outputs, concurrency_limit=2)
+    inputs = [files, labels, template_choice, custom, top_k, taught, shown_state]
+    outputs = [summary, gallery, bars, heatmap, shown_state]
+    # Typing labels, picking templates, editing custom ones, moving top-k or dropping images all run it.
+    live([labels, template_choice, custom, top_k, files.upload, taught.upload, run.click, labels.submit],
+         on_run, inputs, outputs, concurrency_limit=2, api_name="classify")
     with examples_box:
         offer_examples([{files: examples.paths(examples.A_FEW), labels: examples.label_text()},
                         {files: examples.paths(), labels: examples.label_text()}],
