@@ -27,6 +27,7 @@ from explorer.embed.images import ImageError, file_key, fit_of, load_image
 from explorer.inputs import gate
 from explorer.inputs.roots import inside_roots
 from explorer.inputs.sources import display_names
+from explorer.science import heatmaps as core
 from explorer.science.heatmaps import (
     METHODS,
     NoImagesRead,
@@ -37,7 +38,6 @@ from explorer.science.heatmaps import (
     check_patch_support,
     image_tokens,
     map_for,
-    method_name,
     overlay,
     run_similarity,
 )
@@ -210,7 +210,7 @@ def compute_patch_map(ctx: AppContext, items: list[ImageItem] | None, name: str,
     try:
         if item.root is not None and not inside_roots(Path(item.path), (Path(item.root),)):
             raise ImageError(item.name, "is outside its indexed folder")
-        source = (item.name, item.path, item.root, file_key(item.path), method_name(method),
+        source = (item.name, item.path, item.root, file_key(item.path), core.method_name(method),
                   model.identifier, model.weights_digest)
         if previous is not None and previous.tokens is not None and previous.source == source:
             image, tokens = previous.image, previous.tokens
@@ -365,11 +365,11 @@ def _wire_matrix(ui: HeatmapsHandles) -> None:
 
 def _wire_map(ui: HeatmapsHandles) -> None:
 
-    def on_map(items, name, text, chosen, alpha, scale_label, previous, request: gr.Request,
-               progress=gr.Progress()):
+    def on_map(items, name, text, method_name, alpha, scale_label, previous, request: gr.Request,
+               progress=gr.Progress()):  # the parameters' names are the /patch_map API's (docs/api.md)
         progress(0, desc="Computing the patch map")
-        info, state = compute_patch_map(session_of(ui.ctx, request), items, name, text, chosen, scale_label,
-                                        previous)
+        info, state = compute_patch_map(session_of(ui.ctx, request), items, name, text, method_name,
+                                        scale_label, previous)
         if state is None and not (text or "").strip() and previous is not None:
             # the text box emptied while typing: the map and its image's tokens stay for the next text
             return info, gr.skip(), gr.skip()
