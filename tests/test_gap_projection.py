@@ -188,3 +188,42 @@ def test_gap_cli_defaults_to_the_gap_aligned_map(shapes_model_dir, tmp_path, cap
     assert main(args + ["--max-points", "5"]) == 0
     text = capsys.readouterr().out
     assert "projection gap-aligned: centroids" in text and "showing a sample of 5 of 16 points" in text
+
+
+def test_a_shift_change_encodes_nothing_and_sends_only_what_it_changes(shapes_model, tmp_path, monkeypatch):
+    """Issue 29: a move of the shift slider after a run answers from the run's embeddings (no image
+    decoded or encoded, no text encoded); the readout, curve, measures and histograms are sent, the
+    gap-aligned map too, but not a map note the page already shows, nor the UMAP map (unshifted
+    whatever λ) and its note."""
+    import gradio as gr
+
+    from explorer.app.ui import gap_tab
+    from explorer.embed import images as images_module
+    from explorer.inputs import sources
+    from tests.helpers import local_context
+    from tests.shapes import CLASSES, make_labelled_folder
+
+    make_labelled_folder(tmp_path / "data", CLASSES[:3], 3, size=32, seed=2)
+    ctx = local_context(shapes_model, tmp_path, tmp_path)
+    default = next(iter(gap_tab.PROJECTIONS))
+    view = gap_tab.compute_gap(ctx, gap_tab.FOLDER, None, str(tmp_path / "data"), None, gap_tab.LABELS, "",
+                               "Single: a photo of a {}.", None, default)
+    assert view.run is not None, view.measures
+    decodes = []
+    for module in (images_module, sources):
+        monkeypatch.setattr(module, "prepare", lambda *a, **k: decodes.append(a) or pytest.fail("decoded"))
+    monkeypatch.setattr(images_module, "load_image",
+                        lambda *a, **k: decodes.append(a) or pytest.fail("decoded"))
+    counts = shapes_model.image_encodes, shapes_model.text_encodes
+    parts = gap_tab.shift_update(view.run, 0.6, default, view.thumbnails, view.projection_note)
+    assert decodes == [] and (shapes_model.image_encodes, shapes_model.text_encodes) == counts
+    readout, curve, table, hist, figure, note = parts
+    assert "λ = 0.60" in readout and "Measures at λ = 0.60" in table and None not in (curve, hist)
+    assert "λ = 0.60" in figure.layout.title.text
+    assert note == gr.skip()                                 # the same note: not sent again
+    assert gap_tab.shift_view(view.run, 0.6, default, view.thumbnails)[5] == view.projection_note
+    changed = gap_tab.shift_update(view.run, 0.6, default, view.thumbnails, "another note")
+    assert changed[5] == view.projection_note                # a note the page does not show is sent
+    monkeypatch.setattr(gap_tab, "projection_view", lambda *a, **k: pytest.fail("the UMAP map was redrawn"))
+    umap = gap_tab.shift_update(view.run, 0.8, "UMAP (slower, cached)", view.thumbnails, "")
+    assert "λ = 0.80" in umap[0] and umap[4:] == (gr.skip(), gr.skip()) and umap[2] != gr.skip()

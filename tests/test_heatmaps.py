@@ -22,7 +22,7 @@ from explorer.science.heatmaps import (
     view_box,
 )
 from tests.helpers import encode_pil
-from tests.shapes import draw_pair
+from tests.shapes import draw_pair, draw_shape
 
 
 def test_similarity_matrix_is_cosines_and_per_image_softmax():
@@ -245,3 +245,77 @@ def test_heatmap_cli_bad_input(shapes_model_dir, tmp_path, capsys):
     assert "nothing to do" in capsys.readouterr().err
     assert main(["heatmap", "x.png", "--text", "x", "--out", str(tmp_path / "no" / "o.png"), *model]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def _count_decodes(monkeypatch) -> list:
+    """Every image decode (images.load_image and images.prepare, wherever they were imported) is
+    recorded in the returned list."""
+    from explorer.app.ui import heatmaps_tab
+    from explorer.embed import images
+    from explorer.inputs import sources
+
+    calls = []
+    for module, name in ((images, "load_image"), (images, "prepare"), (heatmaps_tab, "load_image"),
+                         (sources, "prepare")):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _real=real, **k: calls.append(a[:1]) or _real(*a, **k))
+    return calls
+
+
+def test_another_text_for_a_patch_map_neither_decodes_nor_encodes_the_image(shapes_model, tmp_path,
+                                                                            monkeypatch):
+    """Issue 29: after a first map, a map of the same image for another text re-uses the image's patch
+    tokens (kept in the map state): one text encoded, no image decoded, no pass through the image tower;
+    and it is the map that text would get from scratch."""
+    from explorer.app.ui import heatmaps_tab
+    from tests.helpers import local_context
+
+    ctx = local_context(shapes_model, tmp_path, tmp_path)
+    path = tmp_path / "pair.png"
+    draw_pair(("red", "circle"), ("blue", "square"), size=64, rng=3)[0].save(path)
+    items = heatmaps_tab.upload_items([str(path)])
+    scale = "relative to the map's mean"
+    decodes = _count_decodes(monkeypatch)
+    images_before, texts_before = shapes_model.image_encodes, shapes_model.text_encodes
+    _, first = heatmaps_tab.compute_patch_map(ctx, items, "pair.png", "a red circle", "tokens", scale)
+    assert first is not None and len(decodes) == 1 and shapes_model.image_encodes == images_before + 1
+    images_before, texts_before, decodes[:] = shapes_model.image_encodes, shapes_model.text_encodes, []
+    info, second = heatmaps_tab.compute_patch_map(ctx, items, "pair.png", "a blue square zzq", "tokens",
+                                                  scale, first)
+    assert second is not None and "a blue square zzq" in info
+    assert decodes == [] and shapes_model.image_encodes == images_before
+    assert shapes_model.text_encodes == texts_before + 1     # the new text, and nothing else
+    assert second.image is first.image and second.tokens is first.tokens
+    fresh = patch_map(shapes_model, heatmaps_tab.load_image(path), "a blue square zzq")
+    np.testing.assert_allclose(second.pmap.grid, fresh.grid, atol=1e-5)
+    assert second.pmap.image_cosine == pytest.approx(fresh.image_cosine, abs=1e-5)
+    # another method, or the file changed on disk, is a new pass through the tower
+    images_before = shapes_model.image_encodes
+    _, other = heatmaps_tab.compute_patch_map(ctx, items, "pair.png", "a red circle", "value-only", scale,
+                                              second)
+    assert other.tokens is not second.tokens and shapes_model.image_encodes == images_before + 1
+    draw_shape("green", "triangle", size=80, rng=4).save(path)
+    _, changed = heatmaps_tab.compute_patch_map(ctx, items, "pair.png", "a red circle", "value-only", scale,
+                                                other)
+    assert changed.tokens is not other.tokens and changed.pmap.image_size == (80, 80)
+
+
+def test_a_text_edit_on_the_similarity_matrix_encodes_only_the_new_text(shapes_model, tmp_path, monkeypatch):
+    """The matrix's images come from the app's embedding cache: another set of texts over the same
+    images decodes and encodes no image."""
+    from explorer.app.ui import heatmaps_tab
+    from tests.helpers import local_context
+
+    ctx = local_context(shapes_model, tmp_path, tmp_path)
+    paths = []
+    for i, (color, shape) in enumerate((("red", "circle"), ("blue", "square"))):
+        paths.append(str(tmp_path / f"{i}.png"))
+        draw_shape(color, shape, size=48, rng=i).save(paths[-1])
+    first = heatmaps_tab.compute_matrix(ctx, paths, "a red circle", None, 12, "Cosine")
+    assert first.state is not None, first.summary
+    decodes = _count_decodes(monkeypatch)
+    images_before, texts_before = shapes_model.image_encodes, shapes_model.text_encodes
+    again = heatmaps_tab.compute_matrix(ctx, paths, "a red circle\na blue square qqz", None, 12, "Cosine")
+    assert again.state.texts == ["a red circle", "a blue square qqz"]
+    assert decodes == [] and shapes_model.image_encodes == images_before
+    assert shapes_model.text_encodes == texts_before + 1

@@ -162,3 +162,39 @@ def test_hosted_each_session_keeps_its_own_classifier_and_download(opaque, shape
     assert teach_tab.index_choices(b) == [(teach_tab.NO_INDEX, teach_tab.NO_INDEX)]
     ctx.workspaces.end("session-a")
     assert not path.exists()
+
+
+def test_a_shot_count_change_only_fits_again(opaque, shapes_model, tmp_path, monkeypatch):
+    """Issue 29: after a run, another shot count (the live dropdown runs the button's handler with the
+    session's last run) re-uses the run's embeddings and fitted draws: an uploaded zip is not unpacked
+    again, no image is read, decoded or encoded, no text encoded; only draws not fitted yet are fitted
+    (the shots curve already drew 1, 2 and 4 per class); the result is the one a fresh run gives."""
+    from explorer.embed import images as images_module
+    from explorer.inputs import sources
+    from explorer.science import fewshot
+
+    ctx = local_context(tmp_path, shapes_model)
+    zipped = [str(opaque / "examples.zip")]
+    first = teach_tab.run_teach(ctx, "", zipped, SINGLE, ALL, "All")
+    assert first.state is not None, first.summary
+    touched, fits = [], []
+    monkeypatch.setattr(ctx, "unpack", lambda *a, **k: touched.append("unpack") or pytest.fail("unpacked"))
+    for module, name in ((images_module, "load_image"), (images_module, "prepare"), (sources, "prepare"),
+                         (sources, "read_file")):
+        monkeypatch.setattr(module, name, lambda *a, _n=name, **k: touched.append(_n) or pytest.fail(_n))
+    real_fit = fewshot.fit
+    monkeypatch.setattr(fewshot, "fit", lambda *a, **k: fits.append(a[0]) or real_fit(*a, **k))
+    counts = shapes_model.image_encodes, shapes_model.text_encodes
+    two = teach_tab.run_teach(ctx, "", zipped, SINGLE, ALL, "2", previous=first.state)
+    assert two.state is not None, two.summary
+    assert touched == [] and fits == [] and (shapes_model.image_encodes, shapes_model.text_encodes) == counts
+    assert two.state.result.report.shots == 2 and "2 per class, 3 seed(s)" in two.summary
+    again = teach_tab.run_teach(ctx, "", zipped, SINGLE, ALL, "All", previous=two.state)
+    assert fits == [] and again.table == first.table               # every draw of "All" was kept too
+    monkeypatch.undo()
+    fresh = teach_tab.run_teach(ctx, "", zipped, SINGLE, ALL, "2")
+    assert {m: s.top1 for m, s in fresh.state.result.report.methods.items()} == \
+        {m: s.top1 for m, s in two.state.result.report.methods.items()}
+    other = teach_tab.run_teach(ctx, "", zipped, "7 templates (OpenAI subset)", ALL, "2", previous=two.state)
+    assert other.state.result.fitted is not two.state.result.fitted   # other prompts: fitted anew
+

@@ -383,6 +383,18 @@ class Provenance:
 
 
 @dataclass
+class Fitted:
+    """What `run` keeps for a run with other shots or methods on the same images and prompts: the split,
+    the class text and the experiment with every draw fitted so far (`key`: the model, prompts and
+    policy they were made with; `images`: the embedded images)."""
+    split: Split
+    text: ClassText
+    experiment: FewShotExperiment
+    key: tuple
+    images: object
+
+
+@dataclass
 class ExperimentResult:
     class_names: list[str]
     report: FewShotReport                         # top-1 vs zero-shot, chosen hyper-parameters and how
@@ -396,6 +408,7 @@ class ExperimentResult:
     notes: list[str] = field(default_factory=list)
     held_out: float | None = None
     provenance: Provenance | None = None          # set by `run`, which knows the model and prompts
+    fitted: Fitted | None = field(default=None, repr=False, compare=False)  # set by `run`: for a re-run
 
     def changes(self, method: str) -> tuple[np.ndarray, np.ndarray]:
         """(fixed, broken) test indices of `method` against zero-shot."""
@@ -409,14 +422,16 @@ class ExperimentResult:
 
 
 def run_split(split: Split, text: np.ndarray, logit_scale: float, methods, shots: int | None, *,
-              seeds: int = CURVE_SEEDS, curve_shots=CURVE_SHOTS) -> ExperimentResult:
+              seeds: int = CURVE_SEEDS, curve_shots=CURVE_SHOTS,
+              experiment: FewShotExperiment | None = None) -> ExperimentResult:
     """Zero-shot plus `methods` on `split`: fitted on `shots` per class (None: every training image)
     over `seeds` draws, the shots curve over `curve_shots` (none: no curve), and each method's
     classifier of the draw with seed SHOTS_SEED, with its test predictions and confusion matrix.
-    Each (method, shot count, seed) is fitted once."""
+    Each (method, shot count, seed) is fitted once; with `experiment` (made on this split and text) the
+    draws it already holds are not fitted again."""
     methods = ("zero-shot",) + tuple(m for m in methods if m != "zero-shot")
     names, truth = split.class_names, split.test[1]
-    experiment = FewShotExperiment(split.train, split.test, names, text, logit_scale)
+    experiment = experiment or FewShotExperiment(split.train, split.test, names, text, logit_scale)
     report = experiment.report(methods, shots, seeds)
     curve = experiment.curve(methods, curve_shots, seeds)
     kept = {m: experiment.draw(m, shots, SHOTS_SEED) for m in methods}
@@ -442,14 +457,33 @@ def provenance_of(model, choice: PromptChoice, result: ExperimentResult) -> Prov
 
 def run(model, images, choice: PromptChoice, methods, shots: int | None, *, test=None,
         seeds: int = CURVE_SEEDS, curve_shots=CURVE_SHOTS, limits: TextLimits = DEFAULT_TEXT_LIMITS,
-        held_out: float = HELD_OUT) -> ExperimentResult:
+        held_out: float = HELD_OUT, previous: ExperimentResult | None = None) -> ExperimentResult:
     """The whole experiment from embedded labelled `images` (and `test`, else a held-out part):
     `train_test_split`, `class_text` (ZPE weights from the training images only), `run_split`, and
-    the result's `provenance`. What both faces call."""
-    split = train_test_split(images, test, held_out=held_out)
-    text = class_text(model, split.class_names, choice, split.train[0], limits)
-    split.notes.extend(text.notes)
-    result = run_split(split, text.embeddings, model.logit_scale, methods, shots, seeds=seeds,
-                       curve_shots=curve_shots)
+    the result's `provenance`. What both faces call. With `previous` (an earlier result of `run`) made
+    by the same model and prompts on the same images (held-out split), its split, class text and fitted
+    draws are re-used: another shot count or set of methods only fits the draws not fitted yet."""
+    key = (model.identity.as_dict(), model.weights_digest, choice.as_dict(), choice.templates,
+           choice.descriptions, float(held_out), int(seeds), tuple(curve_shots))
+    fitted = previous.fitted if previous is not None and test is None else None
+    if fitted is None or fitted.key != key or not same_images(fitted.images, images):
+        split = train_test_split(images, test, held_out=held_out)
+        text = class_text(model, split.class_names, choice, split.train[0], limits)
+        split.notes.extend(text.notes)
+        experiment = FewShotExperiment(split.train, split.test, split.class_names, text.embeddings,
+                                       model.logit_scale)
+        fitted = Fitted(split, text, experiment, key, images)
+    result = run_split(fitted.split, fitted.text.embeddings, model.logit_scale, methods, shots, seeds=seeds,
+                       curve_shots=curve_shots, experiment=fitted.experiment)
     result.provenance = provenance_of(model, choice, result)
+    result.fitted = fitted if test is None else None
     return result
+
+
+def same_images(a, b) -> bool:
+    """Whether two labelled sources.Embedded hold the same images: names, files, classes and embeddings."""
+    if a is b:
+        return True
+    return (list(a.names) == list(b.names) and list(a.paths) == list(b.paths)
+            and list(a.class_names or []) == list(b.class_names or [])
+            and np.array_equal(a.labels, b.labels) and np.array_equal(a.embeddings, b.embeddings))

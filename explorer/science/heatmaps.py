@@ -307,9 +307,50 @@ def patch_tokens(model, pixels: torch.Tensor, method: str = "tokens") -> tuple[t
                 tokens, pooled = tokens @ visual.proj, pooled @ visual.proj
             tokens = F.normalize(tokens.float(), dim=-1)
             pooled = F.normalize(pooled.float(), dim=-1)
+            model.image_encodes += batch   # a pass through the image tower, counted as encode_pixels counts
     finally:
         hook.remove()
     return tokens.reshape(batch, gh, gw, -1).cpu(), pooled.cpu()
+
+
+@dataclass
+class PatchTokens:
+    """One image's pass through the tower for one method: its normalised patch tokens, its pooled
+    embedding and where its grid lies on the image. A map for any text is then a dot product
+    (`map_for`): the image is neither decoded nor encoded again."""
+    tokens: np.ndarray                      # [gh, gw, D] normalised patch tokens
+    pooled: np.ndarray                      # [D] normalised pooled embedding (encode_image's)
+    box: tuple[float, float, float, float]  # see PatchMap.box
+    image_size: tuple[int, int]             # (width, height) of the original image
+    method: str = "tokens"
+
+
+def image_tokens(model, images: list[Image.Image], method: str = "tokens",
+                 batch_size: int = 16) -> list[PatchTokens]:
+    """The PatchTokens of each PIL image for `method` (one of METHODS), in batches."""
+    check_patch_support(model, method)
+    method = method_name(method)
+    cfg = getattr(model.model.visual, "preprocess_cfg", {}) or {}
+    out = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start:start + batch_size]
+        pixels = torch.stack([model.preprocess(im) for im in chunk])
+        tokens, pooled = patch_tokens(model, pixels, method)
+        out += [PatchTokens(t.numpy(), p.numpy(), view_box(im.size, cfg.get("resize_mode")), im.size, method)
+                for im, t, p in zip(chunk, tokens, pooled)]
+    return out
+
+
+def map_for(model, tokens: PatchTokens, text: str) -> PatchMap:
+    """Where `text` matches on the image `tokens` were taken from: only the text is encoded (and the
+    model caches texts)."""
+    return _map_of(tokens, text, model.encode_texts([text])[0])
+
+
+def _map_of(tokens: PatchTokens, text: str, text_emb: np.ndarray) -> PatchMap:
+    text_emb = np.asarray(text_emb, np.float32)
+    return PatchMap(text, (tokens.tokens @ text_emb).astype(np.float32), float(tokens.pooled @ text_emb),
+                    tokens.box, tokens.image_size, tokens.method)
 
 
 def patch_maps(model, images: list[Image.Image], text: str, method: str = "tokens",
@@ -317,19 +358,8 @@ def patch_maps(model, images: list[Image.Image], text: str, method: str = "token
     """One PatchMap per PIL image for `text`; `method` is one of METHODS, "tokens" by default (see the
     module docstring)."""
     check_patch_support(model, method)
-    method = method_name(method)
-    text_emb = torch.from_numpy(model.encode_texts([text])[0])
-    cfg = getattr(model.model.visual, "preprocess_cfg", {}) or {}
-    out = []
-    for start in range(0, len(images), batch_size):
-        chunk = images[start:start + batch_size]
-        pixels = torch.stack([model.preprocess(im) for im in chunk])
-        tokens, pooled = patch_tokens(model, pixels, method)
-        grids = (tokens @ text_emb).numpy()
-        for im, grid, emb in zip(chunk, grids, pooled):
-            out.append(PatchMap(text, grid.astype(np.float32), float(emb @ text_emb),
-                                view_box(im.size, cfg.get("resize_mode")), im.size, method))
-    return out
+    text_emb = model.encode_texts([text])[0]
+    return [_map_of(t, text, text_emb) for t in image_tokens(model, images, method, batch_size)]
 
 
 def patch_map(model, image: Image.Image, text: str, method: str = "tokens") -> PatchMap:

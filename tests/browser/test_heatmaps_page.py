@@ -1,5 +1,5 @@
 """Drive the Heatmaps tab in headless Chromium: an image x text matrix with its cosine / probability
-switch, then a patch map over a two-object image with a live opacity slider."""
+switch, then a patch map over a two-object image with a live opacity slider and a live map text."""
 from __future__ import annotations
 
 import numpy as np
@@ -86,6 +86,17 @@ def test_matrix_switch_views_then_patch_map_with_opacity(page, tmp_path):
     assert page.locator("#hm-map-info").inner_text() == info
     shot = screenshot(page, "heatmaps")
     assert shot.stat().st_size > 10_000
+
+    # Another text, typed (issue 29): the map follows without the button, from the image's kept tokens.
+    before = _overlay_src(page)
+    box = page.locator("#hm-map-text input").first
+    box.fill("a blue square in the corner")
+    box.press("Enter")
+    page.wait_for_function(
+        "(document.querySelector('#hm-map-numbers')?.innerText || '').includes('a blue square in the')",
+        timeout=30_000)
+    page.wait_for_function("s => document.querySelector('#hm-overlay img').getAttribute('src') !== s",
+                           arg=before, timeout=30_000)
 
 
 def test_patch_map_needs_an_image_and_says_so(page):

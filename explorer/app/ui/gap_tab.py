@@ -5,9 +5,10 @@ lays out and wires. Images come through the app context (sources.py), texts and 
 gap_run.py and gap.py, the same functions `clip-explorer gap` calls; HTML is gap_html.py. A run
 (gap_run.GapRun) stays in a gr.State, so the projection method and the shift slider recompute from
 its embeddings and never re-encode: the slider moves the map, the histograms and the measures
-(GapRun.at, GapRun.projection), not only the readout. A box or lasso selection on the map comes back
-through a hidden textbox (assets/gap_select.js writes the points' ids there); `selection_view` lists
-those images and texts. The page's components are named in GapHandles, for the wiring.
+(GapRun.at, GapRun.projection), not only the readout, live as it moves (`shift_update`: what a move
+leaves as it is, the UMAP map or an unchanged note, is not sent again). A box or lasso selection on
+the map comes back through a hidden textbox (assets/gap_select.js writes the points' ids there);
+`selection_view` lists those images and texts. The page's components are named in GapHandles, for the wiring.
 """
 from __future__ import annotations
 
@@ -25,7 +26,16 @@ from explorer.science.prompts import PromptError, builtin_template_set, parse_la
 from explorer.science.zeroshot import check_prompts
 
 from . import gap_html as show
-from .common import TEMPLATE_CHOICES, ZIP_TYPES, message, offer_examples, progress_reporter, session_of
+from .common import (
+    TEMPLATE_CHOICES,
+    ZIP_TYPES,
+    live,
+    message,
+    offer_examples,
+    progress_reporter,
+    session_of,
+    unchanged,
+)
 
 UPLOAD, FOLDER, INDEXED = "Upload images or a zip", "Folder on this machine", "Indexed folder (Search tab)"
 LABELS, CSV, SIDECAR = "Labels + templates", "Captions CSV (path,caption)", "Caption .txt beside each image"
@@ -169,8 +179,27 @@ def shift_view(run: GapRun, lam: float, method_label: str, thumbnails: list | No
     run's embeddings: the measures and histograms of the shifted embeddings, the map moved."""
     shifted = run.at(lam)
     figure, note = projection_view(run, method_label, shifted.lam, thumbnails)
+    return (*_shifted_parts(run, shifted), figure, note)
+
+
+def shift_update(run: GapRun, lam: float, method_label: str, thumbnails: list | None = None,
+                 note_shown: str | None = None) -> tuple:
+    """shift_view's six outputs for a move of the slider, with gr.skip() for those the move leaves as
+    they are, so they are neither made nor sent: the UMAP map (drawn unshifted whatever λ) and its note,
+    and a map note the page already shows (`note_shown`)."""
+    shifted = run.at(lam)
+    if PROJECTIONS[method_label] == "umap":
+        figure, note = gr.skip(), gr.skip()
+    else:
+        figure, note = projection_view(run, method_label, shifted.lam, thumbnails)
+        note = gr.skip() if unchanged(note_shown, note) else note
+    return (*_shifted_parts(run, shifted), figure, note)
+
+
+def _shifted_parts(run: GapRun, shifted) -> tuple:
+    """(readout HTML, curve, measures HTML, histograms) of the run at `shifted` (GapRun.at)."""
     return (show.readout(run, shifted.point), plots.shift_curve(run.curve, shifted.lam, run.metric),
-            show.measures(run, shifted), plots.gap_histograms(shifted.measures.histograms), figure, note)
+            show.measures(run, shifted), plots.gap_histograms(shifted.measures.histograms))
 
 
 @dataclass
@@ -324,13 +353,13 @@ def _wire_map(ctx: AppContext, ui: GapHandles) -> None:
     ui.selection_ids.change(on_select, [ui.state, ui.selection_ids, ui.thumbs], ui.selection,
                             show_progress="hidden", trigger_mode="always_last", api_visibility="private")
 
-    # the readout, curve, measures, histograms and map all follow
-    def on_shift(run: GapRun | None, lam, method, thumbnails: list | None):
-        return (gr.update(),) * 6 if run is None else shift_view(run, lam, method, thumbnails)
+    # the readout, curve, measures, histograms and map all follow, live as the slider moves (only the last
+    # move waiting runs; no progress overlay); what the move leaves as it is is not sent again
+    def on_shift(run: GapRun | None, lam, method, thumbnails: list | None, note_shown):
+        return (gr.skip(),) * 6 if run is None else shift_update(run, lam, method, thumbnails, note_shown)
 
-    ui.lam.change(on_shift, [ui.state, ui.lam, ui.method, ui.thumbs],
-                  [ui.readout, ui.curve, ui.table, ui.histograms, ui.projection, ui.projection_note],
-                  trigger_mode="always_last", show_progress="hidden")
+    live([ui.lam], on_shift, [ui.state, ui.lam, ui.method, ui.thumbs, ui.projection_note],
+         [ui.readout, ui.curve, ui.table, ui.histograms, ui.projection, ui.projection_note])
 
     def on_method(run: GapRun | None, method, lam, thumbnails: list | None):
         return (gr.update(), gr.update()) if run is None else projection_view(run, method, lam, thumbnails)

@@ -4,9 +4,10 @@ one image one text matches (a patch map overlaid on the image).
 Handlers: `compute_matrix`, `matrix_figure`, `compute_patch_map` and `blend` (plain inputs in, a
 view out); `build` lays out the page, and `_wire_matrix` and `_wire_map` wire its HeatmapsHandles.
 The numbers come from science/heatmaps.py: `run_similarity` makes the matrix of `clip-explorer
-similarity` too, and `patch_map` the map of `clip-explorer heatmap`. The matrix (a SimilarityMatrix)
-and the patch map (a MapState) are kept in gr.State, so switching the view, moving the opacity slider
-or changing the colour scale never encodes anything again.
+similarity` too, and `image_tokens` + `map_for` the map of `clip-explorer heatmap`. The matrix (a
+SimilarityMatrix) and the patch map (a MapState, with the image's patch tokens) are kept in gr.State, so
+switching the view, moving the opacity slider or changing the colour scale never encodes anything again,
+and another text for the map (live, as it is picked or entered) encodes only that text.
 
 The images on the page are ImageItems in a gr.State: a unique name, the file, and for images sampled
 from a search index the indexed folder (the map refuses a file outside it).
@@ -22,25 +23,36 @@ from PIL import Image
 
 from explorer.app import examples, plots
 from explorer.app.context import AppContext
-from explorer.embed.images import ImageError, fit_of, load_image
+from explorer.embed.images import ImageError, file_key, fit_of, load_image
 from explorer.inputs import gate
 from explorer.inputs.roots import inside_roots
 from explorer.inputs.sources import display_names
+from explorer.science import heatmaps as core
 from explorer.science.heatmaps import (
     METHODS,
     NoImagesRead,
     PatchMap,
     PatchMapUnsupported,
+    PatchTokens,
     SimilarityMatrix,
     check_patch_support,
+    image_tokens,
+    map_for,
     overlay,
-    patch_map,
     run_similarity,
 )
 from explorer.science.prompts import parse_texts
 
 from . import heatmaps_html as show
-from .common import IMAGE_TYPES, failures_html, message, offer_examples, progress_reporter, session_of
+from .common import (
+    IMAGE_TYPES,
+    failures_html,
+    live,
+    message,
+    offer_examples,
+    progress_reporter,
+    session_of,
+)
 
 VIEWS = {"Cosine": "cosine", "Probability (softmax per image)": "probability",
          "Probability (sigmoid per image and text)": "probability"}
@@ -63,9 +75,14 @@ class ImageItem:
 
 @dataclass
 class MapState:
-    """The last patch map and the copy of its image it is drawn over (at most DISPLAY_SIDE a side)."""
+    """The last patch map and the copy of its image it is drawn over (at most DISPLAY_SIDE a side),
+    with the image's patch tokens and what they were taken from (`source`: the image's name, file,
+    folder, size and mtime, the method and the model): a map of the same image for another text is
+    then a dot product, and the image is neither decoded nor encoded again."""
     pmap: PatchMap
     image: Image.Image
+    tokens: PatchTokens | None = None
+    source: tuple | None = None
 
 
 def upload_items(paths) -> list[ImageItem]:
@@ -173,8 +190,10 @@ def display_copy(image: Image.Image) -> Image.Image:
 
 
 def compute_patch_map(ctx: AppContext, items: list[ImageItem] | None, name: str, text: str, method: str,
-                      scale_label: str) -> tuple[str, MapState | None]:
-    """(info HTML, map state or None): where `text` matches in the image called `name`."""
+                      scale_label: str, previous: MapState | None = None) -> tuple[str, MapState | None]:
+    """(info HTML, map state or None): where `text` matches in the image called `name`. When
+    `previous` (the last map state) was taken from the same image, file, method and model, its patch
+    tokens are re-used: only the text is encoded."""
     try:
         model = ctx.model()
         check_patch_support(model, method)
@@ -191,12 +210,18 @@ def compute_patch_map(ctx: AppContext, items: list[ImageItem] | None, name: str,
     try:
         if item.root is not None and not inside_roots(Path(item.path), (Path(item.root),)):
             raise ImageError(item.name, "is outside its indexed folder")
-        # Bounded by what the model keeps, so a 1 x 2,000,000 strip costs what a photo does.
-        image = load_image(item.path, ctx.settings.limits, name=item.name, fit=fit_of(model.preprocess))
+        source = (item.name, item.path, item.root, file_key(item.path), core.method_name(method),
+                  model.identifier, model.weights_digest)
+        if previous is not None and previous.tokens is not None and previous.source == source:
+            image, tokens = previous.image, previous.tokens
+        else:
+            # Bounded by what the model keeps, so a 1 x 2,000,000 strip costs what a photo does.
+            full = load_image(item.path, ctx.settings.limits, name=item.name, fit=fit_of(model.preprocess))
+            image, tokens = display_copy(full), image_tokens(model, [full], method)[0]
     except ImageError as exc:
         return message(f"{name} cannot be used: {exc.reason}", "error"), None
-    pmap = patch_map(model, image, text, method)
-    return show.map_summary(pmap, show.SCALE_CHOICES[scale_label]), MapState(pmap, display_copy(image))
+    pmap = map_for(model, tokens, text)
+    return show.map_summary(pmap, show.SCALE_CHOICES[scale_label]), MapState(pmap, image, tokens, source)
 
 
 def blend(state: MapState | None, opacity: float, scale_label: str):
@@ -340,11 +365,14 @@ def _wire_matrix(ui: HeatmapsHandles) -> None:
 
 def _wire_map(ui: HeatmapsHandles) -> None:
 
-    def on_map(items, name, text, method_name, alpha, scale_label, request: gr.Request,
-               progress=gr.Progress()):
+    def on_map(items, name, text, method_name, alpha, scale_label, previous, request: gr.Request,
+               progress=gr.Progress()):  # the parameters' names are the /patch_map API's (docs/api.md)
         progress(0, desc="Computing the patch map")
         info, state = compute_patch_map(session_of(ui.ctx, request), items, name, text, method_name,
-                                        scale_label)
+                                        scale_label, previous)
+        if state is None and not (text or "").strip() and previous is not None:
+            # the text box emptied while typing: the map and its image's tokens stay for the next text
+            return info, gr.skip(), gr.skip()
         picture = blend(state, alpha, scale_label)
         return info, gr.update(value=picture, visible=picture is not None), state
 
@@ -355,8 +383,12 @@ def _wire_map(ui: HeatmapsHandles) -> None:
 
     ui.method.change(lambda m: gr.update(info=show.METHOD_HELP[m]), ui.method, ui.method,
                      show_progress="hidden")
-    ui.map_run.click(on_map, [ui.items_state, ui.map_image, ui.map_text, ui.method, ui.opacity, ui.scale],
-                     [ui.map_info, ui.shown, ui.map_state], concurrency_limit=2, api_name="patch_map")
+    inputs = [ui.items_state, ui.map_image, ui.map_text, ui.method, ui.opacity, ui.scale, ui.map_state]
+    outputs = [ui.map_info, ui.shown, ui.map_state]
+    ui.map_run.click(on_map, inputs, outputs, concurrency_limit=2, api_name="patch_map")
+    # Another text for the map (picked, or typed and entered) answers at once: the image's patch tokens
+    # are kept in the map state, so only the text is encoded (compute_patch_map).
+    live([ui.map_text], on_map, inputs, outputs, concurrency_limit=2)
     ui.opacity.change(lambda s, a, sc: gr.update() if s is None else blend(s, a, sc),
                       [ui.map_state, ui.opacity, ui.scale], ui.shown, show_progress="hidden")
     ui.scale.change(on_scale, [ui.map_state, ui.opacity, ui.scale], [ui.map_info, ui.shown],

@@ -20,13 +20,23 @@ from PIL import Image
 from explorer.app import plots
 from explorer.app.context import AppContext
 from explorer.inputs import gate
+from explorer.inputs.sources import Embedded
 from explorer.science import classifier_file, fewshot_experiment
 from explorer.science.fewshot import METHODS, sort_embeddings
 from explorer.science.fewshot_experiment import ExperimentResult, PromptChoice
 from explorer.science.prompts import builtin_template_set
 
 from . import teach_html as show
-from .common import TEMPLATE_CHOICES, ZIP_TYPES, failures_html, message, progress_reporter, session_of
+from .common import (
+    TEMPLATE_CHOICES,
+    ZIP_TYPES,
+    failures_html,
+    live,
+    message,
+    progress_reporter,
+    session_of,
+    unchanged,
+)
 
 METHOD_CHOICES = [m for m in METHODS if m != "zero-shot"]
 SHOT_CHOICES = ["All", "1", "2", "4", "8", "16"]
@@ -47,6 +57,8 @@ class TeachRun:
     the seed-0 shots and their test predictions) and what made it (model, prompts, shots, choices)."""
     result: ExperimentResult
     provenance: fewshot_experiment.Provenance
+    images: Embedded | None = None   # the embedded examples, for a run with other shots or methods
+    source: tuple | None = None      # what they were embedded from when that cannot change: uploads
 
 
 @dataclass
@@ -79,10 +91,13 @@ def _shots(choice) -> int | None:
 
 
 def run_teach(ctx: AppContext, folder_text: str, uploads, template_name: str, method_names, shots_choice,
-              progress=None) -> TeachView:
+              progress=None, previous: TeachRun | None = None) -> TeachView:
     """Embed the labelled examples (typed folder or uploaded zip), hold out part of each class
     (fewshot_experiment.HELD_OUT), and score zero-shot and the chosen methods; the view's state keeps
-    the fitted classifiers and the run's provenance."""
+    the fitted classifiers and the run's provenance. With `previous` (the session's last run) on the
+    same examples and prompts, its embeddings and fitted draws are re-used: a shot count or methods
+    change only fits what was not fitted yet (uploads are not even unpacked again; a typed folder is
+    read again, through the embedding cache, in case its files changed)."""
     try:
         model = ctx.model()
         methods = [m for m in (method_names or []) if m in METHOD_CHOICES]
@@ -90,19 +105,25 @@ def run_teach(ctx: AppContext, folder_text: str, uploads, template_name: str, me
             return TeachView(message("Pick at least one method to compare with zero-shot.", "error"))
         source = TEMPLATE_CHOICES[template_name]
         choice = PromptChoice(builtin_template_set(source), source)
-        images = ctx.embed_choice(uploads=uploads, folder=folder_text, labelled=True,
-                                  progress=progress_reporter(progress, "images embedded"))
+        uploaded = tuple(u for u in (uploads or []) if u)
+        key = (uploaded, model.identifier, model.weights_digest) if uploaded else None
+        if previous is not None and key is not None and previous.source == key:
+            images = previous.images
+        else:
+            images = ctx.embed_choice(uploads=uploads, folder=folder_text, labelled=True,
+                                      progress=progress_reporter(progress, "images embedded"))
         if progress is not None:
             progress(1, desc="Fitting and scoring the methods")
         result = fewshot_experiment.run(model, images, choice, methods, _shots(shots_choice),
-                                        limits=gate.TextLimits.of(ctx.settings))
+                                        limits=gate.TextLimits.of(ctx.settings),
+                                        previous=previous.result if previous is not None else None)
     except ValueError as exc:  # NoModel, PathRefused, PromptError, too few images ...
         return TeachView(message(str(exc), "error"))
     curve = result.curve
     figure = plots.fewshot_shots_curve(curve.shots, curve.mean, curve.std,
                                        curve.seeds) if curve.shots else None
     return TeachView(show.summary(result, images.source, model.identifier) + failures_html(images.failures),
-                     show.accuracy_table(result), figure, TeachRun(result, result.provenance),
+                     show.accuracy_table(result), figure, TeachRun(result, result.provenance, images, key),
                      list(result.report.methods), result.best())
 
 
@@ -308,13 +329,17 @@ def _method_outputs(view: MethodView):
 def _wire_run(ui: TeachPage) -> None:
     ctx = ui.ctx
 
-    def on_run(folder, uploads, templates, methods, shots, request: gr.Request, progress=gr.Progress()):
+    def on_run(folder, uploads, templates, methods, shots, previous, request: gr.Request,
+               progress=gr.Progress()):
         mine = session_of(ctx, request)
-        view = run_teach(mine, folder, uploads, templates, methods, shots, progress=progress)
+        view = run_teach(mine, folder, uploads, templates, methods, shots, progress, previous)
         if view.state is None:
             return view.summary, "", gr.update(
                 visible=False), gr.update(), None, *_method_outputs(MethodView())
-        return (view.summary, view.table, gr.update(value=view.curve, visible=view.curve is not None),
+        # the shots curve does not depend on the shot count: a shot change does not send it again
+        same_curve = previous is not None and unchanged(previous.result.curve, view.state.result.curve)
+        return (view.summary, view.table,
+                gr.skip() if same_curve else gr.update(value=view.curve, visible=view.curve is not None),
                 gr.update(choices=view.methods, value=view.chosen), view.state,
                 *_method_outputs(method_view(mine, view.state, view.chosen)))
 
@@ -322,9 +347,11 @@ def _wire_run(ui: TeachPage) -> None:
         return _method_outputs(method_view(session_of(ctx, request), state, method))
 
     method_outputs = [ui.confusion, ui.changes, ui.fixed, ui.broken]
-    ui.run.click(on_run, [ui.folder, ui.uploads, ui.templates, ui.methods, ui.shots],
-                 [ui.summary, ui.table, ui.curve, ui.method, ui.state, *method_outputs],
-                 concurrency_limit=2, api_name="fewshot")
+    inputs = [ui.folder, ui.uploads, ui.templates, ui.methods, ui.shots, ui.state]
+    outputs = [ui.summary, ui.table, ui.curve, ui.method, ui.state, *method_outputs]
+    ui.run.click(on_run, inputs, outputs, concurrency_limit=2, api_name="fewshot")
+    # Another shot count answers at once from the last run's embeddings and fits (the button stays).
+    live([ui.shots], on_run, inputs, outputs, concurrency_limit=2)
     ui.method.input(on_method, [ui.state, ui.method], method_outputs, show_progress="hidden")
 
 
