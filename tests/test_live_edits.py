@@ -1,37 +1,132 @@
-"""Issue 29, as wired on the built page: the edits that answer live (common.live: `.input`, always the
-last edit, no progress overlay) in the Heatmaps, Modality gap and Teach by example tabs. An edit that
-runs the model runs its button's own handler with the same inputs and outputs, so hosted it passes the
-same gate and counts against the same per-session job limit (gate_events wraps both with one function)."""
+"""Live edits (issue 29), without a browser: a text-only edit on images already embedded reads no image
+and encodes none. A new Search query over an open index (the query image beside it included), and a
+Prompt lab re-scoring after a run (another ensembling, the "none of these" thresholds) call neither the
+image decoder (images.load_image / images.prepare, wherever they are imported) nor the image encoder
+(model.image_encodes); a weighting change encodes no text either (the prompts are in the text cache).
+tests/browser/test_live_page.py drives the same edits through the page."""
 from __future__ import annotations
+
+import inspect
+from pathlib import Path
 
 import pytest
 
-from explorer.app.ui import build_app
+from explorer.app.ui import prompt_lab_tab, search_tab
+from explorer.embed import images as images_module
+from explorer.index import build as index_build
+from explorer.inputs import sources
 from tests.helpers import local_context
+from tests.shapes import CLASSES, draw_shape, make_labelled_folder
+
+
+@pytest.fixture
+def ctx(shapes_model, tmp_path, tmp_path_factory):
+    return local_context(shapes_model, tmp_path, tmp_path_factory.getbasetemp()).scoped(None)
 
 
 @pytest.fixture(scope="module")
-def app(shapes_model, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("live")
-    return build_app(local_context(shapes_model, tmp, tmp))
+def photos(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("live") / "photos"
+    make_labelled_folder(root, CLASSES[:4], 3, size=32, seed=5)  # 12 images, 4 classes
+    return root
 
 
-def _edits(app, elem_id):
-    block = next(b for b in app.blocks.values() if getattr(b, "elem_id", None) == elem_id)
-    return [f for f in app.fns.values() if any(t[0] == block._id for t in f.targets)], block
+@pytest.fixture
+def decodes(monkeypatch) -> list[str]:
+    """Every call of the image decoder from now on, by the module that made it."""
+    calls: list[str] = []
+
+    def counted(module, name):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, **k: calls.append(f"{module.__name__}.{name}")
+                            or real(*a, **k))
+    for module, name in ((images_module, "load_image"), (images_module, "prepare"), (sources, "prepare"),
+                         (index_build, "prepare"), (search_tab, "load_image")):
+        counted(module, name)
+    return calls
 
 
-@pytest.mark.parametrize("elem_id, api_name", [("hm-map-text", "patch_map"), ("teach-shots", "fewshot")])
-def test_an_edit_runs_its_buttons_handler_live(app, elem_id, api_name):
-    events, block = _edits(app, elem_id)
-    [edit] = [f for f in events if (block._id, "input") in f.targets]
-    button = next(f for f in app.fns.values() if f.api_name == api_name)
-    assert edit.fn is button.fn and edit.inputs == button.inputs and edit.outputs == button.outputs
-    assert edit.trigger_mode == "always_last" and edit.show_progress == "hidden"
+def test_a_new_search_query_reads_and_encodes_no_image(ctx, shapes_model, photos, tmp_path, decodes):
+    _, state = search_tab.build_search_index(ctx, search_tab.FOLDER, str(photos), None, None)
+    query_image = tmp_path / "query.png"
+    draw_shape("blue", "square", size=32, rng=1).save(query_image)
+    first = search_tab.search(ctx, state, "a red circle", str(query_image), 0.3, 12, -1.0)
+    assert len(first.gallery) == 12 and decodes  # every thumbnail and the query image read once
+    decodes.clear()
+    images_before, texts_before = shapes_model.image_encodes, shapes_model.text_encodes
+    second = search_tab.search(ctx, first.state, "a red triangle", str(query_image), 0.3, 12, -1.0)
+    assert decodes == [] and shapes_model.image_encodes == images_before
+    assert shapes_model.text_encodes == texts_before + 1  # the new text only
+    assert second.state.query != first.state.query and second.state.hits != first.state.hits
+    assert second.state.hits[0].path.startswith("a_red_triangle/"), second.state.hits[:3]
 
 
-def test_the_gap_shift_answers_live_from_the_run(app):
-    events, block = _edits(app, "gap-shift")
-    [edit] = [f for f in events if f.fn is not None]
-    assert edit.targets == [(block._id, "input")]     # a user's move; not the run's reset to 0
-    assert edit.trigger_mode == "always_last" and edit.show_progress == "hidden"
+def test_the_same_results_again_send_no_gallery(ctx, photos):
+    _, state = search_tab.build_search_index(ctx, search_tab.FOLDER, str(photos), None, None)
+    run = search_tab._guarded(lambda cur, text: search_tab.search(ctx, cur, text, None, 0.5, 5, -1.0))
+    summary, gallery, table, shown, _ = run(state, "a red circle")
+    assert "value" in gallery and shown.hits
+    # the same query, a space typed after it: the same hits, so neither gallery nor table is sent again
+    summary, gallery, table, kept, viewer = run(shown, "a red circle ")
+    assert "red circle" in summary and "value" not in gallery and "value" not in table
+    assert "value" not in kept and viewer == {"__type__": "update"}
+
+
+def _lab(ctx, photos, weighting: str, images=None):
+    return prompt_lab_tab.evaluate_prompts(
+        ctx, [["a photo of a {}."], ["a {}."], ["a drawing of a {}."]], str(photos), None, "", "", None,
+        "Templates", weighting, 1, True, None, None, images=images)
+
+
+def test_a_weighting_or_threshold_change_after_a_run_reads_and_encodes_nothing(ctx, shapes_model, photos,
+                                                                               decodes):
+    first = _lab(ctx, photos, "Equal average")
+    assert first.report is not None and first.report.weighting == "mean", first.summary
+    decodes.clear()
+    images_before, texts_before = shapes_model.image_encodes, shapes_model.text_encodes
+    again = _lab(ctx, photos, "ZPE (weights from the images)", images=first.report.images)
+    assert again.report is not None and again.report.weighting == "zpe", again.summary
+    assert not (again.report.weights == first.report.weights).all()
+    assert again.report.images is first.report.images
+    threshold = prompt_lab_tab.none_view(again.flags, 0.9, 0.9)
+    assert "None of these" in threshold
+    assert decodes == [] and shapes_model.image_encodes == images_before
+    assert shapes_model.text_encodes == texts_before  # every prompt was in the text cache
+
+
+def test_a_live_edit_sends_what_changed_and_keeps_results_on_an_error(ctx, photos):
+    first = _lab(ctx, photos, "Equal average")
+    chosen = prompt_lab_tab.chosen_images(str(photos), None)
+    outputs = prompt_lab_tab.lab_outputs(first, chosen, None)  # the button: everything
+    kept = outputs[-1]
+    assert kept.images is first.report.images and kept.chosen == chosen and "value" in outputs[4]
+    # the same set scored again (a row moved): no prediction moves, so the confusion matrix is not re-sent
+    again = prompt_lab_tab.lab_outputs(_lab(ctx, photos, "Equal average", kept.images), chosen, kept)
+    assert "value" not in again[4] and again[6] is not None
+    # a live edit that fails (a template without {}) says why and leaves the last results as they are
+    broken = prompt_lab_tab.evaluate_prompts(ctx, [["a photo"]], str(photos), None, "", "", None, "Templates",
+                                             "Equal average", 1, False, None, None, images=kept.images)
+    failed = prompt_lab_tab.lab_outputs(broken, chosen, kept)
+    assert "explorer-error" in failed[0] and all(o == {"__type__": "update"} for o in failed[1:])
+
+
+LIVE_INPUTS = {"search-text": "search", "search-k": "search", "pl-templates": "evaluate_prompts",
+               "pl-labels": "evaluate_prompts", "pl-weighting": "evaluate_prompts",
+               "pl-zpe-select": "evaluate_prompts", "pl-single-row": "evaluate_prompts"}
+
+
+def test_live_edits_run_the_buttons_handler_as_a_private_counted_job(shapes_model, tmp_path):
+    from explorer.app.ui import build_app
+    from tests.test_hosted import hosted_context
+
+    app = build_app(hosted_context(tmp_path, shapes_model, EXPLORER_SESSION_JOBS="2"))
+    by_api = {f.api_name: f for f in app.fns.values() if f.api_name in set(LIVE_INPUTS.values())}
+    ids = {getattr(block, "elem_id", None): block_id for block_id, block in app.blocks.items()}
+    for elem_id, api_name in LIVE_INPUTS.items():
+        found = [f for f in app.fns.values() if (ids[elem_id], "input") in f.targets]
+        assert len(found) == 1, elem_id
+        event, button = found[0], by_api[api_name]
+        assert inspect.unwrap(event.fn) is inspect.unwrap(button.fn)  # the button's own handler
+        assert event.validator is not None and event.concurrency_id == button.concurrency_id  # a job
+        assert event.api_visibility == "private" and event.trigger_mode == "always_last"
+        assert event.show_progress == "hidden"

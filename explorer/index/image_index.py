@@ -138,10 +138,12 @@ class ImageIndex:
         return results
 
     def query_vector(self, model, texts: Sequence[str] = (), images: Sequence = (),
-                     weights: Sequence[float] | None = None, limits: Limits = DEFAULT_LIMITS) -> np.ndarray:
+                     weights: Sequence[float] | None = None, limits: Limits = DEFAULT_LIMITS,
+                     cache=None) -> np.ndarray:
         """One query vector from texts and image files (see combine_vectors); `weights` pair with the
         texts first, then the images. Raises ImageError for an image that cannot be read and
-        IndexMismatchError for a model that did not make this index."""
+        IndexMismatchError for a model that did not make this index. `cache`: an EmbeddingCache, so a
+        query image searched again (a new text beside it) is neither decoded nor encoded again."""
         texts, images = list(texts), list(images)
         if not texts and not images:
             raise ValueError("give at least one text or image query")
@@ -150,7 +152,7 @@ class ImageIndex:
         self.check_model(model)
         parts = [model.encode_texts(texts)] if texts else []
         if images:
-            found = embed_files(model, images, limits=limits)
+            found = embed_files(model, images, limits=limits, cache=cache)
             if found.failures:
                 raise ImageError(found.failures[0].path, found.failures[0].reason)
             parts.append(found.embeddings)

@@ -5,6 +5,12 @@ Handlers: the row edits (`rows_of`, `moved`, `save_files`) and `evaluate_prompts
 a LabView out), which embeds the images through the app context and scores them with lab.run_lab,
 the function behind `clip-explorer eval`. `build` lays out and wires; the page keeps each run's
 flags (prompt_lab_html.LabFlags) in a gr.State, and its components in PromptLabHandles.
+
+Live (issue 29): once a run has embedded the images, an edit of the prompts, the class names or an
+option (ensembling, ZPE selection, chosen row, compared sets) scores them again as it is made, through
+the button's own handler: the run keeps its images' embeddings (KeptImages, a gr.State) and a live edit
+on the same images re-scores them, reading no image (only new prompts are encoded, the others are in
+the model's text cache). The "none of these" sliders redraw from the run's flags alone.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ from explorer.app import examples, plots
 from explorer.app.context import AppContext
 from explorer.embed.probability import NoneRule, default_none_rule
 from explorer.inputs import gate
+from explorer.inputs.sources import Embedded
 from explorer.science.descriptions import ASSETS as DESCRIPTION_EXAMPLES
 from explorer.science.descriptions import parse_descriptions, read_descriptions_file
 from explorer.science.evaluate import cosine_name
@@ -36,7 +43,17 @@ from explorer.science.prompts import (
 from explorer.science.zpe import MAD_THRESHOLD
 
 from . import prompt_lab_html as show
-from .common import TEMPLATE_CHOICES, ZIP_TYPES, message, offer_examples, progress_reporter, session_of
+from .common import (
+    LIVE,
+    TEMPLATE_CHOICES,
+    ZIP_TYPES,
+    live,
+    message,
+    offer_examples,
+    progress_reporter,
+    session_of,
+    unchanged,
+)
 from .prompt_lab_html import CalibrationData, LabFlags
 
 EXAMPLES = {p.name: p for p in sorted(DESCRIPTION_EXAMPLES.glob("*.json"))}
@@ -100,12 +117,32 @@ class LabView:
     report: LabReport | None = None
 
 
+FRESH = "embed"  # what the button sends for `kept`: embed the images chosen (a live edit sends KeptImages)
+
+
+@dataclass
+class KeptImages:
+    """The last run's images, embedded, and the choice that named them (folder, uploads): a live edit
+    with the same choice scores these again instead of reading the images. `shown`: what the confusion
+    matrix drew (classes, predicted, true), so an edit that moves no prediction does not re-send it."""
+    chosen: tuple
+    images: Embedded
+    shown: tuple = ()
+
+
+def chosen_images(folder, uploads) -> tuple:
+    """What names a run's images: the folder typed and the uploads (gradio's copies, named by content)."""
+    return (folder or "").strip(), tuple(str(u) for u in uploads or [] if u)
+
+
 def evaluate_prompts(ctx: AppContext, table, folder_text: str, files, label_text: str, desc_text: str,
                      desc_path: str | None, use_name: str, weighting_name: str, row, compare_builtins: bool,
                      min_cosine: float | None, min_probability: float | None, progress=None,
-                     zpe_select_name: str = "All prompts", mad_threshold: float | None = None) -> LabView:
+                     zpe_select_name: str = "All prompts", mad_threshold: float | None = None,
+                     images: Embedded | None = None) -> LabView:
     """One run; a None threshold takes the model's default "none of these" rule (default_none_rule).
-    `zpe_select_name` (a ZPE_SELECTS key) and `mad_threshold`: ZPE's MAD prompt selection."""
+    `zpe_select_name` (a ZPE_SELECTS key) and `mad_threshold`: ZPE's MAD prompt selection. `images`:
+    the chosen images already embedded (a live edit: none is read again), else they are embedded."""
     use = USES[use_name]
     try:
         model = ctx.model()
@@ -115,8 +152,9 @@ def evaluate_prompts(ctx: AppContext, table, folder_text: str, files, label_text
         descriptions = read_descriptions_file(desc_path, limits) if desc_path else (
             parse_descriptions(desc_text, "typed descriptions", limits) if
             (desc_text or "").strip() else None)
-        images = ctx.embed_choice(uploads=files, folder=folder_text,
-                                  progress=progress_reporter(progress, "images embedded"))
+        if images is None:
+            images = ctx.embed_choice(uploads=files, folder=folder_text,
+                                      progress=progress_reporter(progress, "images embedded"))
         if progress is not None:
             progress(1, desc="Scoring the prompts")
         report = run_lab(model, images, templates, descriptions, use, WEIGHTINGS[weighting_name],
@@ -313,8 +351,7 @@ def build(ctx: AppContext) -> PromptLabHandles:
         min_cos=min_cos, min_prob=min_prob, none_auto=none_auto, run=run, summary=summary,
         templates_html=templates_html, compare_html=compare_html, class_html=class_html,
         confusion=confusion, none_html=none_html, flags=flags)
-    _wire_editing(ctx, ui)
-    _wire_run(ctx, ui)
+    _wire_editing(ctx, ui, _wire_run(ctx, ui))
     _wire_none_defaults(ui)
     _wire_options(ui)
     return ui  # the calibration view (ui/calibration_view.py) is wired onto it by ui/__init__.py
@@ -344,21 +381,46 @@ def _wire_none_defaults(ui: PromptLabHandles) -> None:
                     show_progress="hidden")
 
 
-def _wire_run(ctx: AppContext, ui: PromptLabHandles) -> None:
+def lab_outputs(view: LabView, chosen: tuple, before: KeptImages | None) -> tuple:
+    """The Prompt lab's outputs for `view`, a run on the images `chosen` names: summary, per prompt,
+    compared sets, per class, confusion, none of these, flags, kept images. `before`: for a live edit,
+    the images it re-scored (KeptImages); None for a run of the button. A live edit that fails shows why
+    above the last results, which stay; one that moves no prediction leaves the confusion matrix as it is."""
+    if view.report is None:
+        if before is not None:
+            return (view.summary, *(gr.skip(),) * 7)
+        return (view.summary, "", "", "", gr.update(value=None, visible=False), "", None, None)
+    report = view.report
+    shown = (report.class_names, report.predicted, report.true)
+    confusion = gr.update(value=view.confusion, visible=view.confusion is not None)
+    if before is not None and unchanged(before.shown, shown):
+        confusion = gr.skip()
+    return (view.summary, view.per_template, view.comparison, view.per_class, confusion, view.none_of_these,
+            view.flags, KeptImages(chosen, report.images, shown))
+
+
+def _wire_run(ctx: AppContext, ui: PromptLabHandles):
+    """The button, its one-click example and the live edits (all one handler); returns what chains a
+    live re-scoring onto another event (the template table's edit buttons)."""
     def on_run(table, folder, uploads, labels, desc_text, desc_file, use, weighting, single_row, compare_on,
-               min_cos, min_prob, zpe_select, mad_threshold, request: gr.Request, progress=gr.Progress()):
+               min_cos, min_prob, zpe_select, mad_threshold, request: gr.Request, progress=gr.Progress(),
+               kept=FRESH):
+        # kept: FRESH from the button and the example (embed the images); a live edit's KeptImages
+        chosen = chosen_images(folder, uploads)
+        before = None if isinstance(kept, str) else kept
+        if before is not None and before.chosen != chosen or before is None and kept != FRESH:
+            return (gr.skip(),) * 8  # no run on these images yet: the button embeds them
         view = evaluate_prompts(session_of(ctx, request), table, folder, uploads, labels, desc_text,
                                 desc_file, use, weighting, single_row, compare_on, min_cos, min_prob,
-                                progress=progress, zpe_select_name=zpe_select, mad_threshold=mad_threshold)
-        return (view.summary, view.per_template, view.comparison, view.per_class,
-                gr.update(value=view.confusion, visible=view.confusion
-                          is not None), view.none_of_these, view.flags)
+                                progress=progress, zpe_select_name=zpe_select, mad_threshold=mad_threshold,
+                                images=before.images if before is not None else None)
+        return lab_outputs(view, chosen, before)
 
+    kept = gr.State(None)  # the last run's KeptImages
     inputs = [ui.table, ui.folder, ui.uploads, ui.labels, ui.desc_text, ui.desc_file, ui.use, ui.weighting,
               ui.single_row, ui.compare_on, ui.min_cos, ui.min_prob, ui.zpe_select, ui.mad_threshold]
-    outputs = [
-        ui.summary, ui.templates_html, ui.compare_html, ui.class_html, ui.confusion, ui.none_html, ui.flags
-    ]
+    outputs = [ui.summary, ui.templates_html, ui.compare_html, ui.class_html, ui.confusion, ui.none_html,
+               ui.flags, kept]
     ui.run.click(on_run, inputs, outputs, concurrency_limit=2, api_name="evaluate_prompts")
     seven = [[t]
              for t in builtin_template_set("simple")]  # which of OpenAI's 7 templates do the photos favour?
@@ -367,13 +429,20 @@ def _wire_run(ctx: AppContext, ui: PromptLabHandles) -> None:
                          ui.weighting: "ZPE (weights from the images)"}],
                        ["8 photos · 8 labels · ZPE over 7 templates"], inputs, on_run, outputs,
                        "pl-examples")
+    # Live (issue 29), text and options only: the descriptions' JSON stays on the button (half-typed
+    # JSON is an error at every key), and so do new images (they must be read and encoded).
+    live([ui.table, ui.labels, ui.use, ui.weighting, ui.zpe_select, ui.mad_threshold, ui.single_row,
+          ui.compare_on], on_run, [*inputs, kept], outputs, concurrency_limit=2)
     for slider in (ui.min_cos, ui.min_prob):
         # change, not release: a value typed in the number box applies on Enter, as the search threshold does
         slider.change(none_view, [ui.flags, ui.min_cos, ui.min_prob], ui.none_html, show_progress="hidden")
+    return lambda event: event.success(on_run, [*inputs, kept], outputs, concurrency_limit=2,
+                                       show_progress=LIVE["show_progress"])
 
 
-def _wire_editing(ctx: AppContext, ui: PromptLabHandles) -> None:
-    """Events that edit the template table; each re-checks the set and refreshes the downloads."""
+def _wire_editing(ctx: AppContext, ui: PromptLabHandles, relive) -> None:
+    """Events that edit the template table; each re-checks the set and refreshes the downloads, then
+    (`relive`) re-scores the last run's images with the new set (live, issue 29)."""
     def on_table(current, request: gr.Request = None):
         rows = rows_of(current)
         try:
@@ -401,17 +470,19 @@ def _wire_editing(ctx: AppContext, ui: PromptLabHandles) -> None:
     table.change(on_table, table, [ui.save_txt, ui.save_json, status])
     if ctx.settings.hosted:
         gr.context.Context.root_block.load(on_table, table, [ui.save_txt, ui.save_json, status])
-    ui.load_builtin.click(edit(lambda rows, choice: builtin_template_set(TEMPLATE_CHOICES[choice])),
-                          [table, ui.builtin], [table, status])
-    ui.add.click(add_row, [table, ui.new], [table, status, ui.new])
-    ui.new.submit(add_row, [table, ui.new], [table, status, ui.new])
-    ui.up.click(edit(lambda rows, n: moved(rows, n, -1)), [table, row_no], [table, status]).success(
-        lambda n: max(1, int(n or 1) - 1), row_no, row_no)
-    ui.down.click(edit(lambda rows, n: moved(rows, n, +1)), [table, row_no], [table, status]).success(
-        lambda n: int(n or 1) + 1, row_no, row_no)
-    ui.remove.click(edit(lambda rows, n: [r for i, r in enumerate(rows, 1) if i != int(n or 0)]),
-                    [table, row_no], [table, status])
-    ui.load_file.upload(edit(lambda rows, f: read_template_file(f, gate.TextLimits.of(ctx.settings))),
-                        [table, ui.load_file], [table, status])
+    relive(ui.load_builtin.click(edit(lambda rows, choice: builtin_template_set(TEMPLATE_CHOICES[choice])),
+                                 [table, ui.builtin], [table, status]))
+    relive(ui.add.click(add_row, [table, ui.new], [table, status, ui.new]))
+    relive(ui.new.submit(add_row, [table, ui.new], [table, status, ui.new]))
+    up = ui.up.click(edit(lambda rows, n: moved(rows, n, -1)), [table, row_no], [table, status])
+    up.success(lambda n: max(1, int(n or 1) - 1), row_no, row_no)
+    down = ui.down.click(edit(lambda rows, n: moved(rows, n, +1)), [table, row_no], [table, status])
+    down.success(lambda n: int(n or 1) + 1, row_no, row_no)
+    relive(up)
+    relive(down)
+    relive(ui.remove.click(edit(lambda rows, n: [r for i, r in enumerate(rows, 1) if i != int(n or 0)]),
+                           [table, row_no], [table, status]))
+    relive(ui.load_file.upload(edit(lambda rows, f: read_template_file(f, gate.TextLimits.of(ctx.settings))),
+                               [table, ui.load_file], [table, status]))
     ui.example.change(lambda name: EXAMPLES[name].read_text(encoding="utf-8") if name in EXAMPLES else "",
                       ui.example, ui.desc_text)

@@ -38,7 +38,16 @@ from explorer.inputs import gate
 from explorer.inputs.roots import PathRefused, inside_roots
 
 from . import search_html as render
-from .common import IMAGE_TYPES, ZIP_TYPES, message, offer_examples, progress_reporter, session_of
+from .common import (
+    IMAGE_TYPES,
+    ZIP_TYPES,
+    live,
+    message,
+    offer_examples,
+    progress_reporter,
+    session_of,
+    unchanged,
+)
 
 FOLDER, UPLOAD = "A folder on this computer", "Upload images, a folder or a zip"
 PLACEHOLDER_SIDE = 64
@@ -168,7 +177,7 @@ def search(ctx: AppContext, state: SearchState | None, query_text: str, image_pa
     weights = [1 - image_weight, image_weight] if texts and image_path else None
     try:
         vector = index.query_vector(model, texts, [image_path] if image_path else [], weights,
-                                    ctx.settings.limits)
+                                    ctx.settings.limits, cache=ctx.embeddings)  # the image: once
     except ImageError as exc:
         raise Problem(f"The query image cannot be used: {exc.reason}") from None
     parts = []
@@ -408,7 +417,9 @@ def _shown(view: SearchView):
 
 def _guarded(handler):
     """Run a search handler; a problem is shown and the results and state stay as they were. A new
-    list of results closes the result opened full size."""
+    list of results closes the result opened full size. Only what changed is sent (issue 29: a query
+    typed live often ranks the same): the same hits as the page shows send only the summary, and the
+    same images with the same scores (the query only reworded) keep the gallery as it is."""
     def run(*args):
         current = args[0]
         try:
@@ -417,7 +428,13 @@ def _guarded(handler):
             return message(str(exc), "error"), gr.update(), gr.update(), current, gr.update()
         if view is None:
             return gr.update(), gr.update(), gr.update(), current, gr.update()
-        return (*_shown(view), gr.update(visible=False))
+        summary, gallery, table, state = _shown(view)
+        if unchanged(current, view.state):  # the summary still: it may show an error since
+            return summary, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        if current is not None and current.hits and unchanged((current.root, current.hits),
+                                                              (view.state.root, view.state.hits)):
+            gallery = gr.skip()
+        return summary, gallery, table, state, gr.update(visible=False)
     return run
 
 
@@ -498,6 +515,9 @@ def _wire_results(ui: SearchHandles) -> None:
     search_inputs = [ui.state, ui.text, ui.image, ui.weight, ui.top_k, ui.threshold]
     ui.search_button.click(on_search, search_inputs, results, concurrency_limit=2, api_name="search")
     ui.text.submit(on_search, search_inputs, results, concurrency_limit=2)
+    # Live (issue 29): the same handler as the button, as the query is typed and the count moved; only
+    # the last edit runs. The query image and the weight stay on the button (an image is one drop).
+    live([ui.text, ui.top_k], on_search, search_inputs, results, concurrency_limit=2)
     ui.gallery.select(on_select, [ui.state, ui.threshold],
                       [ui.viewer, ui.full, ui.path_box, ui.score, ui.opened, ui.summary], concurrency_limit=2,
                       show_progress_on=[ui.full])
