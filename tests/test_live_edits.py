@@ -108,25 +108,3 @@ def test_a_live_edit_sends_what_changed_and_keeps_results_on_an_error(ctx, photo
                                              "Equal average", 1, False, None, None, images=kept.images)
     failed = prompt_lab_tab.lab_outputs(broken, chosen, kept)
     assert "explorer-error" in failed[0] and all(o == {"__type__": "update"} for o in failed[1:])
-
-
-LIVE_INPUTS = {"search-text": "search", "search-k": "search", "pl-templates": "evaluate_prompts",
-               "pl-labels": "evaluate_prompts", "pl-weighting": "evaluate_prompts",
-               "pl-zpe-select": "evaluate_prompts", "pl-single-row": "evaluate_prompts"}
-
-
-def test_live_edits_run_the_buttons_handler_as_a_private_counted_job(shapes_model, tmp_path):
-    from explorer.app.ui import build_app
-    from tests.test_hosted import hosted_context
-
-    app = build_app(hosted_context(tmp_path, shapes_model, EXPLORER_SESSION_JOBS="2"))
-    by_api = {f.api_name: f for f in app.fns.values() if f.api_name in set(LIVE_INPUTS.values())}
-    ids = {getattr(block, "elem_id", None): block_id for block_id, block in app.blocks.items()}
-    for elem_id, api_name in LIVE_INPUTS.items():
-        found = [f for f in app.fns.values() if (ids[elem_id], "input") in f.targets]
-        assert len(found) == 1, elem_id
-        event, button = found[0], by_api[api_name]
-        assert inspect.unwrap(event.fn) is inspect.unwrap(button.fn)  # the button's own handler
-        assert event.validator is not None and event.concurrency_id == button.concurrency_id  # a job
-        assert event.api_visibility == "private" and event.trigger_mode == "always_last"
-        assert event.show_progress == "hidden"

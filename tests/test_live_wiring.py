@@ -1,37 +1,57 @@
-"""Issue 29, as wired on the built page: the edits that answer live (common.live: `.input`, always the
-last edit, no progress overlay) in the Heatmaps, Modality gap and Teach by example tabs. An edit that
-runs the model runs its button's own handler with the same inputs and outputs, so hosted it passes the
-same gate and counts against the same per-session job limit (gate_events wraps both with one function)."""
+"""Issue 29, as wired on the built (hosted) page: every edit that answers live runs its tab's own
+handler (common.live: `.input`, always the last edit, progress never as an overlay). Where a tab has
+one action (Classify, Search, the patch map, Teach), the edits and the button are one event, the
+public endpoint itself: a page never has two of its runs in flight, so a press during a live run
+waits instead of being refused by the session's job limit. Every one of them is a counted job (the
+validator of the per-session limit, the shared model pool)."""
 from __future__ import annotations
+
+import inspect
 
 import pytest
 
 from explorer.app.ui import build_app
-from tests.helpers import local_context
+from explorer.app.ui.common import LIVE
+from tests.test_hosted import hosted_context
+
+# elem_id of an edit -> (the api_name of the handler it runs, the button that shares its event or None)
+LIVE_EDITS = {
+    "zs-labels": ("classify", "zs-run"), "zs-templates": ("classify", "zs-run"),
+    "zs-topk": ("classify", "zs-run"), "zs-custom": ("classify", "zs-run"),
+    "search-text": ("search", "search-run"), "search-k": ("search", "search-run"),
+    "hm-map-text": ("patch_map", "hm-map-run"), "teach-shots": ("fewshot", "teach-run"),
+    "pl-templates": ("evaluate_prompts", None), "pl-labels": ("evaluate_prompts", None),
+    "pl-weighting": ("evaluate_prompts", None), "pl-zpe-select": ("evaluate_prompts", None),
+    "pl-single-row": ("evaluate_prompts", None),
+}
 
 
 @pytest.fixture(scope="module")
 def app(shapes_model, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("live")
-    return build_app(local_context(shapes_model, tmp, tmp))
+    return build_app(hosted_context(tmp_path_factory.mktemp("live"), shapes_model, EXPLORER_SESSION_JOBS="2"))
 
 
-def _edits(app, elem_id):
-    block = next(b for b in app.blocks.values() if getattr(b, "elem_id", None) == elem_id)
-    return [f for f in app.fns.values() if any(t[0] == block._id for t in f.targets)], block
+def _ids(app) -> dict:
+    return {getattr(block, "elem_id", None): block_id for block_id, block in app.blocks.items()}
 
 
-@pytest.mark.parametrize("elem_id, api_name", [("hm-map-text", "patch_map"), ("teach-shots", "fewshot")])
-def test_an_edit_runs_its_buttons_handler_live(app, elem_id, api_name):
-    events, block = _edits(app, elem_id)
-    [edit] = [f for f in events if (block._id, "input") in f.targets]
-    button = next(f for f in app.fns.values() if f.api_name == api_name)
-    assert edit.fn is button.fn and edit.inputs == button.inputs and edit.outputs == button.outputs
-    assert edit.trigger_mode == "always_last" and edit.show_progress == "hidden"
+@pytest.mark.parametrize("elem_id", LIVE_EDITS)
+def test_an_edit_runs_its_tabs_handler_live_as_a_counted_job(app, elem_id):
+    api_name, button = LIVE_EDITS[elem_id]
+    ids = _ids(app)
+    [event] = [f for f in app.fns.values() if (ids[elem_id], "input") in f.targets]
+    endpoint = next(f for f in app.fns.values() if f.api_name == api_name)
+    assert inspect.unwrap(event.fn) is inspect.unwrap(endpoint.fn)  # the button's own handler
+    assert event.trigger_mode == "always_last" and event.show_progress == LIVE["show_progress"] != "full"
+    assert event.validator is not None and event.concurrency_id == endpoint.concurrency_id  # a job
+    if button is not None:  # one event with the button: the endpoint itself
+        assert event is endpoint and any(t == (ids[button], "click") for t in event.targets)
+    else:
+        assert event.api_visibility == "private"
 
 
 def test_the_gap_shift_answers_live_from_the_run(app):
-    events, block = _edits(app, "gap-shift")
-    [edit] = [f for f in events if f.fn is not None]
-    assert edit.targets == [(block._id, "input")]     # a user's move; not the run's reset to 0
-    assert edit.trigger_mode == "always_last" and edit.show_progress == "hidden"
+    block_id = _ids(app)["gap-shift"]
+    [edit] = [f for f in app.fns.values() if f.fn is not None and any(t[0] == block_id for t in f.targets)]
+    assert edit.targets == [(block_id, "input")]     # a user's move; not the run's reset to 0
+    assert edit.trigger_mode == "always_last" and edit.show_progress == LIVE["show_progress"]

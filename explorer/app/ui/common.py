@@ -56,19 +56,22 @@ def around(fn, context):
     return functools.wraps(fn)(handler)
 
 
-# How an edit runs its tab's handler as the user types, picks or drags (issue 29): gradio's always_last
-# (an edit made while one runs waits, and of those waiting only the last runs: no stale result is left
-# on screen) and no progress overlay flashing over the page. The button stays for those who prefer it.
-LIVE = dict(trigger_mode="always_last", show_progress="hidden")
+# How an edit runs its tab's handler as the user types, picks or drags (issue 29): one gradio event for
+# the edits and the button together, always_last (an edit made while one runs waits, and of those
+# waiting only the last runs: no stale result is left on screen, and a page never has two of its runs
+# in flight, so hosted a press during a live run waits instead of being refused by the session's job
+# limit); progress shown small ("minimal"), never as an overlay flashing over the results.
+LIVE = dict(trigger_mode="always_last", show_progress="minimal")
 
 
-def live(triggers, fn, inputs, outputs, **options) -> None:
-    """Run `fn` on every user edit of each of `triggers` (their `.input`: typing, picking, dragging;
-    not a value the app itself sets, so an example that fills a box does not run twice). The same
-    function as the tab's button, so a live edit passes the same gate and, hosted, counts against the
-    same per-session job limit (gate_events counts by function)."""
-    for trigger in triggers:
-        trigger.input(fn, inputs, outputs, **LIVE, **options)
+def live(triggers, fn, inputs, outputs, **options):
+    """One event running `fn` on every user edit of the components among `triggers` (their `.input`:
+    typing, picking, dragging; not a value the app itself sets, so an example that fills a box does not
+    run twice) and on the event triggers among them (`run.click`, `text.submit`). Give it the button
+    too, and the api_name: live edits then are that endpoint's calls, through the same gate and, hosted,
+    the same per-session job limit. Returns gradio's event (for .then/.success)."""
+    events = [t if callable(t) and hasattr(t, "event_name") else t.input for t in triggers]
+    return gr.on(events, fn, inputs, outputs, **{**LIVE, **options})
 
 
 def unchanged(before, after) -> bool:

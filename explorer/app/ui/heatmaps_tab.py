@@ -385,10 +385,9 @@ def _wire_map(ui: HeatmapsHandles) -> None:
                      show_progress="hidden")
     inputs = [ui.items_state, ui.map_image, ui.map_text, ui.method, ui.opacity, ui.scale, ui.map_state]
     outputs = [ui.map_info, ui.shown, ui.map_state]
-    ui.map_run.click(on_map, inputs, outputs, concurrency_limit=2, api_name="patch_map")
     # Another text for the map (picked, or typed and entered) answers at once: the image's patch tokens
-    # are kept in the map state, so only the text is encoded (compute_patch_map).
-    live([ui.map_text], on_map, inputs, outputs, concurrency_limit=2)
+    # are kept in the map state, so only the text is encoded (compute_patch_map). One event with the button.
+    live([ui.map_text, ui.map_run.click], on_map, inputs, outputs, concurrency_limit=2, api_name="patch_map")
     ui.opacity.change(lambda s, a, sc: gr.update() if s is None else blend(s, a, sc),
                       [ui.map_state, ui.opacity, ui.scale], ui.shown, show_progress="hidden")
     ui.scale.change(on_scale, [ui.map_state, ui.opacity, ui.scale], [ui.map_info, ui.shown],

@@ -513,11 +513,10 @@ def _wire_results(ui: SearchHandles) -> None:
                      ui.source, [ui.folder, ui.upload_group])
     results = [ui.summary, ui.gallery, ui.table, ui.state, ui.viewer]
     search_inputs = [ui.state, ui.text, ui.image, ui.weight, ui.top_k, ui.threshold]
-    ui.search_button.click(on_search, search_inputs, results, concurrency_limit=2, api_name="search")
-    ui.text.submit(on_search, search_inputs, results, concurrency_limit=2)
-    # Live (issue 29): the same handler as the button, as the query is typed and the count moved; only
-    # the last edit runs. The query image and the weight stay on the button (an image is one drop).
-    live([ui.text, ui.top_k], on_search, search_inputs, results, concurrency_limit=2)
+    # Live (issue 29): one event for the button, Enter, typing the query and moving the count; only the
+    # last edit runs. The query image and the weight stay on the button (an image is one drop).
+    live([ui.text, ui.top_k, ui.search_button.click, ui.text.submit], on_search, search_inputs, results,
+         concurrency_limit=2, api_name="search")
     ui.gallery.select(on_select, [ui.state, ui.threshold],
                       [ui.viewer, ui.full, ui.path_box, ui.score, ui.opened, ui.summary], concurrency_limit=2,
                       show_progress_on=[ui.full])

@@ -349,9 +349,8 @@ def _wire_run(ui: TeachPage) -> None:
     method_outputs = [ui.confusion, ui.changes, ui.fixed, ui.broken]
     inputs = [ui.folder, ui.uploads, ui.templates, ui.methods, ui.shots, ui.state]
     outputs = [ui.summary, ui.table, ui.curve, ui.method, ui.state, *method_outputs]
-    ui.run.click(on_run, inputs, outputs, concurrency_limit=2, api_name="fewshot")
-    # Another shot count answers at once from the last run's embeddings and fits (the button stays).
-    live([ui.shots], on_run, inputs, outputs, concurrency_limit=2)
+    # Another shot count answers at once from the last run's embeddings and fits; one event with the button.
+    live([ui.shots, ui.run.click], on_run, inputs, outputs, concurrency_limit=2, api_name="fewshot")
     ui.method.input(on_method, [ui.state, ui.method], method_outputs, show_progress="hidden")
 
 
