@@ -83,6 +83,21 @@ def test_a_session_at_its_job_limit_is_refused_when_it_joins_the_queue(app, monk
     assert all(v["is_valid"] for v in admitted)
 
 
+def test_a_live_edit_counts_against_the_same_job_limit(app, monkeypatch):
+    """Issue 29: a Prompt lab edit that re-scores live (a private event) is refused for a session already
+    holding its two jobs (here two classify calls waiting), like any other model call; another
+    visitor's edit is not."""
+    monkeypatch.setattr(gate_events, "ADMIT_WINDOW", 0.0)
+    weighting = next(i for i, b in app.blocks.items() if getattr(b, "elem_id", None) == "pl-weighting")
+    [edit] = [f for f in app.fns.values() if (weighting, "input") in f.targets]
+    assert edit.api_visibility == "private" and edit is not by_name(app)["evaluate_prompts"]
+    app._queue = waiting("busy", by_name(app)["classify"].fn, 2)
+    values = [None] * len(edit.inputs)
+    refused = edit.validator(*values, gr.Request(session_hash="busy"))
+    assert not all(v["is_valid"] for v in refused)
+    assert all(v["is_valid"] for v in edit.validator(*values, gr.Request(session_hash="another visitor")))
+
+
 def test_a_burst_is_refused_before_gradio_shows_it_queued(app):
     search = by_name(app)["search"]
     app._queue = waiting("x", search.fn, 0)

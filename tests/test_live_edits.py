@@ -6,12 +6,11 @@ image decoder (images.load_image / images.prepare, wherever they are imported) n
 tests/browser/test_live_page.py drives the same edits through the page."""
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import pytest
 
-from explorer.app.ui import prompt_lab_tab, search_tab
+from explorer.app.ui import classify_tab, prompt_lab_tab, search_tab
 from explorer.embed import images as images_module
 from explorer.index import build as index_build
 from explorer.inputs import sources
@@ -108,3 +107,27 @@ def test_a_live_edit_sends_what_changed_and_keeps_results_on_an_error(ctx, photo
                                              "Equal average", 1, False, None, None, images=kept.images)
     failed = prompt_lab_tab.lab_outputs(broken, chosen, kept)
     assert "explorer-error" in failed[0] and all(o == {"__type__": "update"} for o in failed[1:])
+
+
+def test_a_label_edit_reads_and_encodes_no_image_and_resends_only_what_changed(ctx, shapes_model, photos,
+                                                                               decodes):
+    paths = sorted(str(p) for p in photos.rglob("*.png"))[:3]
+    labels = "red circle, green circle, blue circle, yellow circle"
+    first = classify_tab.classify(ctx, paths, labels, "Single: a photo of a {}.", "", 5)
+    assert decodes and first.gallery  # the images read and encoded once
+    gallery, _, heat, shown = classify_tab._figures_update(first, None)
+    assert gallery["value"] and heat["value"] is not None and shown is not None
+    decodes.clear()
+    images_before, texts_before = shapes_model.image_encodes, shapes_model.text_encodes
+    edited = classify_tab.classify(ctx, paths, labels + ", orange circle", "Single: a photo of a {}.", "", 5)
+    assert decodes == [] and shapes_model.image_encodes == images_before
+    assert shapes_model.text_encodes == texts_before + 1  # the new label's prompt only
+    # a sixth label changes the heatmap; the gallery is re-sent only if a caption (top label) changed
+    gallery, bars, heat, now = classify_tab._figures_update(edited, shown)
+    assert heat["value"] is not None and bars is edited.bars
+    assert ("value" in gallery) == (edited.gallery != first.gallery)
+    # top-k moved: only the bars are sent again
+    fewer = classify_tab.classify(ctx, paths, labels + ", orange circle", "Single: a photo of a {}.", "", 2)
+    gallery, bars, heat, _ = classify_tab._figures_update(fewer, now)
+    assert "value" not in gallery and "value" not in heat and bars is fewer.bars
+    assert decodes == [] and shapes_model.image_encodes == images_before

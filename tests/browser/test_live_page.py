@@ -8,6 +8,7 @@ import numpy as np
 
 from tests import shapes
 
+HEATMAP_SHOWS = "(document.querySelector('#zs-heatmap')?.textContent || '').includes('{}')"
 QUERIES = [("red", "circle"), ("blue", "square"), ("green", "triangle"), ("yellow", "cross")]
 
 
@@ -82,3 +83,33 @@ def test_prompt_lab_options_answer_without_evaluate(page, tmp_path):
     number.press("Enter")
     page.wait_for_function("document.querySelector('#pl-none-count').innerText.startsWith('12 of 12')",
                            timeout=30_000)
+
+
+def test_typed_labels_classify_live_the_last_edit_wins_and_no_image_is_fetched_again(page, tmp_path):
+    files = []
+    for i, (color, shape) in enumerate(QUERIES[:3]):
+        path = tmp_path / f"live_{i}.png"
+        shapes.draw_shape(color, shape, size=64, rng=i).save(path)
+        files.append(str(path))
+    page.set_input_files("#zs-images input[type=file]", files)
+    page.wait_for_function("document.querySelector('#zs-images').textContent.includes('live_2 .png')",
+                           timeout=30_000)  # uploaded
+    box = page.locator("#zs-labels textarea")
+    box.press_sequentially("red circle, blue square, green triangle")  # typed: no button, no Enter
+    page.wait_for_function(HEATMAP_SHOWS.format("green triangle"), timeout=60_000)
+    assert [c.inner_text() for c in page.locator("#zs-results td.zs-top").all()] == [
+        "red circle", "blue square", "green triangle"]
+    page.wait_for_selector("#zs-gallery img", timeout=30_000)
+    fetched: list[str] = []  # every image the page asks for from now on
+    page.on("request", lambda r: fetched.append(r.url) if r.resource_type == "image" else None)
+
+    for n in range(5):  # five edits, quickly: only the last may stay on screen
+        box.fill("")
+        box.press_sequentially(f"red circle, blue square, green triangle, cross {n}")
+    page.wait_for_function(HEATMAP_SHOWS.format("cross 4"), timeout=30_000)
+    page.wait_for_timeout(1500)  # an earlier edit answering late would now overwrite it
+    for selector in ("#zs-heatmap", "#zs-bars"):
+        text = page.locator(selector).text_content()
+        assert "cross 4" in text and not any(f"cross {n}" in text for n in range(4)), selector
+    assert page.locator("#zs-gallery img").count() == 3
+    assert not [url for url in fetched if "live_" in url], fetched  # the gallery's images: not again
