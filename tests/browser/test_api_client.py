@@ -76,12 +76,17 @@ def test_every_documented_endpoint_exists_with_its_inputs(app_url, data):
 
 def test_classify(app_url, data):
     labels = ", ".join(caption(*c) for c in CLASSES[:8])
-    summary, gallery, bars, heatmap = client(app_url,
-                                             data).predict(paths=[handle_file(str(data["picture"]))],
-                                                           label_text=labels, choice=SINGLE, k=3,
-                                                           classifier_files=None, api_name="/classify")
+    api = client(app_url, data)
+    picture = [handle_file(str(data["picture"]))]
+    summary, gallery, bars, heatmap = api.predict(paths=picture, label_text=labels, choice=SINGLE, k=3,
+                                                  classifier_files=None, api_name="/classify")
     assert re.search(r'class="zs-top">a red circle<', summary), summary
     assert bars["type"] == "plotly"
+    # the same session again, only k changed: the page would be sent the bars alone (its gallery is on
+    # screen), but an API call has no page: it gets every output in full
+    again = api.predict(paths=picture, label_text=labels, choice=SINGLE, k=2, classifier_files=None,
+                        api_name="/classify")
+    assert again[1]["value"] and again[1]["value"][0]["caption"] == gallery["value"][0]["caption"]
 
 
 def test_build_index_then_search_duplicates_and_more_like_this(app_url, data):

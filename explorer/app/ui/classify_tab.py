@@ -24,6 +24,7 @@ from .common import (
     IMAGE_TYPES,
     TEMPLATE_CHOICES,
     failures_html,
+    from_page,
     live,
     message,
     offer_examples,
@@ -201,10 +202,10 @@ def build(ctx: AppContext) -> None:
     template_choice.change(lambda c: gr.update(visible=c == CUSTOM), template_choice, custom)
 
     def on_run(paths, label_text, choice, custom_text, k, classifier_files, shown, request: gr.Request,
-               progress=gr.Progress()):
+               event: gr.EventData, progress=gr.Progress()):
         view = classify(session_of(ctx, request), paths, label_text, choice, custom_text, k, progress,
                         classifier_files)
-        return (view.summary, *_figures_update(view, shown))
+        return (view.summary, *_figures_update(view, shown if from_page(event) else None))
 
     inputs = [files, labels, template_choice, custom, top_k, taught, shown_state]
     outputs = [summary, gallery, bars, heatmap, shown_state]

@@ -74,6 +74,14 @@ def live(triggers, fn, inputs, outputs, **options):
     return gr.on(events, fn, inputs, outputs, **{**LIVE, **options})
 
 
+def from_page(event) -> bool:
+    """True when the page made this call (an edit or a press: gradio names the component that
+    triggered it in the handler's gr.EventData), False for an API call (gradio_client, raw HTTP). Only
+    the page keeps what it was sent before, so only its calls may be answered with gr.skip() for an
+    output that did not change; an API call always gets every output in full."""
+    return getattr(event, "target", None) is not None
+
+
 def unchanged(before, after) -> bool:
     """True when an output would be re-sent with what the page already shows (`before`, kept in a
     gr.State): the handler then returns gr.skip() for it, and the browser neither receives nor redraws
