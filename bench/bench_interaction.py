@@ -2,8 +2,11 @@
 
 The app runs in this process (the shapes model unless --model says otherwise) and headless Chromium
 (Debian's, driven by Playwright, as the browser tests do) performs each interaction: an edit typed,
-picked or dragged the way a user does it (a DOM input event, or a click). The time counted runs from
-the action to the updated result on screen (the first animation frame in which the page shows it).
+picked or dragged the way a user does it (the last key typed, a click, a drag, a drop). The time counted
+runs from the action's first key, mouse or input event in the page to the updated result on screen (the
+first animation frame in which the page shows it). With --press each edit is made first and the clock
+starts when its button is pressed: how a page without live edits answers (run it in an older checkout,
+e.g. a `git worktree` of the commit before, to get the "before" of a before/after table).
 Beside it, in the same page: the server's own handler time for that event, and a no-op gradio round
 trip (a button whose handler returns a counter into a text box): the floor a gradio app cannot go
 under. Each interaction's time is split into
@@ -17,6 +20,7 @@ and reported as the median and p95 of --repeats runs, and as ratios to the no-op
 
     .venv/bin/python bench/bench_interaction.py [--repeats 15] [--only classify_label,noop] [--json]
     .venv/bin/python bench/bench_interaction.py --quick --json      (the suite runs this: 2 repeats)
+    .venv/bin/python bench/bench_interaction.py --press             (edit, then press the button)
 
 --json prints one JSON document last: {"interactions": {name: {median_ms, p95_ms, server_ms,
 transfer_ms, drawing_ms, over_noop, runs}}, "noop_median_ms", ...}.
@@ -198,6 +202,9 @@ def main() -> None:
                         help="runs per interaction (default 15; 2 with --quick)")
     parser.add_argument("--only", default="", help="comma-separated interaction names (default: all)")
     parser.add_argument("--quick", action="store_true", help="a few interactions, 2 runs each (the suite)")
+    parser.add_argument("--press", action="store_true",
+                        help="make each edit, then time its button (the way before live edits; a page "
+                             "without them, e.g. an older commit, needs this)")
     parser.add_argument("--chromium", default=os.environ.get("CHROMIUM") or shutil.which("chromium"))
     parser.add_argument("--json", action="store_true", help="print one JSON document last")
     args = parser.parse_args()
@@ -219,7 +226,7 @@ def main() -> None:
             page.add_init_script(PAGE_CLOCK_JS)
             page.goto(url)
             page.wait_for_selector("#zs-run", timeout=60_000)
-            results = run_all(page, clock, workdir, names, repeats)
+            results = run_all(page, clock, workdir, names, repeats, args.press)
             browser.close()
         app.close()
     finally:
@@ -227,7 +234,7 @@ def main() -> None:
     report(results, args, repeats)
 
 
-def run_all(page, clock, workdir: Path, names: list[str], repeats: int) -> dict:
+def run_all(page, clock, workdir: Path, names: list[str], repeats: int, press: bool = False) -> dict:
     """{name: summary}: the no-op floor first, then each interaction after its one-time set-up."""
     noop = INTERACTIONS["noop"]
     floor = [measure(page, clock, noop.step(page, i, workdir)) for i in range(max(repeats, 5))]
@@ -239,9 +246,10 @@ def run_all(page, clock, workdir: Path, names: list[str], repeats: int) -> dict:
         interaction = INTERACTIONS[name]
         try:
             interaction.setup(page, workdir)
-            measure(page, clock, interaction.step(page, -1, workdir))  # one warm-up edit, not counted
-            results[name] = summarise([measure(page, clock, interaction.step(page, i, workdir))
-                                       for i in range(repeats)], noop_ms)
+            step = interaction.pressed if press else interaction.step
+            measure(page, clock, step(page, -1, workdir))  # one warm-up edit, not counted
+            results[name] = summarise([measure(page, clock, step(page, i, workdir)) for i in range(repeats)],
+                                      noop_ms)
         except Exception as exc:  # say which interaction broke, and show the page at that moment
             page.screenshot(path=str(FAILED_SHOT))
             raise SystemExit(f"{name}: {exc}\n(the page at that moment: {FAILED_SHOT})") from exc
@@ -259,8 +267,8 @@ def report(results: dict, args, repeats: int) -> None:
         print(f"{name:22s} {r['median_ms']:7.0f} {r['p95_ms']:7.0f} {r['server_ms']:7.0f} "
               f"{r['transfer_ms']:9.0f} {r['drawing_ms']:8.0f} {r.get('over_noop', 1.0):8.2f}  {met}")
     if args.json:
-        print(json.dumps({"model": args.model, "repeats": repeats, "noop_median_ms": noop_ms,
-                          "interactions": results}))
+        print(json.dumps({"model": args.model, "repeats": repeats, "press": args.press,
+                          "noop_median_ms": noop_ms, "interactions": results}))
 
 
 if __name__ == "__main__":

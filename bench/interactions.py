@@ -70,6 +70,20 @@ def dragged(selector: str, value, done: str) -> Step:
 class Interaction:
     setup: Callable  # (page, workdir) -> None, once before the timed steps
     step: Callable   # (page, i, workdir) -> Step
+    button: str | None = None  # the button that runs it (--press: the edit made, then the button timed)
+
+    def pressed(self, page, i, workdir) -> Step:
+        """The step as a page without live edits needs it: the whole edit made first (not timed), then
+        the button pressed (the clock starts at the press)."""
+        step = self.step(page, i, workdir)
+        if self.button is None:
+            return step
+
+        def prepare(page):
+            if step.prepare is not None:
+                step.prepare(page)
+            step.act(page)
+        return Step(lambda page: page.click(self.button), step.done, prepare)
 
 
 _ready: set[str] = set()
@@ -247,15 +261,15 @@ def _teach_shots(page, i, workdir):
 
 INTERACTIONS = {
     "noop": Interaction(lambda page, workdir: None, _noop),
-    "classify_label": Interaction(classify_ready, _classify_label),
-    "classify_templates": Interaction(classify_ready, _classify_templates),
-    "classify_topk": Interaction(classify_ready, _classify_topk),
-    "classify_first": Interaction(classify_ready, _classify_first),
-    "lab_ensembling": Interaction(lab_ready, _lab_ensembling),
+    "classify_label": Interaction(classify_ready, _classify_label, "#zs-run"),
+    "classify_templates": Interaction(classify_ready, _classify_templates, "#zs-run"),
+    "classify_topk": Interaction(classify_ready, _classify_topk, "#zs-run"),
+    "classify_first": Interaction(classify_ready, _classify_first, "#zs-run"),
+    "lab_ensembling": Interaction(lab_ready, _lab_ensembling, "#pl-run"),
     "lab_threshold": Interaction(lab_ready, _lab_threshold),
-    "search_query": Interaction(search_ready, _search_query),
-    "heatmap_label": Interaction(heatmaps_ready, _heatmap_label),
+    "search_query": Interaction(search_ready, _search_query, "#search-run"),
+    "heatmap_label": Interaction(heatmaps_ready, _heatmap_label, "#hm-map-run"),
     "gap_shift": Interaction(gap_ready, _gap_shift),
-    "teach_shots": Interaction(teach_ready, _teach_shots),
+    "teach_shots": Interaction(teach_ready, _teach_shots, "#teach-run"),
 }
 QUICK = ["noop", "classify_label", "gap_shift"]
