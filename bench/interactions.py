@@ -130,6 +130,7 @@ def classify_ready(page, workdir):
     page.set_input_files("#zs-images input[type=file]", shape_files(workdir, 3))
     page.wait_for_function(shows("#zs-images", "_2 .png"), timeout=60_000)  # uploaded
     page.locator("#zs-labels textarea").press_sequentially(", ".join(LABELS + ["yellow cross"]))
+    page.click("#zs-run")  # a page without live edits needs it (with them, it runs once more)
     page.wait_for_function(shows("#zs-heatmap", "yellow cross"), timeout=60_000)
 
 
