@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import html
 import inspect
+import time
 
 import gradio as gr
 
@@ -112,13 +113,32 @@ def notes_html(notes, prefix: str = "Note: ") -> str:
     return "".join(f'<p class="explorer-muted">{html.escape(prefix + n)}.</p>' for n in notes)
 
 
-def progress_reporter(progress, unit: str = "images"):
-    """A core-style progress(done, total) callback that drives a gr.Progress (or nothing, in tests)
-    with count, rate and time left."""
+# Work that ends sooner shows no progress bar: a live edit answered from the cache draws nothing over the
+# page, while a run that encodes images shows its bar once it has taken this long.
+PROGRESS_AFTER_S = 0.3
+
+
+def patient(progress, after: float = PROGRESS_AFTER_S, clock=time.monotonic):
+    """`progress` (a gr.Progress, or None in tests) that passes nothing on until `after` seconds have
+    gone since this call (the handler's start)."""
     if progress is None:
         return None
+    start = clock()
+
+    def report(*args, **kwargs):
+        if clock() - start >= after:
+            progress(*args, **kwargs)
+    return report
+
+
+def progress_reporter(progress, unit: str = "images"):
+    """A core-style progress(done, total) callback that drives a gr.Progress (or nothing, in tests)
+    with count, rate and time left, once the work has lasted PROGRESS_AFTER_S (patient)."""
+    shown = patient(progress)
+    if shown is None:
+        return None
     rate = RateText(unit)
-    return lambda done, total: progress(done / total if total else 1.0, desc=rate(done, total))
+    return lambda done, total: shown(done / total if total else 1.0, desc=rate(done, total))
 
 
 def offer_examples(rows: list[dict], names: list[str], inputs: list, fn, outputs: list, elem_id: str):

@@ -50,6 +50,7 @@ from .common import (
     live,
     message,
     offer_examples,
+    patient,
     progress_reporter,
     session_of,
     unchanged,
@@ -144,6 +145,7 @@ def evaluate_prompts(ctx: AppContext, table, folder_text: str, files, label_text
     `zpe_select_name` (a ZPE_SELECTS key) and `mad_threshold`: ZPE's MAD prompt selection. `images`:
     the chosen images already embedded (a live edit: none is read again), else they are embedded."""
     use = USES[use_name]
+    shown = patient(progress)  # a re-scoring that ends quickly draws no progress bar
     try:
         model = ctx.model()
         limits = gate.TextLimits.of(ctx.settings)  # this request's text limits (hosted: stricter)
@@ -155,8 +157,8 @@ def evaluate_prompts(ctx: AppContext, table, folder_text: str, files, label_text
         if images is None:
             images = ctx.embed_choice(uploads=files, folder=folder_text,
                                       progress=progress_reporter(progress, "images embedded"))
-        if progress is not None:
-            progress(1, desc="Scoring the prompts")
+        if shown is not None:
+            shown(1, desc="Scoring the prompts")
         report = run_lab(model, images, templates, descriptions, use, WEIGHTINGS[weighting_name],
                          labels=parse_labels(label_text,
                                              limits).labels, template=int(row or 1) - 1, limits=limits,
