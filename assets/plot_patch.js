@@ -5,7 +5,8 @@
 // changed. The patch is {"seq": n, "keep": [attributes], "figures": {elem_id: figure JSON}}; a
 // trace without one of the `keep` attributes (the map's hover previews, not sent again) takes it from
 // the drawn trace it replaces when both hold the same points (ids). A plot not on screen is left as it
-// is. gradio's own touches on a figure (PlotlyPlot.svelte; the patched plots show their labels) are
+// is; a fixed axis frame already drawn that holds the new one is kept (plotly's scaleanchor
+// would settle it otherwise than on the first draw). gradio's own touches on a figure (PlotlyPlot.svelte; the patched plots show their labels) are
 // repeated so it looks the same.
 (patch) => {
   if (!patch || !window.Plotly) return [];
@@ -22,6 +23,12 @@
       }
     });
     const layout = figure.layout || {};
+    // a fixed frame (the map's, scaleanchor-constrained as drawn) is kept while it holds the new one
+    for (const axis of ["xaxis", "yaxis"]) {
+      const asked = layout[axis]?.range, drawn = plot._fullLayout[axis]?.range;
+      if (asked && drawn && layout[axis].autorange === false && Math.min(...drawn) <= Math.min(...asked)
+          && Math.max(...drawn) >= Math.max(...asked)) layout[axis].range = Array.from(drawn);
+    }
     layout.autosize = true;
     layout.margin = layout.margin || {};
     if (layout.title) layout.margin.t = Math.max(100, layout.margin.t || 0);  // as under a shown label
