@@ -227,3 +227,48 @@ def test_a_shift_change_encodes_nothing_and_sends_only_what_it_changes(shapes_mo
     monkeypatch.setattr(gap_tab, "projection_view", lambda *a, **k: pytest.fail("the UMAP map was redrawn"))
     umap = gap_tab.shift_update(view.run, 0.8, "UMAP (slower, cached)", view.thumbnails, "")
     assert "λ = 0.80" in umap[0] and umap[4:] == (gr.skip(), gr.skip()) and umap[2] != gr.skip()
+
+
+def test_a_shift_redraws_the_figures_in_place_not_through_gr_plot():
+    """Issue 29: a move of the slider sends the curve, histograms and map as a patch the page applies
+    with Plotly.react on the plots already drawn (gr.Plot would re-mount each and draw it twice): the
+    three gr.Plot outputs are gr.skip(); the map travels without its hover previews (the drawn points
+    keep theirs); the UMAP map (unshifted whatever λ) is left out of the patch."""
+    import json
+
+    import gradio as gr
+
+    from explorer.app.ui import gap_tab
+
+    run, *_ = synthetic_run()
+    default = next(iter(gap_tab.PROJECTIONS))
+    readout, curve, table, hist, figure, note, patch = gap_tab.shift_in_place(run, 0.6, default)
+    assert (curve, hist, figure) == (gr.skip(),) * 3
+    assert "λ = 0.60" in readout and "Measures at λ = 0.60" in table
+    sent = json.loads(patch)
+    assert set(sent["figures"]) == set(gap_tab.PATCHED) and sent["keep"] == ["customdata"]
+    assert "λ = 0.60" in sent["figures"]["gap-projection"]["layout"]["title"]["text"]
+    images = next(t for t in sent["figures"]["gap-projection"]["data"] if t["name"].startswith("images"))
+    assert "customdata" not in images and images["ids"][0] == "i0"
+    assert len(sent["figures"]["gap-hist"]["data"]) == len(run.at(0.6).measures.histograms)
+    assert json.loads(gap_tab.shift_in_place(run, 0.6, default)[6])["seq"] != sent["seq"]  # each applied
+    umap = json.loads(gap_tab.shift_in_place(run, 0.6, "UMAP (slower, cached)")[6])
+    assert set(umap["figures"]) == {"gap-curve", "gap-hist"}
+
+
+def test_the_shift_patch_is_applied_in_the_page_without_a_server_call(shapes_model, tmp_path):
+    """The slider's event writes the patch into the hidden #gap-plot-patch box, whose change runs
+    assets/plot_patch.js in the browser only (no Python function); a Compute clears it."""
+    from explorer.app.ui import build_app, gap_tab
+    from tests.test_hosted import hosted_context
+
+    app = build_app(hosted_context(tmp_path, shapes_model))
+    ids = {getattr(b, "elem_id", None): i for i, b in app.blocks.items()}
+    patch, shift = ids["gap-plot-patch"], ids["gap-shift"]
+    [edit] = [f for f in app.fns.values() if (shift, "input") in f.targets]
+    assert patch in [o._id for o in edit.outputs]
+    assert not {ids["gap-curve"], ids["gap-hist"], ids["gap-projection"]} - {o._id for o in edit.outputs}
+    [apply] = [f for f in app.fns.values() if (patch, "change") in f.targets]
+    assert apply.fn is None and apply.js == gap_tab.PLOT_PATCH_JS and "Plotly.react" in apply.js
+    [run] = [f for f in app.fns.values() if f.api_name == "gap"]
+    assert patch in [o._id for o in run.outputs]

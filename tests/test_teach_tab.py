@@ -198,3 +198,38 @@ def test_a_shot_count_change_only_fits_again(opaque, shapes_model, tmp_path, mon
     other = teach_tab.run_teach(ctx, "", zipped, "7 templates (OpenAI subset)", ALL, "2", previous=two.state)
     assert other.state.result.fitted is not two.state.result.fitted   # other prompts: fitted anew
 
+
+
+def test_a_shot_change_sends_only_what_it_changes(opaque, shapes_model, tmp_path, monkeypatch):
+    """Issue 29: after a run, another shot count neither makes nor sends the shots curve; a run that
+    predicts the held-out images as the page already shows them (ExperimentResult.shows_alike) sends
+    neither the method dropdown, the confusion matrix, the heading nor the galleries (no thumbnail read),
+    nor a summary or table already shown; the same run again (gradio sends a dropdown pick as two input
+    events) keeps the session's run, so nothing waiting on its change runs."""
+    import gradio as gr
+
+    ctx = local_context(tmp_path, shapes_model)
+    zipped = [str(opaque / "examples.zip")]
+    first = teach_tab.run_teach(ctx, "", zipped, SINGLE, ALL, "All")
+    two = teach_tab.run_teach(ctx, "", zipped, SINGLE, ALL, "2", previous=first.state)
+    assert two.curve_unchanged and two.curve is None                 # not even made
+    assert first.state.shown == (first.summary, first.table)
+    assert teach_tab.run_method_outputs(ctx, two, first.state, two.chosen)[1] is two.state  # a new run
+    again = teach_tab.run_teach(ctx, "", zipped, SINGLE, ALL, "2", previous=two.state)
+    assert (again.summary, again.table) == two.state.shown
+    monkeypatch.setattr(teach_tab, "_thumb", lambda *a: pytest.fail("a thumbnail was made"))
+    dropdown, state, *method_parts, shown = teach_tab.run_method_outputs(ctx, again, two.state, two.chosen)
+    assert dropdown == gr.skip() and method_parts == [gr.skip()] * 4 and shown == two.chosen
+    assert state == gr.skip()                                           # the same run: kept
+    monkeypatch.undo()
+    other = teach_tab.run_method_outputs(ctx, again, two.state, "zero-shot")   # the page shows another
+    assert other[0] != gr.skip() and other[1] is again.state and other[2] != gr.skip()
+
+
+def test_shows_alike_compares_what_a_method_view_shows(taught):
+    _, view = taught
+    result, method = view.state.result, view.chosen
+    assert result.shows_alike(result, method) and not result.shows_alike(None, method)
+    flipped = (result.predictions[method] + 1) % len(result.class_names)
+    changed = replace(result, predictions={**result.predictions, method: flipped})
+    assert not changed.shows_alike(result, method)

@@ -414,6 +414,19 @@ class ExperimentResult:
         """(fixed, broken) test indices of `method` against zero-shot."""
         return fixes_and_breaks(self.truth, self.predictions["zero-shot"], self.predictions[method])
 
+    def shows_alike(self, other: ExperimentResult | None, method: str) -> bool:
+        """True when `other` shows `method` as this result does: the same classes and held-out images,
+        and the same zero-shot and `method` predictions on them, so the same confusion matrix and the
+        same fixed and broken images with the same captions (a page need not send them again)."""
+        if other is None or any(method not in r.predictions or "zero-shot" not in r.predictions
+                                for r in (self, other)):
+            return False
+        return (list(self.class_names) == list(other.class_names)
+                and [str(p) for p in self.test_paths] == [str(p) for p in other.test_paths]
+                and all(np.array_equal(a, b) for a, b in (
+                    (self.truth, other.truth), (self.predictions[method], other.predictions[method]),
+                    (self.predictions["zero-shot"], other.predictions["zero-shot"]))))
+
     def best(self) -> str:
         """The adapted method with the best top-1 (zero-shot when none was run)."""
         scores = self.report.methods

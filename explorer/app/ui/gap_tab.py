@@ -12,7 +12,9 @@ the map comes back through a hidden textbox (assets/gap_select.js writes the poi
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -43,6 +45,12 @@ PROJECTIONS = {"Gap-aligned (instant)": "gap", "PCA (instant)": "pca", "UMAP (sl
 MAX_THUMBNAILS = 400   # hover previews in the projection; more would bloat the figure sent to the browser
 MAX_SELECTED = 20_000  # ids read from one selection (the map draws at most gap.DEFAULT_MAX_POINTS points)
 SHOWN_IMAGES, SHOWN_TEXTS = 60, 200   # of a selection, listed beside the count
+# The shift slider's figures are redrawn in place in the page (plotly's react on the plot on screen) from a
+# patch written into a hidden textbox, not re-sent through gr.Plot, which re-mounts a plot (two draws, the
+# second from scratch) for every new value.
+PLOT_PATCH_JS = (Path(__file__).resolve().parents[3] / "assets" / "plot_patch.js").read_text(encoding="utf-8")
+PATCHED = ("gap-curve", "gap-hist", "gap-projection")   # the elem_ids of the figures a move redraws
+_patches = itertools.count(1)   # each patch numbered, so two equal moves still each redraw
 SELECTION_HINT = ("Choose Box Select or Lasso Select in the map's toolbar and drag over points to list "
                   "their images and texts here; double-click the map to clear.")
 
@@ -196,6 +204,25 @@ def shift_update(run: GapRun, lam: float, method_label: str, thumbnails: list | 
     return (*_shifted_parts(run, shifted), figure, note)
 
 
+def plot_patch(figures: dict) -> str:
+    """The patch assets/plot_patch.js applies: {elem_id: figure} as JSON, each figure as gr.Plot would
+    send it (plotly's to_json); figures that are gr.skip() or None are left out, and so left as they are on
+    the page. A trace without hover previews (customdata) keeps the ones drawn for the same points."""
+    parts = ", ".join(f'"{elem_id}": {figure.to_json()}' for elem_id, figure in figures.items()
+                      if figure is not None and not isinstance(figure, dict))  # dict: gr.skip()
+    return f'{{"seq": {next(_patches)}, "keep": ["customdata"], "figures": {{{parts}}}}}'
+
+
+def shift_in_place(run: GapRun, lam: float, method_label: str, note_shown: str | None = None) -> tuple:
+    """A move of the slider as sent to the page: (readout, curve, measures, histograms, map, map note,
+    plot patch). The curve, histograms and map are gr.skip(): their new figures travel in the patch,
+    drawn in place over the plots on screen; the map without its hover previews, which the drawn points
+    keep. What shift_update leaves as it is stays so (the UMAP map, a note already shown)."""
+    readout, curve, table, histograms, figure, note = shift_update(run, lam, method_label, None, note_shown)
+    patch = plot_patch(dict(zip(PATCHED, (curve, histograms, figure))))
+    return readout, gr.skip(), table, gr.skip(), gr.skip(), note, patch
+
+
 def _shifted_parts(run: GapRun, shifted) -> tuple:
     """(readout HTML, curve, measures HTML, histograms) of the run at `shifted` (GapRun.at)."""
     return (show.readout(run, shifted.point), plots.shift_curve(run.curve, shifted.lam, run.metric),
@@ -230,6 +257,7 @@ class GapHandles:
     selection: gr.HTML
     selection_ids: gr.Textbox
     histograms: gr.Plot
+    plot_patch: gr.Textbox   # the shift's figures, drawn in place by assets/plot_patch.js
     state: gr.State    # the last GapRun (None before a run, or after a failed one)
     thumbs: gr.State   # its hover previews (data: URIs or None, list[str | None]), made once per run
 
@@ -289,13 +317,14 @@ def build(ctx: AppContext) -> GapHandles:
         with gr.Column(scale=2):
             histograms = gr.Plot(label="Cosine histograms", elem_id="gap-hist")
     state, thumbs = gr.State(None), gr.State(None)   # the GapRun; its hover previews, made once
+    patch = gr.Textbox(visible="hidden", elem_id="gap-plot-patch")  # read by assets/plot_patch.js
 
     ui = GapHandles(
         source=source, files=files, folder=folder, index_row=index_row, index_choice=index_choice,
         refresh=refresh, text_source=text_source, labels=labels, templates=templates, csv_file=csv_file,
         run=run, examples_box=examples_box, table=table, lam=lam, readout=readout, curve=curve,
         method=method, projection=projection, projection_note=projection_note, selection=selection,
-        selection_ids=selection_ids, histograms=histograms, state=state, thumbs=thumbs)
+        selection_ids=selection_ids, histograms=histograms, plot_patch=patch, state=state, thumbs=thumbs)
     _wire(ctx, ui)
     _wire_map(ctx, ui)
     return ui
@@ -322,7 +351,7 @@ def _wire(ctx: AppContext, ui: GapHandles) -> None:
                            templates, csv_file, method, progress=progress)
         return (view.measures, view.histograms, view.projection, view.projection_note, view.curve,
                 gr.update(value=0), view.readout, view.run, view.thumbnails, message(SELECTION_HINT,
-                                                                                     "muted"), "")
+                                                                                     "muted"), "", "")
 
     ui.source.change(on_source, ui.source, [ui.files, ui.folder, ui.index_row, ui.index_choice])
     ui.refresh.click(choices_update, None, ui.index_choice)
@@ -333,7 +362,7 @@ def _wire(ctx: AppContext, ui: GapHandles) -> None:
     ]
     outputs = [
         ui.table, ui.histograms, ui.projection, ui.projection_note, ui.curve, ui.lam, ui.readout, ui.state,
-        ui.thumbs, ui.selection, ui.selection_ids
+        ui.thumbs, ui.selection, ui.selection_ids, ui.plot_patch
     ]
     ui.run.click(on_run, inputs, outputs, concurrency_limit=2, api_name="gap")
     photos = {ui.source: UPLOAD, ui.files: examples.paths(), ui.labels: examples.label_text()}
@@ -354,12 +383,15 @@ def _wire_map(ctx: AppContext, ui: GapHandles) -> None:
                             show_progress="hidden", trigger_mode="always_last", api_visibility="private")
 
     # the readout, curve, measures, histograms and map all follow, live as the slider moves (only the last
-    # move waiting runs; no progress overlay); what the move leaves as it is is not sent again
-    def on_shift(run: GapRun | None, lam, method, thumbnails: list | None, note_shown):
-        return (gr.skip(),) * 6 if run is None else shift_update(run, lam, method, thumbnails, note_shown)
+    # move waiting runs; no progress overlay); what the move leaves as it is is not sent again, and the
+    # figures are redrawn in place (the patch, applied in the page: no server call)
+    def on_shift(run: GapRun | None, lam, method, note_shown):
+        return (gr.skip(),) * 7 if run is None else shift_in_place(run, lam, method, note_shown)
 
-    live([ui.lam], on_shift, [ui.state, ui.lam, ui.method, ui.thumbs, ui.projection_note],
-         [ui.readout, ui.curve, ui.table, ui.histograms, ui.projection, ui.projection_note])
+    live([ui.lam], on_shift, [ui.state, ui.lam, ui.method, ui.projection_note],
+         [ui.readout, ui.curve, ui.table, ui.histograms, ui.projection, ui.projection_note, ui.plot_patch])
+    ui.plot_patch.change(None, ui.plot_patch, None, js=PLOT_PATCH_JS, show_progress="hidden",
+                         api_visibility="private")
 
     def on_method(run: GapRun | None, method, lam, thumbnails: list | None):
         return (gr.update(), gr.update()) if run is None else projection_view(run, method, lam, thumbnails)

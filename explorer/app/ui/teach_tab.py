@@ -59,6 +59,7 @@ class TeachRun:
     provenance: fewshot_experiment.Provenance
     images: Embedded | None = None   # the embedded examples, for a run with other shots or methods
     source: tuple | None = None      # what they were embedded from when that cannot change: uploads
+    shown: tuple = ()                # the (summary, table) HTML the run put on the page
 
 
 @dataclass
@@ -69,6 +70,7 @@ class TeachView:
     state: TeachRun | None = None
     methods: list[str] = field(default_factory=list)
     chosen: str | None = None
+    curve_unchanged: bool = False                    # the previous run's curve: not made, not sent again
 
 
 @dataclass
@@ -120,11 +122,14 @@ def run_teach(ctx: AppContext, folder_text: str, uploads, template_name: str, me
     except ValueError as exc:  # NoModel, PathRefused, PromptError, too few images ...
         return TeachView(message(str(exc), "error"))
     curve = result.curve
+    # the shots curve does not depend on the shot count: after a shot change it is neither made nor sent
+    same_curve = previous is not None and unchanged(previous.result.curve, curve)
     figure = plots.fewshot_shots_curve(curve.shots, curve.mean, curve.std,
-                                       curve.seeds) if curve.shots else None
-    return TeachView(show.summary(result, images.source, model.identifier) + failures_html(images.failures),
-                     show.accuracy_table(result), figure, TeachRun(result, result.provenance, images, key),
-                     list(result.report.methods), result.best())
+                                       curve.seeds) if curve.shots and not same_curve else None
+    summary = show.summary(result, images.source, model.identifier) + failures_html(images.failures)
+    table = show.accuracy_table(result)
+    state = TeachRun(result, result.provenance, images, key, (summary, table))
+    return TeachView(summary, table, figure, state, list(result.report.methods), result.best(), same_curve)
 
 
 def _thumb(ctx: AppContext, path) -> Image.Image:
@@ -283,7 +288,8 @@ def build(ctx: AppContext) -> None:
             none_gallery = gr.Gallery(label="None of these", elem_id="teach-none", **GALLERY)
     page = TeachPage(ctx, folder, uploads, templates, methods, shots, run, summary, table, curve, method,
                      confusion, changes, fixed, broken, apply_files, index, refresh, auto, threshold, apply,
-                     download, download_file, sort_html, galleries, none_gallery, gr.State(None))
+                     download, download_file, sort_html, galleries, none_gallery, gr.State(None),
+                     gr.State(None))
     _wire_run(page)
     _wire_apply(page)
 
@@ -318,6 +324,7 @@ class TeachPage:
     galleries: list             # [gr.Gallery] x MAX_CLASS_GALLERIES
     none_gallery: gr.Gallery
     state: gr.State             # a TeachRun, or None before the first run
+    shown: gr.State             # the method whose confusion and galleries the page shows (None: none)
 
 
 def _method_outputs(view: MethodView):
@@ -329,29 +336,50 @@ def _method_outputs(view: MethodView):
 def _wire_run(ui: TeachPage) -> None:
     ctx = ui.ctx
 
-    def on_run(folder, uploads, templates, methods, shots, previous, request: gr.Request,
+    def on_run(folder, uploads, templates, methods, shots, previous, shown, request: gr.Request,
                progress=gr.Progress()):
         mine = session_of(ctx, request)
         view = run_teach(mine, folder, uploads, templates, methods, shots, progress, previous)
         if view.state is None:
             return view.summary, "", gr.update(
-                visible=False), gr.update(), None, *_method_outputs(MethodView())
-        # the shots curve does not depend on the shot count: a shot change does not send it again
-        same_curve = previous is not None and unchanged(previous.result.curve, view.state.result.curve)
-        return (view.summary, view.table,
-                gr.skip() if same_curve else gr.update(value=view.curve, visible=view.curve is not None),
-                gr.update(choices=view.methods, value=view.chosen), view.state,
-                *_method_outputs(method_view(mine, view.state, view.chosen)))
+                visible=False), gr.update(), None, *_method_outputs(MethodView()), None
+        # what the page already shows (the last run's summary and table, its curve) is not sent again
+        curve = gr.update(value=view.curve, visible=view.curve is not None)
+        before = previous.shown if previous is not None and previous.shown else (None, None)
+        html = [gr.skip() if unchanged(was, now) else now
+                for was, now in zip(before, (view.summary, view.table))]
+        return (*html, gr.skip() if view.curve_unchanged else curve,
+                *run_method_outputs(mine, view, previous, shown))
 
     def on_method(state, method, request: gr.Request):
-        return _method_outputs(method_view(session_of(ctx, request), state, method))
+        return *_method_outputs(method_view(session_of(ctx, request), state, method)), method
 
     method_outputs = [ui.confusion, ui.changes, ui.fixed, ui.broken]
-    inputs = [ui.folder, ui.uploads, ui.templates, ui.methods, ui.shots, ui.state]
-    outputs = [ui.summary, ui.table, ui.curve, ui.method, ui.state, *method_outputs]
+    inputs = [ui.folder, ui.uploads, ui.templates, ui.methods, ui.shots, ui.state, ui.shown]
+    outputs = [ui.summary, ui.table, ui.curve, ui.method, ui.state, *method_outputs, ui.shown]
     # Another shot count answers at once from the last run's embeddings and fits; one event with the button.
     live([ui.shots, ui.run.click], on_run, inputs, outputs, concurrency_limit=2, api_name="fewshot")
-    ui.method.input(on_method, [ui.state, ui.method], method_outputs, show_progress="hidden")
+    ui.method.input(on_method, [ui.state, ui.method], [*method_outputs, ui.shown], show_progress="hidden")
+
+
+def run_method_outputs(ctx: AppContext, view: TeachView, previous: TeachRun | None,
+                       shown: str | None) -> tuple:
+    """After a run: (method dropdown, state, confusion, changes heading, fixed, broken, the method shown).
+    When the page already shows the run's chosen method as this run would (another shot count that
+    predicts the held-out images alike: ExperimentResult.shows_alike), the dropdown, the confusion matrix,
+    the heading and both galleries are gr.skip(): not made (no thumbnail read) nor sent again; the state
+    too when the run is the previous one over again."""
+    result = view.state.result
+    alike = (previous is not None and shown == view.chosen
+             and result.shows_alike(previous.result, view.chosen))
+    same_choices = alike and list(previous.result.report.methods) == view.methods
+    dropdown = gr.skip() if same_choices else gr.update(choices=view.methods, value=view.chosen)
+    parts = (gr.skip(),) * 4 if alike else _method_outputs(method_view(ctx, view.state, view.chosen))
+    # the same run again (gradio's dropdown sends a pick as two input events): the same fits of the same
+    # images, prompts and shots; the session's run is kept, so nothing waits on its change (the index list)
+    repeat = (same_choices and result.fitted is previous.result.fitted
+              and view.state.provenance == previous.provenance)
+    return dropdown, gr.skip() if repeat else view.state, *parts, view.chosen
 
 
 def _wire_apply(ui: TeachPage) -> None:
