@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 
+import gradio as gr
 import pytest
 
 from explorer.app.ui import build_app
@@ -39,7 +40,9 @@ def _ids(app) -> dict:
 def test_an_edit_runs_its_tabs_handler_live_as_a_counted_job(app, elem_id):
     api_name, button = LIVE_EDITS[elem_id]
     ids = _ids(app)
-    [event] = [f for f in app.fns.values() if (ids[elem_id], "input") in f.targets]
+    block = app.blocks[ids[elem_id]]  # a dropdown of fixed choices: a pick is one select, two inputs
+    edit = "select" if isinstance(block, gr.Dropdown) and not block.allow_custom_value else "input"
+    [event] = [f for f in app.fns.values() if (ids[elem_id], edit) in f.targets]
     endpoint = next(f for f in app.fns.values() if f.api_name == api_name)
     assert inspect.unwrap(event.fn) is inspect.unwrap(endpoint.fn)  # the button's own handler
     assert event.trigger_mode == "always_last" and event.show_progress == LIVE["show_progress"] != "full"
@@ -48,6 +51,14 @@ def test_an_edit_runs_its_tabs_handler_live_as_a_counted_job(app, elem_id):
         assert event is endpoint and any(t == (ids[button], "click") for t in event.targets)
     else:
         assert event.api_visibility == "private"
+
+
+def test_a_pick_in_a_fixed_dropdown_runs_once_a_typed_value_still_runs(app):
+    ids = _ids(app)
+    shots = [t for f in app.fns.values() for t in f.targets if t[0] == ids["teach-shots"]]
+    assert (ids["teach-shots"], "select") in shots and (ids["teach-shots"], "input") not in shots
+    typed = [t for f in app.fns.values() for t in f.targets if t[0] == ids["hm-map-text"]]  # custom values
+    assert (ids["hm-map-text"], "input") in typed
 
 
 def test_the_gap_shift_answers_live_from_the_run(app):

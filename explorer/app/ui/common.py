@@ -66,13 +66,22 @@ LIVE = dict(trigger_mode="always_last", show_progress="minimal")
 
 
 def live(triggers, fn, inputs, outputs, **options):
-    """One event running `fn` on every user edit of the components among `triggers` (their `.input`:
-    typing, picking, dragging; not a value the app itself sets, so an example that fills a box does not
-    run twice) and on the event triggers among them (`run.click`, `text.submit`). Give it the button
-    too, and the api_name: live edits then are that endpoint's calls, through the same gate and, hosted,
-    the same per-session job limit. Returns gradio's event (for .then/.success)."""
-    events = [t if callable(t) and hasattr(t, "event_name") else t.input for t in triggers]
+    """One event running `fn` on every user edit of the components among `triggers` (their `.input`,
+    a fixed dropdown's `.select`: typing, picking, dragging; not a value the app itself sets, so an
+    example that fills a box does not run twice) and on the event triggers among them (`run.click`,
+    `text.submit`). Give it the button too, and the api_name: live edits then are that endpoint's calls,
+    through the same gate and, hosted, the same per-session job limit. Returns gradio's event."""
+    events = [t if callable(t) and hasattr(t, "event_name") else _edit_event(t) for t in triggers]
     return gr.on(events, fn, inputs, outputs, **{**LIVE, **options})
+
+
+def _edit_event(component):
+    """A component's event for a user's edit: `.input`, except a dropdown of fixed choices, whose pick
+    gradio reports as two input events (one run too many) but one `.select`. A dropdown that takes typed
+    values keeps `.input`: Enter on a typed value is no select."""
+    if isinstance(component, gr.Dropdown) and not component.allow_custom_value:
+        return component.select
+    return component.input
 
 
 def from_page(event) -> bool:
