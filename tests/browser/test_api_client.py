@@ -142,6 +142,11 @@ def test_fewshot_then_apply_and_download(app_url, data):
                       methods=["prototype"], shots="All", api_name="/fewshot")
     summary, table, method = out[0], out[1], out[3]
     assert "<b>4</b> classes" in summary and "prototype" in table and method["value"] == "prototype"
+    # the same session, the same examples and a shot count (the page would be sent only what changed):
+    # an API call gets every output, the shots curve included
+    again = api.predict(folder="", uploads=[handle_file(str(data["zip"]))], templates=SINGLE,
+                        methods=["prototype"], shots="2", api_name="/fewshot")
+    assert "2 per class" in again[0] and "prototype" in again[1] and again[2]["value"] is not None
     out = api.predict(method="prototype", files=[handle_file(str(data["picture"]))], index="(none)",
                       auto=True, threshold=0.5, api_name="/fewshot_apply")
     assert "a red circle 1" in out[0], out[0]

@@ -31,8 +31,10 @@ from .common import (
     TEMPLATE_CHOICES,
     ZIP_TYPES,
     failures_html,
+    from_page,
     live,
     message,
+    patient,
     progress_reporter,
     session_of,
     unchanged,
@@ -93,13 +95,15 @@ def _shots(choice) -> int | None:
 
 
 def run_teach(ctx: AppContext, folder_text: str, uploads, template_name: str, method_names, shots_choice,
-              progress=None, previous: TeachRun | None = None) -> TeachView:
+              progress=None, previous: TeachRun | None = None, page: bool = True) -> TeachView:
     """Embed the labelled examples (typed folder or uploaded zip), hold out part of each class
     (fewshot_experiment.HELD_OUT), and score zero-shot and the chosen methods; the view's state keeps
     the fitted classifiers and the run's provenance. With `previous` (the session's last run) on the
     same examples and prompts, its embeddings and fitted draws are re-used: a shot count or methods
     change only fits what was not fitted yet (uploads are not even unpacked again; a typed folder is
-    read again, through the embedding cache, in case its files changed)."""
+    read again, through the embedding cache, in case its files changed). `page`: the page asked (it
+    still shows the previous run's curve); an API call gets its curve made whatever came before."""
+    shown = patient(progress)  # a refit that ends quickly draws no progress bar
     try:
         model = ctx.model()
         methods = [m for m in (method_names or []) if m in METHOD_CHOICES]
@@ -114,8 +118,8 @@ def run_teach(ctx: AppContext, folder_text: str, uploads, template_name: str, me
         else:
             images = ctx.embed_choice(uploads=uploads, folder=folder_text, labelled=True,
                                       progress=progress_reporter(progress, "images embedded"))
-        if progress is not None:
-            progress(1, desc="Fitting and scoring the methods")
+        if shown is not None:
+            shown(1, desc="Fitting and scoring the methods")
         result = fewshot_experiment.run(model, images, choice, methods, _shots(shots_choice),
                                         limits=gate.TextLimits.of(ctx.settings),
                                         previous=previous.result if previous is not None else None)
@@ -123,7 +127,7 @@ def run_teach(ctx: AppContext, folder_text: str, uploads, template_name: str, me
         return TeachView(message(str(exc), "error"))
     curve = result.curve
     # the shots curve does not depend on the shot count: after a shot change it is neither made nor sent
-    same_curve = previous is not None and unchanged(previous.result.curve, curve)
+    same_curve = page and previous is not None and unchanged(previous.result.curve, curve)
     figure = plots.fewshot_shots_curve(curve.shots, curve.mean, curve.std,
                                        curve.seeds) if curve.shots and not same_curve else None
     summary = show.summary(result, images.source, model.identifier) + failures_html(images.failures)
@@ -337,19 +341,20 @@ def _wire_run(ui: TeachPage) -> None:
     ctx = ui.ctx
 
     def on_run(folder, uploads, templates, methods, shots, previous, shown, request: gr.Request,
-               progress=gr.Progress()):
-        mine = session_of(ctx, request)
-        view = run_teach(mine, folder, uploads, templates, methods, shots, progress, previous)
+               event: gr.EventData, progress=gr.Progress()):
+        mine, page = session_of(ctx, request), from_page(event)
+        view = run_teach(mine, folder, uploads, templates, methods, shots, progress, previous, page)
         if view.state is None:
             return view.summary, "", gr.update(
                 visible=False), gr.update(), None, *_method_outputs(MethodView()), None
-        # what the page already shows (the last run's summary and table, its curve) is not sent again
+        # what the page already shows (the last run's summary and table, its curve) is not sent again; an
+        # API call has no page and gets everything
         curve = gr.update(value=view.curve, visible=view.curve is not None)
-        before = previous.shown if previous is not None and previous.shown else (None, None)
+        before = previous.shown if page and previous is not None and previous.shown else (None, None)
         html = [gr.skip() if unchanged(was, now) else now
                 for was, now in zip(before, (view.summary, view.table))]
-        return (*html, gr.skip() if view.curve_unchanged else curve,
-                *run_method_outputs(mine, view, previous, shown))
+        return (*html, gr.skip() if page and view.curve_unchanged else curve,
+                *run_method_outputs(mine, view, previous, shown if page else None))
 
     def on_method(state, method, request: gr.Request):
         return *_method_outputs(method_view(session_of(ctx, request), state, method)), method
