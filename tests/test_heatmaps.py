@@ -13,6 +13,7 @@ from explorer.science.heatmaps import (
     PatchMap,
     PatchMapUnsupported,
     check_patch_support,
+    colorize,
     display_values,
     overlay,
     patch_map,
@@ -319,3 +320,16 @@ def test_a_text_edit_on_the_similarity_matrix_encodes_only_the_new_text(shapes_m
     assert again.state.texts == ["a red circle", "a blue square qqz"]
     assert decodes == [] and shapes_model.image_encodes == images_before
     assert shapes_model.text_encodes == texts_before + 1
+
+
+def test_colouring_by_the_look_up_table_stays_within_one_level_of_the_colour_map():
+    from explorer.science.heatmaps import _interpolated
+
+    values = np.random.default_rng(3).random((50, 60))
+    values[0, 0], values[0, 1], values[0, 2] = 0.0, 1.0, np.nan
+    exact = _interpolated(np.nan_to_num(values))
+    colours = colorize(values)
+    assert colours.dtype == np.uint8 and colours.shape == (50, 60, 3)
+    assert np.abs(colours.astype(int) - exact.astype(int)).max() <= 1
+    assert tuple(colours[0, 0]) == (0, 0, 4) and tuple(colours[0, 1]) == (252, 255, 164)
+    assert tuple(colours[0, 2]) == (0, 0, 4)  # NaN: the dark end

@@ -342,6 +342,43 @@ def test_thumbnails_are_cached_until_the_file_changes(tmp_path, monkeypatch):
     assert thumbs.image(tmp_path / "gone.png") is None
 
 
+def test_a_thumbnail_file_is_made_once_and_handed_out_again_without_decoding(tmp_path, monkeypatch):
+    """Issue 29: Search shows thumbnails as files; a file already made is neither decoded nor encoded
+    again, a file swept away (gradio's cache) is written again, and a changed image gets a new file."""
+    path = save(Image.new("RGB", (600, 300), RED), tmp_path / "a.png")
+    folder = tmp_path / "cache"
+    thumbs = Thumbnails(size=64)
+    decoded, encoded = [], []
+    real_load, real_encode = images.load_image, images.encode_picture
+    monkeypatch.setattr(images, "load_image", lambda *a, **k: decoded.append(a[0]) or real_load(*a, **k))
+    monkeypatch.setattr(images, "encode_picture", lambda *a, **k: encoded.append(1) or real_encode(*a, **k))
+    first = thumbs.file(path, folder)
+    assert Path(first).parent.parent == folder and first.endswith(".webp")
+    with Image.open(first) as shown:
+        assert shown.size == (64, 32) and shown.format == "WEBP"
+    assert thumbs.file(path, folder) == first and len(decoded) == 1 and len(encoded) == 1
+    assert [p for p in folder.rglob("*") if p.is_file()] == [Path(first)]  # no partial file left
+    Path(first).unlink()  # swept: written again from the thumbnail in memory, not decoded again
+    assert thumbs.file(path, folder) == first and Path(first).is_file() and len(decoded) == 1
+    save(Image.new("RGB", (600, 300), BLUE), path)
+    os.utime(path, ns=(10**18, 10**18))
+    again = thumbs.file(path, folder)
+    assert again != first and len(decoded) == 2
+    with Image.open(again) as shown:
+        assert shown.convert("RGB").getpixel((5, 5))[2] > 200  # blue
+    assert thumbs.file(tmp_path / "gone.png", folder) is None
+    assert Thumbnails(size=64).file(path, folder) != again  # another instance: another salt, another name
+
+
+def test_save_picture_writes_the_same_picture_once(tmp_path):
+    picture = Image.new("RGB", (40, 20), RED)
+    first = images.save_picture(picture, tmp_path, "WEBP", name="map", quality=90, method=0)
+    assert first.endswith("map.webp") and Path(first).parent.parent == tmp_path
+    assert images.save_picture(picture.copy(), tmp_path, "WEBP", name="map", quality=90, method=0) == first
+    other = images.save_picture(Image.new("RGB", (40, 20), BLUE), tmp_path, "WEBP", name="map")
+    assert other != first and len([p for p in tmp_path.rglob("*") if p.is_file()]) == 2
+
+
 # --- walk_folder: the files it finds -----------------------------------------------------------------
 
 def touch(path: Path) -> Path:

@@ -71,6 +71,36 @@ def test_the_same_results_again_send_no_gallery(ctx, photos):
     assert "value" not in kept and viewer == {"__type__": "update"}
 
 
+def test_a_new_query_reuses_the_thumbnail_files_already_in_gradios_cache(ctx, photos, tmp_path, monkeypatch,
+                                                                         decodes):
+    """The results' thumbnails are files in gradio's cache, made once: a second query showing the same
+    images writes, decodes and encodes none, and gradio takes the files as they are (no copy)."""
+    import gradio as gr
+    from gradio import processing_utils
+
+    cache = tmp_path / "gradio"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(cache))
+    encodes = []
+    real = images_module.encode_picture
+    monkeypatch.setattr(images_module, "encode_picture", lambda *a, **k: encodes.append(1) or real(*a, **k))
+    _, state = search_tab.build_search_index(ctx, search_tab.FOLDER, str(photos), None, None)
+    first = search_tab.search(ctx, state, "a red circle", None, 0.5, 12, -1.0)
+    files = [item for item, _ in first.gallery]
+    assert len(files) == 12 and all(isinstance(f, str) and Path(f).is_file() for f in files)
+    assert all(Path(f).parent.parent == cache for f in files) and len(encodes) == 12
+    made = sorted(p for p in cache.rglob("*") if p.is_file())
+    decodes.clear()
+    encodes.clear()
+    second = search_tab.search(ctx, first.state, "a green triangle", None, 0.5, 12, -1.0)
+    assert [h.path for h in second.state.hits] != [h.path for h in first.state.hits]  # another order
+    assert sorted(item for item, _ in second.gallery) == sorted(files)
+    assert decodes == [] and encodes == [] and sorted(p for p in cache.rglob("*") if p.is_file()) == made
+    gallery = gr.Gallery(render=False)
+    sent = processing_utils.move_files_to_cache(gallery.postprocess(second.gallery).model_dump(), gallery,
+                                                postprocess=True)
+    assert [entry["image"]["path"] for entry in sent] == [item for item, _ in second.gallery]  # not copied
+
+
 def _lab(ctx, photos, weighting: str, images=None):
     return prompt_lab_tab.evaluate_prompts(
         ctx, [["a photo of a {}."], ["a {}."], ["a drawing of a {}."]], str(photos), None, "", "", None,

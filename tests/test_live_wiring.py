@@ -7,6 +7,7 @@ validator of the per-session limit, the shared model pool)."""
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import gradio as gr
 import pytest
@@ -66,3 +67,32 @@ def test_the_gap_shift_answers_live_from_the_run(app):
     [edit] = [f for f in app.fns.values() if f.fn is not None and any(t[0] == block_id for t in f.targets)]
     assert edit.targets == [(block_id, "input")]     # a user's move; not the run's reset to 0
     assert edit.trigger_mode == "always_last" and edit.show_progress == LIVE["show_progress"]
+
+
+def test_a_new_text_for_the_patch_map_sends_only_a_picture_file_in_gradios_cache(app, tmp_path, monkeypatch):
+    """Issue 29: the overlay is a file written into gradio's cache (sent as it is, not encoded by gradio);
+    once a map is on screen, another text sends the new picture alone, not a component update."""
+    from types import SimpleNamespace
+
+    from explorer.app.ui import heatmaps_tab
+    from tests.shapes import draw_shape
+
+    cache = tmp_path / "gradio"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(cache))
+    path = tmp_path / "one.png"
+    draw_shape("red", "circle", size=64, rng=1).save(path)
+    on_map = inspect.unwrap(next(f for f in app.fns.values() if f.api_name == "patch_map").fn)
+    items, scale = heatmaps_tab.upload_items([str(path)]), next(iter(heatmaps_tab.show.SCALE_CHOICES))
+    request = SimpleNamespace(session_hash="overlay-session")
+
+    def ask(text, previous):
+        return on_map(items, "one.png", text, "tokens", 0.5, scale, previous, request, lambda *a, **k: None)
+
+    info, shown, state = ask("a red circle", None)  # the first map: shown, as a file
+    assert state is not None and shown["visible"] is True
+    first = Path(shown["value"])
+    assert first.suffix == ".webp" and first.parent.parent == cache and first.is_file()
+    info, picture, state = ask("a blue square", state)  # another text: the picture alone
+    assert "a blue square" in info and isinstance(picture, str) and Path(picture) != first
+    assert Path(picture).parent.parent == cache
+    assert heatmaps_tab.picture_file(heatmaps_tab.blend(state, 0.5, scale)) == picture  # the same file again

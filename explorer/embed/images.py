@@ -24,11 +24,14 @@ Models that keep the whole image ("longest") refuse an aspect ratio they would s
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import math
 import os
 import re
+import secrets
 import stat
+import tempfile
 import threading
 import warnings
 from collections.abc import Callable
@@ -251,11 +254,13 @@ def file_key(path: str | os.PathLike) -> tuple | None:
 
 
 class Thumbnails:
-    """Small RGB copies of image files, cached by path, size and mtime (a changed file is read again)."""
+    """Small RGB copies of image files, cached by path, size and mtime (a changed file is read again),
+    in memory (`image`, `data_uri`) or as files written once (`file`)."""
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS, size: int = 256, capacity: int = 512):
         self.limits, self.size = limits, size
         self._cache = LRU(capacity)
+        self._salt = secrets.token_hex(16)
 
     def image(self, path: str | os.PathLike) -> Image.Image | None:
         """A thumbnail of `path`, or None when it is gone or no longer decodes."""
@@ -272,6 +277,28 @@ class Thumbnails:
             self._cache.put(key, thumb)
         return thumb
 
+    def file(self, path: str | os.PathLike, folder: str | os.PathLike) -> str | None:
+        """The thumbnail of `path` as a WebP file under `folder` (as `save_picture` lays it out), made
+        once: a file already there for the same path, size and mtime is handed out again, neither
+        decoded nor encoded (its ctime refreshed, so a sweep of old files spares one just handed out);
+        None when `path` is gone or no longer decodes. Its name is a digest of that key salted per
+        instance, so nobody who lacks the key can name it."""
+        key = file_key(path)
+        if key is None:
+            return None
+        digest = hashlib.sha256(repr((self._salt, self.size, key)).encode()).hexdigest()[:40]
+        target = os.path.join(os.fspath(folder), digest, THUMB_NAME)
+        try:
+            os.utime(target)
+            return target
+        except OSError:  # not made yet, or swept since
+            pass
+        thumb = self.image(path)
+        if thumb is None:
+            return None
+        _write(target, encode_picture(thumb, THUMB_FORMAT))
+        return target
+
     def data_uri(self, path: str | os.PathLike, size: int = 72) -> str | None:
         """A small JPEG of the image as a data: URI (for hover previews), or None."""
         thumb = self.image(path)
@@ -282,6 +309,49 @@ class Thumbnails:
         buffer = io.BytesIO()
         small.save(buffer, format="JPEG", quality=75)
         return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+THUMB_FORMAT, THUMB_NAME = "WEBP", "thumb.webp"  # gradio's own format for a PIL image, at its defaults
+
+
+def encode_picture(image: Image.Image, format: str = "WEBP", **params) -> bytes:
+    """`image` encoded in `format` (PIL's name) with PIL's `params` (quality, method...)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format=format, **params)
+    return buffer.getvalue()
+
+
+def save_picture(image: Image.Image, folder: str | os.PathLike, format: str = "WEBP", name: str = "image",
+                 **params) -> str:
+    """`image` encoded (encode_picture) into folder/<sha256 of the bytes>/<name>.<format>, the layout
+    gradio gives its cache: the same picture is the same file, written once. Returns its path. A file
+    inside gradio's cache given to a component is neither encoded nor copied again by gradio."""
+    data = encode_picture(image, format, **params)
+    digest = hashlib.sha256(data).hexdigest()[:40]
+    target = os.path.join(os.fspath(folder), digest, f"{name}.{format.lower()}")
+    try:
+        os.utime(target)  # there already: its ctime refreshed (see Thumbnails.file)
+    except OSError:
+        _write(target, data)
+    return target
+
+
+def _write(target: str, data: bytes) -> None:
+    """`data` written to `target` under a temporary name then renamed into place: a reader never sees
+    a partial file, and two writers of the same file never clash."""
+    folder = os.path.dirname(target)
+    os.makedirs(folder, exist_ok=True)
+    fd, staging = tempfile.mkstemp(dir=folder, prefix=".part-")
+    try:
+        with os.fdopen(fd, "wb") as fp:
+            fp.write(data)
+        os.replace(staging, target)
+    except BaseException:
+        try:
+            os.unlink(staging)
+        except OSError:
+            pass
+        raise
 
 
 def check_size(label: str, size: int, max_bytes: int) -> None:

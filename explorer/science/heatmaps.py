@@ -191,15 +191,19 @@ class PatchMap:
 
 
 def _bilinear(grid: np.ndarray, gy: np.ndarray, gx: np.ndarray) -> np.ndarray:
-    gh, gw = grid.shape
-    y = np.clip(gy, 0, gh - 1)
-    x = np.clip(gx, 0, gw - 1)
-    y0, x0 = np.floor(y).astype(int), np.floor(x).astype(int)
-    y1, x1 = np.minimum(y0 + 1, gh - 1), np.minimum(x0 + 1, gw - 1)
-    wy, wx = (y - y0)[:, None], (x - x0)[None, :]
-    top = grid[y0][:, x0] * (1 - wx) + grid[y0][:, x1] * wx
-    bottom = grid[y1][:, x0] * (1 - wx) + grid[y1][:, x1] * wx
-    return top * (1 - wy) + bottom * wy
+    """`grid` sampled at rows `gy` and columns `gx` (fractional, clamped to the edges), bilinearly. It is
+    separable: the rows are interpolated on the small grid first, then the columns at full size."""
+    y0, y1, wy = _neighbours(gy, grid.shape[0])
+    x0, x1, wx = _neighbours(gx, grid.shape[1])
+    rows = grid[y0] * (1 - wy)[:, None] + grid[y1] * wy[:, None]   # [H, gw]
+    return rows[:, x0] * (1 - wx) + rows[:, x1] * wx
+
+
+def _neighbours(coords: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The two cells each coordinate lies between (clamped to 0..n-1) and its weight on the second."""
+    c = np.clip(coords, 0, n - 1)
+    low = np.floor(c).astype(int)
+    return low, np.minimum(low + 1, n - 1), c - low
 
 
 def method_name(method: str) -> str:
@@ -384,13 +388,25 @@ def display_values(values: np.ndarray, scale: str = "relative") -> np.ndarray:
     raise ValueError(f"unknown scale {scale!r}: use relative or minmax")
 
 
-def colorize(values01: np.ndarray) -> np.ndarray:
-    """0..1 values [H, W] -> uint8 RGB [H, W, 3] with the inferno colour map (NaN -> black)."""
-    v = np.nan_to_num(np.clip(values01, 0, 1), nan=0.0) * (len(_INFERNO) - 1)
+def _interpolated(values01: np.ndarray) -> np.ndarray:
+    """The inferno anchors interpolated linearly at 0..1 values -> uint8 RGB."""
+    v = values01 * (len(_INFERNO) - 1)
     low = np.floor(v).astype(int)
     high = np.minimum(low + 1, len(_INFERNO) - 1)
     t = (v - low)[..., None]
     return np.rint(_INFERNO[low] * (1 - t) + _INFERNO[high] * t).astype(np.uint8)
+
+
+# The colour map at LUT_STEPS + 1 evenly spaced values: colouring a map is then one table look-up per
+# pixel (a 640-pixel map is coloured in a millisecond, not tens), within one level of the exact blend.
+LUT_STEPS = 4096
+_INFERNO_LUT = _interpolated(np.linspace(0.0, 1.0, LUT_STEPS + 1))
+
+
+def colorize(values01: np.ndarray) -> np.ndarray:
+    """0..1 values [H, W] -> uint8 RGB [H, W, 3] with the inferno colour map (NaN -> black)."""
+    v = np.nan_to_num(np.clip(np.asarray(values01, np.float32), 0, 1), nan=0.0)
+    return _INFERNO_LUT[np.rint(v * LUT_STEPS).astype(np.intp)]
 
 
 def overlay(image: Image.Image, pmap: PatchMap, opacity: float = 0.5, scale: str = "relative") -> Image.Image:
@@ -400,8 +416,10 @@ def overlay(image: Image.Image, pmap: PatchMap, opacity: float = 0.5, scale: str
         raise ValueError(f"opacity must be between 0 and 1, got {opacity}")
     values = pmap.upsampled(image.size)
     outside = np.isnan(values)
-    heat = colorize(display_values(values, scale)).astype(np.float32)
-    base = np.asarray(image.convert("RGB"), dtype=np.float32)
-    blended = base * (1 - opacity) + heat * opacity
-    blended[outside] = base[outside] * 0.5
-    return Image.fromarray(np.clip(np.rint(blended), 0, 255).astype(np.uint8), "RGB")
+    base = image.convert("RGB")
+    heat = Image.fromarray(colorize(display_values(values, scale)), "RGB")
+    blended = Image.blend(base, heat, float(opacity))  # in C: base * (1 - opacity) + heat * opacity
+    if outside.any():
+        dimmed = base.point(lambda v: round(v * 0.5))
+        blended.paste(dimmed, mask=Image.fromarray(outside.astype(np.uint8) * 255))
+    return blended

@@ -7,7 +7,8 @@ The numbers come from science/heatmaps.py: `run_similarity` makes the matrix of 
 similarity` too, and `image_tokens` + `map_for` the map of `clip-explorer heatmap`. The matrix (a
 SimilarityMatrix) and the patch map (a MapState, with the image's patch tokens) are kept in gr.State, so
 switching the view, moving the opacity slider or changing the colour scale never encodes anything again,
-and another text for the map (live, as it is picked or entered) encodes only that text.
+and another text for the map (live, as it is picked or entered) encodes only that text. The overlay
+goes to the page as a WebP file written once into gradio's cache (`picture_file`, a fast encoding).
 
 The images on the page are ImageItems in a gr.State: a unique name, the file, and for images sampled
 from a search index the indexed folder (the map refuses a file outside it).
@@ -19,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 from PIL import Image
 
 from explorer.app import examples, plots
 from explorer.app.context import AppContext
-from explorer.embed.images import ImageError, file_key, fit_of, load_image
+from explorer.embed.images import ImageError, file_key, fit_of, load_image, save_picture
 from explorer.inputs import gate
 from explorer.inputs.roots import inside_roots
 from explorer.inputs.sources import display_names
@@ -63,6 +65,9 @@ NO_INDEX = "(none)"
 MAX_TEXTS = 64
 MAX_IMAGES = 64
 DISPLAY_SIDE = 640  # the overlay is drawn on a copy at most this many pixels on its longer side
+# How the overlay is sent: WebP as gradio sends a picture, but encoded fast (method 0: a few ms where
+# gradio's default takes tens) at a higher quality than gradio's 80, written straight into gradio's cache.
+OVERLAY_ENCODING = dict(format="WEBP", quality=90, method=0)
 
 
 @dataclass
@@ -230,6 +235,13 @@ def blend(state: MapState | None, opacity: float, scale_label: str):
                                               show.SCALE_CHOICES[scale_label])
 
 
+def picture_file(picture: Image.Image | None) -> str | None:
+    """The overlay as a file in gradio's cache (OVERLAY_ENCODING), which gradio sends as it is, neither
+    encoding nor copying it again; None for None."""
+    return None if picture is None else save_picture(picture, get_upload_folder(), name="patch-map",
+                                                     **OVERLAY_ENCODING)
+
+
 @dataclass
 class HeatmapsHandles:
     """The tab's components, by name, for the wiring."""
@@ -373,13 +385,16 @@ def _wire_map(ui: HeatmapsHandles) -> None:
         if state is None and not (text or "").strip() and previous is not None:
             # the text box emptied while typing: the map and its image's tokens stay for the next text
             return info, gr.skip(), gr.skip()
-        picture = blend(state, alpha, scale_label)
+        picture = picture_file(blend(state, alpha, scale_label))
+        if picture is not None and previous is not None:  # on screen already: only the new picture
+            return info, picture, state
         return info, gr.update(value=picture, visible=picture is not None), state
 
     def on_scale(state, alpha, scale_label):  # state: MapState | None
         if state is None:
             return gr.update(), gr.update()
-        return show.map_summary(state.pmap, show.SCALE_CHOICES[scale_label]), blend(state, alpha, scale_label)
+        return (show.map_summary(state.pmap, show.SCALE_CHOICES[scale_label]),
+                picture_file(blend(state, alpha, scale_label)))
 
     ui.method.change(lambda m: gr.update(info=show.METHOD_HELP[m]), ui.method, ui.method,
                      show_progress="hidden")
@@ -388,7 +403,7 @@ def _wire_map(ui: HeatmapsHandles) -> None:
     # Another text for the map (picked, or typed and entered) answers at once: the image's patch tokens
     # are kept in the map state, so only the text is encoded (compute_patch_map). One event with the button.
     live([ui.map_text, ui.map_run.click], on_map, inputs, outputs, concurrency_limit=2, api_name="patch_map")
-    ui.opacity.change(lambda s, a, sc: gr.update() if s is None else blend(s, a, sc),
+    ui.opacity.change(lambda s, a, sc: gr.update() if s is None else picture_file(blend(s, a, sc)),
                       [ui.map_state, ui.opacity, ui.scale], ui.shown, show_progress="hidden")
     ui.scale.change(on_scale, [ui.map_state, ui.opacity, ui.scale], [ui.map_info, ui.shown],
                     show_progress="hidden")

@@ -11,9 +11,12 @@ it full size with its path and score; "More like this" searches with its stored 
 re-encoding).
 
 Every image shown is read through images.py (the same size and pixel limits apply) from inside the
-indexed folder and handed to gradio as a PIL image or a data: URI: gradio copies it into its own
-cache and serves no file by its server path. The path shown with a result opened full size is
-absolute locally, and relative to the upload when hosted or uploaded.
+indexed folder and handed to gradio as a PIL image, a data: URI, or (the results' thumbnails) a small
+WebP file written once into gradio's own cache (Thumbnails.file): a new query hands gradio the paths of
+thumbnails already made, which it neither encodes nor copies again, and the page gets the same URL for
+the same thumbnail, which the browser already has. No file is served by its own server path. The
+path shown with a result opened full size is absolute locally, and relative to the upload when hosted
+or uploaded.
 
 Cancel: a build asked for at time t stops after its next batch once Cancel is pressed after t
 (BuildStops, per browser session); it keeps what it did and its report says so. gradio's own
@@ -28,11 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 from PIL import Image
 
 from explorer.app import examples
 from explorer.app.context import AppContext
-from explorer.embed.images import Fit, ImageError, load_image
+from explorer.embed.images import Fit, ImageError, load_image, save_picture
 from explorer.index.image_index import ImageIndex
 from explorer.inputs import gate
 from explorer.inputs.roots import PathRefused, inside_roots
@@ -90,7 +94,7 @@ class BuildAsked:
 @dataclass
 class SearchView:
     summary: str = ""
-    gallery: list = field(default_factory=list)   # (PIL thumbnail, caption)
+    gallery: list = field(default_factory=list)   # (thumbnail file in gradio's cache, caption)
     table: str = ""
     state: SearchState = field(default_factory=SearchState)
 
@@ -261,22 +265,26 @@ def _thumb_uri(ctx: AppContext, root: Path, rel: str) -> str | None:
     return ctx.thumbnails.data_uri(path, DUP_THUMB_SIDE) if inside_roots(path, (root,)) else None
 
 
+def _placeholder(folder: str) -> str:
+    """A grey square file, shown for a result that can no longer be read."""
+    return save_picture(Image.new("RGB", (PLACEHOLDER_SIDE, ) * 2, (200, 200, 200)), folder, name="missing")
+
+
 def results_view(ctx: AppContext, state: SearchState | None, limit: float) -> SearchView:
     """The hits in `state` scoring >= `limit`, with thumbnails; no search is run."""
     state = state if state is not None else SearchState()
     if state.hits is None:
         return SearchView(state=state)
-    root = Path(state.root)
+    root, folder = Path(state.root), get_upload_folder()  # gradio's cache: it takes these files as they are
     shown, items = [], []
     names = render.captions(state.hits)  # over every hit: a caption does not change with the threshold
     for hit in state.hits:
         if hit.score < limit:
             continue
         path = root / hit.path
-        thumb = ctx.thumbnails.image(path) if inside_roots(path, (root,)) else None
+        thumb = ctx.thumbnails.file(path, folder) if inside_roots(path, (root,)) else None
         shown.append((hit, thumb is not None))
-        items.append((thumb or Image.new("RGB", (PLACEHOLDER_SIDE, ) * 2,
-                                         (200, 200, 200)), render.caption(hit, names[hit.path])))
+        items.append((thumb or _placeholder(folder), render.caption(hit, names[hit.path])))
     return SearchView(render.summary(state.query, len(shown), len(state.hits), limit, state.indexed),
                       items, render.results(shown), state)
 
