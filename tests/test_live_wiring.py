@@ -86,7 +86,7 @@ def test_a_new_text_for_the_patch_map_sends_only_a_picture_file_in_gradios_cache
     request = SimpleNamespace(session_hash="overlay-session")
 
     def ask(text, previous):
-        return on_map(items, "one.png", text, "tokens", 0.5, scale, previous, request, lambda *a, **k: None)
+        return on_map(items, "one.png", text, "tokens", 0.5, scale, previous, request)
 
     info, shown, state = ask("a red circle", None)  # the first map: shown, as a file
     assert state is not None and shown["visible"] is True

@@ -99,6 +99,9 @@ def test_build_index_then_search_duplicates_and_more_like_this(app_url, data):
     first = re.search(r'class="sr-name">([^<]+)<', table).group(1)
     assert first.startswith("shapes/a_red_square/"), table
     assert len(gallery["value"]) == 3
+    # the same query again: the page would be sent the summary alone, an API call gets every output
+    again = api.predict(text="a red square", image=None, k=3, api_name="/search")
+    assert len(again[1]["value"]) == 3 and again[2] == table
     summary, gallery, table = api.predict(text="", image=handle_file(str(data["picture"])), k=3,
                                           api_name="/search")
     assert re.search(r'class="sr-name">shapes/a_red_circle/', table), table

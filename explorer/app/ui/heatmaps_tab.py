@@ -377,9 +377,9 @@ def _wire_matrix(ui: HeatmapsHandles) -> None:
 
 def _wire_map(ui: HeatmapsHandles) -> None:
 
-    def on_map(items, name, text, method_name, alpha, scale_label, previous, request: gr.Request,
-               progress=gr.Progress()):  # the parameters' names are the /patch_map API's (docs/api.md)
-        progress(0, desc="Computing the patch map")
+    # the parameters' names are the /patch_map API's (docs/api.md); no progress bar: a map is one image
+    # through the tower, and another text for it only a text (the corner timer says it is running)
+    def on_map(items, name, text, method_name, alpha, scale_label, previous, request: gr.Request):
         info, state = compute_patch_map(session_of(ui.ctx, request), items, name, text, method_name,
                                         scale_label, previous)
         if state is None and not (text or "").strip() and previous is not None:

@@ -45,6 +45,7 @@ from . import search_html as render
 from .common import (
     IMAGE_TYPES,
     ZIP_TYPES,
+    from_page,
     live,
     message,
     offer_examples,
@@ -423,11 +424,12 @@ def _shown(view: SearchView):
             view.table, view.state)
 
 
-def _guarded(handler):
+def _guarded(handler, page: bool = True):
     """Run a search handler; a problem is shown and the results and state stay as they were. A new
-    list of results closes the result opened full size. Only what changed is sent (issue 29: a query
-    typed live often ranks the same): the same hits as the page shows send only the summary, and the
-    same images with the same scores (the query only reworded) keep the gallery as it is."""
+    list of results closes the result opened full size. To the page (`page`; not an API call, which gets
+    every output) only what changed is sent (issue 29: a query typed live often ranks the same): the same
+    hits as the page shows send only the summary, and the same images with the same scores (the query
+    only reworded) keep the gallery as it is."""
     def run(*args):
         current = args[0]
         try:
@@ -437,6 +439,8 @@ def _guarded(handler):
         if view is None:
             return gr.update(), gr.update(), gr.update(), current, gr.update()
         summary, gallery, table, state = _shown(view)
+        if not page:
+            return summary, gallery, table, state, gr.update(visible=False)
         if unchanged(current, view.state):  # the summary still: it may show an error since
             return summary, gr.skip(), gr.skip(), gr.skip(), gr.skip()
         if current is not None and current.hits and unchanged((current.root, current.hits),
@@ -504,13 +508,14 @@ def _wire_results(ui: SearchHandles) -> None:
             return (gr.update(),) * 6
         return gr.update(visible=True), view.image, view.path, view.score, view.opened, gr.update()
 
-    def on_like(current, picked, k, limit, request: gr.Request):  # picked: OpenedResult | None
+    def on_like(current, picked, k, limit, request: gr.Request, event: gr.EventData):  # picked: OpenedResult
         rel = picked.path if picked is not None else ""
-        return _guarded(lambda cur: more_like(session_of(ctx, request), cur, rel, k, limit))(current)
+        return _guarded(lambda cur: more_like(session_of(ctx, request), cur, rel, k, limit),
+                        from_page(event))(current)
 
-    def on_search(current, text, image, weight, k, limit, request: gr.Request):
-        return _guarded(lambda cur: search(session_of(ctx, request), cur, text, image, weight, k, limit))(
-            current)
+    def on_search(current, text, image, weight, k, limit, request: gr.Request, event: gr.EventData):
+        return _guarded(lambda cur: search(session_of(ctx, request), cur, text, image, weight, k, limit),
+                        from_page(event))(current)
 
     def on_threshold(current, limit, request: gr.Request):
         return _shown(results_view(session_of(ctx, request), current, limit))[:3]
