@@ -15,7 +15,8 @@ from tests.test_benches import run_bench
 def test_the_quick_interaction_bench_runs_and_splits_each_time(browser, tmp_path):  # chromium is here
     doc = run_bench("bench_interaction.py", ["--quick"], tmp_path)
     runs = doc["interactions"]
-    assert set(runs) == {"noop", "classify_label", "gap_shift"}
+    floors = {"noop", "noop_typed", "noop_at_end", "noop_typed_at_end"}  # first, and again at the end
+    assert set(runs) == floors | {"classify_label", "gap_shift"}
     assert doc["repeats"] == 2 and math.isfinite(doc["noop_median_ms"]) and doc["noop_median_ms"] > 0
     for name, figures in runs.items():
         assert figures["runs"] >= 2, name

@@ -228,6 +228,10 @@ def launch_options(settings: Settings) -> dict:
     """Arguments for Blocks.launch (gradio 6 takes theme and css here, not on Blocks)."""
     return dict(
         server_name=settings.host, server_port=settings.port, max_file_size=max_file_size(settings),
+        # No run history: gradio would save every call's inputs and outputs in the visitor's browser, and
+        # with live edits every keystroke is a call; the saving alone made a no-op round trip 4x slower
+        # once the tabs held results (bench/bench_interaction.py, noop_at_end).
+        run_history=False,
         theme=gr.themes.Soft(primary_hue="indigo"), css_paths=[CSS_PATH],
         head="".join(f"<script>{js.read_text(encoding='utf-8')}</script>"
                      for js in (HOVER_JS, SELECT_JS, CAPTION_JS)))
