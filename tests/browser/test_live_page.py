@@ -113,3 +113,14 @@ def test_typed_labels_classify_live_the_last_edit_wins_and_no_image_is_fetched_a
         assert "cross 4" in text and not any(f"cross {n}" in text for n in range(4)), selector
     assert page.locator("#zs-gallery img").count() == 3
     assert not [url for url in fetched if "live_" in url], fetched  # the gallery's images: not again
+
+
+def test_the_page_saves_no_run_history(app_url):
+    """Gradio would save every call (every live keystroke) in the visitor's browser, and the saving made
+    each round trip slower as the tabs filled (bench_interaction's noop_at_end): the app turns it off."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(app_url + "config", timeout=10) as answer:
+        config = json.load(answer)
+    assert config["run_history"] is False
