@@ -149,7 +149,9 @@ def test_a_decorated_handler_still_works_and_its_session_is_made_here(stand_in, 
     image = tmp_path / "one.png"
     draw_shape("red", "circle", size=64, rng=1).save(image)
     labels = ", ".join(caption(*c) for c in CLASSES[:8])
-    summary, *_ = classify([str(image)], labels, SINGLE, "", 3, None, gr.Request(session_hash="visitor"))
+    # (the last input before the request: what the page shows, gr.State; None for a first call)
+    shown, visitor = None, gr.Request(session_hash="visitor")
+    summary, *_ = classify([str(image)], labels, SINGLE, "", 3, None, shown, visitor)
     assert stand_in.calls == ["on_run"]
     assert "a red circle" in summary
     assert ctx.workspaces.sessions() == 1  # made in this (the main) process, before the GPU call

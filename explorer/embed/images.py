@@ -311,7 +311,7 @@ class Thumbnails:
         return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-THUMB_FORMAT, THUMB_NAME = "WEBP", "thumb.webp"  # gradio's own format for a PIL image, at its defaults
+THUMB_FORMAT, THUMB_NAME = "WEBP", "thumb.webp"  # the web UI's own format for a PIL image, at its defaults
 
 
 def encode_picture(image: Image.Image, format: str = "WEBP", **params) -> bytes:
@@ -323,9 +323,9 @@ def encode_picture(image: Image.Image, format: str = "WEBP", **params) -> bytes:
 
 def save_picture(image: Image.Image, folder: str | os.PathLike, format: str = "WEBP", name: str = "image",
                  **params) -> str:
-    """`image` encoded (encode_picture) into folder/<sha256 of the bytes>/<name>.<format>, the layout
-    gradio gives its cache: the same picture is the same file, written once. Returns its path. A file
-    inside gradio's cache given to a component is neither encoded nor copied again by gradio."""
+    """`image` encoded (encode_picture) into folder/<sha256 of the bytes>/<name>.<format>, the layout of
+    the web UI's file cache: the same picture is the same file, written once. Returns its path. A file
+    inside that cache given to a page component is neither encoded nor copied again."""
     data = encode_picture(image, format, **params)
     digest = hashlib.sha256(data).hexdigest()[:40]
     target = os.path.join(os.fspath(folder), digest, f"{name}.{format.lower()}")

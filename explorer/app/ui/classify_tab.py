@@ -202,7 +202,7 @@ def build(ctx: AppContext) -> None:
     template_choice.change(lambda c: gr.update(visible=c == CUSTOM), template_choice, custom)
 
     def on_run(paths, label_text, choice, custom_text, k, classifier_files, shown, request: gr.Request,
-               event: gr.EventData, progress=gr.Progress()):
+               event: gr.EventData = None, progress=gr.Progress()):
         view = classify(session_of(ctx, request), paths, label_text, choice, custom_text, k, progress,
                         classifier_files)
         return (view.summary, *_figures_update(view, shown if from_page(event) else None))

@@ -508,12 +508,12 @@ def _wire_results(ui: SearchHandles) -> None:
             return (gr.update(),) * 6
         return gr.update(visible=True), view.image, view.path, view.score, view.opened, gr.update()
 
-    def on_like(current, picked, k, limit, request: gr.Request, event: gr.EventData):  # picked: OpenedResult
+    def on_like(current, picked, k, limit, request: gr.Request, event: gr.EventData = None):  # picked
         rel = picked.path if picked is not None else ""
         return _guarded(lambda cur: more_like(session_of(ctx, request), cur, rel, k, limit),
                         from_page(event))(current)
 
-    def on_search(current, text, image, weight, k, limit, request: gr.Request, event: gr.EventData):
+    def on_search(current, text, image, weight, k, limit, request: gr.Request, event: gr.EventData = None):
         return _guarded(lambda cur: search(session_of(ctx, request), cur, text, image, weight, k, limit),
                         from_page(event))(current)
 

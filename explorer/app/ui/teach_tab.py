@@ -341,7 +341,7 @@ def _wire_run(ui: TeachPage) -> None:
     ctx = ui.ctx
 
     def on_run(folder, uploads, templates, methods, shots, previous, shown, request: gr.Request,
-               event: gr.EventData, progress=gr.Progress()):
+               event: gr.EventData = None, progress=gr.Progress()):
         mine, page = session_of(ctx, request), from_page(event)
         view = run_teach(mine, folder, uploads, templates, methods, shots, progress, previous, page)
         if view.state is None:
