@@ -29,7 +29,6 @@ from explorer.embed.images import ImageError, file_key, fit_of, load_image, save
 from explorer.inputs import gate
 from explorer.inputs.roots import inside_roots
 from explorer.inputs.sources import display_names
-from explorer.science import heatmaps as core
 from explorer.science.heatmaps import (
     METHODS,
     NoImagesRead,
@@ -40,6 +39,7 @@ from explorer.science.heatmaps import (
     check_patch_support,
     image_tokens,
     map_for,
+    method_name,
     overlay,
     run_similarity,
 )
@@ -215,7 +215,7 @@ def compute_patch_map(ctx: AppContext, items: list[ImageItem] | None, name: str,
     try:
         if item.root is not None and not inside_roots(Path(item.path), (Path(item.root),)):
             raise ImageError(item.name, "is outside its indexed folder")
-        source = (item.name, item.path, item.root, file_key(item.path), core.method_name(method),
+        source = (item.name, item.path, item.root, file_key(item.path), method_name(method),
                   model.identifier, model.weights_digest)
         if previous is not None and previous.tokens is not None and previous.source == source:
             image, tokens = previous.image, previous.tokens
