@@ -142,9 +142,12 @@ def index_choices(ctx: AppContext) -> list[tuple[str, str]]:
 
 
 def _open(ctx: AppContext, folder: str | None) -> ImageIndex:
-    if not folder:
-        raise Problem("Pick an index (build one in the Search tab first).")
+    """The index in `folder` (one of the session's, made by the loaded model); "": the first listed."""
     model = ctx.model()
+    if not folder:
+        folder = next((value for _, value in index_choices(ctx)), None)
+    if not folder:
+        raise Problem("Build an index in the Search tab first: the map shows an index's images.")
     try:
         index = ctx.open_index(folder)
         index.check_model(model)
