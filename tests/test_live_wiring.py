@@ -27,7 +27,7 @@ LIVE_EDITS = {
     "pl-single-row": ("evaluate_prompts", None),
     "map-index": ("map", "map-run"), "map-method": ("map", "map-run"),
 }
-# The Map tab's colour-by controls: each edit is a call of the public /map_colours endpoint itself (no button).
+# The Map tab's colour-by controls: each edit is a call of the public /map_colours endpoint itself.
 MAP_COLOUR_EDITS = ("map-colour-by", "map-labels", "map-templates", "map-none", "map-k", "map-cluster-method",
                     "map-query")
 
