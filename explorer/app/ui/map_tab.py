@@ -95,6 +95,7 @@ class MapView:
     progress: str = ""
     state: MapState = field(default_factory=MapState)
     running: bool = False               # a layout job runs: the timer polls it, Cancel shows
+    choices: list | None = None         # the session's indexes, (label, folder), for the index choice
 
 
 class LayoutJobs:
@@ -177,7 +178,7 @@ def open_map(ctx: AppContext, folder: str, method: str, choice: ColourChoice, *,
                      colouring, clusters, method if running else "")
     _keep(_EMBEDDINGS, state.seq, embeddings, KEPT_MAPS)
     return MapView(figure_of(state), note_of(state), show.progress(0.0, "starting…", method)
-                   if running else "", state, running)
+                   if running else "", state, running, index_choices(ctx))
 
 
 def figure_of(state: MapState):
@@ -548,7 +549,7 @@ def build(ctx: AppContext) -> MapComponents:
         with gr.Column(scale=3):
             selection_html = gr.HTML(message(SELECTION_HINT, "muted"), elem_id="map-selection")
             words = gr.HTML(elem_id="map-words")
-            gallery = gr.Gallery(label="Selected images", show_label=False, columns=8, height="auto",
+            gallery = gr.Gallery(label="Selected images", show_label=False, columns=6, height="auto",
                                  allow_preview=False, object_fit="contain", fit_columns=False, buttons=[],
                                  visible=False, elem_id="map-selection-gallery")
         with gr.Column(scale=2, elem_id="map-actions") as actions:
@@ -590,13 +591,14 @@ def _choice(by, labels, templates, none_below, classifier, k, cluster_method, qu
 
 def _shown_map(view: MapView, new: bool = True) -> tuple:
     """The outputs of _wire_map's events (plot, note, progress, state, Cancel, timer, colour patch, colour
-    note, selection view, gallery, selection, words); a new map (`new`) clears the selection."""
+    note, selection view, gallery, selection, words, index choice); a new map (`new`) clears the
+    selection."""
     cleared = (message(SELECTION_HINT, "muted"), gr.update(value=[], visible=False), [], "") if new else \
         (gr.update(),) * 4
     return (view.figure if view.figure is not None else gr.update(), view.note or gr.update(), view.progress,
             view.state, gr.update(visible=view.running, interactive=True, value="Cancel"),
             gr.Timer(active=view.running), "", colour_note(view.state.colouring) if new else gr.update(),
-            *cleared)
+            *cleared, gr.update(choices=view.choices, value=view.state.index) if new else gr.update())
 
 
 def _wire_map(ui: MapHandles) -> None:
@@ -615,14 +617,14 @@ def _wire_map(ui: MapHandles) -> None:
             view = open_map(session_of(ctx, request), folder, method or "umap", choice,
                             session=_session(request))
         except ValueError as exc:  # Problem, PromptError...; gate.Refused is a gr.Error from the gate first
-            return (gr.update(), message(str(exc), "error"), "", *(gr.update(),) * 9)
+            return (gr.update(), message(str(exc), "error"), "", *(gr.update(),) * 10)
         return _shown_map(view)
 
     def on_tick(state, request: gr.Request):
         job = JOBS.get(_session(request), state.index) if state is not None else None
         view = poll_job(state, job)
         if view is None:
-            return (gr.skip(),) * 4 + (gr.update(visible=False), gr.Timer(active=False)) + (gr.skip(),) * 6
+            return (gr.skip(),) * 4 + (gr.update(visible=False), gr.Timer(active=False)) + (gr.skip(),) * 7
         if not view.running:
             JOBS.drop(_session(request), job)
         return _shown_map(view, new=False)
@@ -632,7 +634,7 @@ def _wire_map(ui: MapHandles) -> None:
         return gr.update(value="Cancelling…", interactive=False)
 
     outputs = [ui.plot, ui.note, ui.progress, ui.state, ui.cancel, ui.timer, ui.patch, ui.colour_note,
-               ui.selection_html, ui.gallery, ui.selection, ui.words]
+               ui.selection_html, ui.gallery, ui.selection, ui.words, ui.index]
     quiet = dict(show_progress="hidden", api_visibility="private")
     gr.on([ui.refresh.click, ui.index.focus], on_choices, ui.index, ui.index, **quiet)
     live([ui.index, ui.method, ui.run.click], on_map, [ui.index, ui.method, *ui.colour_inputs()], outputs,
@@ -683,8 +685,8 @@ def _wire_points(ui: MapHandles) -> None:
     def on_words(state, selected, request: gr.Request):
         try:
             return words_view(session_of(ctx, request), state, selected)
-        except ValueError as exc:
-            return message(str(exc), "error")
+        except (ValueError, ImportError, OSError) as exc:  # no vocabulary: the selection stands without words
+            return message(f"No best words: {exc}", "muted")
 
     def on_lists(state, templates, request: gr.Request):
         try:
