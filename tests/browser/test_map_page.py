@@ -28,6 +28,7 @@ POINTS = """() => {
 }"""
 LEGEND = """() => document.querySelector('#map-plot .js-plotly-plot')._fullData
   .filter((d) => d.meta === 'map-legend').map((d) => d.name)"""
+UMAP_SHOWN = "document.querySelector('#map-note').innerText.includes('UMAP map of 12 images')"
 COLOURS = """() => Array.from(document.querySelector('#map-plot .js-plotly-plot')._fullData
   .find((d) => d.meta === 'map-points').marker.color)"""
 
@@ -128,8 +129,7 @@ def test_umap_replaces_the_pca_map_when_its_job_is_done(page, tmp_path):
                            timeout=60_000)
     assert page.locator("#map-cancel").is_visible()
     try:
-        page.wait_for_function(
-            "document.querySelector('#map-note').innerText.includes('UMAP map of 12 images')", timeout=240_000)
+        page.wait_for_function(UMAP_SHOWN, timeout=240_000)
     except Exception:
         pytest.fail(f"no UMAP map: {page.locator('#map-progress').inner_text()!r}, "
                     f"{page.locator('#map-note').inner_text()!r}")
