@@ -170,7 +170,7 @@ def test_hovering_a_point_gives_its_thumbnail_once_in_gradios_cache(ctx, cache):
     again, _ = map_tab.hover_view(ctx, state, f"{state.seq}:5")
     assert again == thumb                                       # written once, handed out again
     seq = state.seq
-    for stale in (f"{seq + 1}:5", f"{seq}:12", f"{seq}:-1", "5", "", None, f"{seq}:x"):
+    for stale in (f"{seq + 1}:5", f"{seq}:12", f"{seq}:-1", "5", "", None, f"{seq}:x", f"{seq}:5,6"):
         assert map_tab.hover_view(ctx, state, stale) is None, stale
 
 

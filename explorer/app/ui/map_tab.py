@@ -342,13 +342,15 @@ def _rows(state: MapState | None, value: str, sep: str) -> tuple[list[int], int]
     if seq.strip() != str(state.seq):
         return [], 0
     total, _, listed = rest.partition("|") if sep == "|" else ("1", "", rest)
+    if sep == ":" and not (listed.isascii() and listed.isdigit()):   # a hover names one point, nothing else
+        return [], 0
     rows: dict[int, None] = {}
     for token in listed[:MAX_SELECTED * 8].split(",")[:MAX_SELECTED]:
         token = token.strip()
         if token.isascii() and token.isdigit() and len(token) <= 9 and int(token) < len(state.names):
             rows[int(token)] = None
     said = int(total) if total.isascii() and total.isdigit() and len(total) <= 9 else len(rows)
-    return list(rows), max(said, len(rows))
+    return list(rows), min(max(said, len(rows)), len(state.names))   # never more than the map holds
 
 
 def _thumb(ctx: AppContext, state: MapState, row: int) -> str | None:
