@@ -136,14 +136,23 @@ JOBS = LayoutJobs()
 
 # ---- handlers -----------------------------------------------------------------------------------------
 def index_choices(ctx: AppContext) -> list[tuple[str, str]]:
-    """(label, index folder) of the indexes this session may use that the loaded model made."""
+    """(label, index folder) of the indexes this session may use that the loaded model made, the one
+    built or updated last first (the map's choice when none is picked)."""
     model = ctx.slot.model
-    return [] if model is None else [(ctx.index_label(info), str(info.folder))
-                                     for info in ctx.visible_indexes(model)]
+    found = [] if model is None else ctx.visible_indexes(model)
+    found.sort(key=lambda info: -_modified(info.folder / "manifest.json"))
+    return [(ctx.index_label(info), str(info.folder)) for info in found]
+
+
+def _modified(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _open(ctx: AppContext, folder: str | None) -> ImageIndex:
-    """The index in `folder` (one of the session's, made by the loaded model); "": the first listed."""
+    """The index in `folder` (one of the session's, made by the loaded model); "": the last built."""
     model = ctx.model()
     if not folder:
         folder = next((value for _, value in index_choices(ctx)), None)
