@@ -103,17 +103,19 @@ def test_class_clusters_are_named_by_colour_and_shape(folder, word_vectors):
 
 
 def test_names_are_mean_centred(folder, word_vectors):
-    """Centred on the folder's mean, the shape groups get four different names; the words nearest the raw
-    centroids are not the groups' shapes for every group."""
-    embeddings, _, shapes, _ = folder
-    labels = concepts.cluster(embeddings, "kmeans", k=4)
-    centred = concepts.cluster_names(embeddings, labels, word_vectors, WORDS, k=1)
-    assert len({named[0][0] for named in centred.values()}) == 4
-    centroid = embeddings[labels == 0].mean(axis=0)
-    raw = concepts.best_words(centroid, word_vectors, WORDS, k=1)
-    again = concepts.best_words(centroid, word_vectors, WORDS, k=1, centre=embeddings.mean(axis=0))
+    """Among circles of six colours, the words nearest each group's raw centroid are mostly "circle"
+    (what the whole folder shares; measured: 5 of 6 groups); centred on the folder's mean, each group
+    is named by its own colour."""
+    embeddings, colours, shapes, _ = folder
+    circles = embeddings[shapes == "circle"]
+    labels = concepts.cluster(circles, "kmeans", k=6)
+    means = [circles[labels == g].mean(axis=0) for g in range(6)]
+    raw = [concepts.best_words(mean, word_vectors, WORDS, k=1)[0][0] for mean in means]
+    assert raw.count("circle") >= 3
+    centred = concepts.cluster_names(circles, labels, word_vectors, WORDS, k=1)
+    assert sorted(named[0][0] for named in centred.values()) == sorted(COLORS)
+    again = concepts.best_words(means[0], word_vectors, WORDS, k=1, centre=circles.mean(axis=0))
     assert again == centred[0]
-    assert raw[0][1] != pytest.approx(again[0][1])
 
 
 def test_best_words_shapes_and_errors(word_vectors):
