@@ -3,6 +3,8 @@
 image of the index; only texts are encoded, through the text cache, so a prompt edit recolours cheaply."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -142,3 +144,68 @@ def test_folder_labels_as_embed_index_labels_them():
     rows, classes, labels = fm.folder_labels(["a/1.png", "b/2.png", "top.png", "a/3.png"])
     assert rows.tolist() == [0, 1, 3] and classes == ["a", "b"] and labels.tolist() == [0, 1, 0]
     assert fm.folder_labels(["a/1.png", "top.png"])[1] == []
+
+
+# ---- the whole map (layout, clusters, lists) ---------------------------------------------------------------
+WORDS = "red\nblue\ngreen\nyellow\ncircle\nsquare\ntriangle\ncross\n"
+
+
+@pytest.fixture(scope="module")
+def planted(shapes_model, tmp_path_factory):
+    """An index of three class folders with one blue square filed under a_red_circle, and a words file."""
+    base = tmp_path_factory.mktemp("planted")
+    photos = base / "photos"
+    make_labelled_folder(photos, CLASSES, 4, size=32, seed=7)
+    odd = draw_shape("blue", "square", size=32, rng=np.random.default_rng(70))
+    odd.save(photos / "a_red_circle" / "odd.png")
+    build_index(shapes_model, photos, base / "idx", workers=0)
+    (base / "words.txt").write_text(WORDS)
+    index = open_index(base / "idx")
+    yield index, str(base / "words.txt")
+    index.close()
+
+
+def test_build_map_lays_out_clusters_lists_and_colours_reading_no_image(shapes_model, planted, counted):
+    index, words = planted
+    request = fm.MapRequest(method="pca", colour_by="zeroshot", labels="a red circle, a blue square, a green "
+                            "triangle", clusters=3, vocabulary=words)
+    steps = []
+    found = fm.build_map(shapes_model, index, request, progress=lambda d, t: steps.append((d, t)))
+    names, _ = index.all_embeddings()
+    assert found.names == names and found.xy.shape == (13, 2) and steps[-1] == (100, 100)
+    assert counted()["decodes"] == 0 and counted()["image_encodes"] == 0
+    odd = names.index("a_red_circle/odd.png")
+    top = found.lists["mistakes"][0]
+    assert top["row"] == odd and top["name"] == "a_red_circle/odd.png" and top["predicted"] == "a blue square"
+    assert found.colouring.labels()[odd] == "a blue square"
+    clusters = found.clustering.labels
+    assert clusters[odd] == clusters[names.index("a_blue_square/0.png")]  # the odd one clusters with its kind
+    named = {found.clustering.name_of(int(clusters[names.index(f"{f}/0.png")])) for f in
+             ("a_red_circle", "a_blue_square", "a_green_triangle")}
+    assert len(named) == 3  # three clusters, three different names
+    doc = found.as_dict()
+    assert json.loads(json.dumps(doc)) == doc and doc["count"] == 13 and len(doc["points"]) == 13
+    assert doc["points"][odd]["colour"] == "a blue square" and doc["layout"]["method"] == "pca"
+    assert all(round(p["x"], 4) == p["x"] for p in doc["points"])
+
+
+def test_recolour_reuses_the_map_and_encodes_no_image(shapes_model, planted, counted):
+    index, words = planted
+    found = fm.build_map(shapes_model, index, fm.MapRequest(method="pca", clusters=3, vocabulary=words,
+                                                              lists=False))
+    assert found.colouring.by == "folder" and found.lists == {}
+    texts = counted()["text_encodes"]
+    again = fm.recolour(shapes_model, found, fm.MapRequest(method="pca", colour_by="cluster", clusters=3))
+    assert np.array_equal(again.codes, found.clustering.labels) and counted()["text_encodes"] == texts
+    more = fm.recolour(shapes_model, found, fm.MapRequest(colour_by="cluster", clusters=4, vocabulary=words))
+    assert len(more.categories) == 4
+    query = fm.recolour(shapes_model, found, fm.MapRequest(colour_by="query", query_text="a green triangle"))
+    assert found.names[int(np.argmax(query.scores))].startswith("a_green_triangle/")
+    assert counted()["decodes"] == 0 and counted()["image_encodes"] == 0
+
+
+def test_build_map_stops_when_asked(shapes_model, planted):
+    index, words = planted
+    with pytest.raises(fm.MapCancelled):
+        fm.build_map(shapes_model, index, fm.MapRequest(method="pca", vocabulary=words),
+                     should_stop=lambda: True)

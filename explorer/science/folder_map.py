@@ -314,6 +314,10 @@ class FolderMap:
     def with_colouring(self, colouring: Colouring) -> FolderMap:
         return replace(self, colouring=colouring)
 
+    def with_layout(self, layout) -> FolderMap:
+        """The same map on another layout (e.g. UMAP from a LayoutJob once it is done, after PCA)."""
+        return replace(self, layout=_aligned(layout, self.names))
+
     def as_dict(self) -> dict:
         xy = np.round(self.xy.astype(np.float64), DIGITS).tolist()
         clusters = self.clustering.labels.tolist() if self.clustering is not None else None
@@ -328,6 +332,7 @@ class FolderMap:
         return {"index": self.index, "root": self.root, "model": self.model, "count": len(self.names),
                 "layout": {"method": layout.method, "settings": _jsonable(layout.settings),
                            "fitted": int(layout.fitted), "placed": int(layout.placed),
+                           "source": getattr(layout, "source", ""), "note": getattr(layout, "note", ""),
                            "seconds": round(float(layout.seconds), 3)},
                 "colouring": {k: v for k, v in self.colouring.as_dict().items()
                               if k not in ("codes", "scores")},
@@ -487,18 +492,22 @@ def layout_of(index, names: list[str], embeddings: np.ndarray, request: MapReque
 
 def build_map(model, index, request: MapRequest, *, progress: Callable[[int, int], None] | None = None,
               should_stop: Callable[[], bool] | None = None, limits: TextLimits = DEFAULT_TEXT_LIMITS,
-              image_limits: Limits = DEFAULT_LIMITS, cache=None) -> FolderMap:
+              image_limits: Limits = DEFAULT_LIMITS, cache=None, layout=None) -> FolderMap:
     """The map of an open index made by `model` (checked): its layout, the clusters named by the
     vocabulary's words, the lists (request.lists) and the colours request.colour_by asks for. Every
     number comes from the stored embeddings: no image of the index is read or encoded. progress(done,
-    100) through the stages; should_stop() -> MapCancelled between and within them."""
+    100) through the stages; should_stop() -> MapCancelled between and within them. `layout`: one
+    already made (map_layout.cached_layout, a LayoutJob's result) instead of map_of_index."""
     request.check()
     index.check_model(model)
     names, embeddings = index.all_embeddings()
     if not names:
         raise ValueError(f"the index {index.folder} holds no images yet: nothing to map")
     seconds, started = {}, time.perf_counter()
-    layout = layout_of(index, names, embeddings, request, _part(progress, 0, 70), should_stop)
+    if layout is None:
+        layout = layout_of(index, names, embeddings, request, _part(progress, 0, 70), should_stop)
+    else:
+        layout = _aligned(layout, names)
     seconds["layout"] = time.perf_counter() - started
     _stop(should_stop)
     words = load_words(model, request.vocabulary, progress=_part(progress, 70, 85), should_stop=should_stop,
