@@ -209,3 +209,16 @@ def test_build_map_stops_when_asked(shapes_model, planted):
     with pytest.raises(fm.MapCancelled):
         fm.build_map(shapes_model, index, fm.MapRequest(method="pca", vocabulary=words),
                      should_stop=lambda: True)
+
+
+def test_a_map_shown_before_its_words_are_named_later(shapes_model, planted):
+    index, words = planted
+    found = fm.build_map(shapes_model, index, fm.MapRequest(method="pca", colour_by="cluster", clusters=3,
+                                                              name_clusters=False, lists=False))
+    assert found.words is None
+    assert all(c.split(": ")[1].startswith("cluster ") for c in found.colouring.categories)
+    named = fm.name_clusters(shapes_model, found, words)
+    assert np.array_equal(named.clustering.labels, found.clustering.labels)
+    assert all(c.split(": ")[1] in {", ".join(w for w, _ in v) for v in named.clustering.names.values()}
+               for c in named.colouring.categories)
+    assert set(w for v in named.clustering.names.values() for w, _ in v) <= set(WORDS.split())

@@ -66,6 +66,7 @@ class MapRequest:
     query_images: list[str] = field(default_factory=list)
     query_weights: list[float] | None = None
     vocabulary: str | None = None
+    name_clusters: bool = True
     lists: bool = True
 
     def check(self) -> None:
@@ -276,6 +277,22 @@ def clustering(embeddings: np.ndarray, words: Words | None, method: str = "kmean
     return Clustering(method, k, seed, labels, {int(c): list(v) for c, v in names.items()})
 
 
+def name_clusters(model, folder_map: FolderMap, vocabulary: str | None = None, *, k: int = 3, progress=None,
+                  should_stop=None, limits: TextLimits = DEFAULT_TEXT_LIMITS) -> FolderMap:
+    """The map with its clusters named by the vocabulary's words (for a map built with
+    name_clusters=False, so that it showed before the words were encoded); a cluster colouring follows."""
+    words = load_words(model, vocabulary, progress=progress, should_stop=should_stop, limits=limits)
+    found = folder_map.clustering
+    if found is None:
+        return replace(folder_map, words=words)
+    from .concepts import cluster_names
+
+    named = cluster_names(folder_map.embeddings, found.labels, words.vectors, words.words, k=k)
+    found = replace(found, names={int(c): list(v) for c, v in named.items()})
+    colouring = found.colouring() if folder_map.colouring.by == "cluster" else folder_map.colouring
+    return replace(folder_map, clustering=found, colouring=colouring, words=words)
+
+
 def same_clusters(found: Clustering | None, request: MapRequest) -> bool:
     return found is not None and (found.method, found.k, found.seed) == (
         request.cluster_method, request.clusters, request.seed)
@@ -394,10 +411,12 @@ def taught_classifier(model, request: MapRequest, limits: TextLimits = DEFAULT_T
 def recolour(model, folder_map: FolderMap, request: MapRequest, *, limits: TextLimits = DEFAULT_TEXT_LIMITS,
              image_limits: Limits = DEFAULT_LIMITS, cache=None) -> Colouring:
     """Only the colours of a map already made (cheap: nothing laid out, no image encoded; a cluster
-    request with other settings clusters again, with the map's vocabulary loaded once)."""
+    request with other settings clusters again, with the map's vocabulary loaded once unless
+    request.name_clusters is False)."""
     words = folder_map.words
-    if request.colour_by == "cluster" and not same_clusters(folder_map.clustering, request) and words is None:
-        words = folder_map.words = load_words(model, request.vocabulary)
+    if (request.colour_by == "cluster" and not same_clusters(folder_map.clustering, request) and words is None
+            and request.name_clusters):
+        words = folder_map.words = load_words(model, request.vocabulary, limits=limits)
     return colours(model, folder_map.names, folder_map.embeddings, request, found=folder_map.clustering,
                    words=words, limits=limits, image_limits=image_limits, cache=cache)
 
@@ -510,8 +529,10 @@ def build_map(model, index, request: MapRequest, *, progress: Callable[[int, int
         layout = _aligned(layout, names)
     seconds["layout"] = time.perf_counter() - started
     _stop(should_stop)
-    words = load_words(model, request.vocabulary, progress=_part(progress, 70, 85), should_stop=should_stop,
-                       limits=limits)
+    words = None
+    if request.name_clusters:
+        words = load_words(model, request.vocabulary, progress=_part(progress, 70, 85),
+                           should_stop=should_stop, limits=limits)
     found = clustering(embeddings, words, request.cluster_method, request.clusters, request.seed,
                        request.name_words)
     seconds["clusters"] = time.perf_counter() - started - seconds["layout"]
