@@ -222,3 +222,13 @@ def test_a_map_shown_before_its_words_are_named_later(shapes_model, planted):
     assert all(c.split(": ")[1] in {", ".join(w for w, _ in v) for v in named.clustering.names.values()}
                for c in named.colouring.categories)
     assert set(w for v in named.clustering.names.values() for w, _ in v) <= set(WORDS.split())
+
+
+def test_a_quick_map_gets_the_same_clusters_and_lists_later(shapes_model, planted):
+    index, words = planted
+    full = fm.build_map(shapes_model, index, fm.MapRequest(method="pca", clusters=3, vocabulary=words))
+    quick = fm.build_map(shapes_model, index, fm.MapRequest(method="pca", make_clusters=False, lists=False))
+    assert quick.clustering is None and quick.lists == {} and np.array_equal(quick.xy, full.xy)
+    later = fm.add_lists(shapes_model, fm.add_clusters(shapes_model, quick, fm.MapRequest(
+        clusters=3, vocabulary=words)), fm.MapRequest())
+    assert later.as_dict()["clusters"] == full.as_dict()["clusters"] and later.lists == full.lists

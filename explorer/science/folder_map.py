@@ -66,6 +66,7 @@ class MapRequest:
     query_images: list[str] = field(default_factory=list)
     query_weights: list[float] | None = None
     vocabulary: str | None = None
+    make_clusters: bool = True
     name_clusters: bool = True
     lists: bool = True
 
@@ -513,41 +514,60 @@ def build_map(model, index, request: MapRequest, *, progress: Callable[[int, int
               should_stop: Callable[[], bool] | None = None, limits: TextLimits = DEFAULT_TEXT_LIMITS,
               image_limits: Limits = DEFAULT_LIMITS, cache=None, layout=None) -> FolderMap:
     """The map of an open index made by `model` (checked): its layout, the clusters named by the
-    vocabulary's words, the lists (request.lists) and the colours request.colour_by asks for. Every
-    number comes from the stored embeddings: no image of the index is read or encoded. progress(done,
-    100) through the stages; should_stop() -> MapCancelled between and within them. `layout`: one
-    already made (map_layout.cached_layout, a LayoutJob's result) instead of map_of_index."""
+    vocabulary's words (request.make_clusters, name_clusters), the lists (request.lists) and the colours
+    request.colour_by asks for. Every number comes from the stored embeddings: no image of the index
+    is read or encoded. progress(done, 100) through the stages; should_stop() -> MapCancelled between
+    and within them. `layout`: one already made (map_layout.cached_layout, a LayoutJob's result)
+    instead of map_of_index. A map made without clusters or lists gets them later from add_clusters
+    and add_lists (the same numbers)."""
     request.check()
     index.check_model(model)
     names, embeddings = index.all_embeddings()
     if not names:
         raise ValueError(f"the index {index.folder} holds no images yet: nothing to map")
-    seconds, started = {}, time.perf_counter()
+    started = time.perf_counter()
     if layout is None:
         layout = layout_of(index, names, embeddings, request, _part(progress, 0, 70), should_stop)
-    else:
-        layout = _aligned(layout, names)
-    seconds["layout"] = time.perf_counter() - started
+    folder_map = FolderMap(str(index.folder), str(index.root), model.identifier, list(names), embeddings,
+                           _aligned(layout, list(names)), folder_colours(names),
+                           seconds={"layout": time.perf_counter() - started})
     _stop(should_stop)
-    words = None
-    if request.name_clusters:
-        words = load_words(model, request.vocabulary, progress=_part(progress, 70, 85),
-                           should_stop=should_stop, limits=limits)
-    found = clustering(embeddings, words, request.cluster_method, request.clusters, request.seed,
-                       request.name_words)
-    seconds["clusters"] = time.perf_counter() - started - seconds["layout"]
+    if request.make_clusters or request.colour_by == "cluster":
+        folder_map = add_clusters(model, folder_map, request, progress=_part(progress, 70, 85),
+                                  should_stop=should_stop, limits=limits)
     _stop(should_stop)
-    lists = {}
     if request.lists:
-        lists = map_lists(model, names, embeddings, templates=request.templates, limits=limits)
-    seconds["lists"] = time.perf_counter() - started - seconds["layout"] - seconds["clusters"]
-    colouring = colours(model, names, embeddings, request, found=found, words=words, limits=limits,
-                        image_limits=image_limits, cache=cache)
-    seconds["total"] = time.perf_counter() - started
+        folder_map = add_lists(model, folder_map, request, limits=limits)
+    colouring = recolour(model, folder_map, request, limits=limits, image_limits=image_limits, cache=cache)
     if progress is not None:
         progress(100, 100)
-    return FolderMap(str(index.folder), str(index.root), model.identifier, list(names), embeddings, layout,
-                     colouring, found, lists, _notes(names, colouring, found), seconds, words)
+    return replace(folder_map, colouring=colouring, notes=_notes(names, colouring, folder_map.clustering),
+                   seconds={**folder_map.seconds, "total": time.perf_counter() - started})
+
+
+def add_clusters(model, folder_map: FolderMap, request: MapRequest, *, progress=None, should_stop=None,
+                 limits: TextLimits = DEFAULT_TEXT_LIMITS) -> FolderMap:
+    """The map with request's clusters (method, k, seed), named by the vocabulary's words unless
+    request.name_clusters is False (the words encoded once, then kept on the map)."""
+    words = folder_map.words
+    if request.name_clusters and words is None:
+        words = load_words(model, request.vocabulary, progress=progress, should_stop=should_stop,
+                           limits=limits)
+    started = time.perf_counter()
+    found = clustering(folder_map.embeddings, words, request.cluster_method, request.clusters, request.seed,
+                       request.name_words)
+    return replace(folder_map, clustering=found, words=words,
+                   seconds={**folder_map.seconds, "clusters": time.perf_counter() - started})
+
+
+def add_lists(model, folder_map: FolderMap, request: MapRequest, *,
+              limits: TextLimits = DEFAULT_TEXT_LIMITS) -> FolderMap:
+    """The map with its lists (map_lists: outliers; mistakes and duplicates across class folders)."""
+    started = time.perf_counter()
+    lists = map_lists(model, folder_map.names, folder_map.embeddings, templates=request.templates,
+                      limits=limits)
+    seconds = {**folder_map.seconds, "lists": time.perf_counter() - started}
+    return replace(folder_map, lists=lists, seconds=seconds)
 
 
 def _notes(names: Sequence[str], colouring: Colouring, found: Clustering | None) -> list[str]:
