@@ -22,6 +22,12 @@ from tests.shapes import caption, draw_shape, make_labelled_folder
 CLASSES = [("red", "circle"), ("blue", "square"), ("green", "triangle")]
 
 
+@pytest.fixture(autouse=True)
+def word_cache(monkeypatch, tmp_path_factory):
+    """Word vectors cached under the test run's folder, not the user's ~/.cache (vocabulary.py)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg"))
+
+
 @pytest.fixture(scope="module")
 def shapes_index(shapes_model, tmp_path_factory):
     base = tmp_path_factory.mktemp("folder_map")

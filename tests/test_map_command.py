@@ -17,6 +17,12 @@ CLASSES = [("red", "circle"), ("blue", "square"), ("green", "triangle")]
 LABELS = "a red circle, a blue square, a green triangle"
 
 
+@pytest.fixture(autouse=True)
+def word_cache(monkeypatch, tmp_path_factory):
+    """Word vectors cached under the test run's folder, not the user's ~/.cache (vocabulary.py)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg"))
+
+
 @pytest.fixture(scope="module")
 def shapes_index(shapes_model, shapes_model_dir, tmp_path_factory):
     base = tmp_path_factory.mktemp("map_command")
