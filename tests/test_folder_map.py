@@ -144,6 +144,10 @@ def test_a_bad_request_is_refused():
         fm.MapRequest(colour_by="rainbow").check()
     with pytest.raises(ValueError, match="at least 2"):
         fm.MapRequest(clusters=1).check()
+    with pytest.raises(ValueError, match="taught classifier"):
+        fm.MapRequest(colour_by="taught").check()
+    with pytest.raises(ValueError, match="a text or an image"):
+        fm.MapRequest(colour_by="query", query_text="  ").check()
 
 
 def test_folder_labels_as_embed_index_labels_them():

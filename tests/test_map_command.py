@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from explorer.cli import main
+from explorer.commands import map as map_command
 from explorer.index.build import build_index
 from explorer.index.image_index import open_index
 from explorer.science import folder_map as fm
@@ -65,14 +66,16 @@ def test_json_is_what_build_map_gives_and_export_writes_the_parquet(shapes_model
     assert [r["colour"] for r in rows] == [p["colour"] for p in doc["points"]]
 
 
-def test_text_summary_and_refusals(shapes_model_dir, shapes_index, capsys):
+def test_text_summary_and_refusals(shapes_model_dir, shapes_index, capsys, monkeypatch):
     base = shapes_index
     model = ["--model", f"local-dir:{shapes_model_dir}"]
     code, out, _ = _run(capsys, base / "idx", "--method", "pca", "--query", "a red circle", "--clusters", "3",
                         "--vocabulary", base / "words.txt", "--no-lists", *model)
     assert code == 0 and "each image by its cosine with the query “a red circle”" in out
     assert "clusters (kmeans):" in out
+    loads = []
+    monkeypatch.setattr(map_command, "model_from", lambda settings: loads.append(settings))  # refused first
     code, _, err = _run(capsys, base / "idx", "--method", "pca", "--colour-by", "taught", *model)
     assert code == 2 and "taught classifier" in err
     code, _, err = _run(capsys, base / "idx", "--method", "pca", "--labels", "just one", *model)
-    assert code == 2 and "at least two" in err
+    assert code == 2 and "at least two" in err and loads == []

@@ -84,9 +84,12 @@ def run(args: argparse.Namespace) -> int:
 
     settings = load_settings(args)
     index = open_index(args.index)
+    request = _request(args, set(index.file_states()))
+    request.check()  # a bad request fails before the model loads
+    if request.colour_by == "zeroshot":
+        _labels(request.labels)
     model = model_from(settings) if args.model else load_model(
         index.identity["name"], index.identity.get("pretrained"), settings.device, settings.precision)
-    request = _request(args, set(index.file_states()))
     bar = ProgressBar(quiet=args.json, unit="%")
     folder_map = build_map(model, index, request, progress=bar, image_limits=settings.limits)
     bar.close()
@@ -108,12 +111,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _labels(text: str) -> list[str]:
+    from explorer.science.prompts import PromptError, parse_labels
+
+    parsed = parse_labels(text or "")
+    if len(parsed.labels) < 2:
+        raise PromptError("give at least two distinct labels to colour by, e.g. --labels 'cat, dog'")
+    return parsed.labels
+
+
 def _warnings(model, request) -> list[str]:
     if request.colour_by != "zeroshot":
         return []
-    from explorer.science.prompts import build_prompts, parse_labels
+    from explorer.science.prompts import build_prompts
 
-    return prompt_warnings(model, build_prompts(parse_labels(request.labels).labels, request.templates))
+    return prompt_warnings(model, build_prompts(_labels(request.labels), request.templates))
 
 
 def _print_summary(doc: dict) -> None:

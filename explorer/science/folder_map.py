@@ -75,6 +75,12 @@ class MapRequest:
             raise ValueError(f"colour by {self.colour_by!r}: use one of {', '.join(COLOUR_BY)}")
         if self.clusters < 2:
             raise ValueError("the number of clusters must be at least 2")
+        if self.colour_by == "taught" and self.taught is None and not self.classifier:
+            raise ValueError("colour by a taught classifier: give one (the Teach tab's download, or a file "
+                             "saved by `clip-explorer fewshot --save`)")
+        if self.colour_by == "query" and not ((self.query_text or "").strip() or self.query_names
+                                              or self.query_images):
+            raise ValueError("colour by a query: give a text or an image to score the map by")
 
 
 @dataclass
