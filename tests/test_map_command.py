@@ -79,3 +79,18 @@ def test_text_summary_and_refusals(shapes_model_dir, shapes_index, capsys, monke
     assert code == 2 and "taught classifier" in err
     code, _, err = _run(capsys, base / "idx", "--method", "pca", "--labels", "just one", *model)
     assert code == 2 and "at least two" in err and loads == []
+
+
+def test_flags_become_the_request(tmp_path):
+    from explorer.cli import build_parser
+
+    args = build_parser().parse_args(["map", "idx", "--query", "a dog", "--query-image", "a/1.png",
+                                      "--query-image", str(tmp_path / "new.jpg"), "--templates", "simple"])
+    request = map_command._request(args, {"a/1.png", "b/2.png"})
+    assert request.colour_by == "query" and request.query_text == "a dog"
+    assert request.query_names == ["a/1.png"] and request.query_images == [str(tmp_path / "new.jpg")]
+    assert len(request.templates) == 7 and request.method == "umap" and request.lists
+    args = build_parser().parse_args(["map", "idx", "--labels", "a, b", "--no-lists", "--method", "pca"])
+    request = map_command._request(args, set())
+    assert (request.colour_by, request.labels, request.lists) == ("zeroshot", "a, b", False)
+    assert request.method == "pca"
