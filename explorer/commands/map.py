@@ -152,6 +152,9 @@ def _print_summary(doc: dict) -> None:
 
 
 def _print_lists(lists: dict, shown: int = 10) -> None:
+    for key, what in (("mistakes", "likely mistakes"), ("duplicates", "duplicates across class folders")):
+        if lists.get(key) == []:  # None: not a folder of class sub-folders, so not looked for
+            print(f"no {what} found")
     if lists.get("mistakes"):
         print("likely mistakes (folder -> what the others suggest):")
         for m in lists["mistakes"][:shown]:
