@@ -23,9 +23,11 @@ CLASSES = [("red", "circle"), ("red", "square"), ("red", "triangle"),
            ("orange", "circle"), ("orange", "square"), ("orange", "triangle")]
 PER_CLASS = 12
 PLANTED = 4
-# Measured: precision@4 was 1.0 for prototype and GDA (images only) on this planting and on four
-# other seeded plantings; with zero-shot mixed in (w = 0.5) one planting of five found only 2 of 4.
-PRECISION_FLOOR = 1.0
+PLANTINGS = 10
+# Mean precision at 4 over the 10 seeded plantings below, measured: GDA 1.0 (every planting),
+# prototype 0.925 (two plantings found 2 and 3 of 4). Over 30 other plantings: GDA 1.00, prototype 0.83;
+# with zero-shot mixed in, GDA 0.88 and prototype 0.82 (label_issues.py's docstring has the table).
+PRECISION_FLOOR = {"gda": 1.0, "prototype": 0.9}
 
 
 def _cleanlab_issues(labels, probs):
@@ -103,7 +105,8 @@ def test_out_of_fold_prototype_is_fitted_without_the_held_out_fold():
     rng = np.random.default_rng(0)
     f = normalize(rng.normal(size=(30, 8)).astype(np.float32))
     labels = np.repeat(np.arange(3), 10)
-    probs = li.out_of_fold_probabilities(f, labels, ["a", "b", "c"], folds=3, seed=4, logit_scale=50.0)
+    probs = li.out_of_fold_probabilities(f, labels, ["a", "b", "c"], method="prototype", folds=3, seed=4,
+                                         logit_scale=50.0)
     fold = li.stratified_folds(labels, 3, seed=4)
     for held in range(3):
         test = fold == held
@@ -158,29 +161,51 @@ def _plant(labels: np.ndarray, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
 def test_planted_mistakes_rank_at_the_top(shapes_folder, method):
     embeddings, labels, names, _text, scale = shapes_folder
     f = embeddings[:len(labels)]
-    noisy, planted = _plant(labels)
-    probs = li.out_of_fold_probabilities(f, noisy, names, method=method, logit_scale=scale)
+    precisions = []
+    for seed in range(PLANTINGS):
+        noisy, planted = _plant(labels, seed)
+        probs = li.out_of_fold_probabilities(f, noisy, names, method=method, logit_scale=scale)
+        top = li.confident_learning(noisy, probs).issues[:PLANTED]
+        precisions.append(len(set(top.tolist()) & set(planted.tolist())) / PLANTED)
+    assert np.mean(precisions) >= PRECISION_FLOOR[method], precisions
+
+
+def test_issues_carry_their_evidence(shapes_folder):
+    embeddings, labels, names, _text, scale = shapes_folder
+    f = embeddings[:len(labels)]
+    noisy, planted = _plant(labels, 1)
+    probs = li.out_of_fold_probabilities(f, noisy, names, logit_scale=scale)     # GDA, the default
     issues = li.label_issues(noisy, probs, names, names=[f"img{i}" for i in range(len(f))])
-    precision = len({x.index for x in issues[:PLANTED]} & set(planted.tolist())) / PLANTED
-    assert precision >= PRECISION_FLOOR, (method, [x.index for x in issues], planted)
+    assert {x.index for x in issues[:PLANTED]} == set(planted.tolist())
     first = issues[0]
     assert first.rank == 1 and first.given == noisy[first.index] and first.predicted == labels[first.index]
     assert first.given_name == names[first.given] and first.name == f"img{first.index}"
     assert first.self_confidence == pytest.approx(probs[first.index, first.given])
     assert first.predicted_probability == pytest.approx(probs[first.index].max())
+    assert first.top[0] == (names[first.predicted], pytest.approx(first.predicted_probability))
     assert [x.self_confidence for x in issues] == sorted(x.self_confidence for x in issues)
-    json.dumps([x.as_dict() for x in issues])
+    assert [x.rank for x in issues] == list(range(1, len(issues) + 1))
+    row = json.loads(json.dumps(first.as_dict()))
+    assert row["given"] == names[first.given] and row["predicted"] == names[first.predicted]
+    assert len(li.label_issues(noisy, probs, names, limit=2)) == 2
     # the same probabilities through cleanlab: the same issues in the same order
     assert [x.index for x in issues] == _cleanlab_issues(noisy, probs).tolist()
 
 
-def test_zero_shot_joins_the_out_of_fold_classifier(shapes_folder):
+def test_zero_shot_joins_as_fewshot_mixes_it(shapes_folder):
     embeddings, labels, names, text, scale = shapes_folder
-    f = embeddings[:len(labels)]
+    f = normalize(embeddings[:len(labels)])
+    mixed = li.out_of_fold_logits(f, labels, names, method="prototype", zeroshot=text, logit_scale=scale,
+                                  folds=3, seed=2)
+    fold = li.stratified_folds(labels, 3, seed=2)
+    test = fold == 0
+    protos = prototypes(f[~test], labels[~test], len(names))
+    expected = scale * (0.5 * f[test] @ text.T + 0.5 * f[test] @ protos.T)     # w = 0.5
+    np.testing.assert_allclose(mixed[test], expected, rtol=1e-4, atol=1e-3)
     alone = li.out_of_fold_probabilities(f, labels, names, logit_scale=scale)
-    mixed = li.out_of_fold_probabilities(f, labels, names, zeroshot=text, logit_scale=scale)
-    assert not np.allclose(alone, mixed)
-    assert (mixed.argmax(axis=1) == labels).mean() >= 0.9   # the shapes model reads these classes
+    with_text = li.out_of_fold_probabilities(f, labels, names, zeroshot=text, logit_scale=scale)
+    assert not np.allclose(alone, with_text)
+    assert (alone.argmax(axis=1) == labels).mean() >= 0.9    # GDA reads these classes out of fold
     assert "zero-shot" in li.out_of_fold_note(zeroshot=True)
 
 
@@ -215,3 +240,20 @@ def test_cross_folder_duplicate_is_found(shapes_folder):
     assert pairs[0].as_dict(moved, names)["label_j"] == names[3]
     same = li.cross_folder_duplicates(f, np.append(labels, labels[0]), threshold=0.95)
     assert (0, len(labels)) not in [(p.i, p.j) for p in same]
+
+
+def test_knn_and_duplicates_blocks_progress_and_cancel():
+    x = normalize(np.random.default_rng(4).normal(size=(23, 6)).astype(np.float32))
+    x[7] = x[3]                                      # an exact duplicate: each still skips itself
+    labels = np.arange(23) % 3
+    labels[7] = (labels[3] + 1) % 3
+    whole, blocks = li.knn_outliers(x, k=4), li.knn_outliers(x, k=4, chunk=5)
+    assert np.array_equal(whole.neighbours, blocks.neighbours)
+    assert whole.neighbours[3, 0] == 7 and whole.neighbours[7, 0] == 3
+    assert not (whole.neighbours == np.arange(23)[:, None]).any()
+    seen = []
+    pairs = li.cross_folder_duplicates(x, labels, 0.5, chunk=5, progress=lambda d, t: seen.append((d, t)))
+    assert pairs == li.cross_folder_duplicates(x, labels, 0.5)
+    assert pairs[0][:2] == (3, 7) and seen[-1] == (23, 23) and len(seen) == 5
+    with pytest.raises(li.Cancelled):
+        li.knn_outliers(x, k=4, chunk=5, should_stop=lambda: True)
