@@ -242,3 +242,13 @@ def test_a_quick_map_gets_the_same_clusters_and_lists_later(shapes_model, plante
     later = fm.add_lists(shapes_model, fm.add_clusters(shapes_model, quick, fm.MapRequest(
         clusters=3, vocabulary=words)), fm.MapRequest())
     assert later.as_dict()["clusters"] == full.as_dict()["clusters"] and later.lists == full.lists
+
+
+def test_the_lists_report_progress_and_stop_when_asked(shapes_model, planted):
+    index, _ = planted
+    names, vectors = index.all_embeddings()
+    steps = []
+    found = fm.map_lists(shapes_model, names, vectors, progress=lambda d, t: steps.append((d, t)))
+    assert steps[-1] == (100, 100) and "images only" in found["how"] and found["duplicates"] == []
+    with pytest.raises(fm.MapCancelled):
+        fm.map_lists(shapes_model, names, vectors, should_stop=lambda: True)

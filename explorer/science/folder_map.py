@@ -447,31 +447,39 @@ def folder_labels(names: Sequence[str]) -> tuple[np.ndarray, list[str], np.ndarr
 
 
 def map_lists(model, names: Sequence[str], embeddings: np.ndarray, *, templates: list[str] | None = None,
-              folder_text: bool = True, top: int = LIST_TOP, threshold: float = DUPLICATE_THRESHOLD,
-              limits: TextLimits = DEFAULT_TEXT_LIMITS) -> dict:
+              folder_text: bool = False, top: int = LIST_TOP, threshold: float = DUPLICATE_THRESHOLD,
+              limits: TextLimits = DEFAULT_TEXT_LIMITS, progress=None, should_stop=None) -> dict:
     """The images worth a look, each with its evidence and its `row` on the map: `outliers` (kNN,
     label_issues.knn_outliers) always; for an index of class sub-folders also `mistakes` (confident
-    learning on out-of-fold probabilities of a prototype classifier, joined with the folder names'
-    zero-shot text when `folder_text`) and `duplicates` (the same picture in two class folders)."""
-    from .label_issues import cross_folder_duplicates, knn_outliers, label_issues, out_of_fold_probabilities
+    learning on out-of-fold probabilities: label_issues' default classifier, GDA on the images alone,
+    which measured best there; the folder names' zero-shot text joins it with `folder_text`, prompts
+    from `templates`), with `how` saying so, and `duplicates` (the same picture in two class folders;
+    None when the index has no class folders). progress(done, total); should_stop() -> MapCancelled."""
+    from . import label_issues as li
 
     f = np.asarray(embeddings, np.float32)
-    out: dict = {"outliers": [], "mistakes": None, "duplicates": None}
-    if len(f) >= 2:
-        out["outliers"] = [{**e, "row": e["index"]} for e in knn_outliers(f, OUTLIER_K).top(top, names)]
+    out: dict = {"outliers": [], "mistakes": None, "duplicates": None, "how": None}
     rows, classes, labels = folder_labels(names)
-    if not classes:
-        return out
-    kept = [names[i] for i in rows]
-    class_names = [class_name(c) for c in classes]
-    text = None
-    if folder_text:
-        text = build_classifier(model, class_names, list(templates or [SINGLE_TEMPLATE]), limits)
-    probabilities = out_of_fold_probabilities(f[rows], labels, class_names, zeroshot=text,
-                                              logit_scale=model.scoring)
-    out["mistakes"] = [{**issue.as_dict(), "row": int(rows[issue.index])} for issue in
-                       label_issues(labels, probabilities, class_names, names=kept, limit=top)]
-    pairs = cross_folder_duplicates(f[rows], labels, threshold)[:top]
+    try:
+        if len(f) >= 2:
+            found = li.knn_outliers(f, OUTLIER_K, progress=_part(progress, 0, 50 if classes else 100),
+                                    should_stop=should_stop)
+            out["outliers"] = [{**e, "row": e["index"]} for e in found.top(top, names)]
+        if not classes:
+            return out
+        kept, class_names = [names[i] for i in rows], [class_name(c) for c in classes]
+        text = None
+        if folder_text:
+            text = build_classifier(model, class_names, list(templates or [SINGLE_TEMPLATE]), limits)
+        probabilities = li.out_of_fold_probabilities(f[rows], labels, class_names, zeroshot=text,
+                                                     logit_scale=model.scoring)
+        out["how"] = li.out_of_fold_note(zeroshot=text is not None)
+        out["mistakes"] = [{**issue.as_dict(), "row": int(rows[issue.index])} for issue in
+                           li.label_issues(labels, probabilities, class_names, names=kept, limit=top)]
+        pairs = li.cross_folder_duplicates(f[rows], labels, threshold, progress=_part(progress, 50, 100),
+                                           should_stop=should_stop)[:top]
+    except li.Cancelled as exc:
+        raise MapCancelled(str(exc)) from None
     out["duplicates"] = [{**p.as_dict(labels, class_names, kept), "row_i": int(rows[p.i]),
                           "row_j": int(rows[p.j])} for p in pairs]
     return out
@@ -543,7 +551,8 @@ def build_map(model, index, request: MapRequest, *, progress: Callable[[int, int
                                   should_stop=should_stop, limits=limits)
     _stop(should_stop)
     if request.lists:
-        folder_map = add_lists(model, folder_map, request, limits=limits)
+        folder_map = add_lists(model, folder_map, request, limits=limits, progress=_part(progress, 85, 99),
+                               should_stop=should_stop)
     colouring = recolour(model, folder_map, request, limits=limits, image_limits=image_limits, cache=cache)
     if progress is not None:
         progress(100, 100)
@@ -566,12 +575,12 @@ def add_clusters(model, folder_map: FolderMap, request: MapRequest, *, progress=
                    seconds={**folder_map.seconds, "clusters": time.perf_counter() - started})
 
 
-def add_lists(model, folder_map: FolderMap, request: MapRequest, *,
-              limits: TextLimits = DEFAULT_TEXT_LIMITS) -> FolderMap:
+def add_lists(model, folder_map: FolderMap, request: MapRequest, *, limits: TextLimits = DEFAULT_TEXT_LIMITS,
+              progress=None, should_stop=None) -> FolderMap:
     """The map with its lists (map_lists: outliers; mistakes and duplicates across class folders)."""
     started = time.perf_counter()
     lists = map_lists(model, folder_map.names, folder_map.embeddings, templates=request.templates,
-                      limits=limits)
+                      limits=limits, progress=progress, should_stop=should_stop)
     seconds = {**folder_map.seconds, "lists": time.perf_counter() - started}
     return replace(folder_map, lists=lists, seconds=seconds)
 
