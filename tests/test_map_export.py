@@ -100,3 +100,10 @@ def test_embedding_atlas_reads_it(a_map, tmp_path):
     loaded = pq.read_table(io.BytesIO(dataset)).to_pylist()
     assert [r["name"] for r in loaded] == a_map.names
     assert all(r["pagerank"] > 0 for r in loaded)  # made from our neighbours column
+
+
+def test_an_image_gone_since_indexing_has_no_thumbnail(a_map, tmp_path):
+    gone = tmp_path / "gone.png"
+    made = map_export._thumbnails([a_map.paths()[0], str(gone)], ["a.png", "gone.png"],
+                                  map_export.DEFAULT_LIMITS, 48, None, workers=2)
+    assert made[0]["path"] == "a.jpg" and made[0]["bytes"][:2] == b"\xff\xd8" and made[1] is None

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from explorer.embed.images import DEFAULT_LIMITS, Limits, Thumbnails, encode_picture
+from explorer.embed.images import DEFAULT_LIMITS, Fit, ImageError, Limits, encode_picture, load_image
 from explorer.embed.vectors import normalize
 
 DEFAULT_NEIGHBORS = 15        # as embedding-atlas's (and UMAP's) default n_neighbors
@@ -61,17 +61,30 @@ def _ranks(entries, key: str, n: int) -> list:
     return out
 
 
+def _thumbnail(path: str, name: str, limits: Limits, size: int) -> dict | None:
+    """A small JPEG of one image as {"bytes", "path"}, or None when it is gone or does not decode."""
+    try:
+        thumb = load_image(path, limits, fit=Fit((size, size), "cap"))
+    except (ImageError, OSError):
+        return None
+    thumb.thumbnail((size, size))
+    return {"bytes": encode_picture(thumb.convert("RGB"), "JPEG", quality=80),
+            "path": Path(name).with_suffix(".jpg").name}
+
+
 def _thumbnails(paths: list[str], names: list[str], limits: Limits, size: int,
-                progress: Callable[[int, int], None] | None) -> list:
-    maker = Thumbnails(limits, size=size, capacity=1)
+                progress: Callable[[int, int], None] | None, workers: int | None = None) -> list:
+    """Every image's thumbnail, in order, decoded on `workers` threads (default: up to 8, one per core)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = workers or min(8, os.cpu_count() or 1)
     out = []
-    for done, (path, name) in enumerate(zip(paths, names), start=1):
-        thumb = maker.image(path)
-        out.append(None if thumb is None else {
-            "bytes": encode_picture(thumb.convert("RGB"), "JPEG", quality=80),
-            "path": Path(name).with_suffix(".jpg").name})
-        if progress is not None and (done % 64 == 0 or done == len(paths)):
-            progress(done, len(paths))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for done, thumb in enumerate(pool.map(_thumbnail, paths, names, [limits] * len(paths),
+                                              [size] * len(paths)), start=1):
+            out.append(thumb)
+            if progress is not None and (done % 64 == 0 or done == len(paths)):
+                progress(done, len(paths))
     return out
 
 
