@@ -6,8 +6,12 @@ Colours come from the index's stored embeddings: no image of the index is read o
 cluster or list them. Only texts (labels x templates, a text query, the vocabulary) go through
 `model.encode_texts` and so through the model's text cache, which makes a prompt edit a cheap recolour.
 
-    build_map(model, index, request)   the whole map (layout, colours, clusters and names, lists)
+    build_map(model, index, request)   the whole map (layout, colours, clusters and names, lists);
+                                       a quick one first with make_clusters / name_clusters / lists off
+    add_clusters, name_clusters, add_lists   what a quick map leaves out, later (the same numbers)
     recolour(model, folder_map, request)   only the colours (the layout and lists kept)
+    colours(model, names, embeddings, request)   the same, from bare names and stored embeddings
+    map_lists(model, names, embeddings)   mistakes, outliers, duplicates across class folders
     FolderMap.as_dict()                what both faces show, jsonable (coordinates rounded)
 """
 from __future__ import annotations
