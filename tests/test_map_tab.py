@@ -206,3 +206,31 @@ def test_the_built_tab_returns_what_the_actions_need(shapes_model, tmp_path, pho
     assert {"map", "map_colours", "map_lists"} <= names
     for channel in ("map-hover-id", "map-selection-ids", "map-colour-patch"):
         assert ids[channel].visible == "hidden"       # in the page (map.js reaches it), not shown
+
+
+def test_a_selection_is_named_by_its_best_words_and_clusters_by_theirs(ctx):
+    state = map_tab.open_map(ctx, _folder(ctx), "pca", map_tab.ColourChoice()).state
+    reds = [n for n in state.names if n.startswith("a_red_")]
+    html = map_tab.words_view(ctx, state, reds)
+    assert "Best words" in html and ("red" in html or "circle" in html), html
+    assert map_tab.words_view(ctx, state, []) == ""
+    state, patch = map_tab.recolour(ctx, state, map_tab.ColourChoice("cluster", k=3))
+    assert state.colouring.by == "cluster" and len(state.colouring.categories) == 3
+    codes = state.colouring.codes.tolist()
+    folders = [n.split("/")[0] for n in state.names]
+    assert len(set(zip(folders, codes))) == 3                          # the three folders, one cluster each
+    kept = state.clusters
+    state, _ = map_tab.recolour(ctx, state, map_tab.ColourChoice("cluster", k=3))
+    assert state.clusters is kept                                      # the same k: not clustered again
+
+
+def test_the_lists_give_each_image_its_evidence_and_its_point(ctx):
+    state = map_tab.open_map(ctx, _folder(ctx), "pca", map_tab.ColourChoice()).state
+    html, evidence = map_tab.lists_view(ctx, state, next(iter(map_tab.TEMPLATE_CHOICES)))
+    assert "Outliers" in html and "Likely mistakes" in html and "Cross-folder duplicates" in html
+    assert evidence and all(0 <= row < 12 and text for row, text in evidence.items())
+    assert f'data-map-point="{next(iter(evidence))}"' in html
+    _, caption = map_tab.hover_view(ctx, state, f"{state.seq}:{next(iter(evidence))}", evidence)
+    assert evidence[next(iter(evidence))] in caption
+    with pytest.raises(map_tab.Problem):
+        map_tab.lists_view(ctx, None, "")

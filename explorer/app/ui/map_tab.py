@@ -421,7 +421,8 @@ def lists_view(ctx: AppContext, state: MapState | None, templates: str) -> tuple
         items = [(row, state.names[row], said) for row, said in (_said(key, e) for e in entries)
                  if 0 <= row < len(state.names)]
         evidence.update({row: said for row, _, said in items})
-        sections.append((title, about, items))
+        how = found.get("how") if key == "mistakes" else None
+        sections.append((title, f"{about} {how}." if how else about, items))
     return show.lists(sections), evidence
 
 
