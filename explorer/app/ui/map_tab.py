@@ -712,6 +712,7 @@ def _wire_points(ui: MapHandles) -> None:
     ui.selection_ids.change(on_select, [ui.state, ui.selection_ids],
                             [ui.selection_html, ui.gallery, ui.selection, ui.words], concurrency_limit=2,
                             **quiet).then(on_words, [ui.state, ui.selection], ui.words, concurrency_limit=2,
-                                          show_progress="minimal", api_visibility="private")
+                                          show_progress="minimal", api_name="map_words",
+                                          api_visibility="private")  # the vocabulary: encoded once
     ui.lists_run.click(on_lists, [ui.state, ui.templates], [ui.lists, ui.evidence], concurrency_limit=2,
                        api_name="map_lists")
