@@ -234,3 +234,32 @@ def test_the_lists_give_each_image_its_evidence_and_its_point(ctx):
     assert evidence[next(iter(evidence))] in caption
     with pytest.raises(map_tab.Problem):
         map_tab.lists_view(ctx, None, "")
+
+
+def test_many_points_get_a_density_underlay_and_travel_in_few_bytes():
+    import numpy as np
+
+    from explorer.app import plots
+
+    rng = np.random.default_rng(0)
+    few, many = rng.normal(size=(50, 2)), rng.normal(size=(30_000, 2))
+    codes = rng.integers(-1, 5, size=len(many))
+    colours = plots.map_point_colours(codes, "category", 5)
+    figure = plots.map_figure(many, [f"{i}.png" for i in range(len(many))], colours,
+                              plots.map_legend([str(i) for i in range(5)], plots.map_counts(codes, 5)),
+                              method="umap", seq=7)
+    kinds = [t.meta for t in figure.data]
+    assert kinds[:2] == ["map-points", "map-density"] and kinds.count("map-legend") == 6   # 5 and "none"
+    points = figure.data[0]
+    assert points.marker.size < 5 and points.text is None                # small markers, no names to send
+    assert len(figure.to_json()) < 40 * len(many)                          # coordinates and colours only
+    small = plots.map_figure(few, [str(i) for i in range(50)], plots.map_point_colours([0] * 50), [],
+                             method="pca")
+    assert [t.meta for t in small.data] == ["map-points"] and len(small.data[0].text) == 50
+    # a category's colour band holds its number; "none" (-1) is drawn in MAP_NONE
+    scale, lo, hi = colours["colorscale"], colours["cmin"], colours["cmax"]
+    def colour_of(value):
+        at = (value - lo) / (hi - lo)
+        return next(c for (a, c), (b, _) in zip(scale[::2], scale[1::2]) if a <= at <= b)
+    assert colour_of(0) == plots.MAP_PALETTE[0] and colour_of(4) == plots.MAP_PALETTE[4]
+    assert colour_of(int(colours["color"][list(codes).index(-1)])) == plots.MAP_NONE
