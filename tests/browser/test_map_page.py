@@ -26,6 +26,12 @@ POINTS = """() => {
   return Array.from(t.x, (x, i) => ({x: box.left + xa._offset + xa.l2p(x),
                                      y: box.top + ya._offset + ya.l2p(t.y[i]), name: t.text[i]}));
 }"""
+COUNT_IS = "document.querySelector('#map-selection-count')?.innerText === '{}'"
+AREA = """() => {
+  const plot = document.querySelector('#map-plot .js-plotly-plot');
+  const xa = plot._fullLayout.xaxis, ya = plot._fullLayout.yaxis, box = plot.getBoundingClientRect();
+  return {right: box.left + xa._offset + xa._length, bottom: box.top + ya._offset + ya._length};
+}"""
 LEGEND = """() => document.querySelector('#map-plot .js-plotly-plot')._fullData
   .filter((d) => d.meta === 'map-legend').map((d) => d.name)"""
 UMAP_SHOWN = "document.querySelector('#map-note').innerText.includes('UMAP map of 12 images')"
@@ -51,6 +57,17 @@ def _index(page, folder: Path) -> None:
 
 def _legend_has(page, text: str) -> None:
     page.wait_for_function(f"({LEGEND})().some((n) => n.includes({text!r}))", timeout=60_000)
+
+
+def _drag_box(page, points) -> None:
+    """A box select (the map's Box Select tool chosen) around `points`, dragged with the mouse."""
+    xs, ys = [p["x"] for p in points], [p["y"] for p in points]
+    left, right, top, bottom = min(xs) - 8, max(xs) + 8, min(ys) - 8, max(ys) + 8
+    page.mouse.move(left, top)
+    page.mouse.down()
+    page.mouse.move((left + right) / 2, (top + bottom) / 2, steps=5)
+    page.mouse.move(right, bottom, steps=5)
+    page.mouse.up()
 
 
 def test_map_hover_select_and_recolour_in_place_with_the_images_gone(page, folder):
@@ -81,18 +98,25 @@ def test_map_hover_select_and_recolour_in_place_with_the_images_gone(page, folde
     plot.hover()
     plot.locator('.modebar-btn[data-title="Box Select"]').click()
     points = page.evaluate(POINTS)
-    xs, ys = [p["x"] for p in points], [p["y"] for p in points]
-    left, right, top, bottom = min(xs) - 8, max(xs) + 8, min(ys) - 8, max(ys) + 8
-    page.mouse.move(left, top)
-    page.mouse.down()
-    page.mouse.move((left + right) / 2, (top + bottom) / 2, steps=5)
-    page.mouse.move(right, bottom, steps=5)
-    page.mouse.up()
+    _drag_box(page, points)
     count = page.locator("#map-selection-count")
     count.wait_for(timeout=30_000)
     assert count.inner_text() == "16 images selected"
     page.wait_for_function("document.querySelectorAll('#map-selection-gallery img').length === 16",
                            timeout=30_000)
+    # double-click clears it; then the red circles alone (one group on the map): their images, and the
+    # words that tell them apart
+    corner = page.evaluate(AREA)
+    page.mouse.dblclick(corner["right"] - 6, corner["bottom"] - 6)
+    page.wait_for_function("document.querySelector('#map-selection').innerText.includes('Lasso')",
+                           timeout=30_000)
+    _drag_box(page, [p for p in page.evaluate(POINTS) if p["name"].startswith("a_red_circle/")])
+    page.wait_for_function(COUNT_IS.format("4 images selected"), timeout=30_000)
+    page.wait_for_function("document.querySelectorAll('#map-selection-gallery img').length === 4",
+                           timeout=30_000)
+    captions = page.locator("#map-selection-gallery").inner_text()
+    assert captions.count("a_red_circ") == 4, captions
+    page.wait_for_selector("#map-selection-words .map-word", timeout=120_000)   # the vocabulary, once
 
     # The images leave the disk; typing labels still recolours the map, in place (the same plot element)
     shutil.rmtree(folder)

@@ -194,9 +194,8 @@ def figure_of(state: MapState):
     """The figure of the state's layout, coloured by its colouring."""
     colours, legend = _marker(state.colouring, len(state.names))
     xy = plots.map_rows(state.layout.names, state.layout.xy, state.names)
-    by = state.colouring.by if state.colouring is not None else "folder"
-    return plots.map_figure(xy, state.names, colours, legend, method=state.method, seq=state.seq,
-                            details=[f"coloured by {by}"])
+    return plots.map_figure(xy, state.names, colours, legend, method=state.method,
+                            seq=state.seq)  # no "coloured by" in the title: recolours leave it as drawn
 
 
 def note_of(state: MapState) -> str:
@@ -554,7 +553,7 @@ def build(ctx: AppContext) -> MapComponents:
             plot = gr.Plot(label="Map", elem_id="map-plot")
             note = gr.HTML(message("Pick an index to draw its map.", "muted"), elem_id="map-note")
             with gr.Row(equal_height=False):
-                hover_image = gr.Image(label="Hovered image", type="filepath", interactive=False, height=200,
+                hover_image = gr.Image(label="Hovered image", type="filepath", interactive=False, height=160,
                                        buttons=[], scale=1, elem_id="map-hover-image")
                 hover_caption = gr.HTML(elem_id="map-hover-caption", padding=True)
     with gr.Row(equal_height=False):
