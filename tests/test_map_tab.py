@@ -96,11 +96,15 @@ def test_an_index_is_mapped_at_once_by_pca_coloured_by_its_folders(ctx):
 def test_umap_runs_as_a_job_polled_until_its_map_replaces_the_pca_one(ctx, monkeypatch):
     monkeypatch.setattr(map_tab.map_layout, "LayoutJob", FakeJob)
     jobs = map_tab.LayoutJobs()
-    view = map_tab.open_map(ctx, _folder(ctx), "umap", map_tab.ColourChoice(), session="s1", jobs=jobs)
-    job = FakeJob.made[-1]
-    assert view.running and job.started and view.state.method == "pca" and view.state.waiting == "umap"
+    view = map_tab.open_map(ctx, _folder(ctx), "umap", map_tab.ColourChoice())
+    assert view.running and view.state.method == "pca" and view.state.waiting == "umap"
     assert "UMAP layout is being computed" in view.note
-    polled = map_tab.poll_job(view.state, jobs.get("s1", view.state.index))
+    made = len(FakeJob.made)
+    assert map_tab.start_layout(ctx, view.state, session="s1", jobs=jobs)
+    assert map_tab.start_layout(ctx, view.state, session="s1", jobs=jobs)   # once per map
+    job = FakeJob.made[-1]
+    assert len(FakeJob.made) == made + 1 and job.started
+    polled = map_tab.poll_job(view.state, jobs.get("s1", view.state.seq))
     assert polled.running and polled.figure is None and 'data-fraction="0.400"' in polled.progress
     job.finish()
     done = map_tab.poll_job(view.state, job)
@@ -115,15 +119,19 @@ def test_umap_runs_as_a_job_polled_until_its_map_replaces_the_pca_one(ctx, monke
 def test_cancel_stops_the_job_and_the_pca_map_stays(ctx, monkeypatch):
     monkeypatch.setattr(map_tab.map_layout, "LayoutJob", FakeJob)
     jobs = map_tab.LayoutJobs()
-    view = map_tab.open_map(ctx, _folder(ctx), "umap", map_tab.ColourChoice(), session="s1", jobs=jobs)
+    view = map_tab.open_map(ctx, _folder(ctx), "umap", map_tab.ColourChoice())
+    map_tab.start_layout(ctx, view.state, session="s1", jobs=jobs)
     assert jobs.cancel("s1") and FakeJob.made[-1].cancelled
-    stopped = map_tab.poll_job(view.state, jobs.get("s1", view.state.index))
+    stopped = map_tab.poll_job(view.state, jobs.get("s1", view.state.seq))
     assert not stopped.running and stopped.figure is None and "stopped: cancelled" in stopped.progress
     # a new map for the same session cancels the job still running for the last one
-    map_tab.open_map(ctx, _folder(ctx), "umap", map_tab.ColourChoice(), session="s2", jobs=jobs)
-    first = FakeJob.made[-1]
-    map_tab.open_map(ctx, _folder(ctx), "umap", map_tab.ColourChoice(), session="s2", jobs=jobs)
-    assert first.cancelled and not FakeJob.made[-1].cancelled
+    for _ in range(2):
+        again = map_tab.open_map(ctx, _folder(ctx), "umap", map_tab.ColourChoice())
+        map_tab.start_layout(ctx, again.state, session="s2", jobs=jobs)
+    first, second = FakeJob.made[-2:]
+    assert first.cancelled and not second.cancelled
+    pca = map_tab.open_map(ctx, _folder(ctx), "pca", map_tab.ColourChoice()).state
+    assert not map_tab.start_layout(ctx, pca, session="s2", jobs=jobs)   # PCA: nothing to wait for
 
 
 def test_a_prompt_edit_recolours_without_touching_an_image(ctx, shapes_model, monkeypatch):

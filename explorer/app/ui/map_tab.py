@@ -102,21 +102,21 @@ class LayoutJobs:
     """The background layout jobs: at most one per browser session (a new one cancels the last)."""
 
     def __init__(self):
-        self._jobs: dict[str, tuple[str, object]] = {}
+        self._jobs: dict[str, tuple[int, object]] = {}   # session -> (the map's seq, its job)
         self._lock = threading.Lock()
 
-    def start(self, session: str, folder: str, job) -> None:
+    def start(self, session: str, seq: int, job) -> None:
         with self._lock:
             old = self._jobs.get(session)
-            self._jobs[session] = (folder, job)
+            self._jobs[session] = (seq, job)
         if old is not None and old[1] is not job:
             old[1].cancel()
         job.start()
 
-    def get(self, session: str, folder: str):
+    def get(self, session: str, seq: int):
         with self._lock:
             found = self._jobs.get(session)
-        return found[1] if found is not None and found[0] == folder else None
+        return found[1] if found is not None and found[0] == seq else None
 
     def drop(self, session: str, job) -> None:
         with self._lock:
@@ -166,10 +166,9 @@ def _open(ctx: AppContext, folder: str | None) -> ImageIndex:
     return index
 
 
-def open_map(ctx: AppContext, folder: str, method: str, choice: ColourChoice, *, session: str = "",
-             jobs: LayoutJobs = JOBS) -> MapView:
-    """The map of the index in `folder`: its saved `method` map when there is one, else a PCA map at once
-    while the `method` layout (UMAP) starts in the background (`jobs`, one per `session`)."""
+def open_map(ctx: AppContext, folder: str, method: str, choice: ColourChoice) -> MapView:
+    """The map of the index in `folder`: its saved `method` map when there is one, else a PCA map at once,
+    the state then waiting for the `method` layout (UMAP: start_layout runs it in the background)."""
     if method not in map_layout.LAYOUT_METHODS:
         raise Problem(f"Unknown layout: {method!r}")
     index = _open(ctx, folder)
@@ -181,13 +180,26 @@ def open_map(ctx: AppContext, folder: str, method: str, choice: ColourChoice, *,
     running = method != "pca" and (layout is None or len(layout.names) < len(names))  # new images: placed
     if layout is None:
         layout = map_layout.map_of_index(index, names, embeddings, "pca")  # exact and instant (saved too)
-    if running:
-        jobs.start(session, str(index.folder), map_layout.LayoutJob(index, names, embeddings, method=method))
     state = MapState(str(index.folder), str(index.root), list(names), next(_seqs), layout.method, layout,
                      colouring, clusters, method if running else "")
     _keep(_EMBEDDINGS, state.seq, embeddings, KEPT_MAPS)
     return MapView(figure_of(state), note_of(state), show.progress(0.0, "starting…", method)
                    if running else "", state, running, index_choices(ctx))
+
+
+def start_layout(ctx: AppContext, state: MapState | None, *, session: str = "",
+                 jobs: LayoutJobs = JOBS) -> bool:
+    """Start the layout the state's map waits for (map_layout.LayoutJob: a thread, its UMAP fit in a
+    worker process), once per map and one per `session` (a new one cancels the last); True while one
+    runs. Called outside the event that drew the map: on ZeroGPU that event runs in a GPU worker
+    process, which a background job would not outlive."""
+    if state is None or not state.waiting:
+        return False
+    if jobs.get(session, state.seq) is None:
+        index = _open(ctx, state.index)
+        jobs.start(session, state.seq, map_layout.LayoutJob(index, state.names, _embeddings(ctx, state),
+                                                            method=state.waiting))
+    return True
 
 
 def figure_of(state: MapState):
@@ -608,7 +620,8 @@ def _shown_map(view: MapView, new: bool = True) -> tuple:
         (gr.update(),) * 4
     return (view.figure if view.figure is not None else gr.update(), view.note or gr.update(), view.progress,
             view.state, gr.update(visible=view.running, interactive=True, value="Cancel"),
-            gr.Timer(active=view.running), "", colour_note(view.state.colouring) if new else gr.update(),
+            gr.Timer(active=view.running and not new),  # a new map's job starts after it: on_start
+            "", colour_note(view.state.colouring) if new else gr.update(),
             *cleared, gr.update(choices=view.choices, value=view.state.index) if new else gr.update())
 
 
@@ -625,14 +638,20 @@ def _wire_map(ui: MapHandles) -> None:
                request: gr.Request):
         choice = _choice(by, labels, templates, none_below, classifier, k, cluster_method, query)
         try:
-            view = open_map(session_of(ctx, request), folder, method or "umap", choice,
-                            session=_session(request))
+            view = open_map(session_of(ctx, request), folder, method or "umap", choice)
         except ValueError as exc:  # Problem, PromptError...; gate.Refused is a gr.Error from the gate first
             return (gr.update(), message(str(exc), "error"), "", *(gr.update(),) * 10)
         return _shown_map(view)
 
+    def on_start(state, request: gr.Request):  # in the main process (not a GPU event): the job outlives it
+        try:
+            running = start_layout(session_of(ctx, request), state, session=_session(request))
+        except ValueError as exc:
+            return message(str(exc), "error"), gr.update(visible=False), gr.Timer(active=False)
+        return gr.update(), gr.update(visible=running), gr.Timer(active=running)
+
     def on_tick(state, request: gr.Request):
-        job = JOBS.get(_session(request), state.index) if state is not None else None
+        job = JOBS.get(_session(request), state.seq) if state is not None else None
         view = poll_job(state, job)
         if view is None:
             return (gr.skip(),) * 4 + (gr.update(visible=False), gr.Timer(active=False)) + (gr.skip(),) * 7
@@ -648,8 +667,9 @@ def _wire_map(ui: MapHandles) -> None:
                ui.selection_html, ui.gallery, ui.selection, ui.words, ui.index]
     quiet = dict(show_progress="hidden", api_visibility="private")
     gr.on([ui.refresh.click, ui.index.focus], on_choices, ui.index, ui.index, **quiet)
-    live([ui.index, ui.method, ui.run.click], on_map, [ui.index, ui.method, *ui.colour_inputs()], outputs,
-         concurrency_limit=2, api_name="map")
+    drawn = live([ui.index, ui.method, ui.run.click], on_map, [ui.index, ui.method, *ui.colour_inputs()],
+                 outputs, concurrency_limit=2, api_name="map")
+    drawn.then(on_start, ui.state, [ui.progress, ui.cancel, ui.timer], concurrency_limit=None, **quiet)
     ui.timer.tick(on_tick, ui.state, outputs, concurrency_limit=None, **quiet)
     ui.cancel.click(on_cancel, None, ui.cancel, concurrency_limit=None, **quiet)
 
