@@ -9,13 +9,13 @@
 // ignored by the tab. <point> is the point's row (pointIndex in the points trace, meta "map-points").
 // window.explorerMap.recolour(patch) redraws the points' colours and the legend in place (Plotly.react on
 // the plot on screen; gr.Plot would re-mount the plot for a new figure): the tab's colour-by controls write
-// a patch {"seq", "n", "marker": {color, colorscale, cmin, cmax, showscale}, "legend": [{name, color}]}
+// a patch {"seq", "marker": {color, colorscale, cmin, cmax, showscale}, "legend": [{name, color}]}
 // into #map-colour-patch. A patch for a map not drawn yet is kept and applied when it is, and the last one
 // again when gradio re-mounts the same map.
 (() => {
   const PLOT = "#map-plot .js-plotly-plot";
   const MAX_SENT = 20000;
-  let lastHover = "", hoverTimer = null, lastPatch = null;
+  let lastHover = "", hoverTimer = null, lastPatch = null, patches = 0;  // patches: how many arrived
 
   function send(id, value) {
     const box = document.querySelector(`#${id} textarea, #${id} input`);
@@ -51,6 +51,7 @@
       try { patch = JSON.parse(patch); } catch (e) { return []; }
     }
     lastPatch = patch;
+    patch.n = patch.n ?? ++patches;
     const plot = document.querySelector(PLOT);
     if (!plot || !window.Plotly || !plot.data || seqOf(plot) !== patch.seq) return [];  // applied when drawn
     const data = plot.data.filter((t) => t.meta !== "map-legend").map((t) => (

@@ -411,7 +411,7 @@ def map_figure(xy: np.ndarray, names: list[str], colours: dict, legend: list[dic
         if len(xy) <= MAP_HOVER_TEXT_AT else dict(hoverinfo="none")
     fig.add_trace(go.Scattergl(x=np.round(xy[:, 0], 4), y=np.round(xy[:, 1], 4), mode="markers",
                                name="images", marker=marker, showlegend=False, meta="map-points",
-                               unselected=dict(marker=dict(opacity=0.15)), **hover))
+                               unselected=dict(marker=dict(opacity=0.3)), **hover))
     if many:
         fig.add_trace(_density(xy))
     for entry in legend:

@@ -22,6 +22,7 @@ shown is ignored. What the selection's actions need (explorer/app/ui/map_actions
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import threading
@@ -52,8 +53,7 @@ SHOWN_SELECTED = 60     # of a selection, shown in the gallery
 HOVER_SIDE = 256        # the hovered image's thumbnail (Thumbnails' own size)
 RECOLOUR_JS = "(patch) => window.explorerMap ? window.explorerMap.recolour(patch) : []"  # assets/map.js
 POLL_SECONDS = 1.0      # how often the page asks a running layout job how far it is
-_seqs = itertools.count(1)      # numbers each index's map put on the page
-_patches = itertools.count(1)   # numbers each colour patch, so two equal ones still each apply
+_tokens = itertools.count(1)    # numbers each map drawn, for the server's cache of its embeddings
 
 
 class Problem(ValueError):
@@ -67,12 +67,13 @@ class MapState:
     index: str = ""                     # the index folder ("": no map yet)
     root: str = ""                      # the folder it indexes
     names: list[str] = field(default_factory=list)   # row i is this image (relative to root)
-    seq: int = 0                        # numbers this index's map on the page (assets/map.js sends it back)
+    seq: int = 0                        # names these points on the page (map_seq; map.js sends it back)
     method: str = ""                    # the layout drawn: "pca" or "umap"
     layout: object = None               # map_layout.Layout drawn
     colouring: object = None            # folder_map.Colouring shown
     clusters: object = None             # folder_map.Clustering last made (reused while k and method stay)
     waiting: str = ""                   # a layout job's method while it runs ("": none)
+    token: int = 0                      # this map's embeddings in the server's cache (_EMBEDDINGS)
 
 
 @dataclass
@@ -180,11 +181,19 @@ def open_map(ctx: AppContext, folder: str, method: str, choice: ColourChoice) ->
     running = method != "pca" and (layout is None or len(layout.names) < len(names))  # new images: placed
     if layout is None:
         layout = map_layout.map_of_index(index, names, embeddings, "pca")  # exact and instant (saved too)
-    state = MapState(str(index.folder), str(index.root), list(names), next(_seqs), layout.method, layout,
-                     colouring, clusters, method if running else "")
-    _keep(_EMBEDDINGS, state.seq, embeddings, KEPT_MAPS)
+    state = MapState(str(index.folder), str(index.root), list(names), map_seq(str(index.folder), names),
+                     layout.method, layout, colouring, clusters, method if running else "", next(_tokens))
+    _keep(_EMBEDDINGS, state.token, embeddings, KEPT_MAPS)
     return MapView(figure_of(state), note_of(state), show.progress(0.0, "starting…", method)
                    if running else "", state, running, index_choices(ctx))
+
+
+def map_seq(folder: str, names: list[str]) -> int:
+    """The number that names a map's points on the page: the same index folder and images (in order)
+    always get the same one, so an answer depends on nothing but what was asked (and a UMAP map that
+    replaces a PCA one of the same images keeps the hovers and selections valid)."""
+    digest = hashlib.sha256("\n".join([folder, *names]).encode("utf-8", "surrogatepass")).hexdigest()
+    return int(digest[:12], 16)
 
 
 def start_layout(ctx: AppContext, state: MapState | None, *, session: str = "",
@@ -237,7 +246,7 @@ def poll_job(state: MapState | None, job) -> MapView | None:
 
 
 # ---- colouring ----------------------------------------------------------------------------------------
-_EMBEDDINGS: OrderedDict = OrderedDict()   # seq -> the map's stored embeddings (kept for live recolours)
+_EMBEDDINGS: OrderedDict = OrderedDict()   # token -> the map's stored embeddings (kept for live recolours)
 _WORDS: OrderedDict = OrderedDict()        # model identifier -> folder_map.Words (the vocabulary's vectors)
 KEPT_MAPS, KEPT_WORDS = 6, 2
 _kept_lock = threading.Lock()
@@ -255,14 +264,14 @@ def _keep(cache: OrderedDict, key, value, size: int):
 def _embeddings(ctx: AppContext, state: MapState):
     """The stored embeddings of the state's map (rows follow state.names), read once per map."""
     with _kept_lock:
-        found = _EMBEDDINGS.get(state.seq)
+        found = _EMBEDDINGS.get(state.token)
     if found is not None:
         return found
     index = _open(ctx, state.index)
     names, embeddings = index.all_embeddings()
     if list(names) != state.names:
         raise Problem("The index has changed since its map was drawn: pick it again to redraw the map.")
-    return _keep(_EMBEDDINGS, state.seq, embeddings, KEPT_MAPS)
+    return _keep(_EMBEDDINGS, state.token, embeddings, KEPT_MAPS)
 
 
 def _words(ctx: AppContext):
@@ -339,7 +348,7 @@ def colour_patch(state: MapState) -> str:
     """The patch assets/map.js applies in place: the points' marker colours and the legend, as JSON."""
     marker, legend = _marker(state.colouring, len(state.names))
     marker["color"] = marker["color"].tolist()
-    return json.dumps({"seq": state.seq, "n": next(_patches), "marker": marker, "legend": legend})
+    return json.dumps({"seq": state.seq, "marker": marker, "legend": legend})
 
 
 def recolour(ctx: AppContext, state: MapState | None, choice: ColourChoice) -> tuple[MapState, str]:
