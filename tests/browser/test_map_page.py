@@ -26,6 +26,7 @@ POINTS = """() => {
   return Array.from(t.x, (x, i) => ({x: box.left + xa._offset + xa.l2p(x),
                                      y: box.top + ya._offset + ya.l2p(t.y[i]), name: t.text[i]}));
 }"""
+CAPTION_HAS = "(document.querySelector('#map-hover-caption')?.innerText || '').includes({})"
 COUNT_IS = "document.querySelector('#map-selection-count')?.innerText === '{}'"
 AREA = """() => {
   const plot = document.querySelector('#map-plot .js-plotly-plot');
@@ -117,6 +118,17 @@ def test_map_hover_select_and_recolour_in_place_with_the_images_gone(page, folde
     captions = page.locator("#map-selection-gallery").inner_text()
     assert captions.count("a_red_circ") == 4, captions
     page.wait_for_selector("#map-selection-words .map-word", timeout=120_000)   # the vocabulary, once
+
+    # The lists: each item, clicked, shows its image beside the map with its evidence
+    page.locator("#map-lists-acc").click()
+    page.click("#map-lists-run")
+    page.wait_for_selector("#map-lists .map-list-item", timeout=60_000)
+    item = page.locator("#map-lists .map-list-item").first
+    name = item.inner_text()
+    evidence = item.locator("xpath=..").locator(".explorer-muted").inner_text()
+    item.click()
+    page.wait_for_function(CAPTION_HAS.format(repr(name)), timeout=30_000)
+    assert evidence in page.locator("#map-hover-caption").inner_text()
 
     # The images leave the disk; typing labels still recolours the map, in place (the same plot element)
     shutil.rmtree(folder)

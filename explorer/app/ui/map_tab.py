@@ -311,7 +311,7 @@ def colour_points(ctx: AppContext, names: list[str], embeddings, choice: ColourC
     colouring = folder_map.colours(ctx.model(), names, embeddings, request,
                                    limits=gate.TextLimits.of(ctx.settings), image_limits=ctx.settings.limits,
                                    cache=ctx.embeddings)
-    return colouring, clusters
+    return replace(colouring, probabilities=None), clusters  # [N, labels]: not kept in the session
 
 
 def category_of(colouring, row: int) -> str:
