@@ -132,6 +132,11 @@ def test_cancel_stops_the_job_and_the_pca_map_stays(ctx, monkeypatch):
     assert first.cancelled and not second.cancelled
     pca = map_tab.open_map(ctx, _folder(ctx), "pca", map_tab.ColourChoice()).state
     assert not map_tab.start_layout(ctx, pca, session="s2", jobs=jobs)   # PCA: nothing to wait for
+    # at most `most` jobs run at once across sessions: the next session is told, nothing is started
+    jobs.most = 1
+    with pytest.raises(map_tab.Busy, match="other map layouts are running"):
+        map_tab.start_layout(ctx, again.state, session="s3", jobs=jobs)
+    assert jobs.get("s3", again.state.seq) is None
 
 
 def test_a_prompt_edit_recolours_without_touching_an_image(ctx, shapes_model, monkeypatch):

@@ -99,16 +99,28 @@ class MapView:
     choices: list | None = None         # the session's indexes, (label, folder), for the index choice
 
 
-class LayoutJobs:
-    """The background layout jobs: at most one per browser session (a new one cancels the last)."""
+class Busy(Problem):
+    """As many layout jobs as the server runs at once are running (other sessions' maps)."""
 
-    def __init__(self):
+
+class LayoutJobs:
+    """The background layout jobs: at most one per browser session (a new one cancels the last), and at
+    most `most` running at once across sessions (each UMAP fit takes a CPU for seconds to minutes)."""
+
+    def __init__(self, most: int = 2):
         self._jobs: dict[str, tuple[int, object]] = {}   # session -> (the map's seq, its job)
         self._lock = threading.Lock()
+        self.most = most
 
     def start(self, session: str, seq: int, job) -> None:
+        """Run `job` for the map `seq` of `session`; Busy (nothing started) when `most` jobs of other
+        sessions are running."""
         with self._lock:
             old = self._jobs.get(session)
+            others = sum(1 for s, (_, j) in self._jobs.items() if s != session and not j.done)
+            if others >= self.most:
+                raise Busy(f"{others} other map layouts are running on this server: the PCA map stays; "
+                           "press Draw the map again in a while for UMAP.")
             self._jobs[session] = (seq, job)
         if old is not None and old[1] is not job:
             old[1].cancel()
