@@ -50,7 +50,6 @@ COLOUR_BY = {"Folder": "folder", "Zero-shot labels": "zeroshot", "Taught classif
 CLUSTER_METHODS = {"k-means": "kmeans", "HDBSCAN": "hdbscan"}
 MAX_SELECTED = 20_000   # points read from one selection (assets/map.js sends at most as many)
 SHOWN_SELECTED = 60     # of a selection, shown in the gallery
-HOVER_SIDE = 256        # the hovered image's thumbnail (Thumbnails' own size)
 RECOLOUR_JS = "(patch) => window.explorerMap ? window.explorerMap.recolour(patch) : []"  # assets/map.js
 POLL_SECONDS = 1.0      # how often the page asks a running layout job how far it is
 _tokens = itertools.count(1)    # numbers each map drawn, for the server's cache of its embeddings
