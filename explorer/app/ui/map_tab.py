@@ -564,7 +564,7 @@ def build(ctx: AppContext) -> MapComponents:
             colour_by = gr.Radio(list(COLOUR_BY.items()), value="folder", label="Colour by",
                                  elem_id="map-colour-by")
             with gr.Group(visible=False) as zeroshot_box:
-                labels = gr.Textbox(label="Labels", lines=3, elem_id="map-labels",
+                labels = gr.Textbox("", label="Labels", lines=3, elem_id="map-labels",
                                     placeholder="one per line, or comma-separated")
                 templates = gr.Radio(list(TEMPLATE_CHOICES), value=next(iter(TEMPLATE_CHOICES)),
                                      label="Prompt templates", elem_id="map-templates")
@@ -579,7 +579,7 @@ def build(ctx: AppContext) -> MapComponents:
                 cluster_method = gr.Radio(list(CLUSTER_METHODS.items()), value="kmeans", label="Method",
                                           elem_id="map-cluster-method")
             with gr.Group(visible=False) as query_box:
-                query = gr.Textbox(label="Query text", placeholder="a red circle", elem_id="map-query")
+                query = gr.Textbox("", label="Query text", placeholder="a red circle", elem_id="map-query")
             colour_note = gr.HTML(elem_id="map-colour-note")
         with gr.Column(scale=3):
             plot = gr.Plot(label="Map", elem_id="map-plot")
