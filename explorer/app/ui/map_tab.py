@@ -453,7 +453,8 @@ def lists_view(ctx: AppContext, state: MapState | None, templates: str) -> tuple
                  if 0 <= row < len(state.names)]
         evidence.update({row: said for row, _, said in items})
         how = found.get("how") if key == "mistakes" else None
-        sections.append((title, f"{about} {how}." if how else about, items))
+        how = f" {how[0].upper()}{how[1:]}." if how else ""
+        sections.append((title, about + how, items))
     return show.lists(sections), evidence
 
 
