@@ -21,11 +21,12 @@ dropped and new (or changed) names are PLACED without refitting:
 - UMAP: the first step of umap-learn's own `UMAP.transform`: each new point's k nearest placed points
   by cosine (exact, blocked matrix products), their membership strengths as transform computes them
   (`smooth_knn_dist` with local connectivity 1 - 1 = 0, then `compute_membership_strengths`,
-  bipartite), and the strength-weighted mean of their coordinates (`init_graph_transform`).
-  transform then optimises the new points for some epochs; this stops at the initialisation, which
-  needs no fitted model on disk (a fitted UMAP holds its training data and graph, and a pickle in an
-  index folder is code that runs when loaded), stays deterministic and takes a second for 1,000 new
-  points: each lands among the points it resembles most.
+  bipartite), and the strength-weighted mean of their coordinates (`init_graph_transform`: a duplicate
+  of a placed point sits on it). Transcribed in numpy (no numba compilation in the app's process) and
+  tested against umap-learn's transform itself. transform then optimises the new points for some
+  epochs; this stops at the initialisation, which needs no fitted model on disk (a fitted UMAP holds
+  its training data and graph, and a pickle in an index folder is code that runs when loaded), stays
+  deterministic and fast: each new point lands among the points it resembles most.
 When more than `REFIT_SHARE` (20%) of the map's points would be placed rather than fitted, the map is
 fitted again.
 
@@ -265,16 +266,43 @@ def _nearest(anchors: np.ndarray, queries: np.ndarray, k: int,
     return idx, dist
 
 
+_SMOOTH_K_TOLERANCE = 1e-5   # umap-learn's umap_.SMOOTH_K_TOLERANCE
+_MIN_K_DIST_SCALE = 1e-3     # umap-learn's umap_.MIN_K_DIST_SCALE
+
+
+def _smooth_knn_dist(dists: np.ndarray, k: float, n_iter: int = 64) -> np.ndarray:
+    """umap-learn's smooth_knn_dist with local_connectivity=0 (so every rho is 0), as transform calls it,
+    over all rows at once: per row, the binary search for sigma such that sum over j >= 1 of
+    exp(-d_j / sigma) is log2(k); a row stops when it is within the tolerance; sigma is at least 1e-3 of
+    the mean distance of the whole batch."""
+    target = np.log2(k)
+    rest = dists[:, 1:].astype(np.float64)
+    lo = np.zeros(len(dists))
+    hi = np.full(len(dists), np.inf)
+    mid = np.ones(len(dists))
+    active = np.ones(len(dists), bool)
+    for _ in range(n_iter):
+        psum = np.where(rest > 0, np.exp(-(rest / mid[:, None])), 1.0).sum(1)
+        active &= np.abs(psum - target) >= _SMOOTH_K_TOLERANCE
+        if not active.any():
+            break
+        over = active & (psum > target)
+        under = active & ~(psum > target)
+        hi = np.where(over, mid, hi)
+        lo = np.where(under, mid, lo)
+        mid = np.where(over | (under & np.isfinite(hi)), (lo + hi) / 2.0, np.where(under, mid * 2, mid))
+    return np.maximum(mid, _MIN_K_DIST_SCALE * float(np.mean(dists))).astype(np.float32)
+
+
 def umap_weights(dists: np.ndarray, k: int) -> np.ndarray:
     """Each new point's membership strengths to its k nearest anchors [M, k] (nearest first), as
-    umap-learn's UMAP.transform computes them: smooth_knn_dist over the whole batch with local
-    connectivity 1 - 1 = 0, then compute_membership_strengths (bipartite)."""
-    from umap.umap_ import compute_membership_strengths, smooth_knn_dist
+    umap-learn's UMAP.transform computes them (smooth_knn_dist over the batch with local connectivity
+    1 - 1 = 0, then compute_membership_strengths, bipartite): exp(-d / sigma), 1 where d <= 0."""
     dists = np.ascontiguousarray(dists, dtype=np.float32)
-    idx = np.tile(np.arange(dists.shape[1], dtype=np.int64), (len(dists), 1))
-    sigmas, rhos = smooth_knn_dist(dists, float(k), local_connectivity=0.0)
-    _, _, vals, _ = compute_membership_strengths(idx, dists, sigmas, rhos, bipartite=True)
-    return vals.reshape(dists.shape).astype(np.float64)
+    sigmas = _smooth_knn_dist(dists, float(k))[:, None]
+    safe = np.where(sigmas == 0, 1.0, sigmas)
+    vals = np.where((dists <= 0) | (sigmas == 0), 1.0, np.exp(-(dists / safe)))
+    return vals.astype(np.float32).astype(np.float64)
 
 
 def _graph_mean(idx: np.ndarray, strengths: np.ndarray, anchor_xy: np.ndarray) -> np.ndarray:
@@ -616,6 +644,7 @@ class LayoutJob:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._stage, self._epochs, self._started = "waiting to start", (0, 0), time.monotonic()
+        self._first_epoch = (self._started, 0)
         self.result: Layout | None = None
         self.error: str | None = None
         self.cancelled = False
@@ -634,6 +663,11 @@ class LayoutJob:
     def wait(self, timeout: float | None = None) -> bool:
         return self._finished.wait(timeout)
 
+    @property
+    def worker_process(self) -> subprocess.Popen | None:
+        """The worker fitting UMAP for this job (None before it starts, or with worker=False)."""
+        return None if self._fitter is None else self._fitter.process
+
     def cancel(self) -> None:
         self._cancel.set()
         if self._fitter is not None:
@@ -645,6 +679,8 @@ class LayoutJob:
 
     def _on_progress(self, done: int, total: int) -> None:
         with self._lock:
+            if self._epochs == (0, 0):
+                self._first_epoch = (time.monotonic(), done)
             self._epochs = (done, total)
 
     def _run(self) -> None:
@@ -672,10 +708,18 @@ class LayoutJob:
                 return 1.0, f"done: {self.result.note} ({self.result.seconds:.1f} s)"
             return (0.0, "cancelled") if self.cancelled else (0.0, f"failed: {self.error}")
         if total:
-            return 0.3 + 0.7 * done / total, f"UMAP: epoch {done} of {total} ({seconds:.0f} s)"
+            left = self._left(done, total)
+            return 0.3 + 0.7 * done / total, f"UMAP: epoch {done} of {total} ({seconds:.0f} s{left})"
         if stage == "finding neighbours":
             return 0.1, f"UMAP: finding each point's neighbours ({seconds:.0f} s)"
         return 0.05, f"{stage} ({seconds:.0f} s)"
+
+
+    def _left(self, done: int, total: int) -> str:
+        """", about N s left" from the epochs' rate so far (nothing until a few epochs have run)."""
+        since, first = self._first_epoch
+        rate = (done - first) / max(time.monotonic() - since, 1e-6)
+        return f", about {(total - done) / rate:.0f} s left" if done - first >= 5 and rate > 0 else ""
 
 
 def _worker_main() -> int:

@@ -1,0 +1,160 @@
+"""Time the folder map's layout on synthetic embeddings: PCA vs UMAP, placing new points vs refitting,
+and how fast a cancelled background job stops.
+
+    .venv/bin/python bench/bench_map.py [--sizes 10000,100000] [--dim 512] [--new 0.1] [--refit-up-to 20000]
+                                        [--cancel-size 10000] [--quick] [--json]
+
+The embeddings: unit vectors around 100 random centres (as bench_search.py makes them). For each size N:
+  - PCA of N points (exact; the instant map), UMAP of N points (umap-learn, cosine, seed 0), run
+    after a 300-point warm-up so numba's compilation is not counted (the warm-up is printed apart);
+  - N x --new more points placed into the stored UMAP map by map_of_index (kNN by cosine + UMAP
+    transform's initialisation) vs refitting UMAP on all N + new points (measured up to --refit-up-to
+    points; above it the ratio is against the fit of N, which a refit of more points only exceeds);
+  - how well each puts the new points: the share whose nearest old point on the map comes from the
+    same centre (placed vs refitted, where refitted).
+Then a LayoutJob (UMAP in a worker process) on --cancel-size points is cancelled during its fit: the
+seconds from cancel() to the job being done, and whether the worker process is gone.
+
+--quick: one size (1,000), 64-d, a 500-point cancel (about a minute, most of it numba compiling).
+--json prints one JSON document last.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from explorer.science.map_layout import LayoutJob, fit_layout, map_of_index
+
+CENTRES = 100
+
+
+def clustered(n: int, dim: int, rng: np.random.Generator,
+              centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    labels = rng.integers(0, len(centres), n)
+    x = centres[labels] + 0.6 * rng.standard_normal((n, dim), dtype=np.float32)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), labels
+
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - start
+
+
+def same_centre_share(old_xy: np.ndarray, old_labels: np.ndarray, new_xy: np.ndarray,
+                      new_labels: np.ndarray) -> float:
+    """The share of new points whose nearest old point on the map shares their centre."""
+    hits = 0
+    for start in range(0, len(new_xy), 1024):
+        block = new_xy[start:start + 1024]
+        d = (block ** 2).sum(1)[:, None] - 2 * block @ old_xy.T + (old_xy ** 2).sum(1)[None]
+        hits += int((old_labels[d.argmin(1)] == new_labels[start:start + 1024]).sum())
+    return hits / max(len(new_xy), 1)
+
+
+def index_in(folder: Path) -> SimpleNamespace:
+    return SimpleNamespace(folder=folder, identity={"bench": "map"}, weights_digest="bench")
+
+
+def one_size(n: int, dim: int, new_share: float, refit_up_to: int, rng, centres) -> dict:
+    x, labels = clustered(n, dim, rng, centres)
+    m = max(1, int(n * new_share))
+    extra, extra_labels = clustered(m, dim, rng, centres)
+    names = [f"{i}.jpg" for i in range(n)]
+    _, pca_s = timed(fit_layout, x, "pca")
+    with tempfile.TemporaryDirectory() as folder:
+        index = index_in(Path(folder))
+        base, umap_s = timed(map_of_index, index, names, x, "umap")
+        grown, place_s = timed(map_of_index, index, names + [f"new{i}.jpg" for i in range(m)],
+                               np.concatenate([x, extra]), "umap", refit_share=max(0.2, new_share * 1.01))
+    assert grown.source == "placed", grown.note
+    run = {"n": n, "new": m, "pca_s": round(pca_s, 4), "umap_s": round(umap_s, 3),
+           "place_s": round(place_s, 3),
+           "umap_over_pca": round(umap_s / pca_s, 1),
+           "placed_same_centre": round(same_centre_share(base.xy, labels, grown.xy[n:], extra_labels), 4)}
+    if n + m <= refit_up_to:
+        refit, refit_s = timed(fit_layout, np.concatenate([x, extra]), "umap")
+        run.update(refit_s=round(refit_s, 3), place_over_refit=round(place_s / refit_s, 4),
+                   refit_same_centre=round(same_centre_share(refit[:n], labels, refit[n:], extra_labels), 4))
+    else:
+        run.update(refit_s=None, place_over_refit=None, place_over_fit_of_n=round(place_s / umap_s, 4))
+    return run
+
+
+def cancel_run(n: int, dim: int, rng, centres) -> dict:
+    """Start a LayoutJob in a worker, cancel it once UMAP is working, time how long it takes to stop."""
+    x, _ = clustered(n, dim, rng, centres)
+    with tempfile.TemporaryDirectory() as folder:
+        job = LayoutJob(index_in(Path(folder)), [f"{i}.jpg" for i in range(n)], x, "umap").start()
+        start = time.monotonic()
+        while not job.done and "UMAP" not in job.status()[1]:
+            time.sleep(0.05)
+        started_s = time.monotonic() - start
+        time.sleep(1.0)
+        stage = job.status()[1]
+        process = job.worker_process
+        cancelled_at = time.monotonic()
+        job.cancel()
+        job.wait(60)
+        stop_s = time.monotonic() - cancelled_at
+        left = list(Path(folder).rglob("*"))
+    return {"cancel_n": n, "worker_ready_s": round(started_s, 2), "cancelled_during": stage,
+            "cancel_stop_s": round(stop_s, 3),
+            "worker_gone": process is not None and process.poll() is not None,
+            "files_left": len(left), "job_cancelled": job.cancelled}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default=None, help="points per run; default 10000,100000")
+    parser.add_argument("--dim", type=int, default=None, help="embedding size (default 512; --quick 64)")
+    parser.add_argument("--new", type=float, default=0.1, help="new points to place, as a share of N")
+    parser.add_argument("--refit-up-to", type=int, default=20_000,
+                        help="measure refits up to this many points")
+    parser.add_argument("--cancel-size", type=int, default=None, help="points in the cancelled job (0: skip)")
+    parser.add_argument("--quick", action="store_true", help="1,000 points, 64-d, a 500-point cancel")
+    parser.add_argument("--json", action="store_true", help="print one JSON document last")
+    args = parser.parse_args()
+    sizes = [int(s) for s in (args.sizes or ("1000" if args.quick else "10000,100000")).split(",")]
+    dim = args.dim or (64 if args.quick else 512)
+    cancel_size = args.cancel_size if args.cancel_size is not None else (500 if args.quick else 10_000)
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((CENTRES, dim), dtype=np.float32)
+    _, warm_s = timed(fit_layout, clustered(300, dim, rng, centres)[0], "umap")
+    print(f"UMAP warm-up (numba compiles umap-learn's functions), 300 points: {warm_s:.1f} s")
+    runs = []
+    for n in sizes:
+        run = one_size(n, dim, args.new, args.refit_up_to, rng, centres)
+        runs.append(run)
+        print(f"N={n:,}, {dim}-d: PCA {run['pca_s']:.3f} s, UMAP {run['umap_s']:.1f} s "
+              f"(UMAP/PCA {run['umap_over_pca']:,.0f}x)")
+        if run["refit_s"] is not None:
+            print(f"  place {run['new']:,} new: {run['place_s']:.2f} s vs refit of {n + run['new']:,}: "
+                  f"{run['refit_s']:.1f} s (place/refit {run['place_over_refit']:.4f}); nearest old point "
+                  f"from the same centre: placed {run['placed_same_centre']:.3f}, "
+                  f"refitted {run['refit_same_centre']:.3f}")
+        else:
+            print(f"  place {run['new']:,} new: {run['place_s']:.2f} s (place / fit of N "
+                  f"{run['place_over_fit_of_n']:.4f}; refit not measured); nearest old point from the same "
+                  f"centre: {run['placed_same_centre']:.3f}")
+    doc = {"dim": dim, "warmup_s": round(warm_s, 2), "runs": runs}
+    if cancel_size:
+        cancel = cancel_run(cancel_size, dim, rng, centres)
+        doc.update(cancel)
+        print(f"cancel a {cancel_size:,}-point job in '{cancel['cancelled_during']}': stopped in "
+              f"{cancel['cancel_stop_s']:.2f} s, worker gone: {cancel['worker_gone']}, files left: "
+              f"{cancel['files_left']}")
+    first = runs[0]
+    doc.update(umap_over_pca=first["umap_over_pca"], place_over_refit=first.get("place_over_refit"))
+    if args.json:
+        print(json.dumps(doc))
+
+
+if __name__ == "__main__":
+    main()
