@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -121,6 +122,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1,000 points, 64-d, a 500-point cancel")
     parser.add_argument("--json", action="store_true", help="print one JSON document last")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # each run's lines as it ends, also into a file
     sizes = [int(s) for s in (args.sizes or ("1000" if args.quick else "10000,100000")).split(",")]
     dim = args.dim or (64 if args.quick else 512)
     cancel_size = args.cancel_size if args.cancel_size is not None else (500 if args.quick else 10_000)

@@ -202,3 +202,27 @@ def test_layout_job_in_a_worker_runs_and_cancels(tmp_path):
     here = map_of_index(fake_index(tmp_path / "here"), names_of(200), x, "umap")
     assert np.array_equal(job.result.xy, here.xy)                        # the worker fits as in process
     assert cached_layout(index, "umap") is not None
+
+
+def test_empty_index_and_old_maps_pruned(tmp_path):
+    index = fake_index(tmp_path)
+    empty = map_of_index(index, [], np.zeros((0, 32), np.float32), "umap")
+    assert empty.xy.shape == (0, 2) and empty.names == []
+    x, _ = clusters(20)
+    for k in range(2, 2 + ml.MAX_MAPS + 2):   # a map per setting: only the newest MAX_MAPS stay
+        map_of_index(index, names_of(20), x, "umap", n_neighbors=k,
+                     fitter=lambda x, method, **kw: x[:, :2].copy())
+    assert len(list((tmp_path / "maps").glob("*.npz"))) == ml.MAX_MAPS
+    assert cached_layout(index, "umap", n_neighbors=2 + ml.MAX_MAPS + 1) is not None
+
+
+def test_a_job_waiting_for_a_worker_slot_can_be_cancelled(monkeypatch):
+    slots = ml.threading.BoundedSemaphore(1)
+    slots.acquire()                                            # another map holds the only slot
+    monkeypatch.setattr(ml, "_WORKER_SLOTS", slots)
+    fit, stages = ml._WorkerFit(), []
+    asked = []
+    with pytest.raises(LayoutCancelled):
+        fit(np.zeros((10, 4), np.float32), "umap", on_stage=stages.append,
+            should_stop=lambda: asked.append(1) or len(asked) > 2)
+    assert stages == ["waiting for another map to finish"] and fit.process is None   # no worker started

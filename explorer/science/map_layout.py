@@ -63,6 +63,7 @@ log = logging.getLogger(__name__)
 LAYOUT_METHODS = ("umap", "pca")
 REFIT_SHARE = 0.2          # refit when more than this share of the map would be placed, not fitted
 MAP_FOLDER = "maps"
+MAX_MAPS = 8               # map files kept per index (one per method and settings); the oldest go
 FORMAT_VERSION = 1
 MIN_UMAP_POINTS = 4        # umap-learn's spectral start needs more points than this minus one
 FINGERPRINT_TOLERANCE = 1e-4
@@ -379,6 +380,21 @@ def _write_atomic(path: Path, data) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
+def _prune(folder: Path, keep: int) -> None:
+    """Keep the `keep` newest map files of a folder (other settings' maps pile up otherwise), and no
+    temp file older than an hour (a process killed while writing)."""
+    now = time.time()
+    try:
+        maps = sorted(folder.glob("*.npz"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in maps[keep:]:
+            old.unlink(missing_ok=True)
+        for tmp in folder.glob(".*.tmp"):
+            if now - tmp.stat().st_mtime > 3600:
+                tmp.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
 def _save(path: Path, stored: _Stored) -> bool:
     """Write a map file; False (and a log line) when the folder cannot be written (read-only index)."""
     arrays = {"names": _pack_names(stored.names), "xy": stored.xy, "fingerprint": stored.fingerprint,
@@ -391,6 +407,7 @@ def _save(path: Path, stored: _Stored) -> bool:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _write_atomic(path, buffer.getbuffer())
+        _prune(path.parent, MAX_MAPS)
         return True
     except OSError as exc:
         log.warning("could not save the map %s: %s", path, exc)
@@ -523,7 +540,7 @@ def map_of_index(index, names, embeddings, method: str = "umap", *, seed=0, n_ne
                            refit_share, should_stop, on_stage)
         if extended is not None:
             grown, added, dropped = extended
-            if added or dropped or grown.names != stored.names:
+            if added or dropped:  # only the order differs: the stored map is still right
                 _save(path, grown)
             source = "placed" if added else "cache"
             note = (f"{added:,} new points placed into the stored map" if added else "the stored map") + (
@@ -538,9 +555,11 @@ def map_of_index(index, names, embeddings, method: str = "umap", *, seed=0, n_ne
 
 # ---- the background job ----------------------------------------------------------------------------
 
-WORKER_START_SECONDS = 120.0   # importing numpy and umap-learn on a busy machine
+MAX_WORKERS = max(1, (os.cpu_count() or 2) // 4)   # UMAP fits at once; more jobs wait their turn
+_WORKER_SLOTS = threading.BoundedSemaphore(MAX_WORKERS)
 _LIVE_WORKERS: set = set()
 _LIVE_LOCK = threading.Lock()
+_AT_EXIT: list = []
 
 
 def _end_workers() -> None:
@@ -574,21 +593,33 @@ class _WorkerFit:
                 [sys.executable, "-m", "explorer.science.map_layout", "--worker"], stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=root, start_new_session=True)
             with _LIVE_LOCK:
-                if not _LIVE_WORKERS:
+                if not _AT_EXIT:
                     import atexit
-                    atexit.register(_end_workers)
+                    _AT_EXIT.append(atexit.register(_end_workers))
                 _LIVE_WORKERS.add(self.process)
         return self.process
 
     def __call__(self, x, method, *, seed=0, n_neighbors=15, min_dist=0.1, progress=None, should_stop=None,
                  on_stage=None) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
+        if not _WORKER_SLOTS.acquire(blocking=False):
+            if on_stage:
+                on_stage("waiting for another map to finish")
+            while not _WORKER_SLOTS.acquire(timeout=0.2):
+                if self.killed or (should_stop and should_stop()):
+                    raise LayoutCancelled("the layout was cancelled")
+        try:
+            return self._fit(x, method, {"seed": seed, "n_neighbors": n_neighbors, "min_dist": min_dist},
+                             progress, on_stage)
+        finally:
+            _WORKER_SLOTS.release()
+
+    def _fit(self, x: np.ndarray, method: str, settings: dict, progress, on_stage) -> np.ndarray:
         if on_stage:
             on_stage("starting the layout worker")
         process = self._start()
         try:
-            header = {"shape": list(x.shape), "method": method, "seed": seed, "n_neighbors": n_neighbors,
-                      "min_dist": min_dist}
+            header = {"shape": list(x.shape), "method": method, **settings}
             try:
                 process.stdin.write(json.dumps(header).encode() + b"\n")
                 process.stdin.write(memoryview(x).cast("B"))
