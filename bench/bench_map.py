@@ -6,14 +6,19 @@ and how fast a cancelled background job stops.
 
 The embeddings: unit vectors around 100 random centres (as bench_search.py makes them). For each size N:
   - PCA of N points (exact; the instant map), UMAP of N points (umap-learn, cosine, seed 0), run
-    after a 300-point warm-up so numba's compilation is not counted (the warm-up is printed apart);
-  - N x --new more points placed into the stored UMAP map by map_of_index (kNN by cosine + UMAP
-    transform's initialisation) vs refitting UMAP on all N + new points (measured up to --refit-up-to
-    points; above it the ratio is against the fit of N, which a refit of more points only exceeds);
+    after a warm-up so numba's compilation is not counted (printed apart: 300 points, and 5,000 where a
+    size reaches 4,096, above which umap-learn finds neighbours with pynndescent, compiled apart);
+    PCA is the best of three;
+  - N x --new more points placed into the stored UMAP map by map_of_index (their neighbours by exact
+    cosine, or through the index's FAISS search above SEARCH_ABOVE pairs, here a FAISS index of the
+    app's automatic choice; then UMAP transform's initialisation) vs refitting UMAP on all N + new
+    points (measured up to --refit-up-to points; above it the ratio is against the fit of N, which a
+    refit of more points only exceeds; umap-learn runs 500 epochs up to 10,000 points, 200 above);
   - how well each puts the new points: the share whose nearest old point on the map comes from the
     same centre (placed vs refitted, where refitted).
-Then a LayoutJob (UMAP in a worker process) on --cancel-size points is cancelled during its fit: the
-seconds from cancel() to the job being done, and whether the worker process is gone.
+Then a LayoutJob (UMAP in a worker process) on --cancel-size points: seconds until its worker is up and
+until its first epoch, then it is cancelled one second into the epochs: the seconds from cancel() to
+the job being done, whether the worker process is gone, and the files left in the index folder.
 
 --quick: one size (1,000), 64-d, a 500-point cancel (about a minute, most of it numba compiling).
 --json prints one JSON document last.
@@ -59,8 +64,26 @@ def same_centre_share(old_xy: np.ndarray, old_labels: np.ndarray, new_xy: np.nda
     return hits / max(len(new_xy), 1)
 
 
-def index_in(folder: Path) -> SimpleNamespace:
-    return SimpleNamespace(folder=folder, identity={"bench": "map"}, weights_digest="bench")
+class BenchIndex(SimpleNamespace):
+    """What map_of_index uses of an ImageIndex: folder, identity, weights digest, and (with `vectors`)
+    search through a FAISS index of the automatic choice (faiss_ops, as `clip-explorer index` builds it)."""
+
+    def with_search(self, names: list[str], vectors: np.ndarray) -> BenchIndex:
+        from explorer.index import faiss_ops
+        self.paths = names
+        self.faiss, _ = faiss_ops.build(np.arange(len(names), dtype=np.int64), vectors,
+                                        faiss_ops.auto_factory(len(names), vectors.shape[1]))
+        return self
+
+    def search(self, queries: np.ndarray, k: int) -> list[list[SimpleNamespace]]:
+        from explorer.index import faiss_ops
+        scores, ids = faiss_ops.search(self.faiss, np.ascontiguousarray(queries, np.float32), k)
+        return [[SimpleNamespace(path=self.paths[i], score=float(v)) for v, i in zip(row_s, row_i) if i >= 0]
+                for row_s, row_i in zip(scores, ids)]
+
+
+def index_in(folder: Path) -> BenchIndex:
+    return BenchIndex(folder=folder, identity={"bench": "map"}, weights_digest="bench")
 
 
 def one_size(n: int, dim: int, new_share: float, refit_up_to: int, rng, centres) -> dict:
@@ -68,12 +91,14 @@ def one_size(n: int, dim: int, new_share: float, refit_up_to: int, rng, centres)
     m = max(1, int(n * new_share))
     extra, extra_labels = clustered(m, dim, rng, centres)
     names = [f"{i}.jpg" for i in range(n)]
-    _, pca_s = timed(fit_layout, x, "pca")
+    pca_s = min(timed(fit_layout, x, "pca")[1] for _ in range(3))
+    all_names, both = names + [f"new{i}.jpg" for i in range(m)], np.concatenate([x, extra])
     with tempfile.TemporaryDirectory() as folder:
         index = index_in(Path(folder))
         base, umap_s = timed(map_of_index, index, names, x, "umap")
-        grown, place_s = timed(map_of_index, index, names + [f"new{i}.jpg" for i in range(m)],
-                               np.concatenate([x, extra]), "umap", refit_share=max(0.2, new_share * 1.01))
+        index.with_search(all_names, both)  # the grown index, as it would be after `index` ran again
+        grown, place_s = timed(map_of_index, index, all_names, both, "umap",
+                               refit_share=max(0.2, new_share * 1.01))
     assert grown.source == "placed", grown.note
     run = {"n": n, "new": m, "pca_s": round(pca_s, 4), "umap_s": round(umap_s, 3),
            "place_s": round(place_s, 3),
@@ -89,7 +114,9 @@ def one_size(n: int, dim: int, new_share: float, refit_up_to: int, rng, centres)
 
 
 def cancel_run(n: int, dim: int, rng, centres) -> dict:
-    """Start a LayoutJob in a worker, cancel it once UMAP is working, time how long it takes to stop."""
+    """Start a LayoutJob in a worker, cancel it one second into UMAP's epochs, time how long it takes to
+    stop; also how long the worker took to start (import) and to reach its first epoch (numba compiles
+    in every new worker, then the neighbour search)."""
     x, _ = clustered(n, dim, rng, centres)
     with tempfile.TemporaryDirectory() as folder:
         job = LayoutJob(index_in(Path(folder)), [f"{i}.jpg" for i in range(n)], x, "umap").start()
@@ -97,6 +124,9 @@ def cancel_run(n: int, dim: int, rng, centres) -> dict:
         while not job.done and "UMAP" not in job.status()[1]:
             time.sleep(0.05)
         started_s = time.monotonic() - start
+        while not job.done and "epoch" not in job.status()[1] and time.monotonic() - start < 600:
+            time.sleep(0.05)
+        first_epoch_s = time.monotonic() - start
         time.sleep(1.0)
         stage = job.status()[1]
         process = job.worker_process
@@ -105,7 +135,8 @@ def cancel_run(n: int, dim: int, rng, centres) -> dict:
         job.wait(60)
         stop_s = time.monotonic() - cancelled_at
         left = list(Path(folder).rglob("*"))
-    return {"cancel_n": n, "worker_ready_s": round(started_s, 2), "cancelled_during": stage,
+    return {"cancel_n": n, "worker_ready_s": round(started_s, 2), "first_epoch_s": round(first_epoch_s, 2),
+            "cancelled_during": stage,
             "cancel_stop_s": round(stop_s, 3),
             "worker_gone": process is not None and process.poll() is not None,
             "files_left": len(left), "job_cancelled": job.cancelled}
@@ -128,8 +159,12 @@ def main() -> None:
     cancel_size = args.cancel_size if args.cancel_size is not None else (500 if args.quick else 10_000)
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((CENTRES, dim), dtype=np.float32)
+    warm = 5000 if max(sizes) >= 4096 else 300
     _, warm_s = timed(fit_layout, clustered(300, dim, rng, centres)[0], "umap")
-    print(f"UMAP warm-up (numba compiles umap-learn's functions), 300 points: {warm_s:.1f} s")
+    if warm > 300:
+        warm_s += timed(fit_layout, clustered(warm, dim, rng, centres)[0], "umap")[1]
+    also = f" and {warm:,}" if warm > 300 else ""
+    print(f"UMAP warm-up (numba compiles umap-learn's functions), 300{also} points: {warm_s:.1f} s")
     runs = []
     for n in sizes:
         run = one_size(n, dim, args.new, args.refit_up_to, rng, centres)
@@ -149,7 +184,8 @@ def main() -> None:
     if cancel_size:
         cancel = cancel_run(cancel_size, dim, rng, centres)
         doc.update(cancel)
-        print(f"cancel a {cancel_size:,}-point job in '{cancel['cancelled_during']}': stopped in "
+        print(f"worker job of {cancel_size:,} points: up {cancel['worker_ready_s']:.1f} s, first epoch "
+              f"{cancel['first_epoch_s']:.1f} s; cancelled in '{cancel['cancelled_during']}': stopped in "
               f"{cancel['cancel_stop_s']:.2f} s, worker gone: {cancel['worker_gone']}, files left: "
               f"{cancel['files_left']}")
     first = runs[0]

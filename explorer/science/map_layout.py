@@ -69,6 +69,7 @@ MIN_UMAP_POINTS = 4        # umap-learn's spectral start needs more points than 
 FINGERPRINT_TOLERANCE = 1e-4
 _FINGERPRINT_SEED = 26_2026
 _BLOCK_BYTES = 64 << 20    # one block of query x anchor cosines while placing
+SEARCH_ABOVE = 50_000_000  # query x anchor pairs above which new points' neighbours come from the index
 
 Progress = Callable[[int, int], None]
 ShouldStop = Callable[[], bool]
@@ -321,18 +322,103 @@ def _graph_mean(idx: np.ndarray, strengths: np.ndarray, anchor_xy: np.ndarray) -
     return xy.astype(np.float32)
 
 
+def _searched(search, anchor_names: list[str], queries: np.ndarray, k: int,
+              should_stop: ShouldStop | None) -> tuple[np.ndarray, np.ndarray]:
+    """Like _nearest, through `search(vectors, k) -> per query a list of hits (.path, .score)`: the
+    index's own FAISS search (ImageIndex.search), asked for 2k + 8 hits so that other new points among
+    them still leave k anchors; a query left with fewer is searched exactly among the anchors."""
+    row_of = {name: i for i, name in enumerate(anchor_names)}
+    idx = np.full((len(queries), k), -1, np.int64)
+    dist = np.zeros((len(queries), k), np.float32)
+    for start in range(0, len(queries), 1024):
+        if should_stop and should_stop():
+            raise LayoutCancelled("the layout was cancelled")
+        for offset, hits in enumerate(search(queries[start:start + 1024], 2 * k + 8)):
+            found = [(row_of[h.path], h.score) for h in hits if h.path in row_of][:k]
+            if len(found) == k:
+                idx[start + offset] = [r for r, _ in found]
+                dist[start + offset] = [max(1.0 - score, 0.0) for _, score in found]
+    return idx, dist
+
+
+TRANSFORM_SEED = 42   # umap-learn's UMAP(transform_seed=42), the seed of transform's optimisation
+_COSINE_DISCONNECTION = 2.0   # umap-learn's DISCONNECTION_DISTANCES["cosine"]
+
+
+def _transform_epochs(init: np.ndarray, anchor_xy: np.ndarray, graph, min_dist: float,
+                      should_stop: ShouldStop | None) -> np.ndarray:
+    """The end of umap-learn's UMAP.transform: its optimisation of the new points only (the anchors
+    stay), on the new -> anchor graph, with its epoch count (100 up to 10,000 new points, else 30), edge
+    pruning, a and b, learning rate 1/4, repulsion 1, 5 negative samples and transform_seed, on one
+    thread. Cancellable between epochs."""
+    from sklearn.utils import check_random_state
+    from umap.layouts import optimize_layout_euclidean
+    from umap.umap_ import INT32_MAX, INT32_MIN, find_ab_params, make_epochs_per_sample
+    n_epochs = 100 if graph.shape[0] <= 10000 else 30
+    graph.data[graph.data < (graph.data.max() / float(n_epochs))] = 0.0
+    graph.eliminate_zeros()
+    a, b = find_ab_params(1.0, float(min_dist))
+    rng_state = check_random_state(TRANSFORM_SEED).randint(INT32_MIN, INT32_MAX, 3).astype(np.int64)
+    hook = _EpochHook(None, should_stop, None)
+    try:
+        out = optimize_layout_euclidean(
+            init, anchor_xy.copy(), graph.row, graph.col, n_epochs, graph.shape[1],
+            make_epochs_per_sample(graph.data, n_epochs), a, b, rng_state, 1.0, 1.0 / 4.0, 5.0, False,
+            tqdm_kwds={"disable": False, "file": hook, "bar_format": "{n}/{total}", "mininterval": 0.25})
+    except _Stop:
+        raise LayoutCancelled("the layout was cancelled") from None
+    return np.asarray(out, np.float32)
+
+
+def place_from_neighbours(idx: np.ndarray, dist: np.ndarray, anchor_xy: np.ndarray, k: int,
+                          min_dist: float | None = 0.1, should_stop: ShouldStop | None = None) -> np.ndarray:
+    """UMAP.transform from the point where it has each new point's k nearest anchors (indices, cosine
+    distances, nearest first), with umap-learn's own functions: smooth_knn_dist (local connectivity
+    1 - 1 = 0), compute_membership_strengths (bipartite), init_graph_transform (the weighted mean; a
+    duplicate sits on its anchor), then its epochs (min_dist None: the mean only). Without umap-learn:
+    the mean, by this module's numpy transcription (umap_weights, _graph_mean)."""
+    anchor_xy = np.ascontiguousarray(anchor_xy, np.float32)
+    try:
+        import scipy.sparse
+        from umap.umap_ import compute_membership_strengths, init_graph_transform, smooth_knn_dist
+    except ImportError:
+        return _graph_mean(idx, umap_weights(dist, k), anchor_xy)
+    dist = np.ascontiguousarray(dist, np.float32)
+    idx = np.where(dist >= _COSINE_DISCONNECTION, -1, idx)
+    sigmas, rhos = smooth_knn_dist(dist, float(k), local_connectivity=0.0)
+    rows, cols, vals, _ = compute_membership_strengths(idx, dist, sigmas, rhos, bipartite=True)
+    graph = scipy.sparse.coo_matrix((vals, (rows, cols)), shape=(len(idx), len(anchor_xy)))
+    csr = graph.tocsr()
+    csr.eliminate_zeros()
+    init = init_graph_transform(csr, anchor_xy)
+    if min_dist is None:
+        return init
+    return _transform_epochs(init, anchor_xy, graph, min_dist, should_stop)
+
+
 def place_points(anchor_embeddings: np.ndarray, anchor_xy: np.ndarray, new_embeddings: np.ndarray,
-                 k: int = 15, should_stop: ShouldStop | None = None) -> np.ndarray:
-    """[M, 2] coordinates for new points in a UMAP map: UMAP.transform's initialisation from their k
-    nearest anchors by cosine (module docstring)."""
+                 k: int = 15, should_stop: ShouldStop | None = None, search=None,
+                 anchor_names: list[str] | None = None, min_dist: float | None = 0.1) -> np.ndarray:
+    """[M, 2] coordinates for new points in a UMAP map, as umap-learn's UMAP.transform computes them
+    (place_from_neighbours) from their k nearest anchors by cosine. Neighbours exact, by blocked matrix
+    products; with `search` and `anchor_names` (an index's search and the anchors' names in it) they
+    come from the index's own search where exact would take long (over SEARCH_ABOVE query x anchor
+    pairs), as transform itself searches approximately on large data."""
     new = normalize(new_embeddings)
     if len(new) == 0:
         return np.zeros((0, 2), np.float32)
     if len(anchor_embeddings) == 0:
         raise LayoutError("there are no placed points to place new ones among")
-    k = max(1, min(int(k), len(anchor_embeddings)))
-    idx, dist = _nearest(normalize(anchor_embeddings), new, k, should_stop)
-    return _graph_mean(idx, umap_weights(dist, k), anchor_xy)
+    anchors = normalize(anchor_embeddings)
+    k = max(1, min(int(k), len(anchors)))
+    if search is not None and anchor_names is not None and len(new) * len(anchors) > SEARCH_ABOVE:
+        idx, dist = _searched(search, anchor_names, new, k, should_stop)
+        missing = np.flatnonzero(idx[:, 0] < 0)
+        if len(missing):
+            idx[missing], dist[missing] = _nearest(anchors, new[missing], k, should_stop)
+    else:
+        idx, dist = _nearest(anchors, new, k, should_stop)
+    return place_from_neighbours(idx, dist, anchor_xy, k, min_dist, should_stop)
 
 
 # ---- the cache on disk -----------------------------------------------------------------------------
@@ -463,7 +549,8 @@ def cached_layout(index, method: str = "umap", *, names=None, seed=0, n_neighbor
 # ---- map_of_index ----------------------------------------------------------------------------------
 
 def _extend(stored: _Stored, names: list[str], x: np.ndarray, fingerprint: np.ndarray, method: str,
-            k: int, refit_share: float, should_stop, on_stage) -> tuple[_Stored, int, int] | None:
+            k: int, refit_share: float, should_stop, on_stage, search=None,
+            min_dist: float = 0.1) -> tuple[_Stored, int, int] | None:
     """The stored map brought up to `names`: kept rows keep their coordinates, new or changed ones are
     placed. None when a refit is due. Returns (map, new points placed, rows dropped)."""
     position = {n: i for i, n in enumerate(stored.names)}
@@ -486,7 +573,9 @@ def _extend(stored: _Stored, names: list[str], x: np.ndarray, fingerprint: np.nd
         if stored.pca is not None:
             xy[new] = _project(x[new], *stored.pca)
         else:
-            xy[new] = place_points(x[same], xy[same], x[new], k=k, should_stop=should_stop)
+            xy[new] = place_points(x[same], xy[same], x[new], k=k, should_stop=should_stop, search=search,
+                                   anchor_names=[n for n, keep in zip(names, same) if keep],
+                                   min_dist=min_dist)
     dropped = len(stored.names) - int(same.sum())
     grown = _Stored(list(names), xy, fingerprint, placed_rows, dict(stored.meta), stored.pca)
     return grown, int(new.sum()), dropped
@@ -537,7 +626,8 @@ def map_of_index(index, names, embeddings, method: str = "umap", *, seed=0, n_ne
     stored = _load(path, key)
     if stored is not None and len(stored.names) and (stored.pca is None or len(stored.pca[0]) == x.shape[1]):
         extended = _extend(stored, names, x, fingerprint, method, settings.get("n_neighbors", 15),
-                           refit_share, should_stop, on_stage)
+                           refit_share, should_stop, on_stage, getattr(index, "search", None),
+                           settings.get("min_dist", 0.1))
         if extended is not None:
             grown, added, dropped = extended
             if added or dropped:  # only the order differs: the stored map is still right
