@@ -6,19 +6,20 @@ and how fast a cancelled background job stops.
 
 The embeddings: unit vectors around 100 random centres (as bench_search.py makes them). For each size N:
   - PCA of N points (exact; the instant map), UMAP of N points (umap-learn, cosine, seed 0), run
-    after a warm-up so numba's compilation is not counted (printed apart: 300 points, and 5,000 where a
-    size reaches 4,096, above which umap-learn finds neighbours with pynndescent, compiled apart);
-    PCA is the best of three;
+    after a warm-up so numba's compilation is not counted (printed apart: 300 points fitted and 50
+    placed, and 5,000 fitted where a size reaches 4,096, above which umap-learn finds neighbours with
+    pynndescent, compiled apart); PCA is the best of three;
   - N x --new more points placed into the stored UMAP map by map_of_index (their neighbours by exact
     cosine, or through the index's FAISS search above SEARCH_ABOVE pairs, here a FAISS index of the
-    app's automatic choice; then UMAP transform's initialisation) vs refitting UMAP on all N + new
+    app's automatic choice; then as UMAP.transform does) vs refitting UMAP on all N + new
     points (measured up to --refit-up-to points; above it the ratio is against the fit of N, which a
     refit of more points only exceeds; umap-learn runs 500 epochs up to 10,000 points, 200 above);
   - how well each puts the new points: the share whose nearest old point on the map comes from the
     same centre (placed vs refitted, where refitted).
-Then a LayoutJob (UMAP in a worker process) on --cancel-size points: seconds until its worker is up and
-until its first epoch, then it is cancelled one second into the epochs: the seconds from cancel() to
-the job being done, whether the worker process is gone, and the files left in the index folder.
+Then two LayoutJobs (UMAP in a worker process) on --cancel-size points: the first in a new worker (until
+it is up, its first epoch, done), the second reusing that worker (until its first epoch), cancelled one
+second into its epochs: the seconds from cancel() to the job being done, whether the worker process
+is gone, and the files left in the index folder.
 
 --quick: one size (1,000), 64-d, a 500-point cancel (about a minute, most of it numba compiling).
 --json prints one JSON document last.
@@ -35,7 +36,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from explorer.science.map_layout import LayoutJob, fit_layout, map_of_index
+from explorer.science.map_layout import LayoutJob, fit_layout, map_of_index, place_points
 
 CENTRES = 100
 
@@ -113,20 +114,33 @@ def one_size(n: int, dim: int, new_share: float, refit_up_to: int, rng, centres)
     return run
 
 
+def _first_epoch(job: LayoutJob, start: float) -> tuple[float, float]:
+    """(seconds until the job's worker is up, seconds until its first epoch)."""
+    while not job.done and "UMAP" not in job.status()[1]:
+        time.sleep(0.05)
+    up = time.monotonic() - start
+    while not job.done and "epoch" not in job.status()[1] and time.monotonic() - start < 600:
+        time.sleep(0.05)
+    return up, time.monotonic() - start
+
+
 def cancel_run(n: int, dim: int, rng, centres) -> dict:
-    """Start a LayoutJob in a worker, cancel it one second into UMAP's epochs, time how long it takes to
-    stop; also how long the worker took to start (import) and to reach its first epoch (numba compiles
-    in every new worker, then the neighbour search)."""
+    """A LayoutJob in a new worker, run to the end; then a second one on other points, which reuses that
+    worker, cancelled one second into UMAP's epochs. Seconds until each worker is up (imports) and
+    until each job's first epoch (numba compiles in a new worker, then the neighbour search), and how
+    long the cancelled one took to stop."""
     x, _ = clustered(n, dim, rng, centres)
+    names = [f"{i}.jpg" for i in range(n)]
     with tempfile.TemporaryDirectory() as folder:
-        job = LayoutJob(index_in(Path(folder)), [f"{i}.jpg" for i in range(n)], x, "umap").start()
         start = time.monotonic()
-        while not job.done and "UMAP" not in job.status()[1]:
-            time.sleep(0.05)
-        started_s = time.monotonic() - start
-        while not job.done and "epoch" not in job.status()[1] and time.monotonic() - start < 600:
-            time.sleep(0.05)
-        first_epoch_s = time.monotonic() - start
+        job = LayoutJob(index_in(Path(folder) / "a"), names, x, "umap").start()
+        new_up_s, new_first_s = _first_epoch(job, start)
+        job.wait()
+        full_s = time.monotonic() - start
+        start = time.monotonic()
+        other = clustered(n, dim, rng, centres)[0]
+        job = LayoutJob(index_in(Path(folder) / "b"), names, other, "umap").start()
+        warm_up_s, warm_first_s = _first_epoch(job, start)
         time.sleep(1.0)
         stage = job.status()[1]
         process = job.worker_process
@@ -134,10 +148,11 @@ def cancel_run(n: int, dim: int, rng, centres) -> dict:
         job.cancel()
         job.wait(60)
         stop_s = time.monotonic() - cancelled_at
-        left = list(Path(folder).rglob("*"))
-    return {"cancel_n": n, "worker_ready_s": round(started_s, 2), "first_epoch_s": round(first_epoch_s, 2),
-            "cancelled_during": stage,
-            "cancel_stop_s": round(stop_s, 3),
+        left = list((Path(folder) / "b").rglob("*"))
+    return {"cancel_n": n, "new_worker_up_s": round(new_up_s, 2),
+            "new_worker_first_epoch_s": round(new_first_s, 2),
+            "new_worker_job_s": round(full_s, 2), "reused_worker_first_epoch_s": round(warm_first_s, 2),
+            "cancelled_during": stage, "cancel_stop_s": round(stop_s, 3),
             "worker_gone": process is not None and process.poll() is not None,
             "files_left": len(left), "job_cancelled": job.cancelled}
 
@@ -160,7 +175,9 @@ def main() -> None:
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((CENTRES, dim), dtype=np.float32)
     warm = 5000 if max(sizes) >= 4096 else 300
-    _, warm_s = timed(fit_layout, clustered(300, dim, rng, centres)[0], "umap")
+    small = clustered(300, dim, rng, centres)[0]
+    small_xy, warm_s = timed(fit_layout, small, "umap")
+    warm_s += timed(place_points, small[:250], small_xy[:250], small[250:])[1]  # transform's functions
     if warm > 300:
         warm_s += timed(fit_layout, clustered(warm, dim, rng, centres)[0], "umap")[1]
     also = f" and {warm:,}" if warm > 300 else ""
@@ -184,10 +201,12 @@ def main() -> None:
     if cancel_size:
         cancel = cancel_run(cancel_size, dim, rng, centres)
         doc.update(cancel)
-        print(f"worker job of {cancel_size:,} points: up {cancel['worker_ready_s']:.1f} s, first epoch "
-              f"{cancel['first_epoch_s']:.1f} s; cancelled in '{cancel['cancelled_during']}': stopped in "
-              f"{cancel['cancel_stop_s']:.2f} s, worker gone: {cancel['worker_gone']}, files left: "
-              f"{cancel['files_left']}")
+        c = cancel
+        print(f"worker jobs of {cancel_size:,} points: a new worker is up in {c['new_worker_up_s']:.1f} s, "
+              f"first epoch at {c['new_worker_first_epoch_s']:.1f} s, done at {c['new_worker_job_s']:.1f} s; "
+              f"the next job in the same worker: first epoch at {c['reused_worker_first_epoch_s']:.1f} s; "
+              f"cancelled in '{cancel['cancelled_during']}': stopped in {cancel['cancel_stop_s']:.2f} s, "
+              f"worker gone: {cancel['worker_gone']}, files left: {cancel['files_left']}")
     first = runs[0]
     doc.update(umap_over_pca=first["umap_over_pca"], place_over_refit=first.get("place_over_refit"))
     if args.json:

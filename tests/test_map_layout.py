@@ -214,6 +214,10 @@ def test_layout_job_in_a_worker_runs_and_cancels(tmp_path):
     here = map_of_index(fake_index(tmp_path / "here"), names_of(200), x, "umap")
     assert np.array_equal(job.result.xy, here.xy)                        # the worker fits as in process
     assert cached_layout(index, "umap") is not None
+    warm = [process.pid for process, _ in ml._IDLE]                # the worker waits for the next map
+    again = LayoutJob(fake_index(tmp_path / "other"), names_of(200), x, "umap").start()
+    assert again.wait(timeout=60) and np.array_equal(again.result.xy, here.xy)
+    assert warm and [process.pid for process, _ in ml._IDLE] == warm  # the same worker did it
 
 
 def test_empty_index_and_old_maps_pruned(tmp_path):

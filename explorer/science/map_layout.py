@@ -18,15 +18,17 @@ fsync, rename), by the app's process only: a cancelled or failed job leaves the 
 When the index has grown, the names already in the map keep their coordinates, removed names are
 dropped and new (or changed) names are PLACED without refitting:
 - PCA: projected on the stored axes, which is exactly where a fit of the old points puts them.
-- UMAP: the first step of umap-learn's own `UMAP.transform`: each new point's k nearest placed points
-  by cosine (exact, blocked matrix products), their membership strengths as transform computes them
-  (`smooth_knn_dist` with local connectivity 1 - 1 = 0, then `compute_membership_strengths`,
-  bipartite), and the strength-weighted mean of their coordinates (`init_graph_transform`: a duplicate
-  of a placed point sits on it). Transcribed in numpy (no numba compilation in the app's process) and
-  tested against umap-learn's transform itself. transform then optimises the new points for some
-  epochs; this stops at the initialisation, which needs no fitted model on disk (a fitted UMAP holds
-  its training data and graph, and a pickle in an index folder is code that runs when loaded), stays
-  deterministic and fast: each new point lands among the points it resembles most.
+- UMAP: what umap-learn's own `UMAP.transform` does, run on the stored coordinates instead of a fitted
+  model: each new point's k nearest placed points by cosine (exact, by blocked matrix products; above
+  SEARCH_ABOVE query x anchor pairs through the index's own FAISS search, as transform itself searches
+  approximately on large data), then with umap-learn's functions their membership strengths
+  (`smooth_knn_dist` with local connectivity 1 - 1 = 0, `compute_membership_strengths`, bipartite),
+  the strength-weighted mean of their coordinates (`init_graph_transform`; a duplicate of a placed
+  point starts on it) and transform's optimisation epochs of the new points alone (the old ones stay;
+  seeded by transform_seed 42). Given the same neighbours it equals transform's output (tested). It
+  needs no fitted model on disk: a fitted UMAP holds its training data and graph, and a pickle in an
+  index folder is code that runs when loaded. Without umap-learn, the mean alone (a numpy
+  transcription). umap-learn's functions compile (numba) on the first placement in a process.
 When more than `REFIT_SHARE` (20%) of the map's points would be placed rather than fitted, the map is
 fitted again.
 
@@ -658,6 +660,66 @@ def _end_workers() -> None:
             process.kill()
 
 
+IDLE_SECONDS = 120.0   # a finished worker waits this long for the next map (numba compiles again after)
+_IDLE: list = []       # (process, idle since), guarded by _LIVE_LOCK
+
+
+def _new_worker() -> subprocess.Popen:
+    root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "explorer.science.map_layout", "--worker"], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=root, start_new_session=True)
+    with _LIVE_LOCK:
+        if not _AT_EXIT:
+            import atexit
+            _AT_EXIT.append(atexit.register(_end_workers))
+        _LIVE_WORKERS.add(process)
+    return process
+
+
+def _discard(process: subprocess.Popen) -> None:
+    """Kill a worker (busy or idle) and reap it."""
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+    for pipe in (process.stdin, process.stdout):
+        try:
+            pipe.close()
+        except (OSError, ValueError):
+            pass
+    with _LIVE_LOCK:
+        _LIVE_WORKERS.discard(process)
+
+
+def _reap_idle() -> None:
+    with _LIVE_LOCK:
+        stale = [(p, t) for p, t in _IDLE if time.monotonic() - t >= IDLE_SECONDS - 0.5]
+        for entry in stale:
+            _IDLE.remove(entry)
+    for process, _ in stale:
+        _discard(process)
+
+
+def _keep_idle(process: subprocess.Popen) -> None:
+    with _LIVE_LOCK:
+        _IDLE.append((process, time.monotonic()))
+    timer = threading.Timer(IDLE_SECONDS, _reap_idle)
+    timer.daemon = True
+    timer.start()
+
+
+def _idle_worker() -> subprocess.Popen | None:
+    with _LIVE_LOCK:
+        found = _IDLE.pop() if _IDLE else None
+    if found is None:
+        return None
+    if found[0].poll() is not None:
+        _discard(found[0])
+        return _idle_worker()
+    return found[0]
+
+
 class _WorkerFit:
     """A fitter (fit_layout's signature) that fits in a worker process and can be killed."""
 
@@ -673,20 +735,11 @@ class _WorkerFit:
                 self.process.kill()
 
     def _start(self) -> subprocess.Popen:
-        root = str(Path(__file__).resolve().parents[2])
-        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-        env = dict(os.environ, PYTHONPATH=path)
+        """An idle worker from an earlier job (its numba code already compiled), else a new one."""
         with self._lock:
             if self.killed:
                 raise LayoutCancelled("the layout was cancelled")
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "explorer.science.map_layout", "--worker"], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=root, start_new_session=True)
-            with _LIVE_LOCK:
-                if not _AT_EXIT:
-                    import atexit
-                    _AT_EXIT.append(atexit.register(_end_workers))
-                _LIVE_WORKERS.add(self.process)
+            self.process = _idle_worker() or _new_worker()
         return self.process
 
     def __call__(self, x, method, *, seed=0, n_neighbors=15, min_dist=0.1, progress=None, should_stop=None,
@@ -708,22 +761,27 @@ class _WorkerFit:
         if on_stage:
             on_stage("starting the layout worker")
         process = self._start()
+        reusable = False
         try:
             header = {"shape": list(x.shape), "method": method, **settings}
             try:
                 process.stdin.write(json.dumps(header).encode() + b"\n")
                 process.stdin.write(memoryview(x).cast("B"))
-                process.stdin.close()
+                process.stdin.flush()
             except (BrokenPipeError, OSError, ValueError):
                 pass  # the worker is gone: the reply says why
-            return self._replies(process, len(x), progress, on_stage)
+            xy = self._replies(process, len(x), progress, on_stage)
+            reusable = True
+            return xy
         finally:
-            if process.poll() is None:
-                process.kill()
-            process.wait()
-            process.stdout.close()
-            with _LIVE_LOCK:
-                _LIVE_WORKERS.discard(process)
+            with self._lock:  # a cancel that comes after this must not kill a worker another job took
+                reusable = reusable and not self.killed
+                if reusable:
+                    self.process = None
+            if reusable:
+                _keep_idle(process)
+            else:
+                _discard(process)
 
     def _replies(self, process, n: int, progress, on_stage) -> np.ndarray:
         for line in iter(process.stdout.readline, b""):
@@ -844,7 +902,8 @@ class LayoutJob:
 
 
 def _worker_main() -> int:
-    """The worker: a header line and float32 rows on stdin; progress lines and the result on stdout."""
+    """The worker: per map, a header line and float32 rows on stdin; progress lines and the result on
+    stdout; then it waits for the next map until its stdin closes."""
     reply = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything a library prints goes to stderr, not into the replies
     parent = os.getppid()
@@ -860,20 +919,22 @@ def _worker_main() -> int:
         reply.write(text.replace("\n", " ").encode() + b"\n" + payload)
         reply.flush()
 
-    try:
-        header = json.loads(sys.stdin.buffer.readline())
-        n, d = (int(v) for v in header["shape"])
-        data = sys.stdin.buffer.read(n * d * 4)
-        x = np.frombuffer(data, dtype=np.float32).reshape(n, d)
-        xy = fit_layout(x, header["method"], seed=header["seed"], n_neighbors=header["n_neighbors"],
-                        min_dist=header["min_dist"], progress=lambda a, b: send(f"P {a} {b}"),
-                        on_stage=lambda s: send(f"S {s}"))
-    except Exception as exc:
-        send(f"E {exc or type(exc).__name__}")
-        return 1
-    xy = np.ascontiguousarray(xy, dtype=np.float32)
-    send(f"R {xy.nbytes}", xy.tobytes())
-    return 0
+    while True:
+        line = sys.stdin.buffer.readline()
+        if not line:
+            return 0  # the app closed our stdin: no more maps
+        try:
+            header = json.loads(line)
+            n, d = (int(v) for v in header["shape"])
+            x = np.frombuffer(sys.stdin.buffer.read(n * d * 4), dtype=np.float32).reshape(n, d)
+            xy = fit_layout(x, header["method"], seed=header["seed"], n_neighbors=header["n_neighbors"],
+                            min_dist=header["min_dist"], progress=lambda a, b: send(f"P {a} {b}"),
+                            on_stage=lambda s: send(f"S {s}"))
+        except Exception as exc:
+            send(f"E {exc or type(exc).__name__}")
+            return 1
+        xy = np.ascontiguousarray(xy, dtype=np.float32)
+        send(f"R {xy.nbytes}", xy.tobytes())
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--worker"]:
