@@ -893,7 +893,6 @@ class LayoutJob:
             return 0.1, f"UMAP: finding each point's neighbours ({seconds:.0f} s)"
         return 0.05, f"{stage} ({seconds:.0f} s)"
 
-
     def _left(self, done: int, total: int) -> str:
         """", about N s left" from the epochs' rate so far (nothing until a few epochs have run)."""
         since, first = self._first_epoch
