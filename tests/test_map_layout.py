@@ -275,3 +275,17 @@ def test_large_placements_take_neighbours_from_the_index_search(tmp_path, monkey
     assert searched.placed == 20 and index.searches == 1
     (idx, dist), (exact_idx, exact_dist) = seen
     assert np.array_equal(idx, exact_idx) and np.allclose(dist, exact_dist, atol=1e-6)  # the same neighbours
+
+
+def test_a_folder_that_cannot_be_written_keeps_its_map_in_memory(tmp_path, monkeypatch):
+    def refuse(path, data):
+        raise PermissionError("read-only index folder")
+
+    monkeypatch.setattr(ml, "_write_atomic", refuse)
+    monkeypatch.setattr(ml, "_UNSAVED", ml.LRU(8))
+    x, _ = clusters(40)
+    index, fitter = fake_index(tmp_path), Counted()
+    first = map_of_index(index, names_of(40), x, "umap", fitter=fitter)
+    again = map_of_index(index, names_of(40), x, "umap", fitter=fitter)
+    assert fitter.calls == 1 and again.source == "cache" and np.array_equal(again.xy, first.xy)
+    assert not list(tmp_path.rglob("*.npz"))

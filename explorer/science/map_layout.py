@@ -13,7 +13,8 @@ index's model identity and weights fingerprint, the method and its settings (not
 index finds its old map). It holds the names, the coordinates, which rows were placed rather than fitted,
 a fingerprint of each row's embedding (four fixed random projections: a file embedded again with other
 pixels counts as new) and PCA's centre and axes. Written atomically (a temp file in the same folder,
-fsync, rename), by the app's process only: a cancelled or failed job leaves the old file or none.
+fsync, rename), by the app's process only: a cancelled or failed job leaves the old file or none. The
+newest MAX_MAPS files stay; a folder this process cannot write keeps its maps in memory instead.
 
 When the index has grown, the names already in the map keep their coordinates, removed names are
 dropped and new (or changed) names are PLACED without refitting:
@@ -58,6 +59,7 @@ from pathlib import Path
 
 import numpy as np
 
+from explorer.embed.cache import LRU
 from explorer.embed.vectors import normalize
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,7 @@ LAYOUT_METHODS = ("umap", "pca")
 REFIT_SHARE = 0.2          # refit when more than this share of the map would be placed, not fitted
 MAP_FOLDER = "maps"
 MAX_MAPS = 8               # map files kept per index (one per method and settings); the oldest go
+_UNSAVED = LRU(8)          # maps of index folders this process cannot write (a read-only shared index)
 FORMAT_VERSION = 1
 MIN_UMAP_POINTS = 4        # umap-learn's spectral start needs more points than this minus one
 FINGERPRINT_TOLERANCE = 1e-4
@@ -498,7 +501,8 @@ def _save(path: Path, stored: _Stored) -> bool:
         _prune(path.parent, MAX_MAPS)
         return True
     except OSError as exc:
-        log.warning("could not save the map %s: %s", path, exc)
+        log.warning("could not save the map %s (kept in memory instead): %s", path, exc)
+        _UNSAVED.put(str(path), stored)
         return False
 
 
@@ -537,7 +541,8 @@ def cached_layout(index, method: str = "umap", *, names=None, seed=0, n_neighbor
     start = time.perf_counter()
     settings = layout_settings(method, seed=seed, n_neighbors=n_neighbors, min_dist=min_dist)
     key = map_key(index, method, settings)
-    stored = _load(map_path(index, method, settings), key)
+    path = map_path(index, method, settings)
+    stored = _load(path, key) or _UNSAVED.get(str(path))
     if stored is None:
         return None
     if names is not None:
@@ -625,7 +630,7 @@ def map_of_index(index, names, embeddings, method: str = "umap", *, seed=0, n_ne
     key = map_key(index, method, settings)
     path = map_path(index, method, settings)
     fingerprint = _fingerprint(x)
-    stored = _load(path, key)
+    stored = _load(path, key) or _UNSAVED.get(str(path))
     if stored is not None and len(stored.names) and (stored.pca is None or len(stored.pca[0]) == x.shape[1]):
         extended = _extend(stored, names, x, fingerprint, method, settings.get("n_neighbors", 15),
                            refit_share, should_stop, on_stage, getattr(index, "search", None),
