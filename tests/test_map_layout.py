@@ -206,11 +206,12 @@ def test_layout_job_in_a_worker_runs_and_cancels(tmp_path):
     assert job.cancelled and job.result is None and job.status() == (0.0, "cancelled")
     assert not (tmp_path / "maps").exists()
     job = LayoutJob(index, names_of(200), x, "umap").start()
-    fractions = []
-    while not job.wait(timeout=0.2):
-        fractions.append(job.status()[0])
+    texts = []
+    while not job.wait(timeout=0.1):
+        texts.append(job.status()[1])
     assert job.error is None and isinstance(job.result, Layout), job.error
-    assert job.status()[0] == 1.0 and any(0.3 < f < 1.0 for f in fractions)
+    assert job.status()[0] == 1.0 and any(t.startswith("UMAP") for t in texts)
+    assert job._epochs[0] == job._epochs[1] > 0                         # the worker reported every epoch
     here = map_of_index(fake_index(tmp_path / "here"), names_of(200), x, "umap")
     assert np.array_equal(job.result.xy, here.xy)                        # the worker fits as in process
     assert cached_layout(index, "umap") is not None
@@ -289,3 +290,28 @@ def test_a_folder_that_cannot_be_written_keeps_its_map_in_memory(tmp_path, monke
     again = map_of_index(index, names_of(40), x, "umap", fitter=fitter)
     assert fitter.calls == 1 and again.source == "cache" and np.array_equal(again.xy, first.xy)
     assert not list(tmp_path.rglob("*.npz"))
+
+
+def test_a_real_index_grows_and_its_map_follows(tmp_path, shapes_model, monkeypatch):
+    """With an ImageIndex built by the indexer: the map is stored in its folder, and after new images are
+    indexed they are placed through the index's own search, the old ones where they were."""
+    from explorer.index.build import build_index
+    from explorer.index.image_index import open_index
+    from tests.shapes import CLASSES, make_labelled_folder
+    make_labelled_folder(tmp_path / "photos", CLASSES[:6], 6)
+    build_index(shapes_model, tmp_path / "photos", tmp_path / "idx", batch_size=16, workers=0)
+    index = open_index(tmp_path / "idx")
+    names, vectors = index.all_embeddings()
+    base = map_of_index(index, names, vectors, "umap")
+    assert len(names) == 36 and list((tmp_path / "idx" / "maps").glob("umap-*.npz"))
+    make_labelled_folder(tmp_path / "photos" / "extra", CLASSES[:1], 5, seed=1)
+    build_index(shapes_model, tmp_path / "photos", tmp_path / "idx", batch_size=16, workers=0)
+    index = open_index(tmp_path / "idx")
+    monkeypatch.setattr(ml, "SEARCH_ABOVE", 0)
+    searches, search = [], index.search
+    monkeypatch.setattr(index, "search", lambda q, k: searches.append(len(q)) or search(q, k))
+    names2, vectors2 = index.all_embeddings()
+    grown = map_of_index(index, names2, vectors2, "umap")
+    assert grown.source == "placed" and grown.placed == 5 and len(grown.names) == 41 and searches == [5]
+    where = dict(zip(grown.names, grown.xy.tolist()))
+    assert all(where[n] == xy for n, xy in zip(names, base.xy.tolist()))
