@@ -164,22 +164,34 @@ def test_a_damaged_map_file_is_refitted(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == [path.name]        # no temp files left
 
 
-def test_place_points_is_umap_transforms_initialisation():
-    """Transcription check against umap-learn itself: its transform's graph (transform_mode="graph")
-    through its init_graph_transform gives the same coordinates as place_points."""
+def test_placing_is_umap_transform():
+    """Transcription check against umap-learn itself, on small data where transform's neighbours are
+    exact: the same neighbours (umap-learn's cosine through sklearn, as transform computes them) give
+    exactly transform's coordinates; the module's own exact neighbours are the same ones; and the numpy
+    transcription of the weighted mean (used without umap-learn) is transform's init_graph_transform."""
     umap = pytest.importorskip("umap")
+    from sklearn.metrics import pairwise_distances
     from umap.umap_ import init_graph_transform
     anchors, _ = clusters(60)
     new, _ = clusters(12, seed=3)
-    new[0] = anchors[5]                                   # a duplicate: strength 1, sits on its anchor
-    model = umap.UMAP(n_neighbors=8, metric="cosine", random_state=0).fit(anchors)
+    new[0] = anchors[5]                                   # a duplicate: strength 1, starts on its anchor
+    model = umap.UMAP(n_neighbors=8, min_dist=0.2, metric="cosine", random_state=0).fit(anchors)
+    full = model.transform(new)
+    from umap.distances import cosine
+    d = pairwise_distances(new, anchors, metric=cosine)   # as transform computes them on small data
+    idx = np.argsort(d, axis=1, kind="stable")[:, :8]
+    dist = np.take_along_axis(d, idx, axis=1).astype(np.float32)
+    np.testing.assert_allclose(ml.place_from_neighbours(idx, dist, model.embedding_, 8, 0.2), full, atol=1e-5)
+    ours_idx, ours_dist = ml._nearest(anchors, new, 8)
+    assert np.array_equal(ours_idx, idx) and np.allclose(ours_dist, dist, atol=1e-5)
     model.transform_mode = "graph"                        # transform stops at the graph
     graph = model.transform(new).tocsr()
     graph.eliminate_zeros()
-    theirs = init_graph_transform(graph, model.embedding_)
-    ours = place_points(anchors, model.embedding_, new, k=8)
-    np.testing.assert_allclose(ours, theirs, atol=1e-4)
-    np.testing.assert_allclose(ours[0], model.embedding_[5], atol=1e-6)
+    mean = ml._graph_mean(ours_idx, ml.umap_weights(ours_dist, 8), model.embedding_)
+    np.testing.assert_allclose(mean, init_graph_transform(graph, model.embedding_), atol=1e-4)
+    np.testing.assert_allclose(mean[0], model.embedding_[5], atol=1e-6)
+    placed = place_points(anchors, model.embedding_, new, k=8, min_dist=0.2)
+    assert np.abs(placed - full).max() < 0.05 * np.ptp(model.embedding_)   # float noise, amplified by SGD
 
 
 def test_layout_job_in_a_worker_runs_and_cancels(tmp_path):
@@ -194,11 +206,112 @@ def test_layout_job_in_a_worker_runs_and_cancels(tmp_path):
     assert job.cancelled and job.result is None and job.status() == (0.0, "cancelled")
     assert not (tmp_path / "maps").exists()
     job = LayoutJob(index, names_of(200), x, "umap").start()
-    fractions = []
-    while not job.wait(timeout=0.2):
-        fractions.append(job.status()[0])
+    texts = []
+    while not job.wait(timeout=0.1):
+        texts.append(job.status()[1])
     assert job.error is None and isinstance(job.result, Layout), job.error
-    assert job.status()[0] == 1.0 and any(0.3 < f < 1.0 for f in fractions)
+    assert job.status()[0] == 1.0 and any(t.startswith("UMAP") for t in texts)
+    assert job._epochs[0] == job._epochs[1] > 0                         # the worker reported every epoch
     here = map_of_index(fake_index(tmp_path / "here"), names_of(200), x, "umap")
     assert np.array_equal(job.result.xy, here.xy)                        # the worker fits as in process
     assert cached_layout(index, "umap") is not None
+    warm = [process.pid for process, _ in ml._IDLE]                # the worker waits for the next map
+    again = LayoutJob(fake_index(tmp_path / "other"), names_of(200), x, "umap").start()
+    assert again.wait(timeout=60) and np.array_equal(again.result.xy, here.xy)
+    assert warm and [process.pid for process, _ in ml._IDLE] == warm  # the same worker did it
+
+
+def test_empty_index_and_old_maps_pruned(tmp_path):
+    index = fake_index(tmp_path)
+    empty = map_of_index(index, [], np.zeros((0, 32), np.float32), "umap")
+    assert empty.xy.shape == (0, 2) and empty.names == []
+    x, _ = clusters(20)
+    for k in range(2, 2 + ml.MAX_MAPS + 2):   # a map per setting: only the newest MAX_MAPS stay
+        map_of_index(index, names_of(20), x, "umap", n_neighbors=k,
+                     fitter=lambda x, method, **kw: x[:, :2].copy())
+    assert len(list((tmp_path / "maps").glob("*.npz"))) == ml.MAX_MAPS
+    assert cached_layout(index, "umap", n_neighbors=2 + ml.MAX_MAPS + 1) is not None
+
+
+def test_a_job_waiting_for_a_worker_slot_can_be_cancelled(monkeypatch):
+    slots = ml.threading.BoundedSemaphore(1)
+    slots.acquire()                                            # another map holds the only slot
+    monkeypatch.setattr(ml, "_WORKER_SLOTS", slots)
+    fit, stages = ml._WorkerFit(), []
+    asked = []
+    with pytest.raises(LayoutCancelled):
+        fit(np.zeros((10, 4), np.float32), "umap", on_stage=stages.append,
+            should_stop=lambda: asked.append(1) or len(asked) > 2)
+    assert stages == ["waiting for another map to finish"] and fit.process is None   # no worker started
+
+
+class SearchingIndex(SimpleNamespace):
+    """A fake index whose search, like ImageIndex.search, finds every stored image (new ones too)."""
+
+    def search(self, queries, k):
+        self.searches += 1
+        sims = queries @ self.vectors.T
+        order = np.argsort(-sims, axis=1)[:, :k]
+        return [[SimpleNamespace(path=self.paths[j], score=float(row[j])) for j in top]
+                for row, top in zip(sims, order)]
+
+
+def test_large_placements_take_neighbours_from_the_index_search(tmp_path, monkeypatch):
+    x, _ = clusters(220)
+    names = names_of(200) + names_of(20, start=500)
+    index = SearchingIndex(folder=tmp_path, identity={"name": "t"}, weights_digest="w", vectors=x,
+                           paths=names, searches=0)
+    fitter = lambda x, method, **kw: (x[:, :2] * 10).copy()    # noqa: E731  (any fixed layout will do)
+    base = map_of_index(index, names[:200], x[:200], "umap", fitter=fitter)
+    monkeypatch.setattr(ml, "SEARCH_ABOVE", 0)
+    seen, place = [], ml.place_from_neighbours
+
+    def spy(idx, dist, *args):
+        seen.append((idx, dist))
+        return place(idx, dist, *args)
+
+    monkeypatch.setattr(ml, "place_from_neighbours", spy)
+    searched = map_of_index(index, names, x, "umap")
+    place_points(x[:200], base.xy, x[200:], k=15)
+    assert searched.placed == 20 and index.searches == 1
+    (idx, dist), (exact_idx, exact_dist) = seen
+    assert np.array_equal(idx, exact_idx) and np.allclose(dist, exact_dist, atol=1e-6)  # the same neighbours
+
+
+def test_a_folder_that_cannot_be_written_keeps_its_map_in_memory(tmp_path, monkeypatch):
+    def refuse(path, data):
+        raise PermissionError("read-only index folder")
+
+    monkeypatch.setattr(ml, "_write_atomic", refuse)
+    monkeypatch.setattr(ml, "_UNSAVED", ml.LRU(8))
+    x, _ = clusters(40)
+    index, fitter = fake_index(tmp_path), Counted()
+    first = map_of_index(index, names_of(40), x, "umap", fitter=fitter)
+    again = map_of_index(index, names_of(40), x, "umap", fitter=fitter)
+    assert fitter.calls == 1 and again.source == "cache" and np.array_equal(again.xy, first.xy)
+    assert not list(tmp_path.rglob("*.npz"))
+
+
+def test_a_real_index_grows_and_its_map_follows(tmp_path, shapes_model, monkeypatch):
+    """With an ImageIndex built by the indexer: the map is stored in its folder, and after new images are
+    indexed they are placed through the index's own search, the old ones where they were."""
+    from explorer.index.build import build_index
+    from explorer.index.image_index import open_index
+    from tests.shapes import CLASSES, make_labelled_folder
+    make_labelled_folder(tmp_path / "photos", CLASSES[:6], 6)
+    build_index(shapes_model, tmp_path / "photos", tmp_path / "idx", batch_size=16, workers=0)
+    index = open_index(tmp_path / "idx")
+    names, vectors = index.all_embeddings()
+    base = map_of_index(index, names, vectors, "umap")
+    assert len(names) == 36 and list((tmp_path / "idx" / "maps").glob("umap-*.npz"))
+    make_labelled_folder(tmp_path / "photos" / "extra", CLASSES[:1], 5, seed=1)
+    build_index(shapes_model, tmp_path / "photos", tmp_path / "idx", batch_size=16, workers=0)
+    index = open_index(tmp_path / "idx")
+    monkeypatch.setattr(ml, "SEARCH_ABOVE", 0)
+    searches, search = [], index.search
+    monkeypatch.setattr(index, "search", lambda q, k: searches.append(len(q)) or search(q, k))
+    names2, vectors2 = index.all_embeddings()
+    grown = map_of_index(index, names2, vectors2, "umap")
+    assert grown.source == "placed" and grown.placed == 5 and len(grown.names) == 41 and searches == [5]
+    where = dict(zip(grown.names, grown.xy.tolist()))
+    assert all(where[n] == xy for n, xy in zip(names, base.xy.tolist()))

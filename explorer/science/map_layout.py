@@ -13,19 +13,23 @@ index's model identity and weights fingerprint, the method and its settings (not
 index finds its old map). It holds the names, the coordinates, which rows were placed rather than fitted,
 a fingerprint of each row's embedding (four fixed random projections: a file embedded again with other
 pixels counts as new) and PCA's centre and axes. Written atomically (a temp file in the same folder,
-fsync, rename), by the app's process only: a cancelled or failed job leaves the old file or none.
+fsync, rename), by the app's process only: a cancelled or failed job leaves the old file or none. The
+newest MAX_MAPS files stay; a folder this process cannot write keeps its maps in memory instead.
 
 When the index has grown, the names already in the map keep their coordinates, removed names are
 dropped and new (or changed) names are PLACED without refitting:
 - PCA: projected on the stored axes, which is exactly where a fit of the old points puts them.
-- UMAP: the first step of umap-learn's own `UMAP.transform`: each new point's k nearest placed points
-  by cosine (exact, blocked matrix products), their membership strengths as transform computes them
-  (`smooth_knn_dist` with local connectivity 1 - 1 = 0, then `compute_membership_strengths`,
-  bipartite), and the strength-weighted mean of their coordinates (`init_graph_transform`).
-  transform then optimises the new points for some epochs; this stops at the initialisation, which
-  needs no fitted model on disk (a fitted UMAP holds its training data and graph, and a pickle in an
-  index folder is code that runs when loaded), stays deterministic and takes a second for 1,000 new
-  points: each lands among the points it resembles most.
+- UMAP: what umap-learn's own `UMAP.transform` does, run on the stored coordinates instead of a fitted
+  model: each new point's k nearest placed points by cosine (exact, by blocked matrix products; above
+  SEARCH_ABOVE query x anchor pairs through the index's own FAISS search, as transform itself searches
+  approximately on large data), then with umap-learn's functions their membership strengths
+  (`smooth_knn_dist` with local connectivity 1 - 1 = 0, `compute_membership_strengths`, bipartite),
+  the strength-weighted mean of their coordinates (`init_graph_transform`; a duplicate of a placed
+  point starts on it) and transform's optimisation epochs of the new points alone (the old ones stay;
+  seeded by transform_seed 42). Given the same neighbours it equals transform's output (tested). It
+  needs no fitted model on disk: a fitted UMAP holds its training data and graph, and a pickle in an
+  index folder is code that runs when loaded. Without umap-learn, the mean alone (a numpy
+  transcription). umap-learn's functions compile (numba) on the first placement in a process.
 When more than `REFIT_SHARE` (20%) of the map's points would be placed rather than fitted, the map is
 fitted again.
 
@@ -55,6 +59,7 @@ from pathlib import Path
 
 import numpy as np
 
+from explorer.embed.cache import LRU
 from explorer.embed.vectors import normalize
 
 log = logging.getLogger(__name__)
@@ -62,11 +67,14 @@ log = logging.getLogger(__name__)
 LAYOUT_METHODS = ("umap", "pca")
 REFIT_SHARE = 0.2          # refit when more than this share of the map would be placed, not fitted
 MAP_FOLDER = "maps"
+MAX_MAPS = 8               # map files kept per index (one per method and settings); the oldest go
+_UNSAVED = LRU(8)          # maps of index folders this process cannot write (a read-only shared index)
 FORMAT_VERSION = 1
 MIN_UMAP_POINTS = 4        # umap-learn's spectral start needs more points than this minus one
 FINGERPRINT_TOLERANCE = 1e-4
 _FINGERPRINT_SEED = 26_2026
 _BLOCK_BYTES = 64 << 20    # one block of query x anchor cosines while placing
+SEARCH_ABOVE = 50_000_000  # query x anchor pairs above which new points' neighbours come from the index
 
 Progress = Callable[[int, int], None]
 ShouldStop = Callable[[], bool]
@@ -265,16 +273,43 @@ def _nearest(anchors: np.ndarray, queries: np.ndarray, k: int,
     return idx, dist
 
 
+_SMOOTH_K_TOLERANCE = 1e-5   # umap-learn's umap_.SMOOTH_K_TOLERANCE
+_MIN_K_DIST_SCALE = 1e-3     # umap-learn's umap_.MIN_K_DIST_SCALE
+
+
+def _smooth_knn_dist(dists: np.ndarray, k: float, n_iter: int = 64) -> np.ndarray:
+    """umap-learn's smooth_knn_dist with local_connectivity=0 (so every rho is 0), as transform calls it,
+    over all rows at once: per row, the binary search for sigma such that sum over j >= 1 of
+    exp(-d_j / sigma) is log2(k); a row stops when it is within the tolerance; sigma is at least 1e-3 of
+    the mean distance of the whole batch."""
+    target = np.log2(k)
+    rest = dists[:, 1:].astype(np.float64)
+    lo = np.zeros(len(dists))
+    hi = np.full(len(dists), np.inf)
+    mid = np.ones(len(dists))
+    active = np.ones(len(dists), bool)
+    for _ in range(n_iter):
+        psum = np.where(rest > 0, np.exp(-(rest / mid[:, None])), 1.0).sum(1)
+        active &= np.abs(psum - target) >= _SMOOTH_K_TOLERANCE
+        if not active.any():
+            break
+        over = active & (psum > target)
+        under = active & ~(psum > target)
+        hi = np.where(over, mid, hi)
+        lo = np.where(under, mid, lo)
+        mid = np.where(over | (under & np.isfinite(hi)), (lo + hi) / 2.0, np.where(under, mid * 2, mid))
+    return np.maximum(mid, _MIN_K_DIST_SCALE * float(np.mean(dists))).astype(np.float32)
+
+
 def umap_weights(dists: np.ndarray, k: int) -> np.ndarray:
     """Each new point's membership strengths to its k nearest anchors [M, k] (nearest first), as
-    umap-learn's UMAP.transform computes them: smooth_knn_dist over the whole batch with local
-    connectivity 1 - 1 = 0, then compute_membership_strengths (bipartite)."""
-    from umap.umap_ import compute_membership_strengths, smooth_knn_dist
+    umap-learn's UMAP.transform computes them (smooth_knn_dist over the batch with local connectivity
+    1 - 1 = 0, then compute_membership_strengths, bipartite): exp(-d / sigma), 1 where d <= 0."""
     dists = np.ascontiguousarray(dists, dtype=np.float32)
-    idx = np.tile(np.arange(dists.shape[1], dtype=np.int64), (len(dists), 1))
-    sigmas, rhos = smooth_knn_dist(dists, float(k), local_connectivity=0.0)
-    _, _, vals, _ = compute_membership_strengths(idx, dists, sigmas, rhos, bipartite=True)
-    return vals.reshape(dists.shape).astype(np.float64)
+    sigmas = _smooth_knn_dist(dists, float(k))[:, None]
+    safe = np.where(sigmas == 0, 1.0, sigmas)
+    vals = np.where((dists <= 0) | (sigmas == 0), 1.0, np.exp(-(dists / safe)))
+    return vals.astype(np.float32).astype(np.float64)
 
 
 def _graph_mean(idx: np.ndarray, strengths: np.ndarray, anchor_xy: np.ndarray) -> np.ndarray:
@@ -292,18 +327,103 @@ def _graph_mean(idx: np.ndarray, strengths: np.ndarray, anchor_xy: np.ndarray) -
     return xy.astype(np.float32)
 
 
+def _searched(search, anchor_names: list[str], queries: np.ndarray, k: int,
+              should_stop: ShouldStop | None) -> tuple[np.ndarray, np.ndarray]:
+    """Like _nearest, through `search(vectors, k) -> per query a list of hits (.path, .score)`: the
+    index's own FAISS search (ImageIndex.search), asked for 2k + 8 hits so that other new points among
+    them still leave k anchors; a query left with fewer is searched exactly among the anchors."""
+    row_of = {name: i for i, name in enumerate(anchor_names)}
+    idx = np.full((len(queries), k), -1, np.int64)
+    dist = np.zeros((len(queries), k), np.float32)
+    for start in range(0, len(queries), 1024):
+        if should_stop and should_stop():
+            raise LayoutCancelled("the layout was cancelled")
+        for offset, hits in enumerate(search(queries[start:start + 1024], 2 * k + 8)):
+            found = [(row_of[h.path], h.score) for h in hits if h.path in row_of][:k]
+            if len(found) == k:
+                idx[start + offset] = [r for r, _ in found]
+                dist[start + offset] = [max(1.0 - score, 0.0) for _, score in found]
+    return idx, dist
+
+
+TRANSFORM_SEED = 42   # umap-learn's UMAP(transform_seed=42), the seed of transform's optimisation
+_COSINE_DISCONNECTION = 2.0   # umap-learn's DISCONNECTION_DISTANCES["cosine"]
+
+
+def _transform_epochs(init: np.ndarray, anchor_xy: np.ndarray, graph, min_dist: float,
+                      should_stop: ShouldStop | None) -> np.ndarray:
+    """The end of umap-learn's UMAP.transform: its optimisation of the new points only (the anchors
+    stay), on the new -> anchor graph, with its epoch count (100 up to 10,000 new points, else 30), edge
+    pruning, a and b, learning rate 1/4, repulsion 1, 5 negative samples and transform_seed, on one
+    thread. Cancellable between epochs."""
+    from sklearn.utils import check_random_state
+    from umap.layouts import optimize_layout_euclidean
+    from umap.umap_ import INT32_MAX, INT32_MIN, find_ab_params, make_epochs_per_sample
+    n_epochs = 100 if graph.shape[0] <= 10000 else 30
+    graph.data[graph.data < (graph.data.max() / float(n_epochs))] = 0.0
+    graph.eliminate_zeros()
+    a, b = find_ab_params(1.0, float(min_dist))
+    rng_state = check_random_state(TRANSFORM_SEED).randint(INT32_MIN, INT32_MAX, 3).astype(np.int64)
+    hook = _EpochHook(None, should_stop, None)
+    try:
+        out = optimize_layout_euclidean(
+            init, anchor_xy.copy(), graph.row, graph.col, n_epochs, graph.shape[1],
+            make_epochs_per_sample(graph.data, n_epochs), a, b, rng_state, 1.0, 1.0 / 4.0, 5.0, False,
+            tqdm_kwds={"disable": False, "file": hook, "bar_format": "{n}/{total}", "mininterval": 0.25})
+    except _Stop:
+        raise LayoutCancelled("the layout was cancelled") from None
+    return np.asarray(out, np.float32)
+
+
+def place_from_neighbours(idx: np.ndarray, dist: np.ndarray, anchor_xy: np.ndarray, k: int,
+                          min_dist: float | None = 0.1, should_stop: ShouldStop | None = None) -> np.ndarray:
+    """UMAP.transform from the point where it has each new point's k nearest anchors (indices, cosine
+    distances, nearest first), with umap-learn's own functions: smooth_knn_dist (local connectivity
+    1 - 1 = 0), compute_membership_strengths (bipartite), init_graph_transform (the weighted mean; a
+    duplicate sits on its anchor), then its epochs (min_dist None: the mean only). Without umap-learn:
+    the mean, by this module's numpy transcription (umap_weights, _graph_mean)."""
+    anchor_xy = np.ascontiguousarray(anchor_xy, np.float32)
+    try:
+        import scipy.sparse
+        from umap.umap_ import compute_membership_strengths, init_graph_transform, smooth_knn_dist
+    except ImportError:
+        return _graph_mean(idx, umap_weights(dist, k), anchor_xy)
+    dist = np.ascontiguousarray(dist, np.float32)
+    idx = np.where(dist >= _COSINE_DISCONNECTION, -1, idx)
+    sigmas, rhos = smooth_knn_dist(dist, float(k), local_connectivity=0.0)
+    rows, cols, vals, _ = compute_membership_strengths(idx, dist, sigmas, rhos, bipartite=True)
+    graph = scipy.sparse.coo_matrix((vals, (rows, cols)), shape=(len(idx), len(anchor_xy)))
+    csr = graph.tocsr()
+    csr.eliminate_zeros()
+    init = init_graph_transform(csr, anchor_xy)
+    if min_dist is None:
+        return init
+    return _transform_epochs(init, anchor_xy, graph, min_dist, should_stop)
+
+
 def place_points(anchor_embeddings: np.ndarray, anchor_xy: np.ndarray, new_embeddings: np.ndarray,
-                 k: int = 15, should_stop: ShouldStop | None = None) -> np.ndarray:
-    """[M, 2] coordinates for new points in a UMAP map: UMAP.transform's initialisation from their k
-    nearest anchors by cosine (module docstring)."""
+                 k: int = 15, should_stop: ShouldStop | None = None, search=None,
+                 anchor_names: list[str] | None = None, min_dist: float | None = 0.1) -> np.ndarray:
+    """[M, 2] coordinates for new points in a UMAP map, as umap-learn's UMAP.transform computes them
+    (place_from_neighbours) from their k nearest anchors by cosine. Neighbours exact, by blocked matrix
+    products; with `search` and `anchor_names` (an index's search and the anchors' names in it) they
+    come from the index's own search where exact would take long (over SEARCH_ABOVE query x anchor
+    pairs), as transform itself searches approximately on large data."""
     new = normalize(new_embeddings)
     if len(new) == 0:
         return np.zeros((0, 2), np.float32)
     if len(anchor_embeddings) == 0:
         raise LayoutError("there are no placed points to place new ones among")
-    k = max(1, min(int(k), len(anchor_embeddings)))
-    idx, dist = _nearest(normalize(anchor_embeddings), new, k, should_stop)
-    return _graph_mean(idx, umap_weights(dist, k), anchor_xy)
+    anchors = normalize(anchor_embeddings)
+    k = max(1, min(int(k), len(anchors)))
+    if search is not None and anchor_names is not None and len(new) * len(anchors) > SEARCH_ABOVE:
+        idx, dist = _searched(search, anchor_names, new, k, should_stop)
+        missing = np.flatnonzero(idx[:, 0] < 0)
+        if len(missing):
+            idx[missing], dist[missing] = _nearest(anchors, new[missing], k, should_stop)
+    else:
+        idx, dist = _nearest(anchors, new, k, should_stop)
+    return place_from_neighbours(idx, dist, anchor_xy, k, min_dist, should_stop)
 
 
 # ---- the cache on disk -----------------------------------------------------------------------------
@@ -351,6 +471,21 @@ def _write_atomic(path: Path, data) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
+def _prune(folder: Path, keep: int) -> None:
+    """Keep the `keep` newest map files of a folder (other settings' maps pile up otherwise), and no
+    temp file older than an hour (a process killed while writing)."""
+    now = time.time()
+    try:
+        maps = sorted(folder.glob("*.npz"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in maps[keep:]:
+            old.unlink(missing_ok=True)
+        for tmp in folder.glob(".*.tmp"):
+            if now - tmp.stat().st_mtime > 3600:
+                tmp.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
 def _save(path: Path, stored: _Stored) -> bool:
     """Write a map file; False (and a log line) when the folder cannot be written (read-only index)."""
     arrays = {"names": _pack_names(stored.names), "xy": stored.xy, "fingerprint": stored.fingerprint,
@@ -363,9 +498,11 @@ def _save(path: Path, stored: _Stored) -> bool:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _write_atomic(path, buffer.getbuffer())
+        _prune(path.parent, MAX_MAPS)
         return True
     except OSError as exc:
-        log.warning("could not save the map %s: %s", path, exc)
+        log.warning("could not save the map %s (kept in memory instead): %s", path, exc)
+        _UNSAVED.put(str(path), stored)
         return False
 
 
@@ -404,7 +541,8 @@ def cached_layout(index, method: str = "umap", *, names=None, seed=0, n_neighbor
     start = time.perf_counter()
     settings = layout_settings(method, seed=seed, n_neighbors=n_neighbors, min_dist=min_dist)
     key = map_key(index, method, settings)
-    stored = _load(map_path(index, method, settings), key)
+    path = map_path(index, method, settings)
+    stored = _load(path, key) or _UNSAVED.get(str(path))
     if stored is None:
         return None
     if names is not None:
@@ -418,7 +556,8 @@ def cached_layout(index, method: str = "umap", *, names=None, seed=0, n_neighbor
 # ---- map_of_index ----------------------------------------------------------------------------------
 
 def _extend(stored: _Stored, names: list[str], x: np.ndarray, fingerprint: np.ndarray, method: str,
-            k: int, refit_share: float, should_stop, on_stage) -> tuple[_Stored, int, int] | None:
+            k: int, refit_share: float, should_stop, on_stage, search=None,
+            min_dist: float = 0.1) -> tuple[_Stored, int, int] | None:
     """The stored map brought up to `names`: kept rows keep their coordinates, new or changed ones are
     placed. None when a refit is due. Returns (map, new points placed, rows dropped)."""
     position = {n: i for i, n in enumerate(stored.names)}
@@ -441,7 +580,9 @@ def _extend(stored: _Stored, names: list[str], x: np.ndarray, fingerprint: np.nd
         if stored.pca is not None:
             xy[new] = _project(x[new], *stored.pca)
         else:
-            xy[new] = place_points(x[same], xy[same], x[new], k=k, should_stop=should_stop)
+            xy[new] = place_points(x[same], xy[same], x[new], k=k, should_stop=should_stop, search=search,
+                                   anchor_names=[n for n, keep in zip(names, same) if keep],
+                                   min_dist=min_dist)
     dropped = len(stored.names) - int(same.sum())
     grown = _Stored(list(names), xy, fingerprint, placed_rows, dict(stored.meta), stored.pca)
     return grown, int(new.sum()), dropped
@@ -489,13 +630,14 @@ def map_of_index(index, names, embeddings, method: str = "umap", *, seed=0, n_ne
     key = map_key(index, method, settings)
     path = map_path(index, method, settings)
     fingerprint = _fingerprint(x)
-    stored = _load(path, key)
+    stored = _load(path, key) or _UNSAVED.get(str(path))
     if stored is not None and len(stored.names) and (stored.pca is None or len(stored.pca[0]) == x.shape[1]):
         extended = _extend(stored, names, x, fingerprint, method, settings.get("n_neighbors", 15),
-                           refit_share, should_stop, on_stage)
+                           refit_share, should_stop, on_stage, getattr(index, "search", None),
+                           settings.get("min_dist", 0.1))
         if extended is not None:
             grown, added, dropped = extended
-            if added or dropped or grown.names != stored.names:
+            if added or dropped:  # only the order differs: the stored map is still right
                 _save(path, grown)
             source = "placed" if added else "cache"
             note = (f"{added:,} new points placed into the stored map" if added else "the stored map") + (
@@ -510,15 +652,77 @@ def map_of_index(index, names, embeddings, method: str = "umap", *, seed=0, n_ne
 
 # ---- the background job ----------------------------------------------------------------------------
 
-WORKER_START_SECONDS = 120.0   # importing numpy and umap-learn on a busy machine
+MAX_WORKERS = max(1, (os.cpu_count() or 2) // 4)   # UMAP fits at once; more jobs wait their turn
+_WORKER_SLOTS = threading.BoundedSemaphore(MAX_WORKERS)
 _LIVE_WORKERS: set = set()
 _LIVE_LOCK = threading.Lock()
+_AT_EXIT: list = []
 
 
 def _end_workers() -> None:
     with _LIVE_LOCK:
         for process in list(_LIVE_WORKERS):
             process.kill()
+
+
+IDLE_SECONDS = 120.0   # a finished worker waits this long for the next map (numba compiles again after)
+_IDLE: list = []       # (process, idle since), guarded by _LIVE_LOCK
+
+
+def _new_worker() -> subprocess.Popen:
+    root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "explorer.science.map_layout", "--worker"], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=root, start_new_session=True)
+    with _LIVE_LOCK:
+        if not _AT_EXIT:
+            import atexit
+            _AT_EXIT.append(atexit.register(_end_workers))
+        _LIVE_WORKERS.add(process)
+    return process
+
+
+def _discard(process: subprocess.Popen) -> None:
+    """Kill a worker (busy or idle) and reap it."""
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+    for pipe in (process.stdin, process.stdout):
+        try:
+            pipe.close()
+        except (OSError, ValueError):
+            pass
+    with _LIVE_LOCK:
+        _LIVE_WORKERS.discard(process)
+
+
+def _reap_idle() -> None:
+    with _LIVE_LOCK:
+        stale = [(p, t) for p, t in _IDLE if time.monotonic() - t >= IDLE_SECONDS - 0.5]
+        for entry in stale:
+            _IDLE.remove(entry)
+    for process, _ in stale:
+        _discard(process)
+
+
+def _keep_idle(process: subprocess.Popen) -> None:
+    with _LIVE_LOCK:
+        _IDLE.append((process, time.monotonic()))
+    timer = threading.Timer(IDLE_SECONDS, _reap_idle)
+    timer.daemon = True
+    timer.start()
+
+
+def _idle_worker() -> subprocess.Popen | None:
+    with _LIVE_LOCK:
+        found = _IDLE.pop() if _IDLE else None
+    if found is None:
+        return None
+    if found[0].poll() is not None:
+        _discard(found[0])
+        return _idle_worker()
+    return found[0]
 
 
 class _WorkerFit:
@@ -536,45 +740,53 @@ class _WorkerFit:
                 self.process.kill()
 
     def _start(self) -> subprocess.Popen:
-        root = str(Path(__file__).resolve().parents[2])
-        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-        env = dict(os.environ, PYTHONPATH=path)
+        """An idle worker from an earlier job (its numba code already compiled), else a new one."""
         with self._lock:
             if self.killed:
                 raise LayoutCancelled("the layout was cancelled")
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "explorer.science.map_layout", "--worker"], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=root, start_new_session=True)
-            with _LIVE_LOCK:
-                if not _LIVE_WORKERS:
-                    import atexit
-                    atexit.register(_end_workers)
-                _LIVE_WORKERS.add(self.process)
+            self.process = _idle_worker() or _new_worker()
         return self.process
 
     def __call__(self, x, method, *, seed=0, n_neighbors=15, min_dist=0.1, progress=None, should_stop=None,
                  on_stage=None) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
+        if not _WORKER_SLOTS.acquire(blocking=False):
+            if on_stage:
+                on_stage("waiting for another map to finish")
+            while not _WORKER_SLOTS.acquire(timeout=0.2):
+                if self.killed or (should_stop and should_stop()):
+                    raise LayoutCancelled("the layout was cancelled")
+        try:
+            return self._fit(x, method, {"seed": seed, "n_neighbors": n_neighbors, "min_dist": min_dist},
+                             progress, on_stage)
+        finally:
+            _WORKER_SLOTS.release()
+
+    def _fit(self, x: np.ndarray, method: str, settings: dict, progress, on_stage) -> np.ndarray:
         if on_stage:
             on_stage("starting the layout worker")
         process = self._start()
+        reusable = False
         try:
-            header = {"shape": list(x.shape), "method": method, "seed": seed, "n_neighbors": n_neighbors,
-                      "min_dist": min_dist}
+            header = {"shape": list(x.shape), "method": method, **settings}
             try:
                 process.stdin.write(json.dumps(header).encode() + b"\n")
                 process.stdin.write(memoryview(x).cast("B"))
-                process.stdin.close()
+                process.stdin.flush()
             except (BrokenPipeError, OSError, ValueError):
                 pass  # the worker is gone: the reply says why
-            return self._replies(process, len(x), progress, on_stage)
+            xy = self._replies(process, len(x), progress, on_stage)
+            reusable = True
+            return xy
         finally:
-            if process.poll() is None:
-                process.kill()
-            process.wait()
-            process.stdout.close()
-            with _LIVE_LOCK:
-                _LIVE_WORKERS.discard(process)
+            with self._lock:  # a cancel that comes after this must not kill a worker another job took
+                reusable = reusable and not self.killed
+                if reusable:
+                    self.process = None
+            if reusable:
+                _keep_idle(process)
+            else:
+                _discard(process)
 
     def _replies(self, process, n: int, progress, on_stage) -> np.ndarray:
         for line in iter(process.stdout.readline, b""):
@@ -616,6 +828,7 @@ class LayoutJob:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._stage, self._epochs, self._started = "waiting to start", (0, 0), time.monotonic()
+        self._first_epoch = (self._started, 0)
         self.result: Layout | None = None
         self.error: str | None = None
         self.cancelled = False
@@ -634,6 +847,11 @@ class LayoutJob:
     def wait(self, timeout: float | None = None) -> bool:
         return self._finished.wait(timeout)
 
+    @property
+    def worker_process(self) -> subprocess.Popen | None:
+        """The worker fitting UMAP for this job (None before it starts, or with worker=False)."""
+        return None if self._fitter is None else self._fitter.process
+
     def cancel(self) -> None:
         self._cancel.set()
         if self._fitter is not None:
@@ -645,6 +863,8 @@ class LayoutJob:
 
     def _on_progress(self, done: int, total: int) -> None:
         with self._lock:
+            if self._epochs == (0, 0):
+                self._first_epoch = (time.monotonic(), done)
             self._epochs = (done, total)
 
     def _run(self) -> None:
@@ -672,14 +892,22 @@ class LayoutJob:
                 return 1.0, f"done: {self.result.note} ({self.result.seconds:.1f} s)"
             return (0.0, "cancelled") if self.cancelled else (0.0, f"failed: {self.error}")
         if total:
-            return 0.3 + 0.7 * done / total, f"UMAP: epoch {done} of {total} ({seconds:.0f} s)"
+            left = self._left(done, total)
+            return 0.3 + 0.7 * done / total, f"UMAP: epoch {done} of {total} ({seconds:.0f} s{left})"
         if stage == "finding neighbours":
             return 0.1, f"UMAP: finding each point's neighbours ({seconds:.0f} s)"
         return 0.05, f"{stage} ({seconds:.0f} s)"
 
+    def _left(self, done: int, total: int) -> str:
+        """", about N s left" from the epochs' rate so far (nothing until a few epochs have run)."""
+        since, first = self._first_epoch
+        rate = (done - first) / max(time.monotonic() - since, 1e-6)
+        return f", about {(total - done) / rate:.0f} s left" if done - first >= 5 and rate > 0 else ""
+
 
 def _worker_main() -> int:
-    """The worker: a header line and float32 rows on stdin; progress lines and the result on stdout."""
+    """The worker: per map, a header line and float32 rows on stdin; progress lines and the result on
+    stdout; then it waits for the next map until its stdin closes."""
     reply = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything a library prints goes to stderr, not into the replies
     parent = os.getppid()
@@ -695,20 +923,22 @@ def _worker_main() -> int:
         reply.write(text.replace("\n", " ").encode() + b"\n" + payload)
         reply.flush()
 
-    try:
-        header = json.loads(sys.stdin.buffer.readline())
-        n, d = (int(v) for v in header["shape"])
-        data = sys.stdin.buffer.read(n * d * 4)
-        x = np.frombuffer(data, dtype=np.float32).reshape(n, d)
-        xy = fit_layout(x, header["method"], seed=header["seed"], n_neighbors=header["n_neighbors"],
-                        min_dist=header["min_dist"], progress=lambda a, b: send(f"P {a} {b}"),
-                        on_stage=lambda s: send(f"S {s}"))
-    except Exception as exc:
-        send(f"E {exc or type(exc).__name__}")
-        return 1
-    xy = np.ascontiguousarray(xy, dtype=np.float32)
-    send(f"R {xy.nbytes}", xy.tobytes())
-    return 0
+    while True:
+        line = sys.stdin.buffer.readline()
+        if not line:
+            return 0  # the app closed our stdin: no more maps
+        try:
+            header = json.loads(line)
+            n, d = (int(v) for v in header["shape"])
+            x = np.frombuffer(sys.stdin.buffer.read(n * d * 4), dtype=np.float32).reshape(n, d)
+            xy = fit_layout(x, header["method"], seed=header["seed"], n_neighbors=header["n_neighbors"],
+                            min_dist=header["min_dist"], progress=lambda a, b: send(f"P {a} {b}"),
+                            on_stage=lambda s: send(f"S {s}"))
+        except Exception as exc:
+            send(f"E {exc or type(exc).__name__}")
+            return 1
+        xy = np.ascontiguousarray(xy, dtype=np.float32)
+        send(f"R {xy.nbytes}", xy.tobytes())
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--worker"]:
