@@ -22,6 +22,7 @@ from . import (
     gap_tab,
     gate_events,
     heatmaps_tab,
+    map_actions,
     model_panel,
     prompt_lab_tab,
     search_tab,
@@ -66,12 +67,14 @@ def build_app(ctx: AppContext) -> gr.Blocks:
     with gr.Blocks(title="CLIP Explorer", delete_cache=sweep) as app:
         gr.Markdown("# CLIP Explorer\nSee what a CLIP model thinks of your images, and why.", elem_id="title")
         loaded = model_panel.build(ctx)
-        with gr.Tabs():
+        built = {}
+        with gr.Tabs() as tabs:
             for title, tab_id, module in TABS:
                 with gr.Tab(title, id=tab_id):
-                    components = module.build(ctx)
+                    built[tab_id] = components = module.build(ctx)
                     if module in PANELS:
                         PANELS[module](ctx, components)
+        wire_map_actions(ctx, built, tabs)
         refreshed = model_panel.clear_stale_messages(ctx, loaded, app)  # replaces "No model is loaded"
         model_panel.follow_rule(ctx, refreshed, app, RULE_FOLLOWERS)  # then the labels that name the rule
         on_gpu(ctx, app)
@@ -91,6 +94,17 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         threading.Thread(target=_keep_within_quota, args=(ctx.workspaces,), daemon=True,
                          name="cache-quota").start()
     return app
+
+
+def wire_map_actions(ctx: AppContext, built: dict, tabs: gr.Tabs):
+    """The Map tab's selection actions (map_actions), drawn in its place for them and wired once every
+    tab is built (they show results in the Search and Teach tabs). `built`: what each tab's build
+    returned, by tab id. None when there is no Map tab."""
+    page = built.get("map")
+    if page is None:
+        return None
+    return map_actions.build(ctx, page.index_folder, page.selection, built.get("search"), built.get("teach"),
+                             tabs, place=page.actions)
 
 
 QUOTA_CHECK_SECONDS = 15  # how often gradio's cache is checked against the shared quota (hosted)
