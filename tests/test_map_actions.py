@@ -179,3 +179,29 @@ def test_hosted_export_is_a_zip_of_the_visitors_own_images(tmp_path, shapes_mode
         assert z.read(names[0]) == (photos / KINDS[1] / "0.png").read_bytes()
     with pytest.raises(PathRefused):
         map_actions.export_selection(other, folder, names)  # another visitor's index
+
+
+def test_comparing_two_selections_names_and_shows_the_direction_each_way(mapped, monkeypatch, tmp_path):
+    """Red circles as A, blue squares as B: the direction from A to B is named by blue/square one way and
+    red/circle the other, and the index's images furthest each way are B's and A's kinds."""
+    from explorer.science.vocabulary import parse_vocabulary
+
+    ctx, folder, _ = mapped
+    a = map_actions.pick_side(ctx, folder, names_of(KINDS[0])[:4], "A")
+    b = map_actions.pick_side(ctx, folder, names_of(KINDS[1])[:4], "B")
+    words = parse_vocabulary("red, blue, yellow, circle, square, cross")
+    a_, b_ = selection.checked(ctx, a.index, a.names), selection.checked(ctx, b.index, b.names)
+    found = selection.compare(ctx, a_, b_, 3, words, cache_dir=False)
+    assert {w for w, _ in found.words_b[:2]} <= {"blue", "square"}, found.words_b
+    assert {w for w, _ in found.words_a[:2]} <= {"red", "circle"}, found.words_a
+    assert [n.split("/")[0] for _, n, _ in found.images_b] == [KINDS[1]] * 3
+    assert [n.split("/")[0] for _, n, _ in found.images_a] == [KINDS[0]] * 3
+    assert found.length > 0.1
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # the page's word vectors are kept on disk
+    view = map_actions.compare(ctx, a, b, words)
+    assert "Towards B" in view.summary and "blue" in view.summary
+    assert len(view.towards_a) == len(view.towards_b) == 3 * PER_CLASS  # the whole index: fewer than MAX_SHOWN
+    with pytest.raises(ValueError, match="Set a selection"):
+        map_actions.compare(ctx, a, None, words)
+    with pytest.raises(gate.Refused):
+        map_actions.compare(ctx, a, map_actions.Side(folder, ["../../etc/passwd"]), words)

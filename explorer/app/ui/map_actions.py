@@ -215,9 +215,11 @@ def _wire_export_and_query(ui: MapActions) -> None:
             raise gr.Error(str(exc), title="Not searched") from None
         return gr.Tabs(selected="search"), ""
 
-    ui.export.click(on_export, [ui.index_folder, ui.selection], [ui.export_file, ui.status], **QUIET)
+    ui.export.click(on_export, [ui.index_folder, ui.selection], [ui.export_file, ui.status],
+                    api_name="map_export", **QUIET)
     if ui.search is not None and ui.search.by_selection is not None:
-        ui.query.click(on_query, [ui.index_folder, ui.selection], [ui.tabs, ui.status], **QUIET).success(
+        ui.query.click(on_query, [ui.index_folder, ui.selection], [ui.tabs, ui.status], api_name="map_query",
+                       **QUIET).success(
             ui.search.by_selection, [ui.index_folder, ui.selection, ui.search.state, ui.search.top_k,
                                      ui.search.threshold], ui.search.results, concurrency_limit=2,
             api_visibility="private")
@@ -241,12 +243,13 @@ def _wire_teach(ui: MapActions) -> None:
         return [path], gr.Tabs(selected="teach"), ""
 
     ui.add.click(on_add, [ui.classes, ui.class_name, ui.index_folder, ui.selection],
-                 [ui.classes, ui.classes_view, ui.status], **QUIET)
+                 [ui.classes, ui.classes_view, ui.status], api_name="map_add_class", **QUIET)
     ui.class_name.submit(on_add, [ui.classes, ui.class_name, ui.index_folder, ui.selection],
                          [ui.classes, ui.classes_view, ui.status], **QUIET)
     ui.clear.click(lambda: ([], classes_html(None)), None, [ui.classes, ui.classes_view], **QUIET)
     if ui.teach is not None and ui.teach.run_handler is not None:
-        ui.teach_run.click(on_teach, ui.classes, [ui.teach.uploads, ui.tabs, ui.status], **QUIET).success(
+        ui.teach_run.click(on_teach, ui.classes, [ui.teach.uploads, ui.tabs, ui.status], api_name="map_teach",
+                           **QUIET).success(
             ui.teach.run_handler, ui.teach.run_inputs, ui.teach.run_outputs, concurrency_limit=2,
             api_visibility="private")
 
@@ -272,7 +275,7 @@ def _wire_compare(ui: MapActions) -> None:
                 gr.update(value=view.towards_b, visible=bool(view.towards_b)))
 
     sides = [ui.index_folder, ui.selection, ui.side_a, ui.side_b]
-    ui.set_a.click(on_side("A"), sides, [ui.side_a, ui.sides, ui.status], **QUIET)
-    ui.set_b.click(on_side("B"), sides, [ui.side_b, ui.sides, ui.status], **QUIET)
+    ui.set_a.click(on_side("A"), sides, [ui.side_a, ui.sides, ui.status], api_name="map_set_a", **QUIET)
+    ui.set_b.click(on_side("B"), sides, [ui.side_b, ui.sides, ui.status], api_name="map_set_b", **QUIET)
     ui.compare.click(on_compare, [ui.side_a, ui.side_b], [ui.compare_view, ui.towards_a, ui.towards_b],
                      concurrency_limit=2, api_name="map_compare", api_visibility="private")
