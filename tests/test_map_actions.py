@@ -200,7 +200,7 @@ def test_comparing_two_selections_names_and_shows_the_direction_each_way(mapped,
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # the page's word vectors are kept on disk
     view = map_actions.compare(ctx, a, b, words)
     assert "Towards B" in view.summary and "blue" in view.summary
-    assert len(view.towards_a) == len(view.towards_b) == 3 * PER_CLASS  # the whole index: fewer than MAX_SHOWN
+    assert len(view.towards_a) == len(view.towards_b) == 3 * PER_CLASS  # the whole index (< MAX_SHOWN)
     with pytest.raises(ValueError, match="Set a selection"):
         map_actions.compare(ctx, a, None, words)
     with pytest.raises(gate.Refused):

@@ -35,6 +35,7 @@ class Selection:
     """Checked: every name is stored in `index` with an embedding, in the order picked, once."""
     index: ImageIndex
     names: list[str]
+    embeddings: np.ndarray   # [N, D] float32: the stored embeddings of `names`, row for row
 
     @property
     def folder(self) -> str:
@@ -53,10 +54,13 @@ def checked(ctx: AppContext, index_folder: str | None, names, what: str = "Selec
         raise ValueError(f"{what}: nothing is selected; select images on the map first.")
     gate.check_count(what, len(names), max(index.count, 1), "max_texts", "names")
     unique = list(dict.fromkeys(names))
+    stored = []
     for name in unique:
-        if len(name) > MAX_NAME_CHARS or "\x00" in name or index.embedding_of(name) is None:
+        vector = index.embedding_of(name) if len(name) <= MAX_NAME_CHARS and "\x00" not in name else None
+        if vector is None:
             raise gate.Refused(f"{what}: {_shown(name)} is not an image of this index")
-    return Selection(index, unique)
+        stored.append(vector)
+    return Selection(index, unique, np.stack(stored).astype(np.float32))
 
 
 def _shown(name: str, limit: int = 80) -> str:
@@ -64,14 +68,10 @@ def _shown(name: str, limit: int = 80) -> str:
     return repr(text)
 
 
-def vectors(selection: Selection) -> np.ndarray:
-    """The stored embeddings of the selection [N, D] (nothing is encoded)."""
-    return np.stack([selection.index.embedding_of(name) for name in selection.names]).astype(np.float32)
-
-
 def query_vector(selection: Selection) -> np.ndarray:
-    """One query: the selection's stored embeddings combined (normalised mean of the normalised rows)."""
-    return combine_vectors(vectors(selection))
+    """One query: the selection's stored embeddings combined (normalised mean of the normalised rows);
+    nothing is encoded."""
+    return combine_vectors(selection.embeddings)
 
 
 def files(selection: Selection) -> list[tuple[str, Path]]:

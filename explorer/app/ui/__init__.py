@@ -103,7 +103,7 @@ def wire_map_actions(ctx: AppContext, built: dict, tabs: gr.Tabs):
     page = built.get("map")
     if page is None:
         return None
-    return map_actions.build(ctx, page.index_folder, page.selection, built.get("search"), built.get("teach"),
+    return map_actions.build(ctx, page.index, page.selection, built.get("search"), built.get("teach"),
                              tabs, place=page.actions)
 
 

@@ -159,7 +159,7 @@ def build(ctx: AppContext, index_folder, selection, search, teach, tabs: gr.Tabs
         status = gr.HTML(elem_id="map-actions-status")
         with gr.Row():
             export = gr.Button("Export the selection", elem_id="map-export")
-            query = gr.Button("Search by it (Search tab)", elem_id="map-query")
+            query = gr.Button("Search by it (Search tab)", elem_id="map-search-by")
         export_file = gr.File(label="Selection", visible=False, interactive=False, elem_id="map-export-file")
         with gr.Accordion("Teach classes", open=False, elem_id="map-teach-acc"):
             with gr.Row():
