@@ -200,7 +200,12 @@ def test_comparing_two_selections_names_and_shows_the_direction_each_way(mapped,
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # the page's word vectors are kept on disk
     view = map_actions.compare(ctx, a, b, words)
     assert "Towards B" in view.summary and "blue" in view.summary
-    assert len(view.towards_a) == len(view.towards_b) == 3 * PER_CLASS  # the whole index (< MAX_SHOWN)
+    # only images on each side of the midpoint: A's kind first one way, B's the other, none in both
+    kinds_a = [c.split(" · ")[1].split("/")[0] for _, c in view.towards_a]
+    kinds_b = [c.split(" · ")[1].split("/")[0] for _, c in view.towards_b]
+    assert kinds_a[:PER_CLASS] == [KINDS[0]] * PER_CLASS and KINDS[1] not in kinds_a
+    assert kinds_b[:PER_CLASS] == [KINDS[1]] * PER_CLASS and KINDS[0] not in kinds_b
+    assert len(kinds_a) + len(kinds_b) <= 3 * PER_CLASS
     with pytest.raises(ValueError, match="Set a selection"):
         map_actions.compare(ctx, a, None, words)
     with pytest.raises(gate.Refused):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from explorer.embed.vectors import normalize
 from explorer.index.image_index import ImageIndex, combine_vectors
 from explorer.inputs import gate
 from explorer.inputs.roots import PathRefused, inside_roots
@@ -200,11 +201,12 @@ class Compared:
 
 
 def compare(ctx: AppContext, a: Selection, b: Selection, k: int = 10, vocabulary=None,
-            cache_dir=None, progress=None) -> Compared:
+            cache_dir=None, progress=None, words_k: int | None = None) -> Compared:
     """The direction from A's images to B's (both checked selections of one index made by the loaded
     model), named by the words of `vocabulary` (None: the shipped one; its vectors through the model's
     text encoder, kept on disk in `cache_dir` as vocabulary.word_vectors keeps them) and shown by the
-    index's k images furthest each way. Only stored image embeddings are used: no image is encoded."""
+    index's k images furthest each way (past the midpoint of A's and B's means along the direction: on
+    that side). Only stored image embeddings are used: no image is encoded."""
     from explorer.science.concepts import compare_selections
     from explorer.science.vocabulary import load_vocabulary, word_vectors
 
@@ -216,13 +218,19 @@ def compare(ctx: AppContext, a: Selection, b: Selection, k: int = 10, vocabulary
     position = {name: i for i, name in enumerate(names)}
     vocabulary = vocabulary if vocabulary is not None else load_vocabulary(None)
     words = word_vectors(model, vocabulary, cache_dir=cache_dir, progress=progress)
-    found = compare_selections(embeddings, [position[n] for n in a.names if n in position],
-                               [position[n] for n in b.names if n in position], words, vocabulary.words, k)
+    a_rows = [position[n] for n in a.names if n in position]
+    b_rows = [position[n] for n in b.names if n in position]
+    found = compare_selections(embeddings, a_rows, b_rows, words, vocabulary.words, k)
+    # An image is on B's side past the midpoint of the two means along the direction (on A's before it):
+    # only those are shown each way, so a small index does not list A's own images as "towards B".
+    along = normalize(embeddings) @ np.asarray(found.vector, dtype=np.float32)
+    middle = float(along[a_rows].mean() + along[b_rows].mean()) / 2
     root = a.index.root
 
-    def images(ranked) -> list[tuple[Path, str, float]]:
+    def images(ranked, side: float) -> list[tuple[Path, str, float]]:
         return [(root / names[i], names[i], float(score)) for i, score in ranked
-                if inside_roots(root / names[i], (root,))]
+                if side * (along[i] - middle) > 0 and inside_roots(root / names[i], (root,))]
 
-    return Compared(list(found.words_a), list(found.words_b), images(found.images_a), images(found.images_b),
-                    float(found.length))
+    kept = slice(0, words_k)
+    return Compared(list(found.words_a)[kept], list(found.words_b)[kept], images(found.images_a, -1.0),
+                    images(found.images_b, 1.0), float(found.length))

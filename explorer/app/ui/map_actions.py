@@ -27,6 +27,7 @@ from explorer.app.selection import TaughtClass
 from .common import message, progress_reporter, session_of
 
 MAX_SHOWN = 24   # images shown each way of a comparison
+WORDS_SHOWN = 10  # words shown each way
 
 
 @dataclass
@@ -93,7 +94,7 @@ def compare(ctx: AppContext, a: Side | None, b: Side | None, vocabulary=None, pr
         raise ValueError("A and B were selected in different indexes; select both in one.")
     first = picked.checked(ctx, a.index, a.names, "Selection A")
     second = picked.checked(ctx, b.index, b.names, "Selection B")
-    found = picked.compare(ctx, first, second, MAX_SHOWN, vocabulary, progress=progress)
+    found = picked.compare(ctx, first, second, MAX_SHOWN, vocabulary, progress=progress, words_k=WORDS_SHOWN)
     folder = get_upload_folder()  # gradio's cache: thumbnails written there are taken as they are
     return CompareView(compare_html(found, len(first.names), len(second.names)),
                        _thumbs(ctx, found.images_a, folder), _thumbs(ctx, found.images_b, folder))
@@ -152,7 +153,7 @@ class MapActions:
 def build(ctx: AppContext, index_folder, selection, search, teach, tabs: gr.Tabs, place=None) -> MapActions:
     """The actions, laid out inside `place` (the Map tab's column for them; None: where the caller is),
     wired onto the Map tab's index and selection, the Search tab's handles and the Teach tab's page."""
-    gallery = dict(columns=6, height="auto", allow_preview=True, object_fit="contain", fit_columns=False,
+    gallery = dict(columns=4, height="auto", allow_preview=True, object_fit="contain", fit_columns=False,
                    visible=False, buttons=[])
     with place if place is not None else nullcontext():
         gr.Markdown("**With the selected images**", elem_id="map-actions-title")
