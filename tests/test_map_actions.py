@@ -56,6 +56,9 @@ def test_a_selection_is_checked_against_the_index(mapped):
         selection.checked(ctx, folder, [])
     with pytest.raises(PathRefused, match="not one of yours"):
         selection.checked(ctx, str(Path(folder).parent / "elsewhere"), names_of(KINDS[0]))
+    for no_index in (None, ""):
+        with pytest.raises(ValueError, match="Pick an index"):
+            selection.checked(ctx, no_index, names_of(KINDS[0]))
 
 
 def test_export_writes_a_csv_of_the_selected_paths_locally(mapped):
@@ -177,8 +180,12 @@ def test_hosted_export_is_a_zip_of_the_visitors_own_images(tmp_path, shapes_mode
     with zipfile.ZipFile(path) as z:
         assert sorted(z.namelist()) == names  # names the visitor gave, never a server path
         assert z.read(names[0]) == (photos / KINDS[1] / "0.png").read_bytes()
-    with pytest.raises(PathRefused):
-        map_actions.export_selection(other, folder, names)  # another visitor's index
+    refusals = set()
+    for someone_elses in (folder, folder + "-missing", "/etc", str(tmp_path)):  # said alike, exists or not
+        with pytest.raises(PathRefused) as refused:
+            map_actions.export_selection(other, someone_elses, names)
+        refusals.add(str(refused.value))
+    assert refusals == {"that index is not one of yours; build it in the Search tab"}
 
 
 def test_comparing_two_selections_names_and_shows_the_direction_each_way(mapped, monkeypatch, tmp_path):

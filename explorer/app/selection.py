@@ -48,7 +48,9 @@ def checked(ctx: AppContext, index_folder: str | None, names, what: str = "Selec
     one this session may use (PathRefused otherwise), `names` is a list of at most as many names as the
     index holds, each a text of at most MAX_NAME_CHARS that the index stores an embedding for (gate.Refused
     names the first that is not). ValueError when nothing is selected."""
-    index = ctx.open_index(index_folder or "")
+    if not index_folder:
+        raise ValueError("Pick an index on the map, and select images on it, first.")
+    index = ctx.open_index(index_folder)
     if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
         raise gate.Refused(f"{what}: not a list of image names")
     if not names:
