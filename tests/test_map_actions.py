@@ -145,6 +145,14 @@ def test_the_actions_are_wired_onto_the_search_and_teach_tabs(mapped):
     assert teach.uploads in first.outputs and then.fn is teach.run_handler
     assert [c._id for c in then.inputs] == [c._id for c in teach.run_inputs]
     assert place.children and ui.export in _descendants(place)
+    # A refused selection stops the chain there (gr.Error: the search and Teach runs only follow success)
+    query, teach_first = chained(ui.query)[0].fn, chained(ui.teach_run)[0].fn
+    with pytest.raises(gr.Error, match="not an image of this index"):
+        query(folder, ["../../etc/passwd"], None)
+    switched, _ = query(folder, names_of(KINDS[0]), None)
+    assert switched.selected == "search"
+    with pytest.raises(gr.Error, match="at least two classes"):
+        teach_first([], None)
 
 
 def _descendants(block) -> list:
