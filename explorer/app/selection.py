@@ -55,7 +55,9 @@ def checked(ctx: AppContext, index_folder: str | None, names, what: str = "Selec
         raise gate.Refused(f"{what}: not a list of image names")
     if not names:
         raise ValueError(f"{what}: nothing is selected; select images on the map first.")
-    gate.check_count(what, len(names), max(index.count, 1), "max_texts", "names")
+    if len(names) > index.count:
+        raise gate.Refused(f"{what}: {len(names):,} names, more than the {index.count:,} images of this "
+                           "index")
     unique = list(dict.fromkeys(names))
     stored = []
     for name in unique:
@@ -153,7 +155,7 @@ def add_class(classes: list[TaughtClass] | None, name: str, selection: Selection
     name = class_name(name)
     classes = [TaughtClass(c.name, c.index, list(c.names)) for c in classes or []]
     for taught in classes:
-        if taught.name.casefold() == name.casefold():
+        if class_folder(taught.name).casefold() == class_folder(name).casefold():
             if taught.index != selection.folder:
                 raise ValueError(f"Class {name!r} holds images of another index; name this one differently.")
             taught.names = list(dict.fromkeys(taught.names + selection.names))
@@ -176,8 +178,13 @@ def classes_zip(ctx: AppContext, classes: list[TaughtClass]) -> Path:
     entries = []
     for taught in classes:
         selection = checked(ctx, taught.index, taught.names, f"Class {taught.name!r}")
-        folder = class_folder(class_name(taught.name))
-        entries += [(f"classes/{folder}/{_flat(name)}", path) for name, path in files(selection)]
+        folder, used = class_folder(class_name(taught.name)), set()
+        for name, path in files(selection):
+            flat = _flat(name)
+            while flat in used:  # a/b__c.png and a__b/c.png
+                flat = "_" + flat
+            used.add(flat)
+            entries.append((f"classes/{folder}/{flat}", path))
     target = ctx.downloads("teach-classes") / "classes.zip"
     write_zip(ctx, target, entries)
     return target
