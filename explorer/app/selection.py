@@ -22,6 +22,8 @@ from explorer.embed.vectors import normalize
 from explorer.index.image_index import ImageIndex, combine_vectors
 from explorer.inputs import gate
 from explorer.inputs.roots import PathRefused, inside_roots
+from explorer.science.concepts import compare_selections
+from explorer.science.vocabulary import Vocabulary, load_vocabulary, word_vectors
 
 from .context import AppContext
 
@@ -209,16 +211,13 @@ class Compared:
     length: float          # |mean(B) - mean(A)|: how far apart the two selections' means are
 
 
-def compare(ctx: AppContext, a: Selection, b: Selection, k: int = 10, vocabulary=None,
+def compare(ctx: AppContext, a: Selection, b: Selection, k: int = 10, vocabulary: Vocabulary | None = None,
             cache_dir=None, progress=None, words_k: int | None = None) -> Compared:
     """The direction from A's images to B's (both checked selections of one index made by the loaded
     model), named by the words of `vocabulary` (None: the shipped one; its vectors through the model's
     text encoder, kept on disk in `cache_dir` as vocabulary.word_vectors keeps them) and shown by the
     index's k images furthest each way (past the midpoint of A's and B's means along the direction: on
     that side). Only stored image embeddings are used: no image is encoded."""
-    from explorer.science.concepts import compare_selections
-    from explorer.science.vocabulary import load_vocabulary, word_vectors
-
     if a.folder != b.folder:
         raise ValueError("A and B were selected in different indexes; select both in one.")
     model = ctx.model()
