@@ -115,7 +115,7 @@ def compare_html(found, count_a: int, count_b: int) -> str:
         return ", ".join(listed) or "<span class='explorer-muted'>none</span>"
 
     return (f"<div id='map-compare-words'><p>From A ({count_a:,} images) to B ({count_b:,} images); their "
-            f"mean embeddings lie {found.length:.3f} apart. The words along the way each way:</p>"
+            f"mean embeddings lie {found.length:.3f} apart. The words furthest along the direction:</p>"
             f"<p><b>Towards B</b>: {words(found.words_b)}</p><p><b>Towards A</b>: {words(found.words_a)}</p>"
             "</div>")
 
