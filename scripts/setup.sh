@@ -26,6 +26,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ] && [ "$(cat "$dev_stamp" 2>/de
   "$venv/bin/python" -m pip install -q -r "$requirements"
   # The dependencies are all in place: install the package itself without resolving them again.
   PYTHONWARNINGS=ignore "$venv/bin/python" -m pip install -q --no-deps -e .
+  # The tests' reference reader of the map's Parquet file, without the extras it would pull (see the file).
+  if [ $dev = 1 ]; then "$venv/bin/python" -m pip install -q --no-deps -r requirements-atlas.txt; fi
   echo "$wanted" > "$stamp"
 fi
 

@@ -58,6 +58,17 @@ def test_hdbscan_recovers_classes_without_k(folder):
     assert (noisy[-30:] == -1).any()
 
 
+def test_hdbscan_fits_a_sample_of_a_large_folder(folder, monkeypatch):
+    """Above HDBSCAN_SAMPLE points HDBSCAN fits a seeded sample; the others take their nearest sampled
+    point's label (here: 72 of 120 points fitted, min_cluster_size scaled to the sample)."""
+    embeddings, _, _, classes = folder
+    monkeypatch.setattr(concepts, "HDBSCAN_SAMPLE", 72)
+    labels = concepts.cluster(embeddings, "hdbscan", min_cluster_size=4)
+    assert labels.shape == (120,)
+    assert adjusted_rand_score(classes, labels) >= ARI_FLOOR
+    np.testing.assert_array_equal(concepts.cluster(embeddings, "hdbscan", min_cluster_size=4), labels)
+
+
 def test_cluster_edge_cases(folder):
     embeddings = folder[0]
     assert concepts.cluster(embeddings[:0], "kmeans").shape == (0,)
