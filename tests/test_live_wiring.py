@@ -25,7 +25,11 @@ LIVE_EDITS = {
     "pl-templates": ("evaluate_prompts", None), "pl-labels": ("evaluate_prompts", None),
     "pl-weighting": ("evaluate_prompts", None), "pl-zpe-select": ("evaluate_prompts", None),
     "pl-single-row": ("evaluate_prompts", None),
+    "map-index": ("map", "map-run"), "map-method": ("map", "map-run"),
 }
+# The Map tab's colour-by controls: each edit is a call of the public /map_colours endpoint itself.
+MAP_COLOUR_EDITS = ("map-colour-by", "map-labels", "map-templates", "map-none", "map-k", "map-cluster-method",
+                    "map-query")
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +56,19 @@ def test_an_edit_runs_its_tabs_handler_live_as_a_counted_job(app, elem_id):
         assert event is endpoint and any(t == (ids[button], "click") for t in event.targets)
     else:
         assert event.api_visibility == "private"
+
+
+def test_every_map_colour_edit_recolours_live_through_its_endpoint(app):
+    ids = _ids(app)
+    [endpoint] = [f for f in app.fns.values() if f.api_name == "map_colours"]
+    for elem_id in MAP_COLOUR_EDITS:
+        assert (ids[elem_id], "input") in endpoint.targets, elem_id
+    assert (ids["map-classifier"], "upload") in endpoint.targets
+    assert endpoint.trigger_mode == "always_last" and endpoint.show_progress == LIVE["show_progress"]
+    assert endpoint.validator is not None and endpoint.api_visibility == "public"   # a counted job
+    # the colours are drawn in the page: the patch box's change runs only JavaScript
+    [patch] = [f for f in app.fns.values() if (ids["map-colour-patch"], "change") in f.targets]
+    assert patch.fn is None and "explorerMap" in patch.js
 
 
 def test_a_pick_in_a_fixed_dropdown_runs_once_a_typed_value_still_runs(app):

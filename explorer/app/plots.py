@@ -342,3 +342,112 @@ def fewshot_shots_curve(shots: list[int], mean: dict, std: dict, seeds: int) -> 
     fig.update_yaxes(range=[0, 1.05], tickformat=".0%", title_text="top-1 on the held-out images")
     fig.update_layout(height=360, margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.25))
     return titled(fig, "Shots curve", [f"mean ± std over {seeds} seed(s) of the shots"])
+
+
+# ---- the folder map (Map tab: explorer/app/ui/map_tab.py) ------------------------------------------------
+# Category colours: plotly's Plotly (10) then Alphabet (26) sequences; more categories cycle through them.
+MAP_PALETTE = ("#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A", "#19D3F3", "#FF6692", "#B6E880",
+               "#FF97FF", "#FECB52", "#AA0DFE", "#3283FE", "#85660D", "#782AB6", "#565656", "#1C8356",
+               "#16FF32", "#F7E1A0", "#E2E2E2", "#1CBE4F", "#C4451C", "#DEA0FD", "#FE00FA", "#325A9B",
+               "#FEAF16", "#F8A19F", "#90AD1C", "#F6222E", "#1CFFCE", "#2ED9FF", "#B10DA1", "#C075A6")
+MAP_NONE = "#BBBBBB"          # a point of no category ("none of these", HDBSCAN's noise)
+MAP_DENSITY_AT = 5_000        # from this many points a density underlay is drawn and the markers shrink
+MAP_HOVER_TEXT_AT = 20_000    # up to this many points each carries its name for plotly's hover label
+MAP_LEGEND_MAX = 40           # categories named in the legend (the rest: "… N more")
+MAP_SCORE_SCALE = "Viridis"
+
+
+def map_point_colours(values, kind: str = "category", categories: int | None = None) -> dict:
+    """The marker colours of the map's points, as assets/map.js sets them in place: `kind` "category"
+    (values: a category number per point, -1 for none; `categories`: how many there are) -> the numbers
+    (small integers: a few bytes a point) over a stepped colour scale of MAP_PALETTE, none in MAP_NONE;
+    "score" (values: a number per point) -> the numbers over MAP_SCORE_SCALE, with its colour bar."""
+    if kind == "score":
+        scores = np.round(np.asarray(values, dtype=np.float32), 4)
+        return {"color": scores, "colorscale": MAP_SCORE_SCALE, "showscale": True, "cmin": None, "cmax": None}
+    numbers = np.asarray(values, dtype=np.int64)
+    count = int(categories if categories is not None else (numbers.max() + 1 if numbers.size else 0))
+    count = max(count, 1)
+    shown = np.where(numbers < 0, count, numbers).astype(np.int16 if count < 32_000 else np.int32)
+    bands = [MAP_PALETTE[i % len(MAP_PALETTE)] for i in range(count)] + [MAP_NONE]
+    scale = [[edge, colour] for i, colour in enumerate(bands)
+             for edge in (i / len(bands), (i + 1) / len(bands))]
+    return {"color": shown, "colorscale": scale, "showscale": False, "cmin": -0.5, "cmax": count + 0.5}
+
+
+def map_counts(codes, categories: int) -> list[int]:
+    """Points per category (codes: a category number per point, -1 for none), then the count of none."""
+    codes = np.asarray(codes, dtype=np.int64)
+    return np.bincount(np.where(codes < 0, categories, codes), minlength=categories + 1).tolist()
+
+
+def map_legend(categories: list[str], counts: list[int] | None = None, none: str = "none") -> list[dict]:
+    """[{"name", "color"}] of the first MAP_LEGEND_MAX categories (with their counts: map_counts, whose
+    last is the points of no category, named `none` when there are any), then one for the rest: the
+    map's legend, drawn as empty traces after the points."""
+    shown = []
+    for i, name in enumerate(categories[:MAP_LEGEND_MAX]):
+        count = f" ({counts[i]:,})" if counts is not None and i < len(counts) else ""
+        shown.append({"name": _short(str(name), 32) + count, "color": MAP_PALETTE[i % len(MAP_PALETTE)]})
+    if len(categories) > MAP_LEGEND_MAX:
+        shown.append({"name": f"… {len(categories) - MAP_LEGEND_MAX:,} more", "color": MAP_NONE})
+    if counts is not None and len(counts) > len(categories) and counts[len(categories)]:
+        shown.append({"name": f"{none} ({counts[len(categories)]:,})", "color": MAP_NONE})
+    return shown
+
+
+def map_figure(xy: np.ndarray, names: list[str], colours: dict, legend: list[dict], *, method: str,
+               seq: int = 0, title: str = "", details=()) -> go.Figure:
+    """The folder map: one WebGL trace of every point (row i is the index's image names[i]; the page
+    reads a hovered or selected point's number as its pointIndex), coloured by `colours`
+    (map_point_colours), the `legend` as empty traces after it, and from MAP_DENSITY_AT points a density
+    underlay (contours of point counts) with smaller markers. `seq` numbers this drawing: the page
+    sends it back with a point, so an answer for a map no longer shown is told apart."""
+    xy = np.asarray(xy, dtype=np.float32).reshape(-1, 2)
+    many = len(xy) >= MAP_DENSITY_AT
+    fig = go.Figure()
+    marker = dict(size=3 if many else 7, opacity=0.6 if many else 0.85, line=dict(width=0), **colours)
+    hover = dict(text=list(names), hovertemplate="%{text}<extra></extra>") \
+        if len(xy) <= MAP_HOVER_TEXT_AT else dict(hoverinfo="none")
+    fig.add_trace(go.Scattergl(x=np.round(xy[:, 0], 4), y=np.round(xy[:, 1], 4), mode="markers",
+                               name="images", marker=marker, showlegend=False, meta="map-points",
+                               unselected=dict(marker=dict(opacity=0.3)), **hover))
+    if many:
+        fig.add_trace(_density(xy))
+    for entry in legend:
+        fig.add_trace(go.Scattergl(x=[None], y=[None], mode="markers", name=entry["name"],
+                                   marker=dict(color=entry["color"], size=9), meta="map-legend",
+                                   hoverinfo="skip"))
+    label = {"pca": "PCA", "umap": "UMAP"}.get(method, method.upper())
+    fig.update_xaxes(title_text=f"{label} 1", showticklabels=False, zeroline=False)
+    fig.update_yaxes(title_text=f"{label} 2", showticklabels=False, zeroline=False, scaleanchor="x")
+    fig.update_layout(height=640, margin=dict(l=10, r=10, b=10), dragmode="lasso", meta={"seq": int(seq)},
+                      legend=dict(orientation="v", x=1.02, y=1, itemsizing="constant"),
+                      uirevision=f"map-{seq}", modebar_add=["select2d", "lasso2d"])
+    return titled(fig, title or f"{label} map of {len(xy):,} images", details)
+
+
+MAP_DENSITY_BINS = 64
+
+
+def _density(xy: np.ndarray) -> go.Contour:
+    """Contour lines of the points' counts on a MAP_DENSITY_BINS grid (a few KB, whatever the points)."""
+    counts, xs, ys = np.histogram2d(xy[:, 0], xy[:, 1], bins=MAP_DENSITY_BINS)
+    return go.Contour(z=counts.T, x=(xs[:-1] + xs[1:]) / 2, y=(ys[:-1] + ys[1:]) / 2, colorscale="Greys",
+                      showscale=False, contours=dict(coloring="lines"), line=dict(width=1), opacity=0.55,
+                      hoverinfo="skip", ncontours=12, name="density", meta="map-density", showlegend=False)
+
+
+def map_rows(layout_names: list[str], xy: np.ndarray, names: list[str]) -> np.ndarray:
+    """The layout's coordinates (rows following `layout_names`) in the order of `names`: [len(names), 2],
+    NaN (not drawn) for a name the layout lacks."""
+    xy = np.asarray(xy, dtype=np.float32).reshape(-1, 2)
+    if list(layout_names) == list(names):
+        return xy
+    row = {name: i for i, name in enumerate(layout_names)}
+    out = np.full((len(names), 2), np.nan, dtype=np.float32)
+    found = [(i, row[n]) for i, n in enumerate(names) if n in row]
+    if found:
+        mine, theirs = map(list, zip(*found))
+        out[mine] = xy[theirs]
+    return out

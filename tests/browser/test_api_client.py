@@ -43,6 +43,10 @@ ENDPOINTS = {
     "/fewshot_apply": ["method", "files", "index", "auto", "threshold"],
     "/fewshot_download": ["method"],
     "/load_model": ["model_name", "tag"],
+    "/map": ["folder", "method", "by", "labels", "templates", "none_below", "classifier", "k",
+             "cluster_method", "query"],
+    "/map_colours": ["by", "labels", "templates", "none_below", "classifier", "k", "cluster_method", "query"],
+    "/map_lists": ["templates"],
 }
 
 
@@ -168,3 +172,33 @@ def test_load_model(app_url, data, shapes_model_dir):
     status = client(app_url, data).predict(model_name=f"local-dir:{shapes_model_dir}", tag="",
                                            api_name="/load_model")
     assert status.startswith("**Model:** Loaded local-dir:")
+
+
+def test_build_index_then_map_recolour_and_lists(app_url, data):
+    """The Map tab's endpoints: a PCA map of the session's index, coloured by zero-shot labels, the
+    colours again for other labels (a patch: the points' colours in the index's order), the lists."""
+    import json
+
+    import plotly.io
+
+    api = client(app_url, data)
+    api.predict(choice=UPLOAD, typed="", files=[handle_file(str(data["zip"]))], folder_files=None,
+                api_name="/build_index")
+    labels = ", ".join(caption(*c) for c in CLASSES[:4])
+    out = api.predict(folder=None, method="pca", by="zeroshot", labels=labels, templates=SINGLE,
+                      classifier=None, api_name="/map")
+    figure = plotly.io.from_json(out[0]["plot"])
+    points = next(t for t in figure.data if t.meta == "map-points")
+    assert len(points.text) == 24 and "PCA map of 24 images" in out[1]
+    legend = [t.name for t in figure.data if t.meta == "map-legend"]
+    assert [n.rsplit(" (", 1)[0] for n in legend] == [caption(*c) for c in CLASSES[:4]]
+    assert all(n.endswith("(6)") for n in legend), legend               # each label its folder's six
+    patch, note = api.predict(by="query", templates=SINGLE, classifier=None, query="a red circle",
+                              api_name="/map_colours")[:2]
+    colours = json.loads(patch)["marker"]["color"]
+    best = max(range(24), key=colours.__getitem__)
+    assert points.text[best].startswith(f"shapes/{CLASSES[0][0]}_{CLASSES[0][1]}") or \
+        points.text[best].startswith("shapes/a_red_circle/"), points.text[best]
+    assert "cosine with the query" in note
+    lists = api.predict(templates=SINGLE, api_name="/map_lists")   # the HTML (the state is not sent)
+    assert "Outliers" in lists and "data-map-point" in lists

@@ -18,11 +18,13 @@ from tests.hostile.attack import (
     LABELS,
     SINGLE,
     UPLOAD,
+    Answer,
     Api,
     classify,
     client,
     quick_classify_seconds,
     shape_png,
+    timed,
     top_labels,
     zipped,
 )
@@ -45,6 +47,10 @@ CONTEXT = {
              "templates": SINGLE, "method": "PCA (instant)"},
     "/patch_map": {"method_name": "tokens", "alpha": 0.5},
     "/load_model": {},
+    # the Map tab: a PCA map (no UMAP job per call) of the session's index, its labels read by zero-shot
+    "/map": {"method": "pca", "by": "zeroshot", "labels": LABELS, "templates": SINGLE},
+    "/map_colours": {"by": "zeroshot", "labels": LABELS, "templates": SINGLE},
+    "/map_lists": {"templates": SINGLE},
 }
 # Per text box, what else makes the app read it.
 READS = {
@@ -52,6 +58,8 @@ READS = {
     ("/evaluate_prompts", "desc_text"): {"use": "Descriptions"},
     ("/build_index", "typed"): {"choice": "A folder on this computer"},
     ("/gap", "folder"): {"source": "Folder on this machine"},
+    ("/map", "query"): {"by": "query"},
+    ("/map_colours", "query"): {"by": "query"},
 }
 TEXT_COMPONENTS = ("Textbox", "Textarea")
 
@@ -236,3 +244,86 @@ def test_huge_label_boxes_are_answered_quickly_and_do_not_hold_others(server, pi
         assert top_labels(
             answer.first) or "explorer-error" in answer.first or "limit" in answer.first, answer.first[:500]
     assert times and worst < 5 * max(alone, 0.2), f"the neighbour waited {worst:.2f} s (alone {alone:.2f} s)"
+
+
+# --- the Map tab: its index choice and the page's hidden channels (hover, selection) ----------------------
+
+def _map_seq(answer) -> int:
+    """The seq of the map an answer of /map drew (its figure's layout.meta), which the page sends back."""
+    figure = json.loads(answer.data[0]["plot"])
+    return int(figure["layout"]["meta"]["seq"])
+
+
+def _channel(api: Api, elem_id: str) -> tuple[int, int, int]:
+    """(fn_index, the box's place among its inputs, how many) of the private event fed by the hidden text
+    box `elem_id` (map.js writes it)."""
+    config = api.http.get(api.url + "config").json()
+    [box] = [c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == elem_id]
+    [dep] = [d for d in config["dependencies"] if box in d["inputs"] and d.get("targets")
+             and [box, "change"] in [list(t) for t in d["targets"]]]
+    return dep["id"], dep["inputs"].index(box), len(dep["inputs"])
+
+
+def _send(api: Api, channel: tuple[int, int, int], value: str) -> Answer:
+    """The channel's event as the page sends it: null for the session's states, and the text."""
+    fn_index, place, count = channel
+    data = [value if i == place else None for i in range(count)]
+    joined = api.http.post(api.url + "gradio_api/queue/join",
+                           json={"data": data, "fn_index": fn_index, "session_hash": api.session,
+                                 "event_data": None, "trigger_id": None})
+    if joined.status_code != 200:
+        return Answer("refused", joined.text, 0.0, joined.text)
+    event_id = joined.json()["event_id"]
+    with api.http.stream("GET", api.url + f"gradio_api/queue/data?session_hash={api.session}") as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data:"):
+                msg = json.loads(line[5:])
+                if msg.get("msg") == "process_completed" and msg.get("event_id") == event_id:
+                    output = msg.get("output") or {}
+                    ok = msg.get("success")
+                    return Answer("complete" if ok else "error", output.get("data" if ok else "error"), 0.0,
+                                  line)
+    return Answer("none", None, 0.0)
+
+
+def test_the_map_takes_only_the_sessions_own_index_and_points(server, prepared, secret_files):
+    """/map refuses another session's index in the same words as a path that names nothing; the hover and
+    selection channels read only numbers of the session's own map, bounded, never a path."""
+    api, _ = prepared
+    mine = api.call("map", None, "pca", "folder", "", SINGLE, 0, None, 8, "kmeans", "")
+    assert mine.event == "complete", mine.text[:500]
+    seq = _map_seq(mine)
+
+    other = Api(server.url)
+    photo = other.upload(("o.png", shape_png("green", "triangle")))
+    other_built = other.call("build_index", UPLOAD, "", photo, None)
+    assert other_built.event == "complete", other_built.text[:300]
+    theirs = other.call("map", None, "pca", "folder", "", SINGLE, 0, None, 8, "kmeans", "")
+    their_folder = theirs.data[-1]["value"]          # the index choice names its folder to its own session
+    other.close()
+    answers = {}
+    for kind, folder in (("theirs", their_folder), ("missing", their_folder + "-gone"),
+                         ("passwd", secret_files["passwd"]), ("secret", secret_files["folder"])):
+        got = api.call("map", folder, "pca", "folder", "", SINGLE, 0, None, 8, "kmeans", "")
+        leaked = SECRET in got.raw or PASSWD in got.raw or "o.png" in got.raw
+        assert not leaked, (kind, got.raw[:300])
+        answers[kind] = normalised(got.text, folder)
+    assert "not one of yours" in answers["theirs"] or "refused before it was queued" in answers["theirs"]
+    assert len(set(answers.values())) == 1, answers         # the same words, whatever the folder names
+
+    hover, select = _channel(api, "map-hover-id"), _channel(api, "map-selection-ids")
+    shown = _send(api, hover, f"{seq}:0")
+    assert shown.event == "complete" and "thumb.webp" in json.dumps(shown.data), shown.text[:300]
+    for value in (secret_files["passwd"], f"{seq}:../../etc/passwd", f"{seq}:" + "9" * 40, f"{seq + 1}:0",
+                  f"{seq}:0,{secret_files['exists']}"):
+        got = _send(api, hover, value)
+        assert got.event == "complete", (value, got.raw[:300])
+        assert SECRET not in got.raw and PASSWD not in got.raw, (value, got.raw[:300])
+        assert "thumb.webp" not in json.dumps(got.data), value         # no point: nothing shown
+    many = f"{seq}|999999999|" + ",".join(["0"] * 30_000)              # 60 KB of one point, within the limit
+    got, seconds = timed(_send, api, select, many)
+    assert got.event == "complete" and seconds < 10, got.text[:300]
+    points = len(json.loads(mine.data[0]["plot"])["data"][0]["text"])
+    assert f"{points} images selected (the first 1 are kept)" in got.text, got.text[:300]   # as the map has
+    too_big = _send(api, select, f"{seq}|1|" + "0," * 40_000)          # 80 KB: over max_text_kb (64)
+    assert too_big.event == "error" and "MAX_TEXT_KB" in json.dumps(too_big.data), too_big.text[:300]

@@ -23,6 +23,7 @@ from . import (
     gate_events,
     heatmaps_tab,
     map_actions,
+    map_tab,
     model_panel,
     prompt_lab_tab,
     search_tab,
@@ -35,8 +36,9 @@ CSS_PATH = ASSETS / "style.css"
 HOVER_JS = ASSETS / "hover_preview.js"
 SELECT_JS = ASSETS / "gap_select.js"
 CAPTION_JS = ASSETS / "caption_titles.js"
+MAP_JS = ASSETS / "map.js"
 TABS = (("Zero-shot classification", "classify", classify_tab), ("Prompt lab", "prompts", prompt_lab_tab),
-        ("Search", "search", search_tab), ("Heatmaps", "heatmaps", heatmaps_tab),
+        ("Search", "search", search_tab), ("Map", "map", map_tab), ("Heatmaps", "heatmaps", heatmaps_tab),
         ("Modality gap", "gap", gap_tab), ("Teach by example", "teach", teach_tab))
 # Views that are not tabs, drawn under a tab and wired onto the components its build returns.
 PANELS = {prompt_lab_tab: calibration_view.build}
@@ -47,14 +49,15 @@ RULE_FOLLOWERS = {"hm-view": heatmaps_tab.view_update}
 # (see on_gpu); another trigger of the same function (Enter in a text box) is wrapped with it. Short
 # asks wait less in ZeroGPU's queue, and a visitor's daily quota is minutes (2 without an account).
 GPU_EVENTS = {"classify": 30, "evaluate_prompts": 60, "build_index": 90, "search": 15, "similarity": 30,
-              "patch_map": 15, "gap": 60, "fewshot": 60, "fewshot_apply": 30}
+              "patch_map": 15, "gap": 60, "fewshot": 60, "fewshot_apply": 30, "map": 30, "map_colours": 30,
+              "map_lists": 60, "map_words": 60, "map_compare": 60}
 CACHE_SWEEP_SECONDS = 600  # hosted: how often gradio's cache is swept of files older than a session's TTL
 EXAMPLE_SECONDS = 60  # a one-click example that runs another function than its tab's event (8 photos)
 # The API: the endpoints docs/api.md ("Use it from Python (gradio_client)") documents. Every other event is
 # the page's own wiring and is private (gate_events.install; still gated, not listed nor offered to clients).
 API_ENDPOINTS = ("classify", "evaluate_prompts", "build_index", "cancel_build", "search", "more_like_this",
                  "duplicates", "open_index", "similarity", "patch_map", "gap", "fewshot", "fewshot_apply",
-                 "fewshot_download", "load_model")
+                 "fewshot_download", "load_model", "map", "map_colours", "map_lists")
 QUEUE_SIZE = 256  # hosted: events that may wait in gradio's queue at once (then "Queue is full")
 
 
@@ -248,4 +251,4 @@ def launch_options(settings: Settings) -> dict:
         run_history=False,
         theme=gr.themes.Soft(primary_hue="indigo"), css_paths=[CSS_PATH],
         head="".join(f"<script>{js.read_text(encoding='utf-8')}</script>"
-                     for js in (HOVER_JS, SELECT_JS, CAPTION_JS)))
+                     for js in (HOVER_JS, SELECT_JS, CAPTION_JS, MAP_JS)))

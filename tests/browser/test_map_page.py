@@ -1,0 +1,174 @@
+"""Drive the Map tab in headless Chromium (issue 26): an index's map drawn, a hovered point's thumbnail,
+a box selection filling the gallery, a label typed recolouring the map in place with the images deleted
+from disk (so nothing could have read or encoded one: only the stored embeddings and the typed labels
+are used), and a UMAP layout running in the background until it replaces the PCA map. Saves the README's
+picture of the tab, assets/screenshots/map.png (1280 px wide, as tests/browser/test_readme_screenshots.py
+takes the others)."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests import shapes
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOT = ROOT / "assets" / "screenshots" / "map.png"
+FOUR = [("red", "circle"), ("blue", "square"), ("green", "triangle"), ("yellow", "cross")]
+LABELS = "red circle, blue square, green triangle, yellow cross"
+
+# Page coordinates of the map's points (the trace plots.map_figure marks "map-points"), with their names.
+POINTS = """() => {
+  const plot = document.querySelector('#map-plot .js-plotly-plot');
+  const xa = plot._fullLayout.xaxis, ya = plot._fullLayout.yaxis, box = plot.getBoundingClientRect();
+  const t = plot._fullData.find((d) => d.meta === 'map-points');
+  return Array.from(t.x, (x, i) => ({x: box.left + xa._offset + xa.l2p(x),
+                                     y: box.top + ya._offset + ya.l2p(t.y[i]), name: t.text[i]}));
+}"""
+CAPTION_HAS = "(document.querySelector('#map-hover-caption')?.innerText || '').includes({})"
+COUNT_IS = "document.querySelector('#map-selection-count')?.innerText === '{}'"
+AREA = """() => {
+  const plot = document.querySelector('#map-plot .js-plotly-plot');
+  const xa = plot._fullLayout.xaxis, ya = plot._fullLayout.yaxis, box = plot.getBoundingClientRect();
+  return {right: box.left + xa._offset + xa._length, bottom: box.top + ya._offset + ya._length};
+}"""
+LEGEND = """() => document.querySelector('#map-plot .js-plotly-plot')._fullData
+  .filter((d) => d.meta === 'map-legend').map((d) => d.name)"""
+UMAP_SHOWN = "document.querySelector('#map-note').innerText.includes('UMAP map of 12 images')"
+COLOURS = """() => Array.from(document.querySelector('#map-plot .js-plotly-plot')._fullData
+  .find((d) => d.meta === 'map-points').marker.color)"""
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("map-page") / "photos"
+    shapes.make_labelled_folder(root, FOUR, 4, size=64, seed=9)   # 16 images in 4 class folders
+    return root
+
+
+def _index(page, folder: Path) -> None:
+    page.get_by_role("tab", name="Search").click()
+    page.locator("#search-folder textarea, #search-folder input").first.fill(str(folder))
+    page.click("#search-build")
+    page.wait_for_selector("#search-report .search-counts", timeout=120_000)
+    page.get_by_role("tab", name="Map", exact=True).click()
+    page.wait_for_selector("#map-run", timeout=30_000)
+
+
+def _legend_has(page, text: str) -> None:
+    page.wait_for_function(f"({LEGEND})().some((n) => n.includes({text!r}))", timeout=60_000)
+
+
+def _drag_box(page, points) -> None:
+    """A box select (the map's Box Select tool chosen) around `points`, dragged with the mouse."""
+    xs, ys = [p["x"] for p in points], [p["y"] for p in points]
+    left, right, top, bottom = min(xs) - 8, max(xs) + 8, min(ys) - 8, max(ys) + 8
+    page.mouse.move(left, top)
+    page.mouse.down()
+    page.mouse.move((left + right) / 2, (top + bottom) / 2, steps=5)
+    page.mouse.move(right, bottom, steps=5)
+    page.mouse.up()
+
+
+def test_map_hover_select_and_recolour_in_place_with_the_images_gone(page, folder):
+    _index(page, folder)
+    page.locator("#map-method").get_by_label("PCA (instant)").check()   # an edit: draws the map live
+    page.wait_for_selector("#map-plot .js-plotly-plot", timeout=60_000)
+    page.wait_for_function("document.querySelector('#map-note').innerText.includes('PCA map of 16 images')",
+                           timeout=60_000)
+    points = page.evaluate(POINTS)
+    assert len(points) == 16 and {p["name"].split("/")[0] for p in points} == {
+        f"a_{c}_{s}" for c, s in FOUR}
+    _legend_has(page, "a_red_circle (4)")                  # coloured by folder to begin with
+
+    # Hover a point: its thumbnail and name beside the map
+    page.locator("#map-plot").scroll_into_view_if_needed()
+    points = page.evaluate(POINTS)
+    target = points[5]
+    page.mouse.move(target["x"] - 20, target["y"] - 20)
+    page.mouse.move(target["x"], target["y"], steps=4)
+    caption = page.locator("#map-hover-caption")
+    page.wait_for_function(f"document.querySelector('#map-hover-caption').innerText.includes({target['name']!r})",
+                           timeout=30_000)
+    assert "folder:" in caption.inner_text()
+    page.wait_for_selector("#map-hover-image img[src*='thumb.webp']", timeout=30_000)
+
+    # Box-select every point: the gallery shows them, and H6's actions get their names
+    plot = page.locator("#map-plot .js-plotly-plot")
+    plot.hover()
+    plot.locator('.modebar-btn[data-title="Box Select"]').click()
+    points = page.evaluate(POINTS)
+    _drag_box(page, points)
+    count = page.locator("#map-selection-count")
+    count.wait_for(timeout=30_000)
+    assert count.inner_text() == "16 images selected"
+    page.wait_for_function("document.querySelectorAll('#map-selection-gallery img').length === 16",
+                           timeout=30_000)
+    # double-click clears it; then the red circles alone (one group on the map): their images, and the
+    # words that tell them apart
+    corner = page.evaluate(AREA)
+    page.mouse.dblclick(corner["right"] - 6, corner["bottom"] - 6)
+    page.wait_for_function("document.querySelector('#map-selection').innerText.includes('Lasso')",
+                           timeout=30_000)
+    _drag_box(page, [p for p in page.evaluate(POINTS) if p["name"].startswith("a_red_circle/")])
+    page.wait_for_function(COUNT_IS.format("4 images selected"), timeout=30_000)
+    page.wait_for_function("document.querySelectorAll('#map-selection-gallery img').length === 4",
+                           timeout=30_000)
+    captions = page.locator("#map-selection-gallery").inner_text()
+    assert captions.count("a_red_circ") == 4, captions
+    page.wait_for_selector("#map-selection-words .map-word", timeout=120_000)   # the vocabulary, once
+
+    # The lists: each item, clicked, shows its image beside the map with its evidence
+    page.locator("#map-lists-acc").click()
+    page.click("#map-lists-run")
+    page.wait_for_selector("#map-lists .map-list-item", timeout=60_000)
+    item = page.locator("#map-lists .map-list-item").first
+    name = item.inner_text()
+    evidence = item.locator("xpath=..").locator(".explorer-muted").inner_text()
+    item.click()
+    page.wait_for_function(CAPTION_HAS.format(repr(name)), timeout=30_000)
+    assert evidence in page.locator("#map-hover-caption").inner_text()
+
+    # The images leave the disk; typing labels still recolours the map, in place (the same plot element)
+    shutil.rmtree(folder)
+    page.evaluate("document.querySelector('#map-plot .js-plotly-plot').dataset.mark = 'drawn-once'")
+    before = page.evaluate(COLOURS)
+    page.locator("#map-colour-by").get_by_label("Zero-shot labels").check()
+    page.locator("#map-labels textarea").press_sequentially(LABELS)
+    _legend_has(page, "yellow cross")
+    assert page.evaluate("document.querySelector('#map-plot .js-plotly-plot').dataset.mark") == "drawn-once"
+    after = page.evaluate(COLOURS)
+    assert after != before and len(after) == 16
+    by_folder = {}
+    for point, colour in zip(page.evaluate(POINTS), after):
+        by_folder.setdefault(point["name"].split("/")[0], set()).add(colour)
+    assert all(len(colours) == 1 for colours in by_folder.values())          # each folder one label
+    assert len({next(iter(c)) for c in by_folder.values()}) == 4
+    assert "zero-shot" in page.locator("#map-colour-note").inner_text()
+
+    page.set_viewport_size({"width": 1280, "height": 900})   # the README's picture, as the other tabs'
+    page.mouse.move(1, 1)
+    page.wait_for_timeout(800)
+    page.evaluate("window.scrollTo(0, 0)")
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    assert SCREENSHOT.stat().st_size > 20_000
+
+
+def test_umap_replaces_the_pca_map_when_its_job_is_done(page, tmp_path):
+    root = tmp_path / "umap-photos"
+    shapes.make_labelled_folder(root, FOUR, 3, size=48, seed=4)   # 12 images
+    _index(page, root)
+    page.click("#map-run")                     # UMAP is the default layout: PCA at once, UMAP to follow
+    page.wait_for_function("document.querySelector('#map-note').innerText.includes('UMAP layout is being')",
+                           timeout=60_000)
+    assert page.locator("#map-cancel").is_visible()
+    try:
+        page.wait_for_function(UMAP_SHOWN, timeout=240_000)
+    except Exception:
+        pytest.fail(f"no UMAP map: {page.locator('#map-progress').inner_text()!r}, "
+                    f"{page.locator('#map-note').inner_text()!r}")
+    assert not page.locator("#map-cancel").is_visible()
+    assert page.evaluate("document.querySelector('#map-plot .js-plotly-plot')._fullLayout.xaxis.title.text") \
+        == "UMAP 1"
