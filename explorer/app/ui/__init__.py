@@ -22,6 +22,7 @@ from . import (
     gap_tab,
     gate_events,
     heatmaps_tab,
+    map_actions,
     map_tab,
     model_panel,
     prompt_lab_tab,
@@ -49,7 +50,7 @@ RULE_FOLLOWERS = {"hm-view": heatmaps_tab.view_update}
 # asks wait less in ZeroGPU's queue, and a visitor's daily quota is minutes (2 without an account).
 GPU_EVENTS = {"classify": 30, "evaluate_prompts": 60, "build_index": 90, "search": 15, "similarity": 30,
               "patch_map": 15, "gap": 60, "fewshot": 60, "fewshot_apply": 30, "map": 30, "map_colours": 30,
-              "map_lists": 60, "map_words": 60}
+              "map_lists": 60, "map_words": 60, "map_compare": 60}
 CACHE_SWEEP_SECONDS = 600  # hosted: how often gradio's cache is swept of files older than a session's TTL
 EXAMPLE_SECONDS = 60  # a one-click example that runs another function than its tab's event (8 photos)
 # The API: the endpoints docs/api.md ("Use it from Python (gradio_client)") documents. Every other event is
@@ -69,12 +70,14 @@ def build_app(ctx: AppContext) -> gr.Blocks:
     with gr.Blocks(title="CLIP Explorer", delete_cache=sweep) as app:
         gr.Markdown("# CLIP Explorer\nSee what a CLIP model thinks of your images, and why.", elem_id="title")
         loaded = model_panel.build(ctx)
-        with gr.Tabs():
+        built = {}
+        with gr.Tabs() as tabs:
             for title, tab_id, module in TABS:
                 with gr.Tab(title, id=tab_id):
-                    components = module.build(ctx)
+                    built[tab_id] = components = module.build(ctx)
                     if module in PANELS:
                         PANELS[module](ctx, components)
+        wire_map_actions(ctx, built, tabs)
         refreshed = model_panel.clear_stale_messages(ctx, loaded, app)  # replaces "No model is loaded"
         model_panel.follow_rule(ctx, refreshed, app, RULE_FOLLOWERS)  # then the labels that name the rule
         on_gpu(ctx, app)
@@ -94,6 +97,17 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         threading.Thread(target=_keep_within_quota, args=(ctx.workspaces,), daemon=True,
                          name="cache-quota").start()
     return app
+
+
+def wire_map_actions(ctx: AppContext, built: dict, tabs: gr.Tabs):
+    """The Map tab's selection actions (map_actions), drawn in its place for them and wired once every
+    tab is built (they show results in the Search and Teach tabs). `built`: what each tab's build
+    returned, by tab id. None when there is no Map tab."""
+    page = built.get("map")
+    if page is None:
+        return None
+    return map_actions.build(ctx, page.index, page.selection, built.get("search"), built.get("teach"),
+                             tabs, place=page.actions)
 
 
 QUOTA_CHECK_SECONDS = 15  # how often gradio's cache is checked against the shared quota (hosted)

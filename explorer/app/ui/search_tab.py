@@ -34,7 +34,7 @@ import gradio as gr
 from gradio.utils import get_upload_folder
 from PIL import Image
 
-from explorer.app import examples
+from explorer.app import examples, selection
 from explorer.app.context import AppContext
 from explorer.embed.images import Fit, ImageError, load_image, save_picture
 from explorer.index.image_index import ImageIndex
@@ -229,6 +229,16 @@ def more_like(ctx: AppContext, state: SearchState | None, rel: str, k: int, limi
     return _ranked(ctx, index, vector, f"Images like {rel}", k, limit)
 
 
+def search_selection(ctx: AppContext, index_folder: str, names, k: int, limit: float) -> SearchView:
+    """Search the index at `index_folder` (one this session may use) by the images `names` picked in it
+    (the Map tab's selection, each checked against the index: app/selection.py), their stored embeddings
+    combined into one query; nothing is encoded. The index becomes the one this tab searches."""
+    picked = selection.checked(ctx, index_folder, names)
+    count = len(picked.names)
+    about = picked.names[0] if count == 1 else f"{count} images selected on the map"
+    return _ranked(ctx, picked.index, selection.query_vector(picked), f"Images like {about}", k, limit)
+
+
 def open_result(ctx: AppContext, state: SearchState | None, position: int, limit: float) -> ResultView | None:
     """The result shown at `position`, full size (at most FULL_SIDE a side), with its path and score;
     None when there is none. Only a file inside the indexed folder is read, through images.py."""
@@ -329,9 +339,17 @@ class SearchHandles:
     state: gr.State    # SearchState
     opened: gr.State   # OpenedResult
     asked: gr.State    # BuildAsked | None: the build asked for and not yet done
+    # (index folder, names, current state, k, limit, request, event) -> the results' outputs: searches by
+    # a selection made elsewhere (the Map tab wires it; set by _wire_results)
+    by_selection: Callable | None = None
+
+    @property
+    def results(self) -> list:
+        """What a search updates: summary, gallery, table, state, and the viewer (closed)."""
+        return [self.summary, self.gallery, self.table, self.state, self.viewer]
 
 
-def build(ctx: AppContext) -> None:
+def build(ctx: AppContext) -> SearchHandles:
     hosted = ctx.settings.hosted
     state, opened, asked = gr.State(SearchState()), gr.State(OpenedResult()), gr.State(None)
     index_folder = open_button = None
@@ -417,6 +435,7 @@ def build(ctx: AppContext) -> None:
     _wire_build(ui)
     _wire_results(ui)
     _wire_extras(ui)
+    return ui
 
 
 def _shown(view: SearchView):
@@ -516,6 +535,12 @@ def _wire_results(ui: SearchHandles) -> None:
     def on_search(current, text, image, weight, k, limit, request: gr.Request, event: gr.EventData = None):
         return _guarded(lambda cur: search(session_of(ctx, request), cur, text, image, weight, k, limit),
                         from_page(event))(current)
+
+    def on_selection(index_folder, names, current, k, limit, request: gr.Request, event: gr.EventData = None):
+        return _guarded(lambda cur: search_selection(session_of(ctx, request), index_folder, names, k, limit),
+                        from_page(event))(current)
+
+    ui.by_selection = on_selection
 
     def on_threshold(current, limit, request: gr.Request):
         return _shown(results_view(session_of(ctx, request), current, limit))[:3]

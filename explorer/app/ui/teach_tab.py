@@ -224,7 +224,7 @@ def download_classifier(ctx: AppContext, state: TeachRun | None, method: str) ->
 
 
 # ---- the page ---------------------------------------------------------------------------------------
-def build(ctx: AppContext) -> None:
+def build(ctx: AppContext) -> TeachPage:
     gr.Markdown("Teach the model your classes with a few labelled images each: training-free adaptation "
                 "(class prototypes, Tip-Adapter, GDA) scored against zero-shot on a held-out part of your "
                 "images; then sort new images with it, or download it.", elem_id="teach-intro")
@@ -296,6 +296,7 @@ def build(ctx: AppContext) -> None:
                      gr.State(None))
     _wire_run(page)
     _wire_apply(page)
+    return page
 
 
 @dataclass
@@ -329,6 +330,11 @@ class TeachPage:
     none_gallery: gr.Gallery
     state: gr.State             # a TeachRun, or None before the first run
     shown: gr.State             # the method whose confusion and galleries the page shows (None: none)
+    # the run's handler with its inputs and outputs (set by _wire_run): another event may run Teach too
+    # (the Map tab, on classes it put in `uploads`), the same function, so gated and counted alike
+    run_handler: Any = None
+    run_inputs: list = field(default_factory=list)
+    run_outputs: list = field(default_factory=list)
 
 
 def _method_outputs(view: MethodView):
@@ -364,6 +370,7 @@ def _wire_run(ui: TeachPage) -> None:
     outputs = [ui.summary, ui.table, ui.curve, ui.method, ui.state, *method_outputs, ui.shown]
     # Another shot count answers at once from the last run's embeddings and fits; one event with the button.
     live([ui.shots, ui.run.click], on_run, inputs, outputs, concurrency_limit=2, api_name="fewshot")
+    ui.run_handler, ui.run_inputs, ui.run_outputs = on_run, inputs, outputs
     ui.method.input(on_method, [ui.state, ui.method], [*method_outputs, ui.shown], show_progress="hidden")
 
 
