@@ -6,6 +6,8 @@ picture of the tab, assets/screenshots/map.png (1280 px wide, as tests/browser/t
 takes the others)."""
 from __future__ import annotations
 
+import csv
+import io
 import shutil
 from pathlib import Path
 
@@ -118,6 +120,16 @@ def test_map_hover_select_and_recolour_in_place_with_the_images_gone(page, folde
     captions = page.locator("#map-selection-gallery").inner_text()
     assert captions.count("a_red_circ") == 4, captions
     page.wait_for_selector("#map-selection-words .map-word", timeout=120_000)   # the vocabulary, once
+
+    # Export the selection: the CSV the page hands back names exactly the four red circles' files
+    page.click("#map-export")
+    link = page.locator("#map-export-file a[href]").first
+    link.wait_for(timeout=30_000)
+    exported = page.request.get(link.get_attribute("href")).text()
+    header, *rows = csv.reader(io.StringIO(exported))
+    assert header == ["name", "path"]
+    assert sorted(Path(path).resolve() for _, path in rows) == sorted(
+        p.resolve() for p in (folder / "a_red_circle").iterdir())
 
     # The lists: each item, clicked, shows its image beside the map with its evidence
     page.locator("#map-lists-acc").click()
