@@ -103,7 +103,7 @@ def once(tab: str) -> Callable:
 
 
 def open_tab(page, title: str) -> None:
-    page.get_by_role("tab", name=title).click()
+    page.get_by_role("tab", name=title, exact=True).click()  # exact: "Map" is also in "Heatmaps"
 
 
 def shape_files(workdir: Path, n: int, name: str = "drop") -> list[str]:
@@ -217,6 +217,29 @@ def _search_query(page, i, workdir):
                  shows("#search-summary", f'Search by text "{query}"'))
 
 
+# --- Map: the Search tab's 300 images on a PCA map, coloured by three zero-shot labels ----------------------
+
+LEGEND = "#map-plot .js-plotly-plot .legend"  # the map's legend, redrawn by assets/map.js's Plotly.react
+
+
+@once("Map")
+def map_ready(page, workdir):
+    search_ready(page, workdir)  # its folder indexed (once), in the Search tab
+    open_tab(page, "Map")
+    page.locator("#map-method").get_by_label("PCA (instant)").check()  # an edit: draws the last index built
+    page.wait_for_function(shows("#map-note", "PCA map of 300 images"), timeout=120_000)
+    page.locator("#map-colour-by").get_by_label("Zero-shot labels").check()
+    page.locator("#map-labels textarea").press_sequentially(", ".join(LABELS))  # typed: fill sends no edit
+    page.wait_for_function(shows(LEGEND, LABELS[-1]), timeout=60_000)
+
+
+def _map_label(page, i, workdir):
+    """A fourth label typed: the map's points recoloured in place (only the colours sent, map.js's
+    Plotly.react on the plot on screen), timed to its legend naming the new label."""
+    label = f"{FOURTH[(i + 1) % len(FOURTH)]} {i + 2}"
+    return typed("#map-labels textarea", ", ".join(LABELS + [label]), shows(LEGEND, label))
+
+
 # --- Heatmaps: three images x three texts, then a patch map of the first image --------------------------
 
 @once("Heatmaps")
@@ -278,5 +301,6 @@ INTERACTIONS = {
     "heatmap_label": Interaction(heatmaps_ready, _heatmap_label, "#hm-map-run"),
     "gap_shift": Interaction(gap_ready, _gap_shift),
     "teach_shots": Interaction(teach_ready, _teach_shots, "#teach-run"),
+    "map_label": Interaction(map_ready, _map_label),  # live only: the map has no recolour button
 }
 QUICK = ["noop", "classify_label", "gap_shift"]  # (noop_typed is always measured beside noop)

@@ -34,6 +34,8 @@ BENCHES = {
     "bench_ray.py": (["--images", "16", "--batch-size", "8", "--model", SHAPES, "--photos", "{tmp}/photos"],
                      ["local_img_s", "ray_img_s", "ray_over_local", "ray_per_actor_img_s", "ray_startup_s"]),
     "bench_cli_start.py": (["--quick"], ["help_s", "indexes_s", "python_s"]),
+    "bench_map.py": (["--quick"], ["payload_per_point_ratio", "patch_over_figure", "recolour_ms",
+                                   "recolour_over_redraw"]),
 }
 
 
@@ -67,7 +69,14 @@ def check_cli_start(doc: dict) -> None:
     assert doc["help_imports_torch"] is False and doc["indexes_imports_open_clip"] is False
 
 
-EXTRA_CHECKS = {"bench_text.py": check_text, "bench_gap.py": check_gap, "bench_cli_start.py": check_cli_start}
+def check_map(doc: dict) -> None:
+    assert [run["n"] for run in doc["page"]] == [1000, 10000] and doc["umap_over_pca"] is None  # PCA only
+    for run in doc["page"]:  # a recolour sends the colours, never the whole figure again
+        assert 0 < run["patch_bytes"] < run["figure_bytes"] and is_number(run["recolour_cached_ms"])
+
+
+EXTRA_CHECKS = {"bench_text.py": check_text, "bench_gap.py": check_gap, "bench_cli_start.py": check_cli_start,
+                "bench_map.py": check_map}
 
 
 @pytest.mark.timeout(300)

@@ -4,13 +4,15 @@ without a browser (tests/browser/ drives the real page)."""
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import zipfile
 
 import numpy as np
 import pytest
 
 from explorer.app.context import AppContext
-from explorer.app.ui import classify_tab, gap_tab, heatmaps_tab, prompt_lab_tab, search_tab
+from explorer.app.ui import classify_tab, gap_tab, heatmaps_tab, map_tab, prompt_lab_tab, search_tab
 from explorer.cli import main as cli
 from explorer.embed.model import ModelSlot
 from explorer.index.build import build_index
@@ -242,6 +244,76 @@ def test_search_handlers_build_search_filter_and_click(ctx, labelled, shapes_mod
         search_tab.search(ctx, state, " ", None, 0.5, 5, 0.0)
     with pytest.raises(ValueError, match="Build an index first"):
         search_tab.search(ctx, search_tab.SearchState(), "x", None, 0.5, 5, 0.0)
+
+
+@pytest.fixture(scope="module")
+def misfiled(tmp_path_factory):
+    """Three class folders of four images, one green triangle filed among the blue squares and one red
+    circle copied into the green triangles (a mistake and a duplicate across folders to list)."""
+    root = tmp_path_factory.mktemp("faces-map") / "photos"
+    make_labelled_folder(root, [("red", "circle"), ("blue", "square"), ("green", "triangle")], 4, size=40,
+                         seed=5)
+    draw_shape("green", "triangle", size=40, rng=np.random.default_rng(50)).save(
+        root / "a_blue_square" / "odd.png")
+    shutil.copy(root / "a_red_circle" / "0.png", root / "a_green_triangle" / "copy.png")
+    return root
+
+
+def _list_items(html: str) -> dict[str, list[tuple[int, str]]]:
+    """The Map tab's lists as drawn (map_html.lists): per section title, its items (map row, evidence)."""
+    item = r'data-map-point="(\d+)"[^>]*>[^<]*</button> <span class="explorer-muted">([^<]*)</span>'
+    return {title: [(int(row), said) for row, said in re.findall(item, body)]
+            for title, body in re.findall(r"<h4>(.*?) \(\d+\)</h4>(.*?)</section>", html, flags=re.S)}
+
+
+def test_map_tab_and_command_agree(ctx, misfiled, shapes_model, shapes_model_dir, capsys, monkeypatch,
+                                   tmp_path_factory):
+    """`clip-explorer map INDEX --json` and the Map tab's handlers on the same index: the same points in
+    the same places (PCA), the same clusters and names for the same k, the same zero-shot colours, the
+    same mistakes, outliers and duplicates in the same order."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg"))  # word vectors
+    build_index(shapes_model, misfiled, ctx.indexes.path_for(misfiled, shapes_model), workers=0)
+    [(_, folder)] = map_tab.index_choices(ctx)
+    labels = "a red circle, a blue square, a green triangle"
+    code, doc = run_cli(capsys, "map", folder, "--method", "pca", "--labels", labels, "--templates", "single",
+                        "--clusters", "3", model_dir=shapes_model_dir)
+    assert code == 0 and doc["count"] == 14
+    view = map_tab.open_map(ctx, folder, "pca", map_tab.ColourChoice())
+    state = view.state
+    assert state.names == [p["name"] for p in doc["points"]] and doc["layout"]["method"] == state.method
+    points = next(t for t in view.figure.data if t.meta == "map-points")
+    assert list(points.text) == state.names
+    np.testing.assert_allclose(np.stack([points.x, points.y], 1), [[p["x"], p["y"]] for p in doc["points"]],
+                               atol=2e-4)  # both rounded to 4 decimals, the figure's in float32
+    # the same k: the same clusters, named by the same words
+    clustered, patch = map_tab.recolour(ctx, state, map_tab.ColourChoice("cluster", k=3))
+    assert clustered.clusters.as_dict() == doc["clusters"]
+    assert [p["cluster"] for p in doc["points"]] == clustered.clusters.labels.tolist()
+    assert len({p["cluster"] for p in doc["points"]}) == 3
+    assert all(c["words"] for c in doc["clusters"]["clusters"])  # named by the shipped vocabulary
+    legend = [e["name"] for e in json.loads(patch)["legend"]]
+    assert [name.rsplit(" (", 1)[0] for name in legend] == clustered.colouring.categories
+    assert [f"{c['cluster'] + 1}: {c['name']}" for c in doc["clusters"]["clusters"]] == \
+        clustered.colouring.categories
+    # the same labels and templates: the same zero-shot colours and scores
+    zeroshot, _ = map_tab.recolour(ctx, clustered, map_tab.ColourChoice("zeroshot", labels, SINGLE))
+    assert zeroshot.colouring.rule == doc["colouring"]["rule"]
+    assert zeroshot.colouring.labels() == [p["colour"] for p in doc["points"]]
+    np.testing.assert_allclose(zeroshot.colouring.scores, [p["score"] for p in doc["points"]], atol=1e-4)
+    # the same lists, in the same order
+    html, _ = map_tab.lists_view(ctx, state, SINGLE)
+    lists, drawn = doc["lists"], _list_items(html)
+    assert {title: [row for row, _ in items] for title, items in drawn.items()} == {
+        "Likely mistakes": [m["row"] for m in lists["mistakes"]],
+        "Cross-folder duplicates": [d["row_i"] for d in lists["duplicates"]],
+        "Outliers": [o["row"] for o in lists["outliers"]]}
+    odd, copy = state.names.index("a_blue_square/odd.png"), state.names.index("a_green_triangle/copy.png")
+    assert odd in [m["row"] for m in lists["mistakes"]]
+    assert {copy, state.names.index("a_red_circle/0.png")} in [{d["row_i"], d["row_j"]}
+                                                              for d in lists["duplicates"]]
+    mistake = next(m for m in lists["mistakes"] if m["row"] == odd)
+    said = dict(drawn["Likely mistakes"])[odd]
+    assert said.startswith(f"filed as {mistake['given']}, looks like {mistake['predicted']}"), said
 
 
 def test_handlers_explain_problems_instead_of_failing(ctx, tmp_path):
