@@ -23,6 +23,7 @@ from . import (
     gate_events,
     heatmaps_tab,
     map_tab,
+    map_words,
     model_panel,
     prompt_lab_tab,
     search_tab,
@@ -40,7 +41,7 @@ TABS = (("Zero-shot classification", "classify", classify_tab), ("Prompt lab", "
         ("Search", "search", search_tab), ("Map", "map", map_tab), ("Heatmaps", "heatmaps", heatmaps_tab),
         ("Modality gap", "gap", gap_tab), ("Teach by example", "teach", teach_tab))
 # Views that are not tabs, drawn under a tab and wired onto the components its build returns.
-PANELS = {prompt_lab_tab: calibration_view.build}
+PANELS = {prompt_lab_tab: calibration_view.build, map_tab: map_words.build}
 # Components whose choices or labels name the loaded model's scoring rule (softmax or sigmoid), by
 # elem_id, with update(rule, current value): they follow every model load and page load.
 RULE_FOLLOWERS = {"hm-view": heatmaps_tab.view_update}
