@@ -16,8 +16,12 @@ WORDS = "red, blue, green, yellow, circle, square, triangle, cross, dog, tree"
 
 @pytest.fixture
 def xdg(tmp_path, monkeypatch):
+    """The disk cache of word vectors in a fresh folder, and no vocabulary kept in memory yet."""
+    from collections import OrderedDict
+
     folder = tmp_path / "xdg"
     monkeypatch.setenv("XDG_CACHE_HOME", str(folder))
+    monkeypatch.setattr(kept, "_WORDS", OrderedDict())
     return folder
 
 
