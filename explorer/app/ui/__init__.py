@@ -50,7 +50,7 @@ RULE_FOLLOWERS = {"hm-view": heatmaps_tab.view_update}
 # asks wait less in ZeroGPU's queue, and a visitor's daily quota is minutes (2 without an account).
 GPU_EVENTS = {"classify": 30, "evaluate_prompts": 60, "build_index": 90, "search": 15, "similarity": 30,
               "patch_map": 15, "gap": 60, "fewshot": 60, "fewshot_apply": 30, "map": 30, "map_colours": 30,
-              "map_lists": 60, "map_words": 60}
+              "map_lists": 60, "map_words": 60, "map_explain": 60}
 CACHE_SWEEP_SECONDS = 600  # hosted: how often gradio's cache is swept of files older than a session's TTL
 EXAMPLE_SECONDS = 60  # a one-click example that runs another function than its tab's event (8 photos)
 # The API: the endpoints docs/api.md ("Use it from Python (gradio_client)") documents. Every other event is
