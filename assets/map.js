@@ -4,7 +4,10 @@
 //   - a box or lasso selection: "<seq>|<how many>|<point>,<point>,..." into #map-selection-ids (at most
 //     MAX_SENT points; the tab lists them, names their best words and keeps them for the selection's
 //     actions); double-click (deselect) sends "<seq>|0|";
-//   - a click on an item of the tab's lists ([data-map-point]) hovers it the same way.
+//   - a click on an item of the tab's lists ([data-map-point]) hovers it the same way;
+//   - clicking a point (or a list item): "<seq>:<point>" into #map-explain-id (the tab shows that image in
+//     words, SpLiCE: about a second each, so never on mere hover; explorer/app/ui/map_words.py), and
+//     window.explorerMap.explain() the hovered one (the tab's "Explain in words" button).
 // <seq> numbers the map drawn (its layout.meta.seq, plots.map_figure): an answer about another map is
 // ignored by the tab. <point> is the point's row (pointIndex in the points trace, meta "map-points").
 // window.explorerMap.recolour(patch) redraws the points' colours and the legend in place (Plotly.react on
@@ -74,6 +77,10 @@
       plot.on("plotly_hover", (event) => hover(plot, event));
       plot.on("plotly_selected", (event) => selected(plot, event));
       plot.on("plotly_deselect", () => send("map-selection-ids", `${seqOf(plot)}|0|`));
+      plot.on("plotly_click", (event) => {
+        const point = (event?.points || []).find(isPoints);
+        if (point) send("map-explain-id", `${seqOf(plot)}:${point.pointIndex ?? point.pointNumber}`);
+      });
     });
   }
 
@@ -83,8 +90,13 @@
     if (!item || !plot) return;
     lastHover = `${seqOf(plot)}:${item.dataset.mapPoint}`;
     send("map-hover-id", lastHover);
+    const value = lastHover;
+    setTimeout(() => send("map-explain-id", value), 150);   // after the hover's quick answer
   });
 
-  window.explorerMap = { recolour };
+  // the "Explain in words" button (explorer/app/ui/map_words.py): the hovered point, through the same box
+  const explain = () => { if (lastHover) send("map-explain-id", lastHover); };
+
+  window.explorerMap = { recolour, explain };
   setInterval(attach, 500);  // the plot is (re)created whenever a map arrives
 })();

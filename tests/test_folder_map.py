@@ -255,3 +255,44 @@ def test_the_lists_report_progress_and_stop_when_asked(shapes_model, planted):
                                        for d in found["duplicates"])
     with pytest.raises(fm.MapCancelled):
         fm.map_lists(shapes_model, names, vectors, should_stop=lambda: True)
+
+
+SHAPE_WORDS = "red, blue, green, yellow, purple, orange, circle, square, triangle, cross, dog, car, tree"
+
+
+def test_explain_is_splice_over_the_folder_mean_and_names_colour_and_shape(shapes_model, shapes_index,
+                                                                          tmp_path):
+    from explorer.science import splice
+
+    names, vectors = _stored(shapes_index)
+    words = fm.load_words(shapes_model, text=SHAPE_WORDS, cache_dir=tmp_path / "cache")
+    assert words.words[:3] == ["red", "blue", "green"] and words.source == "typed"
+    row = names.index("a_blue_square/0.png")
+    shown = fm.explain(words, vectors, row, name=names[row])
+    # the same numbers as splice.decompose on the same inputs (the concepts kept on the words)
+    concepts = splice.splice_concepts(words.vectors)
+    weights = splice.decompose(vectors[row][None, :], concepts, splice.folder_mean(vectors))[0]
+    assert shown.words == splice.top_concepts(weights, words.words, fm.SPLICE_WORDS)
+    assert words.concepts() is words.concepts() and np.array_equal(words.concepts(), concepts)
+    assert shown.active == int((weights > 0).sum()) and 0 < shown.cosine <= 1
+    assert {w for w, _ in shown.words[:2]} == {"blue", "square"}, shown.words
+    assert fm.explain(words, vectors, row, l1_penalty=5.0).active < shown.active   # sparser with more L1
+    with pytest.raises(ValueError, match="no image at row"):
+        fm.explain(words, vectors, len(names))
+
+
+def test_typed_words_are_parsed_within_the_limits_then_encoded(shapes_model, tmp_path):
+    from explorer.inputs.gate import TextLimits
+
+    typed = fm.load_words(shapes_model, text="red\nred\nblue\ncircle", cache_dir=tmp_path / "cache",
+                          limits=TextLimits(max_items=2, max_item_chars=50, max_bytes=1000))
+    assert typed.words == ["red", "blue"] and typed.notes, typed   # repeats dropped, the third left out
+    assert np.allclose(typed.vectors, shapes_model.encode_texts(["red", "blue"]), atol=1e-6)
+    shipped = fm.load_words(shapes_model, text="  ")     # nothing typed: the shipped words
+    assert len(shipped.words) > 5000 and shipped.key != typed.key
+
+
+def test_outliers_stand_apart_beyond_a_robust_cut():
+    scores = np.array([0.1, 0.11, 0.09, 0.1, 0.12, 0.1, 0.6])
+    cut = fm.outlier_cut(scores)
+    assert 0.12 < cut < 0.6 and fm.outlier_cut(np.zeros(0)) == 0.0

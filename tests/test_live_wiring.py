@@ -29,7 +29,7 @@ LIVE_EDITS = {
 }
 # The Map tab's colour-by controls: each edit is a call of the public /map_colours endpoint itself.
 MAP_COLOUR_EDITS = ("map-colour-by", "map-labels", "map-templates", "map-none", "map-k", "map-cluster-method",
-                    "map-query")
+                    "map-query", "map-vocabulary")
 
 
 @pytest.fixture(scope="module")

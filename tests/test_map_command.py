@@ -94,3 +94,28 @@ def test_flags_become_the_request(tmp_path):
     request = map_command._request(args, set())
     assert (request.colour_by, request.labels, request.lists) == ("zeroshot", "a, b", False)
     assert request.method == "pca"
+
+
+def test_explain_adds_each_named_images_words(shapes_model, shapes_model_dir, shapes_index, capsys):
+    base = shapes_index
+    common = [base / "idx", "--method", "pca", "--no-lists", "--clusters", "3", "--vocabulary",
+              base / "words.txt", "--model", f"local-dir:{shapes_model_dir}"]
+    code, out, _ = _run(capsys, *common, "--json", "--explain", "a_blue_square/odd.png", "a_red_circle/0.png")
+    assert code == 0
+    doc = json.loads(out)
+    odd, red = doc["explanations"]
+    assert odd["name"] == "a_blue_square/odd.png" and red["name"] == "a_red_circle/0.png"
+    assert {w for w, _ in odd["words"][:2]} == {"green", "triangle"}, odd    # what it shows, not its folder
+    assert {w for w, _ in red["words"][:2]} == {"red", "circle"}, red
+    index = open_index(base / "idx")
+    try:
+        names, vectors = index.all_embeddings()
+    finally:
+        index.close()
+    words = fm.load_words(shapes_model, str(base / "words.txt"))
+    direct = fm.explain(words, vectors, names.index("a_red_circle/0.png"), name="a_red_circle/0.png")
+    assert red == json.loads(json.dumps(direct.as_dict()))
+    code, out, _ = _run(capsys, *common, "--explain", "a_red_circle/0.png")
+    assert code == 0 and "a_red_circle/0.png in words (SpLiCE, cosine" in out
+    code, _, err = _run(capsys, *common, "--explain", "no/such.png")
+    assert code == 2 and "not an image of this index" in err

@@ -217,7 +217,7 @@ def test_the_built_tab_returns_what_the_actions_need(shapes_model, tmp_path, pho
     assert isinstance(ids["map-actions"], gr.Column) and isinstance(ids["map-plot"], gr.Plot)
     names = {f.api_name for f in app.fns.values()}
     assert {"map", "map_colours", "map_lists"} <= names
-    for channel in ("map-hover-id", "map-selection-ids", "map-colour-patch"):
+    for channel in ("map-hover-id", "map-selection-ids", "map-colour-patch", "map-explain-id"):
         assert ids[channel].visible == "hidden"       # in the page (map.js reaches it), not shown
 
 

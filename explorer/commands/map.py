@@ -4,6 +4,7 @@ optionally as a Parquet file for embedding-atlas or FiftyOne (--export).
 Colours: by folder (default), zero-shot (--labels, --templates, --none-threshold), a taught classifier
 (--classifier), clusters (--colour-by cluster) or a query (--query TEXT, --query-image FILE). Nothing of
 the index is read or encoded again: the layout, clusters and lists come from its stored embeddings.
+--explain NAME... adds each named image in a few weighted words (SpLiCE, folder_map.explain).
 """
 from __future__ import annotations
 
@@ -42,6 +43,9 @@ def register(commands) -> None:
                              "name in it (repeatable; combined with --query as Search combines them)")
     parser.add_argument("--vocabulary", metavar="FILE",
                         help="the words that name the clusters, one a line (default: the shipped list)")
+    parser.add_argument("--explain", nargs="+", metavar="NAME",
+                        help="each named image of the index (its name in the index, as in the JSON's "
+                             "points) in a few weighted words of the vocabulary, as SpLiCE decomposes it")
     parser.add_argument("--no-lists", action="store_true",
                         help="skip the lists (likely mistakes, outliers, duplicates across folders)")
     parser.add_argument("--export", metavar="OUT.parquet", help="also write the map as Parquet")
@@ -84,8 +88,13 @@ def run(args: argparse.Namespace) -> int:
 
     settings = load_settings(args)
     index = open_index(args.index)
-    request = _request(args, set(index.file_states()))
+    in_index = set(index.file_states())
+    request = _request(args, in_index)
     request.check()  # a bad request fails before the model loads
+    missing = [n for n in args.explain or [] if n not in in_index]
+    if missing:
+        raise ValueError(f"--explain {missing[0]!r}: not an image of this index (give its name in the index, "
+                         "e.g. a_red_circle/0.png)")
     if request.colour_by == "zeroshot":
         _labels(request.labels)
     model = model_from(settings) if args.model else load_model(
@@ -94,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
     folder_map = build_map(model, index, request, progress=bar, image_limits=settings.limits)
     bar.close()
     doc = folder_map.as_dict()
+    if args.explain:
+        doc["explanations"] = _explanations(model, folder_map, args.explain, args.vocabulary)
     doc["warnings"] = _warnings(model, request)
     if args.export:
         from explorer.science.map_export import write_parquet
@@ -109,6 +120,18 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_summary(doc)
     return 0
+
+
+def _explanations(model, folder_map, names: list[str], vocabulary: str | None) -> list[dict]:
+    """Each named image in weighted words (folder_map.explain: SpLiCE over the map's vocabulary, the
+    image mean the index's own)."""
+    from explorer.science.folder_map import explain, load_words
+    from explorer.science.splice import folder_mean
+
+    words = folder_map.words or load_words(model, vocabulary)
+    mean = folder_mean(folder_map.embeddings)
+    row = {n: i for i, n in enumerate(folder_map.names)}
+    return [explain(words, folder_map.embeddings, row[n], name=n, image_mean=mean).as_dict() for n in names]
 
 
 def _labels(text: str) -> list[str]:
@@ -144,6 +167,9 @@ def _print_summary(doc: dict) -> None:
         for c in doc["clusters"]["clusters"]:
             print(f"  {c['cluster'] + 1:3d}  {c['size']:6,}  {c['name']}")
     _print_lists(doc["lists"] or {})
+    for e in doc.get("explanations") or []:
+        words = " · ".join(f"{w} {s:.2f}" for w, s in e["words"]) or "(no word)"
+        print(f"{e['name']} in words (SpLiCE, cosine {e['cosine']:.2f} with its reconstruction): {words}")
     export = doc.get("export")
     if export:
         print(f"wrote {export}")

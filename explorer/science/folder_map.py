@@ -234,6 +234,7 @@ class Clustering:
     seed: int
     labels: np.ndarray
     names: dict[int, list[tuple[str, float]]]
+    words_key: str = ""     # Words.key of the vocabulary that named the clusters ("": not named)
 
     def name_of(self, cluster: int) -> str:
         if cluster < 0:
@@ -261,20 +262,85 @@ class Words:
     words: list[str]
     vectors: np.ndarray
     source: str = ""
+    notes: list[str] = field(default_factory=list)   # what parsing a typed vocabulary left out
+    _concepts: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def key(self) -> str:
+        """A digest of the words in order: tells two vocabularies apart (what named a clustering)."""
+        import hashlib
+
+        return hashlib.sha256("\n".join(self.words).encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+    def concepts(self) -> np.ndarray:
+        """SpLiCE's dictionary of these words (splice.splice_concepts), computed once and kept."""
+        if self._concepts is None:
+            from .splice import splice_concepts
+
+            self._concepts = splice_concepts(self.vectors)
+        return self._concepts
 
 
-def load_words(model, vocabulary: str | None = None, *, progress=None, should_stop=None,
+def load_words(model, vocabulary: str | None = None, *, text: str | None = None,
+               cache_dir: str | bool | None = None, progress=None, should_stop=None,
                limits: TextLimits = DEFAULT_TEXT_LIMITS) -> Words:
-    """The vocabulary (None: the one shipped; else a words file) and its word vectors (vocabulary.py:
-    encoded once per model, then read from its disk cache)."""
-    from .vocabulary import VocabularyCancelled, load_vocabulary, word_vectors
+    """The vocabulary and its word vectors (vocabulary.py: encoded once per model, then read from its
+    disk cache under `cache_dir`; False: no disk cache). `text`: words typed by a person (one a line or
+    comma-separated, vocabulary.parse_vocabulary within `limits`), used instead when it holds any word;
+    else `vocabulary` (None: the one shipped; else a words file)."""
+    from .vocabulary import VocabularyCancelled, load_vocabulary, parse_vocabulary, word_vectors
 
-    found = load_vocabulary(vocabulary, limits=limits)
+    found = parse_vocabulary(text, limits) if (text or "").strip() else None
+    if found is None or not found.words:
+        found = load_vocabulary(vocabulary, limits=limits)
     try:
-        vectors = word_vectors(model, found, progress=progress, should_stop=should_stop)
+        vectors = word_vectors(model, found, cache_dir=cache_dir, progress=progress, should_stop=should_stop)
     except VocabularyCancelled as exc:
         raise MapCancelled(str(exc)) from None
-    return Words(list(found.words), vectors, found.source)
+    return Words(list(found.words), vectors, found.source, list(found.notes))
+
+
+@dataclass
+class Explanation:
+    """One image in a few weighted words (SpLiCE): `words` [(word, weight)] largest first, `cosine`
+    between the image's embedding and its reconstruction from all its non-zero words, `active` how many
+    words got a weight."""
+    name: str
+    words: list[tuple[str, float]]
+    cosine: float
+    active: int
+    l1_penalty: float
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "words": [[w, round(float(s), DIGITS)] for w, s in self.words],
+                "cosine": round(float(self.cosine), DIGITS), "active": int(self.active),
+                "l1_penalty": self.l1_penalty}
+
+    def text(self) -> str:
+        return " · ".join(f"{w} {s:.2f}" for w, s in self.words)
+
+
+SPLICE_WORDS = 8    # words of an explanation shown
+
+
+def explain(words: Words, embeddings: np.ndarray, row: int, *, name: str = "",
+            l1_penalty: float | None = None, k: int = SPLICE_WORDS,
+            image_mean: np.ndarray | None = None) -> Explanation:
+    """The image at `row` of `embeddings` (a map's stored ones) decomposed by SpLiCE (splice.decompose)
+    over the words' concepts (splice.splice_concepts, kept on `words`), the image mean being the mean
+    of all `embeddings` (splice.folder_mean: the indexed folder's), as in splice.py."""
+    from . import splice
+
+    f = np.asarray(embeddings, np.float32)
+    if not 0 <= int(row) < len(f):
+        raise ValueError(f"no image at row {row} of {len(f)}")
+    penalty = splice.DEFAULT_L1_PENALTY if l1_penalty is None else float(l1_penalty)
+    mean = splice.folder_mean(f) if image_mean is None else np.asarray(image_mean, np.float32)
+    concepts = words.concepts()
+    weights = splice.decompose(f[int(row)][None, :], concepts, mean, l1_penalty=penalty)
+    cosine = float(splice.cosines(f[int(row)][None, :], weights, concepts, mean)[0])
+    return Explanation(name, splice.top_concepts(weights[0], words.words, k), cosine,
+                       int((weights[0] > 0).sum()), penalty)
 
 
 def clustering(embeddings: np.ndarray, words: Words | None, method: str = "kmeans", k: int = 8,
@@ -285,7 +351,8 @@ def clustering(embeddings: np.ndarray, words: Words | None, method: str = "kmean
     labels = np.asarray(cluster(embeddings, method=method, k=k, seed=seed), dtype=np.int64)
     names = {} if words is None else cluster_names(embeddings, labels, words.vectors, words.words,
                                                    k=name_words)
-    return Clustering(method, k, seed, labels, {int(c): list(v) for c, v in names.items()})
+    return Clustering(method, k, seed, labels, {int(c): list(v) for c, v in names.items()},
+                      "" if words is None else words.key)
 
 
 def name_clusters(model, folder_map: FolderMap, vocabulary: str | None = None, *, k: int = 3, progress=None,
@@ -299,7 +366,7 @@ def name_clusters(model, folder_map: FolderMap, vocabulary: str | None = None, *
     from .concepts import cluster_names
 
     named = cluster_names(folder_map.embeddings, found.labels, words.vectors, words.words, k=k)
-    found = replace(found, names={int(c): list(v) for c, v in named.items()})
+    found = replace(found, names={int(c): list(v) for c, v in named.items()}, words_key=words.key)
     colouring = found.colouring() if folder_map.colouring.by == "cluster" else folder_map.colouring
     return replace(folder_map, clustering=found, colouring=colouring, words=words)
 
@@ -435,7 +502,18 @@ def recolour(model, folder_map: FolderMap, request: MapRequest, *, limits: TextL
 # ---- the lists -----------------------------------------------------------------------------------------
 LIST_TOP = 50                 # entries per list
 OUTLIER_K = 10                # neighbours an outlier score averages over
+OUTLIER_MADS = 3.0            # an outlier stands apart: its score beyond the median + 3 robust SDs
 DUPLICATE_THRESHOLD = 0.95    # cosine from which two images in different folders count as duplicates
+
+
+def outlier_cut(scores: np.ndarray) -> float:
+    """The outlier score from which an image stands clearly apart from the rest: the median plus
+    OUTLIER_MADS robust standard deviations (1.4826 x the median absolute deviation)."""
+    s = np.asarray(scores, np.float64)
+    if not len(s):
+        return 0.0
+    median = float(np.median(s))
+    return median + OUTLIER_MADS * 1.4826 * float(np.median(np.abs(s - median)))
 
 
 def folder_labels(names: Sequence[str]) -> tuple[np.ndarray, list[str], np.ndarray]:
@@ -454,21 +532,25 @@ def map_lists(model, names: Sequence[str], embeddings: np.ndarray, *, templates:
               folder_text: bool = False, top: int = LIST_TOP, threshold: float = DUPLICATE_THRESHOLD,
               limits: TextLimits = DEFAULT_TEXT_LIMITS, progress=None, should_stop=None) -> dict:
     """The images worth a look, each with its evidence and its `row` on the map: `outliers` (kNN,
-    label_issues.knn_outliers) always; for an index of class sub-folders also `mistakes` (confident
-    learning on out-of-fold probabilities: label_issues' default classifier, GDA on the images alone,
-    which measured best there; the folder names' zero-shot text joins it with `folder_text`, prompts
+    label_issues.knn_outliers, the most isolated first, each `beyond` the `outlier_cut` or not:
+    outlier_cut) always; for an index of class sub-folders also `mistakes` (confident learning on
+    out-of-fold probabilities: label_issues' default classifier, GDA on the images alone, which measured
+    best there; the folder names' zero-shot text joins it with `folder_text`, prompts
     from `templates`), with `how` saying so, and `duplicates` (the same picture in two class folders;
     None when the index has no class folders). progress(done, total); should_stop() -> MapCancelled."""
     from . import label_issues as li
 
     f = np.asarray(embeddings, np.float32)
-    out: dict = {"outliers": [], "mistakes": None, "duplicates": None, "how": None}
+    out: dict = {"outliers": [], "outlier_cut": None, "mistakes": None, "duplicates": None, "how": None}
     rows, classes, labels = folder_labels(names)
     try:
         if len(f) >= 2:
             found = li.knn_outliers(f, OUTLIER_K, progress=_part(progress, 0, 50 if classes else 100),
                                     should_stop=should_stop)
-            out["outliers"] = [{**e, "row": e["index"]} for e in found.top(top, names)]
+            cut = outlier_cut(found.scores)
+            out["outliers"] = [{**e, "row": e["index"], "beyond": bool(e["score"] > cut)}
+                               for e in found.top(top, names)]
+            out["outlier_cut"] = round(cut, 6)
         if not classes:
             return out
         kept, class_names = [names[i] for i in rows], [class_name(c) for c in classes]

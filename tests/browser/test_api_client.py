@@ -44,8 +44,9 @@ ENDPOINTS = {
     "/fewshot_download": ["method"],
     "/load_model": ["model_name", "tag"],
     "/map": ["folder", "method", "by", "labels", "templates", "none_below", "classifier", "k",
-             "cluster_method", "query"],
-    "/map_colours": ["by", "labels", "templates", "none_below", "classifier", "k", "cluster_method", "query"],
+             "cluster_method", "query", "vocabulary"],
+    "/map_colours": ["by", "labels", "templates", "none_below", "classifier", "k", "cluster_method", "query",
+                     "vocabulary"],
     "/map_lists": ["templates"],
 }
 

@@ -18,7 +18,10 @@ from tests import shapes
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "assets" / "screenshots" / "map.png"
 FOUR = [("red", "circle"), ("blue", "square"), ("green", "triangle"), ("yellow", "cross")]
-LABELS = "red circle, blue square, green triangle, yellow cross"
+SIX = [*FOUR, ("purple", "circle"), ("orange", "square")]
+LABELS = "red circle, blue square, green triangle, yellow cross, purple circle, orange square"
+# A small vocabulary typed into the tab: the shapes model knows colours and shapes; the rest distract
+WORDS = "red, blue, green, yellow, purple, orange, circle, square, triangle, cross, dog, car, tree, sky"
 
 # Page coordinates of the map's points (the trace plots.map_figure marks "map-points"), with their names.
 POINTS = """() => {
@@ -45,7 +48,7 @@ COLOURS = """() => Array.from(document.querySelector('#map-plot .js-plotly-plot'
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("map-page") / "photos"
-    shapes.make_labelled_folder(root, FOUR, 4, size=64, seed=9)   # 16 images in 4 class folders
+    shapes.make_labelled_folder(root, SIX, 4, size=64, seed=9)   # 24 images in 6 class folders
     return root
 
 
@@ -77,11 +80,11 @@ def test_map_hover_select_and_recolour_in_place_with_the_images_gone(page, folde
     _index(page, folder)
     page.locator("#map-method").get_by_label("PCA (instant)").check()   # an edit: draws the map live
     page.wait_for_selector("#map-plot .js-plotly-plot", timeout=60_000)
-    page.wait_for_function("document.querySelector('#map-note').innerText.includes('PCA map of 16 images')",
+    page.wait_for_function("document.querySelector('#map-note').innerText.includes('PCA map of 24 images')",
                            timeout=60_000)
     points = page.evaluate(POINTS)
-    assert len(points) == 16 and {p["name"].split("/")[0] for p in points} == {
-        f"a_{c}_{s}" for c, s in FOUR}
+    assert len(points) == 24 and {p["name"].split("/")[0] for p in points} == {
+        f"a_{c}_{s}" for c, s in SIX}
     _legend_has(page, "a_red_circle (4)")                  # coloured by folder to begin with
 
     # Hover a point: its thumbnail and name beside the map
@@ -104,8 +107,8 @@ def test_map_hover_select_and_recolour_in_place_with_the_images_gone(page, folde
     _drag_box(page, points)
     count = page.locator("#map-selection-count")
     count.wait_for(timeout=30_000)
-    assert count.inner_text() == "16 images selected"
-    page.wait_for_function("document.querySelectorAll('#map-selection-gallery img').length === 16",
+    assert count.inner_text() == "24 images selected"
+    page.wait_for_function("document.querySelectorAll('#map-selection-gallery img').length === 24",
                            timeout=30_000)
     # double-click clears it; then the red circles alone (one group on the map): their images, and the
     # words that tell them apart
@@ -142,22 +145,44 @@ def test_map_hover_select_and_recolour_in_place_with_the_images_gone(page, folde
     page.wait_for_function(CAPTION_HAS.format(repr(name)), timeout=30_000)
     assert evidence in page.locator("#map-hover-caption").inner_text()
 
-    # The images leave the disk; typing labels still recolours the map, in place (the same plot element)
-    shutil.rmtree(folder)
-    page.evaluate("document.querySelector('#map-plot .js-plotly-plot').dataset.mark = 'drawn-once'")
-    before = page.evaluate(COLOURS)
-    page.locator("#map-colour-by").get_by_label("Zero-shot labels").check()
-    page.locator("#map-labels textarea").press_sequentially(LABELS)
-    _legend_has(page, "yellow cross")
-    assert page.evaluate("document.querySelector('#map-plot .js-plotly-plot').dataset.mark") == "drawn-once"
-    after = page.evaluate(COLOURS)
-    assert after != before and len(after) == 16
-    by_folder = {}
-    for point, colour in zip(page.evaluate(POINTS), after):
-        by_folder.setdefault(point["name"].split("/")[0], set()).add(colour)
-    assert all(len(colours) == 1 for colours in by_folder.values())          # each folder one label
-    assert len({next(iter(c)) for c in by_folder.values()}) == 4
-    assert "zero-shot" in page.locator("#map-colour-note").inner_text()
+    # Words typed into the vocabulary name the clusters, the selection and a clicked image (SpLiCE)
+    page.locator("#map-vocabulary textarea").fill(WORDS)
+    page.locator("#map-vocabulary textarea").press("Tab")                  # the selection's words follow
+    page.locator("#map-colour-by").get_by_label("Clusters").check()
+    k = page.locator("#map-k input[type='number']")
+    k.fill("6")
+    k.press("Enter")
+    page.wait_for_function(f"({LEGEND})().length === 6 && ({LEGEND})().every((n) => "
+                           "['circle', 'square', 'triangle', 'cross'].some((w) => n.includes(w)))",
+                           timeout=60_000)
+    page.wait_for_function("(document.querySelector('#map-selection-words')?.innerText || '')"
+                           ".includes('the words typed')", timeout=30_000)
+    assert "circle" in page.locator("#map-selection-words").inner_text()   # the red circles' best words
+    explained = page.locator("#map-explanation")
+    page.wait_for_function("(document.querySelector('#map-explanation')?.innerText || '')"
+                           ".includes('the words typed')", timeout=30_000)   # the image shown, again
+    item = page.locator("#map-lists .map-list-item").nth(1)
+    name = item.inner_text()
+    item.click()                                                           # a list item: shown and explained
+    page.wait_for_function("(document.querySelector('#map-explanation')?.innerText || '')"
+                           f".includes({name!r})", timeout=30_000)
+    text = explained.inner_text()
+    assert f"{name} in words (SpLiCE)" in text and "cosine" in text, text
+    said = text.splitlines()[0]                                            # "NAME in words (SpLiCE): ..."
+    assert any(w in said.split(":", 1)[1] for w in name.split("/")[0].split("_")[1:]), text
+    # a hovered point names itself in the button, which explains it
+    page.locator("#map-plot").scroll_into_view_if_needed()
+    target = next(p for p in page.evaluate(POINTS) if p["name"].startswith("a_purple_circle/"))
+    page.mouse.move(target["x"] - 20, target["y"] - 20)
+    page.mouse.move(target["x"], target["y"], steps=4)
+    button = page.locator("#map-explain-run")
+    page.wait_for_function(f"document.querySelector('#map-explain-run').innerText.includes({target['name']!r})",
+                           timeout=30_000)
+    button.click()
+    page.wait_for_function("(document.querySelector('#map-explanation')?.innerText || '')"
+                           f".includes({target['name'] + ' in words'!r})", timeout=30_000)
+    said = explained.inner_text().splitlines()[0].split(":", 1)[1]
+    assert "purple" in said or "circle" in said, said
 
     page.set_viewport_size({"width": 1280, "height": 900})   # the README's picture, as the other tabs'
     page.mouse.move(1, 1)
@@ -166,6 +191,23 @@ def test_map_hover_select_and_recolour_in_place_with_the_images_gone(page, folde
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOT), full_page=True)
     assert SCREENSHOT.stat().st_size > 20_000
+
+    # The images leave the disk; typing labels still recolours the map, in place (the same plot element)
+    shutil.rmtree(folder)
+    page.evaluate("document.querySelector('#map-plot .js-plotly-plot').dataset.mark = 'drawn-once'")
+    before = page.evaluate(COLOURS)
+    page.locator("#map-colour-by").get_by_label("Zero-shot labels").check()
+    page.locator("#map-labels textarea").press_sequentially(LABELS)
+    _legend_has(page, "orange square")                        # the last label, typed in full
+    assert page.evaluate("document.querySelector('#map-plot .js-plotly-plot').dataset.mark") == "drawn-once"
+    after = page.evaluate(COLOURS)
+    assert after != before and len(after) == 24
+    by_folder = {}
+    for point, colour in zip(page.evaluate(POINTS), after):
+        by_folder.setdefault(point["name"].split("/")[0], set()).add(colour)
+    assert all(len(colours) == 1 for colours in by_folder.values())          # each folder one label
+    assert len({next(iter(c)) for c in by_folder.values()}) == 6
+    assert "zero-shot" in page.locator("#map-colour-note").inner_text()
 
 
 def test_umap_replaces_the_pca_map_when_its_job_is_done(page, tmp_path):

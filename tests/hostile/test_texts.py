@@ -60,6 +60,8 @@ READS = {
     ("/gap", "folder"): {"source": "Folder on this machine"},
     ("/map", "query"): {"by": "query"},
     ("/map_colours", "query"): {"by": "query"},
+    ("/map", "vocabulary"): {"by": "cluster"},          # the typed words name the clusters
+    ("/map_colours", "vocabulary"): {"by": "cluster"},
 }
 TEXT_COMPONENTS = ("Textbox", "Textarea")
 
@@ -259,8 +261,8 @@ def _channel(api: Api, elem_id: str) -> tuple[int, int, int]:
     box `elem_id` (map.js writes it)."""
     config = api.http.get(api.url + "config").json()
     [box] = [c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == elem_id]
-    [dep] = [d for d in config["dependencies"] if box in d["inputs"] and d.get("targets")
-             and [box, "change"] in [list(t) for t in d["targets"]]]
+    dep = [d for d in config["dependencies"] if box in d["inputs"] and d.get("targets")
+           and [box, "change"] in [list(t) for t in d["targets"]]][0]   # the tab's own (map_words' follows)
     return dep["id"], dep["inputs"].index(box), len(dep["inputs"])
 
 
@@ -290,7 +292,7 @@ def test_the_map_takes_only_the_sessions_own_index_and_points(server, prepared, 
     """/map refuses another session's index in the same words as a path that names nothing; the hover and
     selection channels read only numbers of the session's own map, bounded, never a path."""
     api, _ = prepared
-    mine = api.call("map", None, "pca", "folder", "", SINGLE, 0, None, 8, "kmeans", "")
+    mine = api.call("map", None, "pca", "folder", "", SINGLE, 0, None, 8, "kmeans", "", "")
     assert mine.event == "complete", mine.text[:500]
     seq = _map_seq(mine)
 
@@ -298,13 +300,13 @@ def test_the_map_takes_only_the_sessions_own_index_and_points(server, prepared, 
     photo = other.upload(("o.png", shape_png("green", "triangle")))
     other_built = other.call("build_index", UPLOAD, "", photo, None)
     assert other_built.event == "complete", other_built.text[:300]
-    theirs = other.call("map", None, "pca", "folder", "", SINGLE, 0, None, 8, "kmeans", "")
+    theirs = other.call("map", None, "pca", "folder", "", SINGLE, 0, None, 8, "kmeans", "", "")
     their_folder = theirs.data[-1]["value"]          # the index choice names its folder to its own session
     other.close()
     answers = {}
     for kind, folder in (("theirs", their_folder), ("missing", their_folder + "-gone"),
                          ("passwd", secret_files["passwd"]), ("secret", secret_files["folder"])):
-        got = api.call("map", folder, "pca", "folder", "", SINGLE, 0, None, 8, "kmeans", "")
+        got = api.call("map", folder, "pca", "folder", "", SINGLE, 0, None, 8, "kmeans", "", "")
         leaked = SECRET in got.raw or PASSWD in got.raw or "o.png" in got.raw
         assert not leaked, (kind, got.raw[:300])
         answers[kind] = normalised(got.text, folder)
@@ -327,3 +329,14 @@ def test_the_map_takes_only_the_sessions_own_index_and_points(server, prepared, 
     assert f"{points} images selected (the first 1 are kept)" in got.text, got.text[:300]   # as the map has
     too_big = _send(api, select, f"{seq}|1|" + "0," * 40_000)          # 80 KB: over max_text_kb (64)
     assert too_big.event == "error" and "MAX_TEXT_KB" in json.dumps(too_big.data), too_big.text[:300]
+
+    # a clicked point in words (SpLiCE): only a number of the session's own map, never a path
+    explain = _channel(api, "map-explain-id")
+    said = _send(api, explain, f"{seq}:0")
+    assert said.event == "complete" and "in words (SpLiCE)" in json.dumps(said.data), said.text[:300]
+    for value in (secret_files["passwd"], secret_files["exists"], f"{seq}:../../etc/passwd", f"{seq + 1}:0",
+                  f"{seq}:" + "9" * 40, f"{seq}:0,1"):
+        got = _send(api, explain, value)
+        assert got.event == "complete", (value, got.raw[:300])
+        assert SECRET not in got.raw and PASSWD not in got.raw, (value, got.raw[:300])
+        assert "SpLiCE" not in got.raw, (value, got.raw[:300])                 # no point: nothing explained

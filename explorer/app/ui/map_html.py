@@ -68,7 +68,7 @@ def words(found: list[tuple[str, float]], source: str = "") -> str:
         return '<p class="explorer-muted">No word of the vocabulary stands out for this selection.</p>'
     tags = " ".join(f'<span class="map-word" title="score {score:.3f}">{html.escape(word)}</span>'
                     for word, score in found)
-    where = f' <span class="explorer-muted">(from {html.escape(source)})</span>' if source else ""
+    where = f' <span class="explorer-muted">(from {html.escape(_source(source))})</span>' if source else ""
     return f'<p class="map-words" id="map-selection-words">Best words: {tags}{where}</p>'
 
 
@@ -85,3 +85,33 @@ def lists(sections: list[tuple[str, str, list[tuple[int, str, str]]]]) -> str:
         out.append(f'<section class="map-list-section"><h4>{html.escape(title)} ({len(items):,})</h4>'
                    f'<p class="explorer-muted">{html.escape(about)}</p>{body}</section>')
     return "".join(out)
+
+
+SPLICE_ABOUT = ("SpLiCE: the image's embedding written as a sparse, non-negative sum of the vocabulary's "
+                "word embeddings, the folder's mean image taken away (Bhalla et al. 2024)")
+
+
+def explanation(name: str, found: list[tuple[str, float]], cosine: float, active: int,
+                source: str = "") -> str:
+    """One image in weighted words (folder_map.Explanation), with what that is and how well the words
+    rebuild it."""
+    tags = " · ".join(f'<span class="map-word" title="weight {weight:.3f}">{html.escape(word)} {weight:.2f}'
+                      f'</span>' for word, weight in found) or "no word of the vocabulary fits it"
+    more = f"{active:,} words in all" if active > len(found) else f"{_count(active, 'word')}"
+    note = (f"{SPLICE_ABOUT}. {more}; together they rebuild the image's embedding to cosine {cosine:.2f}"
+            + (f"; from {_source(source)}" if source else "") + ".")
+    return (f'<div id="map-explanation"><p class="map-words"><b>{html.escape(name)}</b> in words (SpLiCE): '
+            f'{tags}</p><p class="explorer-muted">{html.escape(note)}</p></div>')
+
+
+def _source(source: str) -> str:
+    """Where a vocabulary's words come from, in words (vocabulary.parse_vocabulary calls typed ones
+    "typed")."""
+    return "the words typed" if source == "typed" else source
+
+
+def explain_label(name: str, most: int = 40) -> str:
+    """The explain button's label for the hovered image (a long name cut in the middle)."""
+    if len(name) > most:
+        name = name[:most // 2 - 1] + "…" + name[-(most // 2):]
+    return f"Explain {name} in words (SpLiCE)"

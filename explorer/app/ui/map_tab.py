@@ -34,6 +34,7 @@ import gradio as gr
 from gradio.utils import get_upload_folder
 
 from explorer.app import plots
+from explorer.app import words as vocabularies
 from explorer.app.context import AppContext
 from explorer.index.image_index import ImageIndex
 from explorer.inputs import gate
@@ -86,6 +87,7 @@ class ColourChoice:
     k: int = 8
     cluster_method: str = "kmeans"
     query: str = ""
+    vocabulary: str = ""                # words typed to name things with ("": the shipped vocabulary)
 
 
 @dataclass
@@ -258,8 +260,7 @@ def poll_job(state: MapState | None, job) -> MapView | None:
 
 # ---- colouring ----------------------------------------------------------------------------------------
 _EMBEDDINGS: OrderedDict = OrderedDict()   # token -> the map's stored embeddings (kept for live recolours)
-_WORDS: OrderedDict = OrderedDict()        # model identifier -> folder_map.Words (the vocabulary's vectors)
-KEPT_MAPS, KEPT_WORDS = 6, 2
+KEPT_MAPS = 6
 _kept_lock = threading.Lock()
 
 
@@ -285,17 +286,6 @@ def _embeddings(ctx: AppContext, state: MapState):
     return _keep(_EMBEDDINGS, state.token, embeddings, KEPT_MAPS)
 
 
-def _words(ctx: AppContext):
-    """The shipped vocabulary's word vectors for the loaded model (encoded once, then from its cache)."""
-    model = ctx.model()
-    with _kept_lock:
-        found = _WORDS.get(model.identifier)
-    if found is not None:
-        return found
-    words = folder_map.load_words(model, limits=gate.TextLimits.of(ctx.settings))
-    return _keep(_WORDS, model.identifier, words, KEPT_WORDS)
-
-
 def map_request(choice: ColourChoice) -> folder_map.MapRequest:
     """The colour-by controls as the core's request (0 for "none of these": the model's own rule)."""
     try:
@@ -315,8 +305,9 @@ def colour_points(ctx: AppContext, names: list[str], embeddings, choice: ColourC
     if request.colour_by not in folder_map.COLOUR_BY:
         raise Problem(f"Unknown colouring: {choice.by!r}")
     if request.colour_by == "cluster":
-        if not folder_map.same_clusters(clusters, request):
-            clusters = folder_map.clustering(embeddings, _words(ctx), request.cluster_method,
+        words = vocabularies.vocabulary_words(ctx, choice.vocabulary)   # typed, or the shipped ones
+        if not folder_map.same_clusters(clusters, request) or clusters.words_key != words.key:
+            clusters = folder_map.clustering(embeddings, words, request.cluster_method,
                                              request.clusters, request.seed, request.name_words)
         return clusters.colouring(), clusters
     colouring = folder_map.colours(ctx.model(), names, embeddings, request,
@@ -422,16 +413,17 @@ def selection_view(ctx: AppContext, state: MapState | None, value: str) -> tuple
     return show.selection(said, len(items), len(rows)), items, names
 
 
-def words_view(ctx: AppContext, state: MapState | None, selected: list[str]) -> str:
-    """The words of the vocabulary that best tell the selected images apart from the whole folder
-    (concepts.selection_words on their stored embeddings, the folder's mean taken away), as HTML."""
+def words_view(ctx: AppContext, state: MapState | None, selected: list[str], vocabulary: str = "") -> str:
+    """The words of the vocabulary (typed, or the shipped one) that best tell the selected images apart
+    from the whole folder (concepts.selection_words on their stored embeddings, the folder's mean taken
+    away), as HTML."""
     if state is None or not selected:
         return ""
     from explorer.science.concepts import selection_words
 
     row = {n: i for i, n in enumerate(state.names)}
     picked = [row[n] for n in selected if n in row]
-    words = _words(ctx)
+    words = vocabularies.vocabulary_words(ctx, vocabulary)
     found = selection_words(_embeddings(ctx, state), picked, words.vectors, words.words)
     return show.words(list(found)[:WORDS_SHOWN], words.source)
 
@@ -449,6 +441,8 @@ def lists_view(ctx: AppContext, state: MapState | None, templates: str) -> tuple
         entries = found.get(key)
         if entries is None:
             continue
+        if key == "outliers":
+            entries, about = outliers_shown(entries, len(state.names))
         items = [(row, state.names[row], said) for row, said in (_said(key, e) for e in entries)
                  if 0 <= row < len(state.names)]
         evidence.update({row: said for row, _, said in items})
@@ -461,8 +455,26 @@ def lists_view(ctx: AppContext, state: MapState | None, templates: str) -> tuple
 LISTS = (("mistakes", "Likely mistakes", "Images whose folder the other images disagree with (confident "
           "learning on out-of-fold probabilities), most likely first."),
          ("duplicates", "Cross-folder duplicates", "The same picture (or nearly) filed in two folders."),
-         ("outliers", "Outliers", "Images far from their nearest neighbours."))
+         ("outliers", "Outliers", ""))
 WORDS_SHOWN = 8
+OUTLIERS_SHOWN, OUTLIERS_AT_LEAST = 10, 3
+
+
+def outliers_shown(entries: list[dict], count: int) -> tuple[list[dict], str]:
+    """(the outliers to list, what they are): those whose score stands clearly apart from the rest
+    (`beyond` folder_map.outlier_cut: the median plus 3 robust standard deviations), at most
+    OUTLIERS_SHOWN, most isolated first; when none does, the OUTLIERS_AT_LEAST most isolated, said so.
+    The full ranking stays in `clip-explorer map --json`."""
+    apart = [e for e in entries if e.get("beyond")][:OUTLIERS_SHOWN]
+    rule = ("Far from their nearest neighbours (the mean cosine distance to the 10 nearest images), most "
+            "isolated first")
+    if apart:
+        return apart, (f"{rule}: the {len(apart)} of {count:,} images that stand clearly apart (the median "
+                       "plus 3 robust standard deviations)" + (", at most 10" if len(apart) == OUTLIERS_SHOWN
+                                                                  else "") + ".")
+    return entries[:OUTLIERS_AT_LEAST], (f"{rule}: none of the {count:,} stands clearly apart from the rest "
+                                         f"(the median plus 3 robust standard deviations); the "
+                                         f"{min(OUTLIERS_AT_LEAST, len(entries))} most isolated.")
 
 
 def _said(key: str, entry: dict) -> tuple[int, str]:
@@ -489,13 +501,19 @@ SELECTION_HINT = ("Choose Lasso Select or Box Select in the map's toolbar and dr
 # ---- the page -----------------------------------------------------------------------------------------
 @dataclass
 class MapComponents:
-    """What the selection's actions (map_actions.py) wire onto."""
+    """What the selection's actions (map_actions.py) and the words panel (map_words.py) wire onto."""
     index: gr.Dropdown          # the index folder the map shows
     state: gr.State             # MapState
     selection: gr.State         # list[str]: the selected images, relative to the indexed folder
     selection_view: gr.HTML     # the selection's count and best words
     gallery: gr.Gallery         # the selected images
     actions: gr.Column          # elem_id "map-actions": where the actions are drawn
+    hover_id: gr.Textbox | None = None      # "<seq>:<row>" of the hovered point (map.js)
+    explain_id: gr.Textbox | None = None    # "<seq>:<row>" of a clicked point or list item (map.js)
+    explain_run: gr.Button | None = None    # explain the hovered point
+    explanation: gr.HTML | None = None      # an image in words (SpLiCE)
+    vocabulary: gr.Textbox | None = None    # the words typed ("": the shipped vocabulary)
+    embeddings_of: object = None            # (ctx, MapState) -> the map's stored embeddings
 
 
 @dataclass
@@ -527,6 +545,10 @@ class MapHandles:
     hover_image: gr.Image
     hover_caption: gr.HTML
     hover_id: gr.Textbox
+    explain_id: gr.Textbox
+    explain_run: gr.Button
+    explanation: gr.HTML
+    vocabulary: gr.Textbox
     selection_ids: gr.Textbox
     patch: gr.Textbox
     selection_html: gr.HTML
@@ -541,7 +563,7 @@ class MapHandles:
 
     def colour_inputs(self) -> list:
         return [self.colour_by, self.labels, self.templates, self.none_below, self.classifier, self.k,
-                self.cluster_method, self.query]
+                self.cluster_method, self.query, self.vocabulary]
 
 
 def build(ctx: AppContext) -> MapComponents:
@@ -582,13 +604,20 @@ def build(ctx: AppContext) -> MapComponents:
             with gr.Group(visible=False) as query_box:
                 query = gr.Textbox("", label="Query text", placeholder="a red circle", elem_id="map-query")
             colour_note = gr.HTML(elem_id="map-colour-note")
+            vocabulary = gr.Textbox("", label="Vocabulary: words that name clusters, selections and images",
+                                    lines=2, max_lines=8, elem_id="map-vocabulary",
+                                    placeholder="one word or phrase per line, or comma-separated; empty: "
+                                                "10,000 common English words (WordNet)")
         with gr.Column(scale=3):
             plot = gr.Plot(label="Map", elem_id="map-plot")
             note = gr.HTML(message("Pick an index to draw its map.", "muted"), elem_id="map-note")
             with gr.Row(equal_height=False):
                 hover_image = gr.Image(label="Hovered image", type="filepath", interactive=False, height=160,
                                        buttons=[], scale=1, elem_id="map-hover-image")
-                hover_caption = gr.HTML(elem_id="map-hover-caption", padding=True)
+                with gr.Column(scale=2):
+                    hover_caption = gr.HTML(elem_id="map-hover-caption", padding=True)
+                    explain_run = gr.Button("Explain in words (SpLiCE)", size="sm", elem_id="map-explain-run")
+                    explanation = gr.HTML(elem_id="map-explain")
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
             selection_html = gr.HTML(message(SELECTION_HINT, "muted"), elem_id="map-selection")
@@ -602,6 +631,7 @@ def build(ctx: AppContext) -> MapComponents:
         lists_run = gr.Button("Find them", elem_id="map-lists-run")
         lists = gr.HTML(elem_id="map-lists")
     hover_id = gr.Textbox(visible="hidden", elem_id="map-hover-id")               # written by map.js
+    explain_id = gr.Textbox(visible="hidden", elem_id="map-explain-id")           # written by map.js
     selection_ids = gr.Textbox(visible="hidden", elem_id="map-selection-ids")     # written by map.js
     patch = gr.Textbox(visible="hidden", elem_id="map-colour-patch")              # read by map.js
     timer = gr.Timer(POLL_SECONDS, active=False)
@@ -613,6 +643,7 @@ def build(ctx: AppContext) -> MapComponents:
         none_below=none_below, taught_box=taught_box, classifier=classifier, cluster_box=cluster_box, k=k,
         cluster_method=cluster_method, query_box=query_box, query=query, colour_note=colour_note, plot=plot,
         note=note, hover_image=hover_image, hover_caption=hover_caption, hover_id=hover_id,
+        explain_id=explain_id, explain_run=explain_run, explanation=explanation, vocabulary=vocabulary,
         selection_ids=selection_ids, patch=patch, selection_html=selection_html, gallery=gallery,
         words=words, actions=actions, lists_run=lists_run, lists=lists, state=state, selection=selection,
         evidence=evidence)
@@ -620,17 +651,20 @@ def build(ctx: AppContext) -> MapComponents:
     _wire_colours(ui)
     _wire_points(ui)
     return MapComponents(index=index, state=state, selection=selection, selection_view=selection_html,
-                         gallery=gallery, actions=actions)
+                         gallery=gallery, actions=actions, hover_id=hover_id, explain_id=explain_id,
+                         explain_run=explain_run, explanation=explanation, vocabulary=vocabulary,
+                         embeddings_of=_embeddings)
 
 
 def _session(request) -> str:
     return getattr(request, "session_hash", None) or ""
 
 
-def _choice(by, labels, templates, none_below, classifier, k, cluster_method, query) -> ColourChoice:
+def _choice(by, labels, templates, none_below, classifier, k, cluster_method, query,
+            vocabulary=None) -> ColourChoice:
     return ColourChoice(by or "folder", labels or "", templates or next(iter(TEMPLATE_CHOICES)),
                         float(none_below or 0), classifier, int(k or 8), cluster_method or "kmeans",
-                        query or "")
+                        query or "", vocabulary or "")
 
 
 def _shown_map(view: MapView, new: bool = True) -> tuple:
@@ -656,8 +690,8 @@ def _wire_map(ui: MapHandles) -> None:
         return gr.update(choices=choices, value=keep or (choices[0][1] if choices else None))
 
     def on_map(folder, method, by, labels, templates, none_below, classifier, k, cluster_method, query,
-               request: gr.Request):
-        choice = _choice(by, labels, templates, none_below, classifier, k, cluster_method, query)
+               vocabulary, request: gr.Request):
+        choice = _choice(by, labels, templates, none_below, classifier, k, cluster_method, query, vocabulary)
         try:
             view = open_map(session_of(ctx, request), folder, method or "umap", choice)
         except ValueError as exc:  # Problem, PromptError...; gate.Refused is a gr.Error from the gate first
@@ -702,9 +736,9 @@ def _wire_colours(ui: MapHandles) -> None:
     def on_by(by):
         return tuple(gr.update(visible=by == kind) for kind in ("zeroshot", "taught", "cluster", "query"))
 
-    def on_colour(state, by, labels, templates, none_below, classifier, k, cluster_method, query,
+    def on_colour(state, by, labels, templates, none_below, classifier, k, cluster_method, query, vocabulary,
                   request: gr.Request, event: gr.EventData = None):
-        choice = _choice(by, labels, templates, none_below, classifier, k, cluster_method, query)
+        choice = _choice(by, labels, templates, none_below, classifier, k, cluster_method, query, vocabulary)
         try:
             new, patch = recolour(session_of(ctx, request), state, choice)
         except ValueError as exc:  # Problem, PromptError, a classifier file refused...
@@ -717,7 +751,8 @@ def _wire_colours(ui: MapHandles) -> None:
     ui.colour_by.change(on_by, ui.colour_by, [ui.zeroshot_box, ui.taught_box, ui.cluster_box, ui.query_box],
                         show_progress="hidden", api_visibility="private")
     live([ui.colour_by, ui.labels, ui.templates, ui.none_below, ui.classifier.upload, ui.k, ui.cluster_method,
-          ui.query, ui.labels.submit, ui.query.submit], on_colour, [ui.state, *ui.colour_inputs()],
+          ui.query, ui.vocabulary, ui.labels.submit, ui.query.submit], on_colour,
+         [ui.state, *ui.colour_inputs()],
          [ui.patch, ui.colour_note, ui.state], concurrency_limit=2, api_name="map_colours")
     ui.patch.change(None, ui.patch, None, js=RECOLOUR_JS, show_progress="hidden", api_visibility="private")
 
@@ -734,9 +769,9 @@ def _wire_points(ui: MapHandles) -> None:
         html, items, names = selection_view(session_of(ctx, request), state, value)
         return html, gr.update(value=items, visible=bool(items)), names, ""
 
-    def on_words(state, selected, request: gr.Request):
+    def on_words(state, selected, vocabulary, request: gr.Request):
         try:
-            return words_view(session_of(ctx, request), state, selected)
+            return words_view(session_of(ctx, request), state, selected, vocabulary)
         except (ValueError, ImportError, OSError) as exc:  # no vocabulary: the selection stands without words
             return message(f"No best words: {exc}", "muted")
 
@@ -751,8 +786,11 @@ def _wire_points(ui: MapHandles) -> None:
                        concurrency_limit=None, **quiet)
     ui.selection_ids.change(on_select, [ui.state, ui.selection_ids],
                             [ui.selection_html, ui.gallery, ui.selection, ui.words], concurrency_limit=2,
-                            **quiet).then(on_words, [ui.state, ui.selection], ui.words, concurrency_limit=2,
+                            **quiet).then(on_words, [ui.state, ui.selection, ui.vocabulary], ui.words,
+                                          concurrency_limit=2,
                                           show_progress="minimal", api_name="map_words",
                                           api_visibility="private")  # the vocabulary: encoded once
+    ui.vocabulary.blur(on_words, [ui.state, ui.selection, ui.vocabulary], ui.words, concurrency_limit=2,
+                       show_progress="minimal", api_visibility="private")  # the selection's words follow
     ui.lists_run.click(on_lists, [ui.state, ui.templates], [ui.lists, ui.evidence], concurrency_limit=2,
                        api_name="map_lists")
