@@ -165,6 +165,8 @@ def test_a_query_colours_by_score_and_a_bad_choice_is_a_problem(ctx):
     state, patch = map_tab.recolour(ctx, state, map_tab.ColourChoice("query", query="a red circle"))
     marker = json.loads(patch)["marker"]
     assert marker["showscale"] and len(marker["color"]) == 12 and json.loads(patch)["legend"] == []
+    assert all(round(c, 3) == c for c in marker["color"])   # 3 decimals: a few bytes a point, not ~20
+    assert len(patch) < 12 * 8 + 2000
     best = max(range(12), key=lambda i: marker["color"][i])
     assert state.names[best].startswith(f"a_{THREE[0][0]}_{THREE[0][1]}/")
     with pytest.raises(ValueError):
@@ -247,6 +249,16 @@ def test_the_lists_give_each_image_its_evidence_and_its_point(ctx):
     assert evidence[next(iter(evidence))] in caption
     with pytest.raises(map_tab.Problem):
         map_tab.lists_view(ctx, None, "")
+
+
+def test_an_image_in_two_lists_keeps_both_pieces_of_evidence(ctx, monkeypatch):
+    state = map_tab.open_map(ctx, _folder(ctx), "pca", map_tab.ColourChoice()).state
+    found = {"mistakes": [{"row": 2, "given": "a_red_circle", "predicted": "a_red_square",
+                           "self_confidence": 0.1}],
+             "duplicates": None, "outliers": [{"row": 2, "score": 0.7, "beyond": True}], "how": ""}
+    monkeypatch.setattr(map_tab.folder_map, "map_lists", lambda *args, **kwargs: found)
+    _, evidence = map_tab.lists_view(ctx, state, next(iter(map_tab.TEMPLATE_CHOICES)))
+    assert "looks like a_red_square" in evidence[2] and "outlier" in evidence[2]
 
 
 def test_many_points_get_a_density_underlay_and_travel_in_few_bytes():

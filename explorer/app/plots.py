@@ -375,6 +375,15 @@ def map_point_colours(values, kind: str = "category", categories: int | None = N
     return {"color": shown, "colorscale": scale, "showscale": False, "cmin": -0.5, "cmax": count + 0.5}
 
 
+def map_patch_colours(colours) -> list:
+    """The points' marker colours as a recolour patch sends them (JSON): category numbers as integers,
+    scores to 3 decimals (float32's full repr is about 20 bytes a point; a colour shows far less)."""
+    values = np.asarray(colours)
+    if values.dtype.kind == "f":
+        return np.round(values.astype(np.float64), 3).tolist()
+    return values.tolist()
+
+
 def map_counts(codes, categories: int) -> list[int]:
     """Points per category (codes: a category number per point, -1 for none), then the count of none."""
     codes = np.asarray(codes, dtype=np.int64)

@@ -349,7 +349,7 @@ def colour_note(colouring) -> str:
 def colour_patch(state: MapState) -> str:
     """The patch assets/map.js applies in place: the points' marker colours and the legend, as JSON."""
     marker, legend = _marker(state.colouring, len(state.names))
-    marker["color"] = marker["color"].tolist()
+    marker["color"] = plots.map_patch_colours(marker["color"])
     return json.dumps({"seq": state.seq, "marker": marker, "legend": legend})
 
 
@@ -445,7 +445,8 @@ def lists_view(ctx: AppContext, state: MapState | None, templates: str) -> tuple
             entries, about = outliers_shown(entries, len(state.names))
         items = [(row, state.names[row], said) for row, said in (_said(key, e) for e in entries)
                  if 0 <= row < len(state.names)]
-        evidence.update({row: said for row, _, said in items})
+        for row, _, said in items:  # an image in two lists keeps both (a mistake is often an outlier too)
+            evidence[row] = f"{evidence[row]}; {said}" if row in evidence else said
         how = found.get("how") if key == "mistakes" else None
         how = f" {how[0].upper()}{how[1:]}." if how else ""
         sections.append((title, about + how, items))
