@@ -204,7 +204,8 @@ def test_comparing_two_selections_names_and_shows_the_direction_each_way(mapped,
     ctx, folder, _ = mapped
     a = map_actions.pick_side(ctx, folder, names_of(KINDS[0])[:4], "A")
     b = map_actions.pick_side(ctx, folder, names_of(KINDS[1])[:4], "B")
-    words = parse_vocabulary("red, blue, yellow, circle, square, cross")
+    typed = "red, blue, yellow, circle, square, cross"
+    words = parse_vocabulary(typed)
     a_, b_ = selection.checked(ctx, a.index, a.names), selection.checked(ctx, b.index, b.names)
     found = selection.compare(ctx, a_, b_, 3, words, cache_dir=False)
     assert {w for w, _ in found.words_b[:2]} <= {"blue", "square"}, found.words_b
@@ -212,8 +213,9 @@ def test_comparing_two_selections_names_and_shows_the_direction_each_way(mapped,
     assert [n.split("/")[0] for _, n, _ in found.images_b] == [KINDS[1]] * 3
     assert [n.split("/")[0] for _, n, _ in found.images_a] == [KINDS[0]] * 3
     assert found.length > 0.1
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # the page's word vectors are kept on disk
-    view = map_actions.compare(ctx, a, b, words)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    view = map_actions.compare(ctx, a, b, typed)      # the words typed beside the map
+    assert not list(tmp_path.rglob("*.npy"))           # a visitor's own words are never kept on disk
     assert "Towards B" in view.summary and "blue" in view.summary
     # only images on each side of the midpoint: A's kind first one way, B's the other, none in both
     kinds_a = [c.split(" · ")[1].split("/")[0] for _, c in view.towards_a]
@@ -222,6 +224,6 @@ def test_comparing_two_selections_names_and_shows_the_direction_each_way(mapped,
     assert kinds_b[:PER_CLASS] == [KINDS[1]] * PER_CLASS and KINDS[0] not in kinds_b
     assert len(kinds_a) + len(kinds_b) <= 3 * PER_CLASS
     with pytest.raises(ValueError, match="Set a selection"):
-        map_actions.compare(ctx, a, None, words)
+        map_actions.compare(ctx, a, None, typed)
     with pytest.raises(gate.Refused):
-        map_actions.compare(ctx, a, map_actions.Side(folder, ["../../etc/passwd"]), words)
+        map_actions.compare(ctx, a, map_actions.Side(folder, ["../../etc/passwd"]), typed)

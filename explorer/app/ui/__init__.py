@@ -108,7 +108,7 @@ def wire_map_actions(ctx: AppContext, built: dict, tabs: gr.Tabs):
     if page is None:
         return None
     return map_actions.build(ctx, page.index, page.selection, built.get("search"), built.get("teach"),
-                             tabs, place=page.actions)
+                             tabs, place=page.actions, vocabulary=page.vocabulary)
 
 
 QUOTA_CHECK_SECONDS = 15  # how often gradio's cache is checked against the shared quota (hosted)

@@ -23,6 +23,8 @@ from gradio.utils import get_upload_folder
 from explorer.app import selection as picked
 from explorer.app.context import AppContext
 from explorer.app.selection import TaughtClass
+from explorer.inputs import gate
+from explorer.science.vocabulary import parse_vocabulary
 
 from .common import message, progress_reporter, session_of
 
@@ -85,16 +87,22 @@ def sides_html(a: Side | None, b: Side | None) -> str:
     return message(f"A: {line(a)} · B: {line(b)}", "note")
 
 
-def compare(ctx: AppContext, a: Side | None, b: Side | None, vocabulary=None, progress=None) -> CompareView:
-    """The direction from A's images to B's (app/selection.compare): the words (of `vocabulary`; None:
-    the shipped one) and the index's images furthest along it each way. ValueError says why not."""
+def compare(ctx: AppContext, a: Side | None, b: Side | None, vocabulary: str = "",
+            progress=None) -> CompareView:
+    """The direction from A's images to B's (app/selection.compare): the words (of the map's `vocabulary`
+    as typed, never kept on disk; empty: the shipped one) and the index's images furthest along it each
+    way. ValueError says why not."""
     if a is None or b is None:
         raise ValueError("Set a selection as A and another as B first.")
     if a.index != b.index:
         raise ValueError("A and B were selected in different indexes; select both in one.")
     first = picked.checked(ctx, a.index, a.names, "Selection A")
     second = picked.checked(ctx, b.index, b.names, "Selection B")
-    found = picked.compare(ctx, first, second, MAX_SHOWN, vocabulary, progress=progress, words_k=WORDS_SHOWN)
+    typed = None
+    if (vocabulary or "").strip():
+        typed = parse_vocabulary(vocabulary, gate.TextLimits.of(ctx.settings))
+    found = picked.compare(ctx, first, second, MAX_SHOWN, typed, cache_dir=False if typed else None,
+                           progress=progress, words_k=WORDS_SHOWN)
     folder = get_upload_folder()  # gradio's cache: thumbnails written there are taken as they are
     return CompareView(compare_html(found, len(first.names), len(second.names)),
                        _thumbs(ctx, found.images_a, folder), _thumbs(ctx, found.images_b, folder))
@@ -149,9 +157,11 @@ class MapActions:
     compare_view: gr.HTML
     towards_a: gr.Gallery
     towards_b: gr.Gallery
+    vocabulary: Any = None       # the Map tab's vocabulary box (words typed; empty: the shipped ones)
 
 
-def build(ctx: AppContext, index_folder, selection, search, teach, tabs: gr.Tabs, place=None) -> MapActions:
+def build(ctx: AppContext, index_folder, selection, search, teach, tabs: gr.Tabs, place=None,
+          vocabulary=None) -> MapActions:
     """The actions, laid out inside `place` (the Map tab's column for them; None: where the caller is),
     wired onto the Map tab's index and selection, the Search tab's handles and the Teach tab's page."""
     gallery = dict(columns=4, height="auto", allow_preview=True, object_fit="contain", fit_columns=False,
@@ -184,7 +194,8 @@ def build(ctx: AppContext, index_folder, selection, search, teach, tabs: gr.Tabs
             towards_b = gr.Gallery(label="Furthest towards B", elem_id="map-towards-b", **gallery)
     ui = MapActions(ctx, index_folder, selection, search, teach, tabs, status, export, export_file, query,
                     class_name, add, gr.State([]), classes_view, teach_run, clear, set_a, set_b,
-                    gr.State(None), gr.State(None), sides, compare_button, compare_view, towards_a, towards_b)
+                    gr.State(None), gr.State(None), sides, compare_button, compare_view, towards_a, towards_b,
+                    vocabulary if vocabulary is not None else gr.State(""))
     _wire_export_and_query(ui)
     _wire_teach(ui)
     _wire_compare(ui)
@@ -268,9 +279,10 @@ def _wire_compare(ui: MapActions) -> None:
             return kept, sides_html(*((kept, b) if side == "A" else (a, kept))), ""
         return keep
 
-    def on_compare(a, b, request: gr.Request, progress=gr.Progress()):
+    def on_compare(a, b, vocabulary, request: gr.Request, progress=gr.Progress()):
         try:
-            view = compare(session_of(ctx, request), a, b, progress=progress_reporter(progress, "words"))
+            view = compare(session_of(ctx, request), a, b, vocabulary,
+                           progress=progress_reporter(progress, "words"))
         except ValueError as exc:
             return _refused(exc), gr.update(value=None, visible=False), gr.update(value=None, visible=False)
         return (view.summary, gr.update(value=view.towards_a, visible=bool(view.towards_a)),
@@ -279,5 +291,6 @@ def _wire_compare(ui: MapActions) -> None:
     sides = [ui.index_folder, ui.selection, ui.side_a, ui.side_b]
     ui.set_a.click(on_side("A"), sides, [ui.side_a, ui.sides, ui.status], api_name="map_set_a", **QUIET)
     ui.set_b.click(on_side("B"), sides, [ui.side_b, ui.sides, ui.status], api_name="map_set_b", **QUIET)
-    ui.compare.click(on_compare, [ui.side_a, ui.side_b], [ui.compare_view, ui.towards_a, ui.towards_b],
-                     concurrency_limit=2, api_name="map_compare", api_visibility="private")
+    ui.compare.click(on_compare, [ui.side_a, ui.side_b, ui.vocabulary],
+                     [ui.compare_view, ui.towards_a, ui.towards_b], concurrency_limit=2,
+                     api_name="map_compare", api_visibility="private")
