@@ -8,6 +8,7 @@ import pytest
 
 from explorer.app import words as kept
 from explorer.app.ui import map_tab, map_words
+from explorer.embed.cache import LRU
 from explorer.science import folder_map
 from tests.test_map_tab import _folder, ctx, photos  # noqa: F401  (fixtures)
 
@@ -17,11 +18,9 @@ WORDS = "red, blue, green, yellow, circle, square, triangle, cross, dog, tree"
 @pytest.fixture
 def xdg(tmp_path, monkeypatch):
     """The disk cache of word vectors in a fresh folder, and no vocabulary kept in memory yet."""
-    from collections import OrderedDict
-
     folder = tmp_path / "xdg"
     monkeypatch.setenv("XDG_CACHE_HOME", str(folder))
-    monkeypatch.setattr(kept, "_WORDS", OrderedDict())
+    monkeypatch.setattr(kept, "_WORDS", LRU(kept.KEPT_WORDS))
     return folder
 
 

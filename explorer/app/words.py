@@ -10,30 +10,14 @@ shipped words on a CPU (one Lasso): an answer is kept, so asking again is free.
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections import OrderedDict
 
+from explorer.embed.cache import LRU
 from explorer.inputs import gate
 from explorer.science import folder_map
 
 KEPT_WORDS, KEPT_EXPLAINED = 4, 512
-_WORDS: OrderedDict = OrderedDict()       # (model identifier, typed_key) -> folder_map.Words
-_EXPLAINED: OrderedDict = OrderedDict()   # (model, map token, typed_key, row) -> (Explanation, source)
-_lock = threading.Lock()
-
-
-def _keep(cache: OrderedDict, key, value, size: int):
-    with _lock:
-        cache[key] = value
-        cache.move_to_end(key)
-        while len(cache) > size:
-            cache.popitem(last=False)
-    return value
-
-
-def _found(cache: OrderedDict, key):
-    with _lock:
-        return cache.get(key)
+_WORDS = LRU(KEPT_WORDS)          # (model identifier, typed_key) -> folder_map.Words
+_EXPLAINED = LRU(KEPT_EXPLAINED)  # (model, map token, typed_key, row) -> (Explanation, source)
 
 
 def typed_key(text: str | None) -> str:
@@ -48,19 +32,20 @@ def vocabulary_words(ctx, text: str | None = "") -> folder_map.Words:
     vocabulary when none is typed (its vectors from vocabulary.py's disk cache)."""
     model = ctx.model()
     key = (model.identifier, typed_key(text))
-    found = _found(_WORDS, key)
+    found = _WORDS.get(key)
     if found is not None:
         return found
     typed = bool(key[1])
     words = folder_map.load_words(model, text=text if typed else None, cache_dir=False if typed else None,
                                   limits=gate.TextLimits.of(ctx.settings))
-    return _keep(_WORDS, key, words, KEPT_WORDS)
+    _WORDS.put(key, words)
+    return words
 
 
 def known(ctx, token: int, text: str | None, row: int) -> tuple[folder_map.Explanation, str] | None:
     """(the image at `row` of the map `token` in words, the words' source) when it was explained before
     with these words, else None."""
-    return _found(_EXPLAINED, (ctx.model().identifier, token, typed_key(text), row))
+    return _EXPLAINED.get((ctx.model().identifier, token, typed_key(text), row))
 
 
 def explain(ctx, token: int, embeddings, row: int, name: str, text: str | None
@@ -68,9 +53,9 @@ def explain(ctx, token: int, embeddings, row: int, name: str, text: str | None
     """(the image at `row` of a map's stored `embeddings` in words, the words' source):
     folder_map.explain (SpLiCE, the image mean the map's own), kept per map `token`, vocabulary and row."""
     key = (ctx.model().identifier, token, typed_key(text), row)
-    found = _found(_EXPLAINED, key)
+    found = _EXPLAINED.get(key)
     if found is None:
         words = vocabulary_words(ctx, text)
-        found = _keep(_EXPLAINED, key, (folder_map.explain(words, embeddings, row, name=name), words.source),
-                      KEPT_EXPLAINED)
+        found = (folder_map.explain(words, embeddings, row, name=name), words.source)
+        _EXPLAINED.put(key, found)
     return found

@@ -26,7 +26,6 @@ import hashlib
 import itertools
 import json
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from gradio.utils import get_upload_folder
 from explorer.app import plots
 from explorer.app import words as vocabularies
 from explorer.app.context import AppContext
+from explorer.embed.cache import LRU
 from explorer.index.image_index import ImageIndex
 from explorer.inputs import gate
 from explorer.inputs.roots import inside_roots
@@ -196,7 +196,7 @@ def open_map(ctx: AppContext, folder: str, method: str, choice: ColourChoice) ->
         layout = map_layout.map_of_index(index, names, embeddings, "pca")  # exact and instant (saved too)
     state = MapState(str(index.folder), str(index.root), list(names), map_seq(str(index.folder), names),
                      layout.method, layout, colouring, clusters, method if running else "", next(_tokens))
-    _keep(_EMBEDDINGS, state.token, embeddings, KEPT_MAPS)
+    _EMBEDDINGS.put(state.token, embeddings)
     return MapView(figure_of(state), note_of(state), show.progress(0.0, "starting…", method)
                    if running else "", state, running, index_choices(ctx))
 
@@ -259,31 +259,22 @@ def poll_job(state: MapState | None, job) -> MapView | None:
 
 
 # ---- colouring ----------------------------------------------------------------------------------------
-_EMBEDDINGS: OrderedDict = OrderedDict()   # token -> the map's stored embeddings (kept for live recolours)
-KEPT_MAPS = 6
-_kept_lock = threading.Lock()
-
-
-def _keep(cache: OrderedDict, key, value, size: int):
-    with _kept_lock:
-        cache[key] = value
-        cache.move_to_end(key)
-        while len(cache) > size:
-            cache.popitem(last=False)
-    return value
+# token -> the map's stored embeddings, kept for live recolours (a 100k x 512 map is 200 MB: bounded by bytes)
+KEPT_MAPS, KEPT_MAP_BYTES = 6, 1 << 30
+_EMBEDDINGS = LRU(KEPT_MAPS, max_bytes=KEPT_MAP_BYTES)
 
 
 def _embeddings(ctx: AppContext, state: MapState):
     """The stored embeddings of the state's map (rows follow state.names), read once per map."""
-    with _kept_lock:
-        found = _EMBEDDINGS.get(state.token)
+    found = _EMBEDDINGS.get(state.token)
     if found is not None:
         return found
     index = _open(ctx, state.index)
     names, embeddings = index.all_embeddings()
     if list(names) != state.names:
         raise Problem("The index has changed since its map was drawn: pick it again to redraw the map.")
-    return _keep(_EMBEDDINGS, state.token, embeddings, KEPT_MAPS)
+    _EMBEDDINGS.put(state.token, embeddings)
+    return embeddings
 
 
 def map_request(choice: ColourChoice) -> folder_map.MapRequest:
