@@ -134,6 +134,14 @@ def test_map_hover_select_and_recolour_in_place_with_the_images_gone(page, folde
     assert sorted(Path(path).resolve() for _, path in rows) == sorted(
         p.resolve() for p in (folder / "a_red_circle").iterdir())
 
+    # Search by it: the Search tab opens with the selection's stored embeddings as the query, so the four
+    # red circles come first; then back to the map
+    page.click("#map-search-by")
+    page.wait_for_selector("#search-results tbody tr", timeout=60_000)
+    top = page.locator("#search-results tbody tr td:nth-child(2)").all_inner_texts()[:4]
+    assert all("a_red_circle" in name for name in top), top
+    page.get_by_role("tab", name="Map", exact=True).click()
+
     # The lists: each item, clicked, shows its image beside the map with its evidence
     page.locator("#map-lists-acc").click()
     page.click("#map-lists-run")
