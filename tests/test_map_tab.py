@@ -7,6 +7,7 @@ use. tests/browser/test_map_page.py drives the same through the page."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import gradio as gr
@@ -175,6 +176,26 @@ def test_a_query_colours_by_score_and_a_bad_choice_is_a_problem(ctx):
         map_tab.recolour(ctx, None, map_tab.ColourChoice())
     with pytest.raises(map_tab.Problem):
         map_tab.open_map(ctx, _folder(ctx), "tsne", map_tab.ColourChoice())
+
+
+def test_an_image_query_lights_up_its_kind_and_is_encoded_once(ctx, shapes_model, tmp_path):
+    from tests.shapes import draw_shape
+
+    colour, shape = THREE[1]
+    query = tmp_path / "uploaded-query.png"
+    draw_shape(colour, shape, size=48, rng=99).save(query)             # not one of the map's images
+    state = map_tab.open_map(ctx, _folder(ctx), "pca", map_tab.ColourChoice()).state
+    images = shapes_model.image_encodes
+    choice = map_tab.ColourChoice("query", query_image=str(query))
+    state, patch = map_tab.recolour(ctx, state, choice)
+    scores = json.loads(patch)["marker"]["color"]
+    top = sorted(range(12), key=lambda i: -scores[i])[:4]
+    assert {state.names[i].split("/")[0] for i in top} == {f"a_{colour}_{shape}"}
+    note = map_tab.colour_note(state.colouring)
+    assert "uploaded-query.png" in note and str(tmp_path) not in note     # its name, never its server path
+    assert shapes_model.image_encodes - images == 1                        # the query image, once
+    map_tab.recolour(ctx, state, replace(choice, query="a red circle"))    # a text beside it: no image again
+    assert shapes_model.image_encodes - images == 1
 
 
 def test_hovering_a_point_gives_its_thumbnail_once_in_gradios_cache(ctx, cache):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -219,8 +220,9 @@ def query_colours(model, names: Sequence[str], embeddings: np.ndarray, request: 
     vector = query_vector(model, names, embeddings, parsed.labels, request.query_names, request.query_images,
                           request.query_weights, image_limits, cache)
     scores = (np.asarray(embeddings, np.float32) @ vector).astype(np.float32)
+    # an image file by its name only: an upload's server path is not the visitor's business
     what = [f"“{t}”" for t in parsed.labels] + list(request.query_names) + [
-        str(p) for p in request.query_images]
+        Path(p).name for p in request.query_images]
     return Colouring("query", [], None, scores, "each image by its cosine with the query " + " + ".join(what),
                      parsed.notes)
 

@@ -44,9 +44,9 @@ ENDPOINTS = {
     "/fewshot_download": ["method"],
     "/load_model": ["model_name", "tag"],
     "/map": ["folder", "method", "by", "labels", "templates", "none_below", "classifier", "k",
-             "cluster_method", "query", "vocabulary"],
+             "cluster_method", "query", "vocabulary", "query_image"],
     "/map_colours": ["by", "labels", "templates", "none_below", "classifier", "k", "cluster_method", "query",
-                     "vocabulary"],
+                     "vocabulary", "query_image"],
     "/map_lists": ["templates"],
 }
 
@@ -187,7 +187,7 @@ def test_build_index_then_map_recolour_and_lists(app_url, data):
                 api_name="/build_index")
     labels = ", ".join(caption(*c) for c in CLASSES[:4])
     out = api.predict(folder=None, method="pca", by="zeroshot", labels=labels, templates=SINGLE,
-                      classifier=None, api_name="/map")
+                      classifier=None, query_image=None, api_name="/map")
     figure = plotly.io.from_json(out[0]["plot"])
     points = next(t for t in figure.data if t.meta == "map-points")
     assert len(points.text) == 24 and "PCA map of 24 images" in out[1]
@@ -195,7 +195,7 @@ def test_build_index_then_map_recolour_and_lists(app_url, data):
     assert [n.rsplit(" (", 1)[0] for n in legend] == [caption(*c) for c in CLASSES[:4]]
     assert all(n.endswith("(6)") for n in legend), legend               # each label its folder's six
     patch, note = api.predict(by="query", templates=SINGLE, classifier=None, query="a red circle",
-                              api_name="/map_colours")[:2]
+                              query_image=None, api_name="/map_colours")[:2]
     colours = json.loads(patch)["marker"]["color"]
     best = max(range(24), key=colours.__getitem__)
     assert points.text[best].startswith(f"shapes/{CLASSES[0][0]}_{CLASSES[0][1]}") or \

@@ -421,6 +421,11 @@ def search(api: Api, text: str = "a red circle", image: dict | None = None) -> A
     return api.call("search", text, image, 0.5, 4, -1.0)
 
 
+def map_query(api: Api, image: dict | None, text: str = "") -> Answer:
+    """The Map tab's map of the session's last index (PCA: no layout job), coloured by a query."""
+    return api.call("map", None, "pca", "query", "", SINGLE, 0, None, 8, "kmeans", text, "", image)
+
+
 def top_labels(summary: str) -> list[str]:
     """The winning label of each image in a classify summary."""
     return re.findall(r'class="zs-top">([^<]*)<', summary)

@@ -17,6 +17,7 @@ from tests.hostile.attack import (
     build_index,
     classified_names,
     classify,
+    map_query,
     search,
     top_labels,
     zipped,
@@ -138,6 +139,23 @@ def test_a_bomb_as_the_search_query_image(server, warm, bombs, kind):
     big = [(p, p.stat().st_size) for p in server.workdir.rglob("*")
            if p.is_file() and p.stat().st_size > 20 * 2**20]
     assert big == [], f"large files left behind: {big}"
+    assert server.alive()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_bomb_as_the_map_query_image(server, warm, bombs, kind):
+    """The Map tab's query image: refused by the same decoding limits, the map still drawn, quickly."""
+    bomb_name, bomb = getattr(bombs, kind)
+    api = Api(server.url)
+    assert build_index(api, api.upload(("p.zip", zipped({"p.png": bombs_photo(), "q.png": bombs_photo()})))
+                       ).event == "complete"
+    query = api.upload((bomb_name, bomb))[0]
+    answer, growth = _attack(server, lambda: map_query(api, query))
+    _report(f"map query {bomb_name}", answer, growth)
+    assert answer.seconds < MAX_SECONDS and growth < MAX_GROWTH_MB
+    assert answer.event != "error" or answer.error_message, "an error without a message"
+    said = answer.error_message or answer.text
+    assert names_its_limit(said), f"unclear refusal of the map's query image: {said[:300]}"
     assert server.alive()
 
 

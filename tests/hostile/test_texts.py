@@ -292,7 +292,7 @@ def test_the_map_takes_only_the_sessions_own_index_and_points(server, prepared, 
     """/map refuses another session's index in the same words as a path that names nothing; the hover and
     selection channels read only numbers of the session's own map, bounded, never a path."""
     api, _ = prepared
-    mine = api.call("map", None, "pca", "folder", "", SINGLE, 0, None, 8, "kmeans", "", "")
+    mine = api.call("map", None, "pca", "folder", "", SINGLE, 0, None, 8, "kmeans", "", "", None)
     assert mine.event == "complete", mine.text[:500]
     seq = _map_seq(mine)
 
@@ -300,13 +300,13 @@ def test_the_map_takes_only_the_sessions_own_index_and_points(server, prepared, 
     photo = other.upload(("o.png", shape_png("green", "triangle")))
     other_built = other.call("build_index", UPLOAD, "", photo, None)
     assert other_built.event == "complete", other_built.text[:300]
-    theirs = other.call("map", None, "pca", "folder", "", SINGLE, 0, None, 8, "kmeans", "", "")
+    theirs = other.call("map", None, "pca", "folder", "", SINGLE, 0, None, 8, "kmeans", "", "", None)
     their_folder = theirs.data[-1]["value"]          # the index choice names its folder to its own session
     other.close()
     answers = {}
     for kind, folder in (("theirs", their_folder), ("missing", their_folder + "-gone"),
                          ("passwd", secret_files["passwd"]), ("secret", secret_files["folder"])):
-        got = api.call("map", folder, "pca", "folder", "", SINGLE, 0, None, 8, "kmeans", "", "")
+        got = api.call("map", folder, "pca", "folder", "", SINGLE, 0, None, 8, "kmeans", "", "", None)
         leaked = SECRET in got.raw or PASSWD in got.raw or "o.png" in got.raw
         assert not leaked, (kind, got.raw[:300])
         answers[kind] = normalised(got.text, folder)

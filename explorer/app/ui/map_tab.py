@@ -36,6 +36,7 @@ from explorer.app import plots
 from explorer.app import words as vocabularies
 from explorer.app.context import AppContext
 from explorer.embed.cache import LRU
+from explorer.embed.images import ImageError
 from explorer.index.image_index import ImageIndex
 from explorer.inputs import gate
 from explorer.inputs.roots import inside_roots
@@ -43,7 +44,7 @@ from explorer.science import folder_map, map_layout
 from explorer.science.prompts import builtin_template_set
 
 from . import map_html as show
-from .common import TEMPLATE_CHOICES, from_page, live, message, session_of, unchanged
+from .common import IMAGE_TYPES, TEMPLATE_CHOICES, from_page, live, message, session_of, unchanged
 
 METHODS = {"UMAP (background job)": "umap", "PCA (instant)": "pca"}
 COLOUR_BY = {"Folder": "folder", "Zero-shot labels": "zeroshot", "Taught classifier": "taught",
@@ -88,6 +89,7 @@ class ColourChoice:
     cluster_method: str = "kmeans"
     query: str = ""
     vocabulary: str = ""                # words typed to name things with ("": the shipped vocabulary)
+    query_image: str | None = None      # an image file as (part of) the query: encoded once, then cached
 
 
 @dataclass
@@ -286,7 +288,8 @@ def map_request(choice: ColourChoice) -> folder_map.MapRequest:
     return folder_map.MapRequest(colour_by=choice.by, labels=choice.labels, templates=templates,
                                  none_threshold=choice.none_below or None, classifier=choice.classifier,
                                  clusters=int(choice.k), cluster_method=choice.cluster_method,
-                                 query_text=choice.query)
+                                 query_text=choice.query,
+                                 query_images=[choice.query_image] if choice.query_image else [])
 
 
 def colour_points(ctx: AppContext, names: list[str], embeddings, choice: ColourChoice, clusters=None):
@@ -301,9 +304,12 @@ def colour_points(ctx: AppContext, names: list[str], embeddings, choice: ColourC
             clusters = folder_map.clustering(embeddings, words, request.cluster_method,
                                              request.clusters, request.seed, request.name_words)
         return clusters.colouring(), clusters
-    colouring = folder_map.colours(ctx.model(), names, embeddings, request,
-                                   limits=gate.TextLimits.of(ctx.settings), image_limits=ctx.settings.limits,
-                                   cache=ctx.embeddings)
+    try:
+        colouring = folder_map.colours(ctx.model(), names, embeddings, request,
+                                       limits=gate.TextLimits.of(ctx.settings),
+                                       image_limits=ctx.settings.limits, cache=ctx.embeddings)
+    except ImageError as exc:  # the query image (the map's own images are never read)
+        raise Problem(f"The query image cannot be used: {exc.reason}") from None
     return replace(colouring, probabilities=None), clusters  # [N, labels]: not kept in the session
 
 
@@ -531,6 +537,7 @@ class MapHandles:
     cluster_method: gr.Radio
     query_box: gr.Group
     query: gr.Textbox
+    query_image: gr.File
     colour_note: gr.HTML
     plot: gr.Plot
     note: gr.HTML
@@ -555,7 +562,7 @@ class MapHandles:
 
     def colour_inputs(self) -> list:
         return [self.colour_by, self.labels, self.templates, self.none_below, self.classifier, self.k,
-                self.cluster_method, self.query, self.vocabulary]
+                self.cluster_method, self.query, self.vocabulary, self.query_image]
 
 
 def build(ctx: AppContext) -> MapComponents:
@@ -595,6 +602,8 @@ def build(ctx: AppContext) -> MapComponents:
                                           elem_id="map-cluster-method")
             with gr.Group(visible=False) as query_box:
                 query = gr.Textbox("", label="Query text", placeholder="a red circle", elem_id="map-query")
+                query_image = gr.File(label="…and/or an image", file_types=IMAGE_TYPES, file_count="single",
+                                      height=90, elem_id="map-query-image")
             colour_note = gr.HTML(elem_id="map-colour-note")
             vocabulary = gr.Textbox("", label="Vocabulary: words that name clusters, selections and images",
                                     lines=2, max_lines=8, elem_id="map-vocabulary",
@@ -633,7 +642,8 @@ def build(ctx: AppContext) -> MapComponents:
         ctx, index=index, refresh=refresh, method=method, run=run, progress=progress, cancel=cancel,
         timer=timer, colour_by=colour_by, zeroshot_box=zeroshot_box, labels=labels, templates=templates,
         none_below=none_below, taught_box=taught_box, classifier=classifier, cluster_box=cluster_box, k=k,
-        cluster_method=cluster_method, query_box=query_box, query=query, colour_note=colour_note, plot=plot,
+        cluster_method=cluster_method, query_box=query_box, query=query,
+        query_image=query_image, colour_note=colour_note, plot=plot,
         note=note, hover_image=hover_image, hover_caption=hover_caption, hover_id=hover_id,
         explain_id=explain_id, explain_run=explain_run, explanation=explanation, vocabulary=vocabulary,
         selection_ids=selection_ids, patch=patch, selection_html=selection_html, gallery=gallery,
@@ -653,10 +663,10 @@ def _session(request) -> str:
 
 
 def _choice(by, labels, templates, none_below, classifier, k, cluster_method, query,
-            vocabulary=None) -> ColourChoice:
+            vocabulary=None, query_image=None) -> ColourChoice:
     return ColourChoice(by or "folder", labels or "", templates or next(iter(TEMPLATE_CHOICES)),
                         float(none_below or 0), classifier, int(k or 8), cluster_method or "kmeans",
-                        query or "", vocabulary or "")
+                        query or "", vocabulary or "", query_image or None)
 
 
 def _shown_map(view: MapView, new: bool = True) -> tuple:
@@ -682,8 +692,9 @@ def _wire_map(ui: MapHandles) -> None:
         return gr.update(choices=choices, value=keep or (choices[0][1] if choices else None))
 
     def on_map(folder, method, by, labels, templates, none_below, classifier, k, cluster_method, query,
-               vocabulary, request: gr.Request):
-        choice = _choice(by, labels, templates, none_below, classifier, k, cluster_method, query, vocabulary)
+               vocabulary, query_image, request: gr.Request):
+        choice = _choice(by, labels, templates, none_below, classifier, k, cluster_method, query, vocabulary,
+                         query_image)
         try:
             view = open_map(session_of(ctx, request), folder, method or "umap", choice)
         except ValueError as exc:  # Problem, PromptError...; gate.Refused is a gr.Error from the gate first
@@ -729,8 +740,9 @@ def _wire_colours(ui: MapHandles) -> None:
         return tuple(gr.update(visible=by == kind) for kind in ("zeroshot", "taught", "cluster", "query"))
 
     def on_colour(state, by, labels, templates, none_below, classifier, k, cluster_method, query, vocabulary,
-                  request: gr.Request, event: gr.EventData = None):
-        choice = _choice(by, labels, templates, none_below, classifier, k, cluster_method, query, vocabulary)
+                  query_image, request: gr.Request, event: gr.EventData = None):
+        choice = _choice(by, labels, templates, none_below, classifier, k, cluster_method, query, vocabulary,
+                         query_image)
         try:
             new, patch = recolour(session_of(ctx, request), state, choice)
         except ValueError as exc:  # Problem, PromptError, a classifier file refused...
@@ -743,7 +755,8 @@ def _wire_colours(ui: MapHandles) -> None:
     ui.colour_by.change(on_by, ui.colour_by, [ui.zeroshot_box, ui.taught_box, ui.cluster_box, ui.query_box],
                         show_progress="hidden", api_visibility="private")
     live([ui.colour_by, ui.labels, ui.templates, ui.none_below, ui.classifier.upload, ui.k, ui.cluster_method,
-          ui.query, ui.vocabulary, ui.labels.submit, ui.query.submit], on_colour,
+          ui.query, ui.vocabulary, ui.query_image.upload, ui.query_image.clear, ui.labels.submit,
+          ui.query.submit], on_colour,
          [ui.state, *ui.colour_inputs()],
          [ui.patch, ui.colour_note, ui.state], concurrency_limit=2, api_name="map_colours")
     ui.patch.change(None, ui.patch, None, js=RECOLOUR_JS, show_progress="hidden", api_visibility="private")
