@@ -306,7 +306,10 @@ def test_map_tab_and_command_agree(ctx, misfiled, shapes_model, shapes_model_dir
     assert {title: [row for row, _ in items] for title, items in drawn.items()} == {
         "Likely mistakes": [m["row"] for m in lists["mistakes"]],
         "Cross-folder duplicates": [d["row_i"] for d in lists["duplicates"]],
-        "Outliers": [o["row"] for o in lists["outliers"]]}
+        # the page lists the outliers that stand apart (map_tab.outliers_shown); the JSON ranks them all
+        "Outliers": [o["row"] for o in map_tab.outliers_shown(lists["outliers"], len(state.names))[0]]}
+    shown = drawn["Outliers"]
+    assert [row for row, _ in shown] == [o["row"] for o in lists["outliers"][:len(shown)]]
     odd, copy = state.names.index("a_blue_square/odd.png"), state.names.index("a_green_triangle/copy.png")
     assert odd in [m["row"] for m in lists["mistakes"]]
     assert {copy, state.names.index("a_red_circle/0.png")} in [{d["row_i"], d["row_j"]}
