@@ -199,7 +199,7 @@ def page_state(n: int, model, rng):
     state = map_tab.MapState(index=f"/bench/index-{n}", root="/bench/photos", names=names,
                              seq=map_tab.map_seq(f"/bench/index-{n}", names), method="umap", layout=layout,
                              token=-n)  # negative: never a token of a map the tab drew
-    map_tab._keep(map_tab._EMBEDDINGS, state.token, x, map_tab.KEPT_MAPS)  # as open_map keeps them
+    map_tab._EMBEDDINGS.put(state.token, x)  # as open_map keeps them
     ctx = SimpleNamespace(model=lambda: model, settings=load_settings(env={}), embeddings=None)
     state, _ = map_tab.recolour(ctx, state, map_tab.ColourChoice("zeroshot", ", ".join(LABELS + ["a cat"])))
     return ctx, state
