@@ -23,3 +23,18 @@ def local_context(model, workdir, allowed_root):
     context = AppContext.create(settings, ModelSlot(), upload_dir=workdir / "uploads")
     context.slot.model = model
     return context
+
+
+def hosted_context(tmp_path, model):
+    """An AppContext as `app.py --hosted` makes it, with `model` loaded: shared indexes and uploads and the
+    sessions' workspaces under `tmp_path`."""
+    from explorer.app.context import AppContext
+    from explorer.embed.model import ModelSlot
+    from explorer.inputs.settings import load_settings
+
+    settings = load_settings(env={"EXPLORER_HOSTED": "1", "EXPLORER_INDEX_DIR": str(tmp_path / "shared-idx"),
+                                  "EXPLORER_ALLOWED_ROOTS": str(tmp_path)})
+    ctx = AppContext.create(settings, ModelSlot(), upload_dir=tmp_path / "shared-uploads",
+                            hosted_dir=tmp_path / "sessions")
+    ctx.slot.model = model
+    return ctx

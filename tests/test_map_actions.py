@@ -10,13 +10,10 @@ import gradio as gr
 import pytest
 
 from explorer.app import selection
-from explorer.app.context import AppContext
 from explorer.app.ui import map_actions, search_tab, teach_tab
-from explorer.embed.model import ModelSlot
 from explorer.inputs import gate
 from explorer.inputs.roots import PathRefused
-from explorer.inputs.settings import load_settings
-from tests.helpers import local_context
+from tests.helpers import hosted_context, local_context
 from tests.shapes import CLASSES, make_labelled_folder
 
 SINGLE = "Single: a photo of a {}."
@@ -162,15 +159,6 @@ def _descendants(block) -> list:
     return found
 
 
-def hosted(tmp_path, model) -> AppContext:
-    settings = load_settings(env={"EXPLORER_HOSTED": "1", "EXPLORER_INDEX_DIR": str(tmp_path / "shared-idx"),
-                                  "EXPLORER_ALLOWED_ROOTS": str(tmp_path)})
-    ctx = AppContext.create(settings, ModelSlot(), upload_dir=tmp_path / "shared-uploads",
-                            hosted_dir=tmp_path / "sessions")
-    ctx.slot.model = model
-    return ctx
-
-
 def test_hosted_export_is_a_zip_of_the_visitors_own_images(tmp_path, shapes_model, mapped):
     _, _, photos = mapped
     archive = tmp_path / "upload.zip"
@@ -178,7 +166,7 @@ def test_hosted_export_is_a_zip_of_the_visitors_own_images(tmp_path, shapes_mode
         for kind in KINDS[:2]:
             for i in range(3):
                 z.write(photos / kind / f"{i}.png", f"mine/{kind}/{i}.png")
-    ctx = hosted(tmp_path, shapes_model)
+    ctx = hosted_context(tmp_path, shapes_model)
     mine, other = ctx.scoped("session-a"), ctx.scoped("session-b")
     index = mine.index_choice(uploads=[str(archive)], workers=0).index
     folder, names = str(index.folder), sorted(n for n in index.all_embeddings()[0] if KINDS[1] in n)

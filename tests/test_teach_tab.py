@@ -12,6 +12,7 @@ from explorer.app.context import AppContext
 from explorer.app.ui import search_tab, teach_tab
 from explorer.embed.model import ModelSlot
 from explorer.inputs.settings import load_settings
+from tests.helpers import hosted_context
 from tests.shapes import CLASSES, make_labelled_folder
 
 SINGLE = "Single: a photo of a {}."
@@ -38,15 +39,6 @@ def local_context(tmp_path, model) -> AppContext:
     settings = load_settings(env={"EXPLORER_ALLOWED_ROOTS": str(tmp_path.parent.parent),
                                   "EXPLORER_INDEX_DIR": str(tmp_path / "idx")})
     ctx = AppContext.create(settings, ModelSlot(), upload_dir=tmp_path / "uploads")
-    ctx.slot.model = model
-    return ctx
-
-
-def hosted_context(tmp_path, model) -> AppContext:
-    settings = load_settings(env={"EXPLORER_HOSTED": "1", "EXPLORER_INDEX_DIR": str(tmp_path / "shared-idx"),
-                                  "EXPLORER_ALLOWED_ROOTS": str(tmp_path)})
-    ctx = AppContext.create(settings, ModelSlot(), upload_dir=tmp_path / "shared-uploads",
-                            hosted_dir=tmp_path / "sessions")
     ctx.slot.model = model
     return ctx
 

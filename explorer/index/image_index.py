@@ -87,6 +87,19 @@ def combine_vectors(vectors: np.ndarray, weights: Sequence[float] | None = None)
     return normalize(total)
 
 
+def encoded_queries(model, texts: Sequence[str] = (), images: Sequence = (), limits: Limits = DEFAULT_LIMITS,
+                    cache=None) -> list[np.ndarray]:
+    """The query parts a search combines: the texts encoded (the model's text cache), then the image
+    files encoded (through `cache`, an EmbeddingCache); ImageError for an image that cannot be read."""
+    parts = [model.encode_texts(list(texts))] if texts else []
+    if images:
+        found = embed_files(model, list(images), limits=limits, cache=cache)
+        if found.failures:
+            raise ImageError(found.failures[0].path, found.failures[0].reason)
+        parts.append(found.embeddings)
+    return parts
+
+
 class ImageIndex:
     """An opened index: search it, look up stored embeddings, check a model against it.
     Safe to share between threads: every use of the store and the FAISS index takes one lock.
@@ -150,13 +163,7 @@ class ImageIndex:
         if any(not t.strip() for t in texts):
             raise ValueError("a text query is empty")
         self.check_model(model)
-        parts = [model.encode_texts(texts)] if texts else []
-        if images:
-            found = embed_files(model, images, limits=limits, cache=cache)
-            if found.failures:
-                raise ImageError(found.failures[0].path, found.failures[0].reason)
-            parts.append(found.embeddings)
-        return combine_vectors(np.concatenate(parts), weights)
+        return combine_vectors(np.concatenate(encoded_queries(model, texts, images, limits, cache)), weights)
 
     def duplicate_groups(self, threshold: float = 0.95, k: int = 16,
                          batch: int = 4096) -> list[DuplicateGroup]:

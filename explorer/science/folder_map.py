@@ -23,12 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from explorer.embed.images import DEFAULT_LIMITS, ImageError, Limits
+from explorer.embed.images import DEFAULT_LIMITS, Limits
 from explorer.embed.probability import default_none_rule
 from explorer.embed.vectors import normalize
-from explorer.index.image_index import combine_vectors
+from explorer.index.image_index import combine_vectors, encoded_queries
 from explorer.inputs.gate import DEFAULT_TEXT_LIMITS, TextLimits
-from explorer.inputs.sources import class_name, embed_files
+from explorer.inputs.sources import class_name
 
 from . import fewshot
 from .evaluate import none_of_these
@@ -201,14 +201,10 @@ def query_vector(model, names: Sequence[str], embeddings: np.ndarray, texts: Seq
     missing = [n for n in query_names if n not in row]
     if missing:
         raise ValueError(f"not on this map: {missing[0]!r}")
-    parts = [model.encode_texts(texts)] if texts else []
+    parts = encoded_queries(model, texts)
     if query_names:
         parts.append(normalize(np.asarray(embeddings, np.float32)[[row[n] for n in query_names]]))
-    if images:
-        found = embed_files(model, images, limits=limits, cache=cache)
-        if found.failures:
-            raise ImageError(found.failures[0].path, found.failures[0].reason)
-        parts.append(found.embeddings)
+    parts += encoded_queries(model, images=images, limits=limits, cache=cache)
     return combine_vectors(np.concatenate(parts), weights)
 
 
