@@ -1,6 +1,8 @@
 """Loki (explorer/science/loki.py) against direct transcriptions of SprocketLab/loki's code."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -170,6 +172,7 @@ def test_probe_equals_a_direct_computation(shapes_model, labelled):
     doc = report.as_dict()
     assert doc["method"] == "Loki" and "SprocketLab/loki" in doc["source"] and doc["differs"]
     assert doc["evidence"]["n"] == len(labelled) and len(doc["distances"]) == 4
+    assert json.loads(json.dumps(doc))["candidates"] == names
 
 
 def test_probe_with_a_tree_predicts_a_label_nobody_typed(shapes_model):
