@@ -159,5 +159,16 @@ def _print_summary(kind: str, doc: dict) -> None:
             for row in rows:
                 value = row["accuracy"] if doc["labelled"] else row["zpe_score"]
                 print(f"    {value:8.3f}  zipf {row['zipf']}  {row['candidate']} ({row['source']})")
+    elif kind == "loki":
+        _print_loki(doc)
     for note in doc.get("notes", []):
         print(f"note: {note}", file=sys.stderr)
+
+
+def _print_loki(doc: dict) -> None:
+    print(f"  metric {doc['metric']}; {doc['changed']} image(s) changed by Loki, {doc['outside']} to a "
+          "label outside the scored classes")
+    if doc["labelled"]:
+        print(f"  accuracy: arg-max {doc['accuracy_argmax']:.1%}, Loki {doc['accuracy_loki']:.1%}")
+    for row in doc["images"]:
+        print(f"  {row['argmax']:<20} -> {row['loki']:<20} {row['image']}")
