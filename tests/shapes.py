@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 
 __all__ = [
     "COLORS", "SHAPES", "CLASSES", "caption", "class_name", "draw_shape", "draw_pair",
-    "make_labelled_folder",
+    "make_labelled_folder", "draw_shapes",
 ]
 
 COLORS: dict[str, tuple[int, int, int]] = {
@@ -168,3 +168,21 @@ def make_labelled_folder(root, classes, n_per_class: int, size: int = 64, seed: 
             draw_shape(color, shape, size=size, rng=rng).save(path)
             out.append((path, label))
     return out
+
+
+def draw_shapes(color: str, shape: str, k: int, size: int = 64, rng=None) -> Image.Image:
+    """`k` (1..9) objects of one kind, each in its own cell of a 3 x 3 grid (cells chosen at random), each
+    filling 60-90% of its cell, on a random background: a picture of exactly k things, for counting."""
+    _check(color, shape)
+    if not 1 <= k <= 9:
+        raise ValueError(f"k must be 1..9, got {k}")
+    rng = _rng(rng)
+    img = _background(size, rng)
+    draw = ImageDraw.Draw(img)
+    cell = size // 3
+    for index in rng.permutation(9)[:k]:
+        row, col = divmod(int(index), 3)
+        side = max(3, int(round(cell * rng.uniform(0.6, 0.9))))
+        box = _place(rng, col * cell, (col + 1) * cell, row * cell, (row + 1) * cell, side)
+        _draw_object(draw, shape, box, _object_color(color, rng))
+    return _add_noise(img, rng)
