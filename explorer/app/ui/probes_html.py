@@ -173,6 +173,10 @@ def synonyms_summary(report) -> str:
             "<p>Unlabelled: ranked by ZPE's score, which gives no evidence of accuracy.</p>"
         lines.append(f"<li><b>{_e(cls)}</b> → <b>{_e(best)}</b>{said}</li>")
     parts.append(f'<ul class="pr-verdict">{"".join(lines)}</ul>')
+    if report.frequent:
+        picks = ", ".join(f"{_e(c)} → {_e(n)}" for c, n in report.frequent.items())
+        parts.append(f'<p class="explorer-muted pr-frequent">REAL-Prompt\'s own pick, the most frequent name '
+                     f"(wordfreq's Zipf, a proxy for pretraining frequency; no images used): {picks}.</p>")
     return "".join(parts)
 
 

@@ -85,7 +85,7 @@ def _ask(kind: str, given: ProbeInputs, limits: gate.TextLimits) -> dict:
         text = gate.text(given.binding, "Binding", limits).strip()
         return {"binding": binding_core.parse_binding(text) if text else None}
     if kind == "synonyms":
-        typed = synonyms.parse_typed_synonyms(gate.text(given.synonyms, "Synonyms", limits))
+        typed = synonyms.parse_typed_synonyms(given.synonyms, limits)
         return {"classes": _labels(given.classes, "Classes", limits) or None, "typed": typed,
                 "templates": _templates(given.templates), "wordnet": bool(given.wordnet)}
     tree = gate.text(given.tree, "Tree", limits)
