@@ -555,12 +555,15 @@ def frequency_scatter(points: list[tuple[str, str, float | None, float]],
         hover = "%{customdata}<br>Zipf %{x:.2f}<br>" + score + " %{y:.3f}<extra>" + cls + "</extra>"
         fig.add_trace(go.Scatter(
             x=[z if z is not None else floor for _, _, z, _ in mine], y=[s for _, _, _, s in mine],
-            mode="markers+text", text=[_short(n, 20) for _, n, _, _ in mine], textposition="top center",
+            mode="markers+text", text=[_short(n, 20) for _, n, _, _ in mine],
+            textposition=["top center" if i % 2 == 0 else "bottom center" for i in range(len(mine))],
             name=_short(cls, 24), marker=dict(size=9, color=MAP_PALETTE[k % len(MAP_PALETTE)],
                                               symbol=marks),
             customdata=[n for _, n, _, _ in mine], hovertemplate=hover))
     fig.update_xaxes(title_text="word frequency (Zipf, wordfreq; a proxy for pretraining frequency)")
-    fig.update_yaxes(title_text=score, tickformat=".0%" if score == "accuracy" else None)
+    if score == "accuracy":
+        fig.update_yaxes(range=[-0.05, 1.1], tickformat=".0%")
+    fig.update_yaxes(title_text=score)
     fig.update_layout(height=400, margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.25))
     return titled(fig, "Names: how common against how well they work",
                   ["x marks a name with no frequency (at the left edge)"])

@@ -87,14 +87,22 @@ def counting_summary(report) -> str:
     chance, majority = float(report.chance), float(report.majority or 0.0)
     for form in report.forms:
         accuracy = float(report.accuracy[form])
-        beats = "above" if accuracy > max(chance, majority) else "<b>not above</b>"
         near = report.neighbour_confusion.get(form)
         errors = "no errors" if near is None else f"of its errors, {_pct(near)} are off by exactly one"
         parts.append(f'<p class="pr-verdict">Prompts in {_e(form)}: accuracy <b>{_pct(accuracy)}</b> on '
-                     f"{len(report.names)} images, {beats} chance ({_pct(chance)}) and the majority baseline "
-                     f"({_pct(majority)}: always the commonest count); {errors}.</p>")
+                     f"{len(report.names)} images: {_against(accuracy, chance, majority)}; {errors}.</p>")
     parts.append(evidence_html(report.words_vs_digits, "words", "digits"))
     return "".join(parts)
+
+
+def _against(accuracy: float, chance: float, majority: float) -> str:
+    """The accuracy against chance and against always answering the commonest count, in words."""
+    base = f"chance ({_pct(chance)})", f"the majority baseline ({_pct(majority)}: always the commonest count)"
+    if accuracy > max(chance, majority):
+        return f"above {base[0]} and {base[1]}"
+    if accuracy > chance:
+        return f"above {base[0]} but <b>not above</b> {base[1]}"
+    return f"<b>not above</b> {base[0]} nor {base[1]}"
 
 
 def counting_details(report) -> str:
@@ -212,15 +220,14 @@ def loki_summary(report) -> str:
              f'<p class="explorer-muted">Distances: {_e(report.metric)}. Loki predicts the candidate whose '
              "probability-weighted squared distance to the classes is least (a Fréchet mean), so it may name "
              "a candidate no class prompt scored.</p>"]
-    outside = sum(int(j) >= len(report.classes) for j in report.loki)
-    changed = sum(int(j) != int(a) for j, a in zip(report.loki, report.argmax))
-    parts.append(f'<p class="pr-verdict">Loki changed {changed} of {len(report.names)} predictions; '
-                 f"{outside} name a candidate outside the scored classes.</p>")
+    parts.append(f'<p class="pr-verdict">Loki changed {report.changed} of {len(report.names)} predictions; '
+                 f"{report.outside} name a candidate outside the scored classes.</p>")
     if report.true is not None:
         parts.append(f'<p class="pr-verdict">Accuracy: argmax <b>{_pct(report.accuracy_argmax)}</b>, Loki '
                      f"<b>{_pct(report.accuracy_loki)}</b> (chance {_pct(1 / len(report.classes))}). "
                      f"Expected squared distance to the truth (the paper's metric, lower is better): argmax "
-                     f"{_num(report, 'argmax')}, Loki {_num(report, 'loki')}.</p>")
+                     f"{_num(report.mean_squared_distance_argmax)}, Loki "
+                     f"{_num(report.mean_squared_distance_loki)}.</p>")
         parts.append(evidence_html(report.evidence, "Loki", "argmax"))
     else:
         parts.append('<p class="explorer-muted">Unlabelled: no accuracy; the table shows what each '
@@ -228,9 +235,7 @@ def loki_summary(report) -> str:
     return "".join(parts)
 
 
-def _num(report, which: str) -> str:
-    value = report.mean_squared_distance
-    value = value.get(which) if isinstance(value, dict) else value
+def _num(value) -> str:
     return "–" if value is None else f"{float(value):.3f}"
 
 
