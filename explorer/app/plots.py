@@ -460,3 +460,124 @@ def map_rows(layout_names: list[str], xy: np.ndarray, names: list[str]) -> np.nd
         mine, theirs = map(list, zip(*found))
         out[mine] = xy[theirs]
     return out
+
+
+# ---- probes (explorer/science/counting.py, binding.py, synonyms.py, loki.py) -----------------------
+MAX_COUNT_LINES = 12  # unlabelled count curves: one line per image up to this many, then the mean only
+
+
+def count_curves(counts: list[int], probabilities: dict, true=None, names: list[str] | None = None,
+                 rule: str = "softmax") -> go.Figure:
+    """The probability the model gives each count (1..10), one panel per prompt form (words, digits).
+    Labelled (`true`: each image's count): one line per true count, the mean over its images, with a
+    marker at the true count. Unlabelled: one line per image (the first MAX_COUNT_LINES), and their mean."""
+    forms = list(probabilities)
+    fig = make_subplots(rows=1, cols=len(forms), subplot_titles=[f"prompts in {f}" for f in forms],
+                        shared_yaxes=True, horizontal_spacing=0.06)
+    for col, form in enumerate(forms, start=1):
+        p = np.asarray(probabilities[form], dtype=float).reshape(-1, len(counts))
+        for k, (name, line) in enumerate(_count_lines(p, counts, true, names)):
+            colour = MAP_PALETTE[k % len(MAP_PALETTE)]
+            hover = name + "<br>count %{x}<br>probability %{y:.1%}<extra></extra>"
+            fig.add_trace(go.Scatter(x=counts, y=line, mode="lines+markers", name=name, legendgroup=name,
+                                     showlegend=col == 1, line=dict(color=colour), hovertemplate=hover),
+                          row=1, col=col)
+    fig.update_xaxes(title_text="count in the prompt", tickvals=list(counts))
+    fig.update_yaxes(title_text="probability", tickformat=".0%", rangemode="tozero", col=1)
+    fig.update_layout(height=380, margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.25))
+    how = PROBABILITY_RULES.get(rule, rule).format("count")
+    detail = "lines: the mean over the images of each true count" if true is not None else \
+        "lines: each image (its file name), and the mean of all"
+    return titled(fig, "What count the model reads", [f"{how}; {detail}"], room_below=SUBPLOT_TITLE_PX)
+
+
+def _count_lines(p: np.ndarray, counts: list[int], true, names) -> list[tuple[str, list[float]]]:
+    if true is not None:
+        true = np.asarray(true)
+        return [(f"{c} in the image (n={int((true == c).sum())})", p[true == c].mean(axis=0).tolist())
+                for c in counts if (true == c).any()]
+    names = list(names or [f"image {i + 1}" for i in range(len(p))])
+    lines = [(_short(n, 24), row.tolist()) for n, row in zip(names[:MAX_COUNT_LINES], p)]
+    if len(p) > 1:
+        lines.append((f"mean of {len(p)} images", p.mean(axis=0).tolist()))
+    return lines
+
+
+def attribute_heatmap(attributes: list[str], objects: list[str], probabilities, names: list[str],
+                      rule: str = "softmax") -> go.Figure:
+    """Attributes (rows) x objects (columns): the probability of each "a {attribute} {object}" cell by the
+    model's rule over all cells, the mean over the images (one image: its own)."""
+    p = np.asarray(probabilities, dtype=float).reshape(len(names), len(attributes), len(objects))
+    z = p.mean(axis=0)
+    fig = go.Figure(go.Heatmap(
+        z=z, x=axis_labels(objects), y=axis_labels(attributes), colorscale="Viridis", zmin=0,
+        zmax=max(float(z.max()), 1e-9), colorbar=dict(title="probability", tickformat=".0%"),
+        texttemplate=cell_text("probability", len(attributes), len(objects)),
+        hovertemplate="%{y} %{x}<br>probability %{z:.1%}<extra></extra>"))
+    fig.update_xaxes(type="category", title_text="object")
+    fig.update_yaxes(type="category", autorange="reversed", title_text="attribute")
+    fig.update_layout(height=max(320, 160 + 30 * len(attributes)), margin=dict(l=10, r=10, t=50, b=10))
+    over = f"the mean over {len(names)} images" if len(names) > 1 else names[0]
+    how = PROBABILITY_RULES.get(rule, rule).format("cell")
+    return titled(fig, "Attributes × objects", [f"{how}; {over}; chance {1 / z.size:.1%} a cell"])
+
+
+def binding_bars(names: list[str], true_cosine, swapped_cosine, wins) -> go.Figure:
+    """Per image, the cosine of its bound prompt minus that of the swapped one ("a blue circle and a red
+    square" for "a red circle and a blue square"): above 0 the model told the binding apart."""
+    margin = np.asarray(true_cosine, dtype=float) - np.asarray(swapped_cosine, dtype=float)
+    wins = np.asarray(wins, dtype=bool)
+    colours = np.where(wins, "#2a9d8f", np.where(margin == 0, "#9a9a9a", "#e76f51"))
+    fig = go.Figure(go.Bar(
+        x=axis_labels(names), y=margin, marker_color=colours.tolist(),
+        customdata=np.stack([np.asarray(true_cosine, float), np.asarray(swapped_cosine, float)], axis=-1),
+        hovertemplate="%{x}<br>bound %{customdata[0]:.4f}<br>swapped %{customdata[1]:.4f}"
+        "<br>difference %{y:+.4f}<extra></extra>"))
+    fig.add_hline(y=0, line_color="black", line_width=1)
+    fig.update_xaxes(type="category", tickangle=-45)
+    fig.update_yaxes(title_text="bound − swapped cosine")
+    fig.update_layout(height=360, margin=dict(l=10, r=10, t=50, b=10))
+    return titled(fig, "Binding: the bound prompt against its swap",
+                  [f"green: the bound prompt wins ({int(wins.sum())} of {len(wins)}); red: the swap wins"])
+
+
+def frequency_scatter(points: list[tuple[str, str, float | None, float]],
+                      score: str = "accuracy") -> go.Figure:
+    """Each candidate name (class, name, Zipf frequency, score) at its word frequency and the score the
+    classifier reaches with the class so named; one colour per class. Names without a frequency stand
+    at the left edge, marked."""
+    fig = go.Figure()
+    known = [z for _, _, z, _ in points if z is not None]
+    floor = (min(known) if known else 0.0) - 0.5
+    for k, cls in enumerate(dict.fromkeys(c for c, _, _, _ in points)):
+        mine = [p for p in points if p[0] == cls]
+        marks = ["circle" if z is not None else "x" for _, _, z, _ in mine]
+        hover = "%{customdata}<br>Zipf %{x:.2f}<br>" + score + " %{y:.3f}<extra>" + cls + "</extra>"
+        fig.add_trace(go.Scatter(
+            x=[z if z is not None else floor for _, _, z, _ in mine], y=[s for _, _, _, s in mine],
+            mode="markers+text", text=[_short(n, 20) for _, n, _, _ in mine],
+            textposition=["top center" if i % 2 == 0 else "bottom center" for i in range(len(mine))],
+            name=_short(cls, 24), marker=dict(size=9, color=MAP_PALETTE[k % len(MAP_PALETTE)],
+                                              symbol=marks),
+            customdata=[n for _, n, _, _ in mine], hovertemplate=hover))
+    fig.update_xaxes(title_text="word frequency (Zipf, wordfreq; a proxy for pretraining frequency)")
+    if score == "accuracy":
+        fig.update_yaxes(range=[-0.05, 1.1], tickformat=".0%")
+    fig.update_yaxes(title_text=score)
+    fig.update_layout(height=400, margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.25))
+    return titled(fig, "Names: how common against how well they work",
+                  ["x marks a name with no frequency (at the left edge)"])
+
+
+def label_distance_heatmap(candidates: list[str], classes: list[str], distances, metric: str) -> go.Figure:
+    """Candidates (rows: the typed classes first, then the extra ones) x scored classes: the distance
+    Loki weighs each class's probability by."""
+    d = np.asarray(distances, dtype=float)
+    fig = go.Figure(go.Heatmap(
+        z=d, x=axis_labels(classes), y=axis_labels(candidates), colorscale="Cividis_r",
+        colorbar=dict(title="distance"), texttemplate="%{z:.2f}" if max(d.shape) <= MAX_CELL_TEXT else None,
+        hovertemplate="candidate %{y}<br>class %{x}<br>distance %{z:.3f}<extra></extra>"))
+    fig.update_xaxes(type="category", title_text="scored class")
+    fig.update_yaxes(type="category", autorange="reversed", title_text="candidate label")
+    fig.update_layout(height=max(320, 160 + 26 * len(candidates)), margin=dict(l=10, r=10, t=50, b=10))
+    return titled(fig, "Label geometry (Loki): distances", [f"metric: {metric}"])

@@ -51,6 +51,9 @@ CONTEXT = {
     "/map": {"method": "pca", "by": "zeroshot", "labels": LABELS, "templates": SINGLE},
     "/map_colours": {"by": "zeroshot", "labels": LABELS, "templates": SINGLE},
     "/map_lists": {"templates": SINGLE},
+    # the Probes tab on the labelled zip: each kind reads only its own boxes (READS picks the kind)
+    "/probe": {"kind": "Counting", "object_name": "red circle", "attributes": "red, blue",
+               "objects": "circle, square", "wordnet": False, "templates": SINGLE},
 }
 # Per text box, what else makes the app read it.
 READS = {
@@ -62,6 +65,13 @@ READS = {
     ("/map_colours", "query"): {"by": "query"},
     ("/map", "vocabulary"): {"by": "cluster"},          # the typed words name the clusters
     ("/map_colours", "vocabulary"): {"by": "cluster"},
+    ("/probe", "attributes"): {"kind": "Attributes x objects"},
+    ("/probe", "objects"): {"kind": "Attributes x objects"},
+    ("/probe", "binding"): {"kind": "Binding"},
+    ("/probe", "synonyms"): {"kind": "Synonym swap"},
+    ("/probe", "classes"): {"kind": "Label geometry (Loki)"},
+    ("/probe", "extra"): {"kind": "Label geometry (Loki)"},
+    ("/probe", "tree"): {"kind": "Label geometry (Loki)"},
 }
 TEXT_COMPONENTS = ("Textbox", "Textarea")
 
@@ -193,6 +203,21 @@ def test_descriptions_box_from_a_second_session_through_gradio_client(server, se
         assert SECRET not in text and PASSWD not in text, (kind, text[:500])
         outs[kind] = normalised(text, typed)
     assert outs["exists"] == outs["missing"] == outs["passwd"], outs
+
+
+def test_probe_lists_over_the_hosted_limits_are_refused_by_name(prepared, api_info):
+    """/probe: 100 attributes x 100 objects are 10,000 prompts (hosted: at most 4,096), refused before any
+    is encoded, with the setting named; so is a 300-line synonyms box (hosted: 256 texts)."""
+    api, uploads = prepared
+    words = ", ".join(f"word{i}" for i in range(100))
+    values = dict(CONTEXT["/probe"], **uploads, kind="Attributes x objects", attributes=words, objects=words)
+    answer = api.call("probe", *arguments(api_info, "/probe", values))
+    assert answer.event == "complete" and "explorer-error" in answer.text, answer.text[:500]
+    assert "EXPLORER_MAX_PROMPTS" in answer.text and "10,000" in answer.text, answer.text[:500]
+    lines = "\n".join(f"red circle: name {i}" for i in range(300))
+    values = dict(CONTEXT["/probe"], **uploads, kind="Synonym swap", synonyms=lines)
+    answer = api.call("probe", *arguments(api_info, "/probe", values))
+    assert "explorer-error" in answer.text and "EXPLORER_MAX_TEXTS" in answer.text, answer.text[:500]
 
 
 # --- text sized to hold the model ------------------------------------------------------------------------
