@@ -48,6 +48,8 @@ ENDPOINTS = {
     "/map_colours": ["by", "labels", "templates", "none_below", "classifier", "k", "cluster_method", "query",
                      "vocabulary", "query_image"],
     "/map_lists": ["templates"],
+    "/probe": ["kind", "folder", "uploads", "object_name", "attributes", "objects", "binding", "classes",
+               "synonyms", "wordnet", "extra", "tree", "templates"],
 }
 
 
@@ -203,3 +205,18 @@ def test_build_index_then_map_recolour_and_lists(app_url, data):
     assert "cosine with the query" in note
     lists = api.predict(templates=SINGLE, api_name="/map_lists")   # the HTML (the state is not sent)
     assert "Outliers" in lists and "data-map-point" in lists
+
+
+def test_probe_binding_and_synonym_swap(app_url, data):
+    """Two probes on the labelled zip: the attribute x object grid reads each folder's colour and shape,
+    and the synonym swap scores the folder names against a typed worse name."""
+    api = client(app_url, data)
+    zipped = [handle_file(str(data["zip"]))]
+    summary, plot, table = api.predict(kind="Attributes x objects", folder="", uploads=zipped,
+                                       attributes="red, green", objects="circle, square", api_name="/probe")
+    assert "Attributes x objects" in summary and plot["value"]["type"] == "plotly", summary
+    assert table.count("<tr") >= 24, table  # one row per image
+    first = caption(*CLASSES[0])
+    summary, plot, table = api.predict(kind="Synonym swap", folder="", uploads=zipped, wordnet=False,
+                                       synonyms=f"{first}: zqxv", templates=SINGLE, api_name="/probe")
+    assert "zqxv" in table and first in table, table

@@ -179,31 +179,31 @@ def build(ctx: AppContext) -> None:
             uploads = gr.File(label="Upload images, or a zip of class folders (labelled)",
                               file_count="multiple", file_types=ZIP_TYPES, height=130, elem_id="pr-uploads")
             with gr.Column(visible=True) as counting_box:
-                object_name = gr.Textbox(label="Object to count", placeholder="dog, or dog|dogs",
+                object_name = gr.Textbox("", label="Object to count", placeholder="dog, or dog|dogs",
                                          elem_id="pr-object",
                                          info="Prompts 'a photo of {n} {object}.' for n = 1..10, in words "
                                          "and in digits (singular|plural; default plural adds s).")
             with gr.Column(visible=False) as grid_box:
-                attributes = gr.Textbox(label="Attributes", placeholder="red, blue, green",
+                attributes = gr.Textbox("", label="Attributes", placeholder="red, blue, green",
                                         elem_id="pr-attributes")
-                objects = gr.Textbox(label="Objects", placeholder="circle, square", elem_id="pr-objects")
+                objects = gr.Textbox("", label="Objects", placeholder="circle, square", elem_id="pr-objects")
             with gr.Column(visible=False) as binding_box:
-                binding = gr.Textbox(label="Binding", placeholder="red circle and blue square",
+                binding = gr.Textbox("", label="Binding", placeholder="red circle and blue square",
                                      elem_id="pr-binding",
                                      info="Empty: each image's class folder names its binding.")
             with gr.Column(visible=False) as classes_box:
-                classes = gr.Textbox(label="Classes (empty: the labelled folder's classes)", lines=2,
+                classes = gr.Textbox("", label="Classes (empty: the labelled folder's classes)", lines=2,
                                      placeholder="cat, dog, car", elem_id="pr-classes")
             with gr.Column(visible=False) as synonyms_box:
-                synonyms_text = gr.Textbox(label="Your candidate names, one class a line", lines=3,
+                synonyms_text = gr.Textbox("", label="Your candidate names, one class a line", lines=3,
                                            placeholder="cat: kitty, feline\ndog: puppy",
                                            elem_id="pr-synonyms")
                 wordnet = gr.Checkbox(True, label="Also WordNet's synonyms (shipped list)",
                                       elem_id="pr-wordnet")
             with gr.Column(visible=False) as loki_box:
-                extra = gr.Textbox(label="Extra candidate labels (outside the classes)", lines=2,
+                extra = gr.Textbox("", label="Extra candidate labels (outside the classes)", lines=2,
                                    placeholder="purple circle, orange square", elem_id="pr-extra")
-                tree = gr.Textbox(label="Tree of the labels (optional; empty: distances between their "
+                tree = gr.Textbox("", label="Tree of the labels (optional; empty: distances between their "
                                   "text embeddings)", lines=3, placeholder="shape: circle, square\n"
                                   "circle: red circle, purple circle", elem_id="pr-tree")
             with gr.Column(visible=False) as templates_box:
