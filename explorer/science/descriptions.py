@@ -21,6 +21,11 @@ tensor of "slots" that ZPE can weight and the per-template table can score:
                   extends the template prompts with the sentences, normalises each embedding, takes
                   the mean and renormalises). With 80 templates and 10 sentences, the sentences weigh
                   10/90 of the class embedding, not 1/2 as in "both".
+  - waffle:       WaffleCLIP (Roth et al., ICCV 2023): random descriptors, no descriptions and no
+                  templates needed: one slot, "WaffleCLIP random descriptors (pooled)": per class, the
+                  normalised mean of the unit embeddings of its 2 x `waffle_count` prompts ("A photo of
+                  a {class}, which has {random words | random characters}."), one random set shared by
+                  all classes, drawn with `seed` (explorer/science/waffle.py: how, and what differs).
 """
 from __future__ import annotations
 
@@ -34,10 +39,13 @@ from explorer.inputs import gate
 from explorer.inputs.gate import DEFAULT_TEXT_LIMITS, TextLimits
 
 from .prompts import PromptError, build_prompts, fill, read_text
+from .waffle import COUNT as WAFFLE_COUNT
+from .waffle import waffle_count_of, waffle_descriptors
 
 DESCRIPTIONS_SLOT = "descriptions"
-USES = ("templates", "descriptions", "both", "pooled")
+USES = ("templates", "descriptions", "both", "pooled", "waffle")
 POOLED_SLOT = "templates + descriptions (pooled)"
+WAFFLE_SLOT = "WaffleCLIP random descriptors (pooled)"
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "descriptions"
 
 
@@ -150,9 +158,13 @@ class PromptSet:
 
 
 def slot_texts(labels: list[str], templates: list[str] | None, descriptions: dict[str, list[str]] | None,
-               use: str) -> list[list[str]]:
+               use: str, *, waffle_count: int = WAFFLE_COUNT, seed: int = 0) -> list[list[str]]:
     """Per prompt slot of `prompt_set(..., use)`, every text that feeds it over all classes (for
-    token counts): a template's filled prompts, the descriptions' sentences, or the whole pool."""
+    token counts): a template's filled prompts, the descriptions' sentences, or the whole pool
+    (use "waffle": the WaffleCLIP prompts of `waffle_count` and `seed`)."""
+    if use == "waffle":
+        built = waffle_descriptors(labels, count=waffle_count, seed=seed)
+        return [[text for label in labels for text in built[label]]]
     sentences = for_labels(descriptions, labels)[0] if use != "templates" else []
     said = [s for group in sentences for s in group]
     filled = [[fill(t, label) for label in labels] for t in templates or []]
@@ -162,8 +174,10 @@ def slot_texts(labels: list[str], templates: list[str] | None, descriptions: dic
 
 
 def prompt_count(labels: list[str], templates: list[str] | None, descriptions: dict[str, list[str]] | None,
-                 use: str) -> int:
+                 use: str, *, waffle_count: int = WAFFLE_COUNT) -> int:
     """How many texts prompt_set(..., use) encodes (before the cache), counted without building them."""
+    if use == "waffle":
+        return waffle_count_of(labels, waffle_count)
     count = len(labels) * len(templates or []) if use != "descriptions" else 0
     if use != "templates" and descriptions:
         by_key = {_key(name): len(sentences) for name, sentences in descriptions.items()}
@@ -171,14 +185,39 @@ def prompt_count(labels: list[str], templates: list[str] | None, descriptions: d
     return count
 
 
+def waffle_set(model, labels: list[str], templates: list[str] | None = None, *,
+               waffle_count: int = WAFFLE_COUNT, seed: int = 0,
+               limits: TextLimits = DEFAULT_TEXT_LIMITS) -> PromptSet:
+    """prompt_set(use="waffle"): one pooled slot of WaffleCLIP's random descriptor prompts per class.
+    gate.Refused, before the descriptors are drawn or encoded, past `limits.max_prompts`."""
+    if waffle_count < 1:
+        raise PromptError(f"WaffleCLIP needs at least one descriptor pair per class, not {waffle_count}")
+    gate.within(labels, "WaffleCLIP classes", limits, noun="class")
+    gate.prompts(waffle_count_of(labels, waffle_count), f"WaffleCLIP prompts for {len(labels):,} classes "
+                 f"({2 * waffle_count} each)", limits)
+    built = waffle_descriptors(labels, count=waffle_count, seed=seed)
+    texts = [[text for label in labels for text in built[label]]]
+    notes = [f"WaffleCLIP: {2 * waffle_count} random-descriptor prompts per class (seed {seed}), "
+             "one set shared by all classes"]
+    if templates:
+        notes.append("WaffleCLIP uses its own prompt format (\"A photo of a {class}, which has ...\"): "
+                     "the templates were not used")
+    embeddings = pooled_embeddings(model, [built[label] for label in labels])
+    return PromptSet([WAFFLE_SLOT], embeddings, np.ones(1, dtype=np.float32), notes, texts)
+
+
 def prompt_set(model, labels: list[str], templates: list[str] | None = None,
                descriptions: dict[str, list[str]] | None = None, use: str = "templates",
-               limits: TextLimits = DEFAULT_TEXT_LIMITS) -> PromptSet:
-    """Encode the prompts of `labels` according to `use` (templates | descriptions | both | pooled);
-    see the module docstring for the rule. Text goes through the model's cache, so re-use is free.
-    gate.Refused, before anything is encoded, when that is more than `limits.max_prompts` texts."""
+               limits: TextLimits = DEFAULT_TEXT_LIMITS, *, waffle_count: int = WAFFLE_COUNT,
+               seed: int = 0) -> PromptSet:
+    """Encode the prompts of `labels` according to `use` (templates | descriptions | both | pooled |
+    waffle); see the module docstring for the rule. Text goes through the model's cache, so re-use is
+    free. gate.Refused, before anything is encoded, when that is more than `limits.max_prompts` texts.
+    `waffle_count`, `seed`: use "waffle" only (WaffleCLIP's descriptor pairs per class, its draw)."""
     if use not in USES:
         raise PromptError(f"unknown prompt source {use!r}: use one of {', '.join(USES)}")
+    if use == "waffle":
+        return waffle_set(model, labels, templates, waffle_count=waffle_count, seed=seed, limits=limits)
     if use != "templates" and not descriptions:
         raise PromptError(f"prompt source {use!r} needs class descriptions")
     if use != "descriptions" and not templates:
