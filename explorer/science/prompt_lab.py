@@ -36,6 +36,7 @@ from .evaluate import (
     template_evidence,
 )
 from .prompts import PromptError, builtin_template_set
+from .waffle import waffle_method
 from .zeroshot import check_views, predict
 from .zpe import MAD_THRESHOLD, ZPEResult, zpe_weights
 
@@ -72,6 +73,7 @@ class LabReport:
     compare_evidence: list[PairedDifference] = field(default_factory=list)  # per compared row: vs this run
     class_emb: np.ndarray | None = None     # [C, D] the run's class embeddings (its prompts, weighted)
     switches: SwitchOutcome | None = None   # test-time switches on: their outcome on these images
+    prompt_source: dict | None = None       # a method's prompts (use "waffle": WaffleCLIP's method, params)
 
     def as_dict(self) -> dict:
         doc = {**(self.scoring.as_dict() if self.scoring is not None else {}),
@@ -95,6 +97,8 @@ class LabReport:
         doc.update(self.budget_and_evidence())
         if self.switches is not None:  # the run's own numbers above stay plain; these are the switched ones
             doc["switches"] = self.switches.as_dict()
+        if self.prompt_source is not None:
+            doc["prompt_source"] = self.prompt_source
         return doc
 
     def budget_and_evidence(self) -> dict:
@@ -129,6 +133,8 @@ def run_lab(model, images: Embedded, templates: list[str] | None, descriptions: 
     report = _score(model, images, templates, descriptions, use, weighting,
                     mad_threshold=mad_threshold if zpe_select == "mad" else None, **kwargs)
     texts = slot_texts(report.class_names, templates, descriptions, use)
+    if use == "waffle":  # one draw (seed 0); their paper's accuracy is the mean over REPS draws
+        report.prompt_source = waffle_method()
     report.context_length = model.context_length
     report.slot_tokens = longest(model, texts)
     report.cuts = cut_texts(model, [text for group in texts for text in group])

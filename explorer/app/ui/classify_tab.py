@@ -17,6 +17,7 @@ from explorer.inputs import gate
 from explorer.inputs.sources import display_names
 from explorer.science import classifier_file
 from explorer.science.prompts import builtin_template_set, parse_labels, parse_templates
+from explorer.science.test_time import after_meaning
 from explorer.science.zeroshot import ClassifyReport, check_prompts, classify_files
 
 from .common import (
@@ -129,6 +130,11 @@ def _rule_html(report: ClassifyReport) -> str:
                 f'{html.escape(str(about["method"]))} classifier in {html.escape(about["file"])} '
                 f'({about["classes"]} classes; the labels box is not used): a softmax of its logits. '
                 "The cosine is each image's cosine to the class's zero-shot text embedding.</p>")
+    if report.switches is not None:  # the probabilities shown are the switched ones
+        return (f'<p class="explorer-muted" id="zs-rule">{len(report.templates)} template(s) per label. '
+                f"After the test-time switches (below), the probabilities are "
+                f"{html.escape(after_meaning(report.switches.settings))}; the cosine is each image's "
+                "(views' mean) feature's cosine to the label's text embedding.</p>")
     return (f'<p class="explorer-muted" id="zs-rule">{len(report.templates)} template(s) per label. '
             f'{html.escape(report.scoring.explain())}'
             + (" Check the cosine: it says how well the best label actually fits.</p>"

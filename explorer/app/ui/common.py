@@ -237,7 +237,7 @@ def switches_html(outcome: SwitchOutcome, names: list[str], prefix: str) -> str:
     """What the switches did: each switch named (method, params, source), its time as a ratio to plain
     classification, the top labels it changed and, on labelled images, accuracy before and after with
     the paired evidence (said plainly when it is within chance)."""
-    said = "".join(f"<li>{_switch_line(d)}</li>" for d in outcome.settings.as_dicts())
+    said = "".join(f"<li>{method_line(d)}</li>" for d in outcome.settings.as_dicts())
     ratio = (f'<p id="{prefix}-switch-cost"><b>Time:</b> ×{outcome.cost_ratio:.1f} the time of plain '
              f"classification ({outcome.seconds_switched:.2f} s against {outcome.seconds_plain:.2f} s to "
              "encode the same images once).</p>")
@@ -250,7 +250,8 @@ def switches_html(outcome: SwitchOutcome, names: list[str], prefix: str) -> str:
     return "".join(parts)
 
 
-def _switch_line(about: dict) -> str:
+def method_line(about: dict) -> str:
+    """A method's {"method", "params", "source", "differs"} in one line of HTML."""
     params = ", ".join(f"{k}={v}" for k, v in (about.get("params") or {}).items())
     differs = f' <span class="explorer-muted">Differs: {html.escape(about["differs"])}</span>' \
         if about.get("differs") else ""

@@ -65,7 +65,8 @@ EXAMPLES = {p.name: p for p in sorted(DESCRIPTION_EXAMPLES.glob("*.json"))}
 WEIGHTINGS = {
     "Equal average": "mean", "ZPE (weights from the images)": "zpe", "One chosen template": "single"
 }
-USES = {"Templates": "templates", "Descriptions": "descriptions", "Both": "both", "Pooled (CuPL+e)": "pooled"}
+USES = {"Templates": "templates", "Descriptions": "descriptions", "Both": "both", "Pooled (CuPL+e)": "pooled",
+        "WaffleCLIP random descriptors": "waffle"}
 ZPE_SELECTS = {"All prompts": "all", "MAD selection (the paper's)": "mad"}
 SAVED_SETS = Path(tempfile.gettempdir()) / "clip-explorer-prompt-sets"
 
@@ -157,7 +158,8 @@ def evaluate_prompts(ctx: AppContext, table, folder_text: str, files, label_text
         model = ctx.model()
         limits = gate.TextLimits.of(ctx.settings)  # this request's text limits (hosted: stricter)
         switches = switch_settings(views, combine, tda)
-        templates = check_templates(rows_of(table), limits=limits) if use != "descriptions" else None
+        templates = check_templates(rows_of(table), limits=limits) if use not in (
+            "descriptions", "waffle") else None  # WaffleCLIP brings its own prompt format
         # An uploaded file, or typed JSON: the typed text is never taken as a path.
         descriptions = read_descriptions_file(desc_path, limits) if desc_path else (
             parse_descriptions(desc_text, "typed descriptions", limits) if
@@ -301,7 +303,8 @@ def build(ctx: AppContext) -> PromptLabHandles:
                 list(USES), value="Templates", label="Build each class's prompts from", elem_id="pl-use",
                 info="Both: the templates plus one descriptions prompt weighing as much as all templates "
                 "together. Pooled (CuPL+e): one list of every template prompt and every sentence, "
-                "each weighing the same.")
+                "each weighing the same. WaffleCLIP (Roth et al., ICCV 2023): random word and character "
+                "descriptors, one pooled prompt per class; no templates nor descriptions used.")
         with gr.Column(scale=1):
             gr.Markdown("### Images")
             if ctx.settings.hosted:
