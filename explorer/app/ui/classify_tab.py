@@ -112,7 +112,12 @@ def _view(report: ClassifyReport, notes: list[str], top_k: int) -> ClassifyView:
                                         subtitle=_rule_words(report), rule=report.scoring.kind)
     return ClassifyView(_summary(report, ranked, notes),
                         [(path, f"{r[0][0]} ({r[0][1]:.0%})") for path, r in zip(report.paths, ranked)],
-                        plots.probability_bars(report.names, ranked, rule=report.scoring.kind), heat, report)
+                        plots.probability_bars(report.names, ranked, rule=_bars_rule(report)), heat, report)
+
+
+def _bars_rule(report: ClassifyReport) -> str:
+    """What the bars' probabilities are: the model's rule, or what the switches made of them."""
+    return after_meaning(report.switches.settings) if report.switches is not None else report.scoring.kind
 
 
 def _rule_words(report: ClassifyReport) -> str:
@@ -222,13 +227,15 @@ def build(ctx: AppContext) -> None:
 
     template_choice.change(lambda c: gr.update(visible=c == CUSTOM), template_choice, custom)
 
-    def on_run(paths, label_text, choice, custom_text, k, classifier_files, views, combine, tda, shown,
-               request: gr.Request, event: gr.EventData = None, progress=gr.Progress()):
+    # The switches come last, after the request, so that a caller of the handler itself that sends the
+    # inputs it took before (tests, ZeroGPU's wrapper) still fits; the API lists them after classifier_files.
+    def on_run(paths, label_text, choice, custom_text, k, classifier_files, shown, request: gr.Request,
+               views=0, combine=ZERO_VOTE, tda=False, event: gr.EventData = None, progress=gr.Progress()):
         view = classify(session_of(ctx, request), paths, label_text, choice, custom_text, k, progress,
                         classifier_files, views, combine, tda)
         return (view.summary, *_figures_update(view, shown if from_page(event) else None))
 
-    inputs = [files, labels, template_choice, custom, top_k, taught, *switches.inputs(), shown_state]
+    inputs = [files, labels, template_choice, custom, top_k, taught, shown_state, *switches.inputs()]
     outputs = [summary, gallery, bars, heatmap, shown_state]
     # Typing labels, picking templates, editing custom ones, moving top-k or dropping images all run it.
     live([labels, template_choice, custom, top_k, *switches.edits(), files.upload, taught.upload, run.click,

@@ -211,7 +211,7 @@ def switch_controls(prefix: str, order: str) -> SwitchControls:
         combine = gr.Radio(list(COMBINES), value=next(iter(COMBINES)), label="Combine the views",
                            elem_id=f"{prefix}-combine",
                            info="ZERO: each confident view votes for its top label. Or: one prediction from "
-                           "the views' averaged features.")
+                           "the views' averaged features. With TDA on, TDA's own filter combines them.")
         tda = gr.Checkbox(False, label=f"TDA over these images ({order})", elem_id=f"{prefix}-tda",
                           info="Training-free dynamic adapter (Karmanov et al., CVPR 2024): caches of "
                           "confident images adjust the labels of those that follow.")
