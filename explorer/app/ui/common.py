@@ -239,8 +239,8 @@ def switches_html(outcome: SwitchOutcome, names: list[str], prefix: str) -> str:
     the paired evidence (said plainly when it is within chance)."""
     said = "".join(f"<li>{method_line(d)}</li>" for d in outcome.settings.as_dicts())
     ratio = (f'<p id="{prefix}-switch-cost"><b>Time:</b> ×{outcome.cost_ratio:.1f} the time of plain '
-             f"classification ({outcome.seconds_switched:.2f} s against {outcome.seconds_plain:.2f} s to "
-             "encode the same images once).</p>")
+             f"classification ({outcome.seconds_switched:.2f} s against {outcome.seconds_plain:.2f} s "
+             "to read and encode the same images once).</p>")
     parts = [f'<div class="explorer-note" id="{prefix}-switched"><p><b>Test-time switches on:</b> '
              f"{html.escape(outcome.settings.describe())}.</p><ul>{said}</ul>", ratio,
              _changed_html(outcome, names, prefix)]
