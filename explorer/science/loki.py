@@ -29,6 +29,7 @@ divided by their sum to make the distribution Loki needs.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,6 +53,7 @@ TREE_METRIC = "edges on the path between two labels in the typed tree, squared b
 DIFFERS = ("probabilities by the model's own rule (theirs: softmax of 100 x cosine); label embeddings from "
            "the given templates (theirs: 'a photo of a {}.')")
 SIGMOID_DIFFERS = "; this sigmoid-trained model's per-class probabilities are divided by their sum"
+Pair = Callable[[np.ndarray, np.ndarray], np.ndarray]   # (candidate rows, candidate rows) -> distances
 ROOT = ""   # the node joining the tree's top-level names (never a name's key: names are not blank)
 
 
@@ -290,8 +292,8 @@ def _truth(images: Embedded, candidates: list[str], notes: list[str]) -> np.ndar
 
 
 def _geometry(model, classes: list[str], extra: list[str], templates: list[str], tree: str | None,
-              limits: TextLimits, notes: list[str]) -> tuple[list[str], np.ndarray, np.ndarray, str]:
-    """(candidates, the K class embeddings, [M, M] distances, metric)."""
+              limits: TextLimits, notes: list[str]) -> tuple[list[str], np.ndarray, np.ndarray, Pair, str]:
+    """(candidates, the K class embeddings, [M, K] distances, the distance of index pairs, metric)."""
     if tree is not None and tree.strip():
         candidates, full = tree_distances(tree, classes + extra, limits)
         if extra:
@@ -299,9 +301,12 @@ def _geometry(model, classes: list[str], extra: list[str], templates: list[str],
             candidates, full = candidates[:size], full[:size, :size]
         elif len(candidates) > len(classes):
             notes.append(f"candidates: the tree's {len(candidates) - len(classes)} other leaves")
-        return candidates, build_classifier(model, classes, templates, limits), full, TREE_METRIC
-    emb = build_classifier(model, classes + extra, templates, limits)
-    return classes + extra, emb[:len(classes)], embedding_distances(emb, emb), EMBEDDING_METRIC
+        class_emb = build_classifier(model, classes, templates, limits)
+        return candidates, class_emb, full[:, :len(classes)], lambda a, b: full[a, b], TREE_METRIC
+    emb = build_classifier(model, classes + extra, templates, limits).astype(np.float64)
+    k = len(classes)
+    return (classes + extra, emb[:k], embedding_distances(emb, emb[:k]),
+            lambda a, b: np.linalg.norm(emb[a] - emb[b], axis=1), EMBEDDING_METRIC)
 
 
 def loki_probe(model, images: Embedded, classes: list[str], extra: list[str], templates: list[str], *,
@@ -316,9 +321,9 @@ def loki_probe(model, images: Embedded, classes: list[str], extra: list[str], te
     templates = gate.within(templates or [], "Templates", limits, noun="template")
     if not templates:
         raise PromptError("Loki needs at least one template")
-    candidates, class_emb, full, metric = _geometry(model, classes, extra, templates, tree, limits, notes)
+    candidates, class_emb, distances, pair, metric = _geometry(model, classes, extra, templates, tree, limits,
+                                                               notes)
     probabilities = _distribution(model.scoring, images.embeddings @ class_emb.T)
-    distances = full[:, :len(classes)]
     report = LokiReport(list(images.names), classes, candidates, probabilities, probabilities.argmax(axis=1),
                         frechet_predict(probabilities, distances), distances, metric, notes=notes,
                         params={"metric": "tree" if metric == TREE_METRIC else "embedding",
@@ -327,14 +332,14 @@ def loki_probe(model, images: Embedded, classes: list[str], extra: list[str], te
                         differs=DIFFERS + ("" if model.scoring.sums_to_one else SIGMOID_DIFFERS))
     report.true = _truth(images, candidates, notes)
     if report.true is not None:
-        _evaluate(report, full)
+        _evaluate(report, pair)
     return report
 
 
-def _evaluate(report: LokiReport, full: np.ndarray) -> None:
+def _evaluate(report: LokiReport, pair: Pair) -> None:
     """Accuracies, paired evidence (Loki vs arg-max) and the mean squared distance to the truth."""
     right_argmax, right_loki = report.argmax == report.true, report.loki == report.true
     report.accuracy_argmax, report.accuracy_loki = float(right_argmax.mean()), float(right_loki.mean())
     report.evidence = paired_difference(right_loki, right_argmax)
-    report.mean_squared_distance_argmax = float(np.mean(full[report.argmax, report.true] ** 2))
-    report.mean_squared_distance_loki = float(np.mean(full[report.loki, report.true] ** 2))
+    report.mean_squared_distance_argmax = float(np.mean(pair(report.argmax, report.true) ** 2))
+    report.mean_squared_distance_loki = float(np.mean(pair(report.loki, report.true) ** 2))
