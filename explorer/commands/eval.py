@@ -20,6 +20,7 @@ from explorer.science.prompt_lab import ZPE_SELECT, run_lab
 from explorer.science.prompts import load_template_set, parse_labels
 from explorer.science.zpe import MAD_THRESHOLD
 
+from .classify import add_switch_arguments, switches_from
 from .common import IMAGE_LIMIT_FLAGS, ProgressBar, add_model_arguments, model_from
 
 
@@ -34,10 +35,11 @@ def register(commands) -> None:
                         help="single | openai | simple | FILE (.txt or .json)")
     parser.add_argument("--descriptions", metavar="FILE", help="JSON {class: [sentence, ...]} (CuPL style)")
     parser.add_argument(
-        "--prompts", "--use", dest="prompts", choices=USES, default=None,
+        "--prompts", "--use", "--source", dest="prompts", choices=USES, default=None,
         help="what builds each class's prompts (default: both with --descriptions, else templates); "
         "both: template slots + one descriptions slot weighing 1/2; pooled: CuPL+e, one "
-        "list of every prompt and sentence per class, each weighing the same")
+        "list of every prompt and sentence per class, each weighing the same; waffle: WaffleCLIP's "
+        "random descriptors (Roth et al. 2023), no templates nor descriptions needed")
     parser.add_argument("--zpe-select", choices=ZPE_SELECT, default="all",
                         help="ZPE weights over all prompts, or only those MAD selection keeps (the paper's "
                              "prompt selection: score more than --zpe-mad-threshold MADs above the median)")
@@ -59,6 +61,7 @@ def register(commands) -> None:
         "pre-training images (default: the evaluated images themselves)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     add_model_arguments(parser, extra=IMAGE_LIMIT_FLAGS + ("index_dir",))
+    add_switch_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -67,8 +70,9 @@ def run(args: argparse.Namespace) -> int:
     from explorer.index.registry import IndexRegistry
 
     settings = load_settings(args)
+    switches = switches_from(args)
     use = args.prompts or ("both" if args.descriptions else "templates")
-    templates = load_template_set(args.templates) if use != "descriptions" else None
+    templates = load_template_set(args.templates) if use not in ("descriptions", "waffle") else None
     descriptions = load_descriptions(args.descriptions) if args.descriptions else None
     classnames = load_classnames(args.classnames) if args.classnames else None
     labels = parse_labels(args.labels).labels if args.labels else None
@@ -90,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     template = None if args.template is None else args.template - 1
     report = run_lab(model, images, templates, descriptions, use, args.weighting, labels=labels,
                      template=template, compare_builtins=args.compare, reference=reference,
-                     zpe_select=args.zpe_select, mad_threshold=args.zpe_mad_threshold)
+                     zpe_select=args.zpe_select, mad_threshold=args.zpe_mad_threshold, switches=switches,
+                     max_encodes=settings.max_view_encodes, image_limits=settings.limits)
     notes = images.notes + report.notes
     for line in shown(report.warnings):
         print(f"warning: {line}", file=sys.stderr)
@@ -112,6 +117,8 @@ def _print_report(model, report, use: str) -> None:
     images, result = report.images, report.result
     print(f"{model.identifier} on {images.source}: {len(images)} images, {len(report.class_names)} classes")
     print(f"prompts: {use}, weighting: {report.weighting}")
+    if report.switches is not None:
+        _print_switches(report)
     if result is None:
         print("unlabelled images, class names from --labels: ZPE weights per prompt, best class per image")
         if report.weighting == "zpe":
@@ -155,3 +162,19 @@ def _print_report(model, report, use: str) -> None:
         print("\nmost confused (true -> predicted):")
         for count, i, j in sorted(confused, reverse=True)[:5]:
             print(f"  {count:>4}  {result.class_names[i]} -> {result.class_names[j]}")
+
+
+def _print_switches(report) -> None:
+    """What the test-time switches did on these images: each switch, its cost, changes, accuracy."""
+    outcome = report.switches
+    print(f"test-time switches: {outcome.settings.describe()}")
+    for about in outcome.settings.as_dicts():
+        print(f"  {about['method']} {about.get('params', {})}: {about.get('source', '')}")
+    print(f"  time: x{outcome.cost_ratio:.1f} plain classification; {len(outcome.changed)} of "
+          f"{len(report.images)} top label(s) changed")
+    e = outcome.evidence
+    if e is not None:
+        beyond = {"better": "the switches help beyond chance", "worse": "the switches hurt beyond chance"}
+        verdict = beyond.get(e.verdict, f"no clear difference on these {e.n} images")
+        print(f"  top-1 {outcome.before_accuracy:.2%} plain -> {outcome.after_accuracy:.2%} switched: "
+              f"{e.describe()} ({verdict})")

@@ -44,6 +44,7 @@ class Settings:
     max_text_kb: float = 8192.0      # one text box, text file or JSON document, in KiB
     max_json_depth: int = 32         # nesting of any JSON a person sends
     max_prompts: int = 500_000       # texts one request may encode (labels x templates + sentences)
+    max_view_encodes: int = 100_000  # image views one request may encode (test-time switches: images x views)
     max_upload_files: int = 5_000    # files one upload (its files and zips together) may unpack to
     max_upload_total_mb: float = 500.0   # bytes one upload may unpack to, in MiB
     decode_seconds: float = 0.0      # one image's decode budget in a decode worker (0: decode in-process)
@@ -83,6 +84,7 @@ HOSTED_DEFAULTS = {
     "max_text_kb": 64.0,
     "max_json_depth": 8,
     "max_prompts": 4_096,
+    "max_view_encodes": 512,
     "max_upload_files": 1_000,
     "max_upload_total_mb": 256.0,
     "decode_seconds": 5.0,
@@ -132,6 +134,7 @@ _ENV_FIELDS = {
     "max_text_kb": (float, "KiB one text box, text file or JSON document may hold"),
     "max_json_depth": (int, "nesting depth any JSON a person sends may have"),
     "max_prompts": (int, "texts one request may encode (labels x templates, plus description sentences)"),
+    "max_view_encodes": (int, "image views one request may encode (test-time switches: images x views)"),
     "max_upload_files": (int, "files one upload (its files and zips together) may unpack to"),
     "max_upload_total_mb": (float, "MiB one upload (its files and zips together) may unpack to"),
     "decode_seconds": (float, "seconds one image may take to decode in a decode worker"),

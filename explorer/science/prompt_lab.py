@@ -9,14 +9,16 @@ from the embeddings in `images` and the (cached) prompt embeddings.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from explorer.embed.images import DEFAULT_LIMITS, Limits
 from explorer.embed.probability import Scoring, default_none_rule
 from explorer.embed.tokens import CutText, cut_texts, longest
 from explorer.inputs import gate
 from explorer.inputs.gate import DEFAULT_TEXT_LIMITS, TextLimits
-from explorer.inputs.sources import FOR_UNLABELLED, Embedded, require_classes, require_images
+from explorer.inputs.sources import FOR_UNLABELLED, Embedded, Progress, require_classes, require_images
 
 from .calibration import calibrate
 from .descriptions import DESCRIPTIONS_SLOT, PromptSet, prompt_count, prompt_set, slot_texts
@@ -34,8 +36,12 @@ from .evaluate import (
     template_evidence,
 )
 from .prompts import PromptError, builtin_template_set
-from .zeroshot import predict
+from .waffle import waffle_method
+from .zeroshot import check_views, predict
 from .zpe import MAD_THRESHOLD, ZPEResult, zpe_weights
+
+if TYPE_CHECKING:
+    from .test_time import SwitchOutcome, SwitchSettings
 
 BUILTIN_SETS = {"single template": "single", "7 templates": "simple", "80 templates": "openai"}
 ZPE_SELECT = ("all", "mad")
@@ -65,6 +71,9 @@ class LabReport:
     evidence: list[PairedDifference] = field(
         default_factory=list)  # per slot: ensemble with it minus without it
     compare_evidence: list[PairedDifference] = field(default_factory=list)  # per compared row: vs this run
+    class_emb: np.ndarray | None = None     # [C, D] the run's class embeddings (its prompts, weighted)
+    switches: SwitchOutcome | None = None   # test-time switches on: their outcome on these images
+    prompt_source: dict | None = None       # a method's prompts (use "waffle": WaffleCLIP's method, params)
 
     def as_dict(self) -> dict:
         doc = {**(self.scoring.as_dict() if self.scoring is not None else {}),
@@ -86,6 +95,10 @@ class LabReport:
                               for name, predicted, cos, prob in zip(self.images.names, self.predicted,
                                                                     self.max_cosine, self.max_probability)]
         doc.update(self.budget_and_evidence())
+        if self.switches is not None:  # the run's own numbers above stay plain; these are the switched ones
+            doc["switches"] = self.switches.as_dict()
+        if self.prompt_source is not None:
+            doc["prompt_source"] = self.prompt_source
         return doc
 
     def budget_and_evidence(self) -> dict:
@@ -102,17 +115,26 @@ class LabReport:
 
 def run_lab(model, images: Embedded, templates: list[str] | None, descriptions: dict | None = None,
             use: str = "templates", weighting: str = "mean", *, zpe_select: str = "all",
-            mad_threshold: float = MAD_THRESHOLD, **kwargs) -> LabReport:
+            mad_threshold: float = MAD_THRESHOLD, switches: SwitchSettings | None = None,
+            max_encodes: int = 0, image_limits: Limits = DEFAULT_LIMITS, progress: Progress | None = None,
+            **kwargs) -> LabReport:
     """Score a prompt set on embedded images (see `_score` for the arguments), then add the token
     budget (each slot's longest prompt against the model's context; a warning per cut prompt) and the
     evidence: each prompt's contribution to the ensemble and each compared row against this run, paired over
     the images.
-    `zpe_select`: "all" prompts, or "mad": ZPE's MAD prompt selection at `mad_threshold`."""
+    `zpe_select`: "all" prompts, or "mad": ZPE's MAD prompt selection at `mad_threshold`.
+    `switches` (test_time.SwitchSettings), when on: the run's class embeddings go through
+    test_time.apply_switches on the same images (views re-read from their files with `image_limits`, at
+    most `max_encodes` image views, the max_view_encodes setting; TDA in the images' order), labelled:
+    accuracy before and after with the paired evidence. The report's other numbers stay the plain ones."""
     if zpe_select not in ZPE_SELECT:
         raise PromptError(f"unknown ZPE selection {zpe_select!r}: use all or mad")
+    check_views(len(images), switches, max_encodes)  # refused before any prompt is encoded
     report = _score(model, images, templates, descriptions, use, weighting,
                     mad_threshold=mad_threshold if zpe_select == "mad" else None, **kwargs)
     texts = slot_texts(report.class_names, templates, descriptions, use)
+    if use == "waffle":  # one draw (seed 0); their paper's accuracy is the mean over REPS draws
+        report.prompt_source = waffle_method()
     report.context_length = model.context_length
     report.slot_tokens = longest(model, texts)
     report.cuts = cut_texts(model, [text for group in texts for text in group])
@@ -122,6 +144,12 @@ def run_lab(model, images: Embedded, templates: list[str] | None, descriptions: 
         current = report.result.predictions == report.result.true_idx
         report.compare_evidence = [paired_difference(row.result.predictions == row.result.true_idx, current)
                                    for row in report.comparison]
+    if switches is not None and switches.on():
+        from .test_time import apply_switches
+        report.switches = apply_switches(
+            model, list(report.images.paths), report.images.embeddings, report.class_emb, report.class_names,
+            switches, true_idx=report.images.labels, limits=image_limits, max_encodes=max_encodes,
+            progress=progress)
     return report
 
 
@@ -164,7 +192,8 @@ def _score(model, images: Embedded, templates: list[str] | None, descriptions: d
         return LabReport(images, class_names, prompts.slots, weighting, result.weights, result.zpe,
                          [class_names[k]
                           for k in result.predictions], [class_names[k] for k in images.labels],
-                         result.max_cosine, result.max_probability, result, rows, notes, model.scoring)
+                         result.max_cosine, result.max_probability, result, rows, notes, model.scoring,
+                         class_emb=class_embeddings(prompts.embeddings, result.weights, weighting))
     # ZPE on the scale alone: its logits are centred per prompt, so a sigmoid model's bias cancels.
     zpe = zpe_weights(images.embeddings, prompts.embeddings, model.logit_scale, **ref)
     weights = slot_weights(weighting, len(prompts.slots), prompts.mean_weights, template, zpe)
@@ -172,7 +201,7 @@ def _score(model, images: Embedded, templates: list[str] | None, descriptions: d
     max_cos, max_prob = open_set_scores(images.embeddings, class_emb, model.scoring)
     predicted = predict(images.embeddings, class_emb, class_names, model.scoring).top1()
     return LabReport(images, class_names, prompts.slots, weighting, weights, zpe, predicted, None,
-                     max_cos, max_prob, notes=notes, scoring=model.scoring)
+                     max_cos, max_prob, notes=notes, scoring=model.scoring, class_emb=class_emb)
 
 
 def compare_with_builtins(model, images: Embedded, templates, descriptions, use: str, current: PromptSet,

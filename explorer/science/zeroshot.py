@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,7 +14,10 @@ from explorer.inputs import gate
 from explorer.inputs.gate import DEFAULT_TEXT_LIMITS, TextLimits
 from explorer.inputs.sources import EmbeddingCache, Progress, embed_files
 
-from .prompts import build_prompts
+from .prompts import PromptError, build_prompts
+
+if TYPE_CHECKING:  # test_time imports this module: its names are taken at call time
+    from .test_time import SwitchOutcome, SwitchSettings
 
 softmax = probability.softmax  # the one softmax (explorer/embed/probability.py), still importable from here
 
@@ -114,6 +118,7 @@ class ClassifyReport:
     templates: list[str]
     scoring: Scoring | None = None    # how the probabilities were made (the model's rule)
     taught: dict | None = None        # the taught classifier that made them (classifier_file.summary)
+    switches: SwitchOutcome | None = None  # test-time switches on: `predictions` are its `after`
 
     def as_dict(self, top_k: int | None = None) -> dict:
         """What both faces show: per image, its top-k (label, probability, cosine), and the failures;
@@ -125,8 +130,11 @@ class ClassifyReport:
         rule = self.scoring.as_dict() if self.scoring is not None else {}
         if self.taught is not None:  # a softmax of the classifier's logits, not of scale * cosine
             rule = {"probability": "softmax of the taught classifier's logits", "classifier": self.taught}
-        return {**rule, "templates": len(self.templates), "results": results,
-                "errors": [{"path": f.path, "error": f.reason} for f in self.failures]}
+        doc = {**rule, "templates": len(self.templates), "results": results,
+               "errors": [{"path": f.path, "error": f.reason} for f in self.failures]}
+        if self.switches is not None:  # "results" are the switched predictions; these say how they came
+            doc["switches"] = self.switches.as_dict()
+        return doc
 
     def _entry(self, row: int, label: str, prob: float, cos: float) -> dict:
         entry = {"label": label, "probability": prob, "cosine": cos}
@@ -135,25 +143,52 @@ class ClassifyReport:
         return entry
 
 
+def check_views(images: int, switches: SwitchSettings | None, max_encodes: int) -> None:
+    """gate.Refused when the switches' augmented views of `images` images are more image encodings than
+    one request may make (`max_encodes`, the max_view_encodes setting; 0 = no limit): said before any
+    image is read (test_time.apply_switches checks it again on the images that could be read)."""
+    if switches is not None and switches.views > 1:
+        gate.check_count("Image views to encode", images * switches.views, max_encodes, "max_view_encodes")
+
+
 def classify_files(model, files: list, labels: list[str], templates: list[str], *,
                    cache: EmbeddingCache | None = None, limits: Limits = DEFAULT_LIMITS,
                    progress: Progress | None = None, names: list[str] | None = None,
-                   taught=None, text_limits: TextLimits = DEFAULT_TEXT_LIMITS) -> ClassifyReport:
+                   taught=None, text_limits: TextLimits = DEFAULT_TEXT_LIMITS,
+                   switches: SwitchSettings | None = None, max_encodes: int = 0) -> ClassifyReport:
     """Embed the files (through `cache`: a file seen before is not encoded again) and classify them
     against `labels`. `progress(done, total)` after each batch; one bad file never stops the others.
     `taught` = (classifier, its classifier_file.summary) classifies by a taught classifier instead:
     its classes replace `labels` and `templates` is unused. Too many prompts (`text_limits`):
-    gate.Refused before any image is read."""
+    gate.Refused before any image is read.
+
+    `switches` (test_time.SwitchSettings), when on: the predictions are test_time.apply_switches'
+    `after` (augmented views re-read from the files, TDA over the images in the order given) and the
+    report's `switches` is its outcome (the plain predictions are its `before`). More image views than
+    `max_encodes` (the max_view_encodes setting; 0 = no limit): gate.Refused before any image is read."""
+    switched = switches is not None and switches.on()
     if taught is None:
         check_prompts(labels, templates, text_limits)
+    elif switched:
+        raise PromptError("the test-time switches work on zero-shot labels, not on a taught classifier: "
+                          "turn them off, or classify by labels")
+    if switched:
+        check_views(len(files), switches, max_encodes)
     found = embed_files(model, files, names=names, cache=cache, limits=limits, progress=progress)
-    predictions, scoring, about = None, model.scoring, None
+    predictions, scoring, about, outcome = None, model.scoring, None, None
     if taught is not None:
         classifier, about = taught
         labels, templates = list(classifier.class_names), []
         scoring = Scoring(probability.SOFTMAX, float(classifier.logit_scale))
-    if len(found):
-        predictions = (taught_predictions(found.embeddings, taught[0]) if taught is not None else predict(
-            found.embeddings, build_classifier(model, labels, templates, text_limits), labels, model.scoring))
+        if len(found):
+            predictions = taught_predictions(found.embeddings, classifier)
+    elif len(found):
+        classes = build_classifier(model, labels, templates, text_limits)
+        predictions = predict(found.embeddings, classes, labels, model.scoring)
+        if switched:
+            from .test_time import apply_switches
+            outcome = apply_switches(model, list(found.paths), found.embeddings, classes, labels, switches,
+                                     limits=limits, max_encodes=max_encodes, progress=progress)
+            predictions = outcome.after
     return ClassifyReport(found.names, [str(p) for p in found.paths], predictions, found.failures, templates,
-                          scoring, about)
+                          scoring, about, outcome)

@@ -36,10 +36,13 @@ PROMPT_TABLE = {"headers": ["template"], "data": [["a photo of a {}."]], "metada
 # What each named endpoint is sent besides the text under test: the calls a page would make, so that the
 # text is read (prompt lab 'use' set to descriptions for the descriptions box, and so on).
 CONTEXT = {
-    "/classify": {"label_text": LABELS, "choice": SINGLE, "custom_text": "a photo of a {}.", "k": 3},
+    # the test-time switches sent off: a switched answer carries its own timings (cost ratios)
+    "/classify": {"label_text": LABELS, "choice": SINGLE, "custom_text": "a photo of a {}.", "k": 3,
+                  "views": 0, "combine": "ZERO vote (the paper's)", "tda": False},
     "/evaluate_prompts": {"table": PROMPT_TABLE, "labels": "red circle, blue square", "use": "Templates",
                           "weighting": "Equal average", "single_row": 1, "compare_on": False,
-                          "zpe_select": "All prompts"},
+                          "zpe_select": "All prompts", "views": 0, "combine": "ZERO vote (the paper's)",
+                          "tda": False},
     "/build_index": {"choice": UPLOAD, "typed": ""},
     "/search": {"text": "a red circle", "weight": 0.5, "k": 4, "limit": -1.0},
     "/similarity": {"text": "a red circle", "n": 4},

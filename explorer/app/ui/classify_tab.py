@@ -17,9 +17,11 @@ from explorer.inputs import gate
 from explorer.inputs.sources import display_names
 from explorer.science import classifier_file
 from explorer.science.prompts import builtin_template_set, parse_labels, parse_templates
+from explorer.science.test_time import after_meaning
 from explorer.science.zeroshot import ClassifyReport, check_prompts, classify_files
 
 from .common import (
+    COMBINES,
     CUSTOM,
     IMAGE_TYPES,
     TEMPLATE_CHOICES,
@@ -30,8 +32,13 @@ from .common import (
     offer_examples,
     progress_reporter,
     session_of,
+    switch_controls,
+    switch_settings,
+    switches_html,
     unchanged,
 )
+
+ZERO_VOTE = next(iter(COMBINES))  # the switches' default way to combine views (off until views > 1)
 
 
 @dataclass
@@ -63,14 +70,18 @@ def taught_classifier(model, files, limits: gate.TextLimits = gate.DEFAULT_TEXT_
 
 
 def classify(ctx: AppContext, paths, label_text: str, choice: str, custom_text: str, top_k: int,
-             progress=None, classifier_files=None) -> ClassifyView:
+             progress=None, classifier_files=None, views=0, combine: str = ZERO_VOTE,
+             tda: bool = False) -> ClassifyView:
     """Classify the dropped images against the typed labels, or, when classifier files are given,
-    by that taught classifier (its classes; the labels box is not used)."""
+    by that taught classifier (its classes; the labels box is not used). `views`, `combine`, `tda`: the
+    test-time switches (common.switch_settings; off by default): when on, the results are the switched
+    ones and the page says what each switch did and cost."""
     try:
         model = ctx.model()
         if not paths:
             return ClassifyView(message("Drop one or more images first."))
         limits = gate.TextLimits.of(ctx.settings)  # this request's text limits (hosted: stricter)
+        switches = switch_settings(views, combine, tda)
         taught = taught_classifier(model, classifier_files, limits)
         parsed = parse_labels("" if taught else label_text, limits)
         if not taught and len(parsed.labels) < 2:
@@ -78,36 +89,42 @@ def classify(ctx: AppContext, paths, label_text: str, choice: str, custom_text: 
                 f" ({note})" for note in parsed.notes)))
         templates = [] if taught else templates_for(choice, custom_text, limits)
         check_prompts(parsed.labels, templates, limits)
-    except ValueError as exc:  # NoModel, PromptError, ClassifierFileError, gate.Refused
+        report = classify_files(
+            model, list(paths), parsed.labels, templates, cache=ctx.embeddings, limits=ctx.settings.limits,
+            progress=progress_reporter(progress, "images encoded"),
+            names=display_names(list(paths), folders=False),  # 0.png, 0.png (2): rows never merge
+            taught=taught, text_limits=limits, switches=switches, max_encodes=ctx.settings.max_view_encodes)
+    except ValueError as exc:  # NoModel, PromptError, ClassifierFileError, gate.Refused (max_view_encodes)
         return ClassifyView(message(str(exc), "error"))
-    report = classify_files(
-        model,
-        list(paths),
-        parsed.labels,
-        templates,
-        cache=ctx.embeddings,
-        limits=ctx.settings.limits,
-        progress=progress_reporter(progress, "images encoded"),
-        names=display_names(list(paths), folders=False),  # 0.png, 0.png (2): rows never merge
-        taught=taught,
-        text_limits=limits)
+    return _view(report, parsed.notes, int(top_k))
+
+
+def _view(report: ClassifyReport, notes: list[str], top_k: int) -> ClassifyView:
+    """The page drawn from a report: the table, the gallery, the bars and (several images) the heatmap."""
     if report.predictions is None:
-        return ClassifyView(_summary(report, [], parsed.notes), report=report)
-    ranked = [report.predictions.ranked(i, int(top_k)) for i in range(len(report.names))]
+        return ClassifyView(_summary(report, [], notes), report=report)
+    ranked = [report.predictions.ranked(i, top_k) for i in range(len(report.names))]
     heat = None
     if len(report.names) > 1:
         heat = plots.similarity_heatmap(report.names, report.predictions.labels, report.predictions.cosines,
                                         report.predictions.probabilities, "probability", column="label",
                                         title="Probability per image and label",
                                         subtitle=_rule_words(report), rule=report.scoring.kind)
-    return ClassifyView(_summary(report, ranked, parsed.notes),
+    return ClassifyView(_summary(report, ranked, notes),
                         [(path, f"{r[0][0]} ({r[0][1]:.0%})") for path, r in zip(report.paths, ranked)],
-                        plots.probability_bars(report.names, ranked, rule=report.scoring.kind), heat, report)
+                        plots.probability_bars(report.names, ranked, rule=_bars_rule(report)), heat, report)
+
+
+def _bars_rule(report: ClassifyReport) -> str:
+    """What the bars' probabilities are: the model's rule, or what the switches made of them."""
+    return after_meaning(report.switches.settings) if report.switches is not None else report.scoring.kind
 
 
 def _rule_words(report: ClassifyReport) -> str:
     if report.taught:
         return "softmax of the taught classifier's logits"
+    if report.switches is not None:
+        return f"after the test-time switches: {report.switches.settings.describe()}"
     return plots.PROBABILITY_RULES[report.scoring.kind].format("label")
 
 
@@ -118,6 +135,11 @@ def _rule_html(report: ClassifyReport) -> str:
                 f'{html.escape(str(about["method"]))} classifier in {html.escape(about["file"])} '
                 f'({about["classes"]} classes; the labels box is not used): a softmax of its logits. '
                 "The cosine is each image's cosine to the class's zero-shot text embedding.</p>")
+    if report.switches is not None:  # the probabilities shown are the switched ones
+        return (f'<p class="explorer-muted" id="zs-rule">{len(report.templates)} template(s) per label. '
+                f"After the test-time switches (below), the probabilities are "
+                f"{html.escape(after_meaning(report.switches.settings))}; the cosine is each image's "
+                "(views' mean) feature's cosine to the label's text embedding.</p>")
     return (f'<p class="explorer-muted" id="zs-rule">{len(report.templates)} template(s) per label. '
             f'{html.escape(report.scoring.explain())}'
             + (" Check the cosine: it says how well the best label actually fits.</p>"
@@ -135,6 +157,8 @@ def _summary(report: ClassifyReport, ranked, notes) -> str:
         parts.append('<table class="explorer-table"><thead><tr><th>image</th><th>top label</th>'
                      f"<th>probability</th><th>cosine</th></tr></thead><tbody>{rows}</tbody></table>")
         parts.append(_rule_html(report))
+    if rows and report.switches is not None:
+        parts.append(switches_html(report.switches, report.names, "zs"))
     if notes:
         parts.append(f'<p class="explorer-note">Labels: {html.escape("; ".join(notes))}.</p>')
     if len(ranked) > plots.MAX_BAR_PANELS:
@@ -164,8 +188,9 @@ def _shown_key(view: ClassifyView) -> tuple | None:
     report = view.report
     if report is None or report.predictions is None or view.gallery is None:
         return None
+    switched = repr(report.switches.settings) if report.switches is not None else None
     return (tuple(map(tuple, view.gallery)), tuple(report.predictions.labels), tuple(report.templates),
-            report.scoring.kind, str(report.taught))
+            report.scoring.kind, str(report.taught), switched)
 
 
 def build(ctx: AppContext) -> None:
@@ -187,6 +212,7 @@ def build(ctx: AppContext) -> None:
                     "that `clip-explorer fewshot --save` writes; its classes replace the labels",
                     file_count="multiple", file_types=[".zip", ".json",
                                                        ".safetensors"], height=110, elem_id="zs-classifier")
+            switches = switch_controls("zs", "in the order dropped")
             run = gr.Button("Classify", variant="primary", elem_id="zs-run")
             examples_box = gr.Column(elem_id="zs-examples-box")
         with gr.Column(scale=3):
@@ -201,16 +227,19 @@ def build(ctx: AppContext) -> None:
 
     template_choice.change(lambda c: gr.update(visible=c == CUSTOM), template_choice, custom)
 
+    # The switches come last, after the request, so that a caller of the handler itself that sends the
+    # inputs it took before (tests, ZeroGPU's wrapper) still fits; the API lists them after classifier_files.
     def on_run(paths, label_text, choice, custom_text, k, classifier_files, shown, request: gr.Request,
-               event: gr.EventData = None, progress=gr.Progress()):
+               views=0, combine=ZERO_VOTE, tda=False, event: gr.EventData = None, progress=gr.Progress()):
         view = classify(session_of(ctx, request), paths, label_text, choice, custom_text, k, progress,
-                        classifier_files)
+                        classifier_files, views, combine, tda)
         return (view.summary, *_figures_update(view, shown if from_page(event) else None))
 
-    inputs = [files, labels, template_choice, custom, top_k, taught, shown_state]
+    inputs = [files, labels, template_choice, custom, top_k, taught, shown_state, *switches.inputs()]
     outputs = [summary, gallery, bars, heatmap, shown_state]
     # Typing labels, picking templates, editing custom ones, moving top-k or dropping images all run it.
-    live([labels, template_choice, custom, top_k, files.upload, taught.upload, run.click, labels.submit],
+    live([labels, template_choice, custom, top_k, *switches.edits(), files.upload, taught.upload, run.click,
+          labels.submit],
          on_run, inputs, outputs, concurrency_limit=2, api_name="classify")
     with examples_box:
         offer_examples([{files: examples.paths(examples.A_FEW), labels: examples.label_text()},

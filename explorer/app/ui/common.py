@@ -9,11 +9,13 @@ import functools
 import html
 import inspect
 import time
+from dataclasses import dataclass
 
 import gradio as gr
 
 from explorer.app.progress import RateText
 from explorer.embed.images import IMAGE_EXTENSIONS
+from explorer.science.test_time import SwitchOutcome, SwitchSettings
 
 IMAGE_TYPES = sorted(IMAGE_EXTENSIONS)
 ZIP_TYPES = IMAGE_TYPES + [".zip"]
@@ -174,3 +176,105 @@ def offer_examples(rows: list[dict], names: list[str], inputs: list, fn, outputs
 
 def _listed(value) -> list:
     return [] if value is None else value if isinstance(value, list) else [value]
+
+
+# ---- test-time switches (explorer/science/test_time.py), the same in Classify and the Prompt lab -------
+MAX_VIEWS = 64
+COMBINES = {"ZERO vote (the paper's)": "zero", "Average the views' features": "mean"}
+SWITCHES_TITLE = "Test-time switches (off by default)"
+
+
+@dataclass
+class SwitchControls:
+    """The switches' inputs, in the order a handler (and the API) takes them: views, combine, tda."""
+    views: gr.Number
+    combine: gr.Radio
+    tda: gr.Checkbox
+
+    def inputs(self) -> list:
+        return [self.views, self.combine, self.tda]
+
+    def edits(self) -> list:
+        """What a live page re-runs on: each switch's own edit."""
+        return [self.views, self.combine, self.tda]
+
+
+def switch_controls(prefix: str, order: str) -> SwitchControls:
+    """An accordion of the switches (all off), its elements named `prefix`-views, -combine, -tda.
+    `order`: the order TDA streams the images in, in words ("in the order dropped")."""
+    with gr.Accordion(SWITCHES_TITLE, open=False, elem_id=f"{prefix}-switches"):
+        views = gr.Number(0, label=f"Augmented views per image (0 = off; up to {MAX_VIEWS}, the image itself "
+                          "counted)", minimum=0, maximum=MAX_VIEWS, precision=0, step=1,
+                          elem_id=f"{prefix}-views",
+                          info="ZERO (Farina et al., NeurIPS 2024): random crops and flips of each image, "
+                          "classified and combined. Costs about one encoding per view.")
+        combine = gr.Radio(list(COMBINES), value=next(iter(COMBINES)), label="Combine the views",
+                           elem_id=f"{prefix}-combine",
+                           info="ZERO: each confident view votes for its top label. Or: one prediction from "
+                           "the views' averaged features. With TDA on, TDA's own filter combines them.")
+        tda = gr.Checkbox(False, label=f"TDA over these images ({order})", elem_id=f"{prefix}-tda",
+                          info="Training-free dynamic adapter (Karmanov et al., CVPR 2024): caches of "
+                          "confident images adjust the labels of those that follow.")
+    return SwitchControls(views, combine, tda)
+
+
+def switch_settings(views, combine_name, tda) -> SwitchSettings:
+    """The switches a page's inputs ask for (off: views 0 or 1, TDA unticked). ValueError for a number
+    of views out of range or an unknown way to combine them (API calls send anything)."""
+    try:
+        count = int(round(float(views or 0)))
+    except (TypeError, ValueError):
+        raise ValueError(f"Augmented views: a whole number from 0 to {MAX_VIEWS}, not {str(views)[:40]!r}") \
+            from None
+    if not 0 <= count <= MAX_VIEWS:
+        raise ValueError(f"Augmented views: a whole number from 0 to {MAX_VIEWS}, not {count:,}")
+    if combine_name not in COMBINES:
+        raise ValueError(f"Combine the views: one of {', '.join(COMBINES)}")
+    return SwitchSettings(views=count, combine=COMBINES[combine_name], tda=bool(tda))
+
+
+def switches_html(outcome: SwitchOutcome, names: list[str], prefix: str) -> str:
+    """What the switches did: each switch named (method, params, source), its time as a ratio to plain
+    classification, the top labels it changed and, on labelled images, accuracy before and after with
+    the paired evidence (said plainly when it is within chance)."""
+    said = "".join(f"<li>{method_line(d)}</li>" for d in outcome.settings.as_dicts())
+    ratio = (f'<p id="{prefix}-switch-cost"><b>Time:</b> ×{outcome.cost_ratio:.1f} the time of plain '
+             f"classification ({outcome.seconds_switched:.2f} s against {outcome.seconds_plain:.2f} s "
+             "to read and encode the same images once).</p>")
+    parts = [f'<div class="explorer-note" id="{prefix}-switched"><p><b>Test-time switches on:</b> '
+             f"{html.escape(outcome.settings.describe())}.</p><ul>{said}</ul>", ratio,
+             _changed_html(outcome, names, prefix)]
+    if outcome.evidence is not None:
+        parts.append(_accuracy_html(outcome, prefix))
+    parts.append(notes_html(getattr(outcome, "notes", [])) + "</div>")
+    return "".join(parts)
+
+
+def method_line(about: dict) -> str:
+    """A method's {"method", "params", "source", "differs"} in one line of HTML."""
+    params = ", ".join(f"{k}={v}" for k, v in (about.get("params") or {}).items())
+    differs = f' <span class="explorer-muted">Differs: {html.escape(about["differs"])}</span>' \
+        if about.get("differs") else ""
+    return (f'<b>{html.escape(str(about["method"]))}</b>{html.escape(f" ({params})" if params else "")}. '
+            f'<span class="explorer-muted">Source: {html.escape(str(about.get("source", "")))}</span>'
+            f"{differs}")
+
+
+def _changed_html(outcome: SwitchOutcome, names: list[str], prefix: str, limit: int = 10) -> str:
+    before, after = outcome.before.top1(), outcome.after.top1()
+    lines = "".join(f"<li>{html.escape(names[i])}: {html.escape(before[i])} → {html.escape(after[i])}</li>"
+                    for i in outcome.changed[:limit])
+    more = f"<li>… and {len(outcome.changed) - limit} more</li>" if len(outcome.changed) > limit else ""
+    return (f'<p id="{prefix}-switch-changed"><b>{len(outcome.changed)} of {len(after)}</b> top label(s) '
+            f"changed by the switches.</p>" + (f"<ul>{lines}{more}</ul>" if lines else ""))
+
+
+def _accuracy_html(outcome: SwitchOutcome, prefix: str) -> str:
+    e = outcome.evidence
+    verdict = {"better": "the switches help beyond chance (p < 0.05 and the interval excludes 0)",
+               "worse": "the switches hurt beyond chance (p < 0.05 and the interval excludes 0)"}.get(
+        e.verdict, f"no clear difference on these {e.n} images: the interval includes 0 or p ≥ 0.05")
+    return (f'<p id="{prefix}-switch-accuracy"><b>Accuracy:</b> {outcome.before_accuracy:.1%} plain → '
+            f"{outcome.after_accuracy:.1%} switched on {e.n} labelled images; after minus before, in points "
+            f"[paired bootstrap 95% interval] and McNemar's exact p: {html.escape(e.describe())}: "
+            f"{html.escape(verdict)}.</p>")

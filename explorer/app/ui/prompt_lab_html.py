@@ -9,7 +9,7 @@ from explorer.embed.probability import NoneRule, Scoring
 from explorer.embed.tokens import elide, shown
 from explorer.science.evaluate import none_of_these, template_verdicts
 
-from .common import failures_html, notes_html
+from .common import failures_html, method_line, notes_html, switches_html
 
 # A table of more rows than its box holds scrolls inside it: its header stays in view, a line above
 # says so, and a shadow at the box's bottom edge shows while more rows lie below (the "scroll shadow":
@@ -136,6 +136,11 @@ def summary(report) -> str:
     if report.scoring is not None:  # which probabilities "max probability" and the calibration view show
         parts.append(
             f'<p class="explorer-muted" id="pl-probability">{html.escape(report.scoring.explain())}</p>')
+    if report.prompt_source is not None:  # WaffleCLIP: whose prompts, drawn how, and what differs
+        parts.append(f'<p class="explorer-muted" id="pl-prompt-source">Prompts: '
+                     f'{method_line(report.prompt_source)}</p>')
+    if report.switches is not None:  # the numbers above are plain; these are the switched ones beside them
+        parts.append(switches_html(report.switches, images.names, "pl"))
     parts.append(budget_and_selection(report))
     parts.append(notes_and_failures(images.notes + report.notes, images.failures))
     return "".join(parts)

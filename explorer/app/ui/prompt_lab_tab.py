@@ -44,15 +44,19 @@ from explorer.science.zpe import MAD_THRESHOLD
 
 from . import prompt_lab_html as show
 from .common import (
+    COMBINES,
     LIVE,
     TEMPLATE_CHOICES,
     ZIP_TYPES,
+    SwitchControls,
     live,
     message,
     offer_examples,
     patient,
     progress_reporter,
     session_of,
+    switch_controls,
+    switch_settings,
     unchanged,
 )
 from .prompt_lab_html import CalibrationData, LabFlags
@@ -61,7 +65,8 @@ EXAMPLES = {p.name: p for p in sorted(DESCRIPTION_EXAMPLES.glob("*.json"))}
 WEIGHTINGS = {
     "Equal average": "mean", "ZPE (weights from the images)": "zpe", "One chosen template": "single"
 }
-USES = {"Templates": "templates", "Descriptions": "descriptions", "Both": "both", "Pooled (CuPL+e)": "pooled"}
+USES = {"Templates": "templates", "Descriptions": "descriptions", "Both": "both", "Pooled (CuPL+e)": "pooled",
+        "WaffleCLIP random descriptors": "waffle"}
 ZPE_SELECTS = {"All prompts": "all", "MAD selection (the paper's)": "mad"}
 SAVED_SETS = Path(tempfile.gettempdir()) / "clip-explorer-prompt-sets"
 
@@ -140,16 +145,21 @@ def evaluate_prompts(ctx: AppContext, table, folder_text: str, files, label_text
                      desc_path: str | None, use_name: str, weighting_name: str, row, compare_builtins: bool,
                      min_cosine: float | None, min_probability: float | None, progress=None,
                      zpe_select_name: str = "All prompts", mad_threshold: float | None = None,
-                     images: Embedded | None = None) -> LabView:
+                     images: Embedded | None = None, views=0, combine: str = next(iter(COMBINES)),
+                     tda: bool = False) -> LabView:
     """One run; a None threshold takes the model's default "none of these" rule (default_none_rule).
     `zpe_select_name` (a ZPE_SELECTS key) and `mad_threshold`: ZPE's MAD prompt selection. `images`:
-    the chosen images already embedded (a live edit: none is read again), else they are embedded."""
+    the chosen images already embedded (a live edit: none is read again), else they are embedded.
+    `views`, `combine`, `tda`: the test-time switches (common.switch_settings; off by default), applied
+    to the run's class embeddings on the same images: the summary says what they changed and cost."""
     use = USES[use_name]
     shown = patient(progress)  # a re-scoring that ends quickly draws no progress bar
     try:
         model = ctx.model()
         limits = gate.TextLimits.of(ctx.settings)  # this request's text limits (hosted: stricter)
-        templates = check_templates(rows_of(table), limits=limits) if use != "descriptions" else None
+        switches = switch_settings(views, combine, tda)
+        templates = check_templates(rows_of(table), limits=limits) if use not in (
+            "descriptions", "waffle") else None  # WaffleCLIP brings its own prompt format
         # An uploaded file, or typed JSON: the typed text is never taken as a path.
         descriptions = read_descriptions_file(desc_path, limits) if desc_path else (
             parse_descriptions(desc_text, "typed descriptions", limits) if
@@ -163,7 +173,9 @@ def evaluate_prompts(ctx: AppContext, table, folder_text: str, files, label_text
                          labels=parse_labels(label_text,
                                              limits).labels, template=int(row or 1) - 1, limits=limits,
                          compare_builtins=compare_builtins, zpe_select=ZPE_SELECTS[zpe_select_name],
-                         mad_threshold=MAD_THRESHOLD if mad_threshold is None else float(mad_threshold))
+                         mad_threshold=MAD_THRESHOLD if mad_threshold is None else float(mad_threshold),
+                         switches=switches, max_encodes=ctx.settings.max_view_encodes,
+                         image_limits=ctx.settings.limits, progress=progress_reporter(progress, "images"))
     except ValueError as exc:  # NoModel, PromptError, PathRefused, IndexMismatchError ...
         return LabView(message(str(exc), "error"))
     result, rule = report.result, default_none_rule(model.scoring, len(report.class_names))
@@ -230,6 +242,7 @@ class PromptLabHandles:
     min_cos: gr.Slider
     min_prob: gr.Slider
     none_auto: gr.Checkbox
+    switches: SwitchControls         # the test-time switches (views, combine, tda)
     run: gr.Button
     # the results
     summary: gr.HTML
@@ -290,7 +303,8 @@ def build(ctx: AppContext) -> PromptLabHandles:
                 list(USES), value="Templates", label="Build each class's prompts from", elem_id="pl-use",
                 info="Both: the templates plus one descriptions prompt weighing as much as all templates "
                 "together. Pooled (CuPL+e): one list of every template prompt and every sentence, "
-                "each weighing the same.")
+                "each weighing the same. WaffleCLIP (Roth et al., ICCV 2023): random word and character "
+                "descriptors, one pooled prompt per class; no templates nor descriptions used.")
         with gr.Column(scale=1):
             gr.Markdown("### Images")
             if ctx.settings.hosted:
@@ -327,6 +341,7 @@ def build(ctx: AppContext) -> PromptLabHandles:
             none_auto = gr.Checkbox(
                 True, label="“None of these” thresholds: the model's defaults, set at each run "
                 "(softmax or sigmoid scale)", elem_id="pl-none-auto")
+            switches = switch_controls("pl", "in the order the images are listed")
             run = gr.Button("Evaluate prompts", variant="primary", elem_id="pl-run")
 
     summary = gr.HTML(elem_id="pl-summary")
@@ -350,7 +365,7 @@ def build(ctx: AppContext) -> PromptLabHandles:
         set_status=set_status, example=example, desc_file=desc_file, desc_text=desc_text, use=use,
         folder=folder, uploads=uploads, labels=labels, examples_box=examples_box, weighting=weighting,
         zpe_select=zpe_select, mad_threshold=mad_threshold, single_row=single_row, compare_on=compare_on,
-        min_cos=min_cos, min_prob=min_prob, none_auto=none_auto, run=run, summary=summary,
+        min_cos=min_cos, min_prob=min_prob, none_auto=none_auto, switches=switches, run=run, summary=summary,
         templates_html=templates_html, compare_html=compare_html, class_html=class_html,
         confusion=confusion, none_html=none_html, flags=flags)
     _wire_editing(ctx, ui, _wire_run(ctx, ui))
@@ -405,8 +420,8 @@ def _wire_run(ctx: AppContext, ui: PromptLabHandles):
     """The button, its one-click example and the live edits (all one handler); returns what chains a
     live re-scoring onto another event (the template table's edit buttons)."""
     def on_run(table, folder, uploads, labels, desc_text, desc_file, use, weighting, single_row, compare_on,
-               min_cos, min_prob, zpe_select, mad_threshold, request: gr.Request, progress=gr.Progress(),
-               kept=FRESH):
+               min_cos, min_prob, zpe_select, mad_threshold, views, combine, tda, request: gr.Request,
+               progress=gr.Progress(), kept=FRESH):
         # kept: FRESH from the button and the example (embed the images); a live edit's KeptImages
         chosen = chosen_images(folder, uploads)
         before = None if isinstance(kept, str) else kept
@@ -415,12 +430,14 @@ def _wire_run(ctx: AppContext, ui: PromptLabHandles):
         view = evaluate_prompts(session_of(ctx, request), table, folder, uploads, labels, desc_text,
                                 desc_file, use, weighting, single_row, compare_on, min_cos, min_prob,
                                 progress=progress, zpe_select_name=zpe_select, mad_threshold=mad_threshold,
-                                images=before.images if before is not None else None)
+                                images=before.images if before is not None else None, views=views,
+                                combine=combine, tda=tda)
         return lab_outputs(view, chosen, before)
 
     kept = gr.State(None)  # the last run's KeptImages
     inputs = [ui.table, ui.folder, ui.uploads, ui.labels, ui.desc_text, ui.desc_file, ui.use, ui.weighting,
-              ui.single_row, ui.compare_on, ui.min_cos, ui.min_prob, ui.zpe_select, ui.mad_threshold]
+              ui.single_row, ui.compare_on, ui.min_cos, ui.min_prob, ui.zpe_select, ui.mad_threshold,
+              *ui.switches.inputs()]
     outputs = [ui.summary, ui.templates_html, ui.compare_html, ui.class_html, ui.confusion, ui.none_html,
                ui.flags, kept]
     ui.run.click(on_run, inputs, outputs, concurrency_limit=2, api_name="evaluate_prompts")
@@ -434,7 +451,7 @@ def _wire_run(ctx: AppContext, ui: PromptLabHandles):
     # Live (issue 29), text and options only: the descriptions' JSON stays on the button (half-typed
     # JSON is an error at every key), and so do new images (they must be read and encoded).
     live([ui.table, ui.labels, ui.use, ui.weighting, ui.zpe_select, ui.mad_threshold, ui.single_row,
-          ui.compare_on], on_run, [*inputs, kept], outputs, concurrency_limit=2)
+          ui.compare_on, *ui.switches.edits()], on_run, [*inputs, kept], outputs, concurrency_limit=2)
     for slider in (ui.min_cos, ui.min_prob):
         # change, not release: a value typed in the number box applies on Enter, as the search threshold does
         slider.change(none_view, [ui.flags, ui.min_cos, ui.min_prob], ui.none_html, show_progress="hidden")

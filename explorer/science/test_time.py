@@ -1,0 +1,247 @@
+"""Test-time switches: ZERO's augmented-view vote (or the views' mean feature) and TDA's cache, applied
+to images already classified the plain way, with what they changed and what they cost.
+
+`apply_switches` re-opens each image, encodes its views (view 0 = the plain preprocessing), and
+times two things on the same pass: the plain path (decode + the model's preprocessing + encoding
+view 0 of every image, in batches, + the plain prediction) and the switched path (all of it: the
+plain path, the augmented views' making and encoding, the vote or mean, TDA). With TDA alone there
+are no views to encode, so the plain path is timed by encoding up to PLAIN_SAMPLE of the images
+once more and scaling by N / sample; the switched path is that plus TDA's own time.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from explorer.embed.images import DEFAULT_LIMITS, ImageError, Limits, fit_of, load_image
+from explorer.embed.probability import softmax
+from explorer.embed.views import AUGMENTATION, crop_and_flip_views, view_seed
+from explorer.inputs import gate
+
+from . import tda, zero
+from .evaluate import PairedDifference, paired_difference
+from .zeroshot import Predictions, predict
+
+SWITCHES = ("views", "tda")
+COMBINES = ("zero", "mean")
+VIEW_BATCH = 64      # views encoded per forward pass
+PLAIN_SAMPLE = 16    # TDA alone: images re-encoded to time the plain path
+MEAN_SOURCE = ("the views of ZERO (Farina et al., NeurIPS 2024), https://github.com/FarinaMatteo/zero "
+               "data/augs.py, averaged as unit features")
+
+
+@dataclass
+class SwitchSettings:
+    views: int = 0          # 0 or 1: off; else the number of views, the original included
+    combine: str = "zero"   # "zero": ZERO's vote; "mean": the views' mean feature
+    tda: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.combine not in COMBINES:
+            raise ValueError(f"combine must be one of {', '.join(COMBINES)}, not {self.combine!r}")
+        if self.views < 0:
+            raise ValueError(f"views must be 0 or more, not {self.views}")
+
+    @property
+    def uses_views(self) -> bool:
+        return self.views > 1
+
+    def on(self) -> bool:
+        return self.uses_views or self.tda
+
+    def describe(self) -> str:
+        """'ZERO over 8 views + TDA (stream: order given)', or 'off'."""
+        parts = []
+        if self.uses_views and self.tda:
+            parts.append(f"{self.views} views filtered as TDA filters them")
+        elif self.uses_views:
+            parts.append(f"ZERO over {self.views} views" if self.combine == "zero"
+                         else f"mean of {self.views} views")
+        if self.tda:
+            parts.append("TDA (stream: order given)")
+        return " + ".join(parts) or "off"
+
+    def as_dicts(self) -> list[dict]:
+        """{"method", "params", "source", "differs"} of each switch that is on."""
+        out = []
+        if self.uses_views:
+            out.append(self._views_dict())
+        if self.tda:
+            out.append({"method": "TDA", "params": {**tda.TDAParams().as_dict(), "stream": "order given"},
+                        "source": tda.SOURCE, "differs": tda.DIFFERS})
+        return out
+
+    def _views_dict(self) -> dict:
+        params = {"views": self.views, "seed": self.seed, "augmentation": AUGMENTATION}
+        if self.tda:
+            return {"method": "Augmented views, combined by TDA", "params": {
+                **params, "kept": "the 10% of lowest entropy (at least one), averaged"},
+                "source": tda.SOURCE, "differs": "ZERO's crop-and-flip views, not TDA's AugMix ones"}
+        if self.combine == "zero":
+            return {"method": "ZERO", "params": {**params, "keep": zero.GAMMA}, "source": zero.SOURCE,
+                    "differs": zero.DIFFERS}
+        return {"method": "Mean of augmented views", "params": params, "source": MEAN_SOURCE}
+
+
+@dataclass
+class SwitchOutcome:
+    settings: SwitchSettings
+    before: Predictions
+    after: Predictions
+    seconds_plain: float
+    seconds_switched: float
+    cost_ratio: float
+    changed: list[int]
+    evidence: PairedDifference | None = None
+    before_accuracy: float | None = None
+    after_accuracy: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"switches": self.settings.as_dicts(), "describe": self.settings.describe(),
+                "cost_ratio": self.cost_ratio, "seconds_plain": self.seconds_plain,
+                "seconds_switched": self.seconds_switched, "changed": list(self.changed),
+                "accuracy_before": self.before_accuracy, "accuracy_after": self.after_accuracy,
+                "evidence": self.evidence.as_dict() if self.evidence is not None else None,
+                "after_probabilities": after_meaning(self.settings),
+                "notes": list(self.notes)}
+
+
+AFTER_PROBABILITIES = {
+    "zero": "ZERO's vote shares per class (the tie-break winner has one extra vote, as in their code)",
+    "mean": "the model's own rule on the views' mean feature",
+    "tda": "softmax of TDA's final logits",
+}
+
+
+def after_meaning(settings: SwitchSettings) -> str:
+    """What `after.probabilities` are under these switches."""
+    if settings.tda:
+        return AFTER_PROBABILITIES["tda"]
+    return AFTER_PROBABILITIES[settings.combine] if settings.uses_views else "the plain ones"
+
+
+def apply_switches(model, paths: list, base_features: np.ndarray, class_embeddings: np.ndarray,
+                   labels: list[str], settings: SwitchSettings, *, true_idx: np.ndarray | None = None,
+                   limits: Limits = DEFAULT_LIMITS, max_encodes: int = 0, progress=None) -> SwitchOutcome:
+    """The plain predictions of `base_features` ([N, D], one per path, by the model's rule) and the
+    switched ones (see the module doc and after_meaning). gate.Refused, before anything is encoded,
+    when N x views is over `max_encodes` (0: no limit). A file that cannot be re-opened keeps its
+    plain prediction (TDA: its plain feature, in its place in the stream), said in `notes`.
+    `progress(done, total)` after each batch of views."""
+    base = np.asarray(base_features, dtype=np.float32)
+    if len(paths) != len(base):
+        raise ValueError(f"{len(paths)} paths but {len(base)} feature rows")
+    if settings.uses_views:
+        gate.check_count("Image views to encode", len(paths) * settings.views, max_encodes,
+                         "max_view_encodes")
+    start = time.perf_counter()
+    before = predict(base, class_embeddings, labels, model.scoring)
+    predicting = time.perf_counter() - start
+    if not settings.on():
+        return _outcome(settings, before, before, (0.0, 0.0), true_idx, [])
+    notes: list[str] = []
+    if settings.uses_views:
+        views, failed, plain, extra = _encode_views(model, paths, base, settings, limits, notes, progress)
+    else:
+        views, failed, extra = base[:, None, :], [], 0.0
+        plain = _time_plain(model, paths, limits)
+    start = time.perf_counter()
+    after = _switched(views, np.asarray(class_embeddings, dtype=np.float32), labels, model.scoring, settings)
+    if failed and not settings.tda:
+        after.probabilities[failed] = before.probabilities[failed]
+    switching = time.perf_counter() - start
+    return _outcome(settings, before, after, (plain + predicting, plain + extra + switching), true_idx, notes)
+
+
+def _switched(views: np.ndarray, classes: np.ndarray, labels: list[str], scoring, settings) -> Predictions:
+    """The switched predictions from [N, V, D] view features (V = 1: the plain features)."""
+    mean = zero.mean_view_features(views)
+    if settings.tda:
+        logits = tda.tda_logits(views if settings.uses_views else views[:, 0], classes, scoring.scale)
+        return Predictions(list(labels), mean @ classes.T, softmax(logits).astype(np.float32), None, logits)
+    if settings.combine == "mean":
+        return predict(mean, classes, labels, scoring)
+    votes = zero.zero_votes(scoring.scale * (views @ classes.T), zero.GAMMA)
+    shares = (votes / votes.sum(axis=1, keepdims=True)).astype(np.float32)
+    return Predictions(list(labels), mean @ classes.T, shares, None)
+
+
+def _outcome(settings, before, after, seconds, true_idx, notes) -> SwitchOutcome:
+    plain, switched = seconds
+    top_before, top_after = before.probabilities.argmax(axis=1), after.probabilities.argmax(axis=1)
+    outcome = SwitchOutcome(settings, before, after, plain, switched,
+                            switched / plain if plain > 0 else 1.0,
+                            [int(i) for i in np.flatnonzero(top_before != top_after)], notes=notes)
+    if true_idx is not None and len(top_before):
+        truth = np.asarray(true_idx)
+        before_correct, after_correct = top_before == truth, top_after == truth
+        outcome.before_accuracy = float(before_correct.mean())
+        outcome.after_accuracy = float(after_correct.mean())
+        outcome.evidence = paired_difference(after_correct, before_correct)
+    return outcome
+
+
+def _open(model, path, limits: Limits, notes: list[str]):
+    """(decoded image, its plain pixels) or None, with a note, when it cannot be re-opened."""
+    name = Path(path).name  # never the server path
+    kept = "its plain feature and prediction are kept"
+    try:
+        image = load_image(path, limits, name=name, fit=fit_of(model.preprocess))
+        return image, model.preprocess(image)
+    except ImageError as exc:
+        notes.append(f"{name}: could not be re-opened ({exc.reason}); {kept}")
+    except Exception as exc:  # an odd image must not end the run
+        notes.append(f"{name}: preprocessing failed ({type(exc).__name__}); {kept}")
+    return None
+
+
+def _encode_views(model, paths, base, settings, limits, notes, progress):
+    """[N, V, D] view features (a row that cannot be re-opened: its base feature V times), the failed
+    rows, and the seconds of the plain part (decode, preprocess, encode view 0) and of the rest."""
+    import torch
+
+    n, count = len(paths), settings.views
+    views = np.repeat(base[:, None, :], count, axis=1)
+    failed, plain, extra = [], 0.0, 0.0
+    per_batch = max(1, VIEW_BATCH // count)
+    for first in range(0, n, per_batch):
+        start = time.perf_counter()
+        rows, opened = [], []
+        for row in range(first, min(first + per_batch, n)):
+            got = _open(model, paths[row], limits, notes)
+            if got is None:
+                failed.append(row)
+            else:
+                rows.append(row)
+                opened.append(got)
+        if rows:
+            views[rows, 0] = model.encode_pixels(torch.stack([pixels for _, pixels in opened]))
+        middle = time.perf_counter()
+        if rows:
+            extra_pixels = [crop_and_flip_views(image, count - 1, tuple(pixels.shape[-2:]), model.preprocess,
+                                                view_seed(settings.seed, row))
+                            for row, (image, pixels) in zip(rows, opened)]
+            encoded = model.encode_pixels(torch.cat(extra_pixels))
+            views[rows, 1:] = encoded.reshape(len(rows), count - 1, -1)
+        plain, extra = plain + middle - start, extra + time.perf_counter() - middle
+        if progress is not None:
+            progress(min(first + per_batch, n), n)
+    return views, failed, plain, extra
+
+
+def _time_plain(model, paths, limits) -> float:
+    """Seconds the plain path takes for all the images, from PLAIN_SAMPLE of them decoded,
+    preprocessed and encoded once more (the rest scaled by count)."""
+    import torch
+
+    sample = list(paths[:PLAIN_SAMPLE])
+    start = time.perf_counter()
+    opened = [got for got in (_open(model, path, limits, []) for path in sample) if got is not None]
+    if opened:
+        model.encode_pixels(torch.stack([pixels for _, pixels in opened]))
+    return (time.perf_counter() - start) * len(paths) / max(len(sample), 1)
