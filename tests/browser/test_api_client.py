@@ -22,10 +22,11 @@ UPLOAD = "Upload images, a folder or a zip"
 # api_name -> its inputs, in order (what docs/api.md documents; gr.State, gr.Request and gr.Progress are not
 # inputs).
 ENDPOINTS = {
-    "/classify": ["paths", "label_text", "choice", "custom_text", "k", "classifier_files"],
+    "/classify": ["paths", "label_text", "choice", "custom_text", "k", "classifier_files", "views", "combine",
+                  "tda"],
     "/evaluate_prompts": [
         "table", "folder", "uploads", "labels", "desc_text", "desc_file", "use", "weighting", "single_row",
-        "compare_on", "min_cos", "min_prob", "zpe_select", "mad_threshold"
+        "compare_on", "min_cos", "min_prob", "zpe_select", "mad_threshold", "views", "combine", "tda"
     ],
     "/build_index": ["choice", "typed", "files", "folder_files"],
     "/cancel_build": [],

@@ -7,6 +7,7 @@ import time
 
 from tests.hostile.attack import (
     CACHE_GRACE_SECONDS,
+    SWITCHES_OFF,
     UPLOAD,
     Answer,
     Api,
@@ -52,7 +53,7 @@ def test_four_concurrent_unpacks_hold_the_session_quota(server):
             ]), ("fewshot", [zips[2], "Single: a photo of a {}.", ["prototype"], "All"]),
             ("evaluate_prompts", [{"headers": ["template"], "data": [["a photo of a {}."]],
                                    "metadata": None}, zips[3], "red, blue", "", None, "Templates",
-                                  "Equal average", 1, False, 0.2, 0.5, "All prompts", 0.5])]
+                                  "Equal average", 1, False, 0.2, 0.5, "All prompts", 0.5, *SWITCHES_OFF])]
     biggest, done = [0], threading.Event()
 
     def watch():

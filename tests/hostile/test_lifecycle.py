@@ -5,7 +5,17 @@ from __future__ import annotations
 import threading
 import time
 
-from tests.hostile.attack import LABELS, Api, Server, classify, client, shape_png, top_labels, zipped
+from tests.hostile.attack import (
+    LABELS,
+    SWITCHES_OFF,
+    Api,
+    Server,
+    classify,
+    client,
+    shape_png,
+    top_labels,
+    zipped,
+)
 from tests.hostile.conftest import start_server
 
 SEVEN = "7 templates (OpenAI subset)"
@@ -99,16 +109,17 @@ def test_one_visitor_queueing_8_jobs_does_not_hold_another(server, picture):
     job_files = [("a.png", picture)] + [(f"{i}.png", shape_png("blue", "square", 64, i)) for i in range(7)]
     other = Api(server.url)
     mine = other.upload(*job_files)
-    alone = sorted(other.call("classify", mine, LABELS, SEVEN, "", 3, None).seconds for _ in range(5))[2]
+    alone = sorted(other.call("classify", mine, LABELS, SEVEN, "", 3, None, *SWITCHES_OFF).seconds
+                   for _ in range(5))[2]
     attacker = Api(server.url)
     theirs = attacker.upload(*job_files)
     times, attack_answers = [], []
     for _ in range(3):  # three floods; the median of the other visitor's waits
         flood = threading.Thread(target=lambda: attack_answers.extend(
-            attacker.submit_many("classify", [[theirs, LABELS, SEVEN, "", 3, None]] * 8)))
+            attacker.submit_many("classify", [[theirs, LABELS, SEVEN, "", 3, None, *SWITCHES_OFF]] * 8)))
         flood.start()
         time.sleep(0.15)
-        answer = other.call("classify", mine, LABELS, SEVEN, "", 3, None)
+        answer = other.call("classify", mine, LABELS, SEVEN, "", 3, None, *SWITCHES_OFF)
         flood.join(300)
         assert answer.event == "complete" and top_labels(answer.first), answer.text[:300]
         times.append(answer.seconds)

@@ -20,7 +20,7 @@ from locust import HttpUser, between, task
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, for tests.hostile.attack
 
 from tests.hostile.attack import lossless_webp_bomb, palette_png_bomb, rle8_bmp_bomb  # noqa: E402
-from tests.load.locustfile import SINGLE, Visitor, picture  # noqa: E402,F401  (Visitor: the ordinary users)
+from tests.load.locustfile import SINGLE, SWITCHES_OFF, Visitor, picture  # noqa: E402,F401  (Visitor: the ordinary users)
 
 UPLOAD = "Upload images, a folder or a zip"
 BOMBS = {"bomb.png": palette_png_bomb(), "bomb.bmp": rle8_bmp_bomb(), "slow.bmp": rle8_bmp_bomb(6300),
@@ -72,7 +72,8 @@ class Attacker(HttpUser):
     @task
     def bombs_to_classify(self):
         files = [f for files in self.bombs.values() for f in files] + self.photo
-        self.call("classify", [files, "red, green, blue", SINGLE, "", 3, None], "classify bombs")
+        self.call("classify", [files, "red, green, blue", SINGLE, "", 3, None, *SWITCHES_OFF],
+                  "classify bombs")
 
     @task
     def bombs_to_the_index(self):
@@ -87,17 +88,19 @@ class Attacker(HttpUser):
     @task
     def hundred_thousand_labels(self):
         labels = ", ".join(f"label {i}" for i in range(100_000))
-        self.call("classify", [self.photo, labels, SINGLE, "", 3, None], "100k labels")
+        self.call("classify", [self.photo, labels, SINGLE, "", 3, None, *SWITCHES_OFF], "100k labels")
 
     @task
     def one_huge_label(self):
-        self.call("classify", [self.photo, "red, " + "x" * (2 << 20), SINGLE, "", 3, None], "2 MB label")
+        self.call("classify", [self.photo, "red, " + "x" * (2 << 20), SINGLE, "", 3, None, *SWITCHES_OFF],
+                  "2 MB label")
 
     @task
     def queue_eight(self):
         """Eight classify jobs joined at once from this session, then their results on its one stream."""
         index, is_state = self.fns["classify"]
-        values = iter([self.photo, "red, green, blue", "7 templates (OpenAI subset)", "", 3, None])
+        values = iter([self.photo, "red, green, blue", "7 templates (OpenAI subset)", "", 3, None,
+                       *SWITCHES_OFF])
         data = [None if s else next(values, None) for s in is_state]
         for _ in range(8):
             with self.client.post(
