@@ -36,6 +36,8 @@ BENCHES = {
     "bench_cli_start.py": (["--quick"], ["help_s", "indexes_s", "python_s"]),
     "bench_map.py": (["--quick"], ["payload_per_point_ratio", "patch_over_figure", "recolour_ms",
                                    "recolour_over_redraw"]),
+    "bench_switches.py": (["--quick", "--model", SHAPES], ["plain_ms_per_image", "zero_over_plain",
+                                                          "zero_cost_ratio", "tda_cost_ratio"]),
 }
 
 

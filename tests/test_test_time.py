@@ -11,7 +11,7 @@ from explorer.inputs.gate import Refused
 from explorer.inputs.settings import load_settings
 from explorer.inputs.sources import embed_files
 from explorer.science.tda import tda_logits
-from explorer.science.test_time import SwitchSettings, apply_switches
+from explorer.science.test_time import SwitchSettings, ViewCache, apply_switches
 from explorer.science.zero import mean_view_features, zero_votes
 from explorer.science.zeroshot import build_classifier
 from tests.shapes import caption, make_labelled_folder
@@ -120,3 +120,21 @@ def test_views_are_seeded_and_leave_the_global_generator_alone(shapes_model, sha
     assert views.shape == (5, 3, 32, 32) and torch.equal(views[0], shapes_model.preprocess(image))
     assert torch.equal(views, augmented_views(image, 5, shapes_model.preprocess, seed=3))
     assert not torch.equal(views[1:], augmented_views(image, 5, shapes_model.preprocess, seed=4)[1:])
+
+
+def test_a_rerun_takes_the_views_from_the_cache_and_keeps_their_cost(shapes_model, shapes_set, zero_outcome):
+    """A label edit with the switches on: the same files' views come from the cache (nothing encoded),
+    the votes are the same, and the cost is the one measured when the views were encoded."""
+    paths, base, classes, labels, true = shapes_set
+    cache, settings = ViewCache(), SwitchSettings(views=4, seed=1)
+    first = apply_switches(shapes_model, paths, base, classes, labels, settings, true_idx=true, cache=cache)
+    assert len(cache) == len(paths)
+    encodes = shapes_model.image_encodes
+    again = apply_switches(shapes_model, paths, base, classes[::-1], labels[::-1], settings, cache=cache)
+    assert shapes_model.image_encodes == encodes
+    np.testing.assert_allclose(again.after.probabilities[:, ::-1], first.after.probabilities, atol=1e-6)
+    np.testing.assert_allclose(first.after.probabilities, zero_outcome.after.probabilities, atol=1e-6)
+    assert again.cost_ratio == pytest.approx(first.cost_ratio, rel=0.5)
+    other_seed = apply_switches(shapes_model, paths[:2], base[:2], classes, labels,
+                                SwitchSettings(views=4, seed=2), cache=cache)
+    assert shapes_model.image_encodes == encodes + 2 * 4 and other_seed.after is not other_seed.before

@@ -35,6 +35,7 @@ from explorer.inputs.sources import (
     embed_index,
     single_top_folder,
 )
+from explorer.science.test_time import ViewCache
 
 from .workspace import Workspace, Workspaces
 
@@ -69,6 +70,7 @@ class AppContext:
     indexes: IndexRegistry
     uploads: UploadArea
     embeddings: EmbeddingCache = field(default_factory=EmbeddingCache)
+    views: ViewCache = field(default_factory=ViewCache)  # the test-time switches' view features
     thumbnails: Thumbnails | None = None
     workspaces: Workspaces | None = None
     workspace: Workspace | None = None   # set on a scoped context

@@ -117,7 +117,7 @@ def run_lab(model, images: Embedded, templates: list[str] | None, descriptions: 
             use: str = "templates", weighting: str = "mean", *, zpe_select: str = "all",
             mad_threshold: float = MAD_THRESHOLD, switches: SwitchSettings | None = None,
             max_encodes: int = 0, image_limits: Limits = DEFAULT_LIMITS, progress: Progress | None = None,
-            **kwargs) -> LabReport:
+            view_cache=None, **kwargs) -> LabReport:
     """Score a prompt set on embedded images (see `_score` for the arguments), then add the token
     budget (each slot's longest prompt against the model's context; a warning per cut prompt) and the
     evidence: each prompt's contribution to the ensemble and each compared row against this run, paired over
@@ -126,7 +126,8 @@ def run_lab(model, images: Embedded, templates: list[str] | None, descriptions: 
     `switches` (test_time.SwitchSettings), when on: the run's class embeddings go through
     test_time.apply_switches on the same images (views re-read from their files with `image_limits`, at
     most `max_encodes` image views, the max_view_encodes setting; TDA in the images' order), labelled:
-    accuracy before and after with the paired evidence. The report's other numbers stay the plain ones."""
+    accuracy before and after with the paired evidence. The report's other numbers stay the plain ones.
+    `view_cache` (test_time.ViewCache): views encoded before are not encoded again."""
     if zpe_select not in ZPE_SELECT:
         raise PromptError(f"unknown ZPE selection {zpe_select!r}: use all or mad")
     check_views(len(images), switches, max_encodes)  # refused before any prompt is encoded
@@ -149,7 +150,7 @@ def run_lab(model, images: Embedded, templates: list[str] | None, descriptions: 
         report.switches = apply_switches(
             model, list(report.images.paths), report.images.embeddings, report.class_emb, report.class_names,
             switches, true_idx=report.images.labels, limits=image_limits, max_encodes=max_encodes,
-            progress=progress)
+            progress=progress, cache=view_cache)
     return report
 
 

@@ -7,6 +7,10 @@ view 0 of every image, in batches, + the plain prediction) and the switched path
 plain path, the augmented views' making and encoding, the vote or mean, TDA). With TDA alone there
 are no views to encode, so the plain path is timed by encoding up to PLAIN_SAMPLE of the images
 once more and scaling by N / sample; the switched path is that plus TDA's own time.
+
+A `ViewCache` keeps each image's view features with the seconds they took, so a re-run on the same
+files (a label edit with the switches on) encodes nothing again and still reports the cost measured
+when the views were made.
 """
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from explorer.embed.images import DEFAULT_LIMITS, ImageError, Limits, fit_of, load_image
+from explorer.embed.cache import LRU
+from explorer.embed.images import DEFAULT_LIMITS, ImageError, Limits, file_key, fit_of, load_image
 from explorer.embed.probability import softmax
 from explorer.embed.views import AUGMENTATION, crop_and_flip_views, view_seed
 from explorer.inputs import gate
@@ -111,6 +116,32 @@ class SwitchOutcome:
                 "notes": list(self.notes)}
 
 
+class ViewCache:
+    """Per image file and model: its views' features [V, D] and the seconds its plain part and the rest
+    took when they were encoded, by (model instance, file path, size and mtime, views, seed); a file
+    changed on disk is a new key. Bounded in entries and bytes (cache.LRU)."""
+
+    def __init__(self, capacity: int = 4096, max_bytes: int = 256 << 20):
+        self._lru = LRU(capacity, max_bytes, size=lambda entry: entry[0].nbytes)
+
+    @staticmethod
+    def key(model, path, settings: SwitchSettings, row: int) -> tuple | None:
+        found = file_key(path)
+        if found is None:
+            return None
+        return model.instance, found, settings.views, view_seed(settings.seed, row)
+
+    def get(self, key):
+        return None if key is None else self._lru.get(key)
+
+    def put(self, key, features: np.ndarray, plain: float, extra: float) -> None:
+        if key is not None:
+            self._lru.put(key, (features, plain, extra))
+
+    def __len__(self) -> int:
+        return len(self._lru)
+
+
 AFTER_PROBABILITIES = {
     "zero": "ZERO's vote shares per class (the tie-break winner has one extra vote, as in their code)",
     "mean": "the model's own rule on the views' mean feature",
@@ -127,12 +158,14 @@ def after_meaning(settings: SwitchSettings) -> str:
 
 def apply_switches(model, paths: list, base_features: np.ndarray, class_embeddings: np.ndarray,
                    labels: list[str], settings: SwitchSettings, *, true_idx: np.ndarray | None = None,
-                   limits: Limits = DEFAULT_LIMITS, max_encodes: int = 0, progress=None) -> SwitchOutcome:
+                   limits: Limits = DEFAULT_LIMITS, max_encodes: int = 0, progress=None,
+                   cache: ViewCache | None = None) -> SwitchOutcome:
     """The plain predictions of `base_features` ([N, D], one per path, by the model's rule) and the
     switched ones (see the module doc and after_meaning). gate.Refused, before anything is encoded,
     when N x views is over `max_encodes` (0: no limit). A file that cannot be re-opened keeps its
     plain prediction (TDA: its plain feature, in its place in the stream), said in `notes`.
-    `progress(done, total)` after each batch of views."""
+    `progress(done, total)` after each batch of views. `cache`: view features of files seen before are
+    taken from it (with the seconds they took then), new ones put in it."""
     base = np.asarray(base_features, dtype=np.float32)
     if len(paths) != len(base):
         raise ValueError(f"{len(paths)} paths but {len(base)} feature rows")
@@ -146,7 +179,8 @@ def apply_switches(model, paths: list, base_features: np.ndarray, class_embeddin
         return _outcome(settings, before, before, (0.0, 0.0), true_idx, [])
     notes: list[str] = []
     if settings.uses_views:
-        views, failed, plain, extra = _encode_views(model, paths, base, settings, limits, notes, progress)
+        views, failed, plain, extra = _encode_views(model, paths, base, settings, limits, notes, progress,
+                                                    cache)
     else:
         views, failed, extra = base[:, None, :], [], 0.0
         plain = _time_plain(model, paths, limits)
@@ -200,38 +234,59 @@ def _open(model, path, limits: Limits, notes: list[str]):
     return None
 
 
-def _encode_views(model, paths, base, settings, limits, notes, progress):
+def _encode_views(model, paths, base, settings, limits, notes, progress, cache: ViewCache | None = None):
     """[N, V, D] view features (a row that cannot be re-opened: its base feature V times), the failed
-    rows, and the seconds of the plain part (decode, preprocess, encode view 0) and of the rest."""
-    import torch
-
+    rows, and the seconds of the plain part (decode, preprocess, encode view 0) and of the rest. Rows
+    in `cache` are taken from it, with the seconds they took when encoded."""
     n, count = len(paths), settings.views
     views = np.repeat(base[:, None, :], count, axis=1)
-    failed, plain, extra = [], 0.0, 0.0
+    keys = [None] * n if cache is None else [ViewCache.key(model, path, settings, row)
+                                             for row, path in enumerate(paths)]
+    failed, plain, extra, todo = [], 0.0, 0.0, []
+    for row, key in enumerate(keys):
+        hit = cache.get(key) if cache is not None else None
+        if hit is None:
+            todo.append(row)
+        else:
+            views[row], plain, extra = hit[0], plain + hit[1], extra + hit[2]
     per_batch = max(1, VIEW_BATCH // count)
-    for first in range(0, n, per_batch):
-        start = time.perf_counter()
-        rows, opened = [], []
-        for row in range(first, min(first + per_batch, n)):
-            got = _open(model, paths[row], limits, notes)
-            if got is None:
-                failed.append(row)
-            else:
-                rows.append(row)
-                opened.append(got)
-        if rows:
-            views[rows, 0] = model.encode_pixels(torch.stack([pixels for _, pixels in opened]))
-        middle = time.perf_counter()
-        if rows:
-            extra_pixels = [crop_and_flip_views(image, count - 1, tuple(pixels.shape[-2:]), model.preprocess,
-                                                view_seed(settings.seed, row))
-                            for row, (image, pixels) in zip(rows, opened)]
-            encoded = model.encode_pixels(torch.cat(extra_pixels))
-            views[rows, 1:] = encoded.reshape(len(rows), count - 1, -1)
-        plain, extra = plain + middle - start, extra + time.perf_counter() - middle
+    for first in range(0, len(todo), per_batch):
+        batch = todo[first:first + per_batch]
+        seconds = _encode_batch(model, paths, batch, views, settings, limits, notes, failed)
+        plain, extra = plain + seconds[0], extra + seconds[1]
+        for row in batch:
+            if row not in failed and cache is not None:
+                cache.put(keys[row], views[row].copy(), seconds[0] / len(batch), seconds[1] / len(batch))
         if progress is not None:
-            progress(min(first + per_batch, n), n)
+            progress(n - len(todo) + min(first + per_batch, len(todo)), n)
     return views, failed, plain, extra
+
+
+def _encode_batch(model, paths, batch: list[int], views: np.ndarray, settings, limits, notes,
+                  failed: list[int]) -> tuple[float, float]:
+    """Encode the views of the images at rows `batch` into `views`; the seconds of the plain part and
+    of the rest. A file that cannot be opened is added to `failed`."""
+    import torch
+
+    start = time.perf_counter()
+    rows, opened = [], []
+    for row in batch:
+        got = _open(model, paths[row], limits, notes)
+        if got is None:
+            failed.append(row)
+        else:
+            rows.append(row)
+            opened.append(got)
+    if rows:
+        views[rows, 0] = model.encode_pixels(torch.stack([pixels for _, pixels in opened]))
+    middle = time.perf_counter()
+    if rows:
+        extra_pixels = [crop_and_flip_views(image, settings.views - 1, tuple(pixels.shape[-2:]),
+                                            model.preprocess, view_seed(settings.seed, row))
+                        for row, (image, pixels) in zip(rows, opened)]
+        encoded = model.encode_pixels(torch.cat(extra_pixels))
+        views[rows, 1:] = encoded.reshape(len(rows), settings.views - 1, -1)
+    return middle - start, time.perf_counter() - middle
 
 
 def _time_plain(model, paths, limits) -> float:

@@ -155,7 +155,8 @@ def classify_files(model, files: list, labels: list[str], templates: list[str], 
                    cache: EmbeddingCache | None = None, limits: Limits = DEFAULT_LIMITS,
                    progress: Progress | None = None, names: list[str] | None = None,
                    taught=None, text_limits: TextLimits = DEFAULT_TEXT_LIMITS,
-                   switches: SwitchSettings | None = None, max_encodes: int = 0) -> ClassifyReport:
+                   switches: SwitchSettings | None = None, max_encodes: int = 0,
+                   view_cache=None) -> ClassifyReport:
     """Embed the files (through `cache`: a file seen before is not encoded again) and classify them
     against `labels`. `progress(done, total)` after each batch; one bad file never stops the others.
     `taught` = (classifier, its classifier_file.summary) classifies by a taught classifier instead:
@@ -165,7 +166,8 @@ def classify_files(model, files: list, labels: list[str], templates: list[str], 
     `switches` (test_time.SwitchSettings), when on: the predictions are test_time.apply_switches'
     `after` (augmented views re-read from the files, TDA over the images in the order given) and the
     report's `switches` is its outcome (the plain predictions are its `before`). More image views than
-    `max_encodes` (the max_view_encodes setting; 0 = no limit): gate.Refused before any image is read."""
+    `max_encodes` (the max_view_encodes setting; 0 = no limit): gate.Refused before any image is read.
+    `view_cache` (test_time.ViewCache): views encoded before are not encoded again."""
     switched = switches is not None and switches.on()
     if taught is None:
         check_prompts(labels, templates, text_limits)
@@ -188,7 +190,8 @@ def classify_files(model, files: list, labels: list[str], templates: list[str], 
         if switched:
             from .test_time import apply_switches
             outcome = apply_switches(model, list(found.paths), found.embeddings, classes, labels, switches,
-                                     limits=limits, max_encodes=max_encodes, progress=progress)
+                                     limits=limits, max_encodes=max_encodes, progress=progress,
+                                     cache=view_cache)
             predictions = outcome.after
     return ClassifyReport(found.names, [str(p) for p in found.paths], predictions, found.failures, templates,
                           scoring, about, outcome)

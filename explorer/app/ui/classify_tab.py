@@ -93,7 +93,8 @@ def classify(ctx: AppContext, paths, label_text: str, choice: str, custom_text: 
             model, list(paths), parsed.labels, templates, cache=ctx.embeddings, limits=ctx.settings.limits,
             progress=progress_reporter(progress, "images encoded"),
             names=display_names(list(paths), folders=False),  # 0.png, 0.png (2): rows never merge
-            taught=taught, text_limits=limits, switches=switches, max_encodes=ctx.settings.max_view_encodes)
+            taught=taught, text_limits=limits, switches=switches, max_encodes=ctx.settings.max_view_encodes,
+            view_cache=ctx.views)
     except ValueError as exc:  # NoModel, PromptError, ClassifierFileError, gate.Refused (max_view_encodes)
         return ClassifyView(message(str(exc), "error"))
     return _view(report, parsed.notes, int(top_k))

@@ -174,7 +174,7 @@ def evaluate_prompts(ctx: AppContext, table, folder_text: str, files, label_text
                                              limits).labels, template=int(row or 1) - 1, limits=limits,
                          compare_builtins=compare_builtins, zpe_select=ZPE_SELECTS[zpe_select_name],
                          mad_threshold=MAD_THRESHOLD if mad_threshold is None else float(mad_threshold),
-                         switches=switches, max_encodes=ctx.settings.max_view_encodes,
+                         switches=switches, max_encodes=ctx.settings.max_view_encodes, view_cache=ctx.views,
                          image_limits=ctx.settings.limits, progress=progress_reporter(progress, "images"))
     except ValueError as exc:  # NoModel, PromptError, PathRefused, IndexMismatchError ...
         return LabView(message(str(exc), "error"))
