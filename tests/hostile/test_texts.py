@@ -223,6 +223,23 @@ def test_probe_lists_over_the_hosted_limits_are_refused_by_name(prepared, api_in
     assert "explorer-error" in answer.text and "EXPLORER_MAX_TEXTS" in answer.text, answer.text[:500]
 
 
+def test_switches_beyond_the_hosted_view_limit_or_out_of_range_are_refused(prepared, api_info):
+    """The test-time switches sent raw: 9 images x 64 views (hosted: 512 image views a request) refused
+    by name before any is encoded; a view count beyond the box's range, or a way of combining that the
+    page does not offer, refused without running."""
+    api, uploads = prepared
+    base = dict(CONTEXT["/classify"], **uploads)
+    nine = api.upload(*[(f"{i}.png", shape_png("red", "circle", seed=i)) for i in range(9)])
+    answer = api.call("classify", *arguments(api_info, "/classify", dict(base, paths=nine, views=64)))
+    assert "EXPLORER_MAX_VIEW_ENCODES" in answer.text and "576" in answer.text, answer.text[:500]
+    for bad in (dict(views=10**9), dict(views=-5), dict(views=4, combine="rm -rf /")):
+        answer = api.call("classify", *arguments(api_info, "/classify", dict(base, **bad)))
+        assert "zs-top" not in answer.text, (bad, answer.text[:500])
+    answer = api.call("evaluate_prompts", *arguments(api_info, "/evaluate_prompts", dict(
+        CONTEXT["/evaluate_prompts"], **uploads, views=10**6)))
+    assert "pl-top1" not in answer.text, answer.text[:500]
+
+
 # --- text sized to hold the model ------------------------------------------------------------------------
 
 def _with_neighbour(server, picture: bytes, attack) -> tuple[object, float, list[float]]:
