@@ -1,4 +1,5 @@
-"""What every command shares: building settings and the model, and a progress bar on stderr.
+"""What the commands share: building settings and the model, a progress bar on stderr, and the test-time
+switches' flags and report (`classify`, `eval`).
 
 Commands import the model (torch, open_clip) and the heavy core inside `run()`, so `clip-explorer --help`
 and the commands that need no model start without them (tests/test_cli_start.py).
@@ -58,3 +59,54 @@ class ProgressBar:
             self.bar.close()
 
 
+# ---- the test-time switches (classify, eval) ------------------------------------------------------
+COMBINES = ("zero", "mean")  # test_time.SwitchSettings.combine
+
+
+def add_switch_arguments(parser: argparse.ArgumentParser) -> None:
+    """--views N --combine zero|mean --tda --seed S: the test-time switches (explorer/science/test_time.py),
+    off by default; with --max-view-encodes, the most image views one run may encode."""
+    group = parser.add_argument_group("test-time switches (off by default)")
+    group.add_argument("--views", type=int, default=0, metavar="N",
+                       help="augmented views per image, the image itself counted (ZERO, Farina et al. 2024: "
+                       "random crops and flips); 0 or 1 = off")
+    group.add_argument("--combine", choices=COMBINES, default="zero",
+                       help="with --views: ZERO's vote of the confident views (zero), or their averaged "
+                       "features (mean)")
+    group.add_argument("--tda", action="store_true",
+                       help="TDA (Karmanov et al. 2024): caches of confident images adjust the labels of the "
+                       "images after them, in the order given")
+    group.add_argument("--seed", type=int, default=0, help="the augmented views' random draw")
+    add_settings_arguments(group, only=("max_view_encodes",))
+
+
+def switches_from(args: argparse.Namespace):
+    """The test_time.SwitchSettings the flags ask for (ValueError for a negative --views)."""
+    from explorer.science.test_time import SwitchSettings
+
+    if args.views < 0:
+        raise ValueError("--views is a number of views: 0 (off) or more")
+    return SwitchSettings(views=args.views, combine=args.combine, tda=args.tda, seed=args.seed)
+
+
+def print_switches(outcome, names: list[str]) -> None:
+    """What the switches did (a test_time.SwitchOutcome): each switch with its source, the time against
+    plain classification, the top labels they changed, and on labelled images the accuracy before and
+    after with the paired evidence. Notes (files that could not be re-opened) go to stderr."""
+    print(f"\ntest-time switches: {outcome.settings.describe()}")
+    for about in outcome.settings.as_dicts():
+        print(f"  {about['method']} {about.get('params', {})}: {about.get('source', '')}")
+    print(f"  time: x{outcome.cost_ratio:.1f} plain classification ({outcome.seconds_switched:.2f} s vs "
+          f"{outcome.seconds_plain:.2f} s)")
+    before, after = outcome.before.top1(), outcome.after.top1()
+    print(f"  {len(outcome.changed)} of {len(after)} top label(s) changed")
+    for i in outcome.changed:
+        print(f"    {names[i]}: {before[i]} -> {after[i]}")
+    e = outcome.evidence
+    if e is not None:
+        beyond = {"better": "the switches help beyond chance", "worse": "the switches hurt beyond chance"}
+        verdict = beyond.get(e.verdict, f"no clear difference on these {e.n} images")
+        print(f"  top-1 {outcome.before_accuracy:.2%} plain -> {outcome.after_accuracy:.2%} switched: "
+              f"{e.describe()} ({verdict})")
+    for note in outcome.notes:
+        print(f"note: {note}", file=sys.stderr)

@@ -20,8 +20,15 @@ from explorer.science.prompt_lab import ZPE_SELECT, run_lab
 from explorer.science.prompts import load_template_set, parse_labels
 from explorer.science.zpe import MAD_THRESHOLD
 
-from .classify import add_switch_arguments, switches_from
-from .common import IMAGE_LIMIT_FLAGS, ProgressBar, add_model_arguments, model_from
+from .common import (
+    IMAGE_LIMIT_FLAGS,
+    ProgressBar,
+    add_model_arguments,
+    add_switch_arguments,
+    model_from,
+    print_switches,
+    switches_from,
+)
 
 
 def register(commands) -> None:
@@ -118,7 +125,7 @@ def _print_report(model, report, use: str) -> None:
     print(f"{model.identifier} on {images.source}: {len(images)} images, {len(report.class_names)} classes")
     print(f"prompts: {use}, weighting: {report.weighting}")
     if report.switches is not None:
-        _print_switches(report)
+        print_switches(report.switches, report.images.names)
     if result is None:
         print("unlabelled images, class names from --labels: ZPE weights per prompt, best class per image")
         if report.weighting == "zpe":
@@ -162,19 +169,3 @@ def _print_report(model, report, use: str) -> None:
         print("\nmost confused (true -> predicted):")
         for count, i, j in sorted(confused, reverse=True)[:5]:
             print(f"  {count:>4}  {result.class_names[i]} -> {result.class_names[j]}")
-
-
-def _print_switches(report) -> None:
-    """What the test-time switches did on these images: each switch, its cost, changes, accuracy."""
-    outcome = report.switches
-    print(f"test-time switches: {outcome.settings.describe()}")
-    for about in outcome.settings.as_dicts():
-        print(f"  {about['method']} {about.get('params', {})}: {about.get('source', '')}")
-    print(f"  time: x{outcome.cost_ratio:.1f} plain classification; {len(outcome.changed)} of "
-          f"{len(report.images)} top label(s) changed")
-    e = outcome.evidence
-    if e is not None:
-        beyond = {"better": "the switches help beyond chance", "worse": "the switches hurt beyond chance"}
-        verdict = beyond.get(e.verdict, f"no clear difference on these {e.n} images")
-        print(f"  top-1 {outcome.before_accuracy:.2%} plain -> {outcome.after_accuracy:.2%} switched: "
-              f"{e.describe()} ({verdict})")
