@@ -138,3 +138,15 @@ def test_a_rerun_takes_the_views_from_the_cache_and_keeps_their_cost(shapes_mode
     other_seed = apply_switches(shapes_model, paths[:2], base[:2], classes, labels,
                                 SwitchSettings(views=4, seed=2), cache=cache)
     assert shapes_model.image_encodes == encodes + 2 * 4 and other_seed.after is not other_seed.before
+
+
+def test_tda_alone_times_the_plain_path_once_per_files(shapes_model, shapes_set):
+    """TDA alone re-encodes a sample to time the plain path; with the app's cache, a re-run on the same
+    files (a live label edit) encodes nothing and reports the same plain time."""
+    paths, base, classes, labels, _ = shapes_set
+    cache, settings = ViewCache(), SwitchSettings(tda=True)
+    first = apply_switches(shapes_model, paths, base, classes, labels, settings, cache=cache)
+    encodes = shapes_model.image_encodes
+    again = apply_switches(shapes_model, paths, base, classes[::-1], labels[::-1], settings, cache=cache)
+    assert shapes_model.image_encodes == encodes
+    assert again.seconds_plain == pytest.approx(first.seconds_plain, rel=0.5)
