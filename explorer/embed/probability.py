@@ -21,6 +21,15 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def entropy(logits: np.ndarray) -> np.ndarray:
+    """The entropy (nats) of the softmax of `logits` along the last axis, from the log-softmax, so a
+    near-certain row gives 0, not 0 * log 0."""
+    logits = np.asarray(logits, dtype=np.float64)
+    log_p = logits - logits.max(axis=-1, keepdims=True)
+    log_p = log_p - np.log(np.exp(log_p).sum(axis=-1, keepdims=True))
+    return -(np.exp(log_p) * log_p).sum(axis=-1)
+
+
 def sigmoid(logits: np.ndarray) -> np.ndarray:
     # exp of a non-positive number only: no overflow warnings at large |logits|.
     logits = np.asarray(logits, dtype=np.float64)

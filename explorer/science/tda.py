@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from explorer.embed.probability import softmax
+from explorer.embed.probability import entropy, softmax
 
 SOURCE = ("Karmanov et al., CVPR 2024, Efficient Test-Time Adaptation of Vision-Language Models, "
           "https://github.com/kdiAAA/TDA tda_runner.py")
@@ -95,20 +95,13 @@ def _clip_step(views: np.ndarray, classes: np.ndarray, scale: float, view_share:
     """get_clip_logits for one image: [V, D] -> its feature, logits, loss, softmax and pseudo-label."""
     logits = scale * views @ classes.T
     if len(views) > 1:
-        entropy = _entropy(logits)
-        kept = np.argsort(entropy, kind="stable")[:max(1, int(len(views) * view_share))]
+        kept = np.argsort(entropy(logits), kind="stable")[:max(1, int(len(views) * view_share))]
         views, logits = views[kept], logits[kept]
     p = softmax(logits)
     mean_p = p.mean(axis=0)
-    loss = float(-(mean_p * np.log(mean_p)).sum()) if len(views) > 1 else float(_entropy(logits)[0])
+    loss = float(-(mean_p * np.log(mean_p)).sum()) if len(views) > 1 else float(entropy(logits)[0])
     mean_logits = logits.mean(axis=0)
     return _Step(views.mean(axis=0), mean_logits, loss, mean_p, int(mean_logits.argmax()))
-
-
-def _entropy(logits: np.ndarray) -> np.ndarray:
-    log_p = logits - logits.max(axis=-1, keepdims=True)
-    log_p = log_p - np.log(np.exp(log_p).sum(axis=-1, keepdims=True))
-    return -(np.exp(log_p) * log_p).sum(axis=-1)
 
 
 def _update(cache: dict[int, list], step: _Step, shots: int) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from explorer.embed.probability import softmax
+from explorer.embed.probability import entropy
 from explorer.embed.vectors import normalize
 
 GAMMA = 0.3
@@ -30,12 +30,6 @@ SOURCE = ("Farina et al., NeurIPS 2024, Frustratingly Easy Test-Time Adaptation 
 DIFFERS = ("a tie no discarded view settles goes to the tied class the first discarded view scores highest "
            "(their break_sample_tie masks with a bitwise ~ and can pick an untied class); float32, not fp16")
 ZERO = {"method": "ZERO", "source": SOURCE, "differs": DIFFERS}
-
-
-def view_entropy(view_logits: np.ndarray) -> np.ndarray:
-    """[..., V, C] logits -> [..., V] entropy of each view's softmax (nats), as confidence_filter."""
-    p = softmax(np.asarray(view_logits, dtype=np.float64))
-    return -(p * np.log(p)).sum(axis=-1)
 
 
 def zero_votes(view_logits: np.ndarray, keep: float = GAMMA) -> np.ndarray:
@@ -54,7 +48,7 @@ def zero_predict(view_logits: np.ndarray, keep: float = GAMMA) -> np.ndarray:
 
 def _votes_of_one(logits: np.ndarray, keep: float) -> np.ndarray:
     """One image's [V, C] logits -> [C] votes, as Zero.zero computes p_bar."""
-    order = np.argsort(view_entropy(logits), kind="stable")  # most confident first
+    order = np.argsort(entropy(logits), kind="stable")  # most confident first
     kept = int(logits.shape[0] * keep)
     votes = np.zeros(logits.shape[1])
     np.add.at(votes, logits[order[:kept]].argmax(axis=1), 1.0)
