@@ -24,21 +24,10 @@ import io
 import re
 from pathlib import Path
 
+from build_vocabulary import UNFIT_GLOSS, _senses  # beside this file: WordNet's index, the same unfit glosses
+
 SENSES = 3      # a lemma's commonest senses that lend their synonyms
 PER_WORD = 8    # synonyms kept per lemma
-UNFIT_GLOSS = re.compile(r"offensive|obscene|vulgar|\bslur\b|derogatory|disparaging", re.IGNORECASE)
-
-
-def _index(folder: Path) -> dict[str, list[int]]:
-    """lemma -> its synset offsets, commonest sense first (index.noun; the offsets end each line)."""
-    senses = {}
-    for line in (folder / "index.noun").read_text(encoding="latin-1").splitlines():
-        if line.startswith(" "):
-            continue  # the licence header
-        fields = line.split()
-        count = int(fields[2])
-        senses[fields[0]] = [int(offset) for offset in fields[-count:]]
-    return senses
 
 
 def _synsets(folder: Path) -> dict[int, list[str]]:
@@ -58,7 +47,7 @@ def _synsets(folder: Path) -> dict[int, list[str]]:
 
 def synonyms(folder: Path) -> dict[str, list[str]]:
     synsets, table = _synsets(folder), {}
-    for lemma, offsets in _index(folder).items():
+    for lemma, offsets in _senses(folder, "noun").items():
         name = lemma.replace("_", " ")
         seen, kept = {name.casefold()}, []
         for offset in offsets[:SENSES]:
