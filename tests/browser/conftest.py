@@ -98,14 +98,27 @@ def browser():
         b.close()
 
 
-@pytest.fixture
-def page(browser, app_url):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+README_WIDTH, README_HEIGHT = 1280, 900  # the README's screenshots are taken at this size
+
+
+def _app_page(browser, app_url, width: int, height: int):
+    context = browser.new_context(viewport={"width": width, "height": height})
     pg = context.new_page()
     pg.goto(app_url)
     pg.wait_for_selector("#zs-run", timeout=60_000)
     yield pg
     context.close()
+
+
+@pytest.fixture
+def page(browser, app_url):
+    yield from _app_page(browser, app_url, 1400, 1000)
+
+
+@pytest.fixture
+def wide(browser, app_url):
+    """A fresh page of the app at the README screenshots' size."""
+    yield from _app_page(browser, app_url, README_WIDTH, README_HEIGHT)
 
 
 def screenshot(page, name: str) -> Path:

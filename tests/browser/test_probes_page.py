@@ -36,16 +36,6 @@ def folders(tmp_path_factory) -> dict:
     return {k: str(root / k) for k in ("counts", "named", "pairs")}
 
 
-@pytest.fixture
-def wide(browser, app_url):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.goto(app_url)
-    page.wait_for_selector("#zs-run", timeout=60_000)
-    yield page
-    context.close()
-
-
 def _type(page, elem_id: str, text: str) -> None:
     box = page.locator(f"#{elem_id} textarea, #{elem_id} input").first
     box.fill("")

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 from playwright.sync_api import expect
 
 from tests import shapes
@@ -18,20 +17,8 @@ from tests.browser.test_prompt_lab_page import _labelled_zip
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSETS = ROOT / "assets" / "screenshots"
-WIDTH, HEIGHT = 1280, 900
 TABS = ("classify", "prompt-lab", "search", "heatmaps", "gap", "teach")
 THREE = [("red", "circle"), ("blue", "square"), ("green", "triangle")]
-
-
-@pytest.fixture
-def wide(browser, app_url):
-    """A fresh page of the app at the README's width."""
-    context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
-    page = context.new_page()
-    page.goto(app_url)
-    page.wait_for_selector("#zs-run", timeout=60_000)
-    yield page
-    context.close()
 
 
 def save(page, tab: str) -> Path:

@@ -8,9 +8,10 @@ from __future__ import annotations
 import html
 import json
 
+from explorer.science.evaluate import ALPHA  # the level the core's verdicts use
+
 from .common import failures_html, notes_html
 
-ALPHA = 0.05  # the significance level the summaries name (as explorer.science.evaluate's verdicts use)
 MAX_ROWS = 200  # rows a per-image table shows (then how many more)
 
 
