@@ -62,18 +62,20 @@ def hosted_folders() -> tuple[Path, tuple[Path, ...]]:
 def clean_up_on_signals(clean_up, signals=(signal.SIGTERM, signal.SIGINT)) -> None:
     """On each of `signals`: `clean_up()`, then what the signal did before (a handler of gradio's, a
     KeyboardInterrupt for SIGINT, or the default: the process ends with that signal). atexit alone
-    misses a signal's default action, which ends the process without running it."""
+    misses a signal's default action, which ends the process without running it. A signal the app was
+    started with ignored (SIGINT of a background job, `nohup`) stays ignored: cleaning up on it would
+    leave the app running with its visitors' workspaces gone."""
     owner = os.getpid()  # a forked worker (ZeroGPU) inherits the handler: only this process cleans up
     for sig in signals:
         previous = signal.getsignal(sig)
+        if previous == signal.SIG_IGN:
+            continue
 
         def handler(signum, frame, previous=previous):
             if os.getpid() == owner:
                 clean_up()
             if callable(previous):
                 return previous(signum, frame)
-            if previous == signal.SIG_IGN:
-                return None
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             sys.exit(128 + signum)  # only if the default action did not end the process

@@ -59,7 +59,10 @@ def _start_hosted(tmp_path: Path, temp: Path) -> tuple[subprocess.Popen, str, Pa
     args = [sys.executable, str(ROOT / "app.py"), "--hosted", "--model", "local-dir:tests/assets/shapes_clip",
             "--pretrained", "", "--device", "cpu", "--host", "127.0.0.1", "--port", str(port)]
     with open(log, "w") as out:
-        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        # SIGINT as a terminal's Ctrl-C delivers it, however this suite was started (a background job
+        # inherits SIGINT ignored, and so would the app, which then rightly keeps ignoring it)
+        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 180
     while time.time() < deadline:
@@ -109,3 +112,25 @@ def test_a_signal_leaves_no_visitor_file(tmp_path, sig):
             proc.wait()
     assert _visitor_files(temp) == [], log.read_text()[-3000:]
     assert not any((temp / "clip-explorer-sessions").iterdir())
+
+
+def test_a_signal_started_ignored_stays_ignored_and_cleans_nothing():
+    """An app started with SIGINT ignored (a background job, nohup) must not take it as a stop: cleaning up
+    on it would leave the app serving with its visitors' workspaces gone. A signal not ignored gets the
+    clean-up handler."""
+    from app import clean_up_on_signals
+
+    cleaned = []
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        clean_up_on_signals(lambda: cleaned.append(1), signals=(signal.SIGINT,))
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        clean_up_on_signals(lambda: cleaned.append(1), signals=(signal.SIGINT,))
+        handler = signal.getsignal(signal.SIGINT)
+        assert callable(handler) and handler is not signal.default_int_handler
+        with pytest.raises(KeyboardInterrupt):
+            handler(signal.SIGINT, None)
+        assert cleaned == [1]
+    finally:
+        signal.signal(signal.SIGINT, before)
