@@ -337,3 +337,106 @@ def _report(done: list[_Done], cancelled: bool, notes: list[str]) -> CompareRepo
 
 def _agreement(a: list[str], b: list[str]) -> float:
     return float(np.mean([x == y for x, y in zip(a, b)])) if a else 0.0
+
+
+# ---- two indexes of one folder --------------------------------------------------------------------
+@dataclass
+class IndexAgreement:
+    """Two models' indexes of one folder on the same text queries."""
+    queries: list[str]
+    k: int
+    labels: tuple[str, str]             # the two models, as a person would type them
+    overlap: list[float]                # per query |topk_a ∩ topk_b| / k (k: at most the images found)
+    rank_correlation: list[float]       # per query Spearman rho of the two models' cosines over the union
+    top: list[tuple[list[str], list[str]]]   # per query, each index's top-k names
+    compared: list[int] = field(default_factory=list)   # per query, the images behind its rho
+
+    def as_dict(self) -> dict:
+        return {"models": list(self.labels), "k": self.k, "queries": [
+            {"query": query, "overlap": overlap, "rank_correlation": None if np.isnan(rho) else rho,
+             "images_ranked": n, "top": {self.labels[0]: top[0], self.labels[1]: top[1]}}
+            for query, overlap, rho, n, top in zip(self.queries, self.overlap, self.rank_correlation,
+                                                   self.compared, self.top)],
+            "mean_overlap": float(np.mean(self.overlap)) if self.overlap else None,
+            "rank_correlation_is": ("Spearman's rho of the two models' cosines with the query, over the "
+                                    "images either model puts in its top k (the images both indexes hold)")}
+
+
+def compare_indexes(index_a, index_b, open_model: ModelOpener, queries: list[str],
+                    k: int = 10) -> IndexAgreement:
+    """Two indexes (image_index.ImageIndex) of one folder made by two models, on text `queries`: per
+    query, the share of their top `k` they have in common (of k, or of the images found when an index
+    holds fewer) and Spearman's rho of the two models'
+    cosines over the images either puts in its top k. Each index's model is opened from its stored
+    identity (open_model, one after the other) only to encode the queries; the images' embeddings are
+    the stored ones. ValueError when the indexes are of different folders or by the same model."""
+    if str(index_a.root) != str(index_b.root):
+        raise ValueError(f"the two indexes are of different folders ({index_a.root} and {index_b.root}); "
+                         "compare two models' indexes of one folder")
+    if index_a.identity == index_b.identity and index_a.weights_digest == index_b.weights_digest:
+        raise ValueError("both indexes were made by the same model; choose indexes made by two models")
+    queries = [q.strip() for q in queries if q and q.strip()]
+    if not queries:
+        raise ValueError("give at least one text query")
+    if k < 1:
+        raise ValueError("k must be at least 1")
+    vectors = [_query_vectors(index, open_model, queries) for index in (index_a, index_b)]
+    hits = [index.search(q, k) for index, q in zip((index_a, index_b), vectors)]
+    overlap, rho, compared, top = [], [], [], []
+    for i in range(len(queries)):
+        names = [[hit.path for hit in found[i]] for found in hits]
+        top.append((names[0], names[1]))
+        overlap.append(len(set(names[0]) & set(names[1])) / max(len(names[0]), len(names[1]), 1))
+        union = list(dict.fromkeys(names[0] + names[1]))
+        cos = [_cosines(index, q[i], union) for index, q in zip((index_a, index_b), vectors)]
+        both = [n for n in union if n in cos[0] and n in cos[1]]
+        compared.append(len(both))
+        rho.append(spearman([cos[0][n] for n in both], [cos[1][n] for n in both]))
+    labels = (_choice_of(index_a).label(), _choice_of(index_b).label())
+    return IndexAgreement(queries, k, labels, overlap, rho, top, compared)
+
+
+def _choice_of(index) -> ModelChoice:
+    return ModelChoice.of(index.identity["name"], index.identity.get("pretrained"))
+
+
+def _query_vectors(index, open_model: ModelOpener, queries: list[str]) -> np.ndarray:
+    """[Q, D] the queries encoded by the index's own model (checked against the index), then released."""
+    with open_model(_choice_of(index)) as model:
+        index.check_model(model)
+        vectors = model.encode_texts(queries)
+        del model
+    return vectors
+
+
+def _cosines(index, query: np.ndarray, names: list[str]) -> dict[str, float]:
+    """name -> cosine of its stored embedding with `query`, for the names the index holds."""
+    found = {}
+    for name in names:
+        vector = index.embedding_of(name)
+        if vector is not None:
+            found[name] = float(np.dot(vector, query))
+    return found
+
+
+def spearman(a: list[float], b: list[float]) -> float:
+    """Spearman's rank correlation (ties take their average rank); nan with fewer than two values or
+    when either side is constant (as scipy.stats.spearmanr)."""
+    if len(a) < 2:
+        return float("nan")
+    ra, rb = _ranks(np.asarray(a, dtype=np.float64)), _ranks(np.asarray(b, dtype=np.float64))
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    scale = np.sqrt((ra * ra).sum() * (rb * rb).sum())
+    return float((ra * rb).sum() / scale) if scale > 0 else float("nan")
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties given the mean of the ranks they span."""
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = np.arange(1, len(values) + 1)
+    for value in np.unique(values):
+        tied = values == value
+        if tied.sum() > 1:
+            ranks[tied] = ranks[tied].mean()
+    return ranks
