@@ -41,44 +41,46 @@ def _json(capsys, *args: str) -> dict:
     return json.loads(_compare(capsys, *args, "--json").out)
 
 
-def test_json_is_the_cores_and_the_prompt_labs_and_a_second_run_encodes_nothing(
-        capsys, folder, models, index_dir, shapes_model, noisy_model):
-    from explorer.commands.common import model_opener
+def test_json_is_the_cores_and_the_prompt_labs_and_a_later_run_encodes_nothing(
+        capsys, folder, models, index_dir, shapes_model, noisy_model, monkeypatch):
+    """The core stores the embeddings (as the tab does, in the same index folder); the command's run after it
+    encodes nothing and prints the same numbers; the text report says them."""
+    import argparse
+    from contextlib import nullcontext
+
     from explorer.index.embedding_store import stored_embeddings
     from explorer.index.registry import IndexRegistry
-    from explorer.inputs.settings import Settings
     from explorer.inputs.sources import embed_folder
     from explorer.science.model_compare import ModelChoice, compare_models
     from explorer.science.prompt_lab import run_lab
     from explorer.science.prompts import builtin_template_set
 
-    args = (*models, "--folder", str(folder), "--index-dir", str(index_dir))
-    first = _json(capsys, *args)
-    assert [run["encoded"] for run in first["runs"]] == [32, 32]
-    second = _json(capsys, *args)
-    assert [run["encoded"] for run in second["runs"]] == [0, 0]   # the stored indexes, nothing re-encoded
-    top1 = [run["top1"] for run in first["runs"]]
-    assert [run["top1"] for run in second["runs"]] == top1 and top1[0] > top1[1]
-    registry = IndexRegistry(index_dir)
-    core = compare_models([ModelChoice.parse(m) for m in models], model_opener(Settings(device="cpu")),
+    registry, loaded = IndexRegistry(index_dir), dict(zip(models, (shapes_model, noisy_model)))
+    core = compare_models([ModelChoice.parse(m) for m in models], lambda c: nullcontext(loaded[c.label()]),
                           lambda model, progress, stop: stored_embeddings(model, folder, registry),
                           templates=builtin_template_set("simple"))
     registry.close_all()
-    assert json.loads(json.dumps(core.as_dict())) == second
-    for model, run in zip((shapes_model, noisy_model), second["runs"]):
+    doc = _json(capsys, *models, "--folder", str(folder), "--index-dir", str(index_dir))
+    assert [run["encoded"] for run in doc["models"]] == [0, 0]   # the stored indexes: nothing re-encoded
+    assert [run.encoded for run in core.runs] == [32, 32]
+    same = json.loads(json.dumps(core.as_dict()))
+    assert [r["timed_now"] for r in same["models"] + doc["models"]] == [True, True, False, False]
+    for run in same["models"] + doc["models"]:   # what a run that encoded and one that did not differ in
+        for key in ("encoded", "timed_now", "store_bytes"):
+            run.pop(key)
+        run["cost"].pop("load_seconds")
+    assert same == doc
+    assert doc["models"][0]["top1"] == 1.0 and doc["models"][1]["top1"] < 0.9 and doc["disagreements"]
+    for model, run in zip((shapes_model, noisy_model), doc["models"]):
         lab = run_lab(model, embed_folder(model, folder), builtin_template_set("simple"), weighting="mean")
-        assert run["top1"] == pytest.approx(lab.result.top1)
-
-
-def test_text_report_says_each_model_the_pairs_and_the_disagreements(capsys, folder, models, index_dir,
-                                                                     monkeypatch):
+        assert run["top1"] == pytest.approx(lab.result.top1) and run["top5"] == pytest.approx(lab.result.top5)
     monkeypatch.setattr(command, "SHOWN_DISAGREEMENTS", 2)
-    out = _compare(capsys, *models, "--folder", str(folder), "--index-dir", str(index_dir))
-    assert "[1] local-dir:" in out.out and "[2] local-dir:" in out.out
-    assert "top-1 100.0%" in out.out and "measured when stored" in out.out and "GFLOPs" in out.out
-    assert "p=" in out.out and "give the same top-1 label" in out.out
-    assert "the models disagree on" in out.out and "more (--json lists them all)" in out.out
-    assert "model 1 of 2" in out.err and "model 2 of 2" in out.err
+    command._print_report(core, folder, argparse.Namespace(templates="simple", weighting="mean"))
+    out = capsys.readouterr().out
+    assert "[1] local-dir:" in out and "[2] local-dir:" in out and "top-1 100.0%" in out
+    assert out.count("measured now, 32 images encoded") == 2 and "GFLOPs per image" in out
+    assert "give the same top-1 label" in out and "McNemar's p: +" in out and "beyond chance" in out
+    assert "the models disagree on" in out and "more (--json lists them all)" in out
 
 
 def test_bad_inputs_exit_2_with_a_message_and_write_nothing(capsys, folder, models, tmp_path):
@@ -103,7 +105,10 @@ def test_bad_inputs_exit_2_with_a_message_and_write_nothing(capsys, folder, mode
         assert not index_dir.exists() or not any(index_dir.iterdir()), args
 
 
-def test_indexes_prints_the_overlap_of_two_indexes(capsys, folder, index_dir, shapes_model, noisy_model):
+def test_indexes_prints_the_overlap_of_two_indexes(capsys, folder, index_dir, shapes_model, noisy_model,
+                                                   monkeypatch):
+    from contextlib import nullcontext
+
     from explorer.index.embedding_store import stored_embeddings
     from explorer.index.registry import IndexRegistry
 
@@ -111,9 +116,12 @@ def test_indexes_prints_the_overlap_of_two_indexes(capsys, folder, index_dir, sh
     first, second = (str(stored_embeddings(m, folder, registry).index_folder)
                      for m in (shapes_model, noisy_model))
     registry.close_all()
+    loaded = {f"local-dir:{m.name.partition(':')[2]}": m for m in (shapes_model, noisy_model)}
+    monkeypatch.setattr(command, "model_opener", lambda settings: lambda c: nullcontext(loaded[c.label()]))
     doc = _json(capsys, "--indexes", first, second, "--query", "a red circle", "--query", "a blue square",
                 "-k", "4")
-    assert doc["k"] == 4 and len(doc["overlap"]) == 2 and all(0 <= o <= 1 for o in doc["overlap"])
+    assert doc["k"] == 4 and [q["query"] for q in doc["queries"]] == ["a red circle", "a blue square"]
+    assert all(0 <= q["overlap"] <= 1 and len(q["top"][doc["models"][0]]) == 4 for q in doc["queries"])
     out = _compare(capsys, "--indexes", first, second, "--query", "a red circle", "-k", "4")
     assert "overlap of the top 4" in out.out and "Spearman" in out.out
     _compare(capsys, "--indexes", first, second, code=2)

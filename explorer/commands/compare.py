@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -58,18 +59,25 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_models(args, settings) -> tuple[list, int]:
     """The parsed model choices and the most a run may compare; ValueError before anything loads."""
+    from explorer.embed import checkpoints
     from explorer.embed.model import check_identifier
-    from explorer.science.model_compare import ModelChoice
+    from explorer.embed.names import ModelLoadError
+    from explorer.science.model_compare import ModelChoice, check_choices
 
-    most = getattr(settings, "max_compare_models", None) or DEFAULT_MAX_MODELS
+    most = getattr(settings, "max_compare_models", DEFAULT_MAX_MODELS)
+    most = DEFAULT_MAX_MODELS if most is None else most
     if len(args.models) < 2:
         given = f"got {len(args.models)}" if args.models else "got none"
         raise ValueError(f"compare needs two or more models ({given}), e.g. compare ViT-B-32@openai "
                          "local-dir:/path/to/model --folder DIR")
     choices = [ModelChoice.parse(entry) for entry in args.models]
-    for choice in choices:   # a typo or a missing folder, said before the first model loads
-        check_identifier(choice.name, choice.pretrained if not choice.name.startswith(
-            ("local-dir:", "hf-hub:")) else None)
+    check_choices(choices, most)   # at most max_compare_models, each once
+    for choice in choices:   # a typo, a missing folder, weights not to be had: said before any model loads
+        check_identifier(choice.name, choice.pretrained)
+        try:
+            checkpoints.plan(choice.name, choice.pretrained)
+        except checkpoints.Unavailable as exc:
+            raise ModelLoadError(str(exc), exc.advice) from None
     return choices, most
 
 
@@ -137,30 +145,33 @@ def _run_models(args, settings) -> int:
 
 
 class _Progress:
-    """compare_models' progress(fraction, "model 2 of 3 (NAME): 40/100 images embedded"): one line on stderr
-    as each model starts, and a bar of the whole comparison (left out with --json)."""
+    """compare_models' progress(fraction, "model 2 of 3 (NAME): 40/100 images embedded"): a line on stderr
+    as each model starts, then a bar of that model's steps (left out with --json)."""
 
     def __init__(self, quiet: bool):
-        self.quiet, self.bar, self.model = quiet, None, None
+        self.quiet, self.bar, self.model, self.share = quiet, None, None, (0, 1)
 
     def __call__(self, fraction: float, message: str) -> None:
         model, _, step = message.partition(": ")
         if model != self.model:
+            self.close()
             self.model = model
-            if self.bar is not None:
-                self.bar.clear()
+            counted = re.match(r"model (\d+) of (\d+)", model)
+            self.share = (int(counted[1]) - 1, int(counted[2])) if counted else (0, 1)
             print(model, file=sys.stderr)
         if self.quiet:
             return
         if self.bar is None:
             from tqdm import tqdm
             self.bar = tqdm(total=100, unit="%", file=sys.stderr, leave=False)
+        done, count = self.share
         self.bar.set_description_str(step[:60], refresh=False)
-        self.bar.update(max(0, round(100 * fraction) - self.bar.n))
+        self.bar.update(max(0, min(100, round(100 * (fraction * count - done))) - self.bar.n))
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
 
 
 # ---- the text report --------------------------------------------------------------------------------------
@@ -187,14 +198,15 @@ def _speed(run) -> str:
     return f"{1000 * run.seconds_per_image:.2f} ms per image ({when})"
 
 
-def _print_model(number: int, run) -> None:
-    print(f"[{number}] {run.choice.label()}  ({run.identifier}, {run.scoring} scoring)")
+def _print_model(number: int, run, templates: str) -> None:
+    loaded = "" if run.identifier == run.choice.label() else f"{run.identifier}, "
+    print(f"[{number}] {run.choice.label()}  ({loaded}{run.scoring} probabilities)")
     if run.report.result is not None:
         print(f"    top-1 {_pct(run.top1())}   top-5 {_pct(run.top5())}   ECE {_pct(run.ece)}")
     if run.best_set:
         best = run.best_set
-        print(f"    best template set: {best['prompt_set']}, {best['weighting']} "
-              f"(top-1 {_pct(best['top1'])})")
+        name = f"your set ({templates})" if best["prompt_set"] == "your set" else best["prompt_set"]
+        print(f"    best template set: {name}, {best['weighting']} (top-1 {_pct(best['top1'])})")
     cost = run.cost
     print(f"    params {_millions(cost.params)} (image {_millions(cost.image_params)}, text "
           f"{_millions(cost.text_params)}); GFLOPs per image {_gflops(cost.image_gflops)}, per text "
@@ -203,18 +215,18 @@ def _print_model(number: int, run) -> None:
 
 
 def _pair_words(pair, labelled: bool) -> str:
-    """One pair in words, as the Prompt lab says evidence: [b] minus [a] in points with its paired 95%
-    interval and McNemar's exact p, and a verdict only when the difference is beyond chance."""
+    """One pair in words, as the Prompt lab says evidence: top-1 of [a] minus [b] in points with its paired
+    95% interval and McNemar's exact p, and a verdict only when the difference is beyond chance."""
     a, b = pair.a + 1, pair.b + 1
     said = f"[{a}] and [{b}] give the same top-1 label on {pair.agreement:.1%} of the images"
     e = pair.evidence
     if not labelled or e is None:
         return said
-    verdict = {"better": f"[{b}] is more accurate beyond chance",
-               "worse": f"[{a}] is more accurate beyond chance"}.get(
+    verdict = {"better": f"[{a}] is more accurate beyond chance",
+               "worse": f"[{b}] is more accurate beyond chance"}.get(
         e.verdict, f"no clear difference on these {e.n} images (the interval includes 0 or p >= 0.05)")
-    return (f"{said}; top-1 of [{b}] minus [{a}]: {e.describe()} points ({e.a_only} images right with one "
-            f"only, {e.b_only} with the other): {verdict}")
+    return (f"{said}\n    top-1 of [{a}] minus [{b}], points [95% interval] McNemar's p: {e.describe()} "
+            f"({e.a_only} images right with [{a}] only, {e.b_only} with [{b}] only): {verdict}")
 
 
 def _print_report(report, root: Path, args) -> None:
@@ -225,7 +237,7 @@ def _print_report(report, root: Path, args) -> None:
     if report.cancelled:
         print("cancelled: the models done so far")
     for number, run in enumerate(report.runs, start=1):
-        _print_model(number, run)
+        _print_model(number, run, args.templates)
     if report.pairs:
         print("\npairs (paired over the same images):")
         for pair in report.pairs:
@@ -266,8 +278,9 @@ def _run_indexes(args, settings) -> int:
     print(f"[A] {args.indexes[0]} ({agreement.labels[0]})\n[B] {args.indexes[1]} ({agreement.labels[1]})")
     for query, overlap, rho, (top_a, top_b) in zip(agreement.queries, agreement.overlap,
                                                    agreement.rank_correlation, agreement.top):
-        print(f"\n{query!r}: overlap of the top {agreement.k} {overlap:.0%}, Spearman rho {rho:+.2f} (the "
-              "two models' cosines over both top lists)")
+        rho = "n/a (fewer than two images, or one model's cosines all equal)" if rho != rho else f"{rho:+.2f}"
+        print(f"\n{query!r}: overlap of the top {agreement.k} {overlap:.0%}; Spearman rho of the two models' "
+              f"cosines over both top lists {rho}")
         print(f"  A: {', '.join(top_a)}\n  B: {', '.join(top_b)}")
     if len(agreement.overlap) > 1:
         print(f"\nmean overlap {sum(agreement.overlap) / len(agreement.overlap):.0%} over "
