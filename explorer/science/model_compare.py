@@ -81,7 +81,7 @@ class ModelRun:
     identifier: str             # the loaded model's identifier
     scoring: str                # "softmax" | "sigmoid"
     report: LabReport           # science.prompt_lab.run_lab on this model's aligned images
-    cost: ModelCost             # science.model_cost.model_cost(model) + load time and GPU peak
+    cost: ModelCost             # science.model_cost.model_cost(model) (GPU peak of the run) + load time
     encoded: int                # images encoded for this comparison
     seconds_per_image: float | None
     timed_now: bool
@@ -233,13 +233,13 @@ def _progress_for(progress, i: int, n: int, label: str) -> Callable[[float, str]
 def _run_one(choice: ModelChoice, open_model: ModelOpener, embed_for: EmbedFor, said, stop,
              done: list[_Done], options: dict) -> _Done | None:
     """One model: opened, embedded, scored and measured, then released. None when stopped while embedding."""
-    from .model_cost import model_cost  # counting FLOPs needs torch: only once a model is open
+    from .model_cost import model_cost, reset_gpu_peak  # torch: only once a model is open
 
     said(0.0, "loading")
     started = time.perf_counter()
     with open_model(choice) as model:
         load_seconds = time.perf_counter() - started
-        _reset_gpu_peak(model)
+        reset_gpu_peak(model)
 
         def embedded(count: int, total: int) -> None:
             said(EMBED_SHARE * count / max(total, 1), f"{count}/{total} images embedded")
@@ -251,7 +251,7 @@ def _run_one(choice: ModelChoice, open_model: ModelOpener, embed_for: EmbedFor, 
         images = _aligned(stored.images, done[0].images.names if done else None)
         report = run_lab(model, images, options["templates"], weighting=options["weighting"],
                          labels=options["labels"], compare_builtins=images.labelled, limits=options["limits"])
-        cost = replace(model_cost(model), load_seconds=load_seconds, peak_gpu_bytes=_gpu_peak(model))
+        cost = replace(model_cost(model), load_seconds=load_seconds)
         run = ModelRun(choice, model.identifier, model.scoring.kind, report, cost, stored.encoded,
                        stored.seconds_per_image, stored.timed_now, stored.store_bytes, _ece(report),
                        _best_set(report))
@@ -259,19 +259,6 @@ def _run_one(choice: ModelChoice, open_model: ModelOpener, embed_for: EmbedFor, 
         finished = _Done(run, images, list(report.predicted), report.scoring.probabilities(cosines))
         del model  # the opener frees it on leaving: no reference of ours may keep it alive
     return finished
-
-
-def _reset_gpu_peak(model) -> None:
-    if model.device.type == "cuda":
-        import torch
-        torch.cuda.reset_peak_memory_stats(model.device)
-
-
-def _gpu_peak(model) -> int | None:
-    if model.device.type != "cuda":
-        return None
-    import torch
-    return int(torch.cuda.max_memory_allocated(model.device))
 
 
 def _aligned(images: Embedded, names: list[str] | None) -> Embedded:
