@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from explorer.inputs.settings import Settings, add_settings_arguments
@@ -27,6 +28,31 @@ def model_from(settings: Settings) -> ClipModel:
     from explorer.embed.model import load_model  # torch and open_clip: only once a model is needed
 
     return load_model(settings.model, settings.pretrained, settings.device, settings.precision)
+
+
+def model_opener(settings: Settings):
+    """A model_compare.ModelOpener: `with opener(choice) as model:` loads the choice on the settings' device
+    and precision (ModelLoadError when it cannot), and frees it on leaving, so that the models of a
+    comparison are never resident together."""
+
+    @contextmanager
+    def opened(choice):
+        import gc
+
+        from explorer.embed.model import load_model
+
+        model = load_model(choice.name, choice.pretrained, settings.device, settings.precision)
+        cuda = model.device.type == "cuda"
+        try:
+            yield model
+        finally:
+            del model
+            gc.collect()
+            if cuda:
+                import torch
+                torch.cuda.empty_cache()
+
+    return opened
 
 
 def prompt_warnings(model: ClipModel, texts) -> list[str]:
