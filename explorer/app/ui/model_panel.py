@@ -91,6 +91,15 @@ def offered(ctx: AppContext) -> dict[str, tuple[str, str | None]]:
             for name, pretrained in ctx.settings.model_choices()}
 
 
+def panel_models(ctx: AppContext) -> list[str]:
+    """The labels the hosted model bar offers: every offered model, the start-up one first; on ZeroGPU
+    only the start-up model (a model loaded into the slot later would not reach the GPU workers;
+    Compare still offers them all, each loaded inside its own GPU call)."""
+    labels = list(offered(ctx))
+    from explorer.embed.zerogpu import active
+    return labels[:1] if active() else labels
+
+
 def load_model(ctx: AppContext, name: str, pretrained: str = "") -> str:
     """Load another model into the one slot (a failed load keeps the old one); the new status line.
     Hosted, `name` must be the label of an offered model."""
@@ -122,7 +131,7 @@ def build(ctx: AppContext):
     with gr.Accordion("Load another model", open=ctx.slot.model is None):
         with gr.Row():
             if hosted:
-                labels = list(offered(ctx))
+                labels = panel_models(ctx)
                 name = gr.Dropdown(
                     labels, value=labels[0], label="Model", scale=5, elem_id="model-name",
                     info="the models this demo offers; loading one changes it for every visitor")
