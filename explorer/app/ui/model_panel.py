@@ -19,9 +19,9 @@ from collections.abc import Callable
 import gradio as gr
 
 from explorer.app.context import AppContext
-from explorer.embed.model import LOCAL_DIR, describe
+from explorer.embed.model import LOCAL_DIR
 
-from .common import message
+from .common import message, offered, public_name
 
 # The panes (elem_ids) where tabs show why they could not run, in the tabs' order.
 MESSAGE_PANES = ("zs-results", "pl-summary", "search-report", "search-summary", "hm-status", "hm-map-info",
@@ -41,16 +41,6 @@ def status_text(ctx: AppContext, on_page_load: bool = False) -> str:
     pick = "Pick another model" if ctx.settings.hosted else "Enter another model"
     return shown(ctx, f"**Model problem: {ctx.slot.status()}** {pick} under *Load another model* and press "
                       "*Load model*.")
-
-
-def public_name(value: str | None) -> str | None:
-    """A model identifier or checkpoint as a hosted page shows it: 'local-dir:/srv/m/my-clip' ->
-    'local-dir:my-clip', '/srv/ckpt/epoch_9.pt' -> 'epoch_9.pt'; any other identifier as it is."""
-    if not value:
-        return value
-    if value.startswith(LOCAL_DIR):
-        return LOCAL_DIR + os.path.basename(os.path.normpath(value[len(LOCAL_DIR):]))
-    return os.path.basename(os.path.normpath(value)) if os.path.isabs(value) else value
 
 
 def shown(ctx: AppContext, text: str) -> str:
@@ -83,12 +73,6 @@ def advice_html(advice, loaded: str | None) -> str:
             f'padding: 6px 10px;"><strong>Model problem: {esc(advice.reason)}.</strong>{still}<br>'
             f"Type one of these under <em>Load another model</em> and press <em>Load model</em>:"
             f"<ul>{fixes}</ul>{esc(advice.note)}</div>")
-
-
-def offered(ctx: AppContext) -> dict[str, tuple[str, str | None]]:
-    """label -> (model, pretrained) of the models a hosted demo offers."""
-    return {describe(public_name(name), public_name(pretrained)): (name, pretrained)
-            for name, pretrained in ctx.settings.model_choices()}
 
 
 def panel_models(ctx: AppContext) -> list[str]:
