@@ -51,6 +51,9 @@ ENDPOINTS = {
     "/map_lists": ["templates"],
     "/probe": ["kind", "folder", "uploads", "object_name", "attributes", "objects", "binding", "classes",
                "synonyms", "wordnet", "extra", "tree", "templates"],
+    "/compare": ["models", "folder", "uploads", "index", "labels", "templates"],   # hosted: no folder
+    "/cancel_compare": [],
+    "/compare_indexes": ["index_a", "index_b", "queries", "k"],
 }
 
 
