@@ -11,15 +11,18 @@ build one without a browser.
 """
 from __future__ import annotations
 
+import gc
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from explorer.embed.images import Thumbnails
-from explorer.embed.model import ClipModel, ModelSlot
+from explorer.embed.model import ClipModel, ModelLoadError, ModelSlot, load_model, parked
 from explorer.index.build import IndexReport, build_index
+from explorer.index.embedding_store import Stored, stored_embeddings
 from explorer.index.image_index import ImageIndex
 from explorer.index.registry import IndexInfo, IndexRegistry, prune_orphans
 from explorer.index.store import DB_NAME
@@ -35,9 +38,12 @@ from explorer.inputs.sources import (
     embed_index,
     single_top_folder,
 )
+from explorer.science.model_compare import ModelChoice
 from explorer.science.test_time import ViewCache
 
 from .workspace import Workspace, Workspaces
+
+log = logging.getLogger(__name__)
 
 
 class NoModel(ValueError):
@@ -264,3 +270,70 @@ class AppContext:
                                 **common)
         raise ValueError("Choose the images first: " + ("upload images or a zip" if self.settings.hosted
                                                           else "type a folder, or upload images or a zip"))
+
+    # ---- Compare models ---------------------------------------------------------------------------
+    @contextmanager
+    def compared_model(self, choice: ModelChoice) -> Iterator[ClipModel]:
+        """A model to compare, for the block's duration: the resident model itself when it is the one
+        chosen (never reloaded, never moved); else `choice` loaded on the settings' device and
+        precision, with the resident model parked on the CPU meanwhile when on CUDA (model.parked: the
+        same object back after), and freed on leaving. ValueError when it cannot be loaded: what failed
+        (hosted: the model's name only, the reason goes to the server log)."""
+        resident = self.slot.model
+        if resident is not None and choice.matches(resident):
+            yield resident
+            return
+        with parked(resident):
+            model = self._load_compared(choice)
+            device = model.device
+            try:
+                yield model
+            finally:
+                del model
+                gc.collect()
+                if device.type == "cuda":
+                    import torch
+                    torch.cuda.empty_cache()
+
+    def _load_compared(self, choice: ModelChoice) -> ClipModel:
+        try:
+            return load_model(choice.name, choice.pretrained, self.settings.device, self.settings.precision)
+        except ModelLoadError as exc:
+            log.warning("compared model failed to load: %s", exc)
+            if self.settings.hosted:
+                raise ValueError(f"Could not load {choice.label()} to compare it.") from None
+            why = exc.advice.reason if exc.advice else str(exc)
+            raise ValueError(f"Could not load {choice.label()} to compare it: {why}") from None
+
+    def compare_root(self, *, uploads: list[str] | None = None, folder: str | None = None,
+                     index_folder: str | None = None) -> tuple[Path, list[str]]:
+        """The folder of the images to compare models on, and what unpacking said: uploads (unpacked
+        into the session's upload area; a zip's single top folder is stepped into), else an index's
+        images folder (one of this session's indexes, of a local folder), else a typed folder (inside
+        the allowed roots; never hosted). ValueError (PathRefused) says why not."""
+        uploads = [u for u in (uploads or []) if u]
+        if uploads:
+            root, notes = self.unpack(uploads)
+            return single_top_folder(root), notes
+        if index_folder:
+            index = self.open_index(index_folder)  # refused unless servable: never an object store
+            if is_uri(str(index.root)):
+                raise PathRefused("that index holds an object-store folder; compare models on local images")
+            return Path(index.root), []
+        if folder is not None and folder.strip():
+            return self.folder(folder), []
+        raise ValueError("Choose the images first: " + ("upload images or a zip" if self.settings.hosted
+                                                          else "type a folder, or upload images or a zip"))
+
+    def stored(self, model: ClipModel, root: Path, *, labelled: bool | None = None,
+               progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
+               workers: int | None = None) -> Stored:
+        """`model`'s embeddings of the images under `root`, kept in this session's index of that
+        folder for that model (embedding_store.stored_embeddings): a second comparison, or a later
+        Search or lab of the folder with that model, encodes nothing. An upload is called "your upload"
+        in errors, never by its folder on the server."""
+        named = self.upload_named(root) if self.uploads.contains(root) else nullcontext()
+        with named:
+            return stored_embeddings(model, root, self.indexes, labelled=labelled,
+                                     limits=self.settings.limits, progress=progress, should_stop=should_stop,
+                                     workers=workers)

@@ -508,6 +508,24 @@ def load_model(name: str, pretrained: str | None = None, device: str = "auto",
     return ClipModel(name, pretrained, model, preprocess, tokenizer, torch_device, chosen_precision)
 
 
+@contextmanager
+def parked(model: ClipModel | None):
+    """While the block runs, a model on a CUDA device has its weights on the CPU (to make room for
+    another model), under its lock, so no forward pass runs meanwhile; after, they are back on its
+    device: the same object, the same weights. On any other device (or with None) nothing moves."""
+    if model is None or model.device.type != "cuda":
+        yield model
+        return
+    with model._lock:
+        model.model.to("cpu")
+        gc.collect()
+        torch.cuda.empty_cache()
+        try:
+            yield model
+        finally:
+            model.model.to(model.device)
+
+
 class ModelSlot:
     """Holds the one resident model of the process. A new model replaces the old one only once it
     has loaded: a load that fails, for whatever reason, leaves the working model in place."""
