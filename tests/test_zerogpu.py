@@ -202,8 +202,10 @@ def test_on_zerogpu_the_model_bar_offers_only_the_start_up_model(stand_in, shape
                  EXPLORER_MODELS=f"local-dir:{noisy_model_dir}")
     assert len(model_panel.offered(ctx)) == 2          # both stay on offer to Compare
     app = build_app(ctx)
-    [bar] = [b for b in app.blocks.values() if getattr(b, "elem_id", None) == "model-name"]
-    assert [label for label, _ in bar.choices] == ["local-dir:shapes_clip"], bar.choices
+    by_id = {getattr(b, "elem_id", None): b for b in app.blocks.values()}
+    assert [label for label, _ in by_id["model-name"].choices] == ["local-dir:shapes_clip"]
+    assert [label for label, _ in by_id["cmp-models"].choices] == ["local-dir:shapes_clip",
+                                                                   f"local-dir:{noisy_model_dir.name}"]
 
 
 def test_startup_on_zerogpu_imports_spaces_and_puts_the_model_on_cuda(stand_in):
