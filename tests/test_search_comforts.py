@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from explorer.app.ui import gap_tab, search_html, search_tab
+from explorer.app.ui import common, gap_tab, search_html, search_tab
 from explorer.index import build as index_build
 from explorer.index.build import build_index
 from explorer.index.image_index import IndexMismatchError, open_index
@@ -91,7 +91,7 @@ def test_a_stop_asked_after_the_last_batch_is_no_cancel(shapes_model, photos, tm
 
 
 def test_build_stops_stop_only_builds_asked_before_the_cancel():
-    stops = search_tab.BuildStops()
+    stops = common.Stops()
     stops.cancel("a")
     later = time.monotonic()
     assert not stops.checker("a", later)()  # a cancel before the build was asked does not stop it

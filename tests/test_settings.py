@@ -52,3 +52,13 @@ def test_hosted_model_list_is_parsed_and_the_startup_model_comes_first():
 
 def test_the_decode_ceiling_reaches_the_image_limits():
     assert load_settings(env={"EXPLORER_MAX_DECODE_MB": "8"}).limits.max_decode_bytes == 8 * 2**20
+
+
+def test_max_compare_models_is_4_locally_3_hosted_and_set_by_its_variable():
+    assert load_settings(env={}).max_compare_models == 4
+    assert load_settings(env={"EXPLORER_HOSTED": "1"}).max_compare_models == 3
+    hosted_two = {"EXPLORER_HOSTED": "1", "EXPLORER_MAX_COMPARE_MODELS": "2"}
+    assert load_settings(env=hosted_two).max_compare_models == 2
+    assert load_settings(_parse(["--max-compare-models", "5"]), env={}).max_compare_models == 5
+    with pytest.raises(ValueError, match="max_compare_models.*at least 2"):
+        load_settings(env={"EXPLORER_MAX_COMPARE_MODELS": "1"})

@@ -8,7 +8,8 @@ Checked: on ZeroGPU the handlers that run the model are decorated (every trigger
 are not; gradio still sees their gr.Request and gr.Progress parameters; the decorated ones still work
 (classify, and an index build plus a search in a forked daemonic worker, whose image decoding starts
 DataLoader processes); the Load-model event keeps the model; the status line says ZeroGPU; start-up puts
-the model on "cuda". Without `spaces`, or without the variable, nothing is decorated or changed.
+the model on "cuda" and keeps EXPLORER_MODELS for Compare while the model panel offers only the start-up
+model. Without `spaces`, or without the variable, nothing is decorated or changed.
 """
 from __future__ import annotations
 
@@ -195,10 +196,23 @@ def test_on_zerogpu_the_model_stays_and_the_status_says_where_it_runs(stand_in, 
     assert "Loaded shapes on cuda (fp16)" in model_panel.status_text(ctx)
 
 
+def test_on_zerogpu_the_model_bar_offers_only_the_start_up_model(stand_in, shapes_model, noisy_model_dir,
+                                                                tmp_path):
+    ctx = hosted(tmp_path, shapes_model, EXPLORER_MODEL=f"local-dir:{tmp_path / 'shapes_clip'}",
+                 EXPLORER_MODELS=f"local-dir:{noisy_model_dir}")
+    assert len(model_panel.offered(ctx)) == 2          # both stay on offer to Compare
+    app = build_app(ctx)
+    by_id = {getattr(b, "elem_id", None): b for b in app.blocks.values()}
+    assert [label for label, _ in by_id["model-name"].choices] == ["local-dir:shapes_clip"]
+    assert [label for label, _ in by_id["cmp-models"].choices] == ["local-dir:shapes_clip",
+                                                                   f"local-dir:{noisy_model_dir.name}"]
+
+
 def test_startup_on_zerogpu_imports_spaces_and_puts_the_model_on_cuda(stand_in):
     settings = load_settings(env={"EXPLORER_MODELS": "ViT-B-32@openai"})
     ready = zerogpu.startup(settings)
-    assert ready.device == "cuda" and ready.models == () and stand_in.auto_wrap is False
+    assert ready.device == "cuda" and stand_in.auto_wrap is False
+    assert ready.models == ("ViT-B-32@openai",)  # kept for Compare, which loads each inside its GPU call
     assert zerogpu.startup(
         load_settings(env={"EXPLORER_DEVICE": "cpu"})).device == "cpu"  # the operator's word
 

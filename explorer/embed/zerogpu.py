@@ -8,8 +8,10 @@ Everywhere else (a dedicated GPU Space, a CPU Space, a laptop) nothing here does
 `spaces` is not even imported: it is an optional dependency.
 
 What that asks of the app, and where it is done:
-- `startup(settings)` (app.py, before the model loads): import `spaces`, put the model on "cuda",
-  and offer no other model (see FIXED_MODEL: a model loaded later would not reach the workers).
+- `startup(settings)` (app.py, before the model loads): import `spaces` and put the model on "cuda".
+  The model panel offers no other model (see FIXED_MODEL: a model loaded into the slot later would not
+  reach the workers; `model_panel` asks `active()`), but EXPLORER_MODELS is kept: Compare loads each
+  compared model inside its own GPU call (in the worker, freed there), so those models stay on offer to it.
 - `gpu_task(fn, seconds)` (ui/__init__.py, on the handlers that run the model): `spaces.GPU(fn)`.
 - In a worker, `in_worker()` is true: state changed there (caches, a session's bookkeeping) is that
   process's own copy and is lost to the main process; `prepare_worker()` makes CPU work there
@@ -59,16 +61,17 @@ def _spaces():
 def startup(settings):
     """Settings for the start-up model. On ZeroGPU: `spaces` is imported now, before the model loads
     (its CUDA emulation must be in place), gradio's own wrapping of every handler is turned off (only
-    the handlers that run the model ask for a GPU), the device "auto" becomes "cuda", and the models a
-    visitor may switch to (EXPLORER_MODELS) are dropped. Elsewhere: `settings` unchanged."""
+    the handlers that run the model ask for a GPU) and the device "auto" becomes "cuda". EXPLORER_MODELS
+    is kept for Compare, which loads each model inside its GPU call; the model panel keeps the start-up
+    model. Elsewhere: `settings` unchanged."""
     if not active():
         return settings
     _spaces().disable_gradio_auto_wrap()
     if settings.models:
-        log.warning("ZeroGPU: EXPLORER_MODELS is ignored; the demo keeps its start-up model %s.",
-                    settings.model)
+        log.warning("ZeroGPU: the demo keeps its start-up model %s; EXPLORER_MODELS are offered to Compare "
+                    "only (each loads inside its GPU call).", settings.model)
     device = "cuda" if settings.device in ("", "auto") else settings.device
-    return replace(settings, device=device, models=())
+    return replace(settings, device=device)
 
 
 def gpu_task(fn: F, seconds: int | None = None) -> F:

@@ -51,6 +51,7 @@ class Settings:
     decode_workers: int = 0          # decode worker processes (0: decode in-process, as the CLI does)
     session_jobs: int = 0            # hosted: jobs one session may have running or queued (0: no limit)
     cache_grace_seconds: float = 30.0    # hosted: gradio's cached uploads younger than this are never trimmed
+    max_compare_models: int = 4      # models one comparison (Compare tab, `compare` command) may run in turn
 
     @property
     def max_upload_bytes(self) -> int:
@@ -89,6 +90,7 @@ HOSTED_DEFAULTS = {
     "max_upload_total_mb": 256.0,
     "decode_seconds": 5.0,
     "decode_workers": 2,
+    "max_compare_models": 3,   # each model of a comparison loads and encodes the folder in turn
     "session_jobs": 1,   # 2 let one visitor's back-to-back jobs slow another's 3.3x on 2 CPUs (hostile suite)
 }
 
@@ -142,7 +144,15 @@ _ENV_FIELDS = {
     "session_jobs": (int, "hosted: jobs one session may have running or queued at once (0: no limit)"),
     "cache_grace_seconds": (float, "hosted: seconds an upload in gradio's cache is safe from an early sweep "
                             "when the shared disk quota is short"),
+    "max_compare_models": (lambda s: _at_least(int(s), 2), "models one comparison may run, one after another "
+                           "(at least 2)"),
 }
+
+
+def _at_least(value: int, least: int) -> int:
+    if value < least:
+        raise ValueError(f"must be at least {least}")
+    return value
 
 
 def _flag(text: str) -> bool:

@@ -51,6 +51,9 @@ ENDPOINTS = {
     "/map_lists": ["templates"],
     "/probe": ["kind", "folder", "uploads", "object_name", "attributes", "objects", "binding", "classes",
                "synonyms", "wordnet", "extra", "tree", "templates"],
+    "/compare": ["models", "folder", "uploads", "index", "labels", "templates"],   # hosted: no folder
+    "/cancel_compare": [],
+    "/compare_indexes": ["index_a", "index_b", "queries", "k"],
 }
 
 
@@ -221,3 +224,16 @@ def test_probe_binding_and_synonym_swap(app_url, data):
     summary, plot, table = api.predict(kind="Synonym swap", folder="", uploads=zipped, wordnet=False,
                                        synonyms=f"{first}: zqxv", templates=SINGLE, api_name="/probe")
     assert "zqxv" in table and first in table, table
+
+
+def test_compare_two_models(app_url, data, shapes_model_dir, noisy_model_dir):
+    """/compare as docs/api.md shows it: the shapes model and its noisy variant on the labelled zip."""
+    api = client(app_url, data)
+    models = f"local-dir:{shapes_model_dir}\nlocal-dir:{noisy_model_dir}"
+    summary, plot, pairs, per_image, gallery = api.predict(
+        models=models, folder="", uploads=[handle_file(str(data["zip"]))], index="(none)", labels="",
+        templates=SINGLE, api_name="/compare")
+    assert "2 models on 24 images" in summary and 'id="cmp-summary-table"' in summary, summary[:500]
+    assert plot["value"]["type"] == "plotly" and "shapes_clip" in per_image   # an update: shown
+    assert all("shapes_clip" in item["caption"] for item in gallery["value"]), gallery
+    api.predict(api_name="/cancel_compare")   # nothing running: a no-op

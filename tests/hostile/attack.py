@@ -396,6 +396,25 @@ class Api:
                         break
         return [answers.get(e, Answer("none", None, 0.0)) for e in order]
 
+    def private(self, elem_ids: list[str], data: list) -> list | None:
+        """The page's own (unlisted) event whose inputs and outputs are the components `elem_ids` (a
+        Refresh beside a dropdown), sent as the page sends it; its output data (None if it failed)."""
+        config = self.http.get(self.url + "config").json()
+        by_id = {c.get("props", {}).get("elem_id"): c["id"] for c in config["components"]}
+        ids = [by_id[e] for e in elem_ids]
+        dep = next(d for d in config["dependencies"] if d["inputs"] == ids and d["outputs"] == ids)
+        got = self.http.post(self.url + "gradio_api/queue/join",
+                             json={"data": data, "fn_index": dep["id"], "session_hash": self.session,
+                                   "event_data": None, "trigger_id": None})
+        event_id = got.json()["event_id"]
+        stream_url = self.url + f"gradio_api/queue/data?session_hash={self.session}"
+        with self.http.stream("GET", stream_url) as stream:
+            for line in stream.iter_lines():
+                msg = json.loads(line[5:]) if line.startswith("data:") else {}
+                if msg.get("msg") == "process_completed" and msg.get("event_id") == event_id:
+                    return (msg.get("output") or {}).get("data") if msg.get("success") else None
+        return None
+
     def close(self) -> None:
         self.http.close()
 

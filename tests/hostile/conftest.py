@@ -19,8 +19,13 @@ def start_server(tmp_path_factory, name: str, **env) -> Server:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, request):
-    """A hosted server for this module; a module may add environment with `SERVER_ENV = {...}`."""
-    env = getattr(request.module, "SERVER_ENV", {})
+    """A hosted server for this module; a module may add environment with `SERVER_ENV = {...}`, and offer
+    more models (EXPLORER_MODELS) with `SERVER_MODELS = ("noisy_model_dir", ...)`: fixtures of local-dir
+    model folders (tests/conftest.py)."""
+    env = dict(getattr(request.module, "SERVER_ENV", {}))
+    models = [request.getfixturevalue(name) for name in getattr(request.module, "SERVER_MODELS", ())]
+    if models:
+        env["EXPLORER_MODELS"] = ",".join(f"local-dir:{folder}" for folder in models)
     srv = start_server(tmp_path_factory, "hostile-" + request.module.__name__.rsplit(".", 1)[-1], **env)
     yield srv
     srv.stop()

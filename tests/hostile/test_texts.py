@@ -57,6 +57,10 @@ CONTEXT = {
     # the Probes tab on the labelled zip: each kind reads only its own boxes (READS picks the kind)
     "/probe": {"kind": "Counting", "object_name": "red circle", "attributes": "red, blue",
                "objects": "circle, square", "wordnet": False, "templates": SINGLE},
+    # Compare models: the two offered models (the dropdown's default) on the labelled zip; the index
+    # comparison on the two indexes that comparison made (prepared: index_a, index_b)
+    "/compare": {"index": "(none)", "templates": SINGLE},
+    "/compare_indexes": {"k": 4},
 }
 # Per text box, what else makes the app read it.
 READS = {
@@ -75,8 +79,10 @@ READS = {
     ("/probe", "classes"): {"kind": "Label geometry (Loki)"},
     ("/probe", "extra"): {"kind": "Label geometry (Loki)"},
     ("/probe", "tree"): {"kind": "Label geometry (Loki)"},
+    ("/compare", "labels"): {"uploads": lambda prepared: prepared["paths"]},   # unlabelled: labels are read
 }
 TEXT_COMPONENTS = ("Textbox", "Textarea")
+SERVER_MODELS = ("noisy_model_dir",)   # a second offered model, so that /compare runs (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -124,9 +130,9 @@ def normalised(answer_text: str, typed: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def prepared(server, tmp_path_factory):
-    """Session A (raw HTTP) with photos uploaded, a labelled zip, an index built and a map made, so that
-    every endpoint gets as far as reading its text."""
+def prepared(server, api_info, tmp_path_factory):
+    """Session A (raw HTTP) with photos uploaded, a labelled zip, an index built, a map made and two models
+    compared, so that every endpoint gets as far as reading its text."""
     api = Api(server.url)
     photos = api.upload(("red.png", shape_png("red", "circle", seed=1)),
                         ("blue.png", shape_png("blue", "square", seed=2)))
@@ -140,7 +146,24 @@ def prepared(server, tmp_path_factory):
     assert built.event == "complete", built.text[:500]
     made = api.call("similarity", photos, "a red circle", "(none)", 4, "Cosine", None)
     assert made.event == "complete", made.text[:500]
-    return api, {"paths": photos, "files": photos, "uploads": labelled_zip, "name": "red.png"}
+    pair = _compared_indexes(api, api_info, labelled_zip)
+    return api, {"paths": photos, "files": photos, "uploads": labelled_zip, "name": "red.png", **pair}
+
+
+def _compared_indexes(api: Api, api_info: dict, labelled_zip: list) -> dict:
+    """Compare the two offered models on the labelled zip, then the two indexes of that folder it made
+    (index_a, index_b of /compare_indexes), found among the session's as the page's Refresh lists them."""
+    compared = api.call("compare", *arguments(api_info, "/compare", {"uploads": labelled_zip}))
+    assert compared.event == "complete" and "cmp-summary-table" in compared.first, compared.text[:500]
+    update = api.private(["cmp-index-a", "cmp-index-b"], ["(none)", "(none)"])[0]
+    folders = [value for _, value in update["choices"] if value != "(none)"]
+    for i, a in enumerate(folders):
+        for b in folders[i + 1:]:
+            got = api.call("compare_indexes", *arguments(api_info, "/compare_indexes", dict(
+                index_a=a, index_b=b, queries="a red circle", k=4)))
+            if got.event == "complete" and "explorer-error" not in got.text:
+                return {"index_a": a, "index_b": b}
+    raise AssertionError(f"no two indexes of one folder among {folders}")
 
 
 def _shape(cls: str):
@@ -155,6 +178,7 @@ def test_server_paths_typed_in_every_text_box_read_nothing(server, api_info, pre
     api, uploads = prepared
     boxes = text_boxes(api_info)
     assert ("/evaluate_prompts", "desc_text") in boxes and ("/classify", "label_text") in boxes, boxes
+    assert ("/compare", "labels") in boxes and ("/compare_indexes", "queries") in boxes, boxes
     differing, leaked = [], []
 
     def ask(endpoint, values, param, typed):
@@ -165,7 +189,8 @@ def test_server_paths_typed_in_every_text_box_read_nothing(server, api_info, pre
 
     for endpoint, param in boxes:
         values = dict(CONTEXT.get(endpoint, {}), **uploads)
-        values.update(READS.get((endpoint, param), {}))
+        values.update({key: value(uploads) if callable(value) else value
+                       for key, value in READS.get((endpoint, param), {}).items()})
         ask(endpoint, values, param, secret_files["passwd"])
         for kind in ("exists", "folder"):
             typed = Path(secret_files[kind])

@@ -1,5 +1,5 @@
 """What the tabs share: message boxes, accepted file types, template choices, progress reporting,
-one-click examples.
+one-click examples, the models a hosted demo offers, and a per-session Cancel.
 
 Tabs import these from here, never from each other.
 """
@@ -8,13 +8,17 @@ from __future__ import annotations
 import functools
 import html
 import inspect
+import os
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import gradio as gr
 
 from explorer.app.progress import RateText
 from explorer.embed.images import IMAGE_EXTENSIONS
+from explorer.embed.names import LOCAL_DIR, describe
 from explorer.science.test_time import SwitchOutcome, SwitchSettings
 
 IMAGE_TYPES = sorted(IMAGE_EXTENSIONS)
@@ -104,6 +108,39 @@ def unchanged(before, after) -> bool:
 def session_of(ctx, request):
     """The context as the session making `request` sees it (hosted: its own workspace)."""
     return ctx.scoped(getattr(request, "session_hash", None))
+
+
+def public_name(value: str | None) -> str | None:
+    """A model identifier or checkpoint as a hosted page shows it: 'local-dir:/srv/m/my-clip' ->
+    'local-dir:my-clip', '/srv/ckpt/epoch_9.pt' -> 'epoch_9.pt'; any other identifier as it is."""
+    if not value:
+        return value
+    if value.startswith(LOCAL_DIR):
+        return LOCAL_DIR + os.path.basename(os.path.normpath(value[len(LOCAL_DIR):]))
+    return os.path.basename(os.path.normpath(value)) if os.path.isabs(value) else value
+
+
+def offered(ctx) -> dict[str, tuple[str, str | None]]:
+    """label -> (model, pretrained) of the models a hosted demo offers."""
+    return {describe(public_name(name), public_name(pretrained)): (name, pretrained)
+            for name, pretrained in ctx.settings.model_choices()}
+
+
+class Stops:
+    """Cancel, per browser session: work asked for at `asked` (time.monotonic) stops after its next
+    step once `cancel` is called for its session later than that; work still waiting in the queue then
+    stops before its first step."""
+
+    def __init__(self):
+        self._cancelled: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def cancel(self, session: str) -> None:
+        with self._lock:
+            self._cancelled[session] = time.monotonic()
+
+    def checker(self, session: str, asked: float) -> Callable[[], bool]:
+        return lambda: self._cancelled.get(session, float("-inf")) > asked
 
 
 def message(text: str, kind: str = "note") -> str:

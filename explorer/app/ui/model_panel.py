@@ -19,9 +19,9 @@ from collections.abc import Callable
 import gradio as gr
 
 from explorer.app.context import AppContext
-from explorer.embed.model import LOCAL_DIR, describe
+from explorer.embed.model import LOCAL_DIR
 
-from .common import message
+from .common import message, offered, public_name
 
 # The panes (elem_ids) where tabs show why they could not run, in the tabs' order.
 MESSAGE_PANES = ("zs-results", "pl-summary", "search-report", "search-summary", "hm-status", "hm-map-info",
@@ -41,16 +41,6 @@ def status_text(ctx: AppContext, on_page_load: bool = False) -> str:
     pick = "Pick another model" if ctx.settings.hosted else "Enter another model"
     return shown(ctx, f"**Model problem: {ctx.slot.status()}** {pick} under *Load another model* and press "
                       "*Load model*.")
-
-
-def public_name(value: str | None) -> str | None:
-    """A model identifier or checkpoint as a hosted page shows it: 'local-dir:/srv/m/my-clip' ->
-    'local-dir:my-clip', '/srv/ckpt/epoch_9.pt' -> 'epoch_9.pt'; any other identifier as it is."""
-    if not value:
-        return value
-    if value.startswith(LOCAL_DIR):
-        return LOCAL_DIR + os.path.basename(os.path.normpath(value[len(LOCAL_DIR):]))
-    return os.path.basename(os.path.normpath(value)) if os.path.isabs(value) else value
 
 
 def shown(ctx: AppContext, text: str) -> str:
@@ -85,10 +75,13 @@ def advice_html(advice, loaded: str | None) -> str:
             f"<ul>{fixes}</ul>{esc(advice.note)}</div>")
 
 
-def offered(ctx: AppContext) -> dict[str, tuple[str, str | None]]:
-    """label -> (model, pretrained) of the models a hosted demo offers."""
-    return {describe(public_name(name), public_name(pretrained)): (name, pretrained)
-            for name, pretrained in ctx.settings.model_choices()}
+def panel_models(ctx: AppContext) -> list[str]:
+    """The labels the hosted model bar offers: every offered model, the start-up one first; on ZeroGPU
+    only the start-up model (a model loaded into the slot later would not reach the GPU workers;
+    Compare still offers them all, each loaded inside its own GPU call)."""
+    labels = list(offered(ctx))
+    from explorer.embed.zerogpu import active
+    return labels[:1] if active() else labels
 
 
 def load_model(ctx: AppContext, name: str, pretrained: str = "") -> str:
@@ -122,7 +115,7 @@ def build(ctx: AppContext):
     with gr.Accordion("Load another model", open=ctx.slot.model is None):
         with gr.Row():
             if hosted:
-                labels = list(offered(ctx))
+                labels = panel_models(ctx)
                 name = gr.Dropdown(
                     labels, value=labels[0], label="Model", scale=5, elem_id="model-name",
                     info="the models this demo offers; loading one changes it for every visitor")

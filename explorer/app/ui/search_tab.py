@@ -19,12 +19,11 @@ path shown with a result opened full size is absolute locally, and relative to t
 or uploaded.
 
 Cancel: a build asked for at time t stops after its next batch once Cancel is pressed after t
-(BuildStops, per browser session); it keeps what it did and its report says so. gradio's own
+(Stops, per browser session); it keeps what it did and its report says so. gradio's own
 `cancels=` is not used: it lets a running (non-generator) function finish and drops its report.
 """
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from . import search_html as render
 from .common import (
     IMAGE_TYPES,
     ZIP_TYPES,
+    Stops,
     from_page,
     live,
     message,
@@ -88,7 +88,7 @@ class OpenedResult:
 
 @dataclass
 class BuildAsked:
-    """A click on "Build / update index": a Cancel pressed after it stops that build (BuildStops)."""
+    """A click on "Build / update index": a Cancel pressed after it stops that build (Stops)."""
     at: float  # time.monotonic() of the click
 
 
@@ -110,23 +110,6 @@ class ResultView:
 
 class Problem(ValueError):
     """Something the person can fix; shown as an error, the results stay as they were."""
-
-
-class BuildStops:
-    """Cancel for index builds, per browser session: a build asked for at `asked` (time.monotonic)
-    stops after its next batch once `cancel` is called for its session later than that; a build
-    still waiting in the queue then stops before its first batch."""
-
-    def __init__(self):
-        self._cancelled: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def cancel(self, session: str) -> None:
-        with self._lock:
-            self._cancelled[session] = time.monotonic()
-
-    def checker(self, session: str, asked: float) -> Callable[[], bool]:
-        return lambda: self._cancelled.get(session, float("-inf")) > asked
 
 
 # ---- handlers -------------------------------------------------------------------------------------------
@@ -305,7 +288,7 @@ def results_view(ctx: AppContext, state: SearchState | None, limit: float) -> Se
 class SearchHandles:
     """The tab's components, by name, for the wiring."""
     ctx: AppContext
-    stops: BuildStops           # Cancel, per browser session
+    stops: Stops           # Cancel, per browser session
     source: gr.Radio
     folder: gr.Textbox
     upload_group: gr.Group
@@ -424,7 +407,7 @@ def build(ctx: AppContext) -> SearchHandles:
         dups = gr.HTML(elem_id="search-dups")
 
     ui = SearchHandles(
-        ctx, BuildStops(), source=source, folder=folder, upload_group=upload_group, upload_files=upload_files,
+        ctx, Stops(), source=source, folder=folder, upload_group=upload_group, upload_files=upload_files,
         upload_dir=upload_dir, examples_box=examples_box, index_button=index_button,
         cancel_button=cancel_button, report=report, index_folder=index_folder, open_button=open_button,
         text=text, image=image, preview=preview, weight=weight, top_k=top_k, search_button=search_button,
