@@ -146,7 +146,7 @@ def run_compare(ctx: AppContext, models, folder, uploads, index, labels, templat
     try:
         limits = gate.TextLimits.of(ctx.settings)  # this request's text limits (hosted: stricter)
         choices = model_choices(ctx, models, limits)
-        typed = parse_labels(gate.text(labels, "Class labels", limits), limits).labels or None
+        parsed = parse_labels(gate.text(labels, "Class labels", limits), limits)  # over limits: notes say so
         prompt_set = _templates(templates)
         root, notes = ctx.compare_root(uploads=[u for u in uploads or [] if u] or None,
                                        folder=(folder or "").strip() or None,
@@ -154,7 +154,7 @@ def run_compare(ctx: AppContext, models, folder, uploads, index, labels, templat
         report = compare_models(
             choices, ctx.compared_model,
             lambda model, step, stop: ctx.stored(model, root, progress=step, should_stop=stop),
-            labels=typed, templates=prompt_set, limits=limits,
+            labels=parsed.labels or None, templates=prompt_set, limits=limits,
             max_models=max_models(ctx),
             progress=_overall(ctx, choices, progress), should_stop=should_stop)
     except ValueError as exc:  # Refused, PathRefused, a model that cannot load, PromptError ...
@@ -162,7 +162,8 @@ def run_compare(ctx: AppContext, models, folder, uploads, index, labels, templat
     shown = "your upload" if ctx.settings.hosted or uploads and any(uploads) else \
         (f"the images of {root}" if index and index != NO_INDEX else str(root))
     return compare_view(report, shown_names(ctx, choices[:len(report.runs)]),
-                        show.images_line(shown, [_public(ctx, choices, n) for n in notes]), ctx)
+                        show.images_line(shown, [_public(ctx, choices, n) for n in notes + parsed.notes]),
+                        ctx)
 
 
 def compare_view(report: CompareReport, names: list[str], images: str, ctx: AppContext) -> CompareView:
