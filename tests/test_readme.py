@@ -11,8 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 # the pictures tests/browser/test_readme_screenshots.py takes (map.png: tests/browser/test_map_page.py,
-# probes.png: tests/browser/test_probes_page.py)
-TABS = ("classify", "prompt-lab", "search", "map", "heatmaps", "gap", "teach", "probes")
+# probes.png: tests/browser/test_probes_page.py, compare.png: tests/browser/test_compare_page.py)
+TABS = ("classify", "prompt-lab", "search", "map", "heatmaps", "gap", "teach", "probes", "compare")
 MAX_README_LINES = 200
 # [text](target), ![alt](target), and HTML src= / href= attributes
 LINK = re.compile(r"\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)|(?:src|href)=\"([^\"]+)\"")

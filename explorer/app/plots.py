@@ -581,3 +581,29 @@ def label_distance_heatmap(candidates: list[str], classes: list[str], distances,
     fig.update_yaxes(type="category", autorange="reversed", title_text="candidate label")
     fig.update_layout(height=max(320, 160 + 26 * len(candidates)), margin=dict(l=10, r=10, t=50, b=10))
     return titled(fig, "Label geometry (Loki): distances", [f"metric: {metric}"])
+
+
+def accuracy_vs_time(names: list[str], ms_per_image: list[float | None], accuracy: list[float | None],
+                     measured_now: list[bool]) -> go.Figure:
+    """One point per model: its accuracy on the compared images against its milliseconds per image
+    (read + encode); a filled circle for a time measured in this run, an open one for a time stored with
+    the model's embeddings. A model without a time or an accuracy is left out, and the title says so."""
+    fig = go.Figure()
+    shown = [i for i in range(len(names)) if ms_per_image[i] is not None and accuracy[i] is not None]
+    for i in shown:
+        fig.add_trace(go.Scatter(
+            x=[ms_per_image[i]], y=[accuracy[i]], mode="markers+text", text=[_short(names[i], 32)],
+            textposition="top center", name=_short(names[i], 40),
+            marker=dict(size=13, color=MAP_PALETTE[i % len(MAP_PALETTE)],
+                        symbol="circle" if measured_now[i] else "circle-open", line=dict(width=2)),
+            hovertemplate=f"{names[i]}<br>%{{x:.2f}} ms per image<br>accuracy %{{y:.1%}}<extra></extra>"))
+    widest = max((ms_per_image[i] for i in shown), default=1.0) or 1.0
+    # room right of the slowest point for its name (drawn centred over it)
+    fig.update_xaxes(title_text="ms per image (read + encode, on this machine)", range=[0, widest * 1.3])
+    fig.update_yaxes(title_text="accuracy (top-1)", range=[-0.05, 1.12], tickformat=".0%")
+    fig.update_layout(height=380, margin=dict(l=10, r=10, t=50, b=10), showlegend=False)
+    left = len(names) - len(shown)
+    details = ["filled: timed in this run · open: timed when the embeddings were stored"]
+    if left:
+        details.append(f"{left} model(s) without a time left out")
+    return titled(fig, "Accuracy against time per image", details)

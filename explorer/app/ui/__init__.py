@@ -19,6 +19,7 @@ from explorer.inputs.settings import Settings
 from . import (
     calibration_view,
     classify_tab,
+    compare_tab,
     gap_tab,
     gate_events,
     heatmaps_tab,
@@ -42,7 +43,7 @@ MAP_JS = ASSETS / "map.js"
 TABS = (("Zero-shot classification", "classify", classify_tab), ("Prompt lab", "prompts", prompt_lab_tab),
         ("Search", "search", search_tab), ("Map", "map", map_tab), ("Heatmaps", "heatmaps", heatmaps_tab),
         ("Modality gap", "gap", gap_tab), ("Teach by example", "teach", teach_tab),
-        ("Probes", "probes", probes_tab))
+        ("Probes", "probes", probes_tab), ("Compare models", "compare", compare_tab))
 # Views that are not tabs, drawn under a tab and wired onto the components its build returns.
 PANELS = {prompt_lab_tab: calibration_view.build, map_tab: map_words.build}
 # Components whose choices or labels name the loaded model's scoring rule (softmax or sigmoid), by
@@ -53,14 +54,16 @@ RULE_FOLLOWERS = {"hm-view": heatmaps_tab.view_update}
 # asks wait less in ZeroGPU's queue, and a visitor's daily quota is minutes (2 without an account).
 GPU_EVENTS = {"classify": 30, "evaluate_prompts": 60, "build_index": 90, "search": 15, "similarity": 30,
               "patch_map": 15, "gap": 60, "fewshot": 60, "fewshot_apply": 30, "map": 30, "map_colours": 30,
-              "map_lists": 60, "map_words": 60, "map_compare": 60, "map_explain": 60, "probe": 60}
+              "map_lists": 60, "map_words": 60, "map_compare": 60, "map_explain": 60, "probe": 60,
+              "compare": 120, "compare_indexes": 60}
 CACHE_SWEEP_SECONDS = 600  # hosted: how often gradio's cache is swept of files older than a session's TTL
 EXAMPLE_SECONDS = 60  # a one-click example that runs another function than its tab's event (8 photos)
 # The API: the endpoints docs/api.md ("Use it from Python (gradio_client)") documents. Every other event is
 # the page's own wiring and is private (gate_events.install; still gated, not listed nor offered to clients).
 API_ENDPOINTS = ("classify", "evaluate_prompts", "build_index", "cancel_build", "search", "more_like_this",
                  "duplicates", "open_index", "similarity", "patch_map", "gap", "fewshot", "fewshot_apply",
-                 "fewshot_download", "load_model", "map", "map_colours", "map_lists", "probe")
+                 "fewshot_download", "load_model", "map", "map_colours", "map_lists", "probe", "compare",
+                 "cancel_compare", "compare_indexes")
 QUEUE_SIZE = 256  # hosted: events that may wait in gradio's queue at once (then "Queue is full")
 
 
