@@ -38,6 +38,7 @@ BENCHES = {
                                    "recolour_over_redraw"]),
     "bench_switches.py": (["--quick", "--model", SHAPES], ["plain_ms_per_image", "zero_over_plain",
                                                           "zero_cost_ratio", "tda_cost_ratio"]),
+    "bench_compare.py": (["--quick"], ["ratio", "ratio_above_floor"]),
 }
 
 
@@ -77,8 +78,16 @@ def check_map(doc: dict) -> None:
         assert 0 < run["patch_bytes"] < run["figure_bytes"] and is_number(run["recolour_cached_ms"])
 
 
+def check_compare(doc: dict) -> None:
+    """Three models compared in one child, the first alone in another, each with its own peak and floor."""
+    assert len(doc["compare"]["runs"]) == 3 and len(doc["alone"]) == 1 and doc["images"] == 8
+    for run in (doc["compare"], *doc["alone"]):
+        assert 0 < run["floor_mb"] <= run["peak_mb"]
+    assert all(run["top1"] == 1.0 for run in doc["compare"]["runs"])  # copies of the shapes model
+
+
 EXTRA_CHECKS = {"bench_text.py": check_text, "bench_gap.py": check_gap, "bench_cli_start.py": check_cli_start,
-                "bench_map.py": check_map}
+                "bench_map.py": check_map, "bench_compare.py": check_compare}
 
 
 @pytest.mark.timeout(300)
