@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from contextlib import contextmanager
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from scipy.stats import spearmanr
 
 from explorer.index.build import build_index
 from explorer.index.image_index import open_index
+from explorer.inputs import gate
 from explorer.inputs.sources import embed_folder
 from explorer.science.calibration import calibrate
 from explorer.science.evaluate import paired_difference
@@ -164,6 +166,11 @@ def test_the_choices_are_checked(setup):
         compare_models(choices[:1], opener, embed)
     with pytest.raises(ValueError, match="chosen twice"):
         compare_models([choices[0], ModelChoice.parse(choices[0].name + "/.")], opener, embed)
+    with pytest.raises(gate.Refused, match="EXPLORER_MAX_COMPARE_MODELS"):
+        compare_models(choices + [ModelChoice("ViT-B-32")], opener, embed, max_models=2)
+    with pytest.raises(gate.Refused, match="EXPLORER_MAX_PROMPTS"):  # typed labels: before any model opens
+        compare_models(choices, opener, embed, labels=["a", "b", "c"], templates=["{}"] * 10,
+                       limits=replace(gate.DEFAULT_TEXT_LIMITS, max_prompts=20))
     assert ModelChoice.parse("ViT-B-32 @ openai") == ModelChoice("ViT-B-32", "openai")
     assert ModelChoice.parse("hf-hub:org/repo@tag") == ModelChoice("hf-hub:org/repo")
 
@@ -219,3 +226,13 @@ def test_a_parked_model_is_the_same_object_back_on_its_device(shapes_model_dir):
     np.testing.assert_allclose(model.encode_pixels(pixels), before, atol=1e-6)
     with parked(None) as nothing:
         assert nothing is None
+
+
+def test_hosted_lends_only_the_offered_models(setup, shapes_model_dir, noisy_model_dir):
+    ctx, _, choices, _, _, _ = setup
+    hosted = replace(ctx, settings=replace(ctx.settings, hosted=True, model=f"local-dir:{shapes_model_dir}",
+                                           pretrained=None, models=()))
+    with hosted.compared_model(choices[0]) as model:
+        assert model is ctx.slot.model
+    with pytest.raises(ValueError, match="not offered here"), hosted.compared_model(choices[1]):
+        pass

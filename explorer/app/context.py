@@ -279,6 +279,9 @@ class AppContext:
         precision, with the resident model parked on the CPU meanwhile when on CUDA (model.parked: the
         same object back after), and freed on leaving. ValueError when it cannot be loaded: what failed
         (hosted: the model's name only, the reason goes to the server log)."""
+        if self.settings.hosted and choice not in {ModelChoice.of(*offered)
+                                                   for offered in self.settings.model_choices()}:
+            raise ValueError("That model is not offered here; pick one of the demo's models.")
         resident = self.slot.model
         if resident is not None and choice.matches(resident):
             yield resident

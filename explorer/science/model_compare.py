@@ -203,6 +203,8 @@ def compare_models(choices: list[ModelChoice], open_model: ModelOpener, embed_fo
     `should_stop()` true ends the comparison after its current step, with the models done so far."""
     check_choices(choices, max_models)
     templates = list(templates) if templates else builtin_template_set("simple")
+    if labels:  # typed classes: refused before any model loads (a labelled folder's count comes later)
+        gate.prompts(len(labels) * len(templates), "Labels x templates to encode", limits)
     stop = should_stop or (lambda: False)
     done: list[_Done] = []
     cancelled, notes = False, []
@@ -407,23 +409,10 @@ def _cosines(index, query: np.ndarray, names: list[str]) -> dict[str, float]:
 
 
 def spearman(a: list[float], b: list[float]) -> float:
-    """Spearman's rank correlation (ties take their average rank); nan with fewer than two values or
-    when either side is constant (as scipy.stats.spearmanr)."""
-    if len(a) < 2:
+    """Spearman's rank correlation (scipy.stats.spearmanr: ties take their average rank); nan with fewer
+    than two values or when either side is constant."""
+    if len(a) < 2 or len(set(a)) < 2 or len(set(b)) < 2:
         return float("nan")
-    ra, rb = _ranks(np.asarray(a, dtype=np.float64)), _ranks(np.asarray(b, dtype=np.float64))
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    scale = np.sqrt((ra * ra).sum() * (rb * rb).sum())
-    return float((ra * rb).sum() / scale) if scale > 0 else float("nan")
+    from scipy.stats import spearmanr  # scikit-learn's dependency; imported only when a query is ranked
 
-
-def _ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks, ties given the mean of the ranks they span."""
-    order = np.argsort(values, kind="stable")
-    ranks = np.empty(len(values), dtype=np.float64)
-    ranks[order] = np.arange(1, len(values) + 1)
-    for value in np.unique(values):
-        tied = values == value
-        if tied.sum() > 1:
-            ranks[tied] = ranks[tied].mean()
-    return ranks
+    return float(spearmanr(a, b).statistic)

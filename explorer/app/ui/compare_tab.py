@@ -262,8 +262,10 @@ def build(ctx: AppContext) -> None:
         with gr.Column(scale=2):
             if hosted:
                 labels = list(offered(ctx))
+                # Any value is let through to the handler, which names what is not offered (an API call
+                # may send anything; gradio's own check would only say the inputs could not be read).
                 models = gr.Dropdown(labels, value=labels[:2], multiselect=True, label="Models",
-                                     elem_id="cmp-models",
+                                     elem_id="cmp-models", allow_custom_value=True,
                                      info="the models this demo offers; each loads in turn, then is freed")
             else:
                 models = gr.Textbox(default_models(ctx), label="Models, one a line", lines=3,
@@ -282,7 +284,7 @@ def build(ctx: AppContext) -> None:
             with gr.Accordion("…or the images of an index", open=False, elem_id="cmp-index-box") as index_box:
                 with gr.Row():
                     index = gr.Dropdown([NO_INDEX], value=NO_INDEX, label="Index (built in the Search tab)",
-                                        scale=4, elem_id="cmp-index")
+                                        scale=4, elem_id="cmp-index", allow_custom_value=True)
                     refresh = gr.Button("↻ Refresh", scale=1, min_width=80, elem_id="cmp-index-refresh")
             labels_box = gr.Textbox("", label="Class labels (for unlabelled images)", lines=2,
                                     placeholder="cat, dog, car", elem_id="cmp-labels",
@@ -304,8 +306,10 @@ def build(ctx: AppContext) -> None:
         gr.Markdown("Two indexes of one folder, made by two models (build each in the Search tab with the "
                     "model loaded): do they return the same images for the same queries?")
         with gr.Row():
-            index_a = gr.Dropdown([NO_INDEX], value=NO_INDEX, label="Index A", scale=3, elem_id="cmp-index-a")
-            index_b = gr.Dropdown([NO_INDEX], value=NO_INDEX, label="Index B", scale=3, elem_id="cmp-index-b")
+            index_a = gr.Dropdown([NO_INDEX], value=NO_INDEX, label="Index A", scale=3, elem_id="cmp-index-a",
+                                  allow_custom_value=True)
+            index_b = gr.Dropdown([NO_INDEX], value=NO_INDEX, label="Index B", scale=3, elem_id="cmp-index-b",
+                                  allow_custom_value=True)
             refresh_pair = gr.Button("↻ Refresh", scale=1, min_width=80, elem_id="cmp-indexes-refresh")
         with gr.Row():
             queries = gr.Textbox("", label="Queries, one a line", lines=3, scale=3, elem_id="cmp-queries",
