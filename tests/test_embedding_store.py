@@ -6,7 +6,8 @@ from contextlib import closing
 import numpy as np
 import pytest
 
-from explorer.index.embedding_store import SPEED_META, stored_embeddings
+from explorer.index.build import SPEED_META, build_index
+from explorer.index.embedding_store import stored_embeddings
 from explorer.index.registry import IndexRegistry
 from explorer.index.store import Store
 from explorer.inputs.sources import embed_folder
@@ -43,3 +44,15 @@ def test_the_store_is_the_registrys_index_and_a_second_call_encodes_nothing(shap
 def test_without_an_index_folder_nothing_can_be_stored(shapes_model, tmp_path):
     with pytest.raises(ValueError, match="index_dir"):
         stored_embeddings(shapes_model, tmp_path, IndexRegistry(None))
+
+
+def test_a_search_build_records_the_speed_a_comparison_reports(shapes_model, tmp_path):
+    photos = tmp_path / "photos"
+    make_labelled_folder(photos, CLASSES[:2], 2, seed=3)
+    registry = IndexRegistry(tmp_path / "idx")
+    build_index(shapes_model, photos, registry.path_for(photos, shapes_model), workers=0)  # as Search builds
+    with closing(Store(registry.path_for(photos, shapes_model))) as store:
+        measured = store.get_meta(SPEED_META)
+    assert measured > 0
+    later = stored_embeddings(shapes_model, photos, registry, labelled=True, workers=0)
+    assert later.encoded == 0 and not later.timed_now and later.seconds_per_image == pytest.approx(measured)

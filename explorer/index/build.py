@@ -100,6 +100,9 @@ class IndexReport:
 
 
 
+SPEED_META = "seconds_per_image"  # store meta: read+encode seconds per image of the last build that encoded
+
+
 def build_index(model, root: str | os.PathLike, index_path: str | os.PathLike, *, batch_size: int = 32,
                 workers: int | None = None, index_type: str | None = None, progress: Progress | None = None,
                 limits: Limits = DEFAULT_LIMITS, should_stop: Callable[[], bool] | None = None,
@@ -145,6 +148,8 @@ def build_index(model, root: str | os.PathLike, index_path: str | os.PathLike, *
         embed = _embedder(engine, workers, decode, ray, placement)
         embedded, done = embed(store, model, root, plan.todo, batch_size=batch_size, progress=progress,
                                limits=limits, should_stop=should_stop)
+        if embedded:  # this machine's measured speed for the model, kept for runs that encode nothing
+            store.set_meta(SPEED_META, (time.perf_counter() - encoding) / len(embedded))
         indexing, how = time.perf_counter(), {}
         faiss_index, manifest, repaired = refresh(store, folder, stats=how)
         timings = dict(encode_seconds=indexing - encoding, faiss_seconds=time.perf_counter() - indexing,

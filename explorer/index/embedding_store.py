@@ -4,25 +4,22 @@ The embedding store of a comparison is the app's own index of the folder for tha
 registry's `path_for(root, model)`, keyed by the model's identity and weights digest), built or brought
 up to date by build.build_index. A second comparison of the same folder, or a later Search, Map or
 Prompt lab of it with the same model, encodes nothing: the files it holds unchanged are taken from it.
-Each build that encodes records how long reading and encoding took per image (SPEED_META), so a
-later run that encodes nothing still has the model's measured speed on this machine.
+Each build that encodes (a comparison's or Search's) records how long reading and encoding took per
+image (build.SPEED_META), so a later run that encodes nothing still has the model's measured speed on
+this machine.
 """
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from explorer.embed.images import DEFAULT_LIMITS, Limits
 from explorer.inputs.sources import Embedded, Progress, embed_index
 
-from .build import IndexReport, build_index
+from .build import SPEED_META, build_index
 from .registry import IndexRegistry
-from .store import Store
-
-SPEED_META = "seconds_per_image"   # store meta: read+encode seconds per image of the last build that encoded
 
 
 @dataclass
@@ -55,22 +52,11 @@ def stored_embeddings(model, root: Path, registry: IndexRegistry, *, labelled: b
         report = build_index(model, root, target, workers=workers, limits=limits, progress=progress,
                              should_stop=should_stop)
         encoded = report.added + report.updated
-        speed = _record_speed(target, report, encoded)
         index = registry.reopen(target)
+        speed = index.store.get_meta(SPEED_META)
     images = embed_index(model, index, labelled=labelled)
-    return Stored(images, target, encoded, speed, encoded > 0, folder_bytes(target), report.cancelled,
-                  notes=list(report.notes))
-
-
-def _record_speed(folder: Path, report: IndexReport, encoded: int) -> float | None:
-    """Seconds per image of this build, stored as SPEED_META, when it encoded; else the stored one."""
-    with closing(Store(folder)) as store:
-        if encoded > 0:
-            speed = report.encode_seconds / encoded
-            store.set_meta(SPEED_META, speed)
-            return speed
-        stored = store.get_meta(SPEED_META)
-    return None if stored is None else float(stored)
+    return Stored(images, target, encoded, None if speed is None else float(speed), encoded > 0,
+                  folder_bytes(target), report.cancelled, notes=list(report.notes))
 
 
 def folder_bytes(folder: Path) -> int:
