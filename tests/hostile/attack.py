@@ -403,17 +403,29 @@ class Api:
         by_id = {c.get("props", {}).get("elem_id"): c["id"] for c in config["components"]}
         ids = [by_id[e] for e in elem_ids]
         dep = next(d for d in config["dependencies"] if d["inputs"] == ids and d["outputs"] == ids)
-        got = self.http.post(self.url + "gradio_api/queue/join",
-                             json={"data": data, "fn_index": dep["id"], "session_hash": self.session,
-                                   "event_data": None, "trigger_id": None})
-        event_id = got.json()["event_id"]
+        answer = self.join(dep["id"], data)
+        return answer.data if answer.event == "complete" else None
+
+    def join(self, fn_index: int, data: list) -> Answer:
+        """Event `fn_index` as the page queues it (/gradio_api/queue/join with `data` as sent, then the
+        session's /queue/data stream until it completes): "complete" with its output data, "error" with
+        the error, or "refused" when the queue would not take it."""
+        joined = self.http.post(self.url + "gradio_api/queue/join",
+                                json={"data": data, "fn_index": fn_index, "session_hash": self.session,
+                                      "event_data": None, "trigger_id": None})
+        if joined.status_code != 200:
+            return Answer("refused", joined.text, 0.0, joined.text)
+        event_id = joined.json()["event_id"]
         stream_url = self.url + f"gradio_api/queue/data?session_hash={self.session}"
         with self.http.stream("GET", stream_url) as stream:
             for line in stream.iter_lines():
                 msg = json.loads(line[5:]) if line.startswith("data:") else {}
                 if msg.get("msg") == "process_completed" and msg.get("event_id") == event_id:
-                    return (msg.get("output") or {}).get("data") if msg.get("success") else None
-        return None
+                    output = msg.get("output") or {}
+                    ok = msg.get("success")
+                    return Answer("complete" if ok else "error", output.get("data" if ok else "error"), 0.0,
+                                  line)
+        return Answer("none", None, 0.0)
 
     def close(self) -> None:
         self.http.close()

@@ -340,22 +340,7 @@ def _send(api: Api, channel: tuple[int, int, int], value: str) -> Answer:
     """The channel's event as the page sends it: null for the session's states, and the text."""
     fn_index, place, count = channel
     data = [value if i == place else None for i in range(count)]
-    joined = api.http.post(api.url + "gradio_api/queue/join",
-                           json={"data": data, "fn_index": fn_index, "session_hash": api.session,
-                                 "event_data": None, "trigger_id": None})
-    if joined.status_code != 200:
-        return Answer("refused", joined.text, 0.0, joined.text)
-    event_id = joined.json()["event_id"]
-    with api.http.stream("GET", api.url + f"gradio_api/queue/data?session_hash={api.session}") as stream:
-        for line in stream.iter_lines():
-            if line.startswith("data:"):
-                msg = json.loads(line[5:])
-                if msg.get("msg") == "process_completed" and msg.get("event_id") == event_id:
-                    output = msg.get("output") or {}
-                    ok = msg.get("success")
-                    return Answer("complete" if ok else "error", output.get("data" if ok else "error"), 0.0,
-                                  line)
-    return Answer("none", None, 0.0)
+    return api.join(fn_index, data)
 
 
 def test_the_map_takes_only_the_sessions_own_index_and_points(server, prepared, secret_files):
