@@ -20,7 +20,6 @@ from .common import IMAGE_LIMIT_FLAGS, model_opener
 
 WEIGHTINGS = ("mean", "zpe")
 SHOWN_DISAGREEMENTS = 20   # images listed in the text report; the rest are counted
-DEFAULT_MAX_MODELS = 4     # when the settings carry no max_compare_models
 
 
 def register(commands) -> None:
@@ -64,8 +63,7 @@ def _check_models(args, settings) -> tuple[list, int]:
     from explorer.embed.names import ModelLoadError
     from explorer.science.model_compare import ModelChoice, check_choices
 
-    most = getattr(settings, "max_compare_models", DEFAULT_MAX_MODELS)
-    most = DEFAULT_MAX_MODELS if most is None else most
+    most = settings.max_compare_models
     if len(args.models) < 2:
         given = f"got {len(args.models)}" if args.models else "got none"
         raise ValueError(f"compare needs two or more models ({given}), e.g. compare ViT-B-32@openai "

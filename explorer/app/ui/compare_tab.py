@@ -44,7 +44,6 @@ from .common import (
 
 NO_INDEX = "(none)"
 FIRST_TEMPLATES = next(iter(TEMPLATE_CHOICES))
-DEFAULT_MAX_MODELS = 4       # when the settings do not say (max_compare_models)
 MAX_K = 100                  # the most results per query the index comparison looks at
 NOT_OFFERED = "That model is not offered here"
 GALLERY_COLUMNS, GALLERY_ROWS, GALLERY_ROW_PX = 4, 3, 290   # the disagreements: 4 a row, 3 rows shown
@@ -93,7 +92,7 @@ def model_choices(ctx: AppContext, models, limits: gate.TextLimits) -> list[Mode
 
 def max_models(ctx: AppContext) -> int:
     """The most models one comparison may run (the setting max_compare_models)."""
-    return int(getattr(ctx.settings, "max_compare_models", DEFAULT_MAX_MODELS))
+    return ctx.settings.max_compare_models
 
 
 def _templates(choice: str) -> list[str]:
