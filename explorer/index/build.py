@@ -145,11 +145,10 @@ def build_index(model, root: str | os.PathLike, index_path: str | os.PathLike, *
         store.remove(plan.gone)
         encoding = time.perf_counter()
         placement: dict = {}
-        embed = _embedder(engine, workers, decode, ray, placement)
-        embedded, done = embed(store, model, root, plan.todo, batch_size=batch_size, progress=progress,
-                               limits=limits, should_stop=should_stop)
-        if embedded:  # this machine's measured speed for the model, kept for runs that encode nothing
-            store.set_meta(SPEED_META, (time.perf_counter() - encoding) / len(embedded))
+        embedded, done = _embedder(engine, workers, decode, ray, placement)(
+            store, model, root, plan.todo, batch_size=batch_size, progress=progress, limits=limits,
+            should_stop=should_stop)
+        _record_speed(store, time.perf_counter() - encoding, len(embedded))
         indexing, how = time.perf_counter(), {}
         faiss_index, manifest, repaired = refresh(store, folder, stats=how)
         timings = dict(encode_seconds=indexing - encoding, faiss_seconds=time.perf_counter() - indexing,
@@ -164,6 +163,13 @@ def build_index(model, root: str | os.PathLike, index_path: str | os.PathLike, *
                                faiss_index.ntotal, len(listing), len(failures), done < len(plan.todo)),
                            waited=waited or 0.0, todo=len(plan.todo), done=done,
                            cancelled=done < len(plan.todo), placement=placement, **timings)
+
+
+def _record_speed(store: Store, seconds: float, count: int) -> None:
+    """This machine's measured read+encode seconds per image for the model (SPEED_META), when the build
+    encoded any: a later run that encodes nothing still knows the model's speed."""
+    if count:
+        store.set_meta(SPEED_META, seconds / count)
 
 
 def _notes(waited: float | None, placement: dict, repaired: str | None) -> list[str]:
