@@ -41,27 +41,27 @@ def _json(capsys, *args: str) -> dict:
     return json.loads(_compare(capsys, *args, "--json").out)
 
 
-def test_json_is_the_cores_and_the_prompt_labs_and_a_later_run_encodes_nothing(
-        capsys, folder, models, index_dir, shapes_model, noisy_model, monkeypatch):
-    """The core stores the embeddings (as the tab does, in the same index folder); the command's run after it
-    encodes nothing and prints the same numbers; the text report says them."""
+def test_json_is_the_tabs_and_the_prompt_labs_and_a_later_run_encodes_nothing(
+        capsys, folder, models, tmp_path_factory, shapes_model, noisy_model, monkeypatch):
+    """The Compare tab's handler stores the embeddings (the app's index folder); the command's run after it,
+    on the same index folder, encodes nothing and prints the numbers the tab drew; the text report says
+    them."""
     import argparse
-    from contextlib import nullcontext
 
-    from explorer.index.embedding_store import stored_embeddings
-    from explorer.index.registry import IndexRegistry
+    from explorer.app.ui.compare_tab import run_compare
     from explorer.inputs.sources import embed_folder
-    from explorer.science.model_compare import ModelChoice, compare_models
     from explorer.science.prompt_lab import run_lab
     from explorer.science.prompts import builtin_template_set
+    from tests.helpers import local_context
 
-    registry, loaded = IndexRegistry(index_dir), dict(zip(models, (shapes_model, noisy_model)))
-    core = compare_models([ModelChoice.parse(m) for m in models], lambda c: nullcontext(loaded[c.label()]),
-                          lambda model, progress, stop: stored_embeddings(model, folder, registry),
-                          templates=builtin_template_set("simple"))
-    registry.close_all()
-    doc = _json(capsys, *models, "--folder", str(folder), "--index-dir", str(index_dir))
-    assert [run["encoded"] for run in doc["models"]] == [0, 0]   # the stored indexes: nothing re-encoded
+    workdir = tmp_path_factory.mktemp("compare-app")
+    ctx = local_context(shapes_model, workdir, folder.parent)
+    view = run_compare(ctx, "\n".join(models), str(folder), None, None, "", "7 templates (OpenAI subset)")
+    core = view.report
+    assert core is not None, view.summary
+    ctx.indexes.close_all()
+    doc = _json(capsys, *models, "--folder", str(folder), "--index-dir", str(workdir / "idx"))
+    assert [run["encoded"] for run in doc["models"]] == [0, 0]   # the tab's indexes: nothing re-encoded
     assert [run.encoded for run in core.runs] == [32, 32]
     same = json.loads(json.dumps(core.as_dict()))
     assert [r["timed_now"] for r in same["models"] + doc["models"]] == [True, True, False, False]
