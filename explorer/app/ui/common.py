@@ -19,6 +19,7 @@ import gradio as gr
 from explorer.app.progress import RateText
 from explorer.embed.images import IMAGE_EXTENSIONS
 from explorer.embed.names import LOCAL_DIR, describe
+from explorer.science.prompts import builtin_template_set
 from explorer.science.test_time import SwitchOutcome, SwitchSettings
 
 IMAGE_TYPES = sorted(IMAGE_EXTENSIONS)
@@ -30,6 +31,22 @@ TEMPLATE_CHOICES = {
     "80 templates (OpenAI ImageNet)": "openai",
 }
 CUSTOM = "Custom (edit below)"
+NO_INDEX = "(none)"   # an index dropdown's first choice: no index picked
+
+
+def template_set(choice: str) -> list[str]:
+    """The built-in template set a page's TEMPLATE_CHOICES key names; ValueError for any other value
+    (API calls send anything)."""
+    if choice not in TEMPLATE_CHOICES:
+        raise ValueError(f"Templates: choose one of {', '.join(TEMPLATE_CHOICES)}.")
+    return builtin_template_set(TEMPLATE_CHOICES[choice])
+
+
+def any_index_choices(ctx) -> list[tuple[str, str]]:
+    """(label, index folder) of every non-empty index this session may use, whatever model made it,
+    after NO_INDEX: an index dropdown's choices."""
+    return [(NO_INDEX, NO_INDEX)] + [(ctx.index_label(info), str(info.folder))
+                                     for info in ctx.visible_indexes() if info.count]
 
 
 def request_session(args, kwargs) -> str | None:

@@ -28,21 +28,23 @@ from explorer.app.context import AppContext
 from explorer.embed.names import LOCAL_DIR, describe
 from explorer.inputs import gate
 from explorer.science.model_compare import CompareReport, ModelChoice, compare_indexes, compare_models
-from explorer.science.prompts import builtin_template_set, parse_labels
+from explorer.science.prompts import parse_labels
 
 from . import compare_html as show
 from .common import (
+    NO_INDEX,
     TEMPLATE_CHOICES,
     ZIP_TYPES,
     Stops,
+    any_index_choices,
     message,
     offered,
     patient,
     public_name,
     session_of,
+    template_set,
 )
 
-NO_INDEX = "(none)"
 FIRST_TEMPLATES = next(iter(TEMPLATE_CHOICES))
 MAX_K = 100                  # the most results per query the index comparison looks at
 NOT_OFFERED = "That model is not offered here"
@@ -95,12 +97,6 @@ def max_models(ctx: AppContext) -> int:
     return ctx.settings.max_compare_models
 
 
-def _templates(choice: str) -> list[str]:
-    if choice not in TEMPLATE_CHOICES:
-        raise ValueError(f"Templates: choose one of {', '.join(TEMPLATE_CHOICES)}.")
-    return builtin_template_set(TEMPLATE_CHOICES[choice])
-
-
 def shown_names(ctx: AppContext, choices: list[ModelChoice]) -> list[str]:
     """How the page names each model: a local-dir: model by its folder's name, a checkpoint by its file
     name (hosted always; locally unless two would then read the same), never a server path hosted."""
@@ -146,7 +142,7 @@ def run_compare(ctx: AppContext, models, folder, uploads, index, labels, templat
         limits = gate.TextLimits.of(ctx.settings)  # this request's text limits (hosted: stricter)
         choices = model_choices(ctx, models, limits)
         parsed = parse_labels(gate.text(labels, "Class labels", limits), limits)  # over limits: notes say so
-        prompt_set = _templates(templates)
+        prompt_set = template_set(templates)
         root, notes = ctx.compare_root(uploads=[u for u in uploads or [] if u] or None,
                                        folder=(folder or "").strip() or None,
                                        index_folder=index if index and index != NO_INDEX else None)
@@ -229,10 +225,7 @@ def gallery_height(count: int) -> int:
     return 60 + GALLERY_ROW_PX * rows
 
 
-def index_choices(ctx: AppContext) -> list[tuple[str, str]]:
-    """(label, index folder) of every non-empty index this session may use, whatever model made it."""
-    return [(NO_INDEX, NO_INDEX)] + [(ctx.index_label(info), str(info.folder))
-                                     for info in ctx.visible_indexes() if info.count]
+index_choices = any_index_choices   # every index, whatever model made it
 
 
 def default_models(ctx: AppContext) -> str:

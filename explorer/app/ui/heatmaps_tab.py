@@ -48,6 +48,8 @@ from explorer.science.prompts import parse_texts
 from . import heatmaps_html as show
 from .common import (
     IMAGE_TYPES,
+    NO_INDEX,
+    any_index_choices,
     failures_html,
     live,
     message,
@@ -61,7 +63,6 @@ VIEWS = {"Cosine": "cosine", "Probability (softmax per image)": "probability",
 PROBABILITY_VIEWS = {
     "softmax": "Probability (softmax per image)", "sigmoid": "Probability (sigmoid per image and text)"
 }
-NO_INDEX = "(none)"
 MAX_TEXTS = 64
 MAX_IMAGES = 64
 DISPLAY_SIDE = 640  # the overlay is drawn on a copy at most this many pixels on its longer side
@@ -106,10 +107,7 @@ def upload_cap_note(paths) -> str:
                    "note")
 
 
-def index_choices(ctx: AppContext) -> list[tuple[str, str]]:
-    """(label, index folder) of every non-empty index the app may show, for the index dropdown."""
-    return [(NO_INDEX, NO_INDEX)] + [(ctx.index_label(info), str(info.folder))
-                                     for info in ctx.visible_indexes() if info.count]
+index_choices = any_index_choices   # every index, whatever model made it
 
 
 @dataclass

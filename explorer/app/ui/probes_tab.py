@@ -21,10 +21,18 @@ from explorer.app.context import AppContext
 from explorer.inputs import gate
 from explorer.science import binding as binding_core
 from explorer.science import counting, loki, synonyms
-from explorer.science.prompts import builtin_template_set, parse_labels
+from explorer.science.prompts import parse_labels
 
 from . import probes_html as show
-from .common import TEMPLATE_CHOICES, ZIP_TYPES, message, notes_html, progress_reporter, session_of
+from .common import (
+    TEMPLATE_CHOICES,
+    ZIP_TYPES,
+    message,
+    notes_html,
+    progress_reporter,
+    session_of,
+    template_set,
+)
 
 KINDS = {"Counting": "counting", "Attributes x objects": "grid", "Binding": "binding",
          "Synonym swap": "synonyms", "Label geometry (Loki)": "loki"}
@@ -59,12 +67,6 @@ def _labels(text: str, what: str, limits: gate.TextLimits) -> list[str]:
     return parsed.labels
 
 
-def _templates(choice: str) -> list[str]:
-    if choice not in TEMPLATE_CHOICES:
-        raise ValueError(f"Templates: choose one of {', '.join(TEMPLATE_CHOICES)}.")
-    return builtin_template_set(TEMPLATE_CHOICES[choice])
-
-
 def _ask(kind: str, given: ProbeInputs, limits: gate.TextLimits) -> dict:
     """The kind's own arguments, read from the typed text (nothing encoded yet): ValueError says what
     is missing or refused."""
@@ -87,11 +89,11 @@ def _ask(kind: str, given: ProbeInputs, limits: gate.TextLimits) -> dict:
     if kind == "synonyms":
         typed = synonyms.parse_typed_synonyms(given.synonyms, limits)
         return {"classes": _labels(given.classes, "Classes", limits) or None, "typed": typed,
-                "templates": _templates(given.templates), "wordnet": bool(given.wordnet)}
+                "templates": template_set(given.templates), "wordnet": bool(given.wordnet)}
     tree = gate.text(given.tree, "Tree", limits)
     return {"classes": _labels(given.classes, "Classes", limits),
             "extra": _labels(given.extra, "Extra candidates", limits),
-            "templates": _templates(given.templates), "tree": tree if tree.strip() else None}
+            "templates": template_set(given.templates), "tree": tree if tree.strip() else None}
 
 
 def _probe(kind: str, model, images, ask: dict, limits: gate.TextLimits):
