@@ -81,6 +81,9 @@ def test_json_is_the_tabs_and_the_prompt_labs_and_a_later_run_encodes_nothing(
     assert out.count("measured now, 32 images encoded") == 2 and "GFLOPs per image" in out
     assert "give the same top-1 label" in out and "McNemar's p: +" in out and "beyond chance" in out
     assert "the models disagree on" in out and "more (--json lists them all)" in out
+    for name, row in same["models"][1]["per_class"].items():      # per class, each model's top-1 in turn
+        line = next(line for line in out.splitlines() if line.startswith(f"  {name} ("))
+        assert line.split(": ")[-1].split() == ["100.0%", f"{row['accuracy']:.1%}"]
 
 
 def test_bad_inputs_exit_2_with_a_message_and_write_nothing(capsys, folder, models, tmp_path):

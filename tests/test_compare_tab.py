@@ -54,6 +54,12 @@ def test_two_models_side_by_side_as_the_prompt_lab_scores_each(ctx, folder, shap
         assert run.top1() == pytest.approx(lab.result.top1)
         assert f"{lab.result.top1:.1%}" in summary
     assert labs[0].result.top1 > labs[1].result.top1       # the two differ, so the test means something
+    # per class: each model's accuracy on each class, as the Prompt lab gives it for that model alone
+    per_class = summary[summary.index('id="cmp-per-class-table"'):]
+    for name in labs[0].result.class_names:
+        row = per_class[per_class.index(f"<b>{name}</b>"):].split("</tr>")[0]
+        assert [f"{lab.result.per_class[name]:.1%}" for lab in labs] == \
+            [cell.split("</td>")[0] for cell in row.split("<td>")[1:]]
     # the gallery: exactly the images whose top label differs between the two, each model's answer named
     by_name = [dict(zip(lab.images.names, lab.predicted)) for lab in labs]
     differ = {n for n in by_name[0] if by_name[0][n] != by_name[1][n]}

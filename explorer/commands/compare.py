@@ -236,11 +236,22 @@ def _print_report(report, root: Path, args) -> None:
         print("cancelled: the models done so far")
     for number, run in enumerate(report.runs, start=1):
         _print_model(number, run, args.templates)
+    if labelled and report.runs:
+        _print_per_class(report)
     if report.pairs:
         print("\npairs (paired over the same images):")
         for pair in report.pairs:
             print(f"  {_pair_words(pair, labelled)}")
     _print_disagreements(report)
+
+
+def _print_per_class(report) -> None:
+    """Each class's top-1 under each model, one line per class."""
+    results = [run.report.result for run in report.runs]
+    print("\nper class, top-1 of " + " ".join(f"[{m}]" for m in range(1, len(results) + 1)) + ":")
+    for name in results[0].class_names:
+        scores = "  ".join(f"{_pct(result.per_class[name]):>6}" for result in results)
+        print(f"  {name} ({results[0].class_counts[name]} images): {scores}")
 
 
 def _print_disagreements(report) -> None:

@@ -108,7 +108,28 @@ def summary(report, names: list[str]) -> str:
     ]
     rows = [[f"<b>{_e(what)}</b>", *cells] for what, cells in (line for line in lines if line)]
     table = _table(["", *(f"<b>{_e(n)}</b>" for n in names)], rows, "cmp-summary-table")
-    return heading(report, names) + table + notes_html(report.notes)
+    return heading(report, names) + table + per_class(report, names) + notes_html(report.notes)
+
+
+def per_class(report, names: list[str]) -> str:
+    """Labelled: each class's accuracy under each model (the Prompt lab's per-class numbers), the
+    classes where the models differ most first, so a model that is better overall but worse on the
+    class a person cares about shows."""
+    results = [run.report.result for run in report.runs]
+    if report.true is None or not results or any(result is None for result in results):
+        return ""
+    classes = results[0].class_names
+
+    def spread(name: str) -> float:
+        values = [v for v in (result.per_class[name] for result in results) if v is not None]
+        return max(values) - min(values) if values else -1.0
+
+    rows = [[f"<b>{_e(name)}</b> <span {_SMALL}>({results[0].class_counts[name]} images)</span>",
+             *(_pct(result.per_class[name]) for result in results)]
+            for name in sorted(classes, key=lambda name: (-spread(name), name))]
+    table = _table(["class", *(f"<b>{_e(n)}</b>" for n in names)], rows, "cmp-per-class-table")
+    return ("<details><summary>Accuracy per class (the classes where the models differ most first)"
+            f"</summary>{table}</details>")
 
 
 def heading(report, names: list[str]) -> str:
