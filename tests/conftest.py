@@ -8,6 +8,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 SHAPES_MODEL_DIR = ROOT / "tests" / "assets" / "shapes_clip"
 
+# scripts/run-tests.sh runs the suite on two pytest-xdist workers, one test file to a worker at a time,
+# then these files alone: they measure time against time (p95 with and without an attacker, a
+# neighbour's wait), which another worker's load beside them would skew.
+SERIAL = {"tests/hostile/test_load.py", "tests/hostile/test_texts.py", "tests/browser/test_load.py",
+          "tests/browser/test_bench_interaction.py"}
+# Files that must share a worker: Ray's ray.init() joins a local cluster another process started.
+SAME_WORKER = {"tests/test_index_ray.py": "ray", "tests/test_benches.py": "ray"}
+
+
+@pytest.hookimpl(tryfirst=True)   # before xdist's loadgroup reads the groups
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(SAME_WORKER.get(module, module)))
+        if module in SERIAL:
+            item.add_marker(pytest.mark.serial)
+
 
 @pytest.fixture(scope="session")
 def shapes_model_dir() -> Path:
