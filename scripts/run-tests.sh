@@ -10,6 +10,6 @@ if [ $# -gt 0 ]; then exec .venv/bin/python -m pytest "$@"; fi
 # The whole suite: two workers (one file to a worker at a time, one torch thread each, so the two do
 # not fight over the cores), then the timing-sensitive files alone (the `serial` mark, tests/conftest.py).
 status=0
-OMP_NUM_THREADS=1 .venv/bin/python -m pytest -n 2 --dist loadgroup -m "not serial" || status=$?
+OMP_NUM_THREADS=1 .venv/bin/python -m pytest -n 2 --dist loadfile -m "not serial" || status=$?
 .venv/bin/python -m pytest -m serial || status=$?
 exit $status

@@ -8,22 +8,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 SHAPES_MODEL_DIR = ROOT / "tests" / "assets" / "shapes_clip"
 
-# scripts/run-tests.sh runs the suite on two pytest-xdist workers, one test file to a worker at a time,
-# then these files alone: they measure time against time (p95 with and without an attacker, a
-# neighbour's wait), which another worker's load beside them would skew.
-SERIAL = {"tests/hostile/test_load.py", "tests/hostile/test_texts.py", "tests/browser/test_load.py",
-          "tests/browser/test_bench_interaction.py"}
-# Files that must share a worker: Ray's ray.init() joins a local cluster another process started.
-SAME_WORKER = {"tests/test_index_ray.py": "ray", "tests/test_benches.py": "ray"}
+# scripts/run-tests.sh runs the suite on two pytest-xdist workers (a test file to a worker), then these
+# alone: files that measure time against time (p95 with and without an attacker, a neighbour's wait),
+# which the other worker's load would skew, and the Ray runs (ray.init() joins a local cluster another
+# process started, a test's `ray stop --force` stops every one, and a Ray run hung under the other
+# worker's load).
+SERIAL = ("tests/hostile/test_load.py", "tests/hostile/test_texts.py", "tests/browser/test_load.py",
+          "tests/browser/test_bench_interaction.py", "tests/test_index_ray.py",
+          "tests/test_benches.py::test_quick_bench_prints_its_figures_as_json_last[bench_ray.py]")
 
 
-@pytest.hookimpl(tryfirst=True)   # before xdist's loadgroup reads the groups
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        module = item.nodeid.split("::")[0]
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(SAME_WORKER.get(module, module)))
-        if module in SERIAL:
+        if item.nodeid.startswith(SERIAL):
             item.add_marker(pytest.mark.serial)
 
 
