@@ -109,7 +109,9 @@ def _set_up(page, tmp_path) -> None:
     page.wait_for_function("document.querySelector('#pl-set-status').innerText.includes('81 template')",
                            timeout=30_000)
     page.set_input_files("#pl-upload input[type=file]", [str(_labelled_zip(tmp_path))])
-    page.wait_for_selector("#pl-upload :text('shapes.zip')", timeout=30_000)
+    # the upload waits behind the server's queue, which may still hold the previous width's run of the
+    # 80 templates (a closed page does not stop it): 90 s, not 30, on 2 busy cores
+    page.wait_for_selector("#pl-upload :text('shapes.zip')", timeout=90_000)
 
 
 @pytest.mark.parametrize("width", [1280, 1920])
