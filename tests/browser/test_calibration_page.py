@@ -44,7 +44,8 @@ def test_calibration_view_follows_the_temperature(page, tmp_path):
     page.get_by_role("tab", name="Prompt lab").click()
     page.wait_for_selector("#pl-run", timeout=30_000)
     page.set_input_files("#pl-upload input[type=file]", [str(_labelled_zip(tmp_path))])
-    page.wait_for_selector("#pl-upload :text('cal.zip')", timeout=30_000)
+    # 90 s: on two busy test workers a zip's upload took over 30 s
+    page.wait_for_selector("#pl-upload :text('cal.zip')", timeout=90_000)
     page.click("#pl-run")
     page.wait_for_selector("#pl-top1", timeout=120_000)
     # The summary and the "none of these" table say which probabilities these are and which rule is in force.

@@ -24,7 +24,8 @@ def _run_with(page, tmp_path, template: str | None, mad: bool = False, zpe: bool
     if zpe:
         page.get_by_label("ZPE (weights from the images)").check()
     page.set_input_files("#pl-upload input[type=file]", [str(_labelled_zip(tmp_path))])
-    page.wait_for_selector("#pl-upload :text('shapes.zip')", timeout=30_000)
+    # 90 s: on two busy test workers a zip's upload took over 30 s
+    page.wait_for_selector("#pl-upload :text('shapes.zip')", timeout=90_000)
     page.click("#pl-run")
     page.wait_for_selector("#pl-top1", timeout=120_000)
 

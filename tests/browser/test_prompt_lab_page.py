@@ -37,7 +37,8 @@ def test_edit_prompts_upload_labelled_zip_and_read_accuracy(page, tmp_path):
     page.wait_for_function("document.querySelector('#pl-set-status').innerText.includes('2 template')",
                            timeout=30_000)
     page.set_input_files("#pl-upload input[type=file]", [str(_labelled_zip(tmp_path))])
-    page.wait_for_selector("#pl-upload :text('shapes.zip')", timeout=30_000)
+    # 90 s: on two busy test workers a zip's upload took over 30 s
+    page.wait_for_selector("#pl-upload :text('shapes.zip')", timeout=90_000)
     page.click("#pl-run")
     page.wait_for_selector("#pl-top1", timeout=120_000)
 

@@ -71,7 +71,8 @@ def test_prompt_lab(wide, tmp_path):
     wide.wait_for_function("document.querySelector('#pl-set-status').innerText.includes('2 template')",
                            timeout=30_000)
     wide.set_input_files("#pl-upload input[type=file]", [str(archive)])
-    wide.wait_for_selector("#pl-upload :text('shapes.zip')", timeout=30_000)
+    # 90 s: on two busy test workers a zip's upload took over 30 s
+    wide.wait_for_selector("#pl-upload :text('shapes.zip')", timeout=90_000)
     wide.click("#pl-run")
     wide.wait_for_selector("#pl-top1", timeout=120_000)
     wide.wait_for_selector("#pl-confusion .js-plotly-plot", timeout=30_000)
