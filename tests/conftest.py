@@ -10,11 +10,12 @@ SHAPES_MODEL_DIR = ROOT / "tests" / "assets" / "shapes_clip"
 
 # scripts/run-tests.sh runs the suite on two pytest-xdist workers (a test file to a worker), then these
 # alone: files that measure time against time (p95 with and without an attacker, a neighbour's wait),
-# which the other worker's load would skew, and the Ray runs (ray.init() joins a local cluster another
+# which the other worker's load would skew; the Ray runs (ray.init() joins a local cluster another
 # process started, a test's `ray stop --force` stops every one, and a Ray run hung under the other
-# worker's load).
-SERIAL = ("tests/hostile/test_load.py", "tests/hostile/test_texts.py", "tests/browser/test_load.py",
-          "tests/browser/test_bench_interaction.py", "tests/test_index_ray.py",
+# worker's load); and the browser tests (beside the other worker a Prompt lab zip upload did not show
+# its file within 90 s, in three runs of four, never in a serial run).
+SERIAL = ("tests/browser/", "tests/hostile/test_load.py", "tests/hostile/test_texts.py",
+          "tests/test_index_ray.py",
           "tests/test_benches.py::test_quick_bench_prints_its_figures_as_json_last[bench_ray.py]")
 
 
