@@ -11,6 +11,11 @@ from tests.browser.conftest import screenshot
 SWITCHED = "document.querySelector('#zs-results')?.querySelector('#zs-switched') !== null"
 
 
+def _wait_until_results_say(page, *words: str) -> None:
+    said = " && ".join(f"document.querySelector('#zs-results').innerText.includes('{w}')" for w in words)
+    page.wait_for_function(f"{SWITCHED} && {said}", timeout=60_000)
+
+
 def _table(page) -> str:
     return page.locator("#zs-results table").inner_text()
 
@@ -32,11 +37,15 @@ def test_a_switch_changes_the_results_and_the_page_names_it(page, tmp_path):
 
     page.click("#zs-switches button, #zs-switches .label-wrap")  # open the accordion
     views = page.locator("#zs-views input[type=number]")
+    views.wait_for(state="visible")
     views.fill("6")
     views.press("Enter")
+    # One switch at a time, as a person does: the views are on screen before TDA is ticked. (One CI run
+    # ended on a page without the views, its time x1.0: most likely the edit made while the accordion
+    # was still opening had not reached the page's state when TDA was ticked.)
+    _wait_until_results_say(page, "6 views")
     page.locator("#zs-tda input[type=checkbox]").check()
-    page.wait_for_function(SWITCHED + " && document.querySelector('#zs-results').innerText.includes('TDA')",
-                           timeout=60_000)
+    _wait_until_results_say(page, "6 views", "TDA")
     page.wait_for_timeout(500)  # the last edit's answer is the one on screen
     results = page.locator("#zs-results").inner_text()
     assert "Test-time switches on" in results and "6 views" in results and "TDA" in results
